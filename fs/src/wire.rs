@@ -1,0 +1,588 @@
+//! The wire records: the one definition of what the eBPF programs send and userspace reads.
+//!
+//! Every record is `#[repr(C)]`, fixed size, starts with a [`Header`], and is written whole
+//! into a BPF ring buffer (or, for the attach-time snapshot, into a BPF iterator's seq file).
+//! This module is `no_std` and allocation-free so `tracer-ebpf` can use it as is.
+//!
+//! Changing the layout of any record means bumping [`WIRE_VERSION`]: recorded traces carry
+//! the version they were written with and are refused by a build that speaks another.
+
+/// Layout version of every record below.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Length of a task's `comm` in the kernel (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// What a record is; the first field of every [`Header`].
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    MountCall = 1,
+    TaskExit = 2,
+    Signal = 3,
+    UringCreate = 4,
+    UringRegister = 5,
+    FileRef = 6,
+    FileUnref = 7,
+    FileFree = 8,
+    WorkQueue = 9,
+    WorkStart = 10,
+    WorkEnd = 11,
+    WorkArm = 12,
+    UringReqDone = 13,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 13] = [
+        RecordKind::MountCall,
+        RecordKind::TaskExit,
+        RecordKind::Signal,
+        RecordKind::UringCreate,
+        RecordKind::UringRegister,
+        RecordKind::FileRef,
+        RecordKind::FileUnref,
+        RecordKind::FileFree,
+        RecordKind::WorkQueue,
+        RecordKind::WorkStart,
+        RecordKind::WorkEnd,
+        RecordKind::WorkArm,
+        RecordKind::UringReqDone,
+    ];
+
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| *k as u16 == v)
+    }
+
+    /// The exact size of a record of this kind on the wire.
+    pub const fn size(self) -> usize {
+        match self {
+            RecordKind::MountCall => core::mem::size_of::<MountCall>(),
+            RecordKind::TaskExit => core::mem::size_of::<TaskExit>(),
+            RecordKind::Signal => core::mem::size_of::<Signal>(),
+            RecordKind::UringCreate => core::mem::size_of::<UringCreate>(),
+            RecordKind::UringRegister => core::mem::size_of::<UringRegister>(),
+            RecordKind::FileRef => core::mem::size_of::<FileRef>(),
+            RecordKind::FileUnref => core::mem::size_of::<FileUnref>(),
+            RecordKind::FileFree => core::mem::size_of::<FileFree>(),
+            RecordKind::WorkQueue | RecordKind::WorkStart | RecordKind::WorkEnd => {
+                core::mem::size_of::<Work>()
+            }
+            RecordKind::WorkArm => core::mem::size_of::<WorkArm>(),
+            RecordKind::UringReqDone => core::mem::size_of::<UringReqDone>(),
+        }
+    }
+}
+
+/// Common to every record: what happened, when, where, and in which task.
+///
+/// `work`/`work_fn` say which work item the CPU was executing when the event fired (0 when
+/// none): that is how a release inside a kworker is attributed to `delayed_fput`,
+/// `io_ring_exit_work` or any other deferred work.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u16,
+    pub cpu: u16,
+    /// Size of the whole record, checked by the reader.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot, suspend included.
+    pub ts_ns: u64,
+    /// Kernel thread id (user space's tid).
+    pub pid: u32,
+    /// Kernel thread-group id (user space's pid).
+    pub tgid: u32,
+    pub work: u64,
+    pub work_fn: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Which mount-table syscall a [`MountCall`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountOp {
+    Mount = 1,
+    Umount = 2,
+    MoveMount = 3,
+    Fsmount = 4,
+}
+
+impl MountOp {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Mount),
+            2 => Some(Self::Umount),
+            3 => Some(Self::MoveMount),
+            4 => Some(Self::Fsmount),
+            _ => None,
+        }
+    }
+}
+
+pub const MOUNT_SOURCE_LEN: usize = 64;
+pub const MOUNT_TARGET_LEN: usize = 128;
+pub const MOUNT_FSTYPE_LEN: usize = 16;
+
+/// A mount-family syscall, emitted at its exit with the arguments captured at its entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MountCall {
+    pub hdr: Header,
+    pub op: u32,
+    /// `MNT_*`/`MS_*` flags (low 32 bits).
+    pub flags: u32,
+    /// The syscall's return value (`-16` is `-EBUSY`).
+    pub ret: i64,
+    /// Time of the syscall's entry (the exit is `hdr.ts_ns`).
+    pub enter_ns: u64,
+    pub source: [u8; MOUNT_SOURCE_LEN],
+    pub target: [u8; MOUNT_TARGET_LEN],
+    pub fstype: [u8; MOUNT_FSTYPE_LEN],
+}
+
+/// `sched_process_exit`: a thread exits; `group_dead` when it was the last of its process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TaskExit {
+    pub hdr: Header,
+    /// `task->exit_code` (signal number in the low 7 bits, exit status in bits 8-15).
+    pub exit_code: i32,
+    pub group_dead: u32,
+}
+
+/// `signal_generate` for the signals we care about (SIGKILL): the header is the sender.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Signal {
+    pub hdr: Header,
+    pub sig: i32,
+    pub result: i32,
+    pub target_pid: i32,
+    pub group: i32,
+    pub target_comm: [u8; COMM_LEN],
+}
+
+/// `io_uring_create`: a ring (its `io_ring_ctx`) created by the header's task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UringCreate {
+    pub hdr: Header,
+    pub ctx: u64,
+    pub fd: i32,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    pub flags: u32,
+}
+
+/// `io_uring_register`: the result of an `io_uring_register(2)` call on a ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UringRegister {
+    pub hdr: Header,
+    pub ctx: u64,
+    pub opcode: u32,
+    pub nr_files: u32,
+    pub ret: i64,
+}
+
+/// Who holds a reference to a file.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HolderKind {
+    /// An fd table slot: `FileRef.fd` in the table of task `hdr.tgid`.
+    Fd = 1,
+    /// A registered (fixed) file of an io_uring ring: `holder_obj` is the `io_ring_ctx`.
+    UringFixed = 2,
+    /// An in-flight io_uring request: `holder_obj` is the `io_kiocb`, `holder_ctx` its ring.
+    UringReq = 3,
+}
+
+impl HolderKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Fd),
+            2 => Some(Self::UringFixed),
+            3 => Some(Self::UringReq),
+            _ => None,
+        }
+    }
+}
+
+/// How a reference was taken or dropped.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefSource {
+    /// open/openat/openat2/creat returned this fd.
+    Open = 1,
+    /// The attach-time `task_file` iterator found this fd (the reference predates attach).
+    Snapshot = 2,
+    /// `io_uring_register(IORING_REGISTER_FILES*)` put the task's fd into the ring's table.
+    UringRegister = 3,
+    /// `io_uring_file_get`: a request took the file for its IO.
+    UringFileGet = 4,
+    /// close(fd).
+    Close = 5,
+    /// The request completed or failed (`io_uring_complete` / `io_uring_req_failed`).
+    UringReqDone = 6,
+    /// `io_uring_register(IORING_UNREGISTER_FILES)`.
+    UringUnregister = 7,
+}
+
+impl RefSource {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Open),
+            2 => Some(Self::Snapshot),
+            3 => Some(Self::UringRegister),
+            4 => Some(Self::UringFileGet),
+            5 => Some(Self::Close),
+            6 => Some(Self::UringReqDone),
+            7 => Some(Self::UringUnregister),
+            _ => None,
+        }
+    }
+}
+
+pub const FILE_NAME_LEN: usize = 96;
+
+/// `FileRef.name_kind`: what `name` holds.
+pub const NAME_NONE: u8 = 0;
+/// The path as the task passed it to open (may be relative to its cwd or dirfd).
+pub const NAME_USER_PATH: u8 = 1;
+/// The file's dentry name only (the last path component), read from the kernel.
+pub const NAME_DENTRY: u8 = 2;
+
+/// A holder took a reference to a `struct file`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileRef {
+    pub hdr: Header,
+    /// The `struct file *`.
+    pub file: u64,
+    /// The ring (`io_ring_ctx *`) or request (`io_kiocb *`) holding it; 0 for an fd.
+    pub holder_obj: u64,
+    /// For a request: its ring. Otherwise 0.
+    pub holder_ctx: u64,
+    /// `file->f_inode->i_ino`.
+    pub ino: u64,
+    /// The mount the file pins: `real_mount(file->f_path.mnt)->mnt_id` (mountinfo's first
+    /// column); -1 when unreadable.
+    pub mnt_id: i32,
+    pub fd: i32,
+    /// `file->f_inode->i_sb->s_dev` (kernel dev_t encoding: major << 20 | minor).
+    pub dev: u32,
+    pub holder: u8,
+    pub source: u8,
+    pub name_kind: u8,
+    pub _pad: u8,
+    pub name: [u8; FILE_NAME_LEN],
+}
+
+/// A holder dropped its reference (the file may live on through others).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileUnref {
+    pub hdr: Header,
+    /// 0 when the kernel side could not see it (e.g. a request completion: the engine
+    /// finds the files by `holder_obj`).
+    pub file: u64,
+    pub holder_obj: u64,
+    pub holder_ctx: u64,
+    pub fd: i32,
+    pub holder: u8,
+    pub source: u8,
+    pub _pad: [u8; 2],
+}
+
+/// A `struct file` went back to the `filp` slab cache: `__fput()` finished, the mount
+/// reference it held is gone. The header says which task (and which work item) did it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileFree {
+    pub hdr: Header,
+    pub file: u64,
+    pub ino: u64,
+    pub mnt_id: i32,
+    pub _pad: u32,
+}
+
+/// A work item queued (`WorkQueue`), starting (`WorkStart`) or finished (`WorkEnd`).
+/// Sent for the work functions the tracer follows (see `Config`), not for all work.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Work {
+    pub hdr: Header,
+    pub work: u64,
+    pub function: u64,
+    /// For `WorkQueue`: the CPU the work was queued on. Otherwise -1.
+    pub target_cpu: i32,
+    pub _pad: u32,
+}
+
+/// A delayed work's timer was armed (`schedule_delayed_work`): the header is the task (or
+/// work item) that asked for it, which the later `WorkQueue` from timer context cannot say.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WorkArm {
+    pub hdr: Header,
+    pub work: u64,
+    pub function: u64,
+    /// Jiffies from now until the timer fires.
+    pub delay_jiffies: u64,
+}
+
+/// An io_uring request the tracer saw take a file completed or failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UringReqDone {
+    pub hdr: Header,
+    pub ctx: u64,
+    pub req: u64,
+    pub res: i32,
+    pub failed: u32,
+}
+
+/// Per-CPU counters the programs keep (a `PerCpuArray<u64>` indexed by these).
+pub mod counter {
+    /// Records sent, per kind: `RECORDS + kind`.
+    pub const RECORDS: u32 = 0;
+    /// Ring-buffer reservations that failed (records lost), per kind: `DROPS + kind`.
+    pub const DROPS: u32 = 16;
+    pub const KMEM_CACHE_ALLOC: u32 = 32;
+    pub const KMEM_CACHE_FREE: u32 = 33;
+    pub const KMALLOC: u32 = 34;
+    pub const KFREE: u32 = 35;
+    pub const FILP_ALLOC: u32 = 36;
+    pub const FILP_FREE: u32 = 37;
+    pub const WORK_QUEUED: u32 = 38;
+    pub const WORK_EXECUTED: u32 = 39;
+    /// A syscall exit found no matching entry (attached mid-syscall, or map full).
+    pub const UNMATCHED_EXIT: u32 = 40;
+    /// Pending-syscall or in-flight-request maps were full.
+    pub const MAP_FULL: u32 = 41;
+    /// An fd-table walk failed (fd out of range, unreadable pointer).
+    pub const FD_WALK_FAILED: u32 = 42;
+    /// More files registered in one call than one program run walks.
+    pub const REGISTER_TRUNCATED: u32 = 43;
+    pub const COUNT: u32 = 64;
+}
+
+/// Classic-tracepoint field offsets the programs read, filled by userspace from each
+/// tracepoint's `format` file at attach time (index into `Config::tp`).
+pub mod tp_field {
+    pub const SYS_RET: usize = 0; // every sys_exit_*: `ret`
+    pub const MOUNT_DEV_NAME: usize = 1;
+    pub const MOUNT_DIR_NAME: usize = 2;
+    pub const MOUNT_TYPE: usize = 3;
+    pub const MOUNT_FLAGS: usize = 4;
+    pub const UMOUNT_NAME: usize = 5;
+    pub const UMOUNT_FLAGS: usize = 6;
+    pub const MOVE_MOUNT_TO_PATH: usize = 7;
+    pub const OPENAT_FILENAME: usize = 8;
+    pub const OPEN_FILENAME: usize = 9;
+    pub const CLOSE_FD: usize = 10;
+    pub const URING_REGISTER_FD: usize = 11; // sys_enter_io_uring_register
+    pub const URING_REGISTER_OPCODE: usize = 12;
+    pub const URING_REGISTER_ARG: usize = 13;
+    pub const URING_REGISTER_NR_ARGS: usize = 14;
+    pub const EXIT_PID: usize = 15; // sched_process_exit
+    pub const EXIT_GROUP_DEAD: usize = 16;
+    pub const SIG_SIG: usize = 17; // signal_generate
+    pub const SIG_PID: usize = 18;
+    pub const SIG_GROUP: usize = 19;
+    pub const SIG_RESULT: usize = 20;
+    pub const SIG_COMM: usize = 21;
+    pub const URING_CREATE_FD: usize = 22;
+    pub const URING_CREATE_CTX: usize = 23;
+    pub const URING_CREATE_SQ: usize = 24;
+    pub const URING_CREATE_CQ: usize = 25;
+    pub const URING_CREATE_FLAGS: usize = 26;
+    pub const URING_REG_CTX: usize = 27; // io_uring:io_uring_register
+    pub const URING_REG_OPCODE: usize = 28;
+    pub const URING_REG_NR_FILES: usize = 29;
+    pub const URING_REG_RET: usize = 30;
+    pub const URING_FILE_GET_CTX: usize = 31;
+    pub const URING_FILE_GET_REQ: usize = 32;
+    pub const URING_FILE_GET_FD: usize = 33;
+    pub const URING_COMPLETE_CTX: usize = 34;
+    pub const URING_COMPLETE_REQ: usize = 35;
+    pub const URING_COMPLETE_RES: usize = 36;
+    pub const URING_FAILED_CTX: usize = 37;
+    pub const URING_FAILED_REQ: usize = 38;
+    pub const TIMER_START_TIMER: usize = 39;
+    pub const TIMER_START_FUNCTION: usize = 40;
+    pub const TIMER_START_EXPIRES: usize = 41;
+    pub const TIMER_START_NOW: usize = 42;
+    pub const WQ_WORK: usize = 43; // workqueue_* classic fallback
+    pub const WQ_FUNCTION: usize = 44;
+    pub const WQ_CPU: usize = 45;
+    pub const KMEM_CALL_SITE: usize = 46; // kmem_* classic fallback
+    pub const KMEM_PTR: usize = 47;
+    pub const KMEM_NAME: usize = 48; // __data_loc
+    pub const COUNT: usize = 64;
+}
+
+/// Raw-tracepoint argument positions (index into `Config::raw`), from the `TP_PROTO` of
+/// each tracepoint as the running kernel's BTF declares it (`__bpf_trace_<name>`).
+pub mod raw_arg {
+    pub const CACHE_ALLOC_PTR: usize = 0;
+    pub const CACHE_ALLOC_CACHE: usize = 1;
+    pub const CACHE_FREE_PTR: usize = 2;
+    pub const CACHE_FREE_CACHE: usize = 3;
+    pub const KMALLOC_PTR: usize = 4;
+    pub const KFREE_PTR: usize = 5;
+    pub const WQ_QUEUE_WORK: usize = 6; // workqueue_queue_work(req_cpu, pwq, work)
+    pub const WQ_QUEUE_REQ_CPU: usize = 7;
+    pub const WQ_START_WORK: usize = 8; // workqueue_execute_start(work)
+    pub const WQ_END_WORK: usize = 9; // workqueue_execute_end(work, function)
+    pub const WQ_END_FUNCTION: usize = 10;
+    pub const COUNT: usize = 16;
+}
+
+/// Kernel structure member offsets in bytes, read from the running kernel's BTF at attach
+/// time (index into `Config::btf`). Never baked in at build time.
+pub mod btf_off {
+    pub const TASK_FILES: usize = 0; // task_struct.files
+    pub const FILES_FDT: usize = 1; // files_struct.fdt
+    pub const FDT_MAX_FDS: usize = 2; // fdtable.max_fds
+    pub const FDT_FD: usize = 3; // fdtable.fd
+    pub const FILE_PATH_MNT: usize = 4; // file.f_path.mnt
+    pub const FILE_PATH_DENTRY: usize = 5; // file.f_path.dentry
+    pub const FILE_INODE: usize = 6; // file.f_inode
+    pub const INODE_INO: usize = 7; // inode.i_ino
+    pub const INODE_SB: usize = 8; // inode.i_sb
+    pub const SB_DEV: usize = 9; // super_block.s_dev
+    pub const DENTRY_NAME: usize = 10; // dentry.d_name.name
+    /// `mount.mnt_id - mount.mnt`: from a `struct vfsmount *` to its mount id.
+    pub const VFSMOUNT_TO_MNT_ID: usize = 11;
+    pub const KMEM_CACHE_NAME: usize = 12; // kmem_cache.name
+    pub const WORK_FUNC: usize = 13; // work_struct.func
+    pub const DWORK_TIMER: usize = 14; // delayed_work.timer
+    pub const TIMER_FUNCTION: usize = 15; // timer_list.function
+    pub const TASK_EXIT_CODE: usize = 16; // task_struct.exit_code
+    pub const POOL_WORKQUEUE_WQ: usize = 17; // pool_workqueue.wq (unused for now)
+    pub const COUNT: usize = 32;
+}
+
+/// "This field/offset/argument is not available on this kernel."
+pub const MISSING_U16: u16 = u16::MAX;
+pub const MISSING_U32: u32 = u32::MAX;
+pub const MISSING_U8: u8 = u8::MAX;
+
+/// Everything the programs need to know about the running kernel, set as a global before
+/// load (`EbpfLoader::set_global("CONFIG", ..)`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Our own tgid: the tracer's own syscalls are not traced.
+    pub self_tgid: u32,
+    /// Non-zero: send queue/start/end records for every work function, not just the
+    /// followed ones.
+    pub all_work: u32,
+    /// `delayed_work_timer_fn`, to recognise the timer of a delayed work in `timer_start`.
+    pub delayed_work_timer_fn: u64,
+    pub tp: [u16; tp_field::COUNT],
+    pub btf: [u32; btf_off::COUNT],
+    pub raw: [u8; raw_arg::COUNT],
+}
+
+impl Config {
+    pub const fn empty() -> Self {
+        Config {
+            self_tgid: 0,
+            all_work: 0,
+            delayed_work_timer_fn: 0,
+            tp: [MISSING_U16; tp_field::COUNT],
+            btf: [MISSING_U32; btf_off::COUNT],
+            raw: [MISSING_U8; raw_arg::COUNT],
+        }
+    }
+}
+
+/// Values of the `FOLLOWED_WORK` map: why a work function is followed.
+pub mod followed {
+    pub const DELAYED_FPUT: u8 = 1;
+    pub const URING_FALLBACK: u8 = 2;
+    pub const URING_EXIT: u8 = 3;
+    pub const USER: u8 = 4;
+}
+
+/// The largest record, for buffers.
+pub const MAX_RECORD_SIZE: usize = 512;
+
+const _: () = {
+    assert!(core::mem::size_of::<Header>() == 56);
+    let mut i = 0;
+    while i < RecordKind::ALL.len() {
+        let size = RecordKind::ALL[i].size();
+        assert!(size <= MAX_RECORD_SIZE);
+        assert!(size % 8 == 0);
+        i += 1;
+    }
+};
+
+/// Reads the header of a record from raw bytes, checking kind and size.
+pub fn parse_header(bytes: &[u8]) -> Result<(RecordKind, Header), WireError> {
+    if bytes.len() < core::mem::size_of::<Header>() {
+        return Err(WireError::Short { len: bytes.len() });
+    }
+    // SAFETY: length checked; Header is plain old data and read unaligned.
+    let hdr: Header = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let kind = RecordKind::from_u16(hdr.kind).ok_or(WireError::UnknownKind { kind: hdr.kind })?;
+    if hdr.size as usize != kind.size() || bytes.len() < kind.size() {
+        return Err(WireError::BadSize {
+            kind: hdr.kind,
+            declared: hdr.size,
+            len: bytes.len(),
+        });
+    }
+    Ok((kind, hdr))
+}
+
+/// Reads a whole record of type `T` (which must match the header's kind).
+///
+/// # Safety
+/// `T` must be the record type of `kind` as given by [`parse_header`], and `bytes` at least
+/// `size_of::<T>()` long (which `parse_header` checked).
+pub unsafe fn read_record<T: Copy>(bytes: &[u8]) -> T {
+    debug_assert!(bytes.len() >= core::mem::size_of::<T>());
+    // SAFETY: upheld by the caller.
+    unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    Short {
+        len: usize,
+    },
+    UnknownKind {
+        kind: u16,
+    },
+    BadSize {
+        kind: u16,
+        declared: u32,
+        len: usize,
+    },
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WireError::Short { len } => write!(f, "record too short ({len} bytes)"),
+            WireError::UnknownKind { kind } => write!(f, "unknown record kind {kind}"),
+            WireError::BadSize {
+                kind,
+                declared,
+                len,
+            } => write!(
+                f,
+                "record of kind {kind} declares {declared} bytes but {len} are available or expected"
+            ),
+        }
+    }
+}
+
+/// The bytes of a NUL-terminated fixed-size C string field, up to the NUL.
+pub fn c_str_bytes(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
