@@ -418,24 +418,15 @@ pub mod tp_field {
     pub const KMEM_CALL_SITE: usize = 46; // kmem_* classic fallback
     pub const KMEM_PTR: usize = 47;
     pub const KMEM_NAME: usize = 48; // __data_loc
+    pub const OPENAT2_FILENAME: usize = 49;
+    pub const CREAT_PATHNAME: usize = 50;
+    pub const URING_COMPLETE_CFLAGS: usize = 51;
+    pub const FSMOUNT_FLAGS: usize = 52;
+    pub const MOVE_MOUNT_FROM_PATH: usize = 53;
+    pub const KMEM_CACHE_PTR: usize = 54; // kmem_cache_* classic: the cache is only known by name
+    /// Never set: stands for "this syscall has no such argument".
+    pub const NONE: usize = 63;
     pub const COUNT: usize = 64;
-}
-
-/// Raw-tracepoint argument positions (index into `Config::raw`), from the `TP_PROTO` of
-/// each tracepoint as the running kernel's BTF declares it (`__bpf_trace_<name>`).
-pub mod raw_arg {
-    pub const CACHE_ALLOC_PTR: usize = 0;
-    pub const CACHE_ALLOC_CACHE: usize = 1;
-    pub const CACHE_FREE_PTR: usize = 2;
-    pub const CACHE_FREE_CACHE: usize = 3;
-    pub const KMALLOC_PTR: usize = 4;
-    pub const KFREE_PTR: usize = 5;
-    pub const WQ_QUEUE_WORK: usize = 6; // workqueue_queue_work(req_cpu, pwq, work)
-    pub const WQ_QUEUE_REQ_CPU: usize = 7;
-    pub const WQ_START_WORK: usize = 8; // workqueue_execute_start(work)
-    pub const WQ_END_WORK: usize = 9; // workqueue_execute_end(work, function)
-    pub const WQ_END_FUNCTION: usize = 10;
-    pub const COUNT: usize = 16;
 }
 
 /// Kernel structure member offsets in bytes, read from the running kernel's BTF at attach
@@ -453,20 +444,25 @@ pub mod btf_off {
     pub const SB_DEV: usize = 9; // super_block.s_dev
     pub const DENTRY_NAME: usize = 10; // dentry.d_name.name
     /// `mount.mnt_id - mount.mnt`: from a `struct vfsmount *` to its mount id.
+    /// (Signed, stored as `u32`.)
     pub const VFSMOUNT_TO_MNT_ID: usize = 11;
     pub const KMEM_CACHE_NAME: usize = 12; // kmem_cache.name
     pub const WORK_FUNC: usize = 13; // work_struct.func
-    pub const DWORK_TIMER: usize = 14; // delayed_work.timer
+    /// `delayed_work.timer - delayed_work.work`: from a timer to its work item.
+    pub const DWORK_TIMER: usize = 14;
     pub const TIMER_FUNCTION: usize = 15; // timer_list.function
     pub const TASK_EXIT_CODE: usize = 16; // task_struct.exit_code
     pub const POOL_WORKQUEUE_WQ: usize = 17; // pool_workqueue.wq (unused for now)
+    pub const FILE_PRIVATE_DATA: usize = 18; // file.private_data (an io_uring file's ring)
+    pub const TASK_PID: usize = 19; // task_struct.pid
+    pub const TASK_TGID: usize = 20; // task_struct.tgid
+    pub const TASK_COMM: usize = 21; // task_struct.comm
     pub const COUNT: usize = 32;
 }
 
 /// "This field/offset/argument is not available on this kernel."
 pub const MISSING_U16: u16 = u16::MAX;
 pub const MISSING_U32: u32 = u32::MAX;
-pub const MISSING_U8: u8 = u8::MAX;
 
 /// Everything the programs need to know about the running kernel, set as a global before
 /// load (`EbpfLoader::set_global("CONFIG", ..)`).
@@ -482,7 +478,6 @@ pub struct Config {
     pub delayed_work_timer_fn: u64,
     pub tp: [u16; tp_field::COUNT],
     pub btf: [u32; btf_off::COUNT],
-    pub raw: [u8; raw_arg::COUNT],
 }
 
 impl Config {
@@ -493,7 +488,6 @@ impl Config {
             delayed_work_timer_fn: 0,
             tp: [MISSING_U16; tp_field::COUNT],
             btf: [MISSING_U32; btf_off::COUNT],
-            raw: [MISSING_U8; raw_arg::COUNT],
         }
     }
 }

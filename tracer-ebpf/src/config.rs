@@ -1,0 +1,55 @@
+//! Access to the `CONFIG` global that userspace fills before load.
+//!
+//! The global lives in `.rodata`, which the kernel freezes: the verifier sees the values as
+//! constants and prunes the branches for fields this kernel does not have.
+
+use tracer_fs::wire::{Config, MISSING_U16, MISSING_U32};
+
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config::empty();
+
+/// Offset of a classic tracepoint field (`tp_field::*`), if this kernel has it.
+#[inline(always)]
+pub fn tp(field: usize) -> Option<usize> {
+    // SAFETY: reading a field of a static; volatile so the compiler does not fold the
+    // build-time placeholder.
+    let v = unsafe { core::ptr::read_volatile(&CONFIG.tp[field]) };
+    if v == MISSING_U16 { None } else { Some(v as usize) }
+}
+
+/// A structure member offset (`btf_off::*`), if the running kernel's BTF has it.
+#[inline(always)]
+pub fn btf(member: usize) -> Option<u64> {
+    // SAFETY: as above.
+    let v = unsafe { core::ptr::read_volatile(&CONFIG.btf[member]) };
+    if v == MISSING_U32 { None } else { Some(v as u64) }
+}
+
+#[inline(always)]
+pub fn self_tgid() -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.self_tgid) }
+}
+
+#[inline(always)]
+pub fn all_work() -> bool {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.all_work) != 0 }
+}
+
+#[inline(always)]
+pub fn delayed_work_timer_fn() -> u64 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.delayed_work_timer_fn) }
+}
+
+/// Reads classic-tracepoint field `f` of the record at `ctx`, or `T::default()` when this
+/// kernel's tracepoint lacks it.
+#[inline(always)]
+pub fn field<T: Default>(ctx: &aya_ebpf::programs::TracePointContext, f: usize) -> T {
+    match tp(f) {
+        // SAFETY: an offset from the tracepoint's format file, inside its record.
+        Some(off) => unsafe { ctx.read_at::<T>(off) }.unwrap_or_default(),
+        None => T::default(),
+    }
+}

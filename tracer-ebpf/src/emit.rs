@@ -1,0 +1,65 @@
+//! Filling headers, reserving ring-buffer space and counting what could not be sent.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+    maps::ring_buf::RingBufEntry,
+};
+use tracer_fs::wire::{COMM_LEN, Header, RecordKind, counter};
+
+use crate::maps::{COUNTERS, EVENTS, RUNNING_WORK};
+
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *p += 1 };
+    }
+}
+
+/// The header for an event of the current task.
+#[inline(always)]
+pub fn fill_header(h: &mut Header, kind: RecordKind) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    h.kind = kind as u16;
+    h.size = kind.size() as u32;
+    // SAFETY: helpers without preconditions.
+    h.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
+    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    h.pid = pid_tgid as u32;
+    h.tgid = (pid_tgid >> 32) as u32;
+    h.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+    let pid = h.pid;
+    // SAFETY: the value is copied out at once.
+    match unsafe { RUNNING_WORK.get(&pid) } {
+        Some(w) => {
+            h.work = w.work;
+            h.work_fn = w.function;
+        }
+        None => {
+            h.work = 0;
+            h.work_fn = 0;
+        }
+    }
+}
+
+/// Reserves a record of kind `kind`, counting a drop when the ring buffer is full.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: RecordKind) -> Option<RingBufEntry<T>> {
+    match EVENTS.reserve::<T>(0) {
+        Some(e) => {
+            count(counter::RECORDS + kind as u32);
+            Some(e)
+        }
+        None => {
+            count(counter::DROPS + kind as u32);
+            None
+        }
+    }
+}
+
+/// Whether the current task is the tracer itself (whose own syscalls are not traced).
+#[inline(always)]
+pub fn is_self() -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == crate::config::self_tgid()
+}

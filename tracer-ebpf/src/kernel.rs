@@ -1,0 +1,104 @@
+//! Reading kernel structures through offsets from the running kernel's BTF.
+
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated::bpf_get_current_task,
+};
+use tracer_fs::wire::btf_off;
+
+use crate::config::btf;
+
+/// Reads a `T` at kernel address `addr`.
+#[inline(always)]
+pub fn read<T>(addr: u64) -> Option<T> {
+    if addr == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+/// Reads the `T` at `base + offset of member`.
+#[inline(always)]
+pub fn member<T>(base: u64, m: usize) -> Option<T> {
+    read(base.wrapping_add(btf(m)?))
+}
+
+#[inline(always)]
+pub fn current_task() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_get_current_task() }
+}
+
+/// `task->files->fdt->fd[fd]`: the `struct file *` in slot `fd`, if any.
+#[inline(always)]
+pub fn fd_to_file(task: u64, fd: i32) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    let files: u64 = member(task, btf_off::TASK_FILES)?;
+    let fdt: u64 = member(files, btf_off::FILES_FDT)?;
+    let max_fds: u32 = member(fdt, btf_off::FDT_MAX_FDS)?;
+    if fd as u32 >= max_fds {
+        return None;
+    }
+    let array: u64 = member(fdt, btf_off::FDT_FD)?;
+    let file: u64 = read(array.wrapping_add(fd as u64 * 8))?;
+    (file != 0).then_some(file)
+}
+
+pub struct FileIdentity {
+    pub mnt_id: i32,
+    pub dev: u32,
+    pub ino: u64,
+}
+
+/// The mount a file pins and its inode identity.
+#[inline(always)]
+pub fn file_identity(file: u64) -> FileIdentity {
+    FileIdentity {
+        mnt_id: file_mnt_id(file).unwrap_or(-1),
+        dev: file_dev(file).unwrap_or(0),
+        ino: file_ino(file).unwrap_or(0),
+    }
+}
+
+/// `real_mount(file->f_path.mnt)->mnt_id`.
+#[inline(always)]
+pub fn file_mnt_id(file: u64) -> Option<i32> {
+    let vfsmount: u64 = member(file, btf_off::FILE_PATH_MNT)?;
+    // The distance from `struct vfsmount` to `mnt_id` inside `struct mount` (signed).
+    let delta = btf(btf_off::VFSMOUNT_TO_MNT_ID)? as u32 as i32 as i64;
+    if vfsmount == 0 {
+        return None;
+    }
+    read(vfsmount.wrapping_add(delta as u64))
+}
+
+#[inline(always)]
+fn file_ino(file: u64) -> Option<u64> {
+    let inode: u64 = member(file, btf_off::FILE_INODE)?;
+    member(inode, btf_off::INODE_INO)
+}
+
+#[inline(always)]
+fn file_dev(file: u64) -> Option<u32> {
+    let inode: u64 = member(file, btf_off::FILE_INODE)?;
+    let sb: u64 = member(inode, btf_off::INODE_SB)?;
+    member(sb, btf_off::SB_DEV)
+}
+
+/// Copies the file's dentry name (last path component) into `buf`; false when unreadable.
+#[inline(always)]
+pub fn file_dentry_name(file: u64, buf: &mut [u8]) -> bool {
+    let Some(dentry) = member::<u64>(file, btf_off::FILE_PATH_DENTRY) else {
+        return false;
+    };
+    let Some(name) = member::<u64>(dentry, btf_off::DENTRY_NAME) else {
+        return false;
+    };
+    if name == 0 {
+        return false;
+    }
+    // SAFETY: the helper bounds the copy by `buf`.
+    unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, buf) }.is_ok()
+}

@@ -1,0 +1,155 @@
+//! Slab allocation hooks. For now: counters, and the death of every `struct file` (the
+//! `filp` cache), which is when `__fput()` has dropped the file's mount reference.
+//!
+//! As in `work.rs`, raw-tracepoint argument positions are checked by userspace against the
+//! running kernel's BTF; the classic programs are the fallback.
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
+};
+use tracer_fs::wire::{FileFree, RecordKind, btf_off, counter, tp_field};
+
+use crate::{
+    config::{btf, field, tp},
+    emit::{count, fill_header, reserve},
+    kernel::{file_identity, read},
+    maps::FILP_CACHE,
+};
+
+const FILP: &[u8; 5] = b"filp\0";
+
+#[inline(always)]
+fn filp_cache() -> u64 {
+    FILP_CACHE.get(0).copied().unwrap_or(0)
+}
+
+/// Learns the `filp` cache pointer the first time an object of it is allocated.
+#[inline(always)]
+fn discover_filp(cache: u64) {
+    let Some(off) = btf(btf_off::KMEM_CACHE_NAME) else { return };
+    let Some(name) = read::<u64>(cache.wrapping_add(off)) else { return };
+    let mut buf = [0u8; 5];
+    // SAFETY: the helper bounds the copy by `buf`.
+    if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut buf) }.is_ok() && &buf == FILP {
+        if let Some(slot) = FILP_CACHE.get_ptr_mut(0) {
+            // SAFETY: a single u64 slot; racing writers write the same value.
+            unsafe { *slot = cache };
+        }
+    }
+}
+
+#[inline(always)]
+fn on_cache_alloc(cache: u64) {
+    count(counter::KMEM_CACHE_ALLOC);
+    let filp = filp_cache();
+    if filp == 0 {
+        discover_filp(cache);
+    } else if cache == filp {
+        count(counter::FILP_ALLOC);
+    }
+}
+
+#[inline(always)]
+fn on_file_free(file: u64) {
+    count(counter::FILP_FREE);
+    // A file that never got a path (a failed open) pinned no mount: nothing to say.
+    let id = file_identity(file);
+    if id.mnt_id < 0 {
+        return;
+    }
+    let Some(mut entry) = reserve::<FileFree>(RecordKind::FileFree) else { return };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::FileFree);
+    rec.file = file;
+    rec.ino = id.ino;
+    rec.mnt_id = id.mnt_id;
+    rec._pad = 0;
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn on_cache_free(ptr: u64, cache: u64) {
+    count(counter::KMEM_CACHE_FREE);
+    let mut filp = filp_cache();
+    if filp == 0 {
+        // The alloc hook may be the classic one, which does not learn the cache pointer.
+        discover_filp(cache);
+        filp = filp_cache();
+    }
+    if filp != 0 && cache == filp {
+        on_file_free(ptr);
+    }
+}
+
+// kmem_cache_alloc(unsigned long call_site, const void *ptr, struct kmem_cache *s, ..)
+#[raw_tracepoint(tracepoint = "kmem_cache_alloc")]
+pub fn raw_kmem_cache_alloc(ctx: RawTracePointContext) -> i32 {
+    on_cache_alloc(ctx.arg(2));
+    0
+}
+
+// kmem_cache_free(unsigned long call_site, const void *ptr, const struct kmem_cache *s)
+#[raw_tracepoint(tracepoint = "kmem_cache_free")]
+pub fn raw_kmem_cache_free(ctx: RawTracePointContext) -> i32 {
+    on_cache_free(ctx.arg(1), ctx.arg(2));
+    0
+}
+
+#[raw_tracepoint(tracepoint = "kmalloc")]
+pub fn raw_kmalloc(_ctx: RawTracePointContext) -> i32 {
+    count(counter::KMALLOC);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "kfree")]
+pub fn raw_kfree(_ctx: RawTracePointContext) -> i32 {
+    count(counter::KFREE);
+    0
+}
+
+/// Whether the classic kmem_cache record at `ctx` names the `filp` cache (its `name` is a
+/// `__data_loc` string: offset in the low 16 bits, length in the high 16).
+#[inline(always)]
+fn classic_is_filp(ctx: &TracePointContext) -> bool {
+    let Some(off) = tp(tp_field::KMEM_NAME) else { return false };
+    // SAFETY: offset from the format file.
+    let Ok(loc) = (unsafe { ctx.read_at::<u32>(off) }) else { return false };
+    let mut buf = [0u8; 5];
+    let src = (ctx.as_ptr() as u64).wrapping_add((loc & 0xffff) as u64);
+    // SAFETY: the helper checks the address and bounds the copy.
+    unsafe { bpf_probe_read_kernel_buf(src as *const u8, &mut buf) }.is_ok() && &buf == FILP
+}
+
+#[tracepoint]
+pub fn kmem_cache_alloc(ctx: TracePointContext) -> u32 {
+    count(counter::KMEM_CACHE_ALLOC);
+    if classic_is_filp(&ctx) {
+        count(counter::FILP_ALLOC);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn kmem_cache_free(ctx: TracePointContext) -> u32 {
+    count(counter::KMEM_CACHE_FREE);
+    if classic_is_filp(&ctx) {
+        on_file_free(field(&ctx, tp_field::KMEM_PTR));
+    }
+    0
+}
+
+#[tracepoint]
+pub fn kmalloc(_ctx: TracePointContext) -> u32 {
+    count(counter::KMALLOC);
+    0
+}
+
+#[tracepoint]
+pub fn kfree(_ctx: TracePointContext) -> u32 {
+    count(counter::KFREE);
+    0
+}

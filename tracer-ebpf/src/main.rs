@@ -1,0 +1,26 @@
+//! tracer's eBPF programs. Each program turns one kernel hook into a small fixed record
+//! (`tracer_fs::wire`) on the `EVENTS` ring buffer, or into a counter. Everything about the
+//! running kernel's layout (tracepoint field offsets, structure member offsets) comes from
+//! userspace through the `CONFIG` global before load: nothing is baked in at build time.
+#![no_std]
+#![no_main]
+
+mod config;
+mod emit;
+mod kernel;
+mod maps;
+
+mod doctor;
+mod files;
+mod kmem;
+mod mounts;
+mod snapshot;
+mod tasks;
+mod uring;
+mod work;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

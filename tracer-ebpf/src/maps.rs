@@ -1,0 +1,68 @@
+//! The maps shared by the programs. Sizes here are defaults; userspace may resize them.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_fs::wire::{FileRef, MountCall, counter};
+
+/// Every record goes here.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// `wire::counter::*`, per CPU.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// The work item each kworker (by thread id) is executing right now. Keyed by thread, not
+/// CPU: unbound workers (io_uring's exit work runs on one) migrate while they sleep.
+#[map]
+pub static RUNNING_WORK: LruHashMap<u32, RunningWork> = LruHashMap::with_max_entries(4096, 0);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct RunningWork {
+    pub work: u64,
+    pub function: u64,
+}
+
+/// The work functions whose queue/start/end/arm events are sent (`wire::followed::*`).
+#[map]
+pub static FOLLOWED_WORK: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
+
+/// A mount-family syscall between its entry and exit, by `pid_tgid`.
+#[map]
+pub static PENDING_MOUNT: HashMap<u64, MountCall> = HashMap::with_max_entries(1024, 0);
+
+/// The user pointer of an open-family syscall's path, by `pid_tgid`.
+#[map]
+pub static PENDING_OPEN: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// An `io_uring_register(2)` of files between entry and exit, by `pid_tgid`.
+#[map]
+pub static PENDING_REGISTER: HashMap<u64, PendingRegister> = HashMap::with_max_entries(1024, 0);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PendingRegister {
+    pub ctx: u64,
+    /// User pointer to the `__s32` fd array.
+    pub fds: u64,
+    pub nr: u32,
+    pub opcode: u32,
+}
+
+/// io_uring requests that took a file (`io_kiocb *` -> `io_ring_ctx *`), so that only their
+/// completions are sent.
+#[map]
+pub static INFLIGHT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Slot 0: the `filp` cache (`struct kmem_cache *`), found at run time by its name.
+#[map]
+pub static FILP_CACHE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for records too large for the 512-byte BPF stack.
+#[map]
+pub static SCRATCH_MOUNT: PerCpuArray<MountCall> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SCRATCH_FILE: PerCpuArray<FileRef> = PerCpuArray::with_max_entries(1, 0);

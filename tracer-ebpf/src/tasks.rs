@@ -1,0 +1,61 @@
+//! Task exits and SIGKILLs: who died, how, and who killed whom.
+
+use aya_ebpf::{helpers::bpf_probe_read_kernel_buf, macros::tracepoint, programs::TracePointContext};
+use tracer_fs::wire::{COMM_LEN, RecordKind, Signal, TaskExit, btf_off, tp_field};
+
+use crate::{
+    config::{field, tp},
+    emit::{fill_header, reserve},
+    kernel::{current_task, member},
+};
+
+const SIGKILL: i32 = 9;
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let group_dead = match tp(tp_field::EXIT_GROUP_DEAD) {
+        // SAFETY: offset from the format file.
+        Some(off) => unsafe { ctx.read_at::<u8>(off) }.unwrap_or(0) as u32,
+        None => 0,
+    };
+    let Some(mut entry) = reserve::<TaskExit>(RecordKind::TaskExit) else { return 0 };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::TaskExit);
+    rec.exit_code = member::<i32>(current_task(), btf_off::TASK_EXIT_CODE).unwrap_or(0);
+    rec.group_dead = group_dead;
+    entry.submit(0);
+    0
+}
+
+#[tracepoint]
+pub fn signal_generate(ctx: TracePointContext) -> u32 {
+    let sig: i32 = field(&ctx, tp_field::SIG_SIG);
+    if sig != SIGKILL {
+        return 0;
+    }
+    let Some(mut entry) = reserve::<Signal>(RecordKind::Signal) else { return 0 };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::Signal);
+    rec.sig = sig;
+    rec.result = field(&ctx, tp_field::SIG_RESULT);
+    rec.target_pid = field(&ctx, tp_field::SIG_PID);
+    rec.group = field(&ctx, tp_field::SIG_GROUP);
+    rec.target_comm = [0u8; COMM_LEN];
+    if let Some(off) = tp(tp_field::SIG_COMM) {
+        let src = (ctx_ptr(&ctx) as u64).wrapping_add(off as u64);
+        // SAFETY: the helper checks the address and bounds the copy.
+        if unsafe { bpf_probe_read_kernel_buf(src as *const u8, &mut rec.target_comm) }.is_err() {
+            rec.target_comm[0] = 0;
+        }
+    }
+    entry.submit(0);
+    0
+}
+
+#[inline(always)]
+fn ctx_ptr(ctx: &TracePointContext) -> *mut core::ffi::c_void {
+    use aya_ebpf::EbpfContext;
+    ctx.as_ptr()
+}

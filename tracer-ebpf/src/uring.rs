@@ -1,0 +1,209 @@
+//! io_uring: rings created, files registered into a ring's table (read from the fd array
+//! the task passed), requests taking files, and their completion.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_fs::wire::{
+    FileUnref, HolderKind, RecordKind, RefSource, UringCreate, UringRegister, UringReqDone,
+    btf_off, counter, tp_field,
+};
+
+use crate::{
+    config::field,
+    emit::{count, fill_header, is_self, reserve},
+    files::send_file_ref,
+    kernel::{current_task, fd_to_file, member},
+    maps::{INFLIGHT, PENDING_REGISTER, PendingRegister},
+};
+
+const IORING_REGISTER_FILES: u32 = 2;
+const IORING_UNREGISTER_FILES: u32 = 3;
+const IORING_REGISTER_FILES2: u32 = 13;
+const IORING_REGISTER_USE_REGISTERED_RING: u32 = 1 << 31;
+const IORING_RSRC_REGISTER_SPARSE: u32 = 1;
+const IORING_CQE_F_MORE: u32 = 1 << 1;
+/// Files walked per `io_uring_register` call; more are counted in `REGISTER_TRUNCATED`.
+const MAX_REGISTER_WALK: u32 = 128;
+
+#[tracepoint]
+pub fn io_uring_create(ctx: TracePointContext) -> u32 {
+    let Some(mut entry) = reserve::<UringCreate>(RecordKind::UringCreate) else { return 0 };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::UringCreate);
+    rec.ctx = field(&ctx, tp_field::URING_CREATE_CTX);
+    rec.fd = field(&ctx, tp_field::URING_CREATE_FD);
+    rec.sq_entries = field(&ctx, tp_field::URING_CREATE_SQ);
+    rec.cq_entries = field(&ctx, tp_field::URING_CREATE_CQ);
+    rec.flags = field(&ctx, tp_field::URING_CREATE_FLAGS);
+    entry.submit(0);
+    0
+}
+
+#[tracepoint]
+pub fn io_uring_register(ctx: TracePointContext) -> u32 {
+    let Some(mut entry) = reserve::<UringRegister>(RecordKind::UringRegister) else { return 0 };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::UringRegister);
+    rec.ctx = field(&ctx, tp_field::URING_REG_CTX);
+    rec.opcode = field(&ctx, tp_field::URING_REG_OPCODE);
+    rec.nr_files = field(&ctx, tp_field::URING_REG_NR_FILES);
+    rec.ret = field(&ctx, tp_field::URING_REG_RET);
+    entry.submit(0);
+    0
+}
+
+/// `io_uring_register(2)` entry: remember the ring and the fd array of a file registration.
+#[tracepoint]
+pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
+    if is_self() {
+        return 0;
+    }
+    let opcode: u64 = field(&ctx, tp_field::URING_REGISTER_OPCODE);
+    let opcode = opcode as u32;
+    if opcode & IORING_REGISTER_USE_REGISTERED_RING != 0 {
+        // The ring is named by a registered-ring index, not an fd: not resolvable here.
+        return 0;
+    }
+    if opcode != IORING_REGISTER_FILES && opcode != IORING_REGISTER_FILES2 && opcode != IORING_UNREGISTER_FILES {
+        return 0;
+    }
+    let ring_fd: u64 = field(&ctx, tp_field::URING_REGISTER_FD);
+    let arg: u64 = field(&ctx, tp_field::URING_REGISTER_ARG);
+    let nr_args: u64 = field(&ctx, tp_field::URING_REGISTER_NR_ARGS);
+    let Some(ring_file) = fd_to_file(current_task(), ring_fd as i32) else {
+        count(counter::FD_WALK_FAILED);
+        return 0;
+    };
+    let Some(ring) = member::<u64>(ring_file, btf_off::FILE_PRIVATE_DATA) else { return 0 };
+    let (fds, nr) = if opcode == IORING_REGISTER_FILES2 {
+        // struct io_uring_rsrc_register { __u32 nr; __u32 flags; __u64 resv2; __u64 data; .. }
+        // (uapi, fixed layout).
+        // SAFETY: bpf_probe_read_user checks the user address.
+        let nr = unsafe { bpf_probe_read_user(arg as *const u32) }.unwrap_or(0);
+        let flags = unsafe { bpf_probe_read_user((arg + 4) as *const u32) }.unwrap_or(0);
+        let data = unsafe { bpf_probe_read_user((arg + 16) as *const u64) }.unwrap_or(0);
+        if flags & IORING_RSRC_REGISTER_SPARSE != 0 {
+            (0, 0)
+        } else {
+            (data, nr)
+        }
+    } else {
+        (arg, nr_args as u32)
+    };
+    let pending = PendingRegister { ctx: ring, fds, nr, opcode };
+    if PENDING_REGISTER.insert(&bpf_get_current_pid_tgid(), &pending, 0).is_err() {
+        count(counter::MAP_FULL);
+    }
+    0
+}
+
+/// `io_uring_register(2)` exit: on success, send the ring's new references (or the drop of
+/// all of them for an unregister).
+#[tracepoint]
+pub fn sys_exit_io_uring_register(ctx: TracePointContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: copied out at once.
+    let Some(p) = (unsafe { PENDING_REGISTER.get(&key) }).copied() else { return 0 };
+    let _ = PENDING_REGISTER.remove(&key);
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret < 0 {
+        return 0;
+    }
+    if p.opcode == IORING_UNREGISTER_FILES {
+        if let Some(mut entry) = reserve::<FileUnref>(RecordKind::FileUnref) {
+            // SAFETY: the reserved record is written whole before submit.
+            let rec = unsafe { &mut *entry.as_mut_ptr() };
+            fill_header(&mut rec.hdr, RecordKind::FileUnref);
+            rec.file = 0;
+            rec.holder_obj = p.ctx;
+            rec.holder_ctx = p.ctx;
+            rec.fd = -1;
+            rec.holder = HolderKind::UringFixed as u8;
+            rec.source = RefSource::UringUnregister as u8;
+            rec._pad = [0; 2];
+            entry.submit(0);
+        }
+        return 0;
+    }
+    if p.nr > MAX_REGISTER_WALK {
+        count(counter::REGISTER_TRUNCATED);
+    }
+    let task = current_task();
+    let mut i: u32 = 0;
+    while i < MAX_REGISTER_WALK && i < p.nr {
+        // SAFETY: bpf_probe_read_user checks the user address.
+        let fd = unsafe { bpf_probe_read_user((p.fds + i as u64 * 4) as *const i32) }.unwrap_or(-1);
+        if fd >= 0 {
+            if let Some(file) = fd_to_file(task, fd) {
+                send_file_ref(file, HolderKind::UringFixed, RefSource::UringRegister, fd, p.ctx, p.ctx, 0);
+            }
+        }
+        i += 1;
+    }
+    0
+}
+
+/// `io_uring_file_get`: a request took a reference to the file behind `fd` (for fixed
+/// files the ring already holds one).
+#[tracepoint]
+pub fn io_uring_file_get(ctx: TracePointContext) -> u32 {
+    let ring: u64 = field(&ctx, tp_field::URING_FILE_GET_CTX);
+    let req: u64 = field(&ctx, tp_field::URING_FILE_GET_REQ);
+    let fd: i32 = field(&ctx, tp_field::URING_FILE_GET_FD);
+    let Some(file) = fd_to_file(current_task(), fd) else { return 0 };
+    if INFLIGHT.insert(&req, &ring, 0).is_err() {
+        count(counter::MAP_FULL);
+    }
+    send_file_ref(file, HolderKind::UringReq, RefSource::UringFileGet, fd, req, ring, 0);
+    0
+}
+
+#[inline(always)]
+fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
+    // SAFETY: only presence matters.
+    if unsafe { INFLIGHT.get(&req) }.is_none() {
+        return;
+    }
+    let _ = INFLIGHT.remove(&req);
+    let Some(mut entry) = reserve::<UringReqDone>(RecordKind::UringReqDone) else { return };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::UringReqDone);
+    rec.ctx = ring;
+    rec.req = req;
+    rec.res = res;
+    rec.failed = failed;
+    entry.submit(0);
+}
+
+#[tracepoint]
+pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    let cflags: u32 = field(&ctx, tp_field::URING_COMPLETE_CFLAGS);
+    if cflags & IORING_CQE_F_MORE != 0 {
+        // A multishot request posts more completions and keeps its file.
+        return 0;
+    }
+    req_done(
+        field(&ctx, tp_field::URING_COMPLETE_CTX),
+        field(&ctx, tp_field::URING_COMPLETE_REQ),
+        field(&ctx, tp_field::URING_COMPLETE_RES),
+        0,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn io_uring_req_failed(ctx: TracePointContext) -> u32 {
+    req_done(
+        field(&ctx, tp_field::URING_FAILED_CTX),
+        field(&ctx, tp_field::URING_FAILED_REQ),
+        0,
+        1,
+    );
+    0
+}

@@ -1,0 +1,150 @@
+//! Workqueue events: which work item each kworker runs (for attributing releases), and the
+//! queue/start/end/arm events of the followed work functions (`delayed_fput`, io_uring's
+//! fallback and exit work, and any the user adds).
+//!
+//! The raw-tracepoint programs use the argument positions of the kernels we know; userspace
+//! checks them against the running kernel's BTF and attaches the classic-tracepoint
+//! programs instead when they differ.
+
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use tracer_fs::wire::{RecordKind, Work, WorkArm, btf_off, counter, tp_field};
+
+use crate::{
+    config::{all_work, btf, delayed_work_timer_fn, field},
+    emit::{count, fill_header, reserve},
+    kernel::member,
+    maps::{FOLLOWED_WORK, RUNNING_WORK, RunningWork},
+};
+
+#[inline(always)]
+fn followed(function: u64) -> bool {
+    // SAFETY: only presence matters.
+    all_work() || unsafe { FOLLOWED_WORK.get(&function) }.is_some()
+}
+
+#[inline(always)]
+fn send(kind: RecordKind, work: u64, function: u64, target_cpu: i32) {
+    let Some(mut entry) = reserve::<Work>(kind) else { return };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, kind);
+    rec.work = work;
+    rec.function = function;
+    rec.target_cpu = target_cpu;
+    rec._pad = 0;
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn on_queue(work: u64, function: u64, cpu: i32) {
+    count(counter::WORK_QUEUED);
+    if followed(function) {
+        send(RecordKind::WorkQueue, work, function, cpu);
+    }
+}
+
+#[inline(always)]
+fn on_start(work: u64, function: u64) {
+    count(counter::WORK_EXECUTED);
+    let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let _ = RUNNING_WORK.insert(&pid, &RunningWork { work, function }, 0);
+    if followed(function) {
+        send(RecordKind::WorkStart, work, function, -1);
+    }
+}
+
+#[inline(always)]
+fn on_end(work: u64, function: u64) {
+    if followed(function) {
+        send(RecordKind::WorkEnd, work, function, -1);
+    }
+    let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let _ = RUNNING_WORK.remove(&pid);
+}
+
+#[inline(always)]
+fn work_func(work: u64) -> u64 {
+    member::<u64>(work, btf_off::WORK_FUNC).unwrap_or(0)
+}
+
+// workqueue_queue_work(int req_cpu, struct pool_workqueue *pwq, struct work_struct *work)
+#[raw_tracepoint(tracepoint = "workqueue_queue_work")]
+pub fn raw_workqueue_queue_work(ctx: RawTracePointContext) -> i32 {
+    let req_cpu: u64 = ctx.arg(0);
+    let work: u64 = ctx.arg(2);
+    on_queue(work, work_func(work), req_cpu as i32);
+    0
+}
+
+// workqueue_execute_start(struct work_struct *work)
+#[raw_tracepoint(tracepoint = "workqueue_execute_start")]
+pub fn raw_workqueue_execute_start(ctx: RawTracePointContext) -> i32 {
+    let work: u64 = ctx.arg(0);
+    on_start(work, work_func(work));
+    0
+}
+
+// workqueue_execute_end(struct work_struct *work, work_func_t function): the work may be
+// freed by its own function, so it is not read here.
+#[raw_tracepoint(tracepoint = "workqueue_execute_end")]
+pub fn raw_workqueue_execute_end(ctx: RawTracePointContext) -> i32 {
+    let work: u64 = ctx.arg(0);
+    let function: u64 = ctx.arg(1);
+    on_end(work, function);
+    0
+}
+
+#[tracepoint]
+pub fn workqueue_queue_work(ctx: TracePointContext) -> u32 {
+    on_queue(
+        field(&ctx, tp_field::WQ_WORK),
+        field(&ctx, tp_field::WQ_FUNCTION),
+        field(&ctx, tp_field::WQ_CPU),
+    );
+    0
+}
+
+#[tracepoint]
+pub fn workqueue_execute_start(ctx: TracePointContext) -> u32 {
+    on_start(field(&ctx, tp_field::WQ_WORK), field(&ctx, tp_field::WQ_FUNCTION));
+    0
+}
+
+#[tracepoint]
+pub fn workqueue_execute_end(ctx: TracePointContext) -> u32 {
+    on_end(field(&ctx, tp_field::WQ_WORK), field(&ctx, tp_field::WQ_FUNCTION));
+    0
+}
+
+/// `timer_start` of a delayed work's timer: the context that armed it (`fput` from a
+/// kworker arming `delayed_fput_work`, say). The `workqueue_queue_work` that follows fires
+/// from the timer, where the current task says nothing.
+#[tracepoint]
+pub fn timer_start(ctx: TracePointContext) -> u32 {
+    let function: u64 = field(&ctx, tp_field::TIMER_START_FUNCTION);
+    let timer_fn = delayed_work_timer_fn();
+    if timer_fn == 0 || function != timer_fn {
+        return 0;
+    }
+    let Some(timer_off) = btf(btf_off::DWORK_TIMER) else { return 0 };
+    let timer: u64 = field(&ctx, tp_field::TIMER_START_TIMER);
+    let work = timer.wrapping_sub(timer_off);
+    let work_fn = work_func(work);
+    if !followed(work_fn) {
+        return 0;
+    }
+    let expires: u64 = field(&ctx, tp_field::TIMER_START_EXPIRES);
+    let now: u64 = field(&ctx, tp_field::TIMER_START_NOW);
+    let Some(mut entry) = reserve::<WorkArm>(RecordKind::WorkArm) else { return 0 };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::WorkArm);
+    rec.work = work;
+    rec.function = work_fn;
+    rec.delay_jiffies = expires.wrapping_sub(now);
+    entry.submit(0);
+    0
+}
