@@ -1,1 +1,51 @@
-fn main() {}
+//! Build, run and test orchestration for tracer: `cargo xtask <command>`.
+//!
+//! One module per command; `util` holds the shared helpers (printing and running commands,
+//! workspace paths, root checks) and `ebpf_route` the detection shared with tracer/build.rs.
+
+mod build;
+mod ebpf_route;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test tracer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent; apt on Debian/Ubuntu).
+    Setup(setup::Args),
+    /// Build tracer (and its eBPF programs), running setup first if something is missing.
+    Build(build::Args),
+    /// Build, then run tracer as root: `cargo xtask run -- attach`.
+    Run(run::Args),
+    /// Formatting, clippy and the workspace tests (kernel tests need root).
+    Test(test::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup(args) => setup::main(args),
+        Cmd::Build(args) => build::main(args),
+        Cmd::Run(args) => run::main(args),
+        Cmd::Test(args) => test::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
