@@ -1,1 +1,102 @@
-fn main() {}
+use std::{io::IsTerminal, time::Duration};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tracer::{
+    NOT_ROOT,
+    attach::{self, Options},
+    doctor, is_root,
+    jsonl::JsonLines,
+    stream::{self, StreamOptions},
+};
+
+/// eBPF leak and refcount tracer for filesystem and io_uring developers.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// What this kernel lets tracer attach to, probed for real; exit status 0 when it can run.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach the probes and follow file references, mounts and deferred work live.
+    Attach {
+        /// Stream JSON lines instead of opening the TUI.
+        #[arg(long)]
+        no_tui: bool,
+        /// Stop after this long (e.g. `5s`, `2m`); default: until Ctrl-C / SIGTERM.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Send events for every work function, not only the followed ones.
+        #[arg(long)]
+        all_work: bool,
+        /// Also follow this work function (kernel symbol); repeatable.
+        #[arg(long = "follow-work", value_name = "FUNCTION")]
+        follow_work: Vec<String>,
+        /// Ring buffer size in MiB (a power of two).
+        #[arg(long, default_value_t = 16)]
+        ring_mib: u32,
+        /// Seconds between counter updates in the stream.
+        #[arg(long, default_value_t = 1.0)]
+        stats_every: f64,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Doctor { json } => {
+            let report = doctor::run();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                doctor::print_human(&report);
+            }
+            std::process::exit(if report.can_run { 0 } else { 1 });
+        }
+        Command::Attach { no_tui, duration, all_work, follow_work, ring_mib, stats_every } => {
+            if !is_root() {
+                bail!(NOT_ROOT);
+            }
+            if !ring_mib.is_power_of_two() {
+                bail!("--ring-mib must be a power of two (got {ring_mib})");
+            }
+            let opts = Options { all_work, follow_work, ring_bytes: ring_mib << 20 };
+            let stream_opts = StreamOptions { duration, stats_every: Duration::from_secs_f64(stats_every.max(0.05)) };
+            if !no_tui && std::io::stdout().is_terminal() {
+                eprintln!("tracer: the TUI is not built yet; streaming JSON lines (use --no-tui to silence this)");
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut att = attach::attach(&opts)?;
+                let kallsyms = std::mem::take(&mut att.kallsyms);
+                let mut out = JsonLines::new(std::io::stdout().lock(), &kallsyms);
+                out.line(&json!({
+                    "type": "hooks",
+                    "hooks": att.hooks,
+                    "followed_work": att.followed,
+                    "missing_tracepoint_fields": att.gaps.tp_fields,
+                    "missing_btf_members": att.gaps.btf_members,
+                }))?;
+                let summary = stream::run(&mut att, stream_opts, &mut out).await?;
+                out.line(&json!({
+                    "type": "end",
+                    "stopped_by": summary.stopped_by,
+                    "events": summary.events,
+                    "bad_records": summary.bad_records,
+                    "drops": summary.figures.total_drops(),
+                }))?;
+                drop(att);
+                Ok(())
+            })
+        }
+    }
+}

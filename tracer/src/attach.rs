@@ -1,0 +1,271 @@
+//! Loading the eBPF object and attaching every hook the kernel allows, recording for each
+//! which mechanism served it or why none could. Dropping `Attached` detaches everything:
+//! links are file descriptors owned by this process, nothing is pinned, so not even a
+//! crash of the tracer leaves a probe behind.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::HashMap as BpfHashMap,
+    programs::{Iter, Program, RawTracePoint, TracePoint},
+};
+use serde::Serialize;
+use tracer_fs::wire::{Config, followed};
+
+use crate::{
+    hooks::{HOOKS, Hook, Mechanism, Point},
+    kallsyms::Kallsyms,
+    kernel_btf::KernelBtf,
+    layout::{self, Gaps, UringLayout},
+    tracefs,
+};
+
+/// The eBPF object built from `tracer-ebpf` by build.rs.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("TRACER_EBPF_OBJ"));
+
+/// `Config` as aya's plain-old-data global.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodConfig(Config);
+// SAFETY: `Config` is `repr(C)`, `Copy`, and made of integers and integer arrays.
+unsafe impl aya::Pod for PodConfig {}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Send queue/start/end records for every work function, not only the followed ones.
+    pub all_work: bool,
+    /// Extra work functions to follow, by kernel symbol name.
+    pub follow_work: Vec<String>,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { all_work: false, follow_work: Vec::new(), ring_bytes: 16 << 20 }
+    }
+}
+
+/// What became of one logical hook.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookStatus {
+    pub hook: &'static str,
+    pub why: &'static str,
+    /// The mechanism that serves it, if any.
+    pub mechanism: Option<Mechanism>,
+    /// The attach points used (`category/name` or function).
+    pub points: Vec<String>,
+    /// Why better mechanisms, or all of them, failed.
+    pub notes: Vec<String>,
+}
+
+impl HookStatus {
+    pub fn live(&self) -> bool {
+        self.mechanism.is_some()
+    }
+}
+
+/// A followed work function.
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowedFn {
+    pub name: String,
+    pub addrs: Vec<u64>,
+    pub kind: u8,
+}
+
+pub struct Attached {
+    pub ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+    pub followed: Vec<FollowedFn>,
+    pub gaps: Gaps,
+    pub uring: UringLayout,
+    pub kallsyms: Kallsyms,
+    pub btf: aya::Btf,
+}
+
+/// Everything about this kernel the loader needs.
+pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Config, Gaps) {
+    let mut cfg = Config::empty();
+    cfg.self_tgid = std::process::id();
+    cfg.all_work = opts.all_work as u32;
+    cfg.delayed_work_timer_fn = ksyms.addrs("delayed_work_timer_fn").first().copied().unwrap_or(0);
+    let gaps = layout::fill_config(&mut cfg, kbtf);
+    (cfg, gaps)
+}
+
+pub fn load_object(cfg: &Config, ring_bytes: u32) -> Result<Ebpf> {
+    let pod = PodConfig(*cfg);
+    EbpfLoader::new()
+        .override_global("CONFIG", &pod, true)
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(OBJECT)
+        .context("loading the eBPF object (creating its maps)")
+}
+
+/// Loads the object and attaches every hook it can.
+pub fn attach(opts: &Options) -> Result<Attached> {
+    tracefs::ensure_mounted()?;
+    let kbtf = KernelBtf::load()?;
+    let ksyms = Kallsyms::load()?;
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
+    let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
+    let mut ebpf = load_object(&cfg, opts.ring_bytes)?;
+
+    let followed = follow_work(&mut ebpf, &ksyms, opts)?;
+    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
+    let hooks = HOOKS.iter().map(|h| attach_hook(&mut ebpf, &kbtf, h, &mut loaded)).collect();
+    Ok(Attached { ebpf, hooks, followed, gaps, uring: layout::uring_layout(&kbtf), kallsyms: ksyms, btf })
+}
+
+fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<FollowedFn>> {
+    let mut wanted: Vec<(String, u8)> = vec![
+        ("delayed_fput".into(), followed::DELAYED_FPUT),
+        ("io_fallback_req_func".into(), followed::URING_FALLBACK),
+        ("io_ring_exit_work".into(), followed::URING_EXIT),
+    ];
+    wanted.extend(opts.follow_work.iter().map(|n| (n.clone(), followed::USER)));
+    let mut map: BpfHashMap<_, u64, u8> =
+        BpfHashMap::try_from(ebpf.map_mut("FOLLOWED_WORK").ok_or_else(|| anyhow!("no FOLLOWED_WORK map"))?)?;
+    let mut out = Vec::new();
+    for (name, kind) in wanted {
+        let addrs = ksyms.addrs(&name).to_vec();
+        if addrs.is_empty() && kind == followed::USER {
+            anyhow::bail!("--follow-work {name}: no such function in /proc/kallsyms");
+        }
+        for a in &addrs {
+            map.insert(a, kind, 0).with_context(|| format!("following {name}"))?;
+        }
+        out.push(FollowedFn { name, addrs, kind });
+    }
+    Ok(out)
+}
+
+/// Checks a raw tracepoint's argument types against what the program assumes.
+fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
+    if p.raw_args.is_empty() {
+        return Ok(());
+    }
+    let params = kbtf.tracepoint_params(p.target).map_err(|e| e.to_string())?;
+    for &(i, want) in p.raw_args {
+        match params.get(i) {
+            Some(have) if have.replace("const ", "") == want => {}
+            Some(have) => return Err(format!("argument {i} is `{have}`, the program assumes `{want}`")),
+            None => return Err(format!("has no argument {i}")),
+        }
+    }
+    Ok(())
+}
+
+fn attach_point(ebpf: &mut Ebpf, p: &Point, loaded: &mut HashMap<&'static str, Result<(), String>>) -> Result<(), String> {
+    let prog = ebpf.program_mut(p.program).ok_or_else(|| format!("program {} missing from the object", p.program))?;
+    let load = loaded.entry(p.program).or_insert_with(|| {
+        match prog {
+            Program::TracePoint(t) => t.load(),
+            Program::RawTracePoint(t) => t.load(),
+            _ => return Err(format!("program {} has an unexpected type", p.program)),
+        }
+        .map_err(|e| verifier_error(&e))
+    });
+    load.clone()?;
+    match (p.mechanism, prog) {
+        (Mechanism::Tracepoint, Program::TracePoint(t)) => {
+            let (cat, name) = p.target.split_once('/').expect("category/name");
+            if !tracefs::exists(cat, name) {
+                return Err(format!("tracepoint {} does not exist on this kernel", p.target));
+            }
+            t.attach(cat, name).map(drop).map_err(|e| format!("attaching {}: {e}", p.target))
+        }
+        (Mechanism::RawTracepoint, Program::RawTracePoint(t)) => {
+            t.attach(p.target).map(drop).map_err(|e| format!("attaching raw {}: {e}", p.target))
+        }
+        _ => Err(format!("program {} does not match mechanism {}", p.program, p.mechanism)),
+    }
+}
+
+fn verifier_error(e: &aya::programs::ProgramError) -> String {
+    // The verifier log is long; its last lines say why.
+    let full = format!("{e:#}");
+    let lines: Vec<&str> = full.lines().collect();
+    let tail = lines.len().saturating_sub(12);
+    lines[tail..].join("\n")
+}
+
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    kbtf: &KernelBtf,
+    hook: &Hook,
+    loaded: &mut HashMap<&'static str, Result<(), String>>,
+) -> HookStatus {
+    let mut status = HookStatus { hook: hook.name, why: hook.why, mechanism: None, points: vec![], notes: vec![] };
+    if hook.precise_only {
+        status.notes.push(
+            "needs fentry or kprobe on the kernel function; this build attaches tracepoints only".into(),
+        );
+        return status;
+    }
+    'alternatives: for alt in hook.alternatives {
+        for p in alt.iter() {
+            if let Err(e) = raw_args_match(kbtf, p) {
+                status.notes.push(format!("{} {}: {e}", p.mechanism, p.target));
+                continue 'alternatives;
+            }
+        }
+        // Attach the whole alternative or none of it: a partial one would mislead.
+        let mut points = vec![];
+        for p in alt.iter() {
+            match attach_point(ebpf, p, loaded) {
+                Ok(()) => points.push(p.target.to_string()),
+                Err(e) => {
+                    status.notes.push(format!("{} {}: {e}", p.mechanism, p.target));
+                    for p in alt.iter() {
+                        detach_program(ebpf, p.program);
+                    }
+                    continue 'alternatives;
+                }
+            }
+        }
+        status.mechanism = alt.first().map(|p| p.mechanism);
+        status.points = points;
+        break;
+    }
+    status
+}
+
+/// Drops every link of a program (used to undo a partly attached alternative).
+fn detach_program(ebpf: &mut Ebpf, name: &str) {
+    if let Some(prog) = ebpf.program_mut(name) {
+        let _ = match prog {
+            Program::TracePoint(t) => t.unload().and_then(|_| t.load()),
+            Program::RawTracePoint(t) => t.unload().and_then(|_| t.load()),
+            _ => Ok(()),
+        };
+    }
+}
+
+/// Runs the `task_file` iterator once and returns the raw records it wrote.
+pub fn snapshot(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let prog: &mut Iter = ebpf
+        .program_mut(crate::hooks::SNAPSHOT_PROGRAM)
+        .ok_or_else(|| anyhow!("snapshot program missing"))?
+        .try_into()?;
+    if prog.fd().is_err() {
+        prog.load("task_file", btf).map_err(|e| anyhow!("loading the task_file iterator: {}", verifier_error(&e)))?;
+    }
+    let link_id = prog.attach().context("attaching the task_file iterator")?;
+    let link = prog.take_link(link_id)?;
+    let mut file = link.into_file().context("opening the iterator")?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).context("reading the iterator")?;
+    Ok(buf)
+}
+
+/// A raw tracepoint or tracepoint program by name, for tests and doctor.
+pub fn program_names(ebpf: &Ebpf) -> Vec<String> {
+    ebpf.programs().map(|(n, _)| n.to_string()).collect()
+}
+
+#[allow(dead_code)]
+fn _assert_types(_: &RawTracePoint, _: &TracePoint) {}

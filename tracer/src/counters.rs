@@ -1,0 +1,117 @@
+//! Figures the kernel side keeps: the programs' per-CPU counters (records sent, ring-buffer
+//! drops, hook hit counts) and each program's `recursion_misses` (runs the kernel skipped
+//! because the program was already running on that CPU, e.g. a free in IRQ context).
+
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, AsRawFd},
+};
+
+use anyhow::{Context, Result};
+use aya::{Ebpf, maps::PerCpuArray};
+use serde::Serialize;
+use tracer_fs::wire::{RecordKind, counter};
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Figures {
+    /// Records sent, by kind.
+    pub records: BTreeMap<String, u64>,
+    /// Records lost because the ring buffer was full, by kind.
+    pub drops: BTreeMap<String, u64>,
+    pub kmem_cache_alloc: u64,
+    pub kmem_cache_free: u64,
+    pub kmalloc: u64,
+    pub kfree: u64,
+    pub filp_alloc: u64,
+    pub filp_free: u64,
+    pub work_queued: u64,
+    pub work_executed: u64,
+    pub unmatched_exit: u64,
+    pub map_full: u64,
+    pub fd_walk_failed: u64,
+    pub register_truncated: u64,
+    /// Program runs the kernel skipped, by program.
+    pub recursion_misses: BTreeMap<String, u64>,
+}
+
+impl Figures {
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+
+    pub fn total_records(&self) -> u64 {
+        self.records.values().sum()
+    }
+
+    pub fn total_recursion_misses(&self) -> u64 {
+        self.recursion_misses.values().sum()
+    }
+}
+
+fn kind_name(k: RecordKind) -> String {
+    format!("{k:?}")
+}
+
+pub fn read(ebpf: &Ebpf) -> Result<Figures> {
+    let map = ebpf.map("COUNTERS").context("no COUNTERS map")?;
+    let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+    let get = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+    let mut f = Figures::default();
+    for k in RecordKind::ALL {
+        let sent = get(counter::RECORDS + k as u32);
+        let lost = get(counter::DROPS + k as u32);
+        if sent > 0 {
+            f.records.insert(kind_name(k), sent);
+        }
+        if lost > 0 {
+            f.drops.insert(kind_name(k), lost);
+        }
+    }
+    f.kmem_cache_alloc = get(counter::KMEM_CACHE_ALLOC);
+    f.kmem_cache_free = get(counter::KMEM_CACHE_FREE);
+    f.kmalloc = get(counter::KMALLOC);
+    f.kfree = get(counter::KFREE);
+    f.filp_alloc = get(counter::FILP_ALLOC);
+    f.filp_free = get(counter::FILP_FREE);
+    f.work_queued = get(counter::WORK_QUEUED);
+    f.work_executed = get(counter::WORK_EXECUTED);
+    f.unmatched_exit = get(counter::UNMATCHED_EXIT);
+    f.map_full = get(counter::MAP_FULL);
+    f.fd_walk_failed = get(counter::FD_WALK_FAILED);
+    f.register_truncated = get(counter::REGISTER_TRUNCATED);
+    for (name, prog) in ebpf.programs() {
+        if let Ok(fd) = prog.fd() {
+            if let Some(m) = recursion_misses(fd.as_fd().as_raw_fd()) {
+                if m > 0 {
+                    f.recursion_misses.insert(name.to_string(), m);
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// `bpf_prog_info.recursion_misses` through `BPF_OBJ_GET_INFO_BY_FD` (aya does not expose it).
+fn recursion_misses(prog_fd: i32) -> Option<u64> {
+    use aya_obj::generated::bpf_prog_info;
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is plain old data; zero is a valid value.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = [0u8; 128];
+    let a = InfoAttr {
+        bpf_fd: prog_fd as u32,
+        info_len: size_of::<bpf_prog_info>() as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    // SAFETY: the attribute prefix is written into a zeroed, larger buffer.
+    unsafe { std::ptr::write_unaligned(attr.as_mut_ptr().cast::<InfoAttr>(), a) };
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: a valid bpf(2) call with a buffer the kernel fills.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, attr.as_mut_ptr(), attr.len() as u32) };
+    (rc == 0).then_some(info.recursion_misses)
+}

@@ -1,0 +1,205 @@
+//! The logical hooks tracer wants, and for each the attach points that can serve it, best
+//! first. `attach.rs` walks this table; `doctor` prints it.
+
+/// How a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    Fentry,
+    Kprobe,
+    RawTracepoint,
+    Tracepoint,
+    TpBtf,
+    Iterator,
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mechanism::Fentry => "fentry",
+            Mechanism::Kprobe => "kprobe",
+            Mechanism::RawTracepoint => "raw tracepoint",
+            Mechanism::Tracepoint => "tracepoint",
+            Mechanism::TpBtf => "BTF tracepoint",
+            Mechanism::Iterator => "BPF iterator",
+        })
+    }
+}
+
+/// One way to serve a hook: a program and where it goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub mechanism: Mechanism,
+    /// Program name in the eBPF object.
+    pub program: &'static str,
+    /// Tracepoint `category/name`, raw tracepoint name, or kernel function.
+    pub target: &'static str,
+    /// For raw tracepoints: (argument index, type the program assumes), checked against
+    /// the kernel's BTF before the raw program is preferred.
+    pub raw_args: &'static [(usize, &'static str)],
+}
+
+/// A hook tracer wants, and the points that can serve it (all `points` are attached; a
+/// hook with several `alternatives` uses the first that works).
+#[derive(Clone, Copy, Debug)]
+pub struct Hook {
+    pub name: &'static str,
+    pub why: &'static str,
+    /// Each inner slice is one complete way to serve the hook; the first that attaches
+    /// whole wins.
+    pub alternatives: &'static [&'static [Point]],
+    /// Precise hooks that the tracepoint tier cannot serve: reported, not attached yet.
+    pub precise_only: bool,
+}
+
+const fn tp(program: &'static str, target: &'static str) -> Point {
+    Point { mechanism: Mechanism::Tracepoint, program, target, raw_args: &[] }
+}
+
+const fn raw(program: &'static str, target: &'static str, raw_args: &'static [(usize, &'static str)]) -> Point {
+    Point { mechanism: Mechanism::RawTracepoint, program, target, raw_args }
+}
+
+pub const HOOKS: &[Hook] = &[
+    Hook {
+        name: "fput",
+        why: "a reference dropped (last one or not)",
+        alternatives: &[],
+        precise_only: true,
+    },
+    Hook {
+        name: "__fput",
+        why: "the real release of a file (its mount reference goes)",
+        alternatives: &[
+            &[raw("raw_kmem_cache_free", "kmem_cache_free", &[(1, "void *"), (2, "struct kmem_cache *")])],
+            &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
+        ],
+        precise_only: false,
+    },
+    Hook {
+        name: "task_work_add(____fput)",
+        why: "a release deferred to the task's return to user space",
+        alternatives: &[],
+        precise_only: true,
+    },
+    Hook {
+        name: "workqueue",
+        why: "delayed_fput, io_uring fallback and ring exit work: queued, run, by whom",
+        alternatives: &[
+            &[
+                raw("raw_workqueue_queue_work", "workqueue_queue_work", &[(0, "int"), (2, "struct work_struct *")]),
+                raw("raw_workqueue_execute_start", "workqueue_execute_start", &[(0, "struct work_struct *")]),
+                raw("raw_workqueue_execute_end", "workqueue_execute_end", &[(0, "struct work_struct *"), (1, "fn *")]),
+            ],
+            &[
+                tp("workqueue_queue_work", "workqueue/workqueue_queue_work"),
+                tp("workqueue_execute_start", "workqueue/workqueue_execute_start"),
+                tp("workqueue_execute_end", "workqueue/workqueue_execute_end"),
+            ],
+        ],
+        precise_only: false,
+    },
+    Hook {
+        name: "delayed work armed",
+        why: "who scheduled delayed_fput (its queue event fires from a timer)",
+        alternatives: &[&[tp("timer_start", "timer/timer_start")]],
+        precise_only: false,
+    },
+    Hook {
+        name: "mount/umount result",
+        why: "mount(2), umount2(2), move_mount(2), fsmount(2) with path and return value",
+        alternatives: &[&[
+            tp("sys_enter_mount", "syscalls/sys_enter_mount"),
+            tp("sys_enter_umount", "syscalls/sys_enter_umount"),
+            tp("sys_exit_mount_family", "syscalls/sys_exit_mount"),
+            tp("sys_exit_mount_family", "syscalls/sys_exit_umount"),
+        ]],
+        precise_only: false,
+    },
+    Hook {
+        name: "new mount API",
+        why: "move_mount(2) and fsmount(2)",
+        alternatives: &[&[
+            tp("sys_enter_move_mount", "syscalls/sys_enter_move_mount"),
+            tp("sys_enter_fsmount", "syscalls/sys_enter_fsmount"),
+            tp("sys_exit_mount_family", "syscalls/sys_exit_move_mount"),
+            tp("sys_exit_mount_family", "syscalls/sys_exit_fsmount"),
+        ]],
+        precise_only: false,
+    },
+    Hook {
+        name: "open",
+        why: "fd -> file -> mount for open, openat, openat2, creat",
+        alternatives: &[&[
+            tp("sys_enter_openat", "syscalls/sys_enter_openat"),
+            tp("sys_enter_openat2", "syscalls/sys_enter_openat2"),
+            tp("sys_enter_open", "syscalls/sys_enter_open"),
+            tp("sys_enter_creat", "syscalls/sys_enter_creat"),
+            tp("sys_exit_open_family", "syscalls/sys_exit_openat"),
+            tp("sys_exit_open_family", "syscalls/sys_exit_openat2"),
+            tp("sys_exit_open_family", "syscalls/sys_exit_open"),
+            tp("sys_exit_open_family", "syscalls/sys_exit_creat"),
+        ]],
+        precise_only: false,
+    },
+    Hook {
+        name: "close",
+        why: "an fd dropped its file",
+        alternatives: &[&[tp("sys_enter_close", "syscalls/sys_enter_close")]],
+        precise_only: false,
+    },
+    Hook {
+        name: "task exit",
+        why: "a task exited (its fd table is closed by the kernel)",
+        alternatives: &[&[tp("sched_process_exit", "sched/sched_process_exit")]],
+        precise_only: false,
+    },
+    Hook {
+        name: "SIGKILL",
+        why: "who killed whom",
+        alternatives: &[&[tp("signal_generate", "signal/signal_generate")]],
+        precise_only: false,
+    },
+    Hook {
+        name: "io_uring rings",
+        why: "rings created, files registered into them",
+        alternatives: &[&[
+            tp("io_uring_create", "io_uring/io_uring_create"),
+            tp("io_uring_register", "io_uring/io_uring_register"),
+            tp("sys_enter_io_uring_register", "syscalls/sys_enter_io_uring_register"),
+            tp("sys_exit_io_uring_register", "syscalls/sys_exit_io_uring_register"),
+        ]],
+        precise_only: false,
+    },
+    Hook {
+        name: "io_uring requests",
+        why: "requests holding files while in flight",
+        alternatives: &[&[
+            tp("io_uring_file_get", "io_uring/io_uring_file_get"),
+            tp("io_uring_complete", "io_uring/io_uring_complete"),
+            tp("io_uring_req_failed", "io_uring/io_uring_req_failed"),
+        ]],
+        precise_only: false,
+    },
+    Hook {
+        name: "kmem_cache alloc",
+        why: "slab allocations (file births are counted here)",
+        alternatives: &[
+            &[raw("raw_kmem_cache_alloc", "kmem_cache_alloc", &[(2, "struct kmem_cache *")])],
+            &[tp("kmem_cache_alloc", "kmem/kmem_cache_alloc")],
+        ],
+        precise_only: false,
+    },
+    Hook {
+        name: "kmalloc/kfree",
+        why: "kmalloc allocations (counted)",
+        alternatives: &[
+            &[raw("raw_kmalloc", "kmalloc", &[]), raw("raw_kfree", "kfree", &[])],
+            &[tp("kmalloc", "kmem/kmalloc"), tp("kfree", "kmem/kfree")],
+        ],
+        precise_only: false,
+    },
+];
+
+/// The attach-time snapshot of existing fds.
+pub const SNAPSHOT_PROGRAM: &str = "snapshot_task_file";

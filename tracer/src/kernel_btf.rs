@@ -1,0 +1,147 @@
+//! Structure layouts and tracepoint prototypes from the running kernel's BTF
+//! (`/sys/kernel/btf/vmlinux`), so one binary runs on many kernels.
+
+use anyhow::{Context, Result, anyhow, bail};
+use btf_rs::{Btf, Type};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self> {
+        if !std::path::Path::new(VMLINUX_BTF).exists() {
+            bail!(
+                "this kernel has no BTF ({VMLINUX_BTF} is missing): tracer reads structure \
+                 layouts from it. Use a kernel built with CONFIG_DEBUG_INFO_BTF=y."
+            );
+        }
+        let btf = Btf::from_file(VMLINUX_BTF).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
+        Ok(KernelBtf { btf })
+    }
+
+    fn strip(&self, mut t: Type) -> Result<Type> {
+        // Follow typedefs and qualifiers to the type they name.
+        for _ in 0..16 {
+            match &t {
+                Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) | Type::TypeTag(_) => {
+                    t = self.btf.resolve_chained_type(t.as_btf_type().expect("qualifier"))?;
+                }
+                _ => return Ok(t),
+            }
+        }
+        Ok(t)
+    }
+
+    fn struct_by_name(&self, name: &str) -> Result<btf_rs::Struct> {
+        for t in self.btf.resolve_types_by_name(name).unwrap_or_default() {
+            if let Type::Struct(s) = t {
+                if !s.members.is_empty() {
+                    return Ok(s);
+                }
+            }
+        }
+        Err(anyhow!("struct {name} not found in the kernel's BTF"))
+    }
+
+    /// Finds member `name` of `s`, looking into anonymous structs/unions; returns its bit
+    /// offset from the start of `s` and its type.
+    fn find_member(&self, s: &btf_rs::Struct, name: &str, depth: u32) -> Option<(u32, Type)> {
+        if depth > 8 {
+            return None;
+        }
+        for m in &s.members {
+            let mname = self.btf.resolve_name(m).unwrap_or_default();
+            let mtype = self.btf.resolve_chained_type(m).ok()?;
+            if mname == name {
+                return Some((m.bit_offset(), mtype));
+            }
+            if mname.is_empty() {
+                if let Ok(Type::Struct(inner) | Type::Union(inner)) = self.strip(mtype) {
+                    if let Some((off, t)) = self.find_member(&inner, name, depth + 1) {
+                        return Some((m.bit_offset() + off, t));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Byte offset of a member path inside a struct: `offset_of("file", &["f_path", "mnt"])`.
+    pub fn offset_of(&self, struct_name: &str, path: &[&str]) -> Result<u32> {
+        let mut s = self.struct_by_name(struct_name)?;
+        let mut bits = 0u32;
+        for (i, name) in path.iter().enumerate() {
+            let (off, t) = self
+                .find_member(&s, name, 0)
+                .ok_or_else(|| anyhow!("{struct_name} has no member {}", path[..=i].join(".")))?;
+            bits += off;
+            if i + 1 < path.len() {
+                match self.strip(t)? {
+                    Type::Struct(inner) | Type::Union(inner) => s = inner,
+                    _ => bail!("{struct_name}.{} is not a struct", path[..=i].join(".")),
+                }
+            }
+        }
+        if bits % 8 != 0 {
+            bail!("{struct_name}.{} is a bitfield", path.join("."));
+        }
+        Ok(bits / 8)
+    }
+
+    /// The parameter types of tracepoint `name`'s `TP_PROTO` (from `btf_trace_<name>`),
+    /// each described as a short C-like string (`struct kmem_cache *`, `int`, ...).
+    pub fn tracepoint_params(&self, name: &str) -> Result<Vec<String>> {
+        let typedef = format!("btf_trace_{name}");
+        let t = self
+            .btf
+            .resolve_types_by_name(&typedef)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .ok_or_else(|| anyhow!("{typedef} not in BTF"))?;
+        let Type::Ptr(p) = self.strip(t)? else { bail!("{typedef} is not a pointer") };
+        let Type::FuncProto(proto) = self.btf.resolve_chained_type(&p)? else {
+            bail!("{typedef} does not point to a function prototype")
+        };
+        // The first parameter is the tracepoint's private `void *__data`.
+        proto.parameters.iter().skip(1).map(|param| self.describe(self.btf.resolve_chained_type(param)?)).collect()
+    }
+
+    fn describe(&self, t: Type) -> Result<String> {
+        Ok(match self.strip(t)? {
+            Type::Ptr(p) => match self.btf.resolve_chained_type(&p) {
+                Ok(inner) => format!("{} *", self.describe(inner)?),
+                Err(_) => "void *".to_string(),
+            },
+            Type::Struct(s) => format!("struct {}", self.btf.resolve_name(&s).unwrap_or_default()),
+            Type::Union(s) => format!("union {}", self.btf.resolve_name(&s).unwrap_or_default()),
+            Type::Int(i) => self.btf.resolve_name(&i).unwrap_or_default(),
+            Type::FuncProto(_) => "fn".to_string(),
+            Type::Void => "void".to_string(),
+            other => format!("{other:?}").chars().take(24).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_offsets_from_this_kernel() {
+        let Ok(btf) = KernelBtf::load() else {
+            eprintln!("skipped: no kernel BTF on this machine");
+            return;
+        };
+        // `struct path { struct vfsmount *mnt; struct dentry *dentry; }` in every kernel.
+        assert_eq!(btf.offset_of("path", &["mnt"]).unwrap(), 0);
+        assert_eq!(btf.offset_of("path", &["dentry"]).unwrap(), 8);
+        let f_path = btf.offset_of("file", &["f_path"]).unwrap();
+        assert_eq!(btf.offset_of("file", &["f_path", "dentry"]).unwrap(), f_path + 8);
+        assert!(btf.offset_of("file", &["no_such_member"]).is_err());
+        let params = btf.tracepoint_params("kfree").unwrap();
+        assert_eq!(params.len(), 2, "{params:?}");
+    }
+}

@@ -1,0 +1,166 @@
+//! What the programs need to know about the running kernel, gathered at attach time:
+//! classic-tracepoint field offsets from tracefs, structure member offsets from BTF.
+
+use tracer_fs::wire::{Config, btf_off as b, tp_field as f};
+
+use crate::{kernel_btf::KernelBtf, tracefs};
+
+/// (index into `Config::tp`, category, tracepoint, field)
+pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
+    (f::SYS_RET, "syscalls", "sys_exit_umount", "ret"),
+    (f::MOUNT_DEV_NAME, "syscalls", "sys_enter_mount", "dev_name"),
+    (f::MOUNT_DIR_NAME, "syscalls", "sys_enter_mount", "dir_name"),
+    (f::MOUNT_TYPE, "syscalls", "sys_enter_mount", "type"),
+    (f::MOUNT_FLAGS, "syscalls", "sys_enter_mount", "flags"),
+    (f::UMOUNT_NAME, "syscalls", "sys_enter_umount", "name"),
+    (f::UMOUNT_FLAGS, "syscalls", "sys_enter_umount", "flags"),
+    (f::MOVE_MOUNT_FROM_PATH, "syscalls", "sys_enter_move_mount", "from_pathname"),
+    (f::MOVE_MOUNT_TO_PATH, "syscalls", "sys_enter_move_mount", "to_pathname"),
+    (f::FSMOUNT_FLAGS, "syscalls", "sys_enter_fsmount", "flags"),
+    (f::OPENAT_FILENAME, "syscalls", "sys_enter_openat", "filename"),
+    (f::OPENAT2_FILENAME, "syscalls", "sys_enter_openat2", "filename"),
+    (f::OPEN_FILENAME, "syscalls", "sys_enter_open", "filename"),
+    (f::CREAT_PATHNAME, "syscalls", "sys_enter_creat", "pathname"),
+    (f::CLOSE_FD, "syscalls", "sys_enter_close", "fd"),
+    (f::URING_REGISTER_FD, "syscalls", "sys_enter_io_uring_register", "fd"),
+    (f::URING_REGISTER_OPCODE, "syscalls", "sys_enter_io_uring_register", "opcode"),
+    (f::URING_REGISTER_ARG, "syscalls", "sys_enter_io_uring_register", "arg"),
+    (f::URING_REGISTER_NR_ARGS, "syscalls", "sys_enter_io_uring_register", "nr_args"),
+    (f::EXIT_PID, "sched", "sched_process_exit", "pid"),
+    (f::EXIT_GROUP_DEAD, "sched", "sched_process_exit", "group_dead"),
+    (f::SIG_SIG, "signal", "signal_generate", "sig"),
+    (f::SIG_PID, "signal", "signal_generate", "pid"),
+    (f::SIG_GROUP, "signal", "signal_generate", "group"),
+    (f::SIG_RESULT, "signal", "signal_generate", "result"),
+    (f::SIG_COMM, "signal", "signal_generate", "comm"),
+    (f::URING_CREATE_FD, "io_uring", "io_uring_create", "fd"),
+    (f::URING_CREATE_CTX, "io_uring", "io_uring_create", "ctx"),
+    (f::URING_CREATE_SQ, "io_uring", "io_uring_create", "sq_entries"),
+    (f::URING_CREATE_CQ, "io_uring", "io_uring_create", "cq_entries"),
+    (f::URING_CREATE_FLAGS, "io_uring", "io_uring_create", "flags"),
+    (f::URING_REG_CTX, "io_uring", "io_uring_register", "ctx"),
+    (f::URING_REG_OPCODE, "io_uring", "io_uring_register", "opcode"),
+    (f::URING_REG_NR_FILES, "io_uring", "io_uring_register", "nr_files"),
+    (f::URING_REG_RET, "io_uring", "io_uring_register", "ret"),
+    (f::URING_FILE_GET_CTX, "io_uring", "io_uring_file_get", "ctx"),
+    (f::URING_FILE_GET_REQ, "io_uring", "io_uring_file_get", "req"),
+    (f::URING_FILE_GET_FD, "io_uring", "io_uring_file_get", "fd"),
+    (f::URING_COMPLETE_CTX, "io_uring", "io_uring_complete", "ctx"),
+    (f::URING_COMPLETE_REQ, "io_uring", "io_uring_complete", "req"),
+    (f::URING_COMPLETE_RES, "io_uring", "io_uring_complete", "res"),
+    (f::URING_COMPLETE_CFLAGS, "io_uring", "io_uring_complete", "cflags"),
+    (f::URING_FAILED_CTX, "io_uring", "io_uring_req_failed", "ctx"),
+    (f::URING_FAILED_REQ, "io_uring", "io_uring_req_failed", "req"),
+    (f::TIMER_START_TIMER, "timer", "timer_start", "timer"),
+    (f::TIMER_START_FUNCTION, "timer", "timer_start", "function"),
+    (f::TIMER_START_EXPIRES, "timer", "timer_start", "expires"),
+    (f::TIMER_START_NOW, "timer", "timer_start", "now"),
+    (f::WQ_WORK, "workqueue", "workqueue_queue_work", "work"),
+    (f::WQ_FUNCTION, "workqueue", "workqueue_queue_work", "function"),
+    (f::WQ_CPU, "workqueue", "workqueue_queue_work", "cpu"),
+    (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
+    (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
+    (f::KMEM_NAME, "kmem", "kmem_cache_free", "name"),
+];
+
+/// Tracepoints whose fields the programs read through an index shared with another
+/// tracepoint: each must have the field at the same offset, or the shared index is wrong.
+pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
+    (f::SYS_RET, "syscalls", "sys_exit_mount", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_move_mount", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_fsmount", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_openat", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_openat2", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_open", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_creat", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_io_uring_register", "ret"),
+    (f::WQ_WORK, "workqueue", "workqueue_execute_start", "work"),
+    (f::WQ_FUNCTION, "workqueue", "workqueue_execute_start", "function"),
+    (f::WQ_WORK, "workqueue", "workqueue_execute_end", "work"),
+    (f::WQ_FUNCTION, "workqueue", "workqueue_execute_end", "function"),
+    (f::KMEM_PTR, "kmem", "kmem_cache_alloc", "ptr"),
+    (f::KMEM_NAME, "kmem", "kmem_cache_alloc", "name"),
+];
+
+/// (index into `Config::btf`, struct, member path)
+pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
+    (b::TASK_FILES, "task_struct", &["files"]),
+    (b::FILES_FDT, "files_struct", &["fdt"]),
+    (b::FDT_MAX_FDS, "fdtable", &["max_fds"]),
+    (b::FDT_FD, "fdtable", &["fd"]),
+    (b::FILE_PATH_MNT, "file", &["f_path", "mnt"]),
+    (b::FILE_PATH_DENTRY, "file", &["f_path", "dentry"]),
+    (b::FILE_INODE, "file", &["f_inode"]),
+    (b::INODE_INO, "inode", &["i_ino"]),
+    (b::INODE_SB, "inode", &["i_sb"]),
+    (b::SB_DEV, "super_block", &["s_dev"]),
+    (b::DENTRY_NAME, "dentry", &["d_name", "name"]),
+    (b::KMEM_CACHE_NAME, "kmem_cache", &["name"]),
+    (b::WORK_FUNC, "work_struct", &["func"]),
+    (b::TIMER_FUNCTION, "timer_list", &["function"]),
+    (b::TASK_EXIT_CODE, "task_struct", &["exit_code"]),
+    (b::FILE_PRIVATE_DATA, "file", &["private_data"]),
+    (b::TASK_PID, "task_struct", &["pid"]),
+    (b::TASK_TGID, "task_struct", &["tgid"]),
+    (b::TASK_COMM, "task_struct", &["comm"]),
+];
+
+/// What could not be found, by the name of what needs it.
+#[derive(Debug, Default, Clone)]
+pub struct Gaps {
+    pub tp_fields: Vec<String>,
+    pub btf_members: Vec<String>,
+}
+
+/// Offsets the userspace engine needs (not the programs): where a ring's work items sit
+/// inside `struct io_ring_ctx`, to map a work pointer back to its ring.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UringLayout {
+    pub exit_work: Option<u64>,
+    pub fallback_work: Option<u64>,
+}
+
+pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
+    let mut gaps = Gaps::default();
+    let mut formats = std::collections::HashMap::new();
+    let mut format = |cat: &str, name: &str| {
+        formats
+            .entry((cat.to_string(), name.to_string()))
+            .or_insert_with(|| tracefs::format(cat, name).ok())
+            .clone()
+    };
+    for &(idx, cat, tp, field) in TP_FIELDS {
+        match format(cat, tp).and_then(|f| f.offset(field)) {
+            Some(off) => cfg.tp[idx] = off,
+            None => gaps.tp_fields.push(format!("{cat}:{tp}.{field}")),
+        }
+    }
+    for &(idx, cat, tp, field) in SHARED_FIELDS {
+        let off = format(cat, tp).and_then(|f| f.offset(field));
+        if off.is_some() && off != Some(cfg.tp[idx]) {
+            gaps.tp_fields.push(format!("{cat}:{tp}.{field} (at another offset than its siblings)"));
+        }
+    }
+    for &(idx, st, path) in BTF_MEMBERS {
+        match btf.offset_of(st, path) {
+            Ok(off) => cfg.btf[idx] = off,
+            Err(e) => gaps.btf_members.push(format!("{st}.{}: {e}", path.join("."))),
+        }
+    }
+    match (btf.offset_of("mount", &["mnt_id"]), btf.offset_of("mount", &["mnt"])) {
+        (Ok(id), Ok(mnt)) => cfg.btf[b::VFSMOUNT_TO_MNT_ID] = (id as i64 - mnt as i64) as i32 as u32,
+        (Err(e), _) | (_, Err(e)) => gaps.btf_members.push(format!("mount.mnt_id/mnt: {e}")),
+    }
+    match (btf.offset_of("delayed_work", &["timer"]), btf.offset_of("delayed_work", &["work"])) {
+        (Ok(t), Ok(w)) => cfg.btf[b::DWORK_TIMER] = t - w,
+        (Err(e), _) | (_, Err(e)) => gaps.btf_members.push(format!("delayed_work.timer/work: {e}")),
+    }
+    gaps
+}
+
+pub fn uring_layout(btf: &KernelBtf) -> UringLayout {
+    UringLayout {
+        exit_work: btf.offset_of("io_ring_ctx", &["exit_work"]).ok().map(u64::from),
+        fallback_work: btf.offset_of("io_ring_ctx", &["fallback_work"]).ok().map(u64::from),
+    }
+}

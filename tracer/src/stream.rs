@@ -1,0 +1,153 @@
+//! The live stream: drains the ring buffer, decodes records into events, adds the events
+//! userspace makes (the fd snapshot, mount tables), and hands them to a sink in order.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+use tracer_fs::{
+    event::{self, Event, Payload},
+    wire::RecordKind,
+};
+
+use crate::{attach::Attached, clock::boottime_ns, counters, counters::Figures, mountinfo};
+
+/// Where events go: JSON lines, the engine, a recording, the TUI.
+pub trait Sink {
+    fn event(&mut self, ev: &Event) -> Result<()>;
+    fn figures(&mut self, f: &Figures) -> Result<()>;
+    /// A record that could not be decoded (counted and shown, never silently dropped).
+    fn bad_record(&mut self, err: &str) -> Result<()>;
+    /// Hooks attached and the snapshot of existing files taken: from here on nothing is missed.
+    fn ready(&mut self) -> Result<()>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    pub duration: Option<Duration>,
+    pub stats_every: Duration,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub events: u64,
+    pub bad_records: u64,
+    pub figures: Figures,
+    pub stopped_by: &'static str,
+}
+
+fn userspace_event(payload: Payload) -> Event {
+    Event {
+        ts_ns: boottime_ns(),
+        cpu: 0,
+        pid: std::process::id(),
+        tgid: std::process::id(),
+        comm: "tracer".into(),
+        work: None,
+        payload,
+    }
+}
+
+/// Decodes the concatenated records a snapshot iterator wrote.
+pub fn decode_snapshot(bytes: &[u8]) -> (Vec<Event>, Vec<String>) {
+    let size = RecordKind::FileRef.size();
+    let mut evs = Vec::new();
+    let mut errs = Vec::new();
+    for chunk in bytes.chunks(size) {
+        match event::decode(chunk) {
+            Ok(e) => evs.push(e),
+            Err(e) => errs.push(format!("snapshot: {e}")),
+        }
+    }
+    (evs, errs)
+}
+
+fn mount_table_event() -> Result<Event> {
+    Ok(userspace_event(Payload::MountTable { mounts: mountinfo::read()? }))
+}
+
+/// Runs until the duration ends, SIGINT or SIGTERM.
+pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let ring = RingBuf::try_from(att.ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd holds it.
+    let mut ring: AsyncFd<RingBuf<MapData>> =
+        unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
+
+    // Hooks are live from here on; the snapshot then covers what was open before.
+    sink.event(&mount_table_event()?)?;
+    match crate::attach::snapshot(&mut att.ebpf, &att.btf) {
+        Ok(bytes) => {
+            let (evs, errs) = decode_snapshot(&bytes);
+            for e in &evs {
+                summary.events += 1;
+                sink.event(e)?;
+            }
+            for e in errs {
+                summary.bad_records += 1;
+                sink.bad_record(&e)?;
+            }
+        }
+        Err(e) => sink.bad_record(&format!("fd snapshot unavailable: {e:#}"))?,
+    }
+
+    sink.ready()?;
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick = tokio::time::interval(opts.stats_every);
+    tick.tick().await;
+    summary.stopped_by = loop {
+        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), sink, &mut summary)?;
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                let f = counters::read(&att.ebpf)?;
+                sink.figures(&f)?;
+            }
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "duration",
+        }
+    };
+    drain(ring.get_mut(), sink, &mut summary)?;
+    summary.figures = counters::read(&att.ebpf)?;
+    sink.figures(&summary.figures)?;
+    Ok(summary)
+}
+
+fn drain(ring: &mut RingBuf<MapData>, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
+    let mut refresh_mounts = false;
+    while let Some(item) = ring.next() {
+        match event::decode(&item) {
+            Ok(ev) => {
+                summary.events += 1;
+                if let Payload::MountCall { ret: 0, .. } = ev.payload {
+                    refresh_mounts = true;
+                }
+                sink.event(&ev)?;
+                // A changed mount table is read right after the call that changed it, so
+                // events that follow see the new mounts.
+                if refresh_mounts {
+                    sink.event(&mount_table_event()?)?;
+                    refresh_mounts = false;
+                }
+            }
+            Err(e) => {
+                summary.bad_records += 1;
+                sink.bad_record(&format!("{e} ({} bytes)", item.len()))?;
+            }
+        }
+    }
+    Ok(())
+}
