@@ -1,0 +1,1472 @@
+//! The engine: applies events in order to the tables (mounts, files, work, rings, tasks),
+//! emits [`Notice`]s (verdicts on EBUSY and what follows them), and answers the TUI's
+//! queries. Deterministic, no I/O; nonsense or out-of-order events are counted, never panics.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::actor::Actor;
+use crate::config::EngineConfig;
+use crate::event::{Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx};
+use crate::files::{DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release, Removal};
+use crate::mounts::{MNT_DETACH, Mount, Mounts, UmountAttempt};
+use crate::rings::{RingWork, Rings};
+use crate::stats::Stats;
+use crate::summary::{AliveOnMount, MountSummary, WorkFnSummary};
+use crate::tasks::Tasks;
+use crate::text::normalize_path;
+use crate::verdict::{
+    Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
+    HolderDesc, MountDesc, MountDetached, Notice, PinnedMount, RingDesc, StoryClosed, StoryRef,
+    TaskDesc, TeardownDesc, Unattributed, Verdict, VerdictKind, WorkProgress,
+};
+use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
+
+/// `-EBUSY` as syscalls return it.
+pub const EBUSY: i64 = -16;
+
+/// Chains longer than this are cut (a cycle in lost or nonsense data).
+const MAX_CHAIN: usize = 8;
+
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    events: u64,
+    nonsense: u64,
+    snapshot_files: u64,
+    unknown_frees: u64,
+    unknown_frees_by_mount: BTreeMap<i32, u64>,
+    unknown_unrefs: u64,
+    unref_holder_not_found: u64,
+    unref_holder_not_held: u64,
+    slot_reused: u64,
+    files_lost: u64,
+    evicted_verdicts: u64,
+    evicted_stories: u64,
+}
+
+/// What an EBUSY story is about: a mount (umount), a path that is no mount we know, or a
+/// device (mount).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum StoryKey {
+    Mount(i32),
+    Target(String),
+    Device(String),
+}
+
+/// From the first EBUSY to the success of the same operation.
+#[derive(Clone, Debug)]
+struct Story {
+    serial: u64,
+    what: String,
+    mount: Option<MountDesc>,
+    /// Mounts whose unknown-file frees belong to this story.
+    mount_ids: BTreeSet<i32>,
+    first_ebusy_ns: u64,
+    last_ebusy_ns: u64,
+    failed: u32,
+    culprits: BTreeSet<FileKey>,
+    released: usize,
+    unlisted_released: usize,
+}
+
+impl Story {
+    fn story_ref(&self) -> StoryRef {
+        StoryRef {
+            what: self.what.clone(),
+            mount: self.mount.clone(),
+            first_ebusy_ns: self.first_ebusy_ns,
+            last_ebusy_ns: self.last_ebusy_ns,
+            failed_attempts: self.failed,
+        }
+    }
+}
+
+/// Turns the event stream into state and verdicts. See the crate docs for the flow.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    mounts: Mounts,
+    files: Files,
+    work: WorkTable,
+    rings: Rings,
+    tasks: Tasks,
+    verdicts: VecDeque<Verdict>,
+    stories: BTreeMap<StoryKey, Story>,
+    c: Counters,
+    extra_limits: Vec<String>,
+    current_test: Option<String>,
+    next_id: u64,
+    now_ns: u64,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            cfg,
+            mounts: Mounts::default(),
+            files: Files::default(),
+            work: WorkTable::default(),
+            rings: Rings::default(),
+            tasks: Tasks::default(),
+            verdicts: VecDeque::new(),
+            stories: BTreeMap::new(),
+            c: Counters::default(),
+            extra_limits: Vec::new(),
+            current_test: None,
+            next_id: 0,
+            now_ns: 0,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Adds a limit of the evidence learnt at run time (e.g. "ring buffer lost 12 records"),
+    /// quoted in later verdicts.
+    pub fn add_evidence_limit(&mut self, limit: impl Into<String>) {
+        let l = limit.into();
+        if !self.extra_limits.contains(&l) {
+            self.extra_limits.push(l);
+        }
+    }
+
+    /// The latest event time seen.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    pub fn mounts(&self) -> &Mounts {
+        &self.mounts
+    }
+
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+
+    pub fn work(&self) -> &WorkTable {
+        &self.work
+    }
+
+    pub fn rings(&self) -> &Rings {
+        &self.rings
+    }
+
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Verdicts kept (the newest [`crate::config::Caps::max_verdicts`]), oldest first.
+    pub fn verdicts(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter()
+    }
+
+    /// The topmost mount in the table at `target` (see [`Mounts::mount_for_path`]).
+    pub fn mount_for_path(&self, target: &str) -> Option<&Mount> {
+        self.mounts.mount_for_path(target)
+    }
+
+    /// Applies every event in order and returns all notices.
+    pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) -> Vec<Notice> {
+        events.into_iter().flat_map(|e| self.apply(e)).collect()
+    }
+
+    /// Applies one event. Events must come in time order; anything else is tolerated.
+    pub fn apply(&mut self, ev: &Event) -> Vec<Notice> {
+        let mut out = Vec::new();
+        self.c.events += 1;
+        self.now_ns = self.now_ns.max(ev.ts_ns);
+        match &ev.payload {
+            Payload::MountTable { mounts } => self.on_mount_table(ev, mounts, &mut out),
+            Payload::MountCall {
+                op,
+                flags,
+                ret,
+                enter_ns,
+                source,
+                target,
+                fs_type,
+            } => {
+                let call = MountCallArgs {
+                    op: *op,
+                    flags: *flags,
+                    ret: *ret,
+                    enter_ns: *enter_ns,
+                    source,
+                    target,
+                    fs_type,
+                };
+                self.on_mount_call(ev, &call, &mut out)
+            }
+            Payload::TaskExit {
+                exit_code,
+                group_dead,
+            } => self.on_task_exit(ev, *exit_code, *group_dead),
+            Payload::Signal {
+                sig,
+                result,
+                target_pid,
+                target_comm,
+                ..
+            } => {
+                let a = self.actor(ev);
+                self.tasks.signal(*target_pid, *sig, *result, target_comm, &a);
+            }
+            Payload::UringCreate {
+                ctx,
+                fd,
+                sq_entries,
+                cq_entries,
+                flags,
+            } => self.on_uring_create(ev, *ctx, *fd, *sq_entries, *cq_entries, *flags),
+            Payload::UringRegister { ctx, ret, .. } => self.on_uring_register(ev, *ctx, *ret),
+            Payload::FileRef {
+                file,
+                holder,
+                how,
+                mnt_id,
+                dev,
+                ino,
+                name_kind,
+                name,
+            } => {
+                let r = FileRefArgs {
+                    file: *file,
+                    holder: *holder,
+                    how: *how,
+                    mnt_id: *mnt_id,
+                    dev: *dev,
+                    ino: *ino,
+                    name_kind: *name_kind,
+                    name,
+                };
+                self.on_file_ref(ev, &r, &mut out)
+            }
+            Payload::FileUnref { file, holder, how } => self.on_file_unref(ev, *file, *holder, *how),
+            Payload::FileFree { file, mnt_id, ino } => {
+                self.on_file_free(ev, *file, *mnt_id, *ino, &mut out)
+            }
+            Payload::WorkQueued {
+                work,
+                function,
+                target_cpu,
+            } => self.on_work_queued(ev, *work, *function, *target_cpu),
+            Payload::WorkStart { work, function } => self.on_work_start(ev, *work, *function),
+            Payload::WorkEnd { work, function } => self.on_work_end(ev, *work, *function),
+            Payload::WorkArmed {
+                work,
+                function,
+                delay_jiffies,
+            } => self.on_work_armed(ev, *work, *function, *delay_jiffies),
+            Payload::UringReqDone { ctx, req, .. } => self.on_req_done(ev, *ctx, *req),
+            Payload::TestMarker { test } => self.current_test = Some(test.clone()),
+        }
+        self.enforce_caps();
+        out
+    }
+
+    // ----- context -----
+
+    fn ring_of_work(&self, work: u64, function: u64) -> Option<u64> {
+        self.cfg.ring_of_work(work, function).or_else(|| {
+            self.cfg
+                .is_ring_exit_work(function)
+                .then(|| self.rings.learned(work))
+                .flatten()
+        })
+    }
+
+    fn actor(&self, ev: &Event) -> Actor {
+        Actor {
+            ts_ns: ev.ts_ns,
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: ev.comm.clone(),
+            work: ev.work,
+            work_instance: ev.work.and_then(|w| self.work.running_instance(w.work)),
+            ring: ev.work.and_then(|w| self.ring_of_work(w.work, w.function)),
+            task_exited: ev.work.is_none() && self.tasks.is_exited(ev.tgid),
+        }
+    }
+
+    fn name(&self, f: u64) -> String {
+        self.cfg.symbol(f)
+    }
+
+    fn link(&self, a: &Actor, role: LinkRole) -> ChainLink {
+        ChainLink::from_actor(a, role, |f| self.name(f))
+    }
+
+    fn asker_of(&self, serial: Option<u64>) -> Option<(&Actor, LinkRole)> {
+        let i = self.work.get(serial?)?;
+        i.asker(self.cfg.is_delayed_work_fn(i.function))
+    }
+
+    /// The deferral chain of a release in context `rel`: the freeing context, then who
+    /// handed it the file or asked for its run, and so on back to a plain task.
+    fn build_chain(&self, rel: &Actor, last_drop: Option<&HolderDrop>) -> Vec<ChainLink> {
+        if rel.work.is_none() {
+            return vec![self.link(rel, LinkRole::TaskWork)];
+        }
+        let mut links = vec![self.link(rel, LinkRole::Ran)];
+        let asker = self.asker_of(rel.work_instance);
+        let mut next: Option<(Actor, LinkRole)> = match (last_drop, asker) {
+            (Some(d), Some((a, role))) if d.actor.same_context(a) => Some((a.clone(), role)),
+            (Some(d), _) if !d.actor.same_context(rel) => Some((d.actor.clone(), LinkRole::PutBy)),
+            (_, Some((a, role))) => Some((a.clone(), role)),
+            _ => None,
+        };
+        if next.is_none() {
+            links.push(ChainLink::unseen(rel.ts_ns));
+        }
+        while let Some((a, role)) = next.take() {
+            links.push(self.link(&a, role));
+            if a.work.is_none() || role == LinkRole::QueuedByTimer {
+                break;
+            }
+            if links.len() >= MAX_CHAIN {
+                links.push(ChainLink::unseen(a.ts_ns));
+                break;
+            }
+            match self.asker_of(a.work_instance) {
+                Some((q, r)) => next = Some((q.clone(), r)),
+                None => links.push(ChainLink::unseen(a.ts_ns)),
+            }
+        }
+        links
+    }
+
+    // ----- descriptions -----
+
+    fn task_desc(&self, serial: Option<u64>, tgid: u32, comm: &str) -> TaskDesc {
+        let t = match serial {
+            Some(s) => self.tasks.get(s),
+            None => self.tasks.current(tgid),
+        };
+        match t {
+            Some(t) => TaskDesc {
+                pid: t.tgid,
+                comm: t.comm.clone(),
+                known: true,
+                alive: t.alive(),
+                exit: t.exit.clone(),
+                killed: t.killed.clone(),
+            },
+            None => TaskDesc {
+                pid: tgid,
+                comm: comm.to_string(),
+                known: false,
+                alive: false,
+                exit: None,
+                killed: None,
+            },
+        }
+    }
+
+    fn teardown_desc(&self, w: &RingWork) -> TeardownDesc {
+        TeardownDesc {
+            queued: w.queued.as_ref().map(|a| self.link(a, LinkRole::QueuedBy)),
+            started_ns: w.started.as_ref().map(|a| a.ts_ns),
+            started_comm: w.started.as_ref().map(|a| a.comm.clone()),
+            ended_ns: w.ended_ns,
+        }
+    }
+
+    fn ring_desc(&self, ctx: u64) -> RingDesc {
+        let r = self
+            .rings
+            .get(ctx)
+            .or_else(|| self.rings.retired().rev().find(|r| r.ctx == ctx));
+        match r {
+            Some(r) => RingDesc {
+                ctx,
+                known: true,
+                owner: r
+                    .owner_tgid
+                    .map(|t| self.task_desc(r.owner_task, t, &r.owner_comm)),
+                owner_inferred: r.owner_inferred,
+                created_ns: r.created_ns,
+                teardown: self.teardown_desc(&r.exit_work),
+                torn_down_ns: r.torn_down_ns,
+            },
+            None => RingDesc {
+                ctx,
+                known: false,
+                owner: None,
+                owner_inferred: false,
+                created_ns: None,
+                teardown: TeardownDesc::default(),
+                torn_down_ns: None,
+            },
+        }
+    }
+
+    fn drop_desc(&self, d: &HolderDrop) -> DropDesc {
+        DropDesc {
+            holder: d.holder,
+            reason: d.reason,
+            ts_ns: d.actor.ts_ns,
+            by: self.link(&d.actor, LinkRole::PutBy),
+        }
+    }
+
+    fn progress(&self, i: &WorkInstance) -> WorkProgress {
+        WorkProgress {
+            function_name: self.name(i.function),
+            armed_ns: i.armed.as_ref().map(|a| a.ts_ns),
+            armed_by: i.armed.as_ref().map(|a| self.link(a, LinkRole::ArmedBy)),
+            queued_ns: i.queued.as_ref().map(|a| a.ts_ns),
+            started_ns: i.started.as_ref().map(|a| a.ts_ns),
+            started_comm: i.started.as_ref().map(|a| a.comm.clone()),
+            ended_ns: i.ended_ns,
+        }
+    }
+
+    fn file_id(f: &FileObj) -> FileId {
+        FileId {
+            file: f.key.file,
+            generation: f.key.generation,
+            mnt_id: f.mnt_id,
+            ino: f.ino,
+            name_kind: f.name_kind,
+            name: f.name.clone(),
+            path: f.path(),
+        }
+    }
+
+    /// A file and everything that keeps it alive, in plain terms.
+    pub fn describe(&self, f: &FileObj) -> FileReport {
+        let mut holders: Vec<HolderDesc> = f
+            .holders
+            .iter()
+            .map(|(h, i)| match *h {
+                HolderRef::Fd { tgid, fd } => HolderDesc::Fd {
+                    fd,
+                    task: self.task_desc(i.task, tgid, &i.comm),
+                    since_ns: i.since_ns,
+                    how: i.how,
+                },
+                HolderRef::UringFixed { ctx } => HolderDesc::UringFixed {
+                    ring: self.ring_desc(ctx),
+                    since_ns: i.since_ns,
+                },
+                HolderRef::UringReq { ctx, req } => HolderDesc::UringReq {
+                    req,
+                    ring: self.ring_desc(ctx),
+                    since_ns: i.since_ns,
+                },
+            })
+            .collect();
+        match f.state() {
+            FileState::PendingRelease => {
+                let drop = f.last_drop.as_ref();
+                let since = f.no_holder_since.or(drop.map(|d| d.actor.ts_ns)).unwrap_or(0);
+                let via = if drop.is_some_and(|d| d.actor.work.is_some()) {
+                    DeferVia::DelayedFput
+                } else {
+                    DeferVia::TaskWork
+                };
+                let delayed_fput = match (via, self.cfg.delayed_fput) {
+                    (DeferVia::DelayedFput, Some(func)) => Some(
+                        self.work
+                            .latest_of_fn(func)
+                            .filter(|i| i.ended_ns.is_none_or(|e| e >= since))
+                            .map(|i| self.progress(i))
+                            .unwrap_or(WorkProgress {
+                                function_name: self.name(func),
+                                armed_ns: None,
+                                armed_by: None,
+                                queued_ns: None,
+                                started_ns: None,
+                                started_comm: None,
+                                ended_ns: None,
+                            }),
+                    ),
+                    _ => None,
+                };
+                holders.push(HolderDesc::DeferredPut {
+                    since_ns: since,
+                    via,
+                    last_drop: drop.map(|d| self.drop_desc(d)),
+                    delayed_fput,
+                });
+            }
+            FileState::Unattributed => holders.push(HolderDesc::Unattributed {
+                since_ns: f.no_holder_since,
+                last_drop: f.last_drop.as_ref().map(|d| self.drop_desc(d)),
+            }),
+            FileState::Held | FileState::Released => {}
+        }
+        FileReport {
+            id: Self::file_id(f),
+            dev: f.dev,
+            state: f.state(),
+            first_ref_ns: f.first_ref.ts_ns,
+            first_how: f.first_how,
+            first_pid: f.first_ref.tgid,
+            first_comm: f.first_ref.comm.clone(),
+            holders,
+            unseen_refs: f.unseen_refs,
+        }
+    }
+
+    /// Describes a file by key (alive or kept after release).
+    pub fn describe_file(&self, key: FileKey) -> Option<FileReport> {
+        self.files.get(key).map(|f| self.describe(f))
+    }
+
+    // ----- queries -----
+
+    /// Alive files on a mount grouped by holder kind.
+    pub fn alive_on_mount(&self, mount_id: i32) -> AliveOnMount {
+        let mut v = AliveOnMount {
+            mount_id,
+            mount: self.mounts.get(mount_id).map(MountDesc::of),
+            ..Default::default()
+        };
+        for f in self.files.alive_on_mount(mount_id) {
+            v.files += 1;
+            let r = self.describe(f);
+            let has = |p: fn(&HolderRef) -> bool| f.holders.keys().any(p);
+            if has(|h| matches!(h, HolderRef::Fd { .. })) {
+                v.fd_tables.push(r.clone());
+            }
+            if has(|h| matches!(h, HolderRef::UringFixed { .. })) {
+                v.uring_rings.push(r.clone());
+            }
+            if has(|h| matches!(h, HolderRef::UringReq { .. })) {
+                v.in_flight.push(r.clone());
+            }
+            match f.state() {
+                FileState::PendingRelease => v.deferred_pending.push(r),
+                FileState::Unattributed => v.unattributed.push(r),
+                FileState::Held | FileState::Released => {}
+            }
+        }
+        v
+    }
+
+    /// One summary per mount: those in the table, detached ones, and mount ids that only
+    /// files point at.
+    pub fn mount_summaries(&self) -> Vec<MountSummary> {
+        let ids: BTreeSet<i32> = self
+            .mounts
+            .live()
+            .map(|m| m.id)
+            .chain(self.files.mounts_with_alive())
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let m = self.mounts.get(id);
+                let mut s = MountSummary {
+                    mount_id: id,
+                    mount: m.map(MountDesc::of),
+                    detached: m.is_some_and(Mount::detached),
+                    unknown_frees: self.c.unknown_frees_by_mount.get(&id).copied().unwrap_or(0),
+                    umount_attempts: m.map_or(0, |m| m.umount_attempts_total),
+                    umount_ebusy: m.map_or(0, |m| m.umount_ebusy_total),
+                    ..Default::default()
+                };
+                for f in self.files.alive_on_mount(id) {
+                    s.alive_files += 1;
+                    let mut fd = false;
+                    let mut ring = false;
+                    let mut req = false;
+                    for h in f.holders.keys() {
+                        match h {
+                            HolderRef::Fd { .. } => fd = true,
+                            HolderRef::UringFixed { .. } => ring = true,
+                            HolderRef::UringReq { .. } => req = true,
+                        }
+                    }
+                    s.fd_tables += usize::from(fd);
+                    s.uring_rings += usize::from(ring);
+                    s.in_flight += usize::from(req);
+                    match f.state() {
+                        FileState::PendingRelease => s.deferred_pending += 1,
+                        FileState::Unattributed => s.unattributed += 1,
+                        _ => {}
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// Latency (queue → start) and run time per followed work function.
+    pub fn work_summaries(&self) -> Vec<WorkFnSummary> {
+        let mut now: BTreeMap<u64, (usize, usize, Option<u64>)> = BTreeMap::new();
+        for i in self.work.iter() {
+            let e = now.entry(i.function).or_default();
+            if i.waiting() {
+                e.0 += 1;
+                let since = i
+                    .armed
+                    .as_ref()
+                    .or(i.queued.as_ref())
+                    .map(|a| a.ts_ns)
+                    .unwrap_or(0);
+                e.2 = Some(e.2.map_or(since, |s| s.min(since)));
+            }
+            if i.running() {
+                e.1 += 1;
+            }
+        }
+        self.work
+            .per_fn()
+            .iter()
+            .map(|(&function, c)| {
+                let (waiting, running, oldest) = now.get(&function).copied().unwrap_or_default();
+                WorkFnSummary {
+                    function,
+                    name: self.name(function),
+                    counters: *c,
+                    waiting_now: waiting,
+                    running_now: running,
+                    oldest_waiting_since_ns: oldest,
+                }
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            events: self.c.events,
+            nonsense_events: self.c.nonsense,
+            files_alive: self.files.alive_len(),
+            files_kept: self.files.len(),
+            snapshot_files: self.c.snapshot_files,
+            unknown_file_frees: self.c.unknown_frees,
+            unknown_file_frees_by_mount: self.c.unknown_frees_by_mount.clone(),
+            unknown_file_unrefs: self.c.unknown_unrefs,
+            unref_holder_not_found: self.c.unref_holder_not_found,
+            unref_holder_not_held: self.c.unref_holder_not_held,
+            holder_slot_reused: self.c.slot_reused,
+            files_lost: self.c.files_lost,
+            mount_ids_reused: self.mounts.ids_reused,
+            work_unmatched_starts: self.work.unmatched_starts,
+            work_unmatched_ends: self.work.unmatched_ends,
+            work_missed_ends: self.work.missed_ends,
+            evicted_files_released: self.files.evicted_released,
+            evicted_files_alive: self.files.evicted_alive,
+            evicted_work_done: self.work.evicted_done,
+            evicted_work_active: self.work.evicted_active,
+            evicted_verdicts: self.c.evicted_verdicts,
+            evicted_stories: self.c.evicted_stories,
+            evicted_tasks: self.tasks.evicted,
+            evicted_rings: self.rings.evicted,
+            evicted_mounts: self.mounts.evicted,
+            missing_hooks: self.cfg.missing_hooks.clone(),
+        }
+    }
+
+    /// What the evidence cannot show, as quoted in verdicts.
+    pub fn evidence_limits(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .cfg
+            .missing_hooks
+            .iter()
+            .map(|h| format!("hook not attached: {h}"))
+            .collect();
+        v.extend(self.extra_limits.iter().cloned());
+        if self.c.snapshot_files == 0 {
+            v.push(
+                "no attach-time snapshot of open files was seen: files opened before the tracer attached are invisible"
+                    .into(),
+            );
+        }
+        if !self.mounts.seeded {
+            v.push("no mount table was received: mounts are unknown".into());
+        }
+        if self.cfg.delayed_fput.is_none() {
+            v.push("the address of delayed_fput is unknown: deferred puts cannot be followed".into());
+        }
+        if self.cfg.io_ring_exit_work.is_some() && self.cfg.ring_exit_work_offset.is_none() {
+            v.push(
+                "the offset of exit_work in struct io_ring_ctx is unknown: ring teardowns are matched to rings by their owner only"
+                    .into(),
+            );
+        }
+        let evicted = self.stats().evicted_total();
+        if evicted > 0 {
+            v.push(format!(
+                "{evicted} objects were evicted to stay within memory caps: older history is incomplete"
+            ));
+        }
+        v
+    }
+
+    /// Consistency of the engine's tables (for tests; cheap enough for debug builds).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.files.check()?;
+        let caps = &self.cfg.caps;
+        let checks = [
+            ("files", self.files.len(), caps.max_files),
+            ("work instances", self.work.len(), caps.max_work_instances),
+            ("verdicts", self.verdicts.len(), caps.max_verdicts),
+            ("stories", self.stories.len(), caps.max_verdicts),
+            ("tasks", self.tasks.len(), caps.max_tasks),
+            ("rings", self.rings.len(), caps.max_rings),
+            ("mount history", self.mounts.history_len(), caps.max_mount_history),
+        ];
+        for (what, n, cap) in checks {
+            if n > cap {
+                return Err(format!("{what}: {n} kept, cap {cap}"));
+            }
+        }
+        for m in self.mounts.live() {
+            if m.detached() && self.files.alive_count_on(m.id) == 0 {
+                return Err(format!("mount {} detached with no alive file", m.id));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- mounts and verdicts -----
+
+    fn on_mount_table(&mut self, ev: &Event, table: &[MountInfo], out: &mut Vec<Notice>) {
+        let files = &self.files;
+        let ch = self
+            .mounts
+            .apply_table(ev.ts_ns, table, |id| files.alive_count_on(id) > 0);
+        for id in ch.replaced {
+            // The kernel reuses a mount id only once the old mount is freed, so the files we
+            // believed alive on it were freed unseen.
+            let keys: Vec<FileKey> = self.files.alive_on_mount(id).iter().map(|f| f.key).collect();
+            for k in keys {
+                self.lose_file(k, ev, out);
+            }
+        }
+        for id in ch.detached {
+            let Some(m) = self.mounts.get(id) else { continue };
+            let files = self
+                .files
+                .alive_on_mount(id)
+                .into_iter()
+                .map(|f| self.describe(f))
+                .collect();
+            out.push(Notice::MountDetachedPinned(MountDetached {
+                mount: MountDesc::of(m),
+                ts_ns: ev.ts_ns,
+                files,
+            }));
+        }
+    }
+
+    fn on_mount_call(&mut self, ev: &Event, call: &MountCallArgs, out: &mut Vec<Notice>) {
+        match call.op {
+            MountCallOp::Umount => {
+                let mid = self.mounts.mount_for_path(call.target).map(|m| m.id);
+                if let Some(m) = mid.and_then(|id| self.mounts.get_mut(id)) {
+                    m.record_attempt(UmountAttempt {
+                        ts_ns: ev.ts_ns,
+                        ret: call.ret,
+                        flags: call.flags,
+                        pid: ev.pid,
+                        tgid: ev.tgid,
+                        comm: ev.comm.clone(),
+                    });
+                }
+                if call.ret == EBUSY {
+                    self.umount_busy(ev, call, mid, out);
+                } else if call.ret == 0 {
+                    let lazy = call.flags & MNT_DETACH != 0;
+                    let still = mid.map_or(0, |id| self.files.alive_count_on(id));
+                    let keys = [
+                        mid.map(StoryKey::Mount),
+                        Some(StoryKey::Target(normalize_path(call.target))),
+                    ];
+                    for k in keys.into_iter().flatten() {
+                        if self.close_story(&k, ev, lazy, if lazy { still } else { 0 }, out) {
+                            break;
+                        }
+                    }
+                }
+            }
+            MountCallOp::Mount => {
+                if call.ret == EBUSY {
+                    self.mount_busy(ev, call, out);
+                } else if call.ret == 0 {
+                    let k = StoryKey::Device(call.source.to_string());
+                    self.close_story(&k, ev, false, 0, out);
+                }
+            }
+            MountCallOp::MoveMount | MountCallOp::Fsmount => {}
+        }
+    }
+
+    fn unattributed_for(&self, mount_ids: &[i32], reports: &[&FileReport]) -> Unattributed {
+        Unattributed {
+            files_without_holder: reports
+                .iter()
+                .filter(|r| r.state == FileState::Unattributed)
+                .count(),
+            unknown_frees_on_mount: mount_ids
+                .iter()
+                .map(|id| self.c.unknown_frees_by_mount.get(id).copied().unwrap_or(0))
+                .sum(),
+            unknown_frees_total: self.c.unknown_frees,
+            unknown_unrefs_total: self.c.unknown_unrefs,
+            unseen_refs: reports.iter().map(|r| u64::from(r.unseen_refs)).sum(),
+        }
+    }
+
+    /// Opens or continues the story of `key`; returns (attempt number, first EBUSY time).
+    fn story_ebusy(
+        &mut self,
+        key: StoryKey,
+        what: String,
+        mount: Option<MountDesc>,
+        mount_ids: &[i32],
+        culprits: &[FileKey],
+        ts: u64,
+    ) -> (u32, u64) {
+        self.next_id += 1;
+        let serial = self.next_id;
+        let s = self.stories.entry(key).or_insert_with(|| Story {
+            serial,
+            what,
+            mount: None,
+            mount_ids: BTreeSet::new(),
+            first_ebusy_ns: ts,
+            last_ebusy_ns: ts,
+            failed: 0,
+            culprits: BTreeSet::new(),
+            released: 0,
+            unlisted_released: 0,
+        });
+        s.failed = s.failed.saturating_add(1);
+        s.last_ebusy_ns = ts;
+        if mount.is_some() {
+            s.mount = mount;
+        }
+        s.mount_ids.extend(mount_ids.iter().copied());
+        s.culprits.extend(culprits.iter().copied());
+        (s.failed, s.first_ebusy_ns)
+    }
+
+    fn caller(ev: &Event) -> Caller {
+        Caller {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: ev.comm.clone(),
+        }
+    }
+
+    fn umount_busy(&mut self, ev: &Event, call: &MountCallArgs, mid: Option<i32>, out: &mut Vec<Notice>) {
+        let mount = mid.and_then(|id| self.mounts.get(id)).map(MountDesc::of);
+        let files = mid.map(|id| self.files.alive_on_mount(id)).unwrap_or_default();
+        let keys: Vec<FileKey> = files.iter().map(|f| f.key).collect();
+        let culprits: Vec<FileReport> = files.into_iter().map(|f| self.describe(f)).collect();
+        let child_mounts: Vec<MountDesc> = mid
+            .map(|id| self.mounts.children(id).into_iter().map(MountDesc::of).collect())
+            .unwrap_or_default();
+        let ids: Vec<i32> = mid.into_iter().collect();
+        let unattributed = self.unattributed_for(&ids, &culprits.iter().collect::<Vec<_>>());
+        let key = match mid {
+            Some(id) => StoryKey::Mount(id),
+            None => StoryKey::Target(normalize_path(call.target)),
+        };
+        let (attempt, first) = self.story_ebusy(
+            key,
+            format!("umount {}", call.target),
+            mount.clone(),
+            &ids,
+            &keys,
+            ev.ts_ns,
+        );
+        let unexplained = mount.is_some() && culprits.is_empty() && child_mounts.is_empty();
+        let v = self.verdict(ev, call, VerdictKind::UmountBusy, attempt, first, unattributed, unexplained);
+        let v = Verdict {
+            mount,
+            culprits,
+            child_mounts,
+            ..v
+        };
+        self.push_verdict(v, out);
+    }
+
+    fn mount_busy(&mut self, ev: &Event, call: &MountCallArgs, out: &mut Vec<Notice>) {
+        let mut pinned = Vec::new();
+        let mut keys = Vec::new();
+        let mut ids = Vec::new();
+        for m in self.mounts.by_source(call.source) {
+            let files = self.files.alive_on_mount(m.id);
+            keys.extend(files.iter().map(|f| f.key));
+            ids.push(m.id);
+            pinned.push(PinnedMount {
+                mount: MountDesc::of(m),
+                files: files.into_iter().map(|f| self.describe(f)).collect(),
+                child_mounts: self.mounts.children(m.id).into_iter().map(MountDesc::of).collect(),
+            });
+        }
+        let dev_path = normalize_path(call.source);
+        let openers: Vec<&FileObj> = if dev_path.starts_with('/') {
+            self.files
+                .alive_iter()
+                .filter(|f| f.path().as_deref() == Some(dev_path.as_str()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        keys.extend(openers.iter().map(|f| f.key));
+        let device_openers: Vec<FileReport> = openers.into_iter().map(|f| self.describe(f)).collect();
+        let all: Vec<&FileReport> = pinned
+            .iter()
+            .flat_map(|p| p.files.iter())
+            .chain(device_openers.iter())
+            .collect();
+        let unattributed = self.unattributed_for(&ids, &all);
+        let unexplained = all.is_empty() && pinned.iter().all(|p| p.child_mounts.is_empty());
+        let (attempt, first) = self.story_ebusy(
+            StoryKey::Device(call.source.to_string()),
+            format!("mount {}", call.source),
+            None,
+            &ids,
+            &keys,
+            ev.ts_ns,
+        );
+        let v = self.verdict(ev, call, VerdictKind::MountBusy, attempt, first, unattributed, unexplained);
+        let v = Verdict {
+            pinned_mounts: pinned,
+            device_openers,
+            ..v
+        };
+        self.push_verdict(v, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn verdict(
+        &mut self,
+        ev: &Event,
+        call: &MountCallArgs,
+        kind: VerdictKind,
+        attempt: u32,
+        first_ebusy_ns: u64,
+        unattributed: Unattributed,
+        unexplained: bool,
+    ) -> Verdict {
+        self.next_id += 1;
+        Verdict {
+            id: self.next_id,
+            kind,
+            op: call.op,
+            ts_ns: ev.ts_ns,
+            enter_ns: call.enter_ns,
+            target: call.target.to_string(),
+            source: call.source.to_string(),
+            fs_type: call.fs_type.to_string(),
+            flags: call.flags,
+            caller: Self::caller(ev),
+            test: self.current_test.clone(),
+            attempt,
+            first_ebusy_ns,
+            mount: None,
+            culprits: Vec::new(),
+            child_mounts: Vec::new(),
+            pinned_mounts: Vec::new(),
+            device_openers: Vec::new(),
+            unattributed,
+            unexplained,
+            evidence_limits: self.evidence_limits(),
+        }
+    }
+
+    fn push_verdict(&mut self, v: Verdict, out: &mut Vec<Notice>) {
+        out.push(Notice::Verdict(v.clone()));
+        self.verdicts.push_back(v);
+    }
+
+    fn close_story(&mut self, key: &StoryKey, ev: &Event, lazy: bool, still: usize, out: &mut Vec<Notice>) -> bool {
+        let Some(s) = self.stories.remove(key) else {
+            return false;
+        };
+        out.push(Notice::StoryClosed(StoryClosed {
+            story: s.story_ref(),
+            ts_ns: ev.ts_ns,
+            pinned_ns: ev.ts_ns.saturating_sub(s.first_ebusy_ns),
+            failed_attempts: s.failed,
+            caller: Self::caller(ev),
+            lazy,
+            still_pinned_by: still,
+            culprits_total: s.culprits.len(),
+            culprits_released: s.released,
+            unlisted_released: s.unlisted_released,
+        }));
+        true
+    }
+
+    // ----- files -----
+
+    /// Ends a file generation and reports it to the stories listing it and, if it was the
+    /// last file of a detached mount, that the mount is unpinned.
+    fn end_file(&mut self, key: FileKey, release: Release, out: &mut Vec<Notice>) {
+        let Some(f) = self.files.get(key) else { return };
+        if !f.alive() {
+            return;
+        }
+        let mnt = f.mnt_id;
+        let id = Self::file_id(f);
+        let last_drop = f.last_drop.as_ref().map(|d| self.drop_desc(d));
+        let seen = release.seen;
+        let ts = release.actor.ts_ns;
+        let chain = release.chain.clone();
+        self.files.release(key, release);
+        let keys: Vec<StoryKey> = self
+            .stories
+            .iter()
+            .filter(|(_, s)| s.culprits.contains(&key))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sk in keys {
+            let files = &self.files;
+            let Some(s) = self.stories.get_mut(&sk) else { continue };
+            s.released += 1;
+            let alive = s
+                .culprits
+                .iter()
+                .filter(|k| files.get(**k).is_some_and(FileObj::alive))
+                .count();
+            out.push(Notice::CulpritReleased(CulpritReleased {
+                story: s.story_ref(),
+                file: id.clone(),
+                listed: true,
+                seen,
+                ts_ns: ts,
+                chain: chain.clone(),
+                last_drop: last_drop.clone(),
+                culprits_alive: alive,
+                culprits_total: s.culprits.len(),
+            }));
+        }
+        self.check_unpinned(mnt, ts, &id, &chain, out);
+    }
+
+    fn check_unpinned(&mut self, mnt: i32, ts: u64, last: &FileId, chain: &[ChainLink], out: &mut Vec<Notice>) {
+        let Some(m) = self.mounts.get(mnt) else { return };
+        if !m.detached() || self.files.alive_count_on(mnt) > 0 {
+            return;
+        }
+        let mount = MountDesc::of(m);
+        let detached_ns = m.left_table_ns.unwrap_or(ts);
+        self.mounts.retire(mnt, ts);
+        out.push(Notice::DetachedMountUnpinned(DetachedMountUnpinned {
+            mount,
+            detached_ns,
+            ts_ns: ts,
+            last_file: last.clone(),
+            chain: chain.to_vec(),
+        }));
+    }
+
+    /// A file's end inferred, not seen (its pointer or mount id was reused).
+    fn lose_file(&mut self, key: FileKey, ev: &Event, out: &mut Vec<Notice>) {
+        self.c.files_lost += 1;
+        let actor = self.actor(ev);
+        self.end_file(
+            key,
+            Release {
+                actor,
+                chain: Vec::new(),
+                seen: false,
+            },
+            out,
+        );
+    }
+
+    fn on_file_ref(&mut self, ev: &Event, r: &FileRefArgs, out: &mut Vec<Notice>) {
+        if r.file == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let cap = self.cfg.caps.max_tasks;
+        let (tgid, pid) = match r.holder {
+            HolderRef::Fd { tgid, .. } if tgid != ev.tgid => (tgid, tgid),
+            HolderRef::UringFixed { ctx: 0 } | HolderRef::UringReq { ctx: 0, .. } => {
+                self.c.nonsense += 1;
+                return;
+            }
+            _ => (ev.tgid, ev.pid),
+        };
+        let task = self.tasks.observe_live(tgid, pid, &ev.comm, ev.ts_ns, cap);
+        let actor = self.actor(ev);
+        let existing = self.files.alive(r.file).and_then(|k| self.files.get(k));
+        let key = match existing {
+            Some(f)
+                if (r.mnt_id != -1 && f.mnt_id != -1 && r.mnt_id != f.mnt_id)
+                    || (r.ino != 0 && f.ino != 0 && r.ino != f.ino) =>
+            {
+                // Another file at the same pointer: the old one was freed unseen.
+                let old = f.key;
+                self.lose_file(old, ev, out);
+                None
+            }
+            Some(f) => Some(f.key),
+            None => None,
+        };
+        let key = match key {
+            Some(k) => {
+                self.files.update_name(k, r.name_kind, r.name);
+                if r.mnt_id != -1 {
+                    self.files.set_mount(k, r.mnt_id);
+                }
+                k
+            }
+            None => self.files.create(
+                r.file,
+                r.mnt_id,
+                r.dev,
+                r.ino,
+                r.name_kind,
+                r.name,
+                r.how,
+                actor.clone(),
+            ),
+        };
+        if r.how == RefHow::Snapshot {
+            self.c.snapshot_files += 1;
+        }
+        // An fd slot or a request holds one file: a previous file there was dropped unseen.
+        if matches!(r.holder, HolderRef::Fd { .. } | HolderRef::UringReq { .. }) {
+            for other in self.files.holding(&r.holder) {
+                if other != key {
+                    self.c.slot_reused += 1;
+                    self.files
+                        .remove_holder(other, &r.holder, DropReason::SlotReused, &actor);
+                }
+            }
+        }
+        if let HolderRef::UringFixed { ctx } | HolderRef::UringReq { ctx, .. } = r.holder {
+            self.rings.ensure(ctx, &actor, Some(task));
+        }
+        self.files.add_holder(
+            key,
+            r.holder,
+            HolderInfo {
+                since_ns: ev.ts_ns,
+                how: r.how,
+                pid: ev.pid,
+                tgid: ev.tgid,
+                comm: ev.comm.clone(),
+                task: Some(task),
+            },
+        );
+    }
+
+    fn drop_holder(&mut self, key: FileKey, holder: &HolderRef, reason: DropReason, actor: &Actor) {
+        if self.files.remove_holder(key, holder, reason, actor) == Removal::NotHeld {
+            self.c.unref_holder_not_held += 1;
+            self.files.note_unseen_ref(key);
+        }
+    }
+
+    fn on_file_unref(&mut self, ev: &Event, file: u64, holder: HolderRef, how: RefHow) {
+        let actor = self.actor(ev);
+        let reason = match how {
+            RefHow::Close => DropReason::Close,
+            RefHow::UringReqDone => DropReason::RequestDone,
+            RefHow::UringUnregister => DropReason::Unregistered,
+            h => DropReason::Unref { how: h },
+        };
+        if file != 0 {
+            match self.files.alive(file) {
+                Some(k) => self.drop_holder(k, &holder, reason, &actor),
+                None => self.c.unknown_unrefs += 1,
+            }
+            return;
+        }
+        let keys = self.files.holding(&holder);
+        if keys.is_empty() {
+            self.c.unref_holder_not_found += 1;
+        }
+        for k in keys {
+            self.drop_holder(k, &holder, reason, &actor);
+        }
+    }
+
+    fn on_file_free(&mut self, ev: &Event, file: u64, mnt_id: i32, ino: u64, out: &mut Vec<Notice>) {
+        if file == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let actor = self.actor(ev);
+        let Some(key) = self.files.alive(file) else {
+            self.unknown_free(&actor, file, mnt_id, ino, out);
+            return;
+        };
+        if mnt_id != -1 {
+            self.files.set_mount(key, mnt_id);
+        }
+        let chain = {
+            let f = self.files.get(key);
+            self.build_chain(&actor, f.and_then(|f| f.last_drop.as_ref()))
+        };
+        self.end_file(
+            key,
+            Release {
+                actor,
+                chain,
+                seen: true,
+            },
+            out,
+        );
+    }
+
+    fn unknown_free(&mut self, actor: &Actor, file: u64, mnt_id: i32, ino: u64, out: &mut Vec<Notice>) {
+        self.c.unknown_frees += 1;
+        *self.c.unknown_frees_by_mount.entry(mnt_id).or_default() += 1;
+        let keys: Vec<StoryKey> = self
+            .stories
+            .iter()
+            .filter(|(_, s)| s.mount_ids.contains(&mnt_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let chain = self.build_chain(actor, None);
+        let id = FileId {
+            file,
+            generation: 0,
+            mnt_id,
+            ino,
+            name_kind: NameKind::None,
+            name: String::new(),
+            path: None,
+        };
+        for sk in keys {
+            let files = &self.files;
+            let Some(s) = self.stories.get_mut(&sk) else { continue };
+            s.unlisted_released += 1;
+            let alive = s
+                .culprits
+                .iter()
+                .filter(|k| files.get(**k).is_some_and(FileObj::alive))
+                .count();
+            out.push(Notice::CulpritReleased(CulpritReleased {
+                story: s.story_ref(),
+                file: id.clone(),
+                listed: false,
+                seen: true,
+                ts_ns: actor.ts_ns,
+                chain: chain.clone(),
+                last_drop: None,
+                culprits_alive: alive,
+                culprits_total: s.culprits.len(),
+            }));
+        }
+    }
+
+    // ----- tasks and rings -----
+
+    fn on_task_exit(&mut self, ev: &Event, exit_code: i32, group_dead: bool) {
+        self.tasks
+            .exit(ev.tgid, ev.pid, &ev.comm, exit_code, group_dead, ev.ts_ns);
+        if !group_dead {
+            return;
+        }
+        // exit_files: the kernel closes the whole fd table; no close syscalls are seen.
+        let actor = self.actor(ev);
+        for (h, k) in self.files.fd_holders_of(ev.tgid) {
+            self.files.remove_holder(k, &h, DropReason::ExitFiles, &actor);
+        }
+    }
+
+    fn teardown_ring(&mut self, ctx: u64, actor: &Actor, reason: DropReason, seen: bool) {
+        for (h, k) in self.files.ring_holders_of(ctx) {
+            self.files.remove_holder(k, &h, reason, actor);
+        }
+        self.rings.retire(ctx, actor.ts_ns, seen);
+    }
+
+    fn on_uring_create(&mut self, ev: &Event, ctx: u64, fd: i32, sq: u32, cq: u32, flags: u32) {
+        if ctx == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let task = self
+            .tasks
+            .observe_live(ev.tgid, ev.pid, &ev.comm, ev.ts_ns, self.cfg.caps.max_tasks);
+        let actor = self.actor(ev);
+        if self.rings.get(ctx).is_some() || !self.files.ring_holders_of(ctx).is_empty() {
+            // The pointer is back for a new ring: the old one was freed unseen.
+            self.teardown_ring(ctx, &actor, DropReason::RingGoneUnseen, false);
+        }
+        self.rings.create(ctx, &actor, task, fd, sq, cq, flags);
+    }
+
+    fn on_uring_register(&mut self, ev: &Event, ctx: u64, ret: i64) {
+        if ctx == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let actor = self.actor(ev);
+        let task = self.tasks.current(ev.tgid).map(|t| t.serial);
+        let r = self.rings.ensure(ctx, &actor, task);
+        r.register_calls = r.register_calls.saturating_add(1);
+        r.last_register_ret = Some(ret);
+    }
+
+    fn on_req_done(&mut self, ev: &Event, ctx: u64, req: u64) {
+        let holder = HolderRef::UringReq { ctx, req };
+        let keys = self.files.holding(&holder);
+        if keys.is_empty() {
+            return; // requests that took no followed file complete all the time
+        }
+        let actor = self.actor(ev);
+        for k in keys {
+            self.files
+                .remove_holder(k, &holder, DropReason::RequestDone, &actor);
+        }
+    }
+
+    // ----- work -----
+
+    fn ring_work_mut(&mut self, ctx: Option<u64>, function: u64) -> Option<&mut RingWork> {
+        let exit = self.cfg.is_ring_exit_work(function);
+        let fallback = self.cfg.is_ring_fallback_work(function);
+        let r = self.rings.get_mut(ctx?)?;
+        if exit {
+            Some(&mut r.exit_work)
+        } else if fallback {
+            Some(&mut r.fallback_work)
+        } else {
+            None
+        }
+    }
+
+    fn on_work_armed(&mut self, ev: &Event, work: u64, function: u64, delay: u64) {
+        if work == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let a = self.actor(ev);
+        let ctx = self.ring_of_work(work, function);
+        if let Some(w) = self.ring_work_mut(ctx, function)
+            && w.queued.is_none()
+        {
+            w.queued = Some(a.clone());
+        }
+        self.work.arm(work, function, delay, a);
+    }
+
+    fn on_work_queued(&mut self, ev: &Event, work: u64, function: u64, cpu: i32) {
+        if work == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let a = self.actor(ev);
+        let mut ctx = self.ring_of_work(work, function);
+        if ctx.is_none()
+            && self.cfg.is_ring_exit_work(function)
+            && self.cfg.ring_exit_work_offset.is_none()
+            && a.work.is_none()
+        {
+            ctx = self.rings.learn_exit_work(work, a.tgid);
+        }
+        if let Some(w) = self.ring_work_mut(ctx, function)
+            && (w.queued.is_none() || w.ended_ns.is_some())
+        {
+            w.queued = Some(a.clone());
+            w.started = None;
+            w.ended_ns = None;
+        }
+        self.work.queue(work, function, cpu, a);
+    }
+
+    /// The context of a work item's own run (the event's header may not carry it yet).
+    fn run_actor(&self, ev: &Event, work: u64, function: u64) -> Actor {
+        let mut a = self.actor(ev);
+        a.work = Some(WorkCtx { work, function });
+        a.ring = self.ring_of_work(work, function);
+        a.task_exited = false;
+        a
+    }
+
+    fn on_work_start(&mut self, ev: &Event, work: u64, function: u64) {
+        if work == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let a = self.run_actor(ev, work, function);
+        let s = self.work.start(work, function, a);
+        let started = self.work.get(s).and_then(|i| i.started.clone());
+        if let Some(w) = self.ring_work_mut(self.ring_of_work(work, function), function) {
+            w.started = started;
+            w.ended_ns = None;
+            w.runs = w.runs.saturating_add(1);
+        }
+    }
+
+    fn on_work_end(&mut self, ev: &Event, work: u64, function: u64) {
+        if work == 0 {
+            self.c.nonsense += 1;
+            return;
+        }
+        let s = self.work.end(work, function, ev.ts_ns);
+        let ctx = self.ring_of_work(work, function);
+        if let Some(w) = self.ring_work_mut(ctx, function) {
+            w.ended_ns = Some(ev.ts_ns);
+        }
+        if let Some(ctx) = ctx
+            && self.cfg.is_ring_exit_work(function)
+        {
+            // io_ring_exit_work ends by freeing the ring: its registered files and requests
+            // are put from this kworker, so their final puts go through delayed_fput.
+            let actor = s
+                .and_then(|s| self.work.get(s))
+                .and_then(|i| i.started.clone())
+                .unwrap_or_else(|| self.run_actor(ev, work, function));
+            self.teardown_ring(ctx, &actor, DropReason::RingTeardown, true);
+        }
+    }
+
+    fn enforce_caps(&mut self) {
+        let caps = self.cfg.caps.clone();
+        for f in self.files.evict_to(caps.max_files) {
+            if self.mounts.get(f.mnt_id).is_some_and(Mount::detached)
+                && self.files.alive_count_on(f.mnt_id) == 0
+            {
+                self.mounts.retire(f.mnt_id, self.now_ns);
+            }
+        }
+        self.work.evict_to(caps.max_work_instances);
+        while self.verdicts.len() > caps.max_verdicts {
+            self.verdicts.pop_front();
+            self.c.evicted_verdicts += 1;
+        }
+        while self.stories.len() > caps.max_verdicts {
+            let oldest = self
+                .stories
+                .iter()
+                .min_by_key(|(_, s)| s.serial)
+                .map(|(k, _)| k.clone());
+            let Some(k) = oldest else { break };
+            self.stories.remove(&k);
+            self.c.evicted_stories += 1;
+        }
+        self.tasks.evict_to(caps.max_tasks);
+        self.rings.evict_to(caps.max_rings);
+        self.mounts.evict_history_to(caps.max_mount_history);
+    }
+}
+
+struct MountCallArgs<'a> {
+    op: MountCallOp,
+    flags: u32,
+    ret: i64,
+    enter_ns: u64,
+    source: &'a str,
+    target: &'a str,
+    fs_type: &'a str,
+}
+
+struct FileRefArgs<'a> {
+    file: u64,
+    holder: HolderRef,
+    how: RefHow,
+    mnt_id: i32,
+    dev: u32,
+    ino: u64,
+    name_kind: NameKind,
+    name: &'a str,
+}

@@ -1,0 +1,361 @@
+//! Mounts: the mount table as the tracer last read it, plus mounts that left it while files
+//! on them were still alive (lazy `umount -l`: detached but pinned), plus a bounded history
+//! of mounts that are gone.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::event::MountInfo;
+use crate::text::normalize_path;
+
+/// How many umount attempts each mount keeps (the total is counted beyond that).
+pub const MAX_ATTEMPTS_KEPT: usize = 64;
+
+/// One `umount` of a mount, with its result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UmountAttempt {
+    pub ts_ns: u64,
+    /// The syscall's return (`-16` is EBUSY).
+    pub ret: i64,
+    /// `umount2` flags (`MNT_DETACH` = 2 is a lazy umount).
+    pub flags: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+}
+
+/// `umount2(2)` `MNT_DETACH`.
+pub const MNT_DETACH: u32 = 2;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mount {
+    /// mountinfo's first column (the kernel reuses ids once a mount is really gone).
+    pub id: i32,
+    pub parent_id: i32,
+    pub major: u32,
+    pub minor: u32,
+    pub root: String,
+    pub mount_point: String,
+    pub fs_type: String,
+    pub source: String,
+    /// When the engine first saw it in the table (not when it was mounted).
+    pub first_seen_ns: u64,
+    /// When it left the mount table (umount, lazy or not).
+    pub left_table_ns: Option<u64>,
+    /// When it was gone for good: left the table with no known file alive on it, or its
+    /// last alive file was freed after it left.
+    pub gone_ns: Option<u64>,
+    /// The last [`MAX_ATTEMPTS_KEPT`] umount attempts.
+    pub umount_attempts: Vec<UmountAttempt>,
+    pub umount_attempts_total: u32,
+    pub umount_ebusy_total: u32,
+}
+
+impl Mount {
+    fn from_info(mi: &MountInfo, ts: u64) -> Self {
+        Mount {
+            id: mi.mount_id,
+            parent_id: mi.parent_id,
+            major: mi.major,
+            minor: mi.minor,
+            root: mi.root.clone(),
+            mount_point: normalize_path(&mi.mount_point),
+            fs_type: mi.fs_type.clone(),
+            source: mi.source.clone(),
+            first_seen_ns: ts,
+            left_table_ns: None,
+            gone_ns: None,
+            umount_attempts: Vec::new(),
+            umount_attempts_total: 0,
+            umount_ebusy_total: 0,
+        }
+    }
+
+    /// The superblock's `s_dev` in the kernel's encoding (`major << 20 | minor`), as
+    /// `FileRef.dev` carries it.
+    pub fn dev(&self) -> u32 {
+        (self.major << 20) | (self.minor & 0xf_ffff)
+    }
+
+    pub fn in_table(&self) -> bool {
+        self.left_table_ns.is_none()
+    }
+
+    /// Left the table but still pinned by files that are alive.
+    pub fn detached(&self) -> bool {
+        self.left_table_ns.is_some() && self.gone_ns.is_none()
+    }
+
+    /// Same filesystem instance as a mountinfo line (a changed mount point is a move).
+    fn same_identity(&self, mi: &MountInfo) -> bool {
+        self.major == mi.major
+            && self.minor == mi.minor
+            && self.fs_type == mi.fs_type
+            && self.source == mi.source
+            && self.root == mi.root
+    }
+
+    fn update(&mut self, mi: &MountInfo) {
+        self.parent_id = mi.parent_id;
+        self.mount_point = normalize_path(&mi.mount_point);
+    }
+
+    pub fn record_attempt(&mut self, a: UmountAttempt) {
+        self.umount_attempts_total = self.umount_attempts_total.saturating_add(1);
+        if a.ret == -16 {
+            self.umount_ebusy_total = self.umount_ebusy_total.saturating_add(1);
+        }
+        if self.umount_attempts.len() >= MAX_ATTEMPTS_KEPT {
+            self.umount_attempts.remove(0);
+        }
+        self.umount_attempts.push(a);
+    }
+}
+
+/// What a mount-table refresh changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableChanges {
+    pub added: Vec<i32>,
+    /// Left the table while files on it are alive: detached but pinned.
+    pub detached: Vec<i32>,
+    /// Left the table and gone for good.
+    pub gone: Vec<i32>,
+    /// An id came back for a different filesystem (or for a mount we thought detached):
+    /// the old instance went to the history.
+    pub replaced: Vec<i32>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Mounts {
+    /// In the table, or detached but pinned; by id.
+    live: BTreeMap<i32, Mount>,
+    history: VecDeque<Mount>,
+    /// A mount table was received at least once.
+    pub seeded: bool,
+    pub evicted: u64,
+    pub ids_reused: u64,
+}
+
+impl Mounts {
+    pub fn get(&self, id: i32) -> Option<&Mount> {
+        self.live.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: i32) -> Option<&mut Mount> {
+        self.live.get_mut(&id)
+    }
+
+    /// Mounts in the table and detached-but-pinned ones, by id.
+    pub fn live(&self) -> impl Iterator<Item = &Mount> {
+        self.live.values()
+    }
+
+    /// Mounts that are gone, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &Mount> {
+        self.history.iter()
+    }
+
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Applies a whole mount table read at `ts`. `alive_on` says whether any file on a
+    /// mount id is alive (a mount leaving the table with alive files is detached, not gone).
+    pub fn apply_table(
+        &mut self,
+        ts: u64,
+        table: &[MountInfo],
+        alive_on: impl Fn(i32) -> bool,
+    ) -> TableChanges {
+        self.seeded = true;
+        let mut ch = TableChanges::default();
+        let mut seen: BTreeMap<i32, &MountInfo> = BTreeMap::new();
+        for mi in table {
+            seen.insert(mi.mount_id, mi);
+        }
+        for (&id, mi) in &seen {
+            match self.live.get_mut(&id) {
+                Some(m) if m.in_table() && m.same_identity(mi) => m.update(mi),
+                Some(_) => {
+                    // The id came back: the mount we had under it is gone (its files, if we
+                    // still think some are alive, were freed unseen).
+                    if let Some(mut old) = self.live.remove(&id) {
+                        old.left_table_ns.get_or_insert(ts);
+                        old.gone_ns = Some(ts);
+                        self.history.push_back(old);
+                    }
+                    self.ids_reused += 1;
+                    self.live.insert(id, Mount::from_info(mi, ts));
+                    ch.replaced.push(id);
+                }
+                None => {
+                    self.live.insert(id, Mount::from_info(mi, ts));
+                    ch.added.push(id);
+                }
+            }
+        }
+        let left: Vec<i32> = self
+            .live
+            .values()
+            .filter(|m| m.in_table() && !seen.contains_key(&m.id))
+            .map(|m| m.id)
+            .collect();
+        for id in left {
+            if alive_on(id) {
+                if let Some(m) = self.live.get_mut(&id) {
+                    m.left_table_ns = Some(ts);
+                }
+                ch.detached.push(id);
+            } else {
+                self.retire(id, ts);
+                ch.gone.push(id);
+            }
+        }
+        ch
+    }
+
+    /// A detached mount's last file went away (or a mount is otherwise gone): to history.
+    pub fn retire(&mut self, id: i32, ts: u64) -> Option<&Mount> {
+        let mut m = self.live.remove(&id)?;
+        m.left_table_ns.get_or_insert(ts);
+        m.gone_ns = Some(ts);
+        self.history.push_back(m);
+        self.history.back()
+    }
+
+    pub fn evict_history_to(&mut self, cap: usize) {
+        while self.history.len() > cap {
+            self.history.pop_front();
+            self.evicted += 1;
+        }
+    }
+
+    /// The topmost mount in the table at `target`: among mounts at that exact path (stacked
+    /// mounts), the one no other mount at that path has as its parent.
+    pub fn mount_for_path(&self, target: &str) -> Option<&Mount> {
+        let target = normalize_path(target);
+        if target.is_empty() {
+            return None;
+        }
+        let at: Vec<&Mount> = self
+            .live
+            .values()
+            .filter(|m| m.in_table() && m.mount_point == target)
+            .collect();
+        let top = at
+            .iter()
+            .filter(|m| !at.iter().any(|o| o.parent_id == m.id && o.id != m.id))
+            .max_by_key(|m| (m.first_seen_ns, m.id));
+        top.or_else(|| at.iter().max_by_key(|m| (m.first_seen_ns, m.id)))
+            .copied()
+    }
+
+    /// Mounts (in the table or detached) whose source is `source` (e.g. `/dev/loop1`).
+    pub fn by_source(&self, source: &str) -> Vec<&Mount> {
+        self.live.values().filter(|m| m.source == source).collect()
+    }
+
+    /// Mounts in the table directly under mount `id` (they make its umount fail too).
+    pub fn children(&self, id: i32) -> Vec<&Mount> {
+        self.live
+            .values()
+            .filter(|m| m.in_table() && m.parent_id == id && m.id != id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn mi(id: i32, parent: i32, mp: &str, fs: &str, src: &str) -> MountInfo {
+        MountInfo {
+            mount_id: id,
+            parent_id: parent,
+            major: 7,
+            minor: id as u32,
+            root: "/".into(),
+            mount_point: mp.into(),
+            fs_type: fs.into(),
+            source: src.into(),
+        }
+    }
+
+    #[test]
+    fn stacked_mounts_pick_the_top_one() {
+        let mut m = Mounts::default();
+        let t = vec![
+            mi(1, 0, "/", "ext4", "/dev/vda1"),
+            mi(30, 1, "/mnt", "tmpfs", "tmpfs"),
+            mi(31, 30, "/mnt", "xfs", "/dev/loop0"),
+            mi(32, 31, "/mnt", "xfs", "/dev/loop1"),
+            mi(33, 32, "/mnt/sub", "tmpfs", "tmpfs"),
+        ];
+        m.apply_table(5, &t, |_| false);
+        assert_eq!(m.mount_for_path("/mnt/").unwrap().id, 32);
+        assert_eq!(m.mount_for_path("/mnt//sub").unwrap().id, 33);
+        assert_eq!(m.mount_for_path("/").unwrap().id, 1);
+        assert!(m.mount_for_path("/nope").is_none());
+        assert!(m.mount_for_path("").is_none());
+        assert_eq!(
+            m.children(32).iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![33]
+        );
+        assert_eq!(m.get(31).unwrap().dev(), (7 << 20) | 31);
+    }
+
+    #[test]
+    fn leaving_the_table_detaches_or_retires() {
+        let mut m = Mounts::default();
+        m.apply_table(1, &[mi(1, 0, "/", "ext4", "a"), mi(2, 1, "/x", "xfs", "b"), mi(3, 1, "/y", "xfs", "c")], |_| false);
+        let ch = m.apply_table(2, &[mi(1, 0, "/", "ext4", "a")], |id| id == 2);
+        assert_eq!(ch.detached, vec![2]);
+        assert_eq!(ch.gone, vec![3]);
+        assert!(m.get(2).unwrap().detached());
+        assert!(m.get(3).is_none());
+        assert_eq!(m.history().next().unwrap().id, 3);
+        // detached mounts are not at any path
+        assert!(m.mount_for_path("/x").is_none());
+        assert_eq!(m.by_source("b").len(), 1);
+        // the id comes back for another filesystem: the detached one is replaced
+        let ch = m.apply_table(3, &[mi(1, 0, "/", "ext4", "a"), mi(2, 1, "/z", "tmpfs", "t")], |_| true);
+        assert_eq!(ch.replaced, vec![2]);
+        assert_eq!(m.get(2).unwrap().fs_type, "tmpfs");
+        assert_eq!(m.ids_reused, 1);
+        m.evict_history_to(1);
+        assert_eq!(m.history_len(), 1);
+        assert_eq!(m.evicted, 1);
+    }
+
+    #[test]
+    fn a_move_keeps_the_mount() {
+        let mut m = Mounts::default();
+        m.apply_table(1, &[mi(2, 1, "/x", "xfs", "b")], |_| false);
+        let ch = m.apply_table(2, &[mi(2, 1, "/moved", "xfs", "b")], |_| false);
+        assert_eq!(ch, TableChanges::default());
+        assert_eq!(m.get(2).unwrap().mount_point, "/moved");
+        assert_eq!(m.get(2).unwrap().first_seen_ns, 1);
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let mut m = Mounts::default();
+        m.apply_table(1, &[mi(2, 1, "/x", "xfs", "b")], |_| false);
+        for i in 0..100 {
+            m.get_mut(2).unwrap().record_attempt(UmountAttempt {
+                ts_ns: i,
+                ret: -16,
+                flags: 0,
+                pid: 1,
+                tgid: 1,
+                comm: "umount".into(),
+            });
+        }
+        let mnt = m.get(2).unwrap();
+        assert_eq!(mnt.umount_attempts.len(), MAX_ATTEMPTS_KEPT);
+        assert_eq!(mnt.umount_attempts_total, 100);
+        assert_eq!(mnt.umount_ebusy_total, 100);
+        assert_eq!(mnt.umount_attempts[0].ts_ns, 36);
+    }
+}

@@ -1,0 +1,314 @@
+//! Tasks (processes): when they exited and how, and who killed whom. Pids are reused, so a
+//! pid maps to its current *instance*; older instances stay (bounded) for the holders and
+//! rings that still point at them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::actor::Actor;
+use crate::text::exit_signal;
+
+pub const SIGKILL: i32 = 9;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskExitInfo {
+    pub ts_ns: u64,
+    /// `task->exit_code`: signal number in the low 7 bits, exit status in bits 8-15.
+    pub exit_code: i32,
+    /// The thread whose exit ended the process.
+    pub pid: u32,
+}
+
+impl TaskExitInfo {
+    pub fn signal(&self) -> Option<i32> {
+        exit_signal(self.exit_code)
+    }
+}
+
+/// A fatal signal sent to the task (`signal_generate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KillInfo {
+    pub ts_ns: u64,
+    pub sig: i32,
+    /// `signal_generate`'s result (0: delivered; others: ignored, already pending, ...).
+    pub result: i32,
+    pub sender_pid: u32,
+    pub sender_tgid: u32,
+    pub sender_comm: String,
+}
+
+/// One process instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Task {
+    /// Engine-wide identity of this instance.
+    pub serial: u64,
+    pub tgid: u32,
+    pub comm: String,
+    pub first_seen_ns: u64,
+    pub exit: Option<TaskExitInfo>,
+    /// The SIGKILL sent to it, if seen (the first delivered one).
+    pub killed: Option<KillInfo>,
+}
+
+impl Task {
+    pub fn alive(&self) -> bool {
+        self.exit.is_none()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Tasks {
+    by_serial: BTreeMap<u64, Task>,
+    current: HashMap<u32, u64>,
+    exited_order: VecDeque<u64>,
+    tid_tgid: HashMap<u32, u32>,
+    next_serial: u64,
+    pub evicted: u64,
+}
+
+impl Tasks {
+    pub fn get(&self, serial: u64) -> Option<&Task> {
+        self.by_serial.get(&serial)
+    }
+
+    /// The current instance of process `tgid`.
+    pub fn current(&self, tgid: u32) -> Option<&Task> {
+        self.current.get(&tgid).and_then(|s| self.by_serial.get(s))
+    }
+
+    pub fn is_exited(&self, tgid: u32) -> bool {
+        self.current(tgid).is_some_and(|t| !t.alive())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_serial.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_serial.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Task> {
+        self.by_serial.values()
+    }
+
+    fn create(&mut self, tgid: u32, comm: &str, ts: u64) -> u64 {
+        self.next_serial += 1;
+        let s = self.next_serial;
+        self.by_serial.insert(
+            s,
+            Task {
+                serial: s,
+                tgid,
+                comm: comm.to_string(),
+                first_seen_ns: ts,
+                exit: None,
+                killed: None,
+            },
+        );
+        self.current.insert(tgid, s);
+        s
+    }
+
+    fn note_thread(&mut self, pid: u32, tgid: u32, cap: usize) {
+        if pid != tgid {
+            if self.tid_tgid.len() >= cap.max(1) && !self.tid_tgid.contains_key(&pid) {
+                self.tid_tgid.clear();
+            }
+            self.tid_tgid.insert(pid, tgid);
+        }
+    }
+
+    /// The current instance of `tgid`, created on first sight; a leader's comm updates it
+    /// (exec changes comm).
+    pub fn observe(&mut self, tgid: u32, pid: u32, comm: &str, ts: u64, cap: usize) -> u64 {
+        self.note_thread(pid, tgid, cap);
+        match self.current.get(&tgid).copied() {
+            Some(s) => {
+                if let Some(t) = self.by_serial.get_mut(&s)
+                    && pid == tgid
+                    && !comm.is_empty()
+                    && t.alive()
+                {
+                    t.comm = comm.to_string();
+                }
+                s
+            }
+            None => self.create(tgid, comm, ts),
+        }
+    }
+
+    /// Like [`Tasks::observe`] for a task acting as a live process (opening a file,
+    /// creating a ring): a pid doing so after its process exited is a new process.
+    pub fn observe_live(&mut self, tgid: u32, pid: u32, comm: &str, ts: u64, cap: usize) -> u64 {
+        if self.is_exited(tgid) {
+            self.note_thread(pid, tgid, cap);
+            return self.create(tgid, comm, ts);
+        }
+        self.observe(tgid, pid, comm, ts, cap)
+    }
+
+    /// `sched_process_exit`. Returns the process instance that ended when `group_dead`.
+    pub fn exit(
+        &mut self,
+        tgid: u32,
+        pid: u32,
+        comm: &str,
+        exit_code: i32,
+        group_dead: bool,
+        ts: u64,
+    ) -> Option<u64> {
+        self.tid_tgid.remove(&pid);
+        if !group_dead {
+            return None;
+        }
+        let s = match self.current.get(&tgid).copied() {
+            Some(s) if self.by_serial.get(&s).is_some_and(Task::alive) => s,
+            // Never seen alive (or its previous instance already exited): a new process.
+            _ => self.create(tgid, comm, ts),
+        };
+        if let Some(t) = self.by_serial.get_mut(&s) {
+            t.exit = Some(TaskExitInfo {
+                ts_ns: ts,
+                exit_code,
+                pid,
+            });
+        }
+        self.exited_order.push_back(s);
+        Some(s)
+    }
+
+    /// `signal_generate` from `sender` to `target_pid` (a thread or process id).
+    pub fn signal(
+        &mut self,
+        target_pid: i32,
+        sig: i32,
+        result: i32,
+        target_comm: &str,
+        sender: &Actor,
+    ) -> Option<u64> {
+        if target_pid <= 0 {
+            return None;
+        }
+        let pid = target_pid as u32;
+        let tgid = self.tid_tgid.get(&pid).copied().unwrap_or(pid);
+        let s = match self.current.get(&tgid).copied() {
+            Some(s) => s,
+            None => self.create(tgid, target_comm, sender.ts_ns),
+        };
+        if sig == SIGKILL
+            && let Some(t) = self.by_serial.get_mut(&s)
+            && t.alive()
+        {
+            let replace = match &t.killed {
+                None => true,
+                Some(k) => k.result != 0 && result == 0,
+            };
+            if replace {
+                t.killed = Some(KillInfo {
+                    ts_ns: sender.ts_ns,
+                    sig,
+                    result,
+                    sender_pid: sender.pid,
+                    sender_tgid: sender.tgid,
+                    sender_comm: sender.comm.clone(),
+                });
+            }
+        }
+        Some(s)
+    }
+
+    /// Keeps at most `cap` instances: exited ones go first, oldest first.
+    pub fn evict_to(&mut self, cap: usize) {
+        while self.by_serial.len() > cap {
+            let victim = loop {
+                match self.exited_order.pop_front() {
+                    Some(s) if self.by_serial.contains_key(&s) => break Some(s),
+                    Some(_) => continue,
+                    None => break self.by_serial.keys().next().copied(),
+                }
+            };
+            let Some(s) = victim else { break };
+            if let Some(t) = self.by_serial.remove(&s)
+                && self.current.get(&t.tgid) == Some(&s)
+            {
+                self.current.remove(&t.tgid);
+            }
+            self.evicted += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(pid: u32, comm: &str, ts: u64) -> Actor {
+        Actor {
+            ts_ns: ts,
+            pid,
+            tgid: pid,
+            comm: comm.into(),
+            work: None,
+            work_instance: None,
+            ring: None,
+            task_exited: false,
+        }
+    }
+
+    #[test]
+    fn kill_then_exit_then_pid_reuse() {
+        let mut t = Tasks::default();
+        let s1 = t.observe_live(100, 100, "fsstress", 1, 10);
+        t.signal(100, SIGKILL, 0, "fsstress", &actor(50, "bash", 2));
+        // a thread of the process exits: the process lives on
+        t.observe(100, 101, "fsstress", 2, 10);
+        assert_eq!(t.exit(100, 101, "fsstress", 9, false, 3), None);
+        assert_eq!(t.exit(100, 100, "fsstress", 9, true, 4), Some(s1));
+        let old = t.get(s1).unwrap();
+        assert_eq!(old.killed.as_ref().unwrap().sender_comm, "bash");
+        assert_eq!(old.exit.as_ref().unwrap().signal(), Some(9));
+        assert!(t.is_exited(100));
+        // the dying task still acts (task_work at exit): same instance
+        assert_eq!(t.observe(100, 100, "fsstress", 5, 10), s1);
+        // a new process gets the pid
+        let s2 = t.observe_live(100, 100, "cat", 6, 10);
+        assert_ne!(s1, s2);
+        assert!(t.current(100).unwrap().alive());
+        assert_eq!(t.current(100).unwrap().comm, "cat");
+    }
+
+    #[test]
+    fn signal_to_a_thread_lands_on_its_process() {
+        let mut t = Tasks::default();
+        t.observe(200, 201, "worker", 1, 10);
+        let s = t.signal(201, SIGKILL, 0, "worker", &actor(1, "init", 2)).unwrap();
+        assert_eq!(t.get(s).unwrap().tgid, 200);
+        // a non-delivered SIGKILL does not replace the delivered one
+        t.signal(200, SIGKILL, 2, "worker", &actor(2, "other", 3));
+        assert_eq!(t.get(s).unwrap().killed.as_ref().unwrap().sender_pid, 1);
+        // signals other than SIGKILL are not recorded as kills
+        let s3 = t.signal(300, 15, 0, "x", &actor(1, "init", 4)).unwrap();
+        assert!(t.get(s3).unwrap().killed.is_none());
+        assert_eq!(t.signal(0, 9, 0, "x", &actor(1, "init", 4)), None);
+    }
+
+    #[test]
+    fn exit_of_an_unseen_process_and_eviction() {
+        let mut t = Tasks::default();
+        let s = t.exit(7, 7, "ghost", 0, true, 1).unwrap();
+        assert!(!t.get(s).unwrap().alive());
+        // exiting again means another process had the pid
+        let s2 = t.exit(7, 7, "ghost2", 0, true, 2).unwrap();
+        assert_ne!(s, s2);
+        for p in 10..20 {
+            t.observe(p, p, "p", 3, 100);
+        }
+        t.evict_to(5);
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.evicted, 7);
+        // exited ones went first
+        assert!(t.get(s).is_none() && t.get(s2).is_none());
+    }
+}

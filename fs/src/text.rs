@@ -1,0 +1,173 @@
+//! Plain-words formatting shared by verdicts, notices and summaries: durations, times
+//! relative to an event ("35.2ms after the EBUSY"), kernel addresses, signals, exit codes.
+
+/// A kernel address or pointer as `0xffff…` hex.
+pub fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// A duration with a unit a human reads at a glance: `850ns`, `12.5µs`, `35.2ms`, `1.204s`.
+/// Integer arithmetic only, so the text is the same on every machine.
+pub fn dur(ns: u64) -> String {
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    let us10 = (ns + 50) / 100;
+    if us10 < 10_000 {
+        return format!("{}.{}µs", us10 / 10, us10 % 10);
+    }
+    let ms10 = (ns + 50_000) / 100_000;
+    if ms10 < 10_000 {
+        return format!("{}.{}ms", ms10 / 10, ms10 % 10);
+    }
+    let ms = (ns + 500_000) / 1_000_000;
+    format!("{}.{:03}s", ms / 1000, ms % 1000)
+}
+
+/// `ts` relative to `anchor`, named `what`: "35.2ms after the EBUSY", "1.204s before the
+/// EBUSY", "at the same time as the EBUSY".
+pub fn rel(ts: u64, anchor: u64, what: &str) -> String {
+    match ts.cmp(&anchor) {
+        std::cmp::Ordering::Equal => format!("at the same time as the {what}"),
+        std::cmp::Ordering::Greater => format!("{} after the {what}", dur(ts - anchor)),
+        std::cmp::Ordering::Less => format!("{} before the {what}", dur(anchor - ts)),
+    }
+}
+
+/// A boot-clock timestamp as seconds since boot with microseconds: `2.001000s`.
+pub fn boot(ns: u64) -> String {
+    format!("{}.{:06}s", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000)
+}
+
+/// `SIGKILL`, `SIGTERM`, ... or `signal 42`.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// The signal that killed a task, from `task->exit_code` (low 7 bits), if any.
+pub fn exit_signal(exit_code: i32) -> Option<i32> {
+    let sig = exit_code & 0x7f;
+    (sig != 0).then_some(sig)
+}
+
+/// "killed by SIGKILL", "killed by SIGSEGV (core dumped)", "exited with status 1".
+pub fn exit_words(exit_code: i32) -> String {
+    match exit_signal(exit_code) {
+        Some(sig) if exit_code & 0x80 != 0 => {
+            format!("killed by {} (core dumped)", signal_name(sig))
+        }
+        Some(sig) => format!("killed by {}", signal_name(sig)),
+        None => format!("exited with status {}", (exit_code >> 8) & 0xff),
+    }
+}
+
+/// An errno-style syscall return in words: `EBUSY`, `EINVAL`, `ok`, `error 42`.
+pub fn errno_name(ret: i64) -> String {
+    let name = match ret {
+        0 => "ok",
+        -1 => "EPERM",
+        -2 => "ENOENT",
+        -13 => "EACCES",
+        -16 => "EBUSY",
+        -20 => "ENOTDIR",
+        -22 => "EINVAL",
+        _ if ret > 0 => return format!("returned {ret}"),
+        _ => return format!("error {}", -ret),
+    };
+    name.to_string()
+}
+
+/// Plural helper: `n file`/`n files`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// Lexically normalizes an absolute path: collapses `//` and `/./`, drops a trailing `/`.
+/// `..` is left alone (it may cross a symlink). Relative paths are only cleaned the same way.
+pub fn normalize_path(p: &str) -> String {
+    if p.is_empty() {
+        return String::new();
+    }
+    let absolute = p.starts_with('/');
+    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(dur(0), "0ns");
+        assert_eq!(dur(999), "999ns");
+        assert_eq!(dur(1_000), "1.0µs");
+        assert_eq!(dur(12_345), "12.3µs");
+        assert_eq!(dur(999_949), "999.9µs");
+        assert_eq!(dur(999_950), "1.0ms");
+        assert_eq!(dur(35_240_000), "35.2ms");
+        assert_eq!(dur(999_960_000), "1.000s");
+        assert_eq!(dur(1_204_000_000), "1.204s");
+        assert_eq!(dur(75_000_000_000), "75.000s");
+    }
+
+    #[test]
+    fn relative_times_say_before_or_after() {
+        assert_eq!(rel(10, 10, "EBUSY"), "at the same time as the EBUSY");
+        assert_eq!(rel(35_200_000, 0, "EBUSY"), "35.2ms after the EBUSY");
+        assert_eq!(rel(0, 1_500_000, "EBUSY"), "1.5ms before the EBUSY");
+    }
+
+    #[test]
+    fn exit_codes_in_words() {
+        assert_eq!(exit_words(9), "killed by SIGKILL");
+        assert_eq!(exit_words(0x8b), "killed by SIGSEGV (core dumped)");
+        assert_eq!(exit_words(1 << 8), "exited with status 1");
+        assert_eq!(exit_words(0), "exited with status 0");
+        assert_eq!(exit_signal(0x0100), None);
+        assert_eq!(signal_name(64), "signal 64");
+    }
+
+    #[test]
+    fn paths_and_misc() {
+        assert_eq!(normalize_path("/mnt//scratch/./"), "/mnt/scratch");
+        assert_eq!(normalize_path("/"), "/");
+        assert_eq!(normalize_path("a/../b/"), "a/../b");
+        assert_eq!(normalize_path("./"), ".");
+        assert_eq!(normalize_path(""), "");
+        assert_eq!(hex(0xffff_8880_0000_1000), "0xffff888000001000");
+        assert_eq!(boot(2_001_000_123), "2.001000s");
+        assert_eq!(errno_name(-16), "EBUSY");
+        assert_eq!(errno_name(-99), "error 99");
+        assert_eq!(count(1, "file", "files"), "1 file");
+        assert_eq!(count(2, "file", "files"), "2 files");
+    }
+}

@@ -1,0 +1,1041 @@
+//! What the engine tells people: verdicts on EBUSY, culprits released, stories closed,
+//! mounts detached-but-pinned and unpinned. Every type serializes to JSON (one notice per
+//! line for the tracer) and displays as plain words with times relative to the EBUSY.
+
+use std::fmt::{self, Display, Formatter, Write as _};
+
+use serde::Serialize;
+
+use crate::event::{HolderRef, MountCallOp, NameKind, RefHow};
+use crate::files::{DropReason, FileState};
+use crate::mounts::Mount;
+use crate::tasks::{KillInfo, SIGKILL, TaskExitInfo};
+use crate::text::{boot, count, dur, exit_words, hex, rel};
+use crate::work::{ChainLink, chain_text};
+
+/// What times are told relative to: an event ("35.2ms after the EBUSY") or now ("3.0ms ago").
+#[derive(Clone, Copy, Debug)]
+pub struct Anchor<'a> {
+    pub ts: u64,
+    /// The event's name; `None` means "now".
+    pub what: Option<&'a str>,
+}
+
+impl<'a> Anchor<'a> {
+    pub fn event(ts: u64, what: &'a str) -> Self {
+        Anchor { ts, what: Some(what) }
+    }
+
+    pub fn now(ts: u64) -> Self {
+        Anchor { ts, what: None }
+    }
+
+    pub fn at(&self, ts: u64) -> String {
+        match self.what {
+            Some(w) => rel(ts, self.ts, w),
+            None if ts <= self.ts => format!("{} ago", dur(self.ts - ts)),
+            None => format!("{} from now", dur(ts - self.ts)),
+        }
+    }
+}
+
+/// A mount as reports name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MountDesc {
+    pub id: i32,
+    pub parent_id: i32,
+    pub fs_type: String,
+    pub source: String,
+    pub mount_point: String,
+    pub major: u32,
+    pub minor: u32,
+    /// It left the mount table then (lazy umount) and is detached.
+    pub left_table_ns: Option<u64>,
+}
+
+impl MountDesc {
+    pub fn of(m: &Mount) -> Self {
+        MountDesc {
+            id: m.id,
+            parent_id: m.parent_id,
+            fs_type: m.fs_type.clone(),
+            source: m.source.clone(),
+            mount_point: m.mount_point.clone(),
+            major: m.major,
+            minor: m.minor,
+            left_table_ns: m.left_table_ns,
+        }
+    }
+}
+
+impl Display for MountDesc {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.left_table_ns.is_some() {
+            write!(
+                f,
+                "mount {}: {} {} (was on {}, detached)",
+                self.id, self.fs_type, self.source, self.mount_point
+            )
+        } else {
+            write!(
+                f,
+                "mount {}: {} {} on {}",
+                self.id, self.fs_type, self.source, self.mount_point
+            )
+        }
+    }
+}
+
+/// A process as holder descriptions name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskDesc {
+    /// Process id (tgid).
+    pub pid: u32,
+    pub comm: String,
+    /// The engine knows this process instance.
+    pub known: bool,
+    pub alive: bool,
+    pub exit: Option<TaskExitInfo>,
+    pub killed: Option<KillInfo>,
+}
+
+impl TaskDesc {
+    pub fn name(&self) -> String {
+        format!("pid {} ({})", self.pid, self.comm)
+    }
+
+    /// "alive", "killed by SIGKILL from pid 1100 (bash) 1.0ms before the EBUSY, exited …".
+    pub fn fate(&self, a: &Anchor) -> String {
+        if !self.known {
+            return "state unknown".to_string();
+        }
+        match &self.exit {
+            None => match &self.killed {
+                Some(k) => format!(
+                    "alive, but SIGKILL sent by pid {} ({}) {}",
+                    k.sender_tgid,
+                    k.sender_comm,
+                    a.at(k.ts_ns)
+                ),
+                None => "alive".to_string(),
+            },
+            Some(e) => {
+                let how = match (e.signal(), &self.killed) {
+                    (Some(SIGKILL), Some(k)) => format!(
+                        "killed by SIGKILL from pid {} ({}) {}",
+                        k.sender_tgid,
+                        k.sender_comm,
+                        a.at(k.ts_ns)
+                    ),
+                    (Some(SIGKILL), None) => "killed by SIGKILL (sender not seen)".to_string(),
+                    _ => exit_words(e.exit_code),
+                };
+                format!("{how}, exited {}", a.at(e.ts_ns))
+            }
+        }
+    }
+}
+
+/// A ring as holder descriptions name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RingDesc {
+    pub ctx: u64,
+    /// The engine has a record of the ring.
+    pub known: bool,
+    pub owner: Option<TaskDesc>,
+    /// Created before attach: the owner is the first task seen using it.
+    pub owner_inferred: bool,
+    pub created_ns: Option<u64>,
+    /// Its teardown work (`io_ring_exit_work`).
+    pub teardown: TeardownDesc,
+    pub torn_down_ns: Option<u64>,
+}
+
+impl RingDesc {
+    fn name(&self) -> String {
+        match &self.owner {
+            Some(o) if self.owner_inferred => {
+                format!("io_uring ring {} (probably of {})", hex(self.ctx), o.name())
+            }
+            Some(o) => format!("io_uring ring {} of {}", hex(self.ctx), o.name()),
+            None => format!("io_uring ring {} (owner unknown)", hex(self.ctx)),
+        }
+    }
+
+    fn owner_words(&self, a: &Anchor) -> String {
+        match &self.owner {
+            Some(o) if o.known && o.alive => format!("owner {}", o.fate(a)),
+            Some(o) if o.known => format!("owner dead: {}", o.fate(a)),
+            _ if !self.known => "ring not seen before (created before attach)".to_string(),
+            _ => "owner unknown (created before attach)".to_string(),
+        }
+    }
+
+    fn teardown_words(&self, a: &Anchor) -> String {
+        let t = &self.teardown;
+        let owner_dead = self.owner.as_ref().is_some_and(|o| o.known && !o.alive);
+        let mut s = match &t.queued {
+            Some(q) => format!(
+                "teardown (io_ring_exit_work) queued {} by {}",
+                a.at(q.ts_ns),
+                q.who()
+            ),
+            None if t.started_ns.is_some() => "teardown (io_ring_exit_work)".to_string(),
+            None if owner_dead => {
+                return "teardown (io_ring_exit_work) not queued yet: something still holds the ring's file"
+                    .to_string();
+            }
+            None => return String::new(),
+        };
+        match (&t.started_comm, t.started_ns, t.ended_ns) {
+            (_, _, Some(e)) => {
+                let _ = write!(s, ", ended {}", a.at(e));
+            }
+            (Some(c), Some(st), None) => {
+                let _ = write!(s, ", running in {c} since {}", a.at(st));
+            }
+            _ => s.push_str(", not started yet"),
+        }
+        s
+    }
+}
+
+/// Progress of a ring's teardown work (`io_ring_exit_work`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TeardownDesc {
+    pub queued: Option<ChainLink>,
+    pub started_ns: Option<u64>,
+    pub started_comm: Option<String>,
+    pub ended_ns: Option<u64>,
+}
+
+/// How a pending final put will run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferVia {
+    /// `____fput` from task_work, when the task returns to user space (or at its exit).
+    TaskWork,
+    /// The global `delayed_fput` list and work (puts from kworkers, interrupts, late exit).
+    DelayedFput,
+}
+
+/// Where a work item stands (e.g. `delayed_fput_work` for a pending put).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkProgress {
+    pub function_name: String,
+    pub armed_ns: Option<u64>,
+    pub armed_by: Option<ChainLink>,
+    pub queued_ns: Option<u64>,
+    pub started_ns: Option<u64>,
+    pub started_comm: Option<String>,
+    pub ended_ns: Option<u64>,
+}
+
+impl WorkProgress {
+    fn words(&self, a: &Anchor) -> String {
+        let f = &self.function_name;
+        if let Some(e) = self.ended_ns {
+            return format!("{f} last ran, ending {}", a.at(e));
+        }
+        if let (Some(s), Some(c)) = (self.started_ns, &self.started_comm) {
+            return format!("{f} running in {c} since {}", a.at(s));
+        }
+        if let Some(q) = self.queued_ns {
+            return format!("{f} queued {}, not started yet", a.at(q));
+        }
+        match (&self.armed_by, self.armed_ns) {
+            (Some(by), Some(t)) => format!("{f} armed {} by {}, timer not fired yet", a.at(t), by.who()),
+            _ => format!("{f} not armed yet"),
+        }
+    }
+}
+
+/// A holder's drop, for reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DropDesc {
+    pub holder: HolderRef,
+    pub reason: DropReason,
+    pub ts_ns: u64,
+    pub by: ChainLink,
+}
+
+impl DropDesc {
+    pub fn words(&self) -> String {
+        let by = self.by.who();
+        match (&self.holder, self.reason) {
+            (HolderRef::Fd { fd, .. }, DropReason::Close) => format!("fd {fd} closed by {by}"),
+            (HolderRef::Fd { fd, tgid }, DropReason::ExitFiles) => {
+                format!("fd {fd} closed when pid {tgid} ({}) exited", self.by.comm)
+            }
+            (HolderRef::Fd { fd, tgid }, DropReason::SlotReused) => format!(
+                "fd {fd} of pid {tgid} was reused for another file without a close we saw (dup2, close-on-exec, close_range or a lost record)"
+            ),
+            (HolderRef::UringFixed { ctx }, DropReason::RingTeardown)
+            | (HolderRef::UringReq { ctx, .. }, DropReason::RingTeardown) => {
+                format!("ring {} freed by {by}", hex(*ctx))
+            }
+            (h, DropReason::RingGoneUnseen) => {
+                format!("{} went away unseen (its pointer was reused)", holder_name(h))
+            }
+            (HolderRef::UringReq { ctx, req }, DropReason::RequestDone) => format!(
+                "request {} of ring {} completed in {by}",
+                hex(*req),
+                hex(*ctx)
+            ),
+            (HolderRef::UringFixed { ctx }, DropReason::Unregistered) => {
+                format!("unregistered from ring {} by {by}", hex(*ctx))
+            }
+            (h, DropReason::SlotReused) => format!(
+                "{} was reused for another file without a release we saw",
+                holder_name(h)
+            ),
+            (h, DropReason::Unref { how }) => format!("{} dropped it ({how:?}) in {by}", holder_name(h)),
+            (h, r) => format!("{} dropped it ({r:?}) in {by}", holder_name(h)),
+        }
+    }
+}
+
+fn holder_name(h: &HolderRef) -> String {
+    match h {
+        HolderRef::Fd { tgid, fd } => format!("fd {fd} of pid {tgid}"),
+        HolderRef::UringFixed { ctx } => format!("io_uring ring {}", hex(*ctx)),
+        HolderRef::UringReq { ctx, req } => {
+            format!("io_uring request {} of ring {}", hex(*req), hex(*ctx))
+        }
+    }
+}
+
+/// One reason a file is alive, in plain terms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HolderDesc {
+    /// An fd table slot.
+    Fd {
+        fd: i32,
+        task: TaskDesc,
+        since_ns: u64,
+        how: RefHow,
+    },
+    /// A registered (fixed) file of a ring.
+    UringFixed { ring: RingDesc, since_ns: u64 },
+    /// An in-flight request of a ring.
+    UringReq {
+        req: u64,
+        ring: RingDesc,
+        since_ns: u64,
+    },
+    /// No holder left; the final put is deferred (task_work or delayed_fput) and pending.
+    DeferredPut {
+        since_ns: u64,
+        via: DeferVia,
+        last_drop: Option<DropDesc>,
+        delayed_fput: Option<WorkProgress>,
+    },
+    /// Alive with no holder we can name.
+    Unattributed {
+        since_ns: Option<u64>,
+        last_drop: Option<DropDesc>,
+    },
+}
+
+impl HolderDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        match self {
+            HolderDesc::Fd {
+                fd,
+                task,
+                since_ns,
+                how,
+            } => {
+                let state = if task.alive && task.known {
+                    format!("[{}]", task.fate(a))
+                } else if task.known {
+                    format!("[exited: {}]", task.fate(a))
+                } else {
+                    "[state unknown]".to_string()
+                };
+                let since = if *how == RefHow::Snapshot {
+                    "open since before the tracer attached".to_string()
+                } else {
+                    format!("opened {}", a.at(*since_ns))
+                };
+                format!("fd {fd} of {} {state}, {since}", task.name())
+            }
+            HolderDesc::UringFixed { ring, since_ns } => {
+                let mut s = format!(
+                    "registered in {} since {} — {}",
+                    ring.name(),
+                    a.at(*since_ns),
+                    ring.owner_words(a)
+                );
+                let t = ring.teardown_words(a);
+                if !t.is_empty() {
+                    let _ = write!(s, "; {t}");
+                }
+                s
+            }
+            HolderDesc::UringReq { req, ring, since_ns } => {
+                let mut s = format!(
+                    "in-flight request {} on {} since {} — {}",
+                    hex(*req),
+                    ring.name(),
+                    a.at(*since_ns),
+                    ring.owner_words(a)
+                );
+                let t = ring.teardown_words(a);
+                if !t.is_empty() {
+                    let _ = write!(s, "; {t}");
+                }
+                s
+            }
+            HolderDesc::DeferredPut {
+                since_ns,
+                via,
+                last_drop,
+                delayed_fput,
+            } => {
+                let mut s = format!("deferred put pending since {}", a.at(*since_ns));
+                if let Some(d) = last_drop {
+                    let _ = write!(s, ": last holder gone when {}", d.words());
+                }
+                match via {
+                    DeferVia::TaskWork => {
+                        let who = last_drop
+                            .as_ref()
+                            .map(|d| format!(" of pid {} ({})", d.by.tgid, d.by.comm))
+                            .unwrap_or_default();
+                        let _ = write!(s, "; the final __fput runs from task_work{who}");
+                    }
+                    DeferVia::DelayedFput => {
+                        s.push_str("; the final __fput goes through delayed_fput");
+                        if let Some(p) = delayed_fput {
+                            let _ = write!(s, " ({})", p.words(a));
+                        }
+                    }
+                }
+                s
+            }
+            HolderDesc::Unattributed { since_ns, last_drop } => {
+                let mut s = "unattributed: no holder we can name".to_string();
+                if let Some(d) = last_drop {
+                    let _ = write!(s, " ({})", d.words());
+                }
+                if let Some(t) = since_ns {
+                    let _ = write!(s, ", since {}", a.at(*t));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// A file as reports name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileId {
+    pub file: u64,
+    /// The engine's generation of the pointer (0: a file the engine never saw referenced).
+    pub generation: u64,
+    pub mnt_id: i32,
+    pub ino: u64,
+    pub name_kind: NameKind,
+    pub name: String,
+    /// Absolute path, when the opener gave one.
+    pub path: Option<String>,
+}
+
+impl Display for FileId {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "file {} ", hex(self.file))?;
+        match (&self.path, self.name_kind) {
+            (Some(p), _) => write!(f, "{p}")?,
+            (None, _) if self.name.is_empty() => write!(f, "(name unknown)")?,
+            (None, NameKind::UserPath) => {
+                write!(f, "\"{}\" (relative to the opener's cwd)", self.name)?
+            }
+            (None, _) => write!(f, "…/{}", self.name)?,
+        }
+        write!(f, " (inode {})", self.ino)
+    }
+}
+
+/// An alive file and everything that keeps it alive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    #[serde(flatten)]
+    pub id: FileId,
+    pub dev: u32,
+    pub state: FileState,
+    pub first_ref_ns: u64,
+    pub first_how: RefHow,
+    pub first_pid: u32,
+    pub first_comm: String,
+    pub holders: Vec<HolderDesc>,
+    /// References dropped by holders we never saw take them: more holders may exist.
+    pub unseen_refs: u32,
+}
+
+impl FileReport {
+    pub fn first_words(&self, a: &Anchor) -> String {
+        let who = format!("pid {} ({})", self.first_pid, self.first_comm);
+        match self.first_how {
+            RefHow::Open => format!("opened {} by {who}", a.at(self.first_ref_ns)),
+            RefHow::Snapshot => "open since before the tracer attached".to_string(),
+            RefHow::UringRegister => format!(
+                "first seen {} when {who} registered it in a ring",
+                a.at(self.first_ref_ns)
+            ),
+            RefHow::UringFileGet => format!(
+                "first seen {} taken by an io_uring request of {who}",
+                a.at(self.first_ref_ns)
+            ),
+            _ => format!("first seen {}", a.at(self.first_ref_ns)),
+        }
+    }
+
+    /// The file line and one line per holder, each prefixed with `indent`.
+    pub fn render(&self, a: &Anchor, indent: &str, out: &mut String) {
+        let _ = writeln!(out, "{indent}{}, {}", self.id, self.first_words(a));
+        for h in &self.holders {
+            let _ = writeln!(out, "{indent}  - {}", h.words(a));
+        }
+        if self.unseen_refs > 0 {
+            let _ = writeln!(
+                out,
+                "{indent}  ({} dropped by holders we never saw take them: other holders may exist)",
+                count(self.unseen_refs as usize, "reference was", "references were")
+            );
+        }
+    }
+}
+
+/// Counts of what could not be attributed, as far as a verdict is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Unattributed {
+    /// Alive files on the mount with no holder we can name.
+    pub files_without_holder: usize,
+    /// Files on the mount freed without our having seen any reference to them (opened
+    /// before attach and missed by the snapshot, or records lost): evidence of invisible files.
+    pub unknown_frees_on_mount: u64,
+    /// The same, over all mounts.
+    pub unknown_frees_total: u64,
+    /// Unrefs of files the engine did not know.
+    pub unknown_unrefs_total: u64,
+    /// References dropped by holders never seen taking them, over the culprit files.
+    pub unseen_refs: u64,
+}
+
+impl Unattributed {
+    pub fn is_empty(&self) -> bool {
+        self.files_without_holder == 0
+            && self.unknown_frees_on_mount == 0
+            && self.unknown_unrefs_total == 0
+            && self.unseen_refs == 0
+    }
+
+    fn render(&self, out: &mut String) {
+        if self.is_empty() {
+            let _ = writeln!(out, "  unattributed references: none seen");
+            return;
+        }
+        let _ = writeln!(out, "  unattributed references:");
+        if self.files_without_holder > 0 {
+            let _ = writeln!(
+                out,
+                "    - {} on it with no holder we can name",
+                count(self.files_without_holder, "alive file", "alive files")
+            );
+        }
+        if self.unknown_frees_on_mount > 0 {
+            let _ = writeln!(
+                out,
+                "    - {} on it freed that we never saw referenced: files invisible to the tracer exist on this mount",
+                count(self.unknown_frees_on_mount as usize, "file", "files")
+            );
+        }
+        if self.unknown_unrefs_total > 0 {
+            let _ = writeln!(
+                out,
+                "    - {} dropped on files we never saw (any mount)",
+                count(self.unknown_unrefs_total as usize, "reference", "references")
+            );
+        }
+        if self.unseen_refs > 0 {
+            let _ = writeln!(
+                out,
+                "    - {} on the files above dropped by holders we never saw take them",
+                count(self.unseen_refs as usize, "reference", "references")
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// `umount` failed with EBUSY.
+    UmountBusy,
+    /// `mount` failed with EBUSY (the device is still in use).
+    MountBusy,
+}
+
+/// The caller of the failed syscall.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+}
+
+/// A mount of the device a `mount` wanted, and what pins it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PinnedMount {
+    pub mount: MountDesc,
+    pub files: Vec<FileReport>,
+    pub child_mounts: Vec<MountDesc>,
+}
+
+/// Why a mount-table syscall failed with EBUSY, as far as the traced evidence goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub id: u64,
+    pub kind: VerdictKind,
+    pub op: MountCallOp,
+    pub ts_ns: u64,
+    pub enter_ns: u64,
+    pub target: String,
+    pub source: String,
+    pub fs_type: String,
+    pub flags: u32,
+    pub caller: Caller,
+    /// The xfstests test running then, if a marker was seen.
+    pub test: Option<String>,
+    /// Failed attempts so far on the same mount/device, this one included.
+    pub attempt: u32,
+    pub first_ebusy_ns: u64,
+    /// Umount: the mount at the target (None: not a mount we know).
+    pub mount: Option<MountDesc>,
+    /// Umount: alive files on that mount.
+    pub culprits: Vec<FileReport>,
+    /// Umount: mounts under it (they make umount fail too).
+    pub child_mounts: Vec<MountDesc>,
+    /// Mount: existing or detached mounts of the same source and what pins them.
+    pub pinned_mounts: Vec<PinnedMount>,
+    /// Mount: files open whose path is the device path.
+    pub device_openers: Vec<FileReport>,
+    pub unattributed: Unattributed,
+    /// Nothing traced explains it (no culprit file, no child mount, no opener).
+    pub unexplained: bool,
+    /// What the evidence cannot show (missing hooks, no snapshot, evictions).
+    pub evidence_limits: Vec<String>,
+}
+
+fn group_counts(files: &[FileReport]) -> String {
+    let mut fd = 0;
+    let mut ring = 0;
+    let mut req = 0;
+    let mut pending = 0;
+    let mut unatt = 0;
+    for f in files {
+        if f.holders.iter().any(|h| matches!(h, HolderDesc::Fd { .. })) {
+            fd += 1;
+        }
+        if f.holders.iter().any(|h| matches!(h, HolderDesc::UringFixed { .. })) {
+            ring += 1;
+        }
+        if f.holders.iter().any(|h| matches!(h, HolderDesc::UringReq { .. })) {
+            req += 1;
+        }
+        if f.holders.iter().any(|h| matches!(h, HolderDesc::DeferredPut { .. })) {
+            pending += 1;
+        }
+        if f.holders.iter().any(|h| matches!(h, HolderDesc::Unattributed { .. })) {
+            unatt += 1;
+        }
+    }
+    let mut parts = Vec::new();
+    if fd > 0 {
+        parts.push(format!("{fd} held by an fd"));
+    }
+    if ring > 0 {
+        parts.push(format!("{ring} registered in an io_uring ring"));
+    }
+    if req > 0 {
+        parts.push(format!("{req} used by an in-flight io_uring request"));
+    }
+    if pending > 0 {
+        parts.push(format!("{pending} waiting for a deferred put"));
+    }
+    if unatt > 0 {
+        parts.push(format!("{unatt} unattributed"));
+    }
+    parts.join(", ")
+}
+
+impl Verdict {
+    fn headline(&self) -> String {
+        let what = match self.kind {
+            VerdictKind::UmountBusy => format!("umount {}", self.target),
+            VerdictKind::MountBusy => {
+                format!("mount {} on {} ({})", self.source, self.target, self.fs_type)
+            }
+        };
+        let mut s = format!(
+            "EBUSY: {what} by pid {} ({}) at {}",
+            self.caller.tgid,
+            self.caller.comm,
+            boot(self.ts_ns)
+        );
+        if let Some(t) = &self.test {
+            let _ = write!(s, " during {t}");
+        }
+        if self.attempt > 1 {
+            let _ = write!(
+                s,
+                " (failed attempt {}, the first EBUSY was {} earlier)",
+                self.attempt,
+                dur(self.ts_ns.saturating_sub(self.first_ebusy_ns))
+            );
+        }
+        s
+    }
+
+    fn render_umount(&self, a: &Anchor, out: &mut String) {
+        let Some(m) = &self.mount else {
+            let _ = writeln!(
+                out,
+                "  not a mount we know: no mount in the table is at {}",
+                self.target
+            );
+            return;
+        };
+        let _ = writeln!(out, "  {m}");
+        if self.culprits.is_empty() {
+            let _ = writeln!(out, "  no open file on it that we know of");
+        } else {
+            let _ = writeln!(
+                out,
+                "  busy because of {} on it: {}",
+                count(self.culprits.len(), "open file", "open files"),
+                group_counts(&self.culprits)
+            );
+            for f in &self.culprits {
+                f.render(a, "  ", out);
+            }
+        }
+        if self.child_mounts.is_empty() {
+            let _ = writeln!(out, "  child mounts under it: none");
+        } else {
+            let _ = writeln!(out, "  child mounts under it (each one alone makes umount fail):");
+            for c in &self.child_mounts {
+                let _ = writeln!(out, "    - {c}");
+            }
+        }
+    }
+
+    fn render_mount(&self, a: &Anchor, out: &mut String) {
+        if self.pinned_mounts.is_empty() {
+            let _ = writeln!(out, "  no mount of {} that we know of", self.source);
+        }
+        for p in &self.pinned_mounts {
+            let state = match p.mount.left_table_ns {
+                Some(t) => format!("left the mount table {}", a.at(t)),
+                None => "still in the mount table".to_string(),
+            };
+            let _ = writeln!(out, "  {} — {state}", p.mount);
+            if p.files.is_empty() {
+                let _ = writeln!(out, "    no open file on it that we know of");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    pinned by {}: {}",
+                    count(p.files.len(), "open file", "open files"),
+                    group_counts(&p.files)
+                );
+                for f in &p.files {
+                    f.render(a, "    ", out);
+                }
+            }
+            for c in &p.child_mounts {
+                let _ = writeln!(out, "    child mount: {c}");
+            }
+        }
+        if self.device_openers.is_empty() {
+            let _ = writeln!(out, "  the device {} is not open by any process we know of", self.source);
+        } else {
+            for f in &self.device_openers {
+                for h in &f.holders {
+                    if let HolderDesc::Fd { fd, task, .. } = h {
+                        let _ = writeln!(
+                            out,
+                            "  the block device {} is held open by {} fd {fd}",
+                            self.source,
+                            task.name()
+                        );
+                    }
+                }
+                f.render(a, "  ", out);
+            }
+        }
+    }
+}
+
+impl Display for Verdict {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let a = Anchor::event(self.ts_ns, "EBUSY");
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.headline());
+        match self.kind {
+            VerdictKind::UmountBusy => self.render_umount(&a, &mut out),
+            VerdictKind::MountBusy => self.render_mount(&a, &mut out),
+        }
+        self.unattributed.render(&mut out);
+        if self.unexplained {
+            let _ = writeln!(
+                out,
+                "  nothing traced explains this EBUSY: the mount may be pinned by a process's cwd or root, a memory mapping, a loop device or swap file backed by it, or another kernel-internal reference; none of these are traced"
+            );
+        }
+        if self.evidence_limits.is_empty() {
+            let _ = writeln!(out, "  evidence limits: none known");
+        } else {
+            let _ = writeln!(out, "  evidence limits:");
+            for l in &self.evidence_limits {
+                let _ = writeln!(out, "    - {l}");
+            }
+        }
+        f.write_str(out.trim_end())
+    }
+}
+
+/// Which EBUSY story a notice belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoryRef {
+    /// "umount /mnt/scratch" or "mount /dev/loop1".
+    pub what: String,
+    pub mount: Option<MountDesc>,
+    pub first_ebusy_ns: u64,
+    pub last_ebusy_ns: u64,
+    pub failed_attempts: u32,
+}
+
+impl StoryRef {
+    fn after(&self, ts: u64) -> String {
+        let what = if self.failed_attempts > 1 {
+            "first EBUSY"
+        } else {
+            "EBUSY"
+        };
+        rel(ts, self.first_ebusy_ns, what)
+    }
+
+    fn label(&self) -> String {
+        match &self.mount {
+            Some(m) => format!("{} (mount {})", self.what, m.id),
+            None => self.what.clone(),
+        }
+    }
+}
+
+/// A file that kept a mount busy was freed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CulpritReleased {
+    pub story: StoryRef,
+    pub file: FileId,
+    /// The file was listed in a verdict (false: a file on the mount we never saw referenced).
+    pub listed: bool,
+    /// The free was seen (false: inferred from a reused pointer or mount id).
+    pub seen: bool,
+    pub ts_ns: u64,
+    /// Who freed it, and the deferral chain that led there (first link = the freeing context).
+    pub chain: Vec<ChainLink>,
+    pub last_drop: Option<DropDesc>,
+    pub culprits_alive: usize,
+    pub culprits_total: usize,
+}
+
+impl Display for CulpritReleased {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = &self.story;
+        if self.listed {
+            writeln!(
+                f,
+                "culprit released {} of {}: {}",
+                s.after(self.ts_ns),
+                s.label(),
+                self.file
+            )?;
+        } else {
+            writeln!(
+                f,
+                "a file we never saw referenced was released on the mount {} of {}: {}",
+                s.after(self.ts_ns),
+                s.label(),
+                self.file
+            )?;
+        }
+        if !self.seen {
+            writeln!(
+                f,
+                "  its release was not seen: inferred because its pointer or mount id was reused"
+            )?;
+        } else if !self.chain.is_empty() {
+            writeln!(f, "  freed by: {}", chain_text(&self.chain))?;
+        }
+        if let Some(d) = &self.last_drop {
+            writeln!(f, "  its last holder went away {}: {}", s.after(d.ts_ns), d.words())?;
+        }
+        write!(
+            f,
+            "  listed culprit files still alive: {} of {}",
+            self.culprits_alive, self.culprits_total
+        )
+    }
+}
+
+/// The mount-table syscall finally succeeded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoryClosed {
+    pub story: StoryRef,
+    pub ts_ns: u64,
+    /// First EBUSY → success.
+    pub pinned_ns: u64,
+    pub failed_attempts: u32,
+    pub caller: Caller,
+    /// A lazy umount (`MNT_DETACH`): the mount may live on detached.
+    pub lazy: bool,
+    /// Alive files still on the mount at success (a lazy umount leaves them pinning it).
+    pub still_pinned_by: usize,
+    pub culprits_total: usize,
+    pub culprits_released: usize,
+    pub unlisted_released: usize,
+}
+
+impl Display for StoryClosed {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = &self.story;
+        let lazy = if self.lazy { " (lazy)" } else { "" };
+        writeln!(
+            f,
+            "{}{lazy} succeeded {} by pid {} ({})",
+            s.what,
+            s.after(self.ts_ns),
+            self.caller.tgid,
+            self.caller.comm
+        )?;
+        if let Some(m) = &s.mount {
+            writeln!(f, "  {m}")?;
+        }
+        write!(
+            f,
+            "  busy for {} from the first EBUSY, {}; {} of {} listed culprit files released",
+            dur(self.pinned_ns),
+            count(self.failed_attempts as usize, "failed attempt", "failed attempts"),
+            self.culprits_released,
+            self.culprits_total
+        )?;
+        if self.unlisted_released > 0 {
+            write!(
+                f,
+                ", plus {} we never saw referenced",
+                count(self.unlisted_released, "file", "files")
+            )?;
+        }
+        if self.still_pinned_by > 0 {
+            write!(
+                f,
+                "\n  the mount is detached but still pinned by {} until they are released",
+                count(self.still_pinned_by, "open file", "open files")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A mount left the table while files on it are alive (lazy umount): it lives on, detached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MountDetached {
+    pub mount: MountDesc,
+    pub ts_ns: u64,
+    pub files: Vec<FileReport>,
+}
+
+impl Display for MountDetached {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let a = Anchor::event(self.ts_ns, "detach");
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "mount {} ({} {}, was on {}) left the mount table at {} but is still pinned by {}: it lives on, detached, until they are released",
+            self.mount.id,
+            self.mount.fs_type,
+            self.mount.source,
+            self.mount.mount_point,
+            boot(self.ts_ns),
+            count(self.files.len(), "open file", "open files")
+        );
+        for file in &self.files {
+            file.render(&a, "  ", &mut out);
+        }
+        f.write_str(out.trim_end())
+    }
+}
+
+/// A detached mount's last known file was released: nothing we know of pins it any more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DetachedMountUnpinned {
+    pub mount: MountDesc,
+    pub detached_ns: u64,
+    pub ts_ns: u64,
+    pub last_file: FileId,
+    pub chain: Vec<ChainLink>,
+}
+
+impl Display for DetachedMountUnpinned {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "detached mount {} ({} {}, was on {}) is no longer pinned by any file we know of: its last file was released at {}, {} after it left the mount table",
+            self.mount.id,
+            self.mount.fs_type,
+            self.mount.source,
+            self.mount.mount_point,
+            boot(self.ts_ns),
+            dur(self.ts_ns.saturating_sub(self.detached_ns))
+        )?;
+        write!(f, "  last file: {}", self.last_file)?;
+        if !self.chain.is_empty() {
+            write!(f, "\n  freed by: {}", chain_text(&self.chain))?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything [`crate::engine::Engine::apply`] reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum Notice {
+    Verdict(Verdict),
+    CulpritReleased(CulpritReleased),
+    StoryClosed(StoryClosed),
+    MountDetachedPinned(MountDetached),
+    DetachedMountUnpinned(DetachedMountUnpinned),
+}
+
+impl Notice {
+    /// One JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("notices serialize")
+    }
+}
+
+impl Display for Notice {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Verdict(v) => v.fmt(f),
+            Notice::CulpritReleased(c) => c.fmt(f),
+            Notice::StoryClosed(s) => s.fmt(f),
+            Notice::MountDetachedPinned(m) => m.fmt(f),
+            Notice::DetachedMountUnpinned(m) => m.fmt(f),
+        }
+    }
+}
