@@ -14,11 +14,13 @@ pub struct Actor {
     pub tgid: u32,
     pub comm: String,
     /// The work item the CPU was executing (the task is then a kworker).
+    #[serde(serialize_with = "crate::text::ser_work_ctx")]
     pub work: Option<WorkCtx>,
     /// The engine's instance serial of that work item's current run, when its start was seen.
     pub work_instance: Option<u64>,
     /// The io_uring ring that work item belongs to (`io_ring_exit_work`,
     /// `io_fallback_req_func`), when known.
+    #[serde(serialize_with = "crate::text::ser_hex_opt")]
     pub ring: Option<u64>,
     /// The task's process had already exited (the event came from its exit path).
     pub task_exited: bool,

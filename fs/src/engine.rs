@@ -95,6 +95,7 @@ pub struct Engine {
     extra_limits: Vec<String>,
     current_test: Option<String>,
     next_id: u64,
+    next_verdict_id: u64,
     now_ns: u64,
 }
 
@@ -113,6 +114,7 @@ impl Engine {
             extra_limits: Vec::new(),
             current_test: None,
             next_id: 0,
+            next_verdict_id: 0,
             now_ns: 0,
         }
     }
@@ -945,9 +947,9 @@ impl Engine {
         unattributed: Unattributed,
         unexplained: bool,
     ) -> Verdict {
-        self.next_id += 1;
+        self.next_verdict_id += 1;
         Verdict {
-            id: self.next_id,
+            id: self.next_verdict_id,
             kind,
             op: call.op,
             ts_ns: ev.ts_ns,
@@ -1412,10 +1414,11 @@ impl Engine {
         {
             // io_ring_exit_work ends by freeing the ring: its registered files and requests
             // are put from this kworker, so their final puts go through delayed_fput.
-            let actor = s
+            let mut actor = s
                 .and_then(|s| self.work.get(s))
                 .and_then(|i| i.started.clone())
                 .unwrap_or_else(|| self.run_actor(ev, work, function));
+            actor.ts_ns = ev.ts_ns;
             self.teardown_ring(ctx, &actor, DropReason::RingTeardown, true);
         }
     }

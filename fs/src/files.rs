@@ -15,6 +15,7 @@ use crate::work::ChainLink;
 /// serial, so it also orders files by first sight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct FileKey {
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub file: u64,
     pub generation: u64,
 }
@@ -33,7 +34,7 @@ pub struct HolderInfo {
 
 /// Why a holder let go of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum DropReason {
     /// close(2) of the fd.
     Close,

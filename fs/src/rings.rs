@@ -19,6 +19,7 @@ pub struct RingWork {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ring {
     /// The `io_ring_ctx *`.
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub ctx: u64,
     pub serial: u64,
     pub owner_tgid: Option<u32>,

@@ -76,6 +76,7 @@ impl Display for MountSummary {
 /// Latency and run time of one followed work function.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WorkFnSummary {
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub function: u64,
     pub name: String,
     pub counters: FnCounters,

@@ -121,6 +121,74 @@ pub fn normalize_path(p: &str) -> String {
     }
 }
 
+/// Serializes a kernel address as a `"0xffff…"` string (JSON numbers lose precision above
+/// 2^53, and people read hex).
+pub fn ser_hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(*v))
+}
+
+/// [`ser_hex`] for an optional address.
+pub fn ser_hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&hex(*v)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A work context with its addresses as hex strings.
+pub fn ser_work_ctx<S: serde::Serializer>(
+    v: &Option<crate::event::WorkCtx>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    match v {
+        None => s.serialize_none(),
+        Some(w) => {
+            struct W<'a>(&'a crate::event::WorkCtx);
+            impl serde::Serialize for W<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    let mut st = s.serialize_struct("WorkCtx", 2)?;
+                    st.serialize_field("work", &hex(self.0.work))?;
+                    st.serialize_field("function", &hex(self.0.function))?;
+                    st.end()
+                }
+            }
+            s.serialize_some(&W(w))
+        }
+    }
+}
+
+/// A holder with its addresses as hex strings (`{"kind":"uring_fixed","ctx":"0x…"}`).
+pub fn ser_holder<S: serde::Serializer>(
+    h: &crate::event::HolderRef,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use crate::event::HolderRef;
+    use serde::ser::SerializeStruct;
+    match h {
+        HolderRef::Fd { tgid, fd } => {
+            let mut st = s.serialize_struct("HolderRef", 3)?;
+            st.serialize_field("kind", "fd")?;
+            st.serialize_field("tgid", tgid)?;
+            st.serialize_field("fd", fd)?;
+            st.end()
+        }
+        HolderRef::UringFixed { ctx } => {
+            let mut st = s.serialize_struct("HolderRef", 2)?;
+            st.serialize_field("kind", "uring_fixed")?;
+            st.serialize_field("ctx", &hex(*ctx))?;
+            st.end()
+        }
+        HolderRef::UringReq { ctx, req } => {
+            let mut st = s.serialize_struct("HolderRef", 3)?;
+            st.serialize_field("kind", "uring_req")?;
+            st.serialize_field("ctx", &hex(*ctx))?;
+            st.serialize_field("req", &hex(*req))?;
+            st.end()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +222,37 @@ mod tests {
         assert_eq!(exit_words(0), "exited with status 0");
         assert_eq!(exit_signal(0x0100), None);
         assert_eq!(signal_name(64), "signal 64");
+    }
+
+    #[test]
+    fn addresses_serialize_as_hex() {
+        #[derive(serde::Serialize)]
+        struct T {
+            #[serde(serialize_with = "ser_hex")]
+            a: u64,
+            #[serde(serialize_with = "ser_hex_opt")]
+            b: Option<u64>,
+            #[serde(serialize_with = "ser_hex_opt")]
+            c: Option<u64>,
+            #[serde(serialize_with = "ser_work_ctx")]
+            w: Option<crate::event::WorkCtx>,
+            #[serde(serialize_with = "ser_holder")]
+            h: crate::event::HolderRef,
+        }
+        let t = T {
+            a: 0xffff_8880_0000_1000,
+            b: Some(16),
+            c: None,
+            w: Some(crate::event::WorkCtx {
+                work: 1,
+                function: 2,
+            }),
+            h: crate::event::HolderRef::UringReq { ctx: 3, req: 4 },
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"a":"0xffff888000001000","b":"0x10","c":null,"w":{"work":"0x1","function":"0x2"},"h":{"kind":"uring_req","ctx":"0x3","req":"0x4"}}"#
+        );
     }
 
     #[test]

@@ -139,6 +139,7 @@ impl TaskDesc {
 /// A ring as holder descriptions name it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RingDesc {
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub ctx: u64,
     /// The engine has a record of the ring.
     pub known: bool,
@@ -253,6 +254,7 @@ impl WorkProgress {
 /// A holder's drop, for reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DropDesc {
+    #[serde(serialize_with = "crate::text::ser_holder")]
     pub holder: HolderRef,
     pub reason: DropReason,
     pub ts_ns: u64,
@@ -272,15 +274,16 @@ impl DropDesc {
             ),
             (HolderRef::UringFixed { ctx }, DropReason::RingTeardown)
             | (HolderRef::UringReq { ctx, .. }, DropReason::RingTeardown) => {
-                format!("ring {} freed by {by}", hex(*ctx))
+                format!("ring {} freed by {}", hex(*ctx), self.by.who_without_ring())
             }
             (h, DropReason::RingGoneUnseen) => {
                 format!("{} went away unseen (its pointer was reused)", holder_name(h))
             }
             (HolderRef::UringReq { ctx, req }, DropReason::RequestDone) => format!(
-                "request {} of ring {} completed in {by}",
+                "request {} of ring {} completed in {}",
                 hex(*req),
-                hex(*ctx)
+                hex(*ctx),
+                self.by.who_without_ring()
             ),
             (HolderRef::UringFixed { ctx }, DropReason::Unregistered) => {
                 format!("unregistered from ring {} by {by}", hex(*ctx))
@@ -320,6 +323,7 @@ pub enum HolderDesc {
     UringFixed { ring: RingDesc, since_ns: u64 },
     /// An in-flight request of a ring.
     UringReq {
+        #[serde(serialize_with = "crate::text::ser_hex")]
         req: u64,
         ring: RingDesc,
         since_ns: u64,
@@ -432,6 +436,7 @@ impl HolderDesc {
 /// A file as reports name it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FileId {
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub file: u64,
     /// The engine's generation of the pointer (0: a file the engine never saw referenced).
     pub generation: u64,
@@ -447,14 +452,15 @@ impl Display for FileId {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(f, "file {} ", hex(self.file))?;
         match (&self.path, self.name_kind) {
-            (Some(p), _) => write!(f, "{p}")?,
-            (None, _) if self.name.is_empty() => write!(f, "(name unknown)")?,
-            (None, NameKind::UserPath) => {
-                write!(f, "\"{}\" (relative to the opener's cwd)", self.name)?
-            }
-            (None, _) => write!(f, "…/{}", self.name)?,
+            (Some(p), _) => write!(f, "{p} (inode {})", self.ino),
+            (None, _) if self.name.is_empty() => write!(f, "(name unknown, inode {})", self.ino),
+            (None, NameKind::UserPath) => write!(
+                f,
+                "{} (inode {}, path relative to the opener's cwd)",
+                self.name, self.ino
+            ),
+            (None, _) => write!(f, "…/{} (inode {})", self.name, self.ino),
         }
-        write!(f, " (inode {})", self.ino)
     }
 }
 

@@ -13,7 +13,9 @@ use crate::actor::Actor;
 pub struct WorkInstance {
     pub serial: u64,
     /// The `work_struct *`.
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub work: u64,
+    #[serde(serialize_with = "crate::text::ser_hex")]
     pub function: u64,
     /// Who armed the timer of this delayed work (`WorkArmed`): the real asker.
     pub armed: Option<Actor>,
@@ -135,9 +137,12 @@ pub struct ChainLink {
     pub tgid: u32,
     pub comm: String,
     /// The work item this context was executing.
+    #[serde(serialize_with = "crate::text::ser_hex_opt")]
     pub work: Option<u64>,
+    #[serde(serialize_with = "crate::text::ser_hex_opt")]
     pub function: Option<u64>,
     pub function_name: Option<String>,
+    #[serde(serialize_with = "crate::text::ser_hex_opt")]
     pub ring: Option<u64>,
     /// The task's process had exited (this happened on its exit path).
     pub task_exited: bool,
@@ -172,6 +177,15 @@ impl ChainLink {
             ring: None,
             task_exited: false,
         }
+    }
+
+    /// [`ChainLink::who`] without the ring (when the sentence already names it).
+    pub fn who_without_ring(&self) -> String {
+        ChainLink {
+            ring: None,
+            ..self.clone()
+        }
+        .who()
     }
 
     /// The context in words: `io_ring_exit_work (kworker/u8:3) for ring 0x…`, `pid 1234 (fsstress) at exit`.
