@@ -18,21 +18,29 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    setup::ensure(setup::Level::Build)?;
-    build::build_tracer(args.release)?;
-    let binary = build::tracer_binary(args.release);
-    let mut cmd = if util::is_root() {
-        Command::new(&binary)
+    // Before building: without root nor sudo there is nothing to run it with.
+    let sudo = if util::is_root() {
+        None
     } else if let Some(sudo) = util::find_program("sudo") {
-        let mut cmd = Command::new(sudo);
-        cmd.arg("-E").arg(&binary);
-        cmd
+        Some(sudo)
     } else {
         bail!(
             "tracer needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) to load eBPF programs, \
-             and sudo was not found: run `{}` as root",
-            binary.display()
+             and sudo was not found: run `cargo xtask build{}` and then `{}` as root",
+            if args.release { " --release" } else { "" },
+            build::tracer_binary(args.release).display()
         );
+    };
+    setup::ensure(setup::Level::Build)?;
+    build::build_tracer(args.release)?;
+    let binary = build::tracer_binary(args.release);
+    let mut cmd = match sudo {
+        None => Command::new(&binary),
+        Some(sudo) => {
+            let mut cmd = Command::new(sudo);
+            cmd.arg("-E").arg(&binary);
+            cmd
+        }
     };
     cmd.args(&args.args);
     eprintln!("$ {}", util::show(&cmd));

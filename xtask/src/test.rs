@@ -10,8 +10,8 @@ use crate::{setup, util};
 pub struct Args {}
 
 pub fn main(_args: Args) -> Result<()> {
-    setup::ensure(setup::Level::Test)?;
     check_root()?;
+    setup::ensure(setup::Level::Test)?;
     fmt()?;
     clippy()?;
     cargo_test()
@@ -56,5 +56,9 @@ fn clippy() -> Result<()> {
 }
 
 fn cargo_test() -> Result<()> {
-    util::run(&mut util::cargo_cmd(["test", "--workspace"]))
+    util::run(&mut util::cargo_cmd([
+        "test",
+        "--workspace",
+        "--no-fail-fast",
+    ]))
 }
