@@ -60,6 +60,9 @@ pub struct EngineConfig {
     /// Hooks the tracer could not attach on this kernel; quoted in every verdict as limits
     /// of the evidence.
     pub missing_hooks: Vec<String>,
+    /// The kernel's `sched_process_exit` has no `group_dead` field (it always reads 0): treat
+    /// the exit of a thread-group leader as its process's exit instead.
+    pub exit_group_dead_unknown: bool,
     pub caps: Caps,
 }
 

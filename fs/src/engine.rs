@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::actor::Actor;
 use crate::config::EngineConfig;
 use crate::event::{Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx};
-use crate::files::{DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release, Removal};
+use crate::files::{
+    DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release, Removal,
+};
 use crate::mounts::{MNT_DETACH, Mount, Mounts, UmountAttempt};
 use crate::rings::{RingWork, Rings};
 use crate::stats::Stats;
@@ -211,7 +213,8 @@ impl Engine {
                 ..
             } => {
                 let a = self.actor(ev);
-                self.tasks.signal(*target_pid, *sig, *result, target_comm, &a);
+                self.tasks
+                    .signal(*target_pid, *sig, *result, target_comm, &a);
             }
             Payload::UringCreate {
                 ctx,
@@ -243,7 +246,9 @@ impl Engine {
                 };
                 self.on_file_ref(ev, &r, &mut out)
             }
-            Payload::FileUnref { file, holder, how } => self.on_file_unref(ev, *file, *holder, *how),
+            Payload::FileUnref { file, holder, how } => {
+                self.on_file_unref(ev, *file, *holder, *how)
+            }
             Payload::FileFree { file, mnt_id, ino } => {
                 self.on_file_free(ev, *file, *mnt_id, *ino, &mut out)
             }
@@ -461,7 +466,10 @@ impl Engine {
         match f.state() {
             FileState::PendingRelease => {
                 let drop = f.last_drop.as_ref();
-                let since = f.no_holder_since.or(drop.map(|d| d.actor.ts_ns)).unwrap_or(0);
+                let since = f
+                    .no_holder_since
+                    .or(drop.map(|d| d.actor.ts_ns))
+                    .unwrap_or(0);
                 let via = if drop.is_some_and(|d| d.actor.work.is_some()) {
                     DeferVia::DelayedFput
                 } else {
@@ -680,7 +688,9 @@ impl Engine {
             v.push("no mount table was received: mounts are unknown".into());
         }
         if self.cfg.delayed_fput.is_none() {
-            v.push("the address of delayed_fput is unknown: deferred puts cannot be followed".into());
+            v.push(
+                "the address of delayed_fput is unknown: deferred puts cannot be followed".into(),
+            );
         }
         if self.cfg.io_ring_exit_work.is_some() && self.cfg.ring_exit_work_offset.is_none() {
             v.push(
@@ -708,7 +718,11 @@ impl Engine {
             ("stories", self.stories.len(), caps.max_verdicts),
             ("tasks", self.tasks.len(), caps.max_tasks),
             ("rings", self.rings.len(), caps.max_rings),
-            ("mount history", self.mounts.history_len(), caps.max_mount_history),
+            (
+                "mount history",
+                self.mounts.history_len(),
+                caps.max_mount_history,
+            ),
         ];
         for (what, n, cap) in checks {
             if n > cap {
@@ -733,13 +747,20 @@ impl Engine {
         for id in ch.replaced {
             // The kernel reuses a mount id only once the old mount is freed, so the files we
             // believed alive on it were freed unseen.
-            let keys: Vec<FileKey> = self.files.alive_on_mount(id).iter().map(|f| f.key).collect();
+            let keys: Vec<FileKey> = self
+                .files
+                .alive_on_mount(id)
+                .iter()
+                .map(|f| f.key)
+                .collect();
             for k in keys {
                 self.lose_file(k, ev, out);
             }
         }
         for id in ch.detached {
-            let Some(m) = self.mounts.get(id) else { continue };
+            let Some(m) = self.mounts.get(id) else {
+                continue;
+            };
             let files = self
                 .files
                 .alive_on_mount(id)
@@ -854,13 +875,27 @@ impl Engine {
         }
     }
 
-    fn umount_busy(&mut self, ev: &Event, call: &MountCallArgs, mid: Option<i32>, out: &mut Vec<Notice>) {
+    fn umount_busy(
+        &mut self,
+        ev: &Event,
+        call: &MountCallArgs,
+        mid: Option<i32>,
+        out: &mut Vec<Notice>,
+    ) {
         let mount = mid.and_then(|id| self.mounts.get(id)).map(MountDesc::of);
-        let files = mid.map(|id| self.files.alive_on_mount(id)).unwrap_or_default();
+        let files = mid
+            .map(|id| self.files.alive_on_mount(id))
+            .unwrap_or_default();
         let keys: Vec<FileKey> = files.iter().map(|f| f.key).collect();
         let culprits: Vec<FileReport> = files.into_iter().map(|f| self.describe(f)).collect();
         let child_mounts: Vec<MountDesc> = mid
-            .map(|id| self.mounts.children(id).into_iter().map(MountDesc::of).collect())
+            .map(|id| {
+                self.mounts
+                    .children(id)
+                    .into_iter()
+                    .map(MountDesc::of)
+                    .collect()
+            })
             .unwrap_or_default();
         let ids: Vec<i32> = mid.into_iter().collect();
         let unattributed = self.unattributed_for(&ids, &culprits.iter().collect::<Vec<_>>());
@@ -877,7 +912,15 @@ impl Engine {
             ev.ts_ns,
         );
         let unexplained = mount.is_some() && culprits.is_empty() && child_mounts.is_empty();
-        let v = self.verdict(ev, call, VerdictKind::UmountBusy, attempt, first, unattributed, unexplained);
+        let v = self.verdict(
+            ev,
+            call,
+            VerdictKind::UmountBusy,
+            attempt,
+            first,
+            unattributed,
+            unexplained,
+        );
         let v = Verdict {
             mount,
             culprits,
@@ -898,7 +941,12 @@ impl Engine {
             pinned.push(PinnedMount {
                 mount: MountDesc::of(m),
                 files: files.into_iter().map(|f| self.describe(f)).collect(),
-                child_mounts: self.mounts.children(m.id).into_iter().map(MountDesc::of).collect(),
+                child_mounts: self
+                    .mounts
+                    .children(m.id)
+                    .into_iter()
+                    .map(MountDesc::of)
+                    .collect(),
             });
         }
         let dev_path = normalize_path(call.source);
@@ -911,7 +959,8 @@ impl Engine {
             Vec::new()
         };
         keys.extend(openers.iter().map(|f| f.key));
-        let device_openers: Vec<FileReport> = openers.into_iter().map(|f| self.describe(f)).collect();
+        let device_openers: Vec<FileReport> =
+            openers.into_iter().map(|f| self.describe(f)).collect();
         let all: Vec<&FileReport> = pinned
             .iter()
             .flat_map(|p| p.files.iter())
@@ -927,7 +976,15 @@ impl Engine {
             &keys,
             ev.ts_ns,
         );
-        let v = self.verdict(ev, call, VerdictKind::MountBusy, attempt, first, unattributed, unexplained);
+        let v = self.verdict(
+            ev,
+            call,
+            VerdictKind::MountBusy,
+            attempt,
+            first,
+            unattributed,
+            unexplained,
+        );
         let v = Verdict {
             pinned_mounts: pinned,
             device_openers,
@@ -978,7 +1035,14 @@ impl Engine {
         self.verdicts.push_back(v);
     }
 
-    fn close_story(&mut self, key: &StoryKey, ev: &Event, lazy: bool, still: usize, out: &mut Vec<Notice>) -> bool {
+    fn close_story(
+        &mut self,
+        key: &StoryKey,
+        ev: &Event,
+        lazy: bool,
+        still: usize,
+        out: &mut Vec<Notice>,
+    ) -> bool {
         let Some(s) = self.stories.remove(key) else {
             return false;
         };
@@ -1021,7 +1085,9 @@ impl Engine {
             .collect();
         for sk in keys {
             let files = &self.files;
-            let Some(s) = self.stories.get_mut(&sk) else { continue };
+            let Some(s) = self.stories.get_mut(&sk) else {
+                continue;
+            };
             s.released += 1;
             let alive = s
                 .culprits
@@ -1043,8 +1109,17 @@ impl Engine {
         self.check_unpinned(mnt, ts, &id, &chain, out);
     }
 
-    fn check_unpinned(&mut self, mnt: i32, ts: u64, last: &FileId, chain: &[ChainLink], out: &mut Vec<Notice>) {
-        let Some(m) = self.mounts.get(mnt) else { return };
+    fn check_unpinned(
+        &mut self,
+        mnt: i32,
+        ts: u64,
+        last: &FileId,
+        chain: &[ChainLink],
+        out: &mut Vec<Notice>,
+    ) {
+        let Some(m) = self.mounts.get(mnt) else {
+            return;
+        };
         if !m.detached() || self.files.alive_count_on(mnt) > 0 {
             return;
         }
@@ -1185,7 +1260,14 @@ impl Engine {
         }
     }
 
-    fn on_file_free(&mut self, ev: &Event, file: u64, mnt_id: i32, ino: u64, out: &mut Vec<Notice>) {
+    fn on_file_free(
+        &mut self,
+        ev: &Event,
+        file: u64,
+        mnt_id: i32,
+        ino: u64,
+        out: &mut Vec<Notice>,
+    ) {
         if file == 0 {
             self.c.nonsense += 1;
             return;
@@ -1213,7 +1295,14 @@ impl Engine {
         );
     }
 
-    fn unknown_free(&mut self, actor: &Actor, file: u64, mnt_id: i32, ino: u64, out: &mut Vec<Notice>) {
+    fn unknown_free(
+        &mut self,
+        actor: &Actor,
+        file: u64,
+        mnt_id: i32,
+        ino: u64,
+        out: &mut Vec<Notice>,
+    ) {
         self.c.unknown_frees += 1;
         *self.c.unknown_frees_by_mount.entry(mnt_id).or_default() += 1;
         let keys: Vec<StoryKey> = self
@@ -1237,7 +1326,9 @@ impl Engine {
         };
         for sk in keys {
             let files = &self.files;
-            let Some(s) = self.stories.get_mut(&sk) else { continue };
+            let Some(s) = self.stories.get_mut(&sk) else {
+                continue;
+            };
             s.unlisted_released += 1;
             let alive = s
                 .culprits
@@ -1261,6 +1352,7 @@ impl Engine {
     // ----- tasks and rings -----
 
     fn on_task_exit(&mut self, ev: &Event, exit_code: i32, group_dead: bool) {
+        let group_dead = group_dead || (self.cfg.exit_group_dead_unknown && ev.pid == ev.tgid);
         self.tasks
             .exit(ev.tgid, ev.pid, &ev.comm, exit_code, group_dead, ev.ts_ns);
         if !group_dead {
@@ -1269,7 +1361,8 @@ impl Engine {
         // exit_files: the kernel closes the whole fd table; no close syscalls are seen.
         let actor = self.actor(ev);
         for (h, k) in self.files.fd_holders_of(ev.tgid) {
-            self.files.remove_holder(k, &h, DropReason::ExitFiles, &actor);
+            self.files
+                .remove_holder(k, &h, DropReason::ExitFiles, &actor);
         }
     }
 
@@ -1285,9 +1378,9 @@ impl Engine {
             self.c.nonsense += 1;
             return;
         }
-        let task = self
-            .tasks
-            .observe_live(ev.tgid, ev.pid, &ev.comm, ev.ts_ns, self.cfg.caps.max_tasks);
+        let task =
+            self.tasks
+                .observe_live(ev.tgid, ev.pid, &ev.comm, ev.ts_ns, self.cfg.caps.max_tasks);
         let actor = self.actor(ev);
         if self.rings.get(ctx).is_some() || !self.files.ring_holders_of(ctx).is_empty() {
             // The pointer is back for a new ring: the old one was freed unseen.
@@ -1365,8 +1458,12 @@ impl Engine {
         {
             ctx = self.rings.learn_exit_work(work, a.tgid);
         }
+        // A delayed work's queueing fires from its timer: the arming context (set by
+        // `on_work_armed`) is the one worth keeping.
+        let from_timer = self.cfg.is_delayed_work_fn(function);
         if let Some(w) = self.ring_work_mut(ctx, function)
             && (w.queued.is_none() || w.ended_ns.is_some())
+            && !from_timer
         {
             w.queued = Some(a.clone());
             w.started = None;

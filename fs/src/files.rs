@@ -421,7 +421,9 @@ impl Files {
                 self.evicted_released += 1;
                 continue;
             }
-            let Some((&g, _)) = self.objs.iter().next() else { break };
+            let Some((&g, _)) = self.objs.iter().next() else {
+                break;
+            };
             let Some(f) = self.objs.remove(&g) else { break };
             for h in f.holders.keys() {
                 self.unindex_holder(h, f.key);
@@ -441,12 +443,20 @@ impl Files {
         for f in self.objs.values() {
             let indexed_alive = self.alive_by_ptr.get(&f.key.file) == Some(&f.key.generation);
             if f.alive() != indexed_alive {
-                return Err(format!("file {:?}: alive={} but pointer index says {}", f.key, f.alive(), indexed_alive));
+                return Err(format!(
+                    "file {:?}: alive={} but pointer index says {}",
+                    f.key,
+                    f.alive(),
+                    indexed_alive
+                ));
             }
             if !f.alive() && !f.holders.is_empty() {
                 return Err(format!("released file {:?} still has holders", f.key));
             }
-            let in_mount = self.alive_by_mount.get(&f.mnt_id).is_some_and(|s| s.contains(&f.key));
+            let in_mount = self
+                .alive_by_mount
+                .get(&f.mnt_id)
+                .is_some_and(|s| s.contains(&f.key));
             if f.alive() != in_mount {
                 return Err(format!("file {:?}: mount index disagrees", f.key));
             }
@@ -455,7 +465,11 @@ impl Files {
                     return Err(format!("file {:?}: holder {h:?} not indexed", f.key));
                 }
             }
-            if f.alive() && f.holders.is_empty() && f.no_holder_since.is_none() && f.last_drop.is_some() {
+            if f.alive()
+                && f.holders.is_empty()
+                && f.no_holder_since.is_none()
+                && f.last_drop.is_some()
+            {
                 return Err(format!("file {:?}: dropped but no time", f.key));
             }
         }
@@ -467,7 +481,11 @@ impl Files {
             }
         }
         for (&file, &generation) in &self.alive_by_ptr {
-            if !self.objs.get(&generation).is_some_and(|f| f.key.file == file && f.alive()) {
+            if !self
+                .objs
+                .get(&generation)
+                .is_some_and(|f| f.key.file == file && f.alive())
+            {
                 return Err(format!("pointer index {file:#x} -> {generation} is stale"));
             }
         }
@@ -524,9 +542,18 @@ mod tests {
         assert_eq!(fs.get(k).unwrap().state(), FileState::Held);
         assert_eq!(fs.fd_holders_of(1), vec![(fd, k)]);
         assert_eq!(fs.ring_holders_of(0x100), vec![(ring, k)]);
-        assert_eq!(fs.remove_holder(k, &fd, DropReason::Close, &a(3)), Removal::Removed { last: false });
-        assert_eq!(fs.remove_holder(k, &fd, DropReason::Close, &a(3)), Removal::NotHeld);
-        assert_eq!(fs.remove_holder(k, &ring, DropReason::RingTeardown, &a(4)), Removal::Removed { last: true });
+        assert_eq!(
+            fs.remove_holder(k, &fd, DropReason::Close, &a(3)),
+            Removal::Removed { last: false }
+        );
+        assert_eq!(
+            fs.remove_holder(k, &fd, DropReason::Close, &a(3)),
+            Removal::NotHeld
+        );
+        assert_eq!(
+            fs.remove_holder(k, &ring, DropReason::RingTeardown, &a(4)),
+            Removal::Removed { last: true }
+        );
         let f = fs.get(k).unwrap();
         assert_eq!(f.state(), FileState::PendingRelease);
         assert_eq!(f.no_holder_since, Some(4));
@@ -534,7 +561,14 @@ mod tests {
         fs.update_name(k, NameKind::Dentry, "other");
         assert_eq!(fs.get(k).unwrap().path().as_deref(), Some("/mnt/x/f3"));
         fs.check().unwrap();
-        fs.release(k, Release { actor: a(5), chain: vec![], seen: true });
+        fs.release(
+            k,
+            Release {
+                actor: a(5),
+                chain: vec![],
+                seen: true,
+            },
+        );
         assert_eq!(fs.get(k).unwrap().state(), FileState::Released);
         assert_eq!(fs.alive(0xf1), None);
         assert_eq!(fs.alive_count_on(42), 0);
@@ -555,7 +589,14 @@ mod tests {
         fs.remove_holder(k, &fd, DropReason::SlotReused, &a(2));
         assert_eq!(fs.get(k).unwrap().state(), FileState::Unattributed);
         fs.add_holder(k, fd, info(3));
-        fs.release(k, Release { actor: a(4), chain: vec![], seen: true });
+        fs.release(
+            k,
+            Release {
+                actor: a(4),
+                chain: vec![],
+                seen: true,
+            },
+        );
         assert!(fs.get(k).unwrap().holders.is_empty());
         assert!(fs.holding(&fd).is_empty());
         fs.check().unwrap();
@@ -567,7 +608,14 @@ mod tests {
         let keys: Vec<FileKey> = (0..4)
             .map(|i| fs.create(0x10 + i, 1, 0, i, NameKind::None, "", RefHow::Open, a(i)))
             .collect();
-        fs.release(keys[2], Release { actor: a(9), chain: vec![], seen: true });
+        fs.release(
+            keys[2],
+            Release {
+                actor: a(9),
+                chain: vec![],
+                seen: true,
+            },
+        );
         let gone = fs.evict_to(3);
         assert!(gone.is_empty());
         assert!(fs.get(keys[2]).is_none());

@@ -308,7 +308,15 @@ mod tests {
     #[test]
     fn leaving_the_table_detaches_or_retires() {
         let mut m = Mounts::default();
-        m.apply_table(1, &[mi(1, 0, "/", "ext4", "a"), mi(2, 1, "/x", "xfs", "b"), mi(3, 1, "/y", "xfs", "c")], |_| false);
+        m.apply_table(
+            1,
+            &[
+                mi(1, 0, "/", "ext4", "a"),
+                mi(2, 1, "/x", "xfs", "b"),
+                mi(3, 1, "/y", "xfs", "c"),
+            ],
+            |_| false,
+        );
         let ch = m.apply_table(2, &[mi(1, 0, "/", "ext4", "a")], |id| id == 2);
         assert_eq!(ch.detached, vec![2]);
         assert_eq!(ch.gone, vec![3]);
@@ -319,7 +327,11 @@ mod tests {
         assert!(m.mount_for_path("/x").is_none());
         assert_eq!(m.by_source("b").len(), 1);
         // the id comes back for another filesystem: the detached one is replaced
-        let ch = m.apply_table(3, &[mi(1, 0, "/", "ext4", "a"), mi(2, 1, "/z", "tmpfs", "t")], |_| true);
+        let ch = m.apply_table(
+            3,
+            &[mi(1, 0, "/", "ext4", "a"), mi(2, 1, "/z", "tmpfs", "t")],
+            |_| true,
+        );
         assert_eq!(ch.replaced, vec![2]);
         assert_eq!(m.get(2).unwrap().fs_type, "tmpfs");
         assert_eq!(m.ids_reused, 1);

@@ -51,12 +51,20 @@ impl Display for MountSummary {
             Some(m) => write!(f, "{m}")?,
             None => write!(f, "mount {} (not in the mount table)", self.mount_id)?,
         }
-        write!(f, ": {}", count(self.alive_files, "alive file", "alive files"))?;
+        write!(
+            f,
+            ": {}",
+            count(self.alive_files, "alive file", "alive files")
+        )?;
         if self.alive_files > 0 {
             write!(
                 f,
                 " (fd {}, ring {}, in-flight {}, deferred {}, unattributed {})",
-                self.fd_tables, self.uring_rings, self.in_flight, self.deferred_pending, self.unattributed
+                self.fd_tables,
+                self.uring_rings,
+                self.in_flight,
+                self.deferred_pending,
+                self.unattributed
             )?;
         }
         if self.umount_attempts > 0 {

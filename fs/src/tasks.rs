@@ -283,7 +283,9 @@ mod tests {
     fn signal_to_a_thread_lands_on_its_process() {
         let mut t = Tasks::default();
         t.observe(200, 201, "worker", 1, 10);
-        let s = t.signal(201, SIGKILL, 0, "worker", &actor(1, "init", 2)).unwrap();
+        let s = t
+            .signal(201, SIGKILL, 0, "worker", &actor(1, "init", 2))
+            .unwrap();
         assert_eq!(t.get(s).unwrap().tgid, 200);
         // a non-delivered SIGKILL does not replace the delivered one
         t.signal(200, SIGKILL, 2, "worker", &actor(2, "other", 3));

@@ -36,7 +36,11 @@ pub fn rel(ts: u64, anchor: u64, what: &str) -> String {
 
 /// A boot-clock timestamp as seconds since boot with microseconds: `2.001000s`.
 pub fn boot(ns: u64) -> String {
-    format!("{}.{:06}s", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000)
+    format!(
+        "{}.{:06}s",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1_000
+    )
 }
 
 /// `SIGKILL`, `SIGTERM`, ... or `signal 42`.
@@ -110,7 +114,10 @@ pub fn normalize_path(p: &str) -> String {
         return String::new();
     }
     let absolute = p.starts_with('/');
-    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     let joined = parts.join("/");
     if absolute {
         format!("/{joined}")

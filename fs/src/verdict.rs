@@ -23,7 +23,10 @@ pub struct Anchor<'a> {
 
 impl<'a> Anchor<'a> {
     pub fn event(ts: u64, what: &'a str) -> Self {
-        Anchor { ts, what: Some(what) }
+        Anchor {
+            ts,
+            what: Some(what),
+        }
     }
 
     pub fn now(ts: u64) -> Self {
@@ -245,7 +248,9 @@ impl WorkProgress {
             return format!("{f} queued {}, not started yet", a.at(q));
         }
         match (&self.armed_by, self.armed_ns) {
-            (Some(by), Some(t)) => format!("{f} armed {} by {}, timer not fired yet", a.at(t), by.who()),
+            (Some(by), Some(t)) => {
+                format!("{f} armed {} by {}, timer not fired yet", a.at(t), by.who())
+            }
             _ => format!("{f} not armed yet"),
         }
     }
@@ -277,7 +282,10 @@ impl DropDesc {
                 format!("ring {} freed by {}", hex(*ctx), self.by.who_without_ring())
             }
             (h, DropReason::RingGoneUnseen) => {
-                format!("{} went away unseen (its pointer was reused)", holder_name(h))
+                format!(
+                    "{} went away unseen (its pointer was reused)",
+                    holder_name(h)
+                )
             }
             (HolderRef::UringReq { ctx, req }, DropReason::RequestDone) => format!(
                 "request {} of ring {} completed in {}",
@@ -292,7 +300,9 @@ impl DropDesc {
                 "{} was reused for another file without a release we saw",
                 holder_name(h)
             ),
-            (h, DropReason::Unref { how }) => format!("{} dropped it ({how:?}) in {by}", holder_name(h)),
+            (h, DropReason::Unref { how }) => {
+                format!("{} dropped it ({how:?}) in {by}", holder_name(h))
+            }
             (h, r) => format!("{} dropped it ({r:?}) in {by}", holder_name(h)),
         }
     }
@@ -378,7 +388,11 @@ impl HolderDesc {
                 }
                 s
             }
-            HolderDesc::UringReq { req, ring, since_ns } => {
+            HolderDesc::UringReq {
+                req,
+                ring,
+                since_ns,
+            } => {
                 let mut s = format!(
                     "in-flight request {} on {} since {} — {}",
                     hex(*req),
@@ -419,7 +433,10 @@ impl HolderDesc {
                 }
                 s
             }
-            HolderDesc::Unattributed { since_ns, last_drop } => {
+            HolderDesc::Unattributed {
+                since_ns,
+                last_drop,
+            } => {
                 let mut s = "unattributed: no holder we can name".to_string();
                 if let Some(d) = last_drop {
                     let _ = write!(s, " ({})", d.words());
@@ -508,7 +525,11 @@ impl FileReport {
             let _ = writeln!(
                 out,
                 "{indent}  ({} dropped by holders we never saw take them: other holders may exist)",
-                count(self.unseen_refs as usize, "reference was", "references were")
+                count(
+                    self.unseen_refs as usize,
+                    "reference was",
+                    "references were"
+                )
             );
         }
     }
@@ -562,7 +583,11 @@ impl Unattributed {
             let _ = writeln!(
                 out,
                 "    - {} dropped on files we never saw (any mount)",
-                count(self.unknown_unrefs_total as usize, "reference", "references")
+                count(
+                    self.unknown_unrefs_total as usize,
+                    "reference",
+                    "references"
+                )
             );
         }
         if self.unseen_refs > 0 {
@@ -645,16 +670,28 @@ fn group_counts(files: &[FileReport]) -> String {
         if f.holders.iter().any(|h| matches!(h, HolderDesc::Fd { .. })) {
             fd += 1;
         }
-        if f.holders.iter().any(|h| matches!(h, HolderDesc::UringFixed { .. })) {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::UringFixed { .. }))
+        {
             ring += 1;
         }
-        if f.holders.iter().any(|h| matches!(h, HolderDesc::UringReq { .. })) {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::UringReq { .. }))
+        {
             req += 1;
         }
-        if f.holders.iter().any(|h| matches!(h, HolderDesc::DeferredPut { .. })) {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::DeferredPut { .. }))
+        {
             pending += 1;
         }
-        if f.holders.iter().any(|h| matches!(h, HolderDesc::Unattributed { .. })) {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Unattributed { .. }))
+        {
             unatt += 1;
         }
     }
@@ -682,7 +719,10 @@ impl Verdict {
         let what = match self.kind {
             VerdictKind::UmountBusy => format!("umount {}", self.target),
             VerdictKind::MountBusy => {
-                format!("mount {} on {} ({})", self.source, self.target, self.fs_type)
+                format!(
+                    "mount {} on {} ({})",
+                    self.source, self.target, self.fs_type
+                )
             }
         };
         let mut s = format!(
@@ -731,7 +771,10 @@ impl Verdict {
         if self.child_mounts.is_empty() {
             let _ = writeln!(out, "  child mounts under it: none");
         } else {
-            let _ = writeln!(out, "  child mounts under it (each one alone makes umount fail):");
+            let _ = writeln!(
+                out,
+                "  child mounts under it (each one alone makes umount fail):"
+            );
             for c in &self.child_mounts {
                 let _ = writeln!(out, "    - {c}");
             }
@@ -766,7 +809,11 @@ impl Verdict {
             }
         }
         if self.device_openers.is_empty() {
-            let _ = writeln!(out, "  the device {} is not open by any process we know of", self.source);
+            let _ = writeln!(
+                out,
+                "  the device {} is not open by any process we know of",
+                self.source
+            );
         } else {
             for f in &self.device_openers {
                 for h in &f.holders {
@@ -888,7 +935,12 @@ impl Display for CulpritReleased {
             writeln!(f, "  freed by: {}", chain_text(&self.chain))?;
         }
         if let Some(d) = &self.last_drop {
-            writeln!(f, "  its last holder went away {}: {}", s.after(d.ts_ns), d.words())?;
+            writeln!(
+                f,
+                "  its last holder went away {}: {}",
+                s.after(d.ts_ns),
+                d.words()
+            )?;
         }
         write!(
             f,
@@ -935,7 +987,11 @@ impl Display for StoryClosed {
             f,
             "  busy for {} from the first EBUSY, {}; {} of {} listed culprit files released",
             dur(self.pinned_ns),
-            count(self.failed_attempts as usize, "failed attempt", "failed attempts"),
+            count(
+                self.failed_attempts as usize,
+                "failed attempt",
+                "failed attempts"
+            ),
             self.culprits_released,
             self.culprits_total
         )?;

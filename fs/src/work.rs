@@ -47,7 +47,9 @@ impl WorkInstance {
 
     /// Armed or queued, not started yet.
     pub fn waiting(&self) -> bool {
-        self.started.is_none() && self.ended_ns.is_none() && (self.armed.is_some() || self.queued.is_some())
+        self.started.is_none()
+            && self.ended_ns.is_none()
+            && (self.armed.is_some() || self.queued.is_some())
     }
 
     pub fn running(&self) -> bool {
@@ -59,13 +61,14 @@ impl WorkInstance {
     }
 
     /// Who asked for this run: the arming context when seen, else the queueing one.
-    /// `delayed` says the function is a delayed work whose queueing comes from a timer.
+    /// `delayed` says the function is a delayed work whose queueing comes from its timer
+    /// (softirq context: the header names whatever task, or kworker, was interrupted).
     pub fn asker(&self, delayed: bool) -> Option<(&Actor, LinkRole)> {
         if let Some(a) = &self.armed {
             return Some((a, LinkRole::ArmedBy));
         }
         let q = self.queued.as_ref()?;
-        if delayed && q.work.is_none() {
+        if delayed {
             Some((q, LinkRole::QueuedByTimer))
         } else {
             Some((q, LinkRole::QueuedBy))
@@ -209,7 +212,11 @@ impl std::fmt::Display for ChainLink {
         match self.role {
             LinkRole::Ran => write!(f, "{}", self.who()),
             LinkRole::TaskWork => {
-                write!(f, "task_work (____fput) of pid {} ({})", self.tgid, self.comm)?;
+                write!(
+                    f,
+                    "task_work (____fput) of pid {} ({})",
+                    self.tgid, self.comm
+                )?;
                 if self.task_exited {
                     write!(f, " at exit")?;
                 }
@@ -278,7 +285,9 @@ impl WorkTable {
 
     /// The latest instance of a work function (e.g. the one `delayed_fput_work`).
     pub fn latest_of_fn(&self, function: u64) -> Option<&WorkInstance> {
-        self.last_by_fn.get(&function).and_then(|s| self.instances.get(s))
+        self.last_by_fn
+            .get(&function)
+            .and_then(|s| self.instances.get(s))
     }
 
     fn latest(&self, work: u64, function: u64) -> Option<u64> {
@@ -289,7 +298,8 @@ impl WorkTable {
     fn create(&mut self, work: u64, function: u64) -> u64 {
         self.next_serial += 1;
         let s = self.next_serial;
-        self.instances.insert(s, WorkInstance::new(s, work, function));
+        self.instances
+            .insert(s, WorkInstance::new(s, work, function));
         self.by_work.entry(work).or_default().push_back(s);
         self.last_by_fn.insert(function, s);
         s
@@ -304,7 +314,11 @@ impl WorkTable {
         self.per_fn.entry(function).or_default().armed += 1;
         if let Some(s) = self.latest(work, function) {
             let i = self.inst(s);
-            if i.armed.is_some() && i.queued.is_none() && i.started.is_none() && i.ended_ns.is_none() {
+            if i.armed.is_some()
+                && i.queued.is_none()
+                && i.started.is_none()
+                && i.ended_ns.is_none()
+            {
                 i.extra_arms = i.extra_arms.saturating_add(1);
                 return s;
             }
@@ -321,7 +335,11 @@ impl WorkTable {
         self.per_fn.entry(function).or_default().queued += 1;
         if let Some(s) = self.latest(work, function) {
             let i = self.inst(s);
-            if i.armed.is_some() && i.queued.is_none() && i.started.is_none() && i.ended_ns.is_none() {
+            if i.armed.is_some()
+                && i.queued.is_none()
+                && i.started.is_none()
+                && i.ended_ns.is_none()
+            {
                 i.queued = Some(actor);
                 i.target_cpu = Some(cpu);
                 return s;
@@ -344,9 +362,11 @@ impl WorkTable {
             self.finish(prev, actor.ts_ns, false);
         }
         let waiting = self.by_work.get(&work).and_then(|q| {
-            q.iter()
-                .copied()
-                .find(|s| self.instances.get(s).is_some_and(|i| i.function == function && i.waiting()))
+            q.iter().copied().find(|s| {
+                self.instances
+                    .get(s)
+                    .is_some_and(|i| i.function == function && i.waiting())
+            })
         });
         let s = match waiting {
             Some(s) => s,
@@ -385,7 +405,12 @@ impl WorkTable {
     /// `WorkEnd`: the running instance of `work` ends. `None` when no run was seen.
     pub fn end(&mut self, work: u64, function: u64, ts: u64) -> Option<u64> {
         match self.running.get(&work).copied() {
-            Some(s) if self.instances.get(&s).is_some_and(|i| i.function == function) => {
+            Some(s)
+                if self
+                    .instances
+                    .get(&s)
+                    .is_some_and(|i| i.function == function) =>
+            {
                 self.running.remove(&work);
                 self.per_fn.entry(function).or_default().ended += 1;
                 self.finish(s, ts, true);
@@ -497,10 +522,25 @@ mod tests {
         t.start(0x2, 0xf, a(8, 9, "kw", None));
         assert_eq!(t.missed_ends, 1);
         assert!(t.get(s3).unwrap().done());
-        // queued from a timer with no arming seen
+        // queued from a timer with no arming seen, even if a kworker was interrupted
         let s4 = t.queue(0x4, 0xf, 0, a(9, 0, "swapper/0", None));
-        assert_eq!(t.get(s4).unwrap().asker(true).unwrap().1, LinkRole::QueuedByTimer);
-        assert_eq!(t.get(s4).unwrap().asker(false).unwrap().1, LinkRole::QueuedBy);
+        assert_eq!(
+            t.get(s4).unwrap().asker(true).unwrap().1,
+            LinkRole::QueuedByTimer
+        );
+        let s5 = t.queue(0x5, 0xf, 0, a(9, 12, "kworker/0:0", Some((0x77, 0xee))));
+        assert_eq!(
+            t.get(s5).unwrap().asker(true).unwrap().1,
+            LinkRole::QueuedByTimer
+        );
+        assert_eq!(
+            t.get(s5).unwrap().asker(false).unwrap().1,
+            LinkRole::QueuedBy
+        );
+        assert_eq!(
+            t.get(s4).unwrap().asker(false).unwrap().1,
+            LinkRole::QueuedBy
+        );
     }
 
     #[test]
@@ -529,7 +569,10 @@ mod tests {
             |_| "io_ring_exit_work".into(),
         );
         exit.ring = Some(ring);
-        let mut task = ChainLink::from_actor(&a(0, 1234, "fsstress", None), LinkRole::QueuedBy, |_| String::new());
+        let mut task =
+            ChainLink::from_actor(&a(0, 1234, "fsstress", None), LinkRole::QueuedBy, |_| {
+                String::new()
+            });
         task.task_exited = true;
         let ran = ChainLink::from_actor(
             &a(2, 88, "kworker/1:2", Some((0xd0, 0xf1))),

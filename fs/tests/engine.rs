@@ -17,7 +17,11 @@ const REQ: u64 = 0xffff_8880_0999_0000;
 
 fn engine() -> Engine {
     let mut e = Engine::new(config());
-    e.apply(&ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])));
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
     e
 }
 
@@ -31,7 +35,19 @@ fn apply(e: &mut Engine, evs: &[Event]) -> Vec<Notice> {
 }
 
 fn open(ts: u64, pid: u32, file: u64, fdn: i32, ino: u64) -> Event {
-    ev(ts, &task(pid, "p"), file_ref(file, fd(pid, fdn), RefHow::Open, 42, ino, NameKind::UserPath, "/mnt/scratch/f"))
+    ev(
+        ts,
+        &task(pid, "p"),
+        file_ref(
+            file,
+            fd(pid, fdn),
+            RefHow::Open,
+            42,
+            ino,
+            NameKind::UserPath,
+            "/mnt/scratch/f",
+        ),
+    )
 }
 
 fn state(e: &Engine, file: u64) -> Option<FileState> {
@@ -53,11 +69,14 @@ fn pointer_reuse_starts_a_new_generation() {
     let mut e = engine();
     apply(&mut e, &[open(T0 + 1, 10, F1, 3, 7)]);
     let k1 = e.files().alive(F1).unwrap();
-    apply(&mut e, &[
-        ev(T0 + 2, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
-        ev(T0 + 3, &task(10, "p"), free(F1, 42, 7)),
-        open(T0 + 4, 10, F1, 3, 8),
-    ]);
+    apply(
+        &mut e,
+        &[
+            ev(T0 + 2, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
+            ev(T0 + 3, &task(10, "p"), free(F1, 42, 7)),
+            open(T0 + 4, 10, F1, 3, 8),
+        ],
+    );
     let k2 = e.files().alive(F1).unwrap();
     assert_ne!(k1, k2);
     assert_eq!(e.files().get(k1).unwrap().state(), FileState::Released);
@@ -75,45 +94,122 @@ fn pointer_reuse_starts_a_new_generation() {
 #[test]
 fn unknown_files_are_counted_not_fatal() {
     let mut e = engine();
-    apply(&mut e, &[
-        ev(T0 + 1, &task(10, "p"), free(F1, 42, 7)),
-        ev(T0 + 2, &task(10, "p"), free(F2, 42, 8)),
-        ev(T0 + 3, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
-        ev(T0 + 4, &task(10, "p"), unref(0, HolderRef::UringReq { ctx: RING, req: REQ }, RefHow::UringReqDone)),
-        ev(T0 + 5, &task(10, "p"), free(0, 42, 8)),
-    ]);
+    apply(
+        &mut e,
+        &[
+            ev(T0 + 1, &task(10, "p"), free(F1, 42, 7)),
+            ev(T0 + 2, &task(10, "p"), free(F2, 42, 8)),
+            ev(T0 + 3, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
+            ev(
+                T0 + 4,
+                &task(10, "p"),
+                unref(
+                    0,
+                    HolderRef::UringReq {
+                        ctx: RING,
+                        req: REQ,
+                    },
+                    RefHow::UringReqDone,
+                ),
+            ),
+            ev(T0 + 5, &task(10, "p"), free(0, 42, 8)),
+        ],
+    );
     let s = e.stats();
     assert_eq!(s.unknown_file_frees, 2);
     assert_eq!(s.unknown_file_frees_by_mount.get(&42), Some(&2));
     assert_eq!(s.unknown_file_unrefs, 1);
     assert_eq!(s.unref_holder_not_found, 1);
     assert_eq!(s.nonsense_events, 1);
-    assert_eq!(e.mount_summaries().iter().find(|m| m.mount_id == 42).unwrap().unknown_frees, 2);
+    assert_eq!(
+        e.mount_summaries()
+            .iter()
+            .find(|m| m.mount_id == 42)
+            .unwrap()
+            .unknown_frees,
+        2
+    );
     // a verdict then says invisible files exist on the mount
-    let n = apply(&mut e, &[ev(T0 + 6, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 6))]);
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 6,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 6),
+        )],
+    );
     assert_eq!(verdicts(&n)[0].unattributed.unknown_frees_on_mount, 2);
-    assert!(n[0].to_string().contains("2 files on it freed that we never saw referenced"));
+    assert!(
+        n[0].to_string()
+            .contains("2 files on it freed that we never saw referenced")
+    );
 }
 
 #[test]
 fn request_holders_are_found_by_holder_when_the_file_is_unknown() {
     let mut e = engine();
-    let req = HolderRef::UringReq { ctx: RING, req: REQ };
-    apply(&mut e, &[
-        ev(T0 + 1, &task(10, "p"), uring_create(RING, 4)),
-        ev(T0 + 2, &task(10, "p"), file_ref(F1, req, RefHow::UringFileGet, 42, 7, NameKind::Dentry, "f")),
-        ev(T0 + 3, &task(10, "p"), file_ref(F2, HolderRef::UringReq { ctx: RING, req: REQ + 0x100 }, RefHow::UringFileGet, 42, 8, NameKind::Dentry, "g")),
-    ]);
+    let req = HolderRef::UringReq {
+        ctx: RING,
+        req: REQ,
+    };
+    apply(
+        &mut e,
+        &[
+            ev(T0 + 1, &task(10, "p"), uring_create(RING, 4)),
+            ev(
+                T0 + 2,
+                &task(10, "p"),
+                file_ref(F1, req, RefHow::UringFileGet, 42, 7, NameKind::Dentry, "f"),
+            ),
+            ev(
+                T0 + 3,
+                &task(10, "p"),
+                file_ref(
+                    F2,
+                    HolderRef::UringReq {
+                        ctx: RING,
+                        req: REQ + 0x100,
+                    },
+                    RefHow::UringFileGet,
+                    42,
+                    8,
+                    NameKind::Dentry,
+                    "g",
+                ),
+            ),
+        ],
+    );
     let a = e.alive_on_mount(42);
     assert_eq!((a.files, a.in_flight.len()), (2, 2));
-    apply(&mut e, &[ev(T0 + 4, &task(10, "p"), unref(0, req, RefHow::UringReqDone))]);
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 4,
+            &task(10, "p"),
+            unref(0, req, RefHow::UringReqDone),
+        )],
+    );
     assert_eq!(state(&e, F1), Some(FileState::PendingRelease));
     // a completion record drops the other one
-    apply(&mut e, &[ev(T0 + 5, &task(10, "p"), Payload::UringReqDone { ctx: RING, req: REQ + 0x100, res: 0, failed: false })]);
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 5,
+            &task(10, "p"),
+            Payload::UringReqDone {
+                ctx: RING,
+                req: REQ + 0x100,
+                res: 0,
+                failed: false,
+            },
+        )],
+    );
     assert_eq!(state(&e, F2), Some(FileState::PendingRelease));
     let a = e.alive_on_mount(42);
     assert_eq!((a.in_flight.len(), a.deferred_pending.len()), (0, 2));
-    let HolderDesc::DeferredPut { via, last_drop, .. } = &a.deferred_pending[0].holders[0] else { panic!() };
+    let HolderDesc::DeferredPut { via, last_drop, .. } = &a.deferred_pending[0].holders[0] else {
+        panic!()
+    };
     assert_eq!(*via, DeferVia::TaskWork);
     assert_eq!(last_drop.as_ref().unwrap().reason, DropReason::RequestDone);
 }
@@ -121,61 +217,141 @@ fn request_holders_are_found_by_holder_when_the_file_is_unknown() {
 #[test]
 fn group_exit_closes_the_fd_table_but_not_the_ring() {
     let mut e = engine();
-    apply(&mut e, &[
-        open(T0 + 1, 10, F1, 3, 7),
-        open(T0 + 2, 10, F2, 4, 8),
-        ev(T0 + 3, &task(10, "p"), uring_create(RING, 5)),
-        ev(T0 + 4, &task(10, "p"), file_ref(F2, HolderRef::UringFixed { ctx: RING }, RefHow::UringRegister, 42, 8, NameKind::None, "")),
-        // a thread exiting is not the process exiting
-        ev(T0 + 5, &thread(11, 10, "p"), Payload::TaskExit { exit_code: 0, group_dead: false }),
-    ]);
+    apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            open(T0 + 2, 10, F2, 4, 8),
+            ev(T0 + 3, &task(10, "p"), uring_create(RING, 5)),
+            ev(
+                T0 + 4,
+                &task(10, "p"),
+                file_ref(
+                    F2,
+                    HolderRef::UringFixed { ctx: RING },
+                    RefHow::UringRegister,
+                    42,
+                    8,
+                    NameKind::None,
+                    "",
+                ),
+            ),
+            // a thread exiting is not the process exiting
+            ev(
+                T0 + 5,
+                &thread(11, 10, "p"),
+                Payload::TaskExit {
+                    exit_code: 0,
+                    group_dead: false,
+                },
+            ),
+        ],
+    );
     assert_eq!(state(&e, F1), Some(FileState::Held));
     apply(&mut e, &[ev(T0 + 6, &task(10, "p"), exit(9))]);
     assert_eq!(state(&e, F1), Some(FileState::PendingRelease));
     assert_eq!(state(&e, F2), Some(FileState::Held));
     let f2 = e.files().get(e.files().alive(F2).unwrap()).unwrap();
-    assert_eq!(f2.holders.keys().copied().collect::<Vec<_>>(), vec![HolderRef::UringFixed { ctx: RING }]);
-    let sum = e.mount_summaries().into_iter().find(|m| m.mount_id == 42).unwrap();
-    assert_eq!((sum.alive_files, sum.fd_tables, sum.uring_rings, sum.deferred_pending), (2, 0, 1, 1));
+    assert_eq!(
+        f2.holders.keys().copied().collect::<Vec<_>>(),
+        vec![HolderRef::UringFixed { ctx: RING }]
+    );
+    let sum = e
+        .mount_summaries()
+        .into_iter()
+        .find(|m| m.mount_id == 42)
+        .unwrap();
+    assert_eq!(
+        (
+            sum.alive_files,
+            sum.fd_tables,
+            sum.uring_rings,
+            sum.deferred_pending
+        ),
+        (2, 0, 1, 1)
+    );
     // the free at exit comes from the dying task: task_work at exit
-    let n = apply(&mut e, &[
-        ev(T0 + 7, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 7)),
-        ev(T0 + 8, &task(10, "p"), free(F1, 42, 7)),
-    ]);
-    let Notice::CulpritReleased(c) = &n[1] else { panic!("{n:#?}") };
-    assert_eq!(chain_text(&c.chain), "task_work (____fput) of pid 10 (p) at exit");
+    let n = apply(
+        &mut e,
+        &[
+            ev(
+                T0 + 7,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 7),
+            ),
+            ev(T0 + 8, &task(10, "p"), free(F1, 42, 7)),
+        ],
+    );
+    let Notice::CulpritReleased(c) = &n[1] else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(
+        chain_text(&c.chain),
+        "task_work (____fput) of pid 10 (p) at exit"
+    );
 }
 
 #[test]
 fn pid_reuse_is_a_new_process() {
     let mut e = engine();
-    apply(&mut e, &[open(T0 + 1, 500, F1, 3, 7), ev(T0 + 2, &task(500, "p"), exit(0))]);
+    apply(
+        &mut e,
+        &[
+            open(T0 + 1, 500, F1, 3, 7),
+            ev(T0 + 2, &task(500, "p"), exit(0)),
+        ],
+    );
     let old = e.tasks().current(500).unwrap().serial;
-    apply(&mut e, &[ev(T0 + 3, &task(500, "q"), file_ref(F2, fd(500, 3), RefHow::Open, 42, 8, NameKind::None, ""))]);
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 3,
+            &task(500, "q"),
+            file_ref(F2, fd(500, 3), RefHow::Open, 42, 8, NameKind::None, ""),
+        )],
+    );
     let new = e.tasks().current(500).unwrap();
     assert_ne!(new.serial, old);
     assert!(new.alive());
     assert!(!e.tasks().get(old).unwrap().alive());
     let a = e.alive_on_mount(42);
-    let HolderDesc::Fd { task, .. } = &a.fd_tables[0].holders[0] else { panic!() };
+    let HolderDesc::Fd { task, .. } = &a.fd_tables[0].holders[0] else {
+        panic!()
+    };
     assert!(task.alive && task.comm == "q");
 }
 
 #[test]
 fn a_reused_fd_slot_means_an_unseen_close() {
     let mut e = engine();
-    apply(&mut e, &[open(T0 + 1, 10, F1, 3, 7), open(T0 + 2, 10, F2, 3, 8)]);
+    apply(
+        &mut e,
+        &[open(T0 + 1, 10, F1, 3, 7), open(T0 + 2, 10, F2, 3, 8)],
+    );
     assert_eq!(state(&e, F1), Some(FileState::Unattributed));
     assert_eq!(state(&e, F2), Some(FileState::Held));
     assert_eq!(e.stats().holder_slot_reused, 1);
     let a = e.alive_on_mount(42);
     assert_eq!(a.unattributed.len(), 1);
     let text = {
-        let n = apply(&mut e, &[ev(T0 + 3, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 3))]);
+        let n = apply(
+            &mut e,
+            &[ev(
+                T0 + 3,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 3),
+            )],
+        );
         n[0].to_string()
     };
-    assert!(text.contains("was reused for another file without a close we saw"), "{text}");
-    assert!(text.contains("1 alive file on it with no holder we can name"), "{text}");
+    assert!(
+        text.contains("was reused for another file without a close we saw"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 alive file on it with no holder we can name"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -189,24 +365,40 @@ fn verdict_outcomes_unknown_mount_unexplained_children_and_stacks() {
     assert!(t.contains("not a mount we know"), "{t}");
     assert!(t.contains("no mount table was received"), "{t}");
     // stacked mounts at /mnt/scratch, a child mount under the top one
-    apply(&mut e, &[ev(T0 + 1, &task(900, "tracer"), table(vec![
-        root(),
-        scratch(),
-        mnt(43, 42, "/mnt/scratch", "tmpfs", "tmpfs", 0, 43),
-        mnt(44, 43, "/mnt/scratch/sub", "tmpfs", "tmpfs", 0, 44),
-        mnt(45, 21, "/mnt/empty", "tmpfs", "tmpfs", 0, 45),
-    ]))]);
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 1,
+            &task(900, "tracer"),
+            table(vec![
+                root(),
+                scratch(),
+                mnt(43, 42, "/mnt/scratch", "tmpfs", "tmpfs", 0, 43),
+                mnt(44, 43, "/mnt/scratch/sub", "tmpfs", "tmpfs", 0, 44),
+                mnt(45, 21, "/mnt/empty", "tmpfs", "tmpfs", 0, 45),
+            ]),
+        )],
+    );
     assert_eq!(e.mount_for_path("/mnt/scratch/").unwrap().id, 43);
-    let n = apply(&mut e, &[
-        ev(T0 + 2, &um, umount("/mnt/scratch", 0, -16, T0 + 2)),
-        ev(T0 + 3, &um, umount("/mnt/empty", 0, -16, T0 + 3)),
-    ]);
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 2, &um, umount("/mnt/scratch", 0, -16, T0 + 2)),
+            ev(T0 + 3, &um, umount("/mnt/empty", 0, -16, T0 + 3)),
+        ],
+    );
     let v = verdicts(&n);
     assert_eq!(v[0].mount.as_ref().unwrap().id, 43);
-    assert_eq!(v[0].child_mounts.iter().map(|m| m.id).collect::<Vec<_>>(), vec![44]);
+    assert_eq!(
+        v[0].child_mounts.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![44]
+    );
     assert!(!v[0].unexplained);
     assert!(v[1].unexplained);
-    assert!(n[1].to_string().contains("nothing traced explains this EBUSY"));
+    assert!(
+        n[1].to_string()
+            .contains("nothing traced explains this EBUSY")
+    );
     // attempts are recorded on the mount
     assert_eq!(e.mounts().get(43).unwrap().umount_ebusy_total, 1);
 }
@@ -220,10 +412,17 @@ fn evidence_limits_name_missing_hooks() {
     };
     let mut e = Engine::new(cfg);
     e.add_evidence_limit("ring buffer lost 3 records");
-    let n = apply(&mut e, &[
-        ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
-        ev(T0 + 1, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0)),
-    ]);
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
+            ev(
+                T0 + 1,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0),
+            ),
+        ],
+    );
     let v = verdicts(&n)[0];
     assert_eq!(v.evidence_limits[0], "hook not attached: kprobe:fput");
     assert_eq!(v.evidence_limits[1], "hook not attached: fentry:__fput");
@@ -238,21 +437,40 @@ fn work_latency_and_run_time_per_function() {
     let mut e = engine();
     let w = RING + EXIT_WORK_OFF;
     let kw = kworker(77, "kworker/u8:3", w, IO_RING_EXIT_WORK);
-    apply(&mut e, &[
-        ev(T0 + MS, &task(10, "p"), queued(w, IO_RING_EXIT_WORK)),
-        ev(T0 + 3 * MS, &kw, start(w, IO_RING_EXIT_WORK)),
-        ev(T0 + 10 * MS, &kw, end(w, IO_RING_EXIT_WORK)),
-        ev(T0 + 20 * MS, &task(10, "p"), queued(w + 0x1000, IO_RING_EXIT_WORK)),
-    ]);
+    apply(
+        &mut e,
+        &[
+            ev(T0 + MS, &task(10, "p"), queued(w, IO_RING_EXIT_WORK)),
+            ev(T0 + 3 * MS, &kw, start(w, IO_RING_EXIT_WORK)),
+            ev(T0 + 10 * MS, &kw, end(w, IO_RING_EXIT_WORK)),
+            ev(
+                T0 + 20 * MS,
+                &task(10, "p"),
+                queued(w + 0x1000, IO_RING_EXIT_WORK),
+            ),
+        ],
+    );
     let s = e.work_summaries();
     assert_eq!(s.len(), 1);
     let s = &s[0];
     assert_eq!(s.name, "io_ring_exit_work");
-    assert_eq!((s.counters.queued, s.counters.started, s.counters.ended), (2, 1, 1));
-    assert_eq!((s.counters.latency.last_ns, s.counters.run.worst_ns), (2 * MS, 7 * MS));
-    assert_eq!((s.waiting_now, s.running_now, s.oldest_waiting_since_ns), (1, 0, Some(T0 + 20 * MS)));
+    assert_eq!(
+        (s.counters.queued, s.counters.started, s.counters.ended),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (s.counters.latency.last_ns, s.counters.run.worst_ns),
+        (2 * MS, 7 * MS)
+    );
+    assert_eq!(
+        (s.waiting_now, s.running_now, s.oldest_waiting_since_ns),
+        (1, 0, Some(T0 + 20 * MS))
+    );
     let line = s.to_string();
-    assert!(line.contains("queue→start last 2.0ms") && line.contains("run last 7.0ms"), "{line}");
+    assert!(
+        line.contains("queue→start last 2.0ms") && line.contains("run last 7.0ms"),
+        "{line}"
+    );
 }
 
 /// Without the BTF offset, a ring's exit work is matched to the ring by its queuer (the
@@ -265,15 +483,40 @@ fn exit_work_without_offset_is_learnt_from_the_owner() {
     });
     let w = 0xffff_8880_7777_0000;
     let kw = kworker(77, "kworker/u8:3", w, IO_RING_EXIT_WORK);
-    apply(&mut e, &[
-        ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
-        ev(T0 + 1, &task(10, "p"), uring_create(RING, 4)),
-        ev(T0 + 2, &task(10, "p"), file_ref(F1, HolderRef::UringFixed { ctx: RING }, RefHow::UringRegister, 42, 7, NameKind::None, "")),
-        ev(T0 + 3, &task(10, "p"), exit(9)),
-        ev(T0 + 4, &task(10, "p"), queued(w, IO_RING_EXIT_WORK)),
-        ev(T0 + 5, &kw, start(w, IO_RING_EXIT_WORK)),
-    ]);
-    assert_eq!(e.rings().get(RING).unwrap().exit_work.started.as_ref().unwrap().comm, "kworker/u8:3");
+    apply(
+        &mut e,
+        &[
+            ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
+            ev(T0 + 1, &task(10, "p"), uring_create(RING, 4)),
+            ev(
+                T0 + 2,
+                &task(10, "p"),
+                file_ref(
+                    F1,
+                    HolderRef::UringFixed { ctx: RING },
+                    RefHow::UringRegister,
+                    42,
+                    7,
+                    NameKind::None,
+                    "",
+                ),
+            ),
+            ev(T0 + 3, &task(10, "p"), exit(9)),
+            ev(T0 + 4, &task(10, "p"), queued(w, IO_RING_EXIT_WORK)),
+            ev(T0 + 5, &kw, start(w, IO_RING_EXIT_WORK)),
+        ],
+    );
+    assert_eq!(
+        e.rings()
+            .get(RING)
+            .unwrap()
+            .exit_work
+            .started
+            .as_ref()
+            .unwrap()
+            .comm,
+        "kworker/u8:3"
+    );
     apply(&mut e, &[ev(T0 + 6, &kw, end(w, IO_RING_EXIT_WORK))]);
     assert_eq!(state(&e, F1), Some(FileState::PendingRelease));
     assert!(e.rings().get(RING).is_none());
@@ -289,27 +532,70 @@ fn fallback_work_chain() {
     let fb_kw = kworker(66, "kworker/u8:1", fb, IO_FALLBACK_REQ_FUNC);
     let fput_kw = kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT);
     let fsstress = task(1234, "fsstress");
-    let req = HolderRef::UringReq { ctx: RING, req: REQ };
-    let n = apply(&mut e, &[
-        ev(T0 + 1, &fsstress, uring_create(RING, 4)),
-        ev(T0 + 2, &fsstress, file_ref(F1, req, RefHow::UringFileGet, 42, 7, NameKind::UserPath, "/mnt/scratch/f")),
-        ev(T0 + 3, &task(1100, "bash"), sigkill(1234, "fsstress")),
-        ev(T0 + 4, &fsstress, exit(9)),
-        ev(T0 + 5, &fsstress, armed(fb, IO_FALLBACK_REQ_FUNC)),
-        ev(T0 + 6, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 6)),
-        ev(T0 + 7, &task(0, "swapper/3"), queued(fb, IO_FALLBACK_REQ_FUNC)),
-        ev(T0 + 8, &fb_kw, start(fb, IO_FALLBACK_REQ_FUNC)),
-        ev(T0 + 9, &fb_kw, Payload::UringReqDone { ctx: RING, req: REQ, res: -125, failed: true }),
-        ev(T0 + 10, &fb_kw, armed(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(T0 + 11, &fb_kw, end(fb, IO_FALLBACK_REQ_FUNC)),
-        ev(T0 + 12, &task(0, "swapper/1"), queued(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(T0 + 13, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(T0 + 14, &fput_kw, free(F1, 42, 7)),
-    ]);
+    let req = HolderRef::UringReq {
+        ctx: RING,
+        req: REQ,
+    };
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 1, &fsstress, uring_create(RING, 4)),
+            ev(
+                T0 + 2,
+                &fsstress,
+                file_ref(
+                    F1,
+                    req,
+                    RefHow::UringFileGet,
+                    42,
+                    7,
+                    NameKind::UserPath,
+                    "/mnt/scratch/f",
+                ),
+            ),
+            ev(T0 + 3, &task(1100, "bash"), sigkill(1234, "fsstress")),
+            ev(T0 + 4, &fsstress, exit(9)),
+            ev(T0 + 5, &fsstress, armed(fb, IO_FALLBACK_REQ_FUNC)),
+            ev(
+                T0 + 6,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 6),
+            ),
+            ev(
+                T0 + 7,
+                &task(0, "swapper/3"),
+                queued(fb, IO_FALLBACK_REQ_FUNC),
+            ),
+            ev(T0 + 8, &fb_kw, start(fb, IO_FALLBACK_REQ_FUNC)),
+            ev(
+                T0 + 9,
+                &fb_kw,
+                Payload::UringReqDone {
+                    ctx: RING,
+                    req: REQ,
+                    res: -125,
+                    failed: true,
+                },
+            ),
+            ev(T0 + 10, &fb_kw, armed(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+            ev(T0 + 11, &fb_kw, end(fb, IO_FALLBACK_REQ_FUNC)),
+            ev(
+                T0 + 12,
+                &task(0, "swapper/1"),
+                queued(DELAYED_FPUT_WORK, DELAYED_FPUT),
+            ),
+            ev(T0 + 13, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+            ev(T0 + 14, &fput_kw, free(F1, 42, 7)),
+        ],
+    );
     let v = verdicts(&n)[0];
-    let HolderDesc::UringReq { ring, .. } = &v.culprits[0].holders[0] else { panic!("{v:#?}") };
+    let HolderDesc::UringReq { ring, .. } = &v.culprits[0].holders[0] else {
+        panic!("{v:#?}")
+    };
     assert!(!ring.owner.as_ref().unwrap().alive);
-    let Some(Notice::CulpritReleased(c)) = n.last() else { panic!("{n:#?}") };
+    let Some(Notice::CulpritReleased(c)) = n.last() else {
+        panic!("{n:#?}")
+    };
     assert_eq!(
         chain_text(&c.chain),
         format!(
@@ -324,35 +610,78 @@ fn chains_say_what_was_not_seen() {
     let mut e = engine();
     let fput_kw = kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT);
     // delayed_fput queued by its timer, arming not seen; the file's drop not seen either
-    let n = apply(&mut e, &[
-        open(T0 + 1, 10, F1, 3, 7),
-        ev(T0 + 2, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 2)),
-        ev(T0 + 3, &task(0, "swapper/1"), queued(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(T0 + 4, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(T0 + 5, &fput_kw, free(F1, 42, 7)),
-    ]);
-    let Notice::CulpritReleased(c) = &n[1] else { panic!("{n:#?}") };
-    assert_eq!(c.chain.iter().map(|l| l.role).collect::<Vec<_>>(), vec![LinkRole::Ran, LinkRole::QueuedByTimer]);
+    let n = apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            ev(
+                T0 + 2,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 2),
+            ),
+            ev(
+                T0 + 3,
+                &task(0, "swapper/1"),
+                queued(DELAYED_FPUT_WORK, DELAYED_FPUT),
+            ),
+            ev(T0 + 4, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+            ev(T0 + 5, &fput_kw, free(F1, 42, 7)),
+        ],
+    );
+    let Notice::CulpritReleased(c) = &n[1] else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(
+        c.chain.iter().map(|l| l.role).collect::<Vec<_>>(),
+        vec![LinkRole::Ran, LinkRole::QueuedByTimer]
+    );
     // a run whose queueing was never seen
     let other = kworker(89, "kworker/0:1", 0x1234, 0xffff_ffff_8100_0000);
-    let n = apply(&mut e, &[
-        open(T0 + 6, 10, F2, 4, 8),
-        ev(T0 + 7, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 7)),
-        ev(T0 + 8, &other, start(0x1234, 0xffff_ffff_8100_0000)),
-        ev(T0 + 9, &other, free(F2, 42, 8)),
-    ]);
-    let Some(Notice::CulpritReleased(c)) = n.last() else { panic!("{n:#?}") };
-    assert_eq!(chain_text(&c.chain), "0xffffffff81000000 (kworker/0:1) ← (who queued it was not seen)");
+    let n = apply(
+        &mut e,
+        &[
+            open(T0 + 6, 10, F2, 4, 8),
+            ev(
+                T0 + 7,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 7),
+            ),
+            ev(T0 + 8, &other, start(0x1234, 0xffff_ffff_8100_0000)),
+            ev(T0 + 9, &other, free(F2, 42, 8)),
+        ],
+    );
+    let Some(Notice::CulpritReleased(c)) = n.last() else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(
+        chain_text(&c.chain),
+        "0xffffffff81000000 (kworker/0:1) ← (who queued it was not seen)"
+    );
 }
 
 #[test]
 fn ring_pointer_reuse_drops_old_holders_unseen() {
     let mut e = engine();
-    apply(&mut e, &[
-        ev(T0 + 1, &task(10, "p"), uring_create(RING, 4)),
-        ev(T0 + 2, &task(10, "p"), file_ref(F1, HolderRef::UringFixed { ctx: RING }, RefHow::UringRegister, 42, 7, NameKind::None, "")),
-        ev(T0 + 3, &task(20, "q"), uring_create(RING, 4)),
-    ]);
+    apply(
+        &mut e,
+        &[
+            ev(T0 + 1, &task(10, "p"), uring_create(RING, 4)),
+            ev(
+                T0 + 2,
+                &task(10, "p"),
+                file_ref(
+                    F1,
+                    HolderRef::UringFixed { ctx: RING },
+                    RefHow::UringRegister,
+                    42,
+                    7,
+                    NameKind::None,
+                    "",
+                ),
+            ),
+            ev(T0 + 3, &task(20, "q"), uring_create(RING, 4)),
+        ],
+    );
     assert_eq!(state(&e, F1), Some(FileState::Unattributed));
     assert_eq!(e.rings().get(RING).unwrap().owner_tgid, Some(20));
 }
@@ -361,7 +690,17 @@ fn ring_pointer_reuse_drops_old_holders_unseen() {
 fn mount_id_reuse_means_its_files_were_freed_unseen() {
     let mut e = engine();
     apply(&mut e, &[open(T0 + 1, 10, F1, 3, 7)]);
-    apply(&mut e, &[ev(T0 + 2, &task(900, "tracer"), table(vec![root(), mnt(42, 21, "/mnt/other", "ext4", "/dev/loop2", 7, 2)]))]);
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 2,
+            &task(900, "tracer"),
+            table(vec![
+                root(),
+                mnt(42, 21, "/mnt/other", "ext4", "/dev/loop2", 7, 2),
+            ]),
+        )],
+    );
     assert_eq!(e.files().alive(F1), None);
     assert_eq!(e.stats().files_lost, 1);
     assert_eq!(e.stats().mount_ids_reused, 1);
@@ -371,24 +710,41 @@ fn mount_id_reuse_means_its_files_were_freed_unseen() {
 fn lazy_umount_story_and_detached_mount() {
     let mut e = engine();
     let um = task(2, "umount");
-    let n = apply(&mut e, &[
-        open(T0 + 1, 10, F1, 3, 7),
-        ev(T0 + 2, &um, umount("/mnt/scratch", 0, -16, T0 + 2)),
-        ev(T0 + 3, &um, umount("/mnt/scratch", 2, 0, T0 + 3)),
-        ev(T0 + 4, &task(900, "tracer"), table(vec![root()])),
-    ]);
-    let Notice::StoryClosed(s) = &n[1] else { panic!("{n:#?}") };
+    let n = apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            ev(T0 + 2, &um, umount("/mnt/scratch", 0, -16, T0 + 2)),
+            ev(T0 + 3, &um, umount("/mnt/scratch", 2, 0, T0 + 3)),
+            ev(T0 + 4, &task(900, "tracer"), table(vec![root()])),
+        ],
+    );
+    let Notice::StoryClosed(s) = &n[1] else {
+        panic!("{n:#?}")
+    };
     assert!(s.lazy);
     assert_eq!(s.still_pinned_by, 1);
-    assert!(n[1].to_string().contains("detached but still pinned by 1 open file"));
+    assert!(
+        n[1].to_string()
+            .contains("detached but still pinned by 1 open file")
+    );
     assert!(matches!(&n[2], Notice::MountDetachedPinned(d) if d.files.len() == 1));
-    let m = e.mount_summaries().into_iter().find(|m| m.mount_id == 42).unwrap();
+    let m = e
+        .mount_summaries()
+        .into_iter()
+        .find(|m| m.mount_id == 42)
+        .unwrap();
     assert!(m.detached);
-    let n = apply(&mut e, &[
-        ev(T0 + 5, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
-        ev(T0 + 6, &task(10, "p"), free(F1, 42, 7)),
-    ]);
-    assert!(matches!(&n[..], [Notice::DetachedMountUnpinned(u)] if u.mount.id == 42 && u.ts_ns == T0 + 6));
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 5, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
+            ev(T0 + 6, &task(10, "p"), free(F1, 42, 7)),
+        ],
+    );
+    assert!(
+        matches!(&n[..], [Notice::DetachedMountUnpinned(u)] if u.mount.id == 42 && u.ts_ns == T0 + 6)
+    );
     assert!(e.mounts().get(42).is_none());
     assert_eq!(e.mounts().history().last().unwrap().gone_ns, Some(T0 + 6));
 }
@@ -410,15 +766,31 @@ fn caps_evict_released_first_and_are_counted() {
     for i in 0..3u64 {
         evs.push(open(T0 + 10 * i + 1, 10 + i as u32, F1 + i * 0x100, 3, i));
     }
-    evs.push(ev(T0 + 40, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)));
+    evs.push(ev(
+        T0 + 40,
+        &task(10, "p"),
+        unref(F1, fd(10, 3), RefHow::Close),
+    ));
     evs.push(ev(T0 + 41, &task(10, "p"), free(F1, 42, 0)));
     // the 4th file evicts the released one, the 5th the oldest alive one
     evs.push(open(T0 + 50, 13, F1 + 0x300, 3, 3));
     evs.push(open(T0 + 51, 14, F1 + 0x400, 3, 4));
     for i in 0..3u64 {
-        evs.push(ev(T0 + 60 + i, &task(10, "p"), queued(0x100 * (i + 1), DELAYED_FPUT)));
-        evs.push(ev(T0 + 70 + i, &task(10, "p"), uring_create(RING + i * 0x1000, 4)));
-        evs.push(ev(T0 + 80 + i, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0)));
+        evs.push(ev(
+            T0 + 60 + i,
+            &task(10, "p"),
+            queued(0x100 * (i + 1), DELAYED_FPUT),
+        ));
+        evs.push(ev(
+            T0 + 70 + i,
+            &task(10, "p"),
+            uring_create(RING + i * 0x1000, 4),
+        ));
+        evs.push(ev(
+            T0 + 80 + i,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0),
+        ));
     }
     apply(&mut e, &evs);
     let s = e.stats();
@@ -430,7 +802,10 @@ fn caps_evict_released_first_and_are_counted() {
     assert_eq!(s.evicted_verdicts, 2);
     assert!(s.evicted_tasks >= 2 && s.evicted_rings == 2);
     let v = e.verdicts().next().unwrap();
-    assert!(v.evidence_limits.iter().any(|l| l.contains("evicted")), "{v:#?}");
+    assert!(
+        v.evidence_limits.iter().any(|l| l.contains("evicted")),
+        "{v:#?}"
+    );
     assert!(s.to_string().contains("objects evicted"));
 }
 
@@ -449,23 +824,130 @@ fn summaries_display_plain_words() {
         "mount 42: xfs /dev/loop1 on /mnt/scratch: 1 alive file (fd 1, ring 0, in-flight 0, deferred 0, unattributed 0)"
     );
     // files on a mount the table never showed get a summary too
-    apply(&mut e, &[ev(T0 + 2, &task(10, "p"), file_ref(F2, fd(10, 4), RefHow::Open, 99, 1, NameKind::None, ""))]);
-    let s = e.mount_summaries().into_iter().find(|m| m.mount_id == 99).unwrap();
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 2,
+            &task(10, "p"),
+            file_ref(F2, fd(10, 4), RefHow::Open, 99, 1, NameKind::None, ""),
+        )],
+    );
+    let s = e
+        .mount_summaries()
+        .into_iter()
+        .find(|m| m.mount_id == 99)
+        .unwrap();
     assert!(s.mount.is_none());
-    assert_eq!(s.to_string(), "mount 99 (not in the mount table): 1 alive file (fd 1, ring 0, in-flight 0, deferred 0, unattributed 0)");
+    assert_eq!(
+        s.to_string(),
+        "mount 99 (not in the mount table): 1 alive file (fd 1, ring 0, in-flight 0, deferred 0, unattributed 0)"
+    );
 }
 
 #[test]
 fn a_file_freed_unseen_on_a_busy_mount_is_reported() {
     let mut e = engine();
-    let n = apply(&mut e, &[
-        ev(T0 + 1, &task(2, "umount"), umount("/mnt/scratch", 0, -16, T0 + 1)),
-        ev(T0 + 2, &kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT), free(F1, 42, 77)),
-        ev(T0 + 3, &task(2, "umount"), umount("/mnt/scratch", 0, 0, T0 + 3)),
-    ]);
-    let Notice::CulpritReleased(c) = &n[1] else { panic!("{n:#?}") };
+    let n = apply(
+        &mut e,
+        &[
+            ev(
+                T0 + 1,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 1),
+            ),
+            ev(
+                T0 + 2,
+                &kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT),
+                free(F1, 42, 77),
+            ),
+            ev(
+                T0 + 3,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, 0, T0 + 3),
+            ),
+        ],
+    );
+    let Notice::CulpritReleased(c) = &n[1] else {
+        panic!("{n:#?}")
+    };
     assert!(!c.listed);
-    assert!(n[1].to_string().starts_with("a file we never saw referenced was released on the mount"));
-    let Notice::StoryClosed(s) = &n[2] else { panic!("{n:#?}") };
+    assert!(
+        n[1].to_string()
+            .starts_with("a file we never saw referenced was released on the mount")
+    );
+    let Notice::StoryClosed(s) = &n[2] else {
+        panic!("{n:#?}")
+    };
     assert_eq!(s.unlisted_released, 1);
+}
+
+#[test]
+fn leader_exit_counts_as_group_exit_when_the_kernel_cannot_say() {
+    let run = |unknown: bool| {
+        let mut e = Engine::new(EngineConfig {
+            exit_group_dead_unknown: unknown,
+            ..config()
+        });
+        apply(
+            &mut e,
+            &[
+                ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
+                open(T0 + 1, 10, F1, 3, 7),
+                // a non-leader thread exits first: never the process exit
+                ev(
+                    T0 + 2,
+                    &thread(11, 10, "p"),
+                    Payload::TaskExit {
+                        exit_code: 9,
+                        group_dead: false,
+                    },
+                ),
+            ],
+        );
+        assert_eq!(state(&e, F1), Some(FileState::Held));
+        apply(
+            &mut e,
+            &[ev(
+                T0 + 3,
+                &task(10, "p"),
+                Payload::TaskExit {
+                    exit_code: 9,
+                    group_dead: false,
+                },
+            )],
+        );
+        state(&e, F1)
+    };
+    assert_eq!(run(false), Some(FileState::Held));
+    assert_eq!(run(true), Some(FileState::PendingRelease));
+}
+
+/// The timer that queues a delayed work may interrupt a kworker running something else:
+/// that kworker is not who asked for it.
+#[test]
+fn a_timer_interrupting_a_kworker_is_not_the_asker() {
+    let mut e = engine();
+    let busy = kworker(55, "kworker/1:0", 0x4444, 0xffff_ffff_8100_0000);
+    let fput_kw = kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT);
+    let n = apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            ev(
+                T0 + 2,
+                &task(2, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 2),
+            ),
+            ev(T0 + 3, &busy, queued(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+            ev(T0 + 4, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+            ev(T0 + 5, &fput_kw, free(F1, 42, 7)),
+        ],
+    );
+    let Notice::CulpritReleased(c) = &n[1] else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(
+        chain_text(&c.chain),
+        "delayed_fput (kworker/1:2) ← queued by its timer (who armed it was not seen)"
+    );
 }

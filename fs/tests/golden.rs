@@ -7,10 +7,10 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
+use tracer_fs::Engine;
 use tracer_fs::event::{Event, HolderRef, NameKind, Payload, RefHow};
 use tracer_fs::verdict::{HolderDesc, Notice, VerdictKind};
 use tracer_fs::work::LinkRole;
-use tracer_fs::Engine;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -22,8 +22,12 @@ fn compare(file: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
     if expected != actual {
         let diff: Vec<String> = expected
             .lines()
@@ -68,7 +72,10 @@ fn run(name: &str, events: &[Event]) -> Vec<Notice> {
     compare(&format!("{name}.notices.jsonl"), &json);
     compare(&format!("{name}.events.jsonl"), &stream);
     // the fixture replays to the same notices
-    let replayed: Vec<Event> = stream.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let replayed: Vec<Event> = stream
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(replayed, events);
     notices
 }
@@ -82,12 +89,40 @@ fn fd_held_stream() -> Vec<Event> {
     let um = task(3100, "umount");
     vec![
         ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
-        ev(T0 + MS, &holder, file_ref(F_LOG, fd(3001, 3), RefHow::Snapshot, 42, 131, NameKind::Dentry, "log.txt")),
-        ev(T0 + 2 * S, &um, umount("/mnt/scratch", 0, -16, T0 + 2 * S - 50 * US)),
-        ev(T0 + 2 * S + 5 * MS, &holder, unref(F_LOG, fd(3001, 3), RefHow::Close)),
+        ev(
+            T0 + MS,
+            &holder,
+            file_ref(
+                F_LOG,
+                fd(3001, 3),
+                RefHow::Snapshot,
+                42,
+                131,
+                NameKind::Dentry,
+                "log.txt",
+            ),
+        ),
+        ev(
+            T0 + 2 * S,
+            &um,
+            umount("/mnt/scratch", 0, -16, T0 + 2 * S - 50 * US),
+        ),
+        ev(
+            T0 + 2 * S + 5 * MS,
+            &holder,
+            unref(F_LOG, fd(3001, 3), RefHow::Close),
+        ),
         ev(T0 + 2 * S + 5 * MS + 20 * US, &holder, free(F_LOG, 42, 131)),
-        ev(T0 + 2 * S + 10 * MS, &task(3102, "umount"), umount("/mnt/scratch", 0, 0, T0 + 2 * S + 9 * MS)),
-        ev(T0 + 2 * S + 10 * MS + 500 * US, &task(900, "tracer"), table(vec![root()])),
+        ev(
+            T0 + 2 * S + 10 * MS,
+            &task(3102, "umount"),
+            umount("/mnt/scratch", 0, 0, T0 + 2 * S + 9 * MS),
+        ),
+        ev(
+            T0 + 2 * S + 10 * MS + 500 * US,
+            &task(900, "tracer"),
+            table(vec![root()]),
+        ),
     ]
 }
 
@@ -95,17 +130,25 @@ fn fd_held_stream() -> Vec<Event> {
 fn fd_held_then_closed() {
     let n = run("fd_held", &fd_held_stream());
     assert_eq!(n.len(), 3, "{n:#?}");
-    let Notice::Verdict(v) = &n[0] else { panic!("{n:#?}") };
+    let Notice::Verdict(v) = &n[0] else {
+        panic!("{n:#?}")
+    };
     assert_eq!(v.kind, VerdictKind::UmountBusy);
     assert_eq!(v.mount.as_ref().unwrap().id, 42);
     assert_eq!(v.culprits.len(), 1);
-    assert!(matches!(&v.culprits[0].holders[..], [HolderDesc::Fd { fd: 3, task, .. }] if task.alive && task.pid == 3001));
-    let Notice::CulpritReleased(c) = &n[1] else { panic!("{n:#?}") };
+    assert!(
+        matches!(&v.culprits[0].holders[..], [HolderDesc::Fd { fd: 3, task, .. }] if task.alive && task.pid == 3001)
+    );
+    let Notice::CulpritReleased(c) = &n[1] else {
+        panic!("{n:#?}")
+    };
     assert_eq!(c.ts_ns - v.ts_ns, 5 * MS + 20 * US);
     assert_eq!(c.chain.len(), 1);
     assert_eq!(c.chain[0].role, LinkRole::TaskWork);
     assert_eq!(c.culprits_alive, 0);
-    let Notice::StoryClosed(s) = &n[2] else { panic!("{n:#?}") };
+    let Notice::StoryClosed(s) = &n[2] else {
+        panic!("{n:#?}")
+    };
     assert_eq!((s.failed_attempts, s.pinned_ns), (1, 10 * MS));
 }
 
@@ -127,25 +170,104 @@ fn uring_killed_stream() -> Vec<Event> {
     let fput_kw = kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT);
     let t = T0 + 2 * S;
     vec![
-        ev(T0, &tracer, Payload::TestMarker { test: "generic/388".into() }),
+        ev(
+            T0,
+            &tracer,
+            Payload::TestMarker {
+                test: "generic/388".into(),
+            },
+        ),
         ev(T0, &tracer, table(vec![root(), scratch()])),
-        ev(T0 + 500 * US, &bash, file_ref(SCRIPT, fd(1100, 255), RefHow::Snapshot, 21, 9001, NameKind::Dentry, "388")),
-        ev(T0 + S, &fsstress, file_ref(F3, fd(1234, 5), RefHow::Open, 42, 131, NameKind::UserPath, "p0/f3")),
+        ev(
+            T0 + 500 * US,
+            &bash,
+            file_ref(
+                SCRIPT,
+                fd(1100, 255),
+                RefHow::Snapshot,
+                21,
+                9001,
+                NameKind::Dentry,
+                "388",
+            ),
+        ),
+        ev(
+            T0 + S,
+            &fsstress,
+            file_ref(
+                F3,
+                fd(1234, 5),
+                RefHow::Open,
+                42,
+                131,
+                NameKind::UserPath,
+                "p0/f3",
+            ),
+        ),
         ev(T0 + S + 10 * US, &fsstress, uring_create(RING, 4)),
-        ev(T0 + S + 20 * US, &fsstress, file_ref(F3, HolderRef::UringFixed { ctx: RING }, RefHow::UringRegister, 42, 131, NameKind::UserPath, "p0/f3")),
-        ev(T0 + S + 25 * US, &fsstress, Payload::UringRegister { ctx: RING, opcode: 2, nr_files: 1, ret: 0 }),
+        ev(
+            T0 + S + 20 * US,
+            &fsstress,
+            file_ref(
+                F3,
+                HolderRef::UringFixed { ctx: RING },
+                RefHow::UringRegister,
+                42,
+                131,
+                NameKind::UserPath,
+                "p0/f3",
+            ),
+        ),
+        ev(
+            T0 + S + 25 * US,
+            &fsstress,
+            Payload::UringRegister {
+                ctx: RING,
+                opcode: 2,
+                nr_files: 1,
+                ret: 0,
+            },
+        ),
         ev(t, &bash, sigkill(1234, "fsstress")),
         ev(t + 100 * US, &fsstress, exit(9)),
-        ev(t + 200 * US, &fsstress, queued(exit_work, IO_RING_EXIT_WORK)),
+        ev(
+            t + 200 * US,
+            &fsstress,
+            queued(exit_work, IO_RING_EXIT_WORK),
+        ),
         ev(t + MS, &um, umount("/mnt/scratch", 0, -16, t + 900 * US)),
         ev(t + 3 * MS, &exit_kw, start(exit_work, IO_RING_EXIT_WORK)),
-        ev(t + 10 * MS, &exit_kw, armed(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(t + 10 * MS + 500 * US, &exit_kw, end(exit_work, IO_RING_EXIT_WORK)),
-        ev(t + 12 * MS, &um, umount("/mnt/scratch", 0, -16, t + 11 * MS + 900 * US)),
-        ev(t + 14 * MS, &task(0, "swapper/1"), queued(DELAYED_FPUT_WORK, DELAYED_FPUT)),
-        ev(t + 14 * MS + 100 * US, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+        ev(
+            t + 10 * MS,
+            &exit_kw,
+            armed(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
+        ev(
+            t + 10 * MS + 500 * US,
+            &exit_kw,
+            end(exit_work, IO_RING_EXIT_WORK),
+        ),
+        ev(
+            t + 12 * MS,
+            &um,
+            umount("/mnt/scratch", 0, -16, t + 11 * MS + 900 * US),
+        ),
+        ev(
+            t + 14 * MS,
+            &task(0, "swapper/1"),
+            queued(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
+        ev(
+            t + 14 * MS + 100 * US,
+            &fput_kw,
+            start(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
         ev(t + 14 * MS + 300 * US, &fput_kw, free(F3, 42, 131)),
-        ev(t + 14 * MS + 500 * US, &fput_kw, end(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+        ev(
+            t + 14 * MS + 500 * US,
+            &fput_kw,
+            end(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
         ev(t + 20 * MS, &um, umount("/mnt/scratch", 0, 0, t + 19 * MS)),
         ev(t + 20 * MS + 500 * US, &tracer, table(vec![root()])),
     ]
@@ -155,27 +277,48 @@ fn uring_killed_stream() -> Vec<Event> {
 fn uring_ring_of_killed_task() {
     let n = run("uring_killed", &uring_killed_stream());
     assert_eq!(n.len(), 4, "{n:#?}");
-    let Notice::Verdict(v1) = &n[0] else { panic!("{n:#?}") };
+    let Notice::Verdict(v1) = &n[0] else {
+        panic!("{n:#?}")
+    };
     assert_eq!(v1.test.as_deref(), Some("generic/388"));
-    let [f] = &v1.culprits[..] else { panic!("{v1:#?}") };
+    let [f] = &v1.culprits[..] else {
+        panic!("{v1:#?}")
+    };
     // the fd went with the process exit; the ring still holds the file
-    let [HolderDesc::UringFixed { ring, .. }] = &f.holders[..] else { panic!("{f:#?}") };
+    let [HolderDesc::UringFixed { ring, .. }] = &f.holders[..] else {
+        panic!("{f:#?}")
+    };
     assert_eq!(ring.ctx, RING);
     let owner = ring.owner.as_ref().unwrap();
     assert!(!owner.alive);
     assert_eq!(owner.killed.as_ref().unwrap().sender_tgid, 1100);
     assert!(ring.teardown.queued.as_ref().unwrap().task_exited);
-    let Notice::Verdict(v2) = &n[1] else { panic!("{n:#?}") };
+    let Notice::Verdict(v2) = &n[1] else {
+        panic!("{n:#?}")
+    };
     assert_eq!(v2.attempt, 2);
-    assert!(matches!(&v2.culprits[0].holders[..], [HolderDesc::DeferredPut { .. }]));
-    let Notice::CulpritReleased(c) = &n[2] else { panic!("{n:#?}") };
+    assert!(matches!(
+        &v2.culprits[0].holders[..],
+        [HolderDesc::DeferredPut { .. }]
+    ));
+    let Notice::CulpritReleased(c) = &n[2] else {
+        panic!("{n:#?}")
+    };
     let roles: Vec<LinkRole> = c.chain.iter().map(|l| l.role).collect();
-    assert_eq!(roles, vec![LinkRole::Ran, LinkRole::ArmedBy, LinkRole::QueuedBy]);
+    assert_eq!(
+        roles,
+        vec![LinkRole::Ran, LinkRole::ArmedBy, LinkRole::QueuedBy]
+    );
     assert_eq!(c.chain[0].comm, "kworker/1:2");
     assert_eq!(c.chain[1].ring, Some(RING));
     assert_eq!((c.chain[2].tgid, c.chain[2].task_exited), (1234, true));
-    let Notice::StoryClosed(s) = &n[3] else { panic!("{n:#?}") };
-    assert_eq!((s.failed_attempts, s.pinned_ns, s.culprits_released), (2, 19 * MS, 1));
+    let Notice::StoryClosed(s) = &n[3] else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(
+        (s.failed_attempts, s.pinned_ns, s.culprits_released),
+        (2, 19 * MS, 1)
+    );
 }
 
 const F_HOLD: u64 = 0xffff_8880_0a1b_3d00;
@@ -191,26 +334,70 @@ fn lazy_then_mount_stream() -> Vec<Event> {
     let t = T0 + S;
     vec![
         ev(T0, &tracer, table(vec![root(), devtmpfs(), scratch()])),
-        ev(T0 + MS, &holder, file_ref(F_HOLD, fd(3001, 3), RefHow::Snapshot, 42, 131, NameKind::Dentry, "log.txt")),
-        ev(T0 + 500 * MS, &hold_bdev, Payload::FileRef {
-            file: F_BDEV,
-            holder: fd(4000, 5),
-            how: RefHow::Open,
-            mnt_id: 24,
-            dev: 5,
-            ino: 310,
-            name_kind: NameKind::UserPath,
-            name: "/dev/loop1".into(),
-        }),
-        ev(t, &task(3100, "umount"), umount("/mnt/scratch", 2, 0, t - 40 * US)),
+        ev(
+            T0 + MS,
+            &holder,
+            file_ref(
+                F_HOLD,
+                fd(3001, 3),
+                RefHow::Snapshot,
+                42,
+                131,
+                NameKind::Dentry,
+                "log.txt",
+            ),
+        ),
+        ev(
+            T0 + 500 * MS,
+            &hold_bdev,
+            Payload::FileRef {
+                file: F_BDEV,
+                holder: fd(4000, 5),
+                how: RefHow::Open,
+                mnt_id: 24,
+                dev: 5,
+                ino: 310,
+                name_kind: NameKind::UserPath,
+                name: "/dev/loop1".into(),
+            },
+        ),
+        ev(
+            t,
+            &task(3100, "umount"),
+            umount("/mnt/scratch", 2, 0, t - 40 * US),
+        ),
         ev(t + 200 * US, &tracer, table(vec![root(), devtmpfs()])),
-        ev(t + S, &task(3200, "mount"), mount("/dev/loop1", "/mnt/scratch", "xfs", -16, t + S - 300 * US)),
+        ev(
+            t + S,
+            &task(3200, "mount"),
+            mount("/dev/loop1", "/mnt/scratch", "xfs", -16, t + S - 300 * US),
+        ),
         ev(t + S + 500 * MS, &holder, exit(0)),
         ev(t + S + 500 * MS + 50 * US, &holder, free(F_HOLD, 42, 131)),
-        ev(t + S + 600 * MS, &hold_bdev, unref(F_BDEV, fd(4000, 5), RefHow::Close)),
-        ev(t + S + 600 * MS + 10 * US, &hold_bdev, free(F_BDEV, 24, 310)),
-        ev(t + 2 * S, &task(3201, "mount"), mount("/dev/loop1", "/mnt/scratch", "xfs", 0, t + 2 * S - MS)),
-        ev(t + 2 * S + 300 * US, &tracer, table(vec![root(), devtmpfs(), mnt(43, 21, "/mnt/scratch", "xfs", "/dev/loop1", 7, 1)])),
+        ev(
+            t + S + 600 * MS,
+            &hold_bdev,
+            unref(F_BDEV, fd(4000, 5), RefHow::Close),
+        ),
+        ev(
+            t + S + 600 * MS + 10 * US,
+            &hold_bdev,
+            free(F_BDEV, 24, 310),
+        ),
+        ev(
+            t + 2 * S,
+            &task(3201, "mount"),
+            mount("/dev/loop1", "/mnt/scratch", "xfs", 0, t + 2 * S - MS),
+        ),
+        ev(
+            t + 2 * S + 300 * US,
+            &tracer,
+            table(vec![
+                root(),
+                devtmpfs(),
+                mnt(43, 21, "/mnt/scratch", "xfs", "/dev/loop1", 7, 1),
+            ]),
+        ),
     ]
 }
 
@@ -227,15 +414,26 @@ fn lazy_umount_then_mount_busy() {
             Notice::DetachedMountUnpinned(_) => "unpinned",
         })
         .collect();
-    assert_eq!(kinds, ["detached", "verdict", "released", "unpinned", "released", "closed"]);
-    let Notice::Verdict(v) = &n[1] else { unreachable!() };
+    assert_eq!(
+        kinds,
+        [
+            "detached", "verdict", "released", "unpinned", "released", "closed"
+        ]
+    );
+    let Notice::Verdict(v) = &n[1] else {
+        unreachable!()
+    };
     assert_eq!(v.kind, VerdictKind::MountBusy);
     assert_eq!(v.pinned_mounts.len(), 1);
     assert!(v.pinned_mounts[0].mount.left_table_ns.is_some());
     assert_eq!(v.device_openers.len(), 1);
     assert_eq!(v.device_openers[0].id.path.as_deref(), Some("/dev/loop1"));
-    let Notice::CulpritReleased(c) = &n[2] else { unreachable!() };
+    let Notice::CulpritReleased(c) = &n[2] else {
+        unreachable!()
+    };
     assert!(c.chain[0].task_exited, "freed by task_work at exit");
-    let Notice::DetachedMountUnpinned(u) = &n[3] else { unreachable!() };
+    let Notice::DetachedMountUnpinned(u) = &n[3] else {
+        unreachable!()
+    };
     assert_eq!(u.ts_ns - u.detached_ns, S + 500 * MS + 50 * US - 200 * US);
 }

@@ -9,14 +9,26 @@ use std::collections::BTreeSet;
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::select;
-use tracer_fs::event::{Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx};
+use tracer_fs::event::{
+    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx,
+};
 use tracer_fs::files::FileState;
 use tracer_fs::{Caps, Engine, EngineConfig};
 
-const FILES: [u64; 4] = [0, 0xffff_8880_0000_1000, 0xffff_8880_0000_2000, 0xffff_8880_0000_3000];
+const FILES: [u64; 4] = [
+    0,
+    0xffff_8880_0000_1000,
+    0xffff_8880_0000_2000,
+    0xffff_8880_0000_3000,
+];
 const RINGS: [u64; 3] = [0, 0xffff_8880_0456_0000, 0xffff_8880_0457_0000];
 const REQS: [u64; 2] = [0xffff_8880_0999_0000, 0xffff_8880_0999_0100];
-const FUNCS: [u64; 4] = [DELAYED_FPUT, IO_RING_EXIT_WORK, IO_FALLBACK_REQ_FUNC, 0xffff_ffff_8100_dead];
+const FUNCS: [u64; 4] = [
+    DELAYED_FPUT,
+    IO_RING_EXIT_WORK,
+    IO_FALLBACK_REQ_FUNC,
+    0xffff_ffff_8100_dead,
+];
 
 fn works() -> Vec<u64> {
     vec![
@@ -57,7 +69,8 @@ fn holder() -> impl Strategy<Value = HolderRef> {
     prop_oneof![
         (1u32..5, 0i32..3).prop_map(|(tgid, fd)| HolderRef::Fd { tgid, fd }),
         select(RINGS.to_vec()).prop_map(|ctx| HolderRef::UringFixed { ctx }),
-        (select(RINGS.to_vec()), select(REQS.to_vec())).prop_map(|(ctx, req)| HolderRef::UringReq { ctx, req }),
+        (select(RINGS.to_vec()), select(REQS.to_vec()))
+            .prop_map(|(ctx, req)| HolderRef::UringReq { ctx, req }),
     ]
 }
 
@@ -169,7 +182,11 @@ fn check(e: &Engine) -> Result<(), TestCaseError> {
     e.check_invariants().map_err(TestCaseError::fail)?;
     for f in e.files().iter() {
         if !f.alive() {
-            prop_assert!(f.holders.is_empty(), "released file {:?} has holders", f.key);
+            prop_assert!(
+                f.holders.is_empty(),
+                "released file {:?} has holders",
+                f.key
+            );
         }
     }
     let summaries = e.mount_summaries();
@@ -194,18 +211,28 @@ fn check(e: &Engine) -> Result<(), TestCaseError> {
             .chain(&a.deferred_pending)
             .chain(&a.unattributed)
         {
-            prop_assert!(!r.holders.is_empty(), "file listed with no holder description");
+            prop_assert!(
+                !r.holders.is_empty(),
+                "file listed with no holder description"
+            );
             seen.insert((r.id.file, r.id.generation));
         }
         prop_assert_eq!(seen.len(), a.files);
         for r in a.deferred_pending.iter().chain(&a.unattributed) {
-            prop_assert!(matches!(r.state, FileState::PendingRelease | FileState::Unattributed));
+            prop_assert!(matches!(
+                r.state,
+                FileState::PendingRelease | FileState::Unattributed
+            ));
         }
         listed_alive += a.files;
     }
     prop_assert_eq!(listed_alive, e.files().alive_len());
     for f in e.files().alive_iter() {
-        prop_assert!(ids.contains(&f.mnt_id), "alive file on mount {} has no summary", f.mnt_id);
+        prop_assert!(
+            ids.contains(&f.mnt_id),
+            "alive file on mount {} has no summary",
+            f.mnt_id
+        );
     }
     let st = e.stats();
     prop_assert_eq!(st.files_alive, e.files().alive_len());
@@ -283,9 +310,13 @@ fn generated_streams_reach_the_interesting_states() {
             for n in e.apply(x) {
                 let k = match &n {
                     Notice::Verdict(v) if !v.culprits.is_empty() => "verdict with culprits",
-                    Notice::Verdict(v) if !v.device_openers.is_empty() => "mount verdict with openers",
+                    Notice::Verdict(v) if !v.device_openers.is_empty() => {
+                        "mount verdict with openers"
+                    }
                     Notice::Verdict(_) => "verdict",
-                    Notice::CulpritReleased(c) if c.listed && c.chain.len() >= 2 => "release with a chain of 2+ links",
+                    Notice::CulpritReleased(c) if c.listed && c.chain.len() >= 2 => {
+                        "release with a chain of 2+ links"
+                    }
                     Notice::CulpritReleased(c) if c.listed => "culprit released",
                     Notice::CulpritReleased(_) => "unlisted release",
                     Notice::StoryClosed(_) => "story closed",
@@ -343,6 +374,9 @@ fn generated_streams_reach_the_interesting_states() {
         "evicted work",
         "mount id reused",
     ] {
-        assert!(seen.get(k).copied().unwrap_or(0) > 0, "never reached: {k}; reached: {seen:?}");
+        assert!(
+            seen.get(k).copied().unwrap_or(0) > 0,
+            "never reached: {k}; reached: {seen:?}"
+        );
     }
 }

@@ -87,7 +87,15 @@ pub fn ev(ts: u64, who: &Who, payload: Payload) -> Event {
     }
 }
 
-pub fn mnt(id: i32, parent: i32, mount_point: &str, fs: &str, source: &str, major: u32, minor: u32) -> MountInfo {
+pub fn mnt(
+    id: i32,
+    parent: i32,
+    mount_point: &str,
+    fs: &str,
+    source: &str,
+    major: u32,
+    minor: u32,
+) -> MountInfo {
     MountInfo {
         mount_id: id,
         parent_id: parent,
@@ -119,7 +127,15 @@ pub fn scratch() -> MountInfo {
 pub const SCRATCH_DEV: u32 = (7 << 20) | 1;
 
 #[allow(clippy::too_many_arguments)]
-pub fn file_ref(file: u64, holder: HolderRef, how: RefHow, mnt_id: i32, ino: u64, kind: NameKind, name: &str) -> Payload {
+pub fn file_ref(
+    file: u64,
+    holder: HolderRef,
+    how: RefHow,
+    mnt_id: i32,
+    ino: u64,
+    kind: NameKind,
+    name: &str,
+) -> Payload {
     Payload::FileRef {
         file,
         holder,
