@@ -361,13 +361,21 @@ impl WorkTable {
             self.missed_ends += 1;
             self.finish(prev, actor.ts_ns, false);
         }
-        let waiting = self.by_work.get(&work).and_then(|q| {
-            q.iter().copied().find(|s| {
-                self.instances
-                    .get(s)
-                    .is_some_and(|i| i.function == function && i.waiting())
-            })
-        });
+        // Runs start in queue order, so the waiting instances are the newest ones: scan
+        // from the back (a static work like `delayed_fput_work` has a long history).
+        let mut waiting = None;
+        for s in self
+            .by_work
+            .get(&work)
+            .into_iter()
+            .flat_map(|q| q.iter().rev())
+        {
+            match self.instances.get(s) {
+                Some(i) if i.function == function && i.waiting() => waiting = Some(*s),
+                Some(i) if i.function == function => break,
+                _ => {}
+            }
+        }
         let s = match waiting {
             Some(s) => s,
             None => {
@@ -448,7 +456,12 @@ impl WorkTable {
             return;
         };
         if let Some(q) = self.by_work.get_mut(&i.work) {
-            q.retain(|x| *x != s);
+            // Eviction takes the oldest first: usually the front.
+            if q.front() == Some(&s) {
+                q.pop_front();
+            } else {
+                q.retain(|x| *x != s);
+            }
             if q.is_empty() {
                 self.by_work.remove(&i.work);
             }

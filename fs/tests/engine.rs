@@ -951,3 +951,56 @@ fn a_timer_interrupting_a_kworker_is_not_the_asker() {
         "delayed_fput (kworker/1:2) ← queued by its timer (who armed it was not seen)"
     );
 }
+
+/// A long run of a static delayed work and of file churn stays bounded (and linear: the
+/// work history of one pointer is scanned from its cheap end).
+#[test]
+fn long_runs_stay_bounded() {
+    let mut e = Engine::new(EngineConfig {
+        caps: Caps {
+            max_files: 5_000,
+            max_work_instances: 5_000,
+            ..Caps::default()
+        },
+        ..config()
+    });
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
+    let fput_kw = kworker(88, "kworker/1:2", DELAYED_FPUT_WORK, DELAYED_FPUT);
+    let started = std::time::Instant::now();
+    for i in 0..30_000u64 {
+        let t = T0 + i * 10 * US;
+        let f = 0xffff_8880_1000_0000 + (i % 20_000) * 0x100;
+        e.apply(&open(t, 10, f, 3, i));
+        e.apply(&ev(
+            t + 1,
+            &task(10, "p"),
+            unref(f, fd(10, 3), RefHow::Close),
+        ));
+        e.apply(&ev(
+            t + 2,
+            &task(0, "swapper/1"),
+            queued(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ));
+        e.apply(&ev(t + 3, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)));
+        e.apply(&ev(t + 4, &fput_kw, free(f, 42, i)));
+        e.apply(&ev(t + 5, &fput_kw, end(DELAYED_FPUT_WORK, DELAYED_FPUT)));
+    }
+    e.check_invariants().unwrap();
+    assert!(e.files().len() <= 5_000 && e.work().len() <= 5_000);
+    assert_eq!(e.files().alive_len(), 0);
+    let s = e.stats();
+    assert_eq!((s.unknown_file_frees, s.files_lost), (0, 0));
+    assert_eq!(s.evicted_files_released, 25_000);
+    assert_eq!(s.evicted_work_done, 25_000);
+    let w = &e.work_summaries()[0];
+    assert_eq!(
+        (w.counters.started, w.counters.ended, w.waiting_now),
+        (30_000, 30_000, 0)
+    );
+    // generous: a quadratic scan would take minutes here
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+}
