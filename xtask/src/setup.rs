@@ -332,6 +332,14 @@ impl Apt {
         if missing.is_empty() {
             return Ok(());
         }
+        if !util::is_root() && util::find_program("sudo").is_none() {
+            bail!(
+                "installing {} needs root, and sudo was not found: run `cargo xtask setup` as \
+                 root, or `apt-get install {}` as root",
+                missing.join(" "),
+                missing.join(" ")
+            );
+        }
         if !self.updated {
             // A source that cannot be reached makes `update` fail while the others are fine:
             // go on, and let `install` tell whether what we need is there.
