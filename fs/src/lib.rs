@@ -10,9 +10,6 @@
 //! [`engine::Engine::stats`]).
 #![cfg_attr(not(feature = "std"), no_std)]
 
-// wire.rs belongs to the lead; its const layout assertions use `size % 8 == 0`, which
-// clippy 1.95 flags (`is_multiple_of` would need rustc 1.87+ in const context there).
-#[allow(clippy::manual_is_multiple_of)]
 pub mod wire;
 
 #[cfg(feature = "std")]

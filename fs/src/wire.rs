@@ -509,7 +509,7 @@ const _: () = {
     while i < RecordKind::ALL.len() {
         let size = RecordKind::ALL[i].size();
         assert!(size <= MAX_RECORD_SIZE);
-        assert!(size % 8 == 0);
+        assert!(size.is_multiple_of(8));
         i += 1;
     }
 };

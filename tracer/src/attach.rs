@@ -44,7 +44,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { all_work: false, follow_work: Vec::new(), ring_bytes: 16 << 20 }
+        Options {
+            all_work: false,
+            follow_work: Vec::new(),
+            ring_bytes: 16 << 20,
+        }
     }
 }
 
@@ -90,7 +94,11 @@ pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Conf
     let mut cfg = Config::empty();
     cfg.self_tgid = std::process::id();
     cfg.all_work = opts.all_work as u32;
-    cfg.delayed_work_timer_fn = ksyms.addrs("delayed_work_timer_fn").first().copied().unwrap_or(0);
+    cfg.delayed_work_timer_fn = ksyms
+        .addrs("delayed_work_timer_fn")
+        .first()
+        .copied()
+        .unwrap_or(0);
     let gaps = layout::fill_config(&mut cfg, kbtf);
     (cfg, gaps)
 }
@@ -115,8 +123,19 @@ pub fn attach(opts: &Options) -> Result<Attached> {
 
     let followed = follow_work(&mut ebpf, &ksyms, opts)?;
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
-    let hooks = HOOKS.iter().map(|h| attach_hook(&mut ebpf, &kbtf, h, &mut loaded)).collect();
-    Ok(Attached { ebpf, hooks, followed, gaps, uring: layout::uring_layout(&kbtf), kallsyms: ksyms, btf })
+    let hooks = HOOKS
+        .iter()
+        .map(|h| attach_hook(&mut ebpf, &kbtf, h, &mut loaded))
+        .collect();
+    Ok(Attached {
+        ebpf,
+        hooks,
+        followed,
+        gaps,
+        uring: layout::uring_layout(&kbtf),
+        kallsyms: ksyms,
+        btf,
+    })
 }
 
 fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<FollowedFn>> {
@@ -126,8 +145,10 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
         ("io_ring_exit_work".into(), followed::URING_EXIT),
     ];
     wanted.extend(opts.follow_work.iter().map(|n| (n.clone(), followed::USER)));
-    let mut map: BpfHashMap<_, u64, u8> =
-        BpfHashMap::try_from(ebpf.map_mut("FOLLOWED_WORK").ok_or_else(|| anyhow!("no FOLLOWED_WORK map"))?)?;
+    let mut map: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
+        ebpf.map_mut("FOLLOWED_WORK")
+            .ok_or_else(|| anyhow!("no FOLLOWED_WORK map"))?,
+    )?;
     let mut out = Vec::new();
     for (name, kind) in wanted {
         let addrs = ksyms.addrs(&name).to_vec();
@@ -135,7 +156,8 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
             anyhow::bail!("--follow-work {name}: no such function in /proc/kallsyms");
         }
         for a in &addrs {
-            map.insert(a, kind, 0).with_context(|| format!("following {name}"))?;
+            map.insert(a, kind, 0)
+                .with_context(|| format!("following {name}"))?;
         }
         out.push(FollowedFn { name, addrs, kind });
     }
@@ -147,19 +169,31 @@ fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
     if p.raw_args.is_empty() {
         return Ok(());
     }
-    let params = kbtf.tracepoint_params(p.target).map_err(|e| e.to_string())?;
+    let params = kbtf
+        .tracepoint_params(p.target)
+        .map_err(|e| e.to_string())?;
     for &(i, want) in p.raw_args {
         match params.get(i) {
             Some(have) if have.replace("const ", "") == want => {}
-            Some(have) => return Err(format!("argument {i} is `{have}`, the program assumes `{want}`")),
+            Some(have) => {
+                return Err(format!(
+                    "argument {i} is `{have}`, the program assumes `{want}`"
+                ));
+            }
             None => return Err(format!("has no argument {i}")),
         }
     }
     Ok(())
 }
 
-fn attach_point(ebpf: &mut Ebpf, p: &Point, loaded: &mut HashMap<&'static str, Result<(), String>>) -> Result<(), String> {
-    let prog = ebpf.program_mut(p.program).ok_or_else(|| format!("program {} missing from the object", p.program))?;
+fn attach_point(
+    ebpf: &mut Ebpf,
+    p: &Point,
+    loaded: &mut HashMap<&'static str, Result<(), String>>,
+) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(p.program)
+        .ok_or_else(|| format!("program {} missing from the object", p.program))?;
     let load = loaded.entry(p.program).or_insert_with(|| {
         match prog {
             Program::TracePoint(t) => t.load(),
@@ -173,14 +207,23 @@ fn attach_point(ebpf: &mut Ebpf, p: &Point, loaded: &mut HashMap<&'static str, R
         (Mechanism::Tracepoint, Program::TracePoint(t)) => {
             let (cat, name) = p.target.split_once('/').expect("category/name");
             if !tracefs::exists(cat, name) {
-                return Err(format!("tracepoint {} does not exist on this kernel", p.target));
+                return Err(format!(
+                    "tracepoint {} does not exist on this kernel",
+                    p.target
+                ));
             }
-            t.attach(cat, name).map(drop).map_err(|e| format!("attaching {}: {e}", p.target))
+            t.attach(cat, name)
+                .map(drop)
+                .map_err(|e| format!("attaching {}: {e}", p.target))
         }
-        (Mechanism::RawTracepoint, Program::RawTracePoint(t)) => {
-            t.attach(p.target).map(drop).map_err(|e| format!("attaching raw {}: {e}", p.target))
-        }
-        _ => Err(format!("program {} does not match mechanism {}", p.program, p.mechanism)),
+        (Mechanism::RawTracepoint, Program::RawTracePoint(t)) => t
+            .attach(p.target)
+            .map(drop)
+            .map_err(|e| format!("attaching raw {}: {e}", p.target)),
+        _ => Err(format!(
+            "program {} does not match mechanism {}",
+            p.program, p.mechanism
+        )),
     }
 }
 
@@ -198,17 +241,26 @@ fn attach_hook(
     hook: &Hook,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
 ) -> HookStatus {
-    let mut status = HookStatus { hook: hook.name, why: hook.why, mechanism: None, points: vec![], notes: vec![] };
+    let mut status = HookStatus {
+        hook: hook.name,
+        why: hook.why,
+        mechanism: None,
+        points: vec![],
+        notes: vec![],
+    };
     if hook.precise_only {
         status.notes.push(
-            "needs fentry or kprobe on the kernel function; this build attaches tracepoints only".into(),
+            "needs fentry or kprobe on the kernel function; this build attaches tracepoints only"
+                .into(),
         );
         return status;
     }
     'alternatives: for alt in hook.alternatives {
         for p in alt.iter() {
             if let Err(e) = raw_args_match(kbtf, p) {
-                status.notes.push(format!("{} {}: {e}", p.mechanism, p.target));
+                status
+                    .notes
+                    .push(format!("{} {}: {e}", p.mechanism, p.target));
                 continue 'alternatives;
             }
         }
@@ -218,7 +270,9 @@ fn attach_hook(
             match attach_point(ebpf, p, loaded) {
                 Ok(()) => points.push(p.target.to_string()),
                 Err(e) => {
-                    status.notes.push(format!("{} {}: {e}", p.mechanism, p.target));
+                    status
+                        .notes
+                        .push(format!("{} {}: {e}", p.mechanism, p.target));
                     for p in alt.iter() {
                         detach_program(ebpf, p.program);
                     }
@@ -252,7 +306,8 @@ pub fn snapshot(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
         .ok_or_else(|| anyhow!("snapshot program missing"))?
         .try_into()?;
     if prog.fd().is_err() {
-        prog.load("task_file", btf).map_err(|e| anyhow!("loading the task_file iterator: {}", verifier_error(&e)))?;
+        prog.load("task_file", btf)
+            .map_err(|e| anyhow!("loading the task_file iterator: {}", verifier_error(&e)))?;
     }
     let link_id = prog.attach().context("attaching the task_file iterator")?;
     let link = prog.take_link(link_id)?;

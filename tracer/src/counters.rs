@@ -80,12 +80,11 @@ pub fn read(ebpf: &Ebpf) -> Result<Figures> {
     f.fd_walk_failed = get(counter::FD_WALK_FAILED);
     f.register_truncated = get(counter::REGISTER_TRUNCATED);
     for (name, prog) in ebpf.programs() {
-        if let Ok(fd) = prog.fd() {
-            if let Some(m) = recursion_misses(fd.as_fd().as_raw_fd()) {
-                if m > 0 {
-                    f.recursion_misses.insert(name.to_string(), m);
-                }
-            }
+        if let Ok(fd) = prog.fd()
+            && let Some(m) = recursion_misses(fd.as_fd().as_raw_fd())
+            && m > 0
+        {
+            f.recursion_misses.insert(name.to_string(), m);
         }
     }
     Ok(f)
@@ -112,6 +111,13 @@ fn recursion_misses(prog_fd: i32) -> Option<u64> {
     unsafe { std::ptr::write_unaligned(attr.as_mut_ptr().cast::<InfoAttr>(), a) };
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     // SAFETY: a valid bpf(2) call with a buffer the kernel fills.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, attr.as_mut_ptr(), attr.len() as u32) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            attr.len() as u32,
+        )
+    };
     (rc == 0).then_some(info.recursion_misses)
 }

@@ -47,8 +47,16 @@ pub const FENTRY: &str = "fentry/fexit";
 
 fn cap(name: &'static str, r: Result<String, String>) -> Capability {
     match r {
-        Ok(detail) => Capability { name, ok: true, detail },
-        Err(detail) => Capability { name, ok: false, detail },
+        Ok(detail) => Capability {
+            name,
+            ok: true,
+            detail,
+        },
+        Err(detail) => Capability {
+            name,
+            ok: false,
+            detail,
+        },
     }
 }
 
@@ -58,7 +66,11 @@ fn kernel_release() -> String {
     if unsafe { libc::uname(&mut u) } != 0 {
         return "unknown".into();
     }
-    let s = |f: &[libc::c_char]| unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned();
+    let s = |f: &[libc::c_char]| {
+        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
     format!("Linux {} {}", s(&u.release), s(&u.machine))
 }
 
@@ -68,14 +80,29 @@ pub fn run() -> Report {
     let root = unsafe { libc::geteuid() } == 0;
     caps.push(cap(
         ROOT,
-        if root { Ok("running as root".into()) } else { Err("not root: loading eBPF needs root".into()) },
+        if root {
+            Ok("running as root".into())
+        } else {
+            Err("not root: loading eBPF needs root".into())
+        },
     ));
     let kbtf = KernelBtf::load();
-    caps.push(cap(BTF, kbtf.as_ref().map(|_| kernel_btf_path()).map_err(|e| format!("{e:#}"))));
+    caps.push(cap(
+        BTF,
+        kbtf.as_ref()
+            .map(|_| kernel_btf_path())
+            .map_err(|e| format!("{e:#}")),
+    ));
     caps.push(cap(
         TRACEFS,
         tracefs::ensure_mounted()
-            .map(|m| if m.is_empty() { "mounted".into() } else { format!("mounted by tracer: {}", m.join(", ")) })
+            .map(|m| {
+                if m.is_empty() {
+                    "mounted".into()
+                } else {
+                    format!("mounted by tracer: {}", m.join(", "))
+                }
+            })
             .map_err(|e| format!("{e:#}")),
     ));
     let mut hooks = Vec::new();
@@ -90,15 +117,33 @@ pub fn run() -> Report {
             let btf = aya::Btf::from_sys_fs().ok();
             caps.push(cap(TRACEPOINT, try_tracepoint(&mut ebpf)));
             caps.push(cap(RAW_TRACEPOINT, try_raw(&mut ebpf)));
-            caps.push(cap(TP_BTF, btf.as_ref().ok_or("no BTF".into()).and_then(|b| try_tp_btf(&mut ebpf, b))));
-            caps.push(cap(ITERATOR, btf.as_ref().ok_or("no BTF".into()).and_then(|b| try_iter(&mut ebpf, b))));
+            caps.push(cap(
+                TP_BTF,
+                btf.as_ref()
+                    .ok_or("no BTF".into())
+                    .and_then(|b| try_tp_btf(&mut ebpf, b)),
+            ));
+            caps.push(cap(
+                ITERATOR,
+                btf.as_ref()
+                    .ok_or("no BTF".into())
+                    .and_then(|b| try_iter(&mut ebpf, b)),
+            ));
             caps.push(cap(KPROBE, try_kprobe(&mut ebpf)));
-            caps.push(cap(FENTRY, btf.as_ref().ok_or("no BTF".into()).and_then(|b| try_fentry(&mut ebpf, b))));
+            caps.push(cap(
+                FENTRY,
+                btf.as_ref()
+                    .ok_or("no BTF".into())
+                    .and_then(|b| try_fentry(&mut ebpf, b)),
+            ));
         }
         Err(e) => caps.push(cap(RINGBUF, Err(format!("{e:#}")))),
     }
     // The hooks: what a real attach gets (then detached again when dropped).
-    if let Ok(att) = attach::attach(&Options { ring_bytes: 1 << 16, ..Options::default() }) {
+    if let Ok(att) = attach::attach(&Options {
+        ring_bytes: 1 << 16,
+        ..Options::default()
+    }) {
         hooks = att.hooks.clone();
         let kprobe_ok = caps.iter().any(|c| c.name == KPROBE && c.ok);
         let fentry_ok = caps.iter().any(|c| c.name == FENTRY && c.ok);
@@ -120,7 +165,12 @@ fn kernel_btf_path() -> String {
 fn finish(capabilities: Vec<Capability>, hooks: Vec<HookStatus>) -> Report {
     let ok = |n: &str| capabilities.iter().any(|c| c.name == n && c.ok);
     let can_run = ok(ROOT) && ok(BTF) && ok(TRACEFS) && ok(RINGBUF) && ok(TRACEPOINT);
-    Report { kernel: kernel_release(), capabilities, hooks, can_run }
+    Report {
+        kernel: kernel_release(),
+        capabilities,
+        hooks,
+        can_run,
+    }
 }
 
 fn e<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
@@ -128,15 +178,25 @@ fn e<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
 }
 
 fn try_tracepoint(ebpf: &mut aya::Ebpf) -> Result<String, String> {
-    let p: &mut TracePoint = ebpf.program_mut("sched_process_exit").ok_or("missing")?.try_into().map_err(e("type"))?;
+    let p: &mut TracePoint = ebpf
+        .program_mut("sched_process_exit")
+        .ok_or("missing")?
+        .try_into()
+        .map_err(e("type"))?;
     p.load().map_err(e("load"))?;
-    let id = p.attach("sched", "sched_process_exit").map_err(e("attach sched/sched_process_exit"))?;
+    let id = p
+        .attach("sched", "sched_process_exit")
+        .map_err(e("attach sched/sched_process_exit"))?;
     p.detach(id).map_err(e("detach"))?;
     Ok("attached to sched/sched_process_exit".into())
 }
 
 fn try_raw(ebpf: &mut aya::Ebpf) -> Result<String, String> {
-    let p: &mut RawTracePoint = ebpf.program_mut("raw_kfree").ok_or("missing")?.try_into().map_err(e("type"))?;
+    let p: &mut RawTracePoint = ebpf
+        .program_mut("raw_kfree")
+        .ok_or("missing")?
+        .try_into()
+        .map_err(e("type"))?;
     p.load().map_err(e("load"))?;
     let id = p.attach("kfree").map_err(e("attach raw_tp kfree"))?;
     p.detach(id).map_err(e("detach"))?;
@@ -144,7 +204,11 @@ fn try_raw(ebpf: &mut aya::Ebpf) -> Result<String, String> {
 }
 
 fn try_tp_btf(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
-    let p: &mut BtfTracePoint = ebpf.program_mut("doctor_tp_btf").ok_or("missing")?.try_into().map_err(e("type"))?;
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut("doctor_tp_btf")
+        .ok_or("missing")?
+        .try_into()
+        .map_err(e("type"))?;
     p.load("sched_process_exit", btf).map_err(e("load"))?;
     let id = p.attach().map_err(e("attach tp_btf/sched_process_exit"))?;
     p.detach(id).map_err(e("detach"))?;
@@ -152,8 +216,11 @@ fn try_tp_btf(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
 }
 
 fn try_iter(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
-    let p: &mut Iter =
-        ebpf.program_mut(crate::hooks::SNAPSHOT_PROGRAM).ok_or("missing")?.try_into().map_err(e("type"))?;
+    let p: &mut Iter = ebpf
+        .program_mut(crate::hooks::SNAPSHOT_PROGRAM)
+        .ok_or("missing")?
+        .try_into()
+        .map_err(e("type"))?;
     p.load("task_file", btf).map_err(e("load"))?;
     let id = p.attach().map_err(e("attach iter/task_file"))?;
     p.detach(id).map_err(e("detach"))?;
@@ -161,7 +228,11 @@ fn try_iter(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
 }
 
 fn try_kprobe(ebpf: &mut aya::Ebpf) -> Result<String, String> {
-    let p: &mut KProbe = ebpf.program_mut("doctor_kprobe").ok_or("missing")?.try_into().map_err(e("type"))?;
+    let p: &mut KProbe = ebpf
+        .program_mut("doctor_kprobe")
+        .ok_or("missing")?
+        .try_into()
+        .map_err(e("type"))?;
     p.load().map_err(e("load"))?;
     let id = p.attach("fput", 0).map_err(|err| {
         let msg = format!("{err}");
@@ -178,10 +249,18 @@ fn try_kprobe(ebpf: &mut aya::Ebpf) -> Result<String, String> {
 }
 
 fn try_fentry(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
-    let p: &mut FEntry = ebpf.program_mut("doctor_fentry").ok_or("missing")?.try_into().map_err(e("type"))?;
+    let p: &mut FEntry = ebpf
+        .program_mut("doctor_fentry")
+        .ok_or("missing")?
+        .try_into()
+        .map_err(e("type"))?;
     p.load("fput", btf).map_err(|err| {
         let msg = format!("{err}");
-        let msg = msg.split(". Verifier output").next().unwrap_or(&msg).to_string();
+        let msg = msg
+            .split(". Verifier output")
+            .next()
+            .unwrap_or(&msg)
+            .to_string();
         format!("loading fentry/fput: {msg}")
     })?;
     let id = p.attach().map_err(e("attach fentry/fput"))?;
@@ -195,14 +274,26 @@ pub fn print_human(r: &Report) {
     println!("Kernel features (probed by loading and attaching tiny programs):");
     for c in &r.capabilities {
         let first = c.detail.lines().next().unwrap_or("");
-        println!("  {:<26} {:<4} {}", c.name, if c.ok { "yes" } else { "no" }, first);
+        println!(
+            "  {:<26} {:<4} {}",
+            c.name,
+            if c.ok { "yes" } else { "no" },
+            first
+        );
     }
     println!();
     println!("Hooks:");
-    println!("  {:<24} {:<16} {}", "HOOK", "SERVED BY", "WHERE / WHY NOT");
+    println!("  {:<24} {:<16} WHERE / WHY NOT", "HOOK", "SERVED BY");
     for h in &r.hooks {
-        let by = h.mechanism.map(|m| m.to_string()).unwrap_or_else(|| "none".into());
-        let detail = if h.live() { h.points.join(", ") } else { h.notes.join("; ") };
+        let by = h
+            .mechanism
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "none".into());
+        let detail = if h.live() {
+            h.points.join(", ")
+        } else {
+            h.notes.join("; ")
+        };
         println!("  {:<24} {:<16} {}", h.hook, by, detail);
         if h.live() {
             for n in &h.notes {

@@ -53,11 +53,25 @@ pub struct Hook {
 }
 
 const fn tp(program: &'static str, target: &'static str) -> Point {
-    Point { mechanism: Mechanism::Tracepoint, program, target, raw_args: &[] }
+    Point {
+        mechanism: Mechanism::Tracepoint,
+        program,
+        target,
+        raw_args: &[],
+    }
 }
 
-const fn raw(program: &'static str, target: &'static str, raw_args: &'static [(usize, &'static str)]) -> Point {
-    Point { mechanism: Mechanism::RawTracepoint, program, target, raw_args }
+const fn raw(
+    program: &'static str,
+    target: &'static str,
+    raw_args: &'static [(usize, &'static str)],
+) -> Point {
+    Point {
+        mechanism: Mechanism::RawTracepoint,
+        program,
+        target,
+        raw_args,
+    }
 }
 
 pub const HOOKS: &[Hook] = &[
@@ -71,7 +85,11 @@ pub const HOOKS: &[Hook] = &[
         name: "__fput",
         why: "the real release of a file (its mount reference goes)",
         alternatives: &[
-            &[raw("raw_kmem_cache_free", "kmem_cache_free", &[(1, "void *"), (2, "struct kmem_cache *")])],
+            &[raw(
+                "raw_kmem_cache_free",
+                "kmem_cache_free",
+                &[(1, "void *"), (2, "struct kmem_cache *")],
+            )],
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
         precise_only: false,
@@ -87,13 +105,28 @@ pub const HOOKS: &[Hook] = &[
         why: "delayed_fput, io_uring fallback and ring exit work: queued, run, by whom",
         alternatives: &[
             &[
-                raw("raw_workqueue_queue_work", "workqueue_queue_work", &[(0, "int"), (2, "struct work_struct *")]),
-                raw("raw_workqueue_execute_start", "workqueue_execute_start", &[(0, "struct work_struct *")]),
-                raw("raw_workqueue_execute_end", "workqueue_execute_end", &[(0, "struct work_struct *"), (1, "fn *")]),
+                raw(
+                    "raw_workqueue_queue_work",
+                    "workqueue_queue_work",
+                    &[(0, "int"), (2, "struct work_struct *")],
+                ),
+                raw(
+                    "raw_workqueue_execute_start",
+                    "workqueue_execute_start",
+                    &[(0, "struct work_struct *")],
+                ),
+                raw(
+                    "raw_workqueue_execute_end",
+                    "workqueue_execute_end",
+                    &[(0, "struct work_struct *"), (1, "fn *")],
+                ),
             ],
             &[
                 tp("workqueue_queue_work", "workqueue/workqueue_queue_work"),
-                tp("workqueue_execute_start", "workqueue/workqueue_execute_start"),
+                tp(
+                    "workqueue_execute_start",
+                    "workqueue/workqueue_execute_start",
+                ),
                 tp("workqueue_execute_end", "workqueue/workqueue_execute_end"),
             ],
         ],
@@ -166,8 +199,14 @@ pub const HOOKS: &[Hook] = &[
         alternatives: &[&[
             tp("io_uring_create", "io_uring/io_uring_create"),
             tp("io_uring_register", "io_uring/io_uring_register"),
-            tp("sys_enter_io_uring_register", "syscalls/sys_enter_io_uring_register"),
-            tp("sys_exit_io_uring_register", "syscalls/sys_exit_io_uring_register"),
+            tp(
+                "sys_enter_io_uring_register",
+                "syscalls/sys_enter_io_uring_register",
+            ),
+            tp(
+                "sys_exit_io_uring_register",
+                "syscalls/sys_exit_io_uring_register",
+            ),
         ]],
         precise_only: false,
     },
@@ -185,7 +224,11 @@ pub const HOOKS: &[Hook] = &[
         name: "kmem_cache alloc",
         why: "slab allocations (file births are counted here)",
         alternatives: &[
-            &[raw("raw_kmem_cache_alloc", "kmem_cache_alloc", &[(2, "struct kmem_cache *")])],
+            &[raw(
+                "raw_kmem_cache_alloc",
+                "kmem_cache_alloc",
+                &[(2, "struct kmem_cache *")],
+            )],
             &[tp("kmem_cache_alloc", "kmem/kmem_cache_alloc")],
         ],
         precise_only: false,
@@ -194,7 +237,10 @@ pub const HOOKS: &[Hook] = &[
         name: "kmalloc/kfree",
         why: "kmalloc allocations (counted)",
         alternatives: &[
-            &[raw("raw_kmalloc", "kmalloc", &[]), raw("raw_kfree", "kfree", &[])],
+            &[
+                raw("raw_kmalloc", "kmalloc", &[]),
+                raw("raw_kfree", "kfree", &[]),
+            ],
             &[tp("kmalloc", "kmem/kmalloc"), tp("kfree", "kmem/kfree")],
         ],
         precise_only: false,

@@ -26,7 +26,13 @@ impl<'a, W: Write> JsonLines<'a, W> {
     }
 
     fn name(&self, addr: u64) -> Option<String> {
-        self.syms.resolve(addr).map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) })
+        self.syms.resolve(addr).map(|(s, off)| {
+            if off == 0 {
+                s.name.clone()
+            } else {
+                format!("{}+{off:#x}", s.name)
+            }
+        })
     }
 }
 

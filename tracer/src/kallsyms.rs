@@ -33,16 +33,26 @@ impl Kallsyms {
         let mut syms = Vec::new();
         for line in text.lines() {
             let mut it = line.split_whitespace();
-            let (Some(addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
+            let (Some(addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
             if !matches!(ty, "t" | "T" | "w" | "W") {
                 continue;
             }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
             if addr == 0 {
                 continue;
             }
-            let module = it.next().map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
-            syms.push(Symbol { addr, name: name.to_string(), module });
+            let module = it
+                .next()
+                .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
+            syms.push(Symbol {
+                addr,
+                name: name.to_string(),
+                module,
+            });
         }
         syms.sort_by_key(|s| s.addr);
         let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();

@@ -26,8 +26,14 @@ impl KernelBtf {
         // Follow typedefs and qualifiers to the type they name.
         for _ in 0..16 {
             match &t {
-                Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) | Type::TypeTag(_) => {
-                    t = self.btf.resolve_chained_type(t.as_btf_type().expect("qualifier"))?;
+                Type::Typedef(_)
+                | Type::Volatile(_)
+                | Type::Const(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
+                    t = self
+                        .btf
+                        .resolve_chained_type(t.as_btf_type().expect("qualifier"))?;
                 }
                 _ => return Ok(t),
             }
@@ -37,10 +43,10 @@ impl KernelBtf {
 
     fn struct_by_name(&self, name: &str) -> Result<btf_rs::Struct> {
         for t in self.btf.resolve_types_by_name(name).unwrap_or_default() {
-            if let Type::Struct(s) = t {
-                if !s.members.is_empty() {
-                    return Ok(s);
-                }
+            if let Type::Struct(s) = t
+                && !s.members.is_empty()
+            {
+                return Ok(s);
             }
         }
         Err(anyhow!("struct {name} not found in the kernel's BTF"))
@@ -58,12 +64,11 @@ impl KernelBtf {
             if mname == name {
                 return Some((m.bit_offset(), mtype));
             }
-            if mname.is_empty() {
-                if let Ok(Type::Struct(inner) | Type::Union(inner)) = self.strip(mtype) {
-                    if let Some((off, t)) = self.find_member(&inner, name, depth + 1) {
-                        return Some((m.bit_offset() + off, t));
-                    }
-                }
+            if mname.is_empty()
+                && let Ok(Type::Struct(inner) | Type::Union(inner)) = self.strip(mtype)
+                && let Some((off, t)) = self.find_member(&inner, name, depth + 1)
+            {
+                return Some((m.bit_offset() + off, t));
             }
         }
         None
@@ -85,7 +90,7 @@ impl KernelBtf {
                 }
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             bail!("{struct_name}.{} is a bitfield", path.join("."));
         }
         Ok(bits / 8)
@@ -101,12 +106,19 @@ impl KernelBtf {
             .ok()
             .and_then(|v| v.into_iter().next())
             .ok_or_else(|| anyhow!("{typedef} not in BTF"))?;
-        let Type::Ptr(p) = self.strip(t)? else { bail!("{typedef} is not a pointer") };
+        let Type::Ptr(p) = self.strip(t)? else {
+            bail!("{typedef} is not a pointer")
+        };
         let Type::FuncProto(proto) = self.btf.resolve_chained_type(&p)? else {
             bail!("{typedef} does not point to a function prototype")
         };
         // The first parameter is the tracepoint's private `void *__data`.
-        proto.parameters.iter().skip(1).map(|param| self.describe(self.btf.resolve_chained_type(param)?)).collect()
+        proto
+            .parameters
+            .iter()
+            .skip(1)
+            .map(|param| self.describe(self.btf.resolve_chained_type(param)?))
+            .collect()
     }
 
     fn describe(&self, t: Type) -> Result<String> {
@@ -139,7 +151,10 @@ mod tests {
         assert_eq!(btf.offset_of("path", &["mnt"]).unwrap(), 0);
         assert_eq!(btf.offset_of("path", &["dentry"]).unwrap(), 8);
         let f_path = btf.offset_of("file", &["f_path"]).unwrap();
-        assert_eq!(btf.offset_of("file", &["f_path", "dentry"]).unwrap(), f_path + 8);
+        assert_eq!(
+            btf.offset_of("file", &["f_path", "dentry"]).unwrap(),
+            f_path + 8
+        );
         assert!(btf.offset_of("file", &["no_such_member"]).is_err());
         let params = btf.tracepoint_params("kfree").unwrap();
         assert_eq!(params.len(), 2, "{params:?}");

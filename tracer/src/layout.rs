@@ -14,20 +14,65 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::MOUNT_FLAGS, "syscalls", "sys_enter_mount", "flags"),
     (f::UMOUNT_NAME, "syscalls", "sys_enter_umount", "name"),
     (f::UMOUNT_FLAGS, "syscalls", "sys_enter_umount", "flags"),
-    (f::MOVE_MOUNT_FROM_PATH, "syscalls", "sys_enter_move_mount", "from_pathname"),
-    (f::MOVE_MOUNT_TO_PATH, "syscalls", "sys_enter_move_mount", "to_pathname"),
+    (
+        f::MOVE_MOUNT_FROM_PATH,
+        "syscalls",
+        "sys_enter_move_mount",
+        "from_pathname",
+    ),
+    (
+        f::MOVE_MOUNT_TO_PATH,
+        "syscalls",
+        "sys_enter_move_mount",
+        "to_pathname",
+    ),
     (f::FSMOUNT_FLAGS, "syscalls", "sys_enter_fsmount", "flags"),
-    (f::OPENAT_FILENAME, "syscalls", "sys_enter_openat", "filename"),
-    (f::OPENAT2_FILENAME, "syscalls", "sys_enter_openat2", "filename"),
+    (
+        f::OPENAT_FILENAME,
+        "syscalls",
+        "sys_enter_openat",
+        "filename",
+    ),
+    (
+        f::OPENAT2_FILENAME,
+        "syscalls",
+        "sys_enter_openat2",
+        "filename",
+    ),
     (f::OPEN_FILENAME, "syscalls", "sys_enter_open", "filename"),
     (f::CREAT_PATHNAME, "syscalls", "sys_enter_creat", "pathname"),
     (f::CLOSE_FD, "syscalls", "sys_enter_close", "fd"),
-    (f::URING_REGISTER_FD, "syscalls", "sys_enter_io_uring_register", "fd"),
-    (f::URING_REGISTER_OPCODE, "syscalls", "sys_enter_io_uring_register", "opcode"),
-    (f::URING_REGISTER_ARG, "syscalls", "sys_enter_io_uring_register", "arg"),
-    (f::URING_REGISTER_NR_ARGS, "syscalls", "sys_enter_io_uring_register", "nr_args"),
+    (
+        f::URING_REGISTER_FD,
+        "syscalls",
+        "sys_enter_io_uring_register",
+        "fd",
+    ),
+    (
+        f::URING_REGISTER_OPCODE,
+        "syscalls",
+        "sys_enter_io_uring_register",
+        "opcode",
+    ),
+    (
+        f::URING_REGISTER_ARG,
+        "syscalls",
+        "sys_enter_io_uring_register",
+        "arg",
+    ),
+    (
+        f::URING_REGISTER_NR_ARGS,
+        "syscalls",
+        "sys_enter_io_uring_register",
+        "nr_args",
+    ),
     (f::EXIT_PID, "sched", "sched_process_exit", "pid"),
-    (f::EXIT_GROUP_DEAD, "sched", "sched_process_exit", "group_dead"),
+    (
+        f::EXIT_GROUP_DEAD,
+        "sched",
+        "sched_process_exit",
+        "group_dead",
+    ),
     (f::SIG_SIG, "signal", "signal_generate", "sig"),
     (f::SIG_PID, "signal", "signal_generate", "pid"),
     (f::SIG_GROUP, "signal", "signal_generate", "group"),
@@ -35,28 +80,98 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::SIG_COMM, "signal", "signal_generate", "comm"),
     (f::URING_CREATE_FD, "io_uring", "io_uring_create", "fd"),
     (f::URING_CREATE_CTX, "io_uring", "io_uring_create", "ctx"),
-    (f::URING_CREATE_SQ, "io_uring", "io_uring_create", "sq_entries"),
-    (f::URING_CREATE_CQ, "io_uring", "io_uring_create", "cq_entries"),
-    (f::URING_CREATE_FLAGS, "io_uring", "io_uring_create", "flags"),
+    (
+        f::URING_CREATE_SQ,
+        "io_uring",
+        "io_uring_create",
+        "sq_entries",
+    ),
+    (
+        f::URING_CREATE_CQ,
+        "io_uring",
+        "io_uring_create",
+        "cq_entries",
+    ),
+    (
+        f::URING_CREATE_FLAGS,
+        "io_uring",
+        "io_uring_create",
+        "flags",
+    ),
     (f::URING_REG_CTX, "io_uring", "io_uring_register", "ctx"),
-    (f::URING_REG_OPCODE, "io_uring", "io_uring_register", "opcode"),
-    (f::URING_REG_NR_FILES, "io_uring", "io_uring_register", "nr_files"),
+    (
+        f::URING_REG_OPCODE,
+        "io_uring",
+        "io_uring_register",
+        "opcode",
+    ),
+    (
+        f::URING_REG_NR_FILES,
+        "io_uring",
+        "io_uring_register",
+        "nr_files",
+    ),
     (f::URING_REG_RET, "io_uring", "io_uring_register", "ret"),
-    (f::URING_FILE_GET_CTX, "io_uring", "io_uring_file_get", "ctx"),
-    (f::URING_FILE_GET_REQ, "io_uring", "io_uring_file_get", "req"),
+    (
+        f::URING_FILE_GET_CTX,
+        "io_uring",
+        "io_uring_file_get",
+        "ctx",
+    ),
+    (
+        f::URING_FILE_GET_REQ,
+        "io_uring",
+        "io_uring_file_get",
+        "req",
+    ),
     (f::URING_FILE_GET_FD, "io_uring", "io_uring_file_get", "fd"),
-    (f::URING_COMPLETE_CTX, "io_uring", "io_uring_complete", "ctx"),
-    (f::URING_COMPLETE_REQ, "io_uring", "io_uring_complete", "req"),
-    (f::URING_COMPLETE_RES, "io_uring", "io_uring_complete", "res"),
-    (f::URING_COMPLETE_CFLAGS, "io_uring", "io_uring_complete", "cflags"),
-    (f::URING_FAILED_CTX, "io_uring", "io_uring_req_failed", "ctx"),
-    (f::URING_FAILED_REQ, "io_uring", "io_uring_req_failed", "req"),
+    (
+        f::URING_COMPLETE_CTX,
+        "io_uring",
+        "io_uring_complete",
+        "ctx",
+    ),
+    (
+        f::URING_COMPLETE_REQ,
+        "io_uring",
+        "io_uring_complete",
+        "req",
+    ),
+    (
+        f::URING_COMPLETE_RES,
+        "io_uring",
+        "io_uring_complete",
+        "res",
+    ),
+    (
+        f::URING_COMPLETE_CFLAGS,
+        "io_uring",
+        "io_uring_complete",
+        "cflags",
+    ),
+    (
+        f::URING_FAILED_CTX,
+        "io_uring",
+        "io_uring_req_failed",
+        "ctx",
+    ),
+    (
+        f::URING_FAILED_REQ,
+        "io_uring",
+        "io_uring_req_failed",
+        "req",
+    ),
     (f::TIMER_START_TIMER, "timer", "timer_start", "timer"),
     (f::TIMER_START_FUNCTION, "timer", "timer_start", "function"),
     (f::TIMER_START_EXPIRES, "timer", "timer_start", "expires"),
     (f::TIMER_START_NOW, "timer", "timer_start", "now"),
     (f::WQ_WORK, "workqueue", "workqueue_queue_work", "work"),
-    (f::WQ_FUNCTION, "workqueue", "workqueue_queue_work", "function"),
+    (
+        f::WQ_FUNCTION,
+        "workqueue",
+        "workqueue_queue_work",
+        "function",
+    ),
     (f::WQ_CPU, "workqueue", "workqueue_queue_work", "cpu"),
     (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
     (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
@@ -75,9 +190,19 @@ pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::SYS_RET, "syscalls", "sys_exit_creat", "ret"),
     (f::SYS_RET, "syscalls", "sys_exit_io_uring_register", "ret"),
     (f::WQ_WORK, "workqueue", "workqueue_execute_start", "work"),
-    (f::WQ_FUNCTION, "workqueue", "workqueue_execute_start", "function"),
+    (
+        f::WQ_FUNCTION,
+        "workqueue",
+        "workqueue_execute_start",
+        "function",
+    ),
     (f::WQ_WORK, "workqueue", "workqueue_execute_end", "work"),
-    (f::WQ_FUNCTION, "workqueue", "workqueue_execute_end", "function"),
+    (
+        f::WQ_FUNCTION,
+        "workqueue",
+        "workqueue_execute_end",
+        "function",
+    ),
     (f::KMEM_PTR, "kmem", "kmem_cache_alloc", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_alloc", "name"),
 ];
@@ -138,29 +263,49 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
     for &(idx, cat, tp, field) in SHARED_FIELDS {
         let off = format(cat, tp).and_then(|f| f.offset(field));
         if off.is_some() && off != Some(cfg.tp[idx]) {
-            gaps.tp_fields.push(format!("{cat}:{tp}.{field} (at another offset than its siblings)"));
+            gaps.tp_fields.push(format!(
+                "{cat}:{tp}.{field} (at another offset than its siblings)"
+            ));
         }
     }
     for &(idx, st, path) in BTF_MEMBERS {
         match btf.offset_of(st, path) {
             Ok(off) => cfg.btf[idx] = off,
-            Err(e) => gaps.btf_members.push(format!("{st}.{}: {e}", path.join("."))),
+            Err(e) => gaps
+                .btf_members
+                .push(format!("{st}.{}: {e}", path.join("."))),
         }
     }
-    match (btf.offset_of("mount", &["mnt_id"]), btf.offset_of("mount", &["mnt"])) {
-        (Ok(id), Ok(mnt)) => cfg.btf[b::VFSMOUNT_TO_MNT_ID] = (id as i64 - mnt as i64) as i32 as u32,
+    match (
+        btf.offset_of("mount", &["mnt_id"]),
+        btf.offset_of("mount", &["mnt"]),
+    ) {
+        (Ok(id), Ok(mnt)) => {
+            cfg.btf[b::VFSMOUNT_TO_MNT_ID] = (id as i64 - mnt as i64) as i32 as u32
+        }
         (Err(e), _) | (_, Err(e)) => gaps.btf_members.push(format!("mount.mnt_id/mnt: {e}")),
     }
-    match (btf.offset_of("delayed_work", &["timer"]), btf.offset_of("delayed_work", &["work"])) {
+    match (
+        btf.offset_of("delayed_work", &["timer"]),
+        btf.offset_of("delayed_work", &["work"]),
+    ) {
         (Ok(t), Ok(w)) => cfg.btf[b::DWORK_TIMER] = t - w,
-        (Err(e), _) | (_, Err(e)) => gaps.btf_members.push(format!("delayed_work.timer/work: {e}")),
+        (Err(e), _) | (_, Err(e)) => gaps
+            .btf_members
+            .push(format!("delayed_work.timer/work: {e}")),
     }
     gaps
 }
 
 pub fn uring_layout(btf: &KernelBtf) -> UringLayout {
     UringLayout {
-        exit_work: btf.offset_of("io_ring_ctx", &["exit_work"]).ok().map(u64::from),
-        fallback_work: btf.offset_of("io_ring_ctx", &["fallback_work"]).ok().map(u64::from),
+        exit_work: btf
+            .offset_of("io_ring_ctx", &["exit_work"])
+            .ok()
+            .map(u64::from),
+        fallback_work: btf
+            .offset_of("io_ring_ctx", &["fallback_work"])
+            .ok()
+            .map(u64::from),
     }
 }

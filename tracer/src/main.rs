@@ -62,19 +62,37 @@ fn main() -> Result<()> {
             }
             std::process::exit(if report.can_run { 0 } else { 1 });
         }
-        Command::Attach { no_tui, duration, all_work, follow_work, ring_mib, stats_every } => {
+        Command::Attach {
+            no_tui,
+            duration,
+            all_work,
+            follow_work,
+            ring_mib,
+            stats_every,
+        } => {
             if !is_root() {
                 bail!(NOT_ROOT);
             }
             if !ring_mib.is_power_of_two() {
                 bail!("--ring-mib must be a power of two (got {ring_mib})");
             }
-            let opts = Options { all_work, follow_work, ring_bytes: ring_mib << 20 };
-            let stream_opts = StreamOptions { duration, stats_every: Duration::from_secs_f64(stats_every.max(0.05)) };
+            let opts = Options {
+                all_work,
+                follow_work,
+                ring_bytes: ring_mib << 20,
+            };
+            let stream_opts = StreamOptions {
+                duration,
+                stats_every: Duration::from_secs_f64(stats_every.max(0.05)),
+            };
             if !no_tui && std::io::stdout().is_terminal() {
-                eprintln!("tracer: the TUI is not built yet; streaming JSON lines (use --no-tui to silence this)");
+                eprintln!(
+                    "tracer: the TUI is not built yet; streaming JSON lines (use --no-tui to silence this)"
+                );
             }
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async move {
                 let mut att = attach::attach(&opts)?;
                 let kallsyms = std::mem::take(&mut att.kallsyms);

@@ -67,7 +67,9 @@ pub fn decode_snapshot(bytes: &[u8]) -> (Vec<Event>, Vec<String>) {
 }
 
 fn mount_table_event() -> Result<Event> {
-    Ok(userspace_event(Payload::MountTable { mounts: mountinfo::read()? }))
+    Ok(userspace_event(Payload::MountTable {
+        mounts: mountinfo::read()?,
+    }))
 }
 
 /// Runs until the duration ends, SIGINT or SIGTERM.
@@ -104,7 +106,8 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     let mut tick = tokio::time::interval(opts.stats_every);
     tick.tick().await;
     summary.stopped_by = loop {
-        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let sleep_until =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;

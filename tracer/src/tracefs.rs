@@ -24,9 +24,20 @@ fn mount_fs(fstype: &str, path: &str) -> Result<()> {
     let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
     let (src, target, ty) = (c("nodev"), c(path), c(fstype));
     // SAFETY: valid C strings; no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            ty.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
-        bail!("mounting {fstype} on {path}: {}", std::io::Error::last_os_error());
+        bail!(
+            "mounting {fstype} on {path}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -62,22 +73,32 @@ impl Format {
 }
 
 pub fn exists(category: &str, name: &str) -> bool {
-    Path::new(TRACEFS).join("events").join(category).join(name).exists()
+    Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .exists()
 }
 
 /// Reads `events/<category>/<name>/format`.
 pub fn format(category: &str, name: &str) -> Result<Format> {
-    let path = Path::new(TRACEFS).join("events").join(category).join(name).join("format");
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     parse_format(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Parses lines like `field:const void * ptr;	offset:16;	size:8;	signed:0;`.
+/// Parses lines like `field:const void * ptr; offset:16; size:8; signed:0;` (tab-separated).
 pub fn parse_format(text: &str) -> Result<Format> {
     let mut fields = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
         let mut decl = None;
         let mut offset = None;
         let mut size = None;
@@ -94,8 +115,12 @@ pub fn parse_format(text: &str) -> Result<Format> {
         let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) else {
             bail!("malformed field line: {line}");
         };
-        // The name is the last identifier of the declaration, before any array suffix.
-        let decl = decl.split('[').next().unwrap_or(decl);
+        // The name is the last identifier of the declaration, after dropping an array
+        // suffix (`char comm[16]`); `__data_loc char[] name` has its brackets before it.
+        let decl = match decl.strip_suffix(']') {
+            Some(d) => d.rsplit_once('[').map_or(d, |(d, _)| d),
+            None => decl,
+        };
         let name = decl
             .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .find(|s| !s.is_empty())

@@ -1,0 +1,329 @@
+//! The real programs, attached to this machine's kernel, watching real mounts, files,
+//! io_uring rings and kill -9. Each test drives the kernel and checks the records that
+//! arrive, field by field.
+
+mod common;
+
+use std::{fs::File, os::fd::AsRawFd, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+const EBUSY: i32 = 16;
+
+/// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
+#[test]
+fn scenario_child() {
+    let Ok(scenario) = std::env::var("TRACER_SCENARIO") else {
+        return;
+    };
+    let args = std::env::var("TRACER_SCENARIO_ARGS").unwrap_or_default();
+    let mut keep: Vec<File> = Vec::new();
+    let mut rings = Vec::new();
+    match scenario.as_str() {
+        // Hold the named files open.
+        "hold" => {
+            for p in args.split(',') {
+                keep.push(File::create(p).unwrap());
+            }
+        }
+        // Register the named files in an io_uring ring, then close our own fds so the ring
+        // is their only holder.
+        "uring" => {
+            let files: Vec<File> = args.split(',').map(|p| File::create(p).unwrap()).collect();
+            let ring = io_uring::IoUring::new(8).unwrap();
+            let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+            ring.submitter().register_files(&fds).unwrap();
+            drop(files);
+            rings.push(ring);
+        }
+        "sleep" => {}
+        other => panic!("unknown scenario {other}"),
+    }
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(600));
+    drop((keep, rings));
+}
+
+fn payload_is(e: &Value, ty: &str) -> bool {
+    e["payload"]["type"] == ty
+}
+
+#[test]
+fn mount_and_umount_are_recorded_with_paths_and_results() {
+    if !kernel_tests_allowed("mount_and_umount_are_recorded_with_paths_and_results") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("mnt");
+    let target = m.str().to_string();
+    let mount = tracer.wait_event("the mount call", |e| {
+        payload_is(e, "mount_call")
+            && e["payload"]["op"] == "mount"
+            && e["payload"]["target"] == target.as_str()
+    });
+    assert_eq!(mount["payload"]["ret"], 0);
+    assert_eq!(mount["payload"]["fs_type"], "tmpfs");
+    assert_eq!(mount["payload"]["source"], "tracer-test");
+    assert_eq!(mount["comm"], "mount");
+    // The mount table that follows has the new mount.
+    let id = m.mount_id();
+    tracer.wait_for(
+        "a mount table with the new mount",
+        Duration::from_secs(10),
+        |v| {
+            v["event"]["payload"]["type"] == "mount_table"
+                && v["event"]["payload"]["mounts"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|x| x["mount_id"] == id))
+        },
+    );
+    umount(&m.path).expect("umount");
+    let um = tracer.wait_event("the umount call", |e| {
+        payload_is(e, "mount_call")
+            && e["payload"]["op"] == "umount"
+            && e["payload"]["target"] == target.as_str()
+    });
+    assert_eq!(um["payload"]["ret"], 0);
+    assert!(um["payload"]["enter_ns"].as_u64().unwrap() <= um["ts_ns"].as_u64().unwrap());
+    tracer.stop();
+}
+
+#[test]
+fn umount_ebusy_names_the_path_and_the_open_file_is_seen() {
+    if !kernel_tests_allowed("umount_ebusy_names_the_path_and_the_open_file_is_seen") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("busy");
+    let id = m.mount_id();
+    let held = m.path.join("held-file");
+    let mut child = spawn_scenario("scenario_child", "hold", held.to_str().unwrap());
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    let busy = tracer.wait_event("the failed umount", |e| {
+        payload_is(e, "mount_call")
+            && e["payload"]["op"] == "umount"
+            && e["payload"]["target"] == target.as_str()
+    });
+    assert_eq!(busy["payload"]["ret"], -16, "{busy}");
+    let held_path = held.to_str().unwrap().to_string();
+    let open = tracer.wait_event("the child's open of the held file", |e| {
+        payload_is(e, "file_ref") && e["tgid"] == pid && e["payload"]["name"] == held_path.as_str()
+    });
+    let p = &open["payload"];
+    assert_eq!(p["mnt_id"], id, "{open}");
+    assert_eq!(p["how"], "open");
+    assert_eq!(p["holder"]["kind"], "fd");
+    assert_eq!(p["holder"]["tgid"], pid);
+    assert!(p["holder"]["fd"].as_i64().unwrap() >= 0);
+    assert_eq!(p["name"], held.to_str().unwrap());
+    assert_eq!(p["name_kind"], "user_path");
+    let file = p["file"].as_u64().unwrap();
+    assert_ne!(file, 0);
+    kill9(&mut child);
+    // The child's exit closes the file; its struct file goes back to the slab.
+    // (Pointers are reused: the release is the first free of it after the open.)
+    let opened_at = open["ts_ns"].as_u64().unwrap();
+    let freed = tracer.wait_event("the file's release", |e| {
+        payload_is(e, "file_free")
+            && e["payload"]["file"] == file
+            && e["ts_ns"].as_u64().unwrap() > opened_at
+    });
+    assert_eq!(freed["payload"]["mnt_id"], id);
+    // A process's exit closes its files itself (task_work as it dies), not a kworker.
+    assert_eq!(freed["tgid"], pid, "{freed}");
+    umount(&m.path).expect("umount after the holder died");
+    tracer.stop();
+}
+
+#[test]
+fn kill_9_and_the_exit_are_seen() {
+    if !kernel_tests_allowed("kill_9_and_the_exit_are_seen") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let mut child = spawn_scenario("scenario_child", "sleep", "");
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+    let status = kill9(&mut child);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let me = std::process::id() as i64;
+    let sig = tracer.wait_event("the SIGKILL", |e| {
+        payload_is(e, "signal") && e["payload"]["target_pid"] == pid
+    });
+    assert_eq!(sig["payload"]["sig"], 9);
+    assert_eq!(sig["tgid"], me, "the sender is this test process: {sig}");
+    let exit = tracer.wait_event("the exit of the whole process", |e| {
+        payload_is(e, "task_exit") && e["tgid"] == pid && e["payload"]["group_dead"] == true
+    });
+    assert_eq!(
+        exit["payload"]["exit_code"].as_i64().unwrap() & 0x7f,
+        9,
+        "{exit}"
+    );
+    tracer.stop();
+}
+
+#[test]
+fn io_uring_ring_and_registered_files_are_seen() {
+    if !kernel_tests_allowed("io_uring_ring_and_registered_files_are_seen") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("uring");
+    let id = m.mount_id();
+    let a = m.path.join("a");
+    let b = m.path.join("b");
+    let mut child = spawn_scenario(
+        "scenario_child",
+        "uring",
+        &format!("{},{}", a.display(), b.display()),
+    );
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+    let create = tracer.wait_event("the ring's creation", |e| {
+        payload_is(e, "uring_create") && e["tgid"] == pid
+    });
+    let ctx = create["payload"]["ctx"].as_u64().unwrap();
+    assert_ne!(ctx, 0);
+    let reg = tracer.wait_event("the registration", |e| {
+        payload_is(e, "uring_register") && e["tgid"] == pid
+    });
+    assert_eq!(reg["payload"]["ctx"], ctx);
+    assert_eq!(reg["payload"]["nr_files"], 2);
+    assert_eq!(reg["payload"]["ret"], 0);
+    let refs = |t: &Tracer| {
+        t.events(|e| {
+            payload_is(e, "file_ref")
+                && e["payload"]["holder"]["kind"] == "uring_fixed"
+                && e["tgid"] == pid
+        })
+    };
+    tracer.wait_for("two registered files", Duration::from_secs(10), |_| {
+        refs(&tracer).len() >= 2
+    });
+    let refs = refs(&tracer);
+    assert_eq!(refs.len(), 2);
+    for r in &refs {
+        assert_eq!(r["payload"]["holder"]["ctx"], ctx);
+        assert_eq!(r["payload"]["mnt_id"], id);
+        assert_eq!(r["payload"]["how"], "uring_register");
+        assert_eq!(r["payload"]["name_kind"], "dentry");
+    }
+    let mut names: Vec<&str> = refs
+        .iter()
+        .map(|r| r["payload"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    // The ring is the only holder now: killing the owner lets the ring go, and with it the
+    // files, out of line (ring exit work, then delayed_fput).
+    kill9(&mut child);
+    // Pointers are reused: the release is the free of that pointer, on that mount, after
+    // the reference was taken.
+    let release_of = |r: &Value| {
+        let (file, since) = (r["payload"]["file"].clone(), r["ts_ns"].as_u64().unwrap());
+        move |e: &Value| {
+            payload_is(e, "file_free")
+                && e["payload"]["file"] == file
+                && e["payload"]["mnt_id"] == id
+                && e["ts_ns"].as_u64().unwrap() > since
+        }
+    };
+    for r in &refs {
+        let freed = tracer.wait_event("a registered file's release", release_of(r));
+        // Released from a kworker: the work context says which work item did it.
+        assert!(
+            !freed["work"].is_null(),
+            "released outside any work item: {freed}"
+        );
+        assert!(
+            freed["comm"].as_str().unwrap().starts_with("kworker"),
+            "{freed}"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while umount(&m.path).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mount stayed busy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracer.stop();
+}
+
+#[test]
+fn headless_attach_ends_on_its_duration_and_leaves_nothing_attached() {
+    if !kernel_tests_allowed("headless_attach_ends_on_its_duration_and_leaves_nothing_attached") {
+        return;
+    }
+    let _g = serial();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["attach", "--no-tui", "--duration", "1500ms"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let hooks = lines
+        .iter()
+        .find(|v| v["type"] == "hooks")
+        .expect("hooks line");
+    let live: Vec<&Value> = hooks["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["mechanism"].is_null())
+        .collect();
+    assert!(
+        live.iter().any(|h| h["hook"] == "mount/umount result"),
+        "{hooks}"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["stopped_by"], "duration");
+    assert_eq!(end["drops"], 0);
+    assert!(lines.iter().any(|v| v["type"] == "stats"));
+    assert_eq!(leftover_programs(), Vec::<String>::new());
+}
+
+#[test]
+fn sigint_detaches_cleanly() {
+    if !kernel_tests_allowed("sigint_detaches_cleanly") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    assert!(
+        !our_programs_loaded().is_empty(),
+        "the tracer's programs are loaded while it runs"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer_pid(&tracer), libc::SIGINT) };
+    tracer.wait_for("the end line", Duration::from_secs(10), |v| {
+        v["type"] == "end" && v["stopped_by"] == "SIGINT"
+    });
+    drop(tracer);
+    assert_eq!(leftover_programs(), Vec::<String>::new());
+}
+
+fn tracer_pid(t: &Tracer) -> i32 {
+    t.pid()
+}

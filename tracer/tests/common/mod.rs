@@ -1,0 +1,306 @@
+//! Shared pieces of the kernel tests: root checks, a running tracer, real mounts, and
+//! child processes that play the scenarios.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Kernel tests attach probes system-wide and check that nothing stays attached after:
+/// they must not overlap.
+static KERNEL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    KERNEL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True when the test may touch the kernel. Without root: fails under CI, skips loudly
+/// elsewhere.
+pub fn kernel_tests_allowed(test: &str) -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!(
+            "{test}: needs root to load eBPF programs, and CI=true: a kernel test must not skip in CI"
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: needs root to load eBPF programs (run `sudo -E cargo test` or `cargo xtask test` as root)"
+    );
+    false
+}
+
+/// A running `tracer attach --no-tui`, its JSON lines collected as they come.
+pub struct Tracer {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Tracer {
+    pub fn start(extra: &[&str]) -> Tracer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args([
+                "attach",
+                "--no-tui",
+                "--duration",
+                "120s",
+                "--stats-every",
+                "0.2",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning tracer");
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let t = Tracer { child, lines };
+        t.wait_for("the ready line", Duration::from_secs(60), |v| {
+            v["type"] == "ready"
+        });
+        t
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Event payloads (with the event's header fields merged in) matching `pred`.
+    pub fn events(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| v["type"] == "event")
+            .map(|v| v["event"].clone())
+            .filter(|e| pred(e))
+            .collect()
+    }
+
+    /// Waits for a line matching `pred`; panics with the tail of the stream if none comes.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = self.lines().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                let lines = self.lines();
+                let tail: Vec<String> =
+                    lines.iter().rev().take(30).map(|v| v.to_string()).collect();
+                panic!(
+                    "timed out waiting for {what}; last lines:\n{}",
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, Duration::from_secs(20), |v| {
+            v["type"] == "event" && pred(&v["event"])
+        })["event"]
+            .clone()
+    }
+
+    /// SIGTERM, then the `end` line; asserts a clean exit.
+    pub fn stop(mut self) -> Vec<Value> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("waiting for tracer");
+        assert!(status.success(), "tracer exited with {status}");
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = self.lines();
+        let end = lines
+            .iter()
+            .find(|v| v["type"] == "end")
+            .expect("an end line");
+        assert_eq!(end["stopped_by"], "SIGTERM");
+        lines
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our programs still loaded after the tracer exited, given the kernel a moment to free
+/// them (program release is deferred to RCU after the last fd closes).
+pub fn leftover_programs() -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = our_programs_loaded();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The names of our programs loaded in the kernel right now.
+pub fn our_programs_loaded() -> Vec<String> {
+    // Full program names; the kernel keeps the first 15 bytes.
+    const OURS: &[&str] = &[
+        "sys_enter_umount",
+        "sys_exit_mount_family",
+        "raw_kmem_cache_free",
+        "raw_workqueue_execute_start",
+        "sys_exit_open_family",
+        "io_uring_file_get",
+        "snapshot_task_file",
+    ];
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_string))
+        .filter(|n| {
+            OURS.iter()
+                .any(|o| o.as_bytes()[..o.len().min(15)] == *n.as_bytes())
+        })
+        .collect()
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"))
+}
+
+/// A real tmpfs mount in a fresh directory, lazily unmounted and removed on drop.
+pub struct TmpMount {
+    pub path: PathBuf,
+}
+
+impl TmpMount {
+    pub fn new(tag: &str) -> TmpMount {
+        let path = std::env::temp_dir().join(format!("tracer-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        let out = run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=16m",
+                "tracer-test",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TmpMount { path }
+    }
+
+    pub fn str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    pub fn mount_id(&self) -> i64 {
+        mount_id_of(&self.path).expect("mount in mountinfo")
+    }
+}
+
+impl Drop for TmpMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).output();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// The mount id of the topmost mount at `path`, from /proc/self/mountinfo.
+pub fn mount_id_of(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == path.to_str())
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .next_back()
+}
+
+/// umount(2) directly: the errno, not umount(8)'s exit code.
+pub fn umount(path: &Path) -> Result<(), i32> {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+    }
+}
+
+/// Runs this test binary again as a child playing `scenario` (see `scenario_child` in the
+/// test files), with `args` in TRACER_SCENARIO_ARGS.
+pub fn spawn_scenario(test_fn: &str, scenario: &str, args: &str) -> Scenario {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([test_fn, "--exact", "--nocapture", "--test-threads=1"])
+        .env("TRACER_SCENARIO", scenario)
+        .env("TRACER_SCENARIO_ARGS", args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning scenario child");
+    Scenario(child)
+}
+
+/// A scenario child; killed if a test fails while it runs.
+pub struct Scenario(pub Child);
+
+impl Scenario {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the child's stdout until it prints `READY` (it then holds its references). The
+/// test harness writes `test scenario_child ... ` before it on the same line.
+pub fn wait_ready(child: &mut Scenario) {
+    let out = child.0.stdout.as_mut().unwrap();
+    let mut r = BufReader::new(out);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).unwrap();
+        assert!(n > 0, "scenario child exited before READY");
+        if line.trim_end().ends_with("READY") {
+            return;
+        }
+    }
+}
+
+pub fn kill9(child: &mut Scenario) -> std::process::ExitStatus {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.0.wait().unwrap()
+}
