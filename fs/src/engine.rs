@@ -125,6 +125,12 @@ impl Engine {
         &self.cfg
     }
 
+    /// Names a kernel function address learnt at run time (a work function first seen in
+    /// the stream), so reports print it by name.
+    pub fn add_symbol(&mut self, addr: u64, name: impl Into<String>) {
+        self.cfg.symbols.entry(addr).or_insert_with(|| name.into());
+    }
+
     /// Adds a limit of the evidence learnt at run time (e.g. "ring buffer lost 12 records"),
     /// quoted in later verdicts.
     pub fn add_evidence_limit(&mut self, limit: impl Into<String>) {

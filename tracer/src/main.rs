@@ -7,7 +7,7 @@ use tracer::{
     NOT_ROOT,
     attach::{self, Options},
     doctor, is_root,
-    jsonl::JsonLines,
+    live::{self, Format, LiveSink},
     stream::{self, StreamOptions},
 };
 
@@ -47,6 +47,12 @@ enum Command {
         /// Seconds between counter updates in the stream.
         #[arg(long, default_value_t = 1.0)]
         stats_every: f64,
+        /// Output format without the TUI.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        /// Do not write every event, only hooks, verdicts, notices and counters.
+        #[arg(long)]
+        no_events: bool,
     },
 }
 
@@ -69,6 +75,8 @@ fn main() -> Result<()> {
             follow_work,
             ring_mib,
             stats_every,
+            format,
+            no_events,
         } => {
             if !is_root() {
                 bail!(NOT_ROOT);
@@ -96,22 +104,45 @@ fn main() -> Result<()> {
             runtime.block_on(async move {
                 let mut att = attach::attach(&opts)?;
                 let kallsyms = std::mem::take(&mut att.kallsyms);
-                let mut out = JsonLines::new(std::io::stdout().lock(), &kallsyms);
-                out.line(&json!({
+                let engine = tracer_fs::Engine::new(live::engine_config(&att));
+                let mut out = LiveSink::new(
+                    engine,
+                    std::io::stdout().lock(),
+                    format,
+                    !no_events,
+                    &kallsyms,
+                );
+                out.json(&json!({
                     "type": "hooks",
                     "hooks": att.hooks,
                     "followed_work": att.followed,
                     "missing_tracepoint_fields": att.gaps.tp_fields,
                     "missing_btf_members": att.gaps.btf_members,
                 }))?;
+                for h in &att.hooks {
+                    let how = match h.mechanism {
+                        Some(m) => format!("{m}: {}", h.points.join(", ")),
+                        None => format!("NOT AVAILABLE: {}", h.notes.join("; ")),
+                    };
+                    out.text(&format!("hook {:<24} {how}", h.hook))?;
+                }
                 let summary = stream::run(&mut att, stream_opts, &mut out).await?;
-                out.line(&json!({
+                out.json(&json!({
                     "type": "end",
                     "stopped_by": summary.stopped_by,
                     "events": summary.events,
                     "bad_records": summary.bad_records,
                     "drops": summary.figures.total_drops(),
+                    "notices": out.notices,
                 }))?;
+                out.text(&format!(
+                    "tracer: stopped by {}; {} events, {} notices, {} records lost, {} undecodable",
+                    summary.stopped_by,
+                    summary.events,
+                    out.notices,
+                    summary.figures.total_drops(),
+                    summary.bad_records
+                ))?;
                 drop(att);
                 Ok(())
             })

@@ -1,0 +1,191 @@
+//! The live engine: every event goes through `tracer_fs::Engine`, and what it concludes
+//! (EBUSY verdicts, culprits released, stories closed) is written out as it happens, as JSON
+//! lines or as plain text for a person watching.
+
+use std::{collections::HashSet, io::Write};
+
+use anyhow::Result;
+use serde_json::json;
+use tracer_fs::{
+    Engine, EngineConfig, Notice,
+    event::{Event, Payload},
+};
+
+use crate::{attach::Attached, counters::Figures, kallsyms::Kallsyms, stream::Sink};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Json,
+    /// Verdicts and notices in plain words.
+    Text,
+}
+
+/// What the engine needs from the attach: followed functions, ring layout, missing hooks.
+pub fn engine_config(att: &Attached) -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    let first = |name: &str| {
+        att.followed
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| f.addrs.first().copied())
+    };
+    cfg.delayed_fput = first("delayed_fput");
+    cfg.io_ring_exit_work = first("io_ring_exit_work");
+    cfg.io_fallback_req_func = first("io_fallback_req_func");
+    for f in &att.followed {
+        for a in &f.addrs {
+            cfg.symbols.insert(*a, f.name.clone());
+        }
+    }
+    cfg.ring_exit_work_offset = att.uring.exit_work;
+    cfg.ring_fallback_work_offset = att.uring.fallback_work;
+    cfg.missing_hooks = att
+        .hooks
+        .iter()
+        .filter(|h| !h.live())
+        .map(|h| format!("{} ({})", h.hook, h.why))
+        .collect();
+    cfg.exit_group_dead_unknown = att.gaps.tp_fields.iter().any(|g| g.contains("group_dead"));
+    cfg
+}
+
+pub struct LiveSink<'a, W: Write> {
+    pub engine: Engine,
+    out: W,
+    format: Format,
+    /// Also write every event (JSON only).
+    events: bool,
+    syms: &'a Kallsyms,
+    named: HashSet<u64>,
+    last_drops: u64,
+    last_misses: u64,
+    pub notices: u64,
+}
+
+impl<'a, W: Write> LiveSink<'a, W> {
+    pub fn new(engine: Engine, out: W, format: Format, events: bool, syms: &'a Kallsyms) -> Self {
+        LiveSink {
+            engine,
+            out,
+            format,
+            events,
+            syms,
+            named: HashSet::new(),
+            last_drops: 0,
+            last_misses: 0,
+            notices: 0,
+        }
+    }
+
+    pub fn json(&mut self, v: &serde_json::Value) -> Result<()> {
+        if self.format == Format::Json {
+            serde_json::to_writer(&mut self.out, v)?;
+            self.out.write_all(b"\n")?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn text(&mut self, s: &str) -> Result<()> {
+        if self.format == Format::Text {
+            writeln!(self.out, "{s}")?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn symbol(&self, addr: u64) -> Option<String> {
+        self.syms.resolve(addr).map(|(s, off)| {
+            if off == 0 {
+                s.name.clone()
+            } else {
+                format!("{}+{off:#x}", s.name)
+            }
+        })
+    }
+
+    /// Teaches the engine the names of work functions as they first appear.
+    fn learn_symbols(&mut self, ev: &Event) {
+        let mut addrs = vec![];
+        if let Some(w) = ev.work {
+            addrs.push(w.function);
+        }
+        if let Payload::WorkQueued { function, .. }
+        | Payload::WorkStart { function, .. }
+        | Payload::WorkEnd { function, .. }
+        | Payload::WorkArmed { function, .. } = ev.payload
+        {
+            addrs.push(function);
+        }
+        for a in addrs {
+            if self.named.insert(a) {
+                if let Some(name) = self.symbol(a) {
+                    self.engine.add_symbol(a, name);
+                }
+            }
+        }
+    }
+
+    fn notice(&mut self, n: &Notice) -> Result<()> {
+        self.notices += 1;
+        if self.format == Format::Json {
+            let mut v: serde_json::Value = serde_json::from_str(&n.to_json_line())?;
+            v["type"] = json!("notice");
+            v["text"] = json!(n.to_string());
+            self.json(&v)
+        } else {
+            self.text(&n.to_string())
+        }
+    }
+}
+
+impl<W: Write> Sink for LiveSink<'_, W> {
+    fn event(&mut self, ev: &Event) -> Result<()> {
+        self.learn_symbols(ev);
+        let notices = self.engine.apply(ev);
+        if self.events && self.format == Format::Json {
+            let mut v = json!({ "type": "event", "event": ev });
+            if let Some(w) = ev.work {
+                v["work_fn_name"] = json!(self.symbol(w.function));
+            }
+            self.json(&v)?;
+        }
+        for n in &notices {
+            self.notice(n)?;
+        }
+        Ok(())
+    }
+
+    fn figures(&mut self, f: &Figures) -> Result<()> {
+        // Lost records and skipped runs weaken every later verdict: say so in them.
+        let drops = f.total_drops();
+        if drops > self.last_drops {
+            self.engine.add_evidence_limit(format!(
+                "the ring buffer was full: {drops} records lost so far"
+            ));
+            self.text(&format!(
+                "WARNING: {drops} records lost (ring buffer full); try --ring-mib"
+            ))?;
+            self.last_drops = drops;
+        }
+        let misses = f.total_recursion_misses();
+        if misses > self.last_misses {
+            self.engine.add_evidence_limit(format!(
+                "{misses} program runs skipped by the kernel (recursion)"
+            ));
+            self.last_misses = misses;
+        }
+        self.json(&json!({ "type": "stats", "stats": f, "engine": self.engine.stats() }))
+    }
+
+    fn bad_record(&mut self, err: &str) -> Result<()> {
+        self.json(&json!({ "type": "error", "error": err }))?;
+        self.text(&format!("ERROR: {err}"))
+    }
+
+    fn ready(&mut self) -> Result<()> {
+        self.json(&json!({ "type": "ready" }))?;
+        self.text("tracer: attached; watching mounts, files and deferred work (Ctrl-C to stop)")
+    }
+}
