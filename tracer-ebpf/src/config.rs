@@ -14,7 +14,11 @@ pub fn tp(field: usize) -> Option<usize> {
     // SAFETY: reading a field of a static; volatile so the compiler does not fold the
     // build-time placeholder.
     let v = unsafe { core::ptr::read_volatile(&CONFIG.tp[field]) };
-    if v == MISSING_U16 { None } else { Some(v as usize) }
+    if v == MISSING_U16 {
+        None
+    } else {
+        Some(v as usize)
+    }
 }
 
 /// A structure member offset (`btf_off::*`), if the running kernel's BTF has it.
@@ -22,7 +26,11 @@ pub fn tp(field: usize) -> Option<usize> {
 pub fn btf(member: usize) -> Option<u64> {
     // SAFETY: as above.
     let v = unsafe { core::ptr::read_volatile(&CONFIG.btf[member]) };
-    if v == MISSING_U32 { None } else { Some(v as u64) }
+    if v == MISSING_U32 {
+        None
+    } else {
+        Some(v as u64)
+    }
 }
 
 #[inline(always)]

@@ -1,8 +1,8 @@
 //! Filling headers, reserving ring-buffer space and counting what could not be sent.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     maps::ring_buf::RingBufEntry,
 };
 use tracer_fs::wire::{COMM_LEN, Header, RecordKind, counter};

@@ -25,7 +25,9 @@ fn open_enter(ctx: &TracePointContext, field: usize) -> u32 {
     }
     let Some(off) = tp(field) else { return 0 };
     // SAFETY: offset from the format file.
-    let Ok(path) = (unsafe { ctx.read_at::<u64>(off) }) else { return 0 };
+    let Ok(path) = (unsafe { ctx.read_at::<u64>(off) }) else {
+        return 0;
+    };
     let _ = PENDING_OPEN.insert(&bpf_get_current_pid_tgid(), &path, 0);
     0
 }
@@ -59,7 +61,9 @@ pub fn sys_exit_open_family(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = PENDING_OPEN.remove(&key);
-    let Some(off) = tp(tp_field::SYS_RET) else { return 0 };
+    let Some(off) = tp(tp_field::SYS_RET) else {
+        return 0;
+    };
     // SAFETY: offset from the format file.
     let fd = unsafe { ctx.read_at::<i64>(off) }.unwrap_or(-1);
     if fd < 0 {
@@ -85,11 +89,15 @@ pub fn send_file_ref(
     holder_ctx: u64,
     user_path: u64,
 ) {
-    let Some(mut entry) = reserve::<FileRef>(RecordKind::FileRef) else { return };
+    let Some(mut entry) = reserve::<FileRef>(RecordKind::FileRef) else {
+        return;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::FileRef);
-    fill_file_ref(rec, file, holder, source, fd, holder_obj, holder_ctx, user_path);
+    fill_file_ref(
+        rec, file, holder, source, fd, holder_obj, holder_ctx, user_path,
+    );
     entry.submit(0);
 }
 
@@ -119,7 +127,9 @@ pub fn fill_file_ref(
     rec.name_kind = NAME_NONE;
     rec.name[0] = 0;
     // SAFETY: the helper checks the user address and bounds the copy.
-    if user_path != 0 && unsafe { bpf_probe_read_user_str_bytes(user_path as *const u8, &mut rec.name) }.is_ok() {
+    if user_path != 0
+        && unsafe { bpf_probe_read_user_str_bytes(user_path as *const u8, &mut rec.name) }.is_ok()
+    {
         rec.name_kind = NAME_USER_PATH;
     } else if file_dentry_name(file, &mut rec.name) {
         rec.name_kind = NAME_DENTRY;
@@ -133,11 +143,17 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if is_self() {
         return 0;
     }
-    let Some(off) = tp(tp_field::CLOSE_FD) else { return 0 };
+    let Some(off) = tp(tp_field::CLOSE_FD) else {
+        return 0;
+    };
     // SAFETY: offset from the format file.
     let fd = unsafe { ctx.read_at::<u64>(off) }.unwrap_or(u64::MAX) as i64 as i32;
-    let Some(file) = fd_to_file(current_task(), fd) else { return 0 };
-    let Some(mut entry) = reserve::<FileUnref>(RecordKind::FileUnref) else { return 0 };
+    let Some(file) = fd_to_file(current_task(), fd) else {
+        return 0;
+    };
+    let Some(mut entry) = reserve::<FileUnref>(RecordKind::FileUnref) else {
+        return 0;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::FileUnref);

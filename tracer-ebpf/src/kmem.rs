@@ -5,10 +5,10 @@
 //! running kernel's BTF; the classic programs are the fallback.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
-    EbpfContext,
 };
 use tracer_fs::wire::{FileFree, RecordKind, btf_off, counter, tp_field};
 
@@ -29,11 +29,17 @@ fn filp_cache() -> u64 {
 /// Learns the `filp` cache pointer the first time an object of it is allocated.
 #[inline(always)]
 fn discover_filp(cache: u64) {
-    let Some(off) = btf(btf_off::KMEM_CACHE_NAME) else { return };
-    let Some(name) = read::<u64>(cache.wrapping_add(off)) else { return };
+    let Some(off) = btf(btf_off::KMEM_CACHE_NAME) else {
+        return;
+    };
+    let Some(name) = read::<u64>(cache.wrapping_add(off)) else {
+        return;
+    };
     let mut buf = [0u8; 5];
     // SAFETY: the helper bounds the copy by `buf`.
-    if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut buf) }.is_ok() && &buf == FILP {
+    if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut buf) }.is_ok()
+        && &buf == FILP
+    {
         if let Some(slot) = FILP_CACHE.get_ptr_mut(0) {
             // SAFETY: a single u64 slot; racing writers write the same value.
             unsafe { *slot = cache };
@@ -60,7 +66,9 @@ fn on_file_free(file: u64) {
     if id.mnt_id < 0 {
         return;
     }
-    let Some(mut entry) = reserve::<FileFree>(RecordKind::FileFree) else { return };
+    let Some(mut entry) = reserve::<FileFree>(RecordKind::FileFree) else {
+        return;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::FileFree);
@@ -115,9 +123,13 @@ pub fn raw_kfree(_ctx: RawTracePointContext) -> i32 {
 /// `__data_loc` string: offset in the low 16 bits, length in the high 16).
 #[inline(always)]
 fn classic_is_filp(ctx: &TracePointContext) -> bool {
-    let Some(off) = tp(tp_field::KMEM_NAME) else { return false };
+    let Some(off) = tp(tp_field::KMEM_NAME) else {
+        return false;
+    };
     // SAFETY: offset from the format file.
-    let Ok(loc) = (unsafe { ctx.read_at::<u32>(off) }) else { return false };
+    let Ok(loc) = (unsafe { ctx.read_at::<u32>(off) }) else {
+        return false;
+    };
     let mut buf = [0u8; 5];
     let src = (ctx.as_ptr() as u64).wrapping_add((loc & 0xffff) as u64);
     // SAFETY: the helper checks the address and bounds the copy.

@@ -2,7 +2,9 @@
 //! exit, sent as one `MountCall` record.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes, generated::bpf_ktime_get_boot_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes, generated::bpf_ktime_get_boot_ns,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -19,7 +21,9 @@ fn user_str(ctx: &TracePointContext, field: usize, buf: &mut [u8]) {
     buf[0] = 0;
     let Some(off) = tp(field) else { return };
     // SAFETY: reading the tracepoint record at an offset from its format file.
-    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(off) }) else { return };
+    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(off) }) else {
+        return;
+    };
     if ptr == 0 {
         return;
     }
@@ -30,11 +34,20 @@ fn user_str(ctx: &TracePointContext, field: usize, buf: &mut [u8]) {
 }
 
 #[inline(always)]
-fn enter(ctx: &TracePointContext, op: MountOp, source: usize, target: usize, fstype: usize, flags: usize) -> u32 {
+fn enter(
+    ctx: &TracePointContext,
+    op: MountOp,
+    source: usize,
+    target: usize,
+    fstype: usize,
+    flags: usize,
+) -> u32 {
     if is_self() {
         return 0;
     }
-    let Some(rec) = SCRATCH_MOUNT.get_ptr_mut(0) else { return 0 };
+    let Some(rec) = SCRATCH_MOUNT.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU scratch slot, ours for the duration of this program.
     let rec = unsafe { &mut *rec };
     rec.op = op as u32;
@@ -49,7 +62,10 @@ fn enter(ctx: &TracePointContext, op: MountOp, source: usize, target: usize, fst
     user_str(ctx, source, &mut rec.source);
     user_str(ctx, target, &mut rec.target);
     user_str(ctx, fstype, &mut rec.fstype);
-    if PENDING_MOUNT.insert(&bpf_get_current_pid_tgid(), rec, 0).is_err() {
+    if PENDING_MOUNT
+        .insert(&bpf_get_current_pid_tgid(), rec, 0)
+        .is_err()
+    {
         count(counter::MAP_FULL);
     }
     0

@@ -40,7 +40,9 @@ pub fn snapshot_task_file(ctx: *mut c_void) -> i32 {
         return 0;
     }
     let fd = arg(ctx, ARG_FD) as u32 as i32;
-    let Some(rec) = scratch_file_ref() else { return 0 };
+    let Some(rec) = scratch_file_ref() else {
+        return 0;
+    };
     fill_file_ref(rec, file, HolderKind::Fd, RefSource::Snapshot, fd, 0, 0, 0);
     if rec.mnt_id < 0 {
         return 0;
@@ -58,7 +60,9 @@ pub fn snapshot_task_file(ctx: *mut c_void) -> i32 {
     h.comm[0] = 0;
     if let Some(off) = btf(btf_off::TASK_COMM) {
         // SAFETY: the helper checks the address and bounds the copy.
-        if unsafe { bpf_probe_read_kernel_buf(task.wrapping_add(off) as *const u8, &mut h.comm) }.is_err() {
+        if unsafe { bpf_probe_read_kernel_buf(task.wrapping_add(off) as *const u8, &mut h.comm) }
+            .is_err()
+        {
             h.comm[0] = 0;
         }
     }
@@ -71,7 +75,11 @@ pub fn snapshot_task_file(ctx: *mut c_void) -> i32 {
     };
     // SAFETY: writes the record into the iterator's output.
     unsafe {
-        bpf_seq_write(seq, (rec as *const FileRef).cast(), size_of::<FileRef>() as u32);
+        bpf_seq_write(
+            seq,
+            (rec as *const FileRef).cast(),
+            size_of::<FileRef>() as u32,
+        );
     }
     0
 }

@@ -1,6 +1,8 @@
 //! Task exits and SIGKILLs: who died, how, and who killed whom.
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel_buf, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel_buf, macros::tracepoint, programs::TracePointContext,
+};
 use tracer_fs::wire::{COMM_LEN, RecordKind, Signal, TaskExit, btf_off, tp_field};
 
 use crate::{
@@ -18,7 +20,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         Some(off) => unsafe { ctx.read_at::<u8>(off) }.unwrap_or(0) as u32,
         None => 0,
     };
-    let Some(mut entry) = reserve::<TaskExit>(RecordKind::TaskExit) else { return 0 };
+    let Some(mut entry) = reserve::<TaskExit>(RecordKind::TaskExit) else {
+        return 0;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::TaskExit);
@@ -34,7 +38,9 @@ pub fn signal_generate(ctx: TracePointContext) -> u32 {
     if sig != SIGKILL {
         return 0;
     }
-    let Some(mut entry) = reserve::<Signal>(RecordKind::Signal) else { return 0 };
+    let Some(mut entry) = reserve::<Signal>(RecordKind::Signal) else {
+        return 0;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::Signal);

@@ -30,7 +30,9 @@ const MAX_REGISTER_WALK: u32 = 128;
 
 #[tracepoint]
 pub fn io_uring_create(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<UringCreate>(RecordKind::UringCreate) else { return 0 };
+    let Some(mut entry) = reserve::<UringCreate>(RecordKind::UringCreate) else {
+        return 0;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::UringCreate);
@@ -45,7 +47,9 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn io_uring_register(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<UringRegister>(RecordKind::UringRegister) else { return 0 };
+    let Some(mut entry) = reserve::<UringRegister>(RecordKind::UringRegister) else {
+        return 0;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::UringRegister);
@@ -69,7 +73,10 @@ pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
         // The ring is named by a registered-ring index, not an fd: not resolvable here.
         return 0;
     }
-    if opcode != IORING_REGISTER_FILES && opcode != IORING_REGISTER_FILES2 && opcode != IORING_UNREGISTER_FILES {
+    if opcode != IORING_REGISTER_FILES
+        && opcode != IORING_REGISTER_FILES2
+        && opcode != IORING_UNREGISTER_FILES
+    {
         return 0;
     }
     let ring_fd: u64 = field(&ctx, tp_field::URING_REGISTER_FD);
@@ -79,7 +86,9 @@ pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
         count(counter::FD_WALK_FAILED);
         return 0;
     };
-    let Some(ring) = member::<u64>(ring_file, btf_off::FILE_PRIVATE_DATA) else { return 0 };
+    let Some(ring) = member::<u64>(ring_file, btf_off::FILE_PRIVATE_DATA) else {
+        return 0;
+    };
     let (fds, nr) = if opcode == IORING_REGISTER_FILES2 {
         // struct io_uring_rsrc_register { __u32 nr; __u32 flags; __u64 resv2; __u64 data; .. }
         // (uapi, fixed layout).
@@ -95,8 +104,16 @@ pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
     } else {
         (arg, nr_args as u32)
     };
-    let pending = PendingRegister { ctx: ring, fds, nr, opcode };
-    if PENDING_REGISTER.insert(&bpf_get_current_pid_tgid(), &pending, 0).is_err() {
+    let pending = PendingRegister {
+        ctx: ring,
+        fds,
+        nr,
+        opcode,
+    };
+    if PENDING_REGISTER
+        .insert(&bpf_get_current_pid_tgid(), &pending, 0)
+        .is_err()
+    {
         count(counter::MAP_FULL);
     }
     0
@@ -108,7 +125,9 @@ pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_io_uring_register(ctx: TracePointContext) -> u32 {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: copied out at once.
-    let Some(p) = (unsafe { PENDING_REGISTER.get(&key) }).copied() else { return 0 };
+    let Some(p) = (unsafe { PENDING_REGISTER.get(&key) }).copied() else {
+        return 0;
+    };
     let _ = PENDING_REGISTER.remove(&key);
     let ret: i64 = field(&ctx, tp_field::SYS_RET);
     if ret < 0 {
@@ -140,7 +159,15 @@ pub fn sys_exit_io_uring_register(ctx: TracePointContext) -> u32 {
         let fd = unsafe { bpf_probe_read_user((p.fds + i as u64 * 4) as *const i32) }.unwrap_or(-1);
         if fd >= 0 {
             if let Some(file) = fd_to_file(task, fd) {
-                send_file_ref(file, HolderKind::UringFixed, RefSource::UringRegister, fd, p.ctx, p.ctx, 0);
+                send_file_ref(
+                    file,
+                    HolderKind::UringFixed,
+                    RefSource::UringRegister,
+                    fd,
+                    p.ctx,
+                    p.ctx,
+                    0,
+                );
             }
         }
         i += 1;
@@ -155,11 +182,21 @@ pub fn io_uring_file_get(ctx: TracePointContext) -> u32 {
     let ring: u64 = field(&ctx, tp_field::URING_FILE_GET_CTX);
     let req: u64 = field(&ctx, tp_field::URING_FILE_GET_REQ);
     let fd: i32 = field(&ctx, tp_field::URING_FILE_GET_FD);
-    let Some(file) = fd_to_file(current_task(), fd) else { return 0 };
+    let Some(file) = fd_to_file(current_task(), fd) else {
+        return 0;
+    };
     if INFLIGHT.insert(&req, &ring, 0).is_err() {
         count(counter::MAP_FULL);
     }
-    send_file_ref(file, HolderKind::UringReq, RefSource::UringFileGet, fd, req, ring, 0);
+    send_file_ref(
+        file,
+        HolderKind::UringReq,
+        RefSource::UringFileGet,
+        fd,
+        req,
+        ring,
+        0,
+    );
     0
 }
 
@@ -170,7 +207,9 @@ fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
         return;
     }
     let _ = INFLIGHT.remove(&req);
-    let Some(mut entry) = reserve::<UringReqDone>(RecordKind::UringReqDone) else { return };
+    let Some(mut entry) = reserve::<UringReqDone>(RecordKind::UringReqDone) else {
+        return;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::UringReqDone);

@@ -27,7 +27,9 @@ fn followed(function: u64) -> bool {
 
 #[inline(always)]
 fn send(kind: RecordKind, work: u64, function: u64, target_cpu: i32) {
-    let Some(mut entry) = reserve::<Work>(kind) else { return };
+    let Some(mut entry) = reserve::<Work>(kind) else {
+        return;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, kind);
@@ -109,13 +111,19 @@ pub fn workqueue_queue_work(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn workqueue_execute_start(ctx: TracePointContext) -> u32 {
-    on_start(field(&ctx, tp_field::WQ_WORK), field(&ctx, tp_field::WQ_FUNCTION));
+    on_start(
+        field(&ctx, tp_field::WQ_WORK),
+        field(&ctx, tp_field::WQ_FUNCTION),
+    );
     0
 }
 
 #[tracepoint]
 pub fn workqueue_execute_end(ctx: TracePointContext) -> u32 {
-    on_end(field(&ctx, tp_field::WQ_WORK), field(&ctx, tp_field::WQ_FUNCTION));
+    on_end(
+        field(&ctx, tp_field::WQ_WORK),
+        field(&ctx, tp_field::WQ_FUNCTION),
+    );
     0
 }
 
@@ -129,7 +137,9 @@ pub fn timer_start(ctx: TracePointContext) -> u32 {
     if timer_fn == 0 || function != timer_fn {
         return 0;
     }
-    let Some(timer_off) = btf(btf_off::DWORK_TIMER) else { return 0 };
+    let Some(timer_off) = btf(btf_off::DWORK_TIMER) else {
+        return 0;
+    };
     let timer: u64 = field(&ctx, tp_field::TIMER_START_TIMER);
     let work = timer.wrapping_sub(timer_off);
     let work_fn = work_func(work);
@@ -138,7 +148,9 @@ pub fn timer_start(ctx: TracePointContext) -> u32 {
     }
     let expires: u64 = field(&ctx, tp_field::TIMER_START_EXPIRES);
     let now: u64 = field(&ctx, tp_field::TIMER_START_NOW);
-    let Some(mut entry) = reserve::<WorkArm>(RecordKind::WorkArm) else { return 0 };
+    let Some(mut entry) = reserve::<WorkArm>(RecordKind::WorkArm) else {
+        return 0;
+    };
     // SAFETY: the reserved record is written whole before submit.
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut rec.hdr, RecordKind::WorkArm);

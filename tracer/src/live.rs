@@ -119,10 +119,10 @@ impl<'a, W: Write> LiveSink<'a, W> {
             addrs.push(function);
         }
         for a in addrs {
-            if self.named.insert(a) {
-                if let Some(name) = self.symbol(a) {
-                    self.engine.add_symbol(a, name);
-                }
+            if self.named.insert(a)
+                && let Some(name) = self.symbol(a)
+            {
+                self.engine.add_symbol(a, name);
             }
         }
     }
