@@ -116,6 +116,20 @@ impl Tracer {
         }
     }
 
+    /// Waits for an engine notice (`verdict`, `culprit_released`, `story_closed`, ...).
+    pub fn wait_notice(&self, what: &str, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, Duration::from_secs(20), |v| {
+            v["type"] == "notice" && v["notice"] == kind && pred(v)
+        })
+    }
+
+    pub fn notices(&self, kind: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| v["type"] == "notice" && v["notice"] == kind)
+            .collect()
+    }
+
     pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         self.wait_for(what, Duration::from_secs(20), |v| {
             v["type"] == "event" && pred(&v["event"])
@@ -260,6 +274,7 @@ pub fn spawn_scenario(test_fn: &str, scenario: &str, args: &str) -> Scenario {
         .args([test_fn, "--exact", "--nocapture", "--test-threads=1"])
         .env("TRACER_SCENARIO", scenario)
         .env("TRACER_SCENARIO_ARGS", args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -274,6 +289,14 @@ impl Scenario {
     pub fn id(&self) -> u32 {
         self.0.id()
     }
+
+    /// Sends a line to the child's stdin (scenarios that wait for a cue read one).
+    pub fn cue(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.0.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
 }
 
 impl Drop for Scenario {
@@ -286,14 +309,20 @@ impl Drop for Scenario {
 /// Reads the child's stdout until it prints `READY` (it then holds its references). The
 /// test harness writes `test scenario_child ... ` before it on the same line.
 pub fn wait_ready(child: &mut Scenario) {
+    wait_line(child, "READY")
+}
+
+/// Reads the child's stdout until a line ends with `word`. Reads byte by byte so nothing
+/// after the line is swallowed by a buffer.
+pub fn wait_line(child: &mut Scenario, word: &str) {
     let out = child.0.stdout.as_mut().unwrap();
-    let mut r = BufReader::new(out);
+    let mut r = BufReader::with_capacity(1, out);
     let mut line = String::new();
     loop {
         line.clear();
         let n = r.read_line(&mut line).unwrap();
-        assert!(n > 0, "scenario child exited before READY");
-        if line.trim_end().ends_with("READY") {
+        assert!(n > 0, "scenario child exited before {word}");
+        if line.trim_end().ends_with(word) {
             return;
         }
     }
