@@ -42,6 +42,34 @@ fn scenario_child() {
             std::thread::sleep(Duration::from_secs(600));
             drop(ring);
         }
+        // A read on a FIFO under the mount that cannot complete: the request holds the file
+        // while in flight. Our own fd is closed, so the request is the only holder.
+        "uring_inflight" => {
+            let fifo = std::ffi::CString::new(paths[0]).unwrap();
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(paths[0])
+                .unwrap();
+            let mut ring = io_uring::IoUring::new(8).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let read = io_uring::opcode::Read::new(
+                io_uring::types::Fd(f.as_raw_fd()),
+                buf.as_mut_ptr(),
+                4096,
+            )
+            .build()
+            .user_data(7);
+            // SAFETY: `buf` outlives the request (this process only ends by being killed).
+            unsafe { ring.submission().push(&read).unwrap() };
+            ring.submit().unwrap();
+            drop(f);
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+            drop((ring, buf));
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -238,5 +266,143 @@ fn files_of_a_killed_tasks_io_uring_ring() {
     });
     assert_eq!(s["failed_attempts"], 1 + failed_more as u64, "{s:#}");
     assert_eq!(s["culprits_released"], 2);
+    tracer.stop();
+}
+
+/// Scenario 3: io_uring requests in flight on a file under the mount (a read that cannot
+/// complete), then SIGKILL: the references are held by the request while in flight, and
+/// their release at cancellation is recorded.
+#[test]
+fn in_flight_requests_of_a_killed_task() {
+    if !kernel_tests_allowed("in_flight_requests_of_a_killed_task") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("inflight");
+    let id = m.mount_id();
+    let fifo = m.path.join("fifo");
+    let fifo_s = fifo.to_str().unwrap().to_string();
+    let mut child = spawn_scenario("scenario_child", "uring_inflight", &fifo_s);
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+
+    // The request took the file (io_uring_file_get).
+    let got = tracer.wait_event("the request's file", |e| {
+        e["payload"]["type"] == "file_ref"
+            && e["tgid"] == pid
+            && e["payload"]["how"] == "uring_file_get"
+    });
+    assert_eq!(got["payload"]["mnt_id"], id, "{got:#}");
+    assert_eq!(got["payload"]["holder"]["kind"], "uring_req");
+    let file = got["payload"]["file"].as_u64().unwrap();
+
+    // While it is in flight, an umount fails and the verdict names the request.
+    assert_eq!(
+        umount(&m.path),
+        Err(EBUSY),
+        "an in-flight request holds a file under the mount"
+    );
+    let target = m.str().to_string();
+    let v = tracer.wait_notice("the verdict", "verdict", |v| is_verdict_for(v, &target));
+    let c = culprit_named(&v, &fifo_s);
+    let h = &c["holders"].as_array().unwrap()[0];
+    assert_eq!(h["kind"], "uring_req", "{c:#}");
+    assert_eq!(h["ring"]["owner"]["pid"], pid, "{h:#}");
+    assert_eq!(h["ring"]["owner"]["alive"], true, "{h:#}");
+    assert!(
+        v["text"].as_str().unwrap().contains("in-flight"),
+        "{}",
+        v["text"]
+    );
+
+    // SIGKILL cancels the request; the file is released, and we say by whom.
+    kill9(&mut child);
+    let freed = tracer.wait_event("the file's release", |e| {
+        e["payload"]["type"] == "file_free"
+            && e["payload"]["file"] == file
+            && e["ts_ns"].as_u64().unwrap() > got["ts_ns"].as_u64().unwrap()
+    });
+    let hex = format!("{file:#x}");
+    let r = tracer.wait_notice("the culprit's release", "culprit_released", |n| {
+        n["file"]["file"] == hex.as_str()
+    });
+    let chain = r["chain"].as_array().unwrap();
+    assert!(!chain.is_empty(), "{r:#}");
+    assert_eq!(
+        chain[0]["pid"], freed["pid"],
+        "the chain starts at the releasing task: {r:#}"
+    );
+    // The owner is dead, so the release ran in deferred work, which the chain names.
+    assert!(chain[0]["function_name"].is_string(), "{r:#}");
+    assert!(freed["work"].is_object(), "{freed:#}");
+    eprintln!("{}", r["text"].as_str().unwrap());
+    umount_eventually(&m.path);
+    tracer.wait_notice("the story's end", "story_closed", |n| {
+        n["story"]["what"] == format!("umount {target}")
+    });
+    tracer.stop();
+}
+
+/// Scenario 4: several mounts at once, one busy, one not, and a bind mount of the busy
+/// one: nothing is charged to the wrong mount.
+#[test]
+fn several_mounts_and_a_bind_mount_are_kept_apart() {
+    if !kernel_tests_allowed("several_mounts_and_a_bind_mount_are_kept_apart") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let busy = TmpMount::new("busy4");
+    let idle = TmpMount::new("idle4");
+    let bind = std::env::temp_dir().join(format!("tracer-test-bind4-{}", std::process::id()));
+    std::fs::create_dir_all(&bind).unwrap();
+    let out = run("mount", &["--bind", busy.str(), bind.to_str().unwrap()]);
+    assert!(out.status.success());
+    let bind_id = mount_id_of(&bind).unwrap();
+    assert_ne!(bind_id, busy.mount_id());
+    // One file opened through each path of the same filesystem.
+    let via_busy = busy.path.join("via-busy");
+    let via_bind = bind.join("via-bind");
+    let mut child = spawn_scenario(
+        "scenario_child",
+        "hold_until_cue",
+        &format!("{},{}", via_busy.display(), via_bind.display()),
+    );
+    wait_ready(&mut child);
+
+    umount(&idle.path).expect("the idle mount is not busy");
+    assert_eq!(umount(&busy.path), Err(EBUSY));
+    assert_eq!(umount(&bind), Err(EBUSY));
+    let v_busy = tracer.wait_notice("busy's verdict", "verdict", |v| {
+        is_verdict_for(v, busy.str())
+    });
+    let bind_s = bind.to_str().unwrap().to_string();
+    let v_bind = tracer.wait_notice("bind's verdict", "verdict", |v| is_verdict_for(v, &bind_s));
+    let names = |v: &Value| -> Vec<String> {
+        v["culprits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(v_busy["mount"]["id"], busy.mount_id());
+    assert_eq!(names(&v_busy), [via_busy.to_str().unwrap()], "{v_busy:#}");
+    assert_eq!(v_bind["mount"]["id"], bind_id);
+    assert_eq!(names(&v_bind), [via_bind.to_str().unwrap()], "{v_bind:#}");
+    // No verdict for the idle mount, which unmounted fine.
+    assert!(
+        tracer
+            .notices("verdict")
+            .iter()
+            .all(|v| v["target"] != idle.str())
+    );
+
+    child.cue("close");
+    wait_line(&mut child, "CLOSED");
+    umount_eventually(&bind);
+    umount_eventually(&busy.path);
+    let _ = std::fs::remove_dir(&bind);
     tracer.stop();
 }
