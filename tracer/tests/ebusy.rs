@@ -70,6 +70,18 @@ fn scenario_child() {
             std::thread::sleep(Duration::from_secs(600));
             drop((ring, buf));
         }
+        // Hold a block device open exclusively (O_EXCL), as a competing user would.
+        "hold_bdev_excl" => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_EXCL)
+                .open(paths[0])
+                .unwrap();
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+            drop(f);
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -404,5 +416,228 @@ fn several_mounts_and_a_bind_mount_are_kept_apart() {
     umount_eventually(&bind);
     umount_eventually(&busy.path);
     let _ = std::fs::remove_dir(&bind);
+    tracer.stop();
+}
+
+/// An xfs filesystem on a loop device, torn down on drop.
+struct LoopXfs {
+    img: std::path::PathBuf,
+    dev: String,
+    dir: std::path::PathBuf,
+}
+
+impl LoopXfs {
+    fn new(tag: &str) -> LoopXfs {
+        let base = std::env::temp_dir().join(format!("tracer-test-{tag}-{}", std::process::id()));
+        let img = base.with_extension("img");
+        let dir = base;
+        std::fs::create_dir_all(&dir).unwrap();
+        File::create(&img).unwrap().set_len(320 << 20).unwrap();
+        let out = run("mkfs.xfs", &["-q", "-f", img.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "mkfs.xfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run("losetup", &["--find", "--show", img.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let l = LoopXfs { img, dev, dir };
+        l.mount().expect("mounting the fresh xfs");
+        l
+    }
+
+    fn mount(&self) -> Result<(), i32> {
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let (dev, dir, ty) = (c(&self.dev), c(self.dir.to_str().unwrap()), c("xfs"));
+        // SAFETY: valid C strings, no data.
+        let rc =
+            unsafe { libc::mount(dev.as_ptr(), dir.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+        }
+    }
+
+    fn dir_s(&self) -> String {
+        self.dir.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for LoopXfs {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", self.dir.to_str().unwrap()]);
+        // The loop device goes once nothing uses it any more.
+        for _ in 0..50 {
+            if run("losetup", &["-d", &self.dev]).status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_file(&self.img);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn umount_lazy(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) },
+        0,
+        "umount -l"
+    );
+}
+
+/// Scenario 5: xfs on a loop device, `umount -l` while files on it are held (by a live fd
+/// and by a killed task's io_uring ring): the mount leaves mountinfo but stays pinned until
+/// its last file goes. Then a mount that fails with EBUSY because another process holds the
+/// block device open exclusively.
+#[test]
+fn lazily_unmounted_xfs_stays_pinned_and_a_held_device_blocks_mount() {
+    if !kernel_tests_allowed("lazily_unmounted_xfs_stays_pinned_and_a_held_device_blocks_mount") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let fs = LoopXfs::new("xfs5");
+    let id = mount_id_of(&fs.dir).unwrap();
+    let (f1, u1) = (fs.dir.join("f1"), fs.dir.join("u1"));
+    let mut holder = spawn_scenario("scenario_child", "hold_until_cue", f1.to_str().unwrap());
+    wait_ready(&mut holder);
+    let mut ringer = spawn_scenario("scenario_child", "uring_only_holder", u1.to_str().unwrap());
+    wait_ready(&mut ringer);
+    let (holder_pid, ringer_pid) = (holder.id() as i64, ringer.id() as i64);
+
+    umount_lazy(&fs.dir);
+    assert_eq!(mount_id_of(&fs.dir), None, "the mount left the table");
+    let d = tracer.wait_notice(
+        "the detached-but-pinned notice",
+        "mount_detached_pinned",
+        |n| n["mount"]["id"] == id,
+    );
+    assert_eq!(d["mount"]["fs_type"], "xfs", "{d:#}");
+    assert_eq!(d["mount"]["source"], fs.dev.as_str());
+    let files = d["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{d:#}");
+    let kinds: Vec<(&str, i64)> = files
+        .iter()
+        .map(|f| {
+            let h = &f["holders"][0];
+            let pid = h["task"]["pid"]
+                .as_i64()
+                .or(h["ring"]["owner"]["pid"].as_i64())
+                .unwrap();
+            (h["kind"].as_str().unwrap(), pid)
+        })
+        .collect();
+    assert!(kinds.contains(&("fd", holder_pid)), "{kinds:?}");
+    assert!(kinds.contains(&("uring_fixed", ringer_pid)), "{kinds:?}");
+
+    // The ring's owner dies: its file goes out of line; the fd holder keeps the mount pinned.
+    kill9(&mut ringer);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        tracer
+            .lines()
+            .iter()
+            .all(|v| v["notice"] != "detached_mount_unpinned"),
+        "still pinned by the fd"
+    );
+    holder.cue("close");
+    wait_line(&mut holder, "CLOSED");
+    let u = tracer.wait_notice("the unpinned notice", "detached_mount_unpinned", |n| {
+        n["mount"]["id"] == id
+    });
+    assert!(u["ts_ns"].as_u64().unwrap() > d["ts_ns"].as_u64().unwrap());
+    assert_eq!(u["last_file"]["name"], f1.to_str().unwrap(), "{u:#}");
+    assert!(
+        u["text"].as_str().unwrap().contains("no longer pinned"),
+        "{}",
+        u["text"]
+    );
+
+    // Another process holds the block device open exclusively: mounting it fails with EBUSY,
+    // and the verdict names that process.
+    let mut bdev = spawn_scenario("scenario_child", "hold_bdev_excl", &fs.dev);
+    wait_ready(&mut bdev);
+    // The old superblock may still be going away: wait until the EBUSY is the device's.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        fs.mount(),
+        Err(EBUSY),
+        "mounting a device held open with O_EXCL"
+    );
+    let dir = fs.dir_s();
+    let v = tracer.wait_notice("the mount verdict", "verdict", |v| {
+        v["kind"] == "mount_busy" && v["target"] == dir.as_str()
+    });
+    assert_eq!(v["source"], fs.dev.as_str(), "{v:#}");
+    let openers = v["device_openers"].as_array().unwrap();
+    assert_eq!(openers.len(), 1, "{v:#}");
+    let h = &openers[0]["holders"][0];
+    assert_eq!(h["kind"], "fd");
+    assert_eq!(h["task"]["pid"], bdev.id() as i64, "{v:#}");
+    assert!(
+        v["text"].as_str().unwrap().contains("held open by pid"),
+        "{}",
+        v["text"]
+    );
+    kill9(&mut bdev);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs.mount().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the device stayed busy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracer.wait_notice("the mount story's end", "story_closed", |n| {
+        n["story"]["what"].as_str().unwrap().starts_with("mount ")
+    });
+    umount_eventually(&fs.dir);
+    tracer.stop();
+}
+
+/// An umount of a path that is not a mount point is recorded with its error and explained by
+/// nothing (it is not an EBUSY); the tracer carries on.
+#[test]
+fn umount_of_a_path_that_is_not_a_mount() {
+    if !kernel_tests_allowed("umount_of_a_path_that_is_not_a_mount") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let dir = std::env::temp_dir().join(format!("tracer-test-notamount-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(umount(&dir), Err(libc::EINVAL));
+    let d = dir.to_str().unwrap().to_string();
+    let call = tracer.wait_event("the failed umount", |e| {
+        e["payload"]["type"] == "mount_call" && e["payload"]["target"] == d.as_str()
+    });
+    assert_eq!(call["payload"]["ret"], -(libc::EINVAL as i64));
+    // Still alive and working afterwards: a real EBUSY right after is explained.
+    let m = TmpMount::new("after");
+    let mut child = spawn_scenario(
+        "scenario_child",
+        "hold_until_cue",
+        m.path.join("x").to_str().unwrap(),
+    );
+    wait_ready(&mut child);
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    tracer.wait_notice("the verdict", "verdict", |v| is_verdict_for(v, m.str()));
+    assert!(
+        tracer
+            .notices("verdict")
+            .iter()
+            .all(|v| v["target"] != d.as_str())
+    );
+    let _ = std::fs::remove_dir(&dir);
+    drop(child);
     tracer.stop();
 }
