@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod hooks;
 pub mod kallsyms;
 pub mod kernel_btf;
+pub mod kmsg;
 pub mod layout;
 pub mod live;
 pub mod mountinfo;

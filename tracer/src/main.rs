@@ -92,6 +92,7 @@ fn main() -> Result<()> {
             let stream_opts = StreamOptions {
                 duration,
                 stats_every: Duration::from_secs_f64(stats_every.max(0.05)),
+                stop: None,
             };
             if !no_tui && std::io::stdout().is_terminal() {
                 eprintln!(

@@ -1,20 +1,23 @@
 //! The live stream: drains the ring buffer, decodes records into events, adds the events
 //! userspace makes (the fd snapshot, mount tables), and hands them to a sink in order.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
+    sync::Notify,
 };
 use tracer_fs::{
     event::{self, Event, Payload},
     wire::RecordKind,
 };
 
-use crate::{attach::Attached, clock::boottime_ns, counters, counters::Figures, mountinfo};
+use crate::{
+    attach::Attached, clock::boottime_ns, counters, counters::Figures, kmsg::Kmsg, mountinfo,
+};
 
 /// Where events go: JSON lines, the engine, a recording, the TUI.
 pub trait Sink {
@@ -26,10 +29,22 @@ pub trait Sink {
     fn ready(&mut self) -> Result<()>;
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StreamOptions {
     pub duration: Option<Duration>,
     pub stats_every: Duration,
+    /// Stops the stream when notified (the TUI's quit), like SIGINT does.
+    pub stop: Option<Arc<Notify>>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            duration: None,
+            stats_every: Duration::from_secs(1),
+            stop: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -72,7 +87,30 @@ fn mount_table_event() -> Result<Event> {
     }))
 }
 
-/// Runs until the duration ends, SIGINT or SIGTERM.
+/// Waits until `/dev/kmsg` has records; never, without it.
+async fn kmsg_readable(
+    kmsg: &mut Option<AsyncFd<Kmsg>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, Kmsg>> {
+    match kmsg {
+        Some(k) => k.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The xfstests markers among the kernel log lines read now, as events; true when the
+/// log was read to its end.
+fn kmsg_markers(kmsg: &mut Kmsg, sink: &mut dyn Sink, summary: &mut Summary) -> Result<bool> {
+    let (lines, at_end) = kmsg.read_available();
+    for line in lines {
+        if let Some(test) = crate::kmsg::test_marker(&line) {
+            summary.events += 1;
+            sink.event(&userspace_event(Payload::TestMarker { test }))?;
+        }
+    }
+    Ok(at_end)
+}
+
+/// Runs until the duration ends, SIGINT, SIGTERM or `opts.stop` is notified.
 pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -> Result<Summary> {
     let mut summary = Summary::default();
     let ring = RingBuf::try_from(att.ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
@@ -80,6 +118,12 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     let mut ring: AsyncFd<RingBuf<MapData>> =
         unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
+
+    // xfstests' `run fstests <test> at` lines from now on; no /dev/kmsg, no markers.
+    let mut kmsg = Kmsg::open().and_then(|k| {
+        // SAFETY: `Kmsg` owns its file and always returns the same open fd.
+        unsafe { AsyncFd::register_with_interest(k, tokio::io::Interest::READABLE) }.ok()
+    });
 
     // Hooks are live from here on; the snapshot then covers what was open before.
     sink.event(&mount_table_event()?)?;
@@ -100,6 +144,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
 
     sink.ready()?;
 
+    let stop = opts.stop.clone().unwrap_or_default();
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
@@ -118,6 +163,13 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 let f = counters::read(&att.ebpf)?;
                 sink.figures(&f)?;
             }
+            guard = kmsg_readable(&mut kmsg) => {
+                let mut guard = guard?;
+                if kmsg_markers(guard.get_inner_mut(), sink, &mut summary)? {
+                    guard.clear_ready();
+                }
+            }
+            _ = stop.notified() => break "quit",
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "duration",
