@@ -247,6 +247,11 @@ fn io_uring_ring_and_registered_files_are_seen() {
             !freed["work"].is_null(),
             "released outside any work item: {freed}"
         );
+        assert_eq!(
+            freed_line_work_fn(&tracer, &freed),
+            "delayed_fput",
+            "{freed}"
+        );
         assert!(
             freed["comm"].as_str().unwrap().starts_with("kworker"),
             "{freed}"
@@ -269,6 +274,7 @@ fn headless_attach_ends_on_its_duration_and_leaves_nothing_attached() {
         return;
     }
     let _g = serial();
+    let bpffs_before = bpffs_entries();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tracer"))
         .args(["attach", "--no-tui", "--duration", "1500ms"])
         .output()
@@ -302,6 +308,11 @@ fn headless_attach_ends_on_its_duration_and_leaves_nothing_attached() {
     assert_eq!(end["drops"], 0);
     assert!(lines.iter().any(|v| v["type"] == "stats"));
     assert_eq!(leftover_programs(), Vec::<String>::new());
+    assert_eq!(
+        bpffs_entries(),
+        bpffs_before,
+        "nothing pinned in /sys/fs/bpf"
+    );
 }
 
 #[test]
@@ -326,4 +337,45 @@ fn sigint_detaches_cleanly() {
 
 fn tracer_pid(t: &Tracer) -> i32 {
     t.pid()
+}
+
+/// The work function name the stream printed beside an event (resolved from kallsyms).
+fn freed_line_work_fn(tracer: &Tracer, ev: &Value) -> String {
+    tracer
+        .lines()
+        .into_iter()
+        .find(|v| v["type"] == "event" && v["event"] == *ev)
+        .and_then(|v| v["work_fn_name"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn work_events_name_their_functions() {
+    if !kernel_tests_allowed("work_events_name_their_functions") {
+        return;
+    }
+    let _g = serial();
+    // With --all-work every work item is sent; some run every second on any system.
+    let tracer = Tracer::start(&["--all-work"]);
+    let q = tracer.wait_for("a queued work item", Duration::from_secs(20), |v| {
+        v["type"] == "event" && v["event"]["payload"]["type"] == "work_queued"
+    });
+    let name = q["function_name"].as_str().unwrap_or("");
+    assert!(
+        !name.is_empty() && !name.starts_with("0x"),
+        "unnamed work function: {q}"
+    );
+    tracer.stop();
+}
+
+fn bpffs_entries() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
