@@ -149,6 +149,13 @@ impl<W: Write> Sink for LiveSink<'_, W> {
             if let Some(w) = ev.work {
                 v["work_fn_name"] = json!(self.symbol(w.function));
             }
+            if let Payload::WorkQueued { function, .. }
+            | Payload::WorkStart { function, .. }
+            | Payload::WorkEnd { function, .. }
+            | Payload::WorkArmed { function, .. } = ev.payload
+            {
+                v["function_name"] = json!(self.symbol(function));
+            }
             self.json(&v)?;
         }
         for n in &notices {
