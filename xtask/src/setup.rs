@@ -62,6 +62,20 @@ pub const TEST_TOOLS: &[Tool] = &[
         package: "bpftool",
         program: "bpftool",
     },
+    // The VM tier (`cargo xtask vm-test`): qemu boots Debian's cloud kernel with a busybox
+    // initramfs made with cpio.
+    Tool {
+        package: "qemu-system-x86",
+        program: "qemu-system-x86_64",
+    },
+    Tool {
+        package: "busybox-static",
+        program: "busybox",
+    },
+    Tool {
+        package: "cpio",
+        program: "cpio",
+    },
 ];
 
 /// What the calling command needs.
