@@ -9,6 +9,7 @@ mod run;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Cmd {
     Run(run::Args),
     /// Formatting, clippy and the workspace tests (kernel tests need root).
     Test(test::Args),
+    /// Boot Debian's cloud kernel (kprobes, fentry) under qemu and run tracer doctor in it.
+    VmTest(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Cmd::Build(args) => build::main(args),
         Cmd::Run(args) => run::main(args),
         Cmd::Test(args) => test::main(args),
+        Cmd::VmTest(args) => vm::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
