@@ -1,20 +1,36 @@
 //! `cargo xtask test`: setup if something is missing, then formatting, clippy and the
 //! workspace tests. The kernel tests need root: under CI (`CI=true`) not being root is an
-//! error; elsewhere a warning, and the tests that need root skip themselves.
+//! error; elsewhere a warning, and the tests that need root skip themselves. Then the VM
+//! tier (`cargo xtask vm-test`: tracer doctor inside Debian's cloud kernel under qemu),
+//! unless `--no-vm`.
 
 use anyhow::{Result, bail};
 
-use crate::{setup, util};
+use crate::{build, setup, util, vm};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Skip the VM tier (`cargo xtask vm-test`) after the cargo tests.
+    #[arg(long)]
+    pub no_vm: bool,
+}
 
-pub fn main(_args: Args) -> Result<()> {
+pub fn main(args: Args) -> Result<()> {
     check_root()?;
     setup::ensure(setup::Level::Test)?;
     fmt()?;
     clippy()?;
-    cargo_test()
+    cargo_test()?;
+    if args.no_vm {
+        eprintln!("xtask: --no-vm: skipping the VM tier");
+        return Ok(());
+    }
+    build::build_tracer(false)?;
+    vm::run(&vm::Args {
+        release: false,
+        timeout: 180,
+        refresh: false,
+    })
 }
 
 fn check_root() -> Result<()> {

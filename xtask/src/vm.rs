@@ -131,13 +131,18 @@ pub fn run(args: &Args) -> Result<()> {
     for line in &result.lines {
         println!("  {line}");
     }
+    for failure in &result.failures {
+        println!("  FAILED: {failure}");
+    }
+    // A plain closing line: `vm-test: N passed, N failed`.
+    println!(
+        "vm-test: {} passed, {} failed",
+        result.passed,
+        result.failures.len()
+    );
     if result.failures.is_empty() {
-        println!("vm-test: passed");
         Ok(())
     } else {
-        for failure in &result.failures {
-            println!("  FAILED: {failure}");
-        }
         bail!(
             "vm-test: {} check(s) failed (serial log: {})",
             result.failures.len(),
@@ -508,6 +513,8 @@ fn boot(kernel: &Kernel, initramfs: &Path, log: &Path, timeout: Duration) -> Res
 struct Checked {
     /// The summary, one line each.
     lines: Vec<String>,
+    /// How many checks passed.
+    passed: usize,
     failures: Vec<String>,
 }
 
@@ -528,9 +535,12 @@ fn check(serial: &str, version: &str) -> Checked {
     let uptime =
         |s: Option<&&str>| s.and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
     match uptime(marked("BOOTED").first()) {
-        Some(t) => c.lines.push(format!(
-            "booted:    /init started at {t:.1}s of guest uptime"
-        )),
+        Some(t) => {
+            c.passed += 1;
+            c.lines.push(format!(
+                "booted:    /init started at {t:.1}s of guest uptime"
+            ))
+        }
         None => {
             c.failures
                 .push("/init never started (no BOOTED marker)".into());
@@ -542,7 +552,7 @@ fn check(serial: &str, version: &str) -> Checked {
             .push(format!("done:      at {t:.1}s of guest uptime"));
     }
     match marked("UNAME").first() {
-        Some(&u) if u == version => {}
+        Some(&u) if u == version => c.passed += 1,
         other => c.failures.push(format!(
             "uname -r in the VM is {other:?}, expected {version}"
         )),
@@ -552,6 +562,8 @@ fn check(serial: &str, version: &str) -> Checked {
     for m in &modules {
         if m.ends_with("FAILED") {
             c.failures.push(format!("insmod {m}"));
+        } else {
+            c.passed += 1;
         }
     }
     let Some(json) = between(
@@ -571,9 +583,14 @@ fn check(serial: &str, version: &str) -> Checked {
     if rc != "rc=0" {
         c.failures
             .push(format!("tracer doctor --json exited with {rc}"));
+    } else {
+        c.passed += 1;
     }
     let report: serde_json::Value = match serde_json::from_str(json.trim()) {
-        Ok(v) => v,
+        Ok(v) => {
+            c.passed += 1;
+            v
+        }
         Err(err) => {
             c.failures
                 .push(format!("tracer doctor's output is not JSON: {err}"));
@@ -587,6 +604,8 @@ fn check(serial: &str, version: &str) -> Checked {
     ));
     if report["can_run"] != serde_json::Value::Bool(true) {
         c.failures.push("tracer doctor says can_run: false".into());
+    } else {
+        c.passed += 1;
     }
     let caps = report["capabilities"]
         .as_array()
@@ -608,6 +627,8 @@ fn check(serial: &str, version: &str) -> Checked {
         if !ok {
             c.failures
                 .push(format!("capability `{want}` missing inside the VM"));
+        } else {
+            c.passed += 1;
         }
     }
     if let Some(hooks) = report["hooks"].as_array() {
@@ -672,6 +693,8 @@ mod tests {
         let c = check(serial, "6.1.0-1-cloud-amd64");
         // Only the other REQUIRED capabilities are missing.
         assert_eq!(c.failures.len(), REQUIRED.len() - 1, "{:?}", c.failures);
+        // booted, uname, 1 module, rc, JSON, can_run, kprobes.
+        assert_eq!(c.passed, 7);
         assert!(c.lines.iter().any(|l| l.contains("yes kprobes")));
         let c = check("nothing", "x");
         assert_eq!(c.failures.len(), 1);
