@@ -12,6 +12,7 @@ mod maps;
 
 mod doctor;
 mod files;
+mod floor;
 mod kmem;
 mod mounts;
 mod snapshot;

@@ -53,7 +53,47 @@ enum Command {
         /// Do not write every event, only hooks, verdicts, notices and counters.
         #[arg(long)]
         no_events: bool,
+        /// The benchmarks' floor: count-only programs on the default mode's attach points.
+        #[arg(long, hide = true)]
+        floor: bool,
     },
+}
+
+/// `tracer attach --floor`: attach the count-only programs, print `hooks`, `ready`, `stats`
+/// (`floor_runs`) and `end` as JSON lines, until the duration ends, SIGINT or SIGTERM.
+fn run_floor(duration: Option<Duration>, every: Duration) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let floor = attach::attach_floor()?;
+        println!("{}", json!({ "type": "hooks", "hooks": floor.hooks }));
+        println!("{}", json!({ "type": "ready" }));
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        let stopped_by = loop {
+            let until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = tick.tick() => {
+                    println!("{}", json!({ "type": "stats", "floor_runs": floor.count()? }));
+                }
+                _ = sigint.recv() => break "SIGINT",
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = tokio::time::sleep_until(until), if deadline.is_some() => break "duration",
+            }
+        };
+        println!(
+            "{}",
+            json!({ "type": "end", "stopped_by": stopped_by, "floor_runs": floor.count()?, "drops": 0 })
+        );
+        drop(floor);
+        Ok(())
+    })
 }
 
 fn main() -> Result<()> {
@@ -77,9 +117,13 @@ fn main() -> Result<()> {
             stats_every,
             format,
             no_events,
+            floor,
         } => {
             if !is_root() {
                 bail!(NOT_ROOT);
+            }
+            if floor {
+                return run_floor(duration, Duration::from_secs_f64(stats_every.max(0.05)));
             }
             if !ring_mib.is_power_of_two() {
                 bail!("--ring-mib must be a power of two (got {ring_mib})");
