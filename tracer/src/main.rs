@@ -44,6 +44,10 @@ enum Command {
         /// Ring buffer size in MiB (a power of two).
         #[arg(long, default_value_t = 16)]
         ring_mib: u32,
+        /// Ring buffer size in KiB instead (a power of two, at least the page size): tiny
+        /// rings show how lost records are reported.
+        #[arg(long, hide = true)]
+        ring_kib: Option<u32>,
         /// Seconds between counter updates in the stream.
         #[arg(long, default_value_t = 1.0)]
         stats_every: f64,
@@ -114,6 +118,7 @@ fn main() -> Result<()> {
             all_work,
             follow_work,
             ring_mib,
+            ring_kib,
             stats_every,
             format,
             no_events,
@@ -125,13 +130,16 @@ fn main() -> Result<()> {
             if floor {
                 return run_floor(duration, Duration::from_secs_f64(stats_every.max(0.05)));
             }
-            if !ring_mib.is_power_of_two() {
-                bail!("--ring-mib must be a power of two (got {ring_mib})");
-            }
+            let ring_bytes = match ring_kib {
+                Some(kib) if kib.is_power_of_two() && kib >= 4 => kib << 10,
+                Some(kib) => bail!("--ring-kib must be a power of two, at least 4 (got {kib})"),
+                None if ring_mib.is_power_of_two() => ring_mib << 20,
+                None => bail!("--ring-mib must be a power of two (got {ring_mib})"),
+            };
             let opts = Options {
                 all_work,
                 follow_work,
-                ring_bytes: ring_mib << 20,
+                ring_bytes,
             };
             let stream_opts = StreamOptions {
                 duration,

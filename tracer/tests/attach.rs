@@ -379,3 +379,60 @@ fn bpffs_entries() -> Vec<String> {
     v.sort();
     v
 }
+
+/// A full ring buffer loses records: they are counted per kind, shown in the stream, and
+/// every later verdict says its evidence is incomplete. Nothing is dropped silently.
+#[test]
+fn a_full_ring_buffer_is_counted_and_reported() {
+    if !kernel_tests_allowed("a_full_ring_buffer_is_counted_and_reported") {
+        return;
+    }
+    let _g = serial();
+    // A 4 KiB ring holds about twenty records.
+    let tracer = Tracer::start(&["--ring-kib", "4"]);
+    let m = TmpMount::new("fullring");
+    for i in 0..20_000 {
+        let p = m.path.join(format!("f{}", i % 64));
+        drop(File::create(&p).unwrap());
+    }
+    let stats = tracer.wait_for("a stats line with drops", Duration::from_secs(10), |v| {
+        v["type"] == "stats"
+            && v["stats"]["drops"]
+                .as_object()
+                .is_some_and(|d| !d.is_empty())
+    });
+    let drops: u64 = stats["stats"]["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(drops > 0, "{stats}");
+    // A verdict after the loss says so. (Its own records may be lost too: retry a few times.)
+    let mut child = spawn_scenario(
+        "scenario_child",
+        "hold",
+        m.path.join("held").to_str().unwrap(),
+    );
+    wait_ready(&mut child);
+    let mut verdict = None;
+    for _ in 0..20 {
+        assert_eq!(umount(&m.path), Err(16));
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(v) = tracer
+            .lines()
+            .into_iter()
+            .find(|v| v["type"] == "notice" && v["notice"] == "verdict")
+        {
+            verdict = Some(v);
+            break;
+        }
+    }
+    let v = verdict.expect("a verdict");
+    let limits = v["evidence_limits"].to_string();
+    assert!(limits.contains("records lost"), "{v:#}");
+    drop(child);
+    let lines = tracer.stop();
+    let end = lines.iter().find(|v| v["type"] == "end").unwrap();
+    assert!(end["drops"].as_u64().unwrap() >= drops, "{end}");
+}
