@@ -363,6 +363,20 @@ pub mod counter {
     pub const FD_WALK_FAILED: u32 = 42;
     /// More files registered in one call than one program run walks.
     pub const REGISTER_TRUNCATED: u32 = 43;
+    /// Allocation tracking (`wire::alloc`): allocations put in `OUTSTANDING`.
+    pub const ALLOC_TRACKED: u32 = 44;
+    /// Frees that removed a tracked allocation.
+    pub const ALLOC_FREED: u32 = 45;
+    /// Allocations that passed the filter but found `OUTSTANDING` full (not tracked).
+    pub const ALLOC_MAP_FULL: u32 = 46;
+    /// Allocations left out by sampling (`--alloc-sample`).
+    pub const ALLOC_SAMPLED_OUT: u32 = 47;
+    /// Stack captures that failed (`STACKS` full, or the helper refused).
+    pub const ALLOC_STACK_FAILED: u32 = 48;
+    /// Stacks captured (once per call site).
+    pub const ALLOC_STACKS: u32 = 49;
+    /// Tracked addresses allocated again before a free was seen: frees we missed.
+    pub const ALLOC_REUSED: u32 = 50;
     pub const COUNT: u32 = 64;
 }
 
@@ -457,6 +471,7 @@ pub mod btf_off {
     pub const TASK_PID: usize = 19; // task_struct.pid
     pub const TASK_TGID: usize = 20; // task_struct.tgid
     pub const TASK_COMM: usize = 21; // task_struct.comm
+    pub const KMEM_CACHE_OBJECT_SIZE: usize = 22; // kmem_cache.object_size
     pub const COUNT: usize = 32;
 }
 
@@ -579,4 +594,89 @@ impl core::fmt::Display for WireError {
 pub fn c_str_bytes(field: &[u8]) -> &[u8] {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     &field[..end]
+}
+
+/// Allocation leak tracking (`--alloc-filter`): the filter and controls the programs read,
+/// set as the `ALLOC_CONFIG` global before load (frozen `.rodata`: with `enabled == 0` the
+/// verifier prunes every tracking branch, so the default hooks stay counters).
+pub mod alloc {
+    /// Call-site address ranges `[start, end)`, sorted and disjoint (binary search).
+    pub const MAX_RANGES: usize = 512;
+    /// Cache names tracked by name (`cache:NAME`), and excluded ones (`names_cache`).
+    pub const MAX_CACHES: usize = 4;
+    pub const CACHE_NAME_LEN: usize = 32;
+
+    /// `AllocConfig.flags`: track every allocation (the cache exclusions still apply).
+    pub const ALL: u32 = 1;
+    /// `AllocConfig.flags`: every allocation (filtered or not) first removes its address
+    /// from `OUTSTANDING`: an address handed out again was freed, even when the free was
+    /// not seen (`kfree_bulk()` / `kmem_cache_free_bulk()`, which `kfree_rcu()` batches
+    /// use, have no tracepoint). Costs one hash delete per allocation.
+    pub const REUSE_CHECK: u32 = 2;
+    /// `AllocConfig.flags`: capture the stack of every tracked allocation (~2 us each)
+    /// instead of once per call site.
+    pub const STACK_PER_OBJECT: u32 = 4;
+
+    /// Values of the per-cache verdict map (`ALLOC_CACHE_VERDICT`).
+    pub const CACHE_NEUTRAL: u8 = 1;
+    pub const CACHE_INCLUDED: u8 = 2;
+    pub const CACHE_EXCLUDED: u8 = 3;
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct AllocConfig {
+        pub enabled: u32,
+        pub flags: u32,
+        /// Ranges in use in `ranges`.
+        pub nr_ranges: u32,
+        /// Names in use in `include_caches` / `exclude_caches`.
+        pub nr_include: u32,
+        pub nr_exclude: u32,
+        /// Track one allocation in `sample_every` (per CPU); 0 or 1: all.
+        pub sample_every: u32,
+        /// Sizes tracked: `min_size <= size <= max_size`.
+        pub min_size: u64,
+        pub max_size: u64,
+        pub ranges: [[u64; 2]; MAX_RANGES],
+        pub include_caches: [[u8; CACHE_NAME_LEN]; MAX_CACHES],
+        pub exclude_caches: [[u8; CACHE_NAME_LEN]; MAX_CACHES],
+    }
+
+    impl AllocConfig {
+        pub const fn empty() -> Self {
+            AllocConfig {
+                enabled: 0,
+                flags: 0,
+                nr_ranges: 0,
+                nr_include: 0,
+                nr_exclude: 0,
+                sample_every: 0,
+                min_size: 0,
+                max_size: u64::MAX,
+                ranges: [[0; 2]; MAX_RANGES],
+                include_caches: [[0; CACHE_NAME_LEN]; MAX_CACHES],
+                exclude_caches: [[0; CACHE_NAME_LEN]; MAX_CACHES],
+            }
+        }
+    }
+
+    /// Value of the `OUTSTANDING` map (key: the object's address), written at allocation,
+    /// deleted at free, both in the kernel. Userspace only iterates it.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Outstanding {
+        /// `bpf_ktime_get_boot_ns()` at allocation.
+        pub ts_ns: u64,
+        pub call_site: u64,
+        /// The slab cache (`struct kmem_cache *`); 0 for kmalloc.
+        pub cache: u64,
+        pub size: u32,
+        /// `STACKS` id of the first stack seen at this call site; negative: none.
+        pub stack_id: i32,
+        pub pid: u32,
+        pub tgid: u32,
+        pub comm: [u8; super::COMM_LEN],
+    }
+
+    const _: () = assert!(core::mem::size_of::<Outstanding>() == 56);
 }

@@ -13,6 +13,7 @@ use aya_ebpf::{
 use tracer_fs::wire::{FileFree, RecordKind, btf_off, counter, tp_field};
 
 use crate::{
+    alloc,
     config::{btf, field, tp},
     emit::{count, fill_header, reserve},
     kernel::{file_identity, read},
@@ -96,7 +97,11 @@ fn on_cache_free(ptr: u64, cache: u64) {
 // kmem_cache_alloc(unsigned long call_site, const void *ptr, struct kmem_cache *s, ..)
 #[raw_tracepoint(tracepoint = "kmem_cache_alloc")]
 pub fn raw_kmem_cache_alloc(ctx: RawTracePointContext) -> i32 {
-    on_cache_alloc(ctx.arg(2));
+    let cache = ctx.arg(2);
+    on_cache_alloc(cache);
+    if alloc::enabled() {
+        alloc::on_alloc(&ctx, ctx.arg(0), ctx.arg(1), 0, cache);
+    }
     0
 }
 
@@ -104,18 +109,29 @@ pub fn raw_kmem_cache_alloc(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "kmem_cache_free")]
 pub fn raw_kmem_cache_free(ctx: RawTracePointContext) -> i32 {
     on_cache_free(ctx.arg(1), ctx.arg(2));
+    if alloc::enabled() {
+        alloc::on_free(ctx.arg(1));
+    }
     0
 }
 
+// kmalloc(unsigned long call_site, const void *ptr, size_t bytes_req, size_t bytes_alloc, ..)
 #[raw_tracepoint(tracepoint = "kmalloc")]
-pub fn raw_kmalloc(_ctx: RawTracePointContext) -> i32 {
+pub fn raw_kmalloc(ctx: RawTracePointContext) -> i32 {
     count(counter::KMALLOC);
+    if alloc::enabled() {
+        alloc::on_alloc(&ctx, ctx.arg(0), ctx.arg(1), ctx.arg(2), 0);
+    }
     0
 }
 
+// kfree(unsigned long call_site, const void *ptr)
 #[raw_tracepoint(tracepoint = "kfree")]
-pub fn raw_kfree(_ctx: RawTracePointContext) -> i32 {
+pub fn raw_kfree(ctx: RawTracePointContext) -> i32 {
     count(counter::KFREE);
+    if alloc::enabled() {
+        alloc::on_free(ctx.arg(1));
+    }
     0
 }
 

@@ -10,6 +10,7 @@ mod emit;
 mod kernel;
 mod maps;
 
+mod alloc;
 mod doctor;
 mod files;
 mod floor;

@@ -30,6 +30,17 @@ pub struct Figures {
     pub map_full: u64,
     pub fd_walk_failed: u64,
     pub register_truncated: u64,
+    /// Allocation tracking (`--alloc-filter`): allocations tracked, tracked ones freed,
+    /// not tracked because the map was full, left out by sampling, stacks captured, stack
+    /// captures that failed.
+    pub alloc_tracked: u64,
+    pub alloc_freed: u64,
+    pub alloc_map_full: u64,
+    pub alloc_sampled_out: u64,
+    pub alloc_stacks: u64,
+    pub alloc_stack_failed: u64,
+    /// Tracked addresses allocated again before their free was seen (missed frees).
+    pub alloc_reused: u64,
     /// Program runs the kernel skipped, by program.
     pub recursion_misses: BTreeMap<String, u64>,
 }
@@ -79,6 +90,13 @@ pub fn read(ebpf: &Ebpf) -> Result<Figures> {
     f.map_full = get(counter::MAP_FULL);
     f.fd_walk_failed = get(counter::FD_WALK_FAILED);
     f.register_truncated = get(counter::REGISTER_TRUNCATED);
+    f.alloc_tracked = get(counter::ALLOC_TRACKED);
+    f.alloc_freed = get(counter::ALLOC_FREED);
+    f.alloc_map_full = get(counter::ALLOC_MAP_FULL);
+    f.alloc_sampled_out = get(counter::ALLOC_SAMPLED_OUT);
+    f.alloc_stacks = get(counter::ALLOC_STACKS);
+    f.alloc_stack_failed = get(counter::ALLOC_STACK_FAILED);
+    f.alloc_reused = get(counter::ALLOC_REUSED);
     for (name, prog) in ebpf.programs() {
         if let Ok(fd) = prog.fd()
             && let Some(m) = recursion_misses(fd.as_fd().as_raw_fd())

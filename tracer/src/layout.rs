@@ -221,6 +221,7 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::SB_DEV, "super_block", &["s_dev"]),
     (b::DENTRY_NAME, "dentry", &["d_name", "name"]),
     (b::KMEM_CACHE_NAME, "kmem_cache", &["name"]),
+    (b::KMEM_CACHE_OBJECT_SIZE, "kmem_cache", &["object_size"]),
     (b::WORK_FUNC, "work_struct", &["func"]),
     (b::TIMER_FUNCTION, "timer_list", &["function"]),
     (b::TASK_EXIT_CODE, "task_struct", &["exit_code"]),
