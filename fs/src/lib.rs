@@ -18,6 +18,8 @@ pub mod event;
 #[cfg(feature = "std")]
 pub mod actor;
 #[cfg(feature = "std")]
+pub mod alloc;
+#[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
 pub mod engine;
