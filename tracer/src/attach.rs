@@ -12,7 +12,7 @@ use aya::{
     programs::{Iter, Program, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
-use tracer_fs::wire::{Config, followed};
+use tracer_fs::wire::{Config, alloc::AllocConfig, followed};
 
 use crate::{
     hooks::{HOOKS, Hook, Mechanism, Point},
@@ -40,6 +40,8 @@ pub struct Options {
     pub follow_work: Vec<String>,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Allocation leak tracking (`--alloc-filter`); off when `None`.
+    pub alloc: Option<crate::alloc::AllocOptions>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             all_work: false,
             follow_work: Vec::new(),
             ring_bytes: 16 << 20,
+            alloc: None,
         }
     }
 }
@@ -87,6 +90,8 @@ pub struct Attached {
     pub uring: UringLayout,
     pub kallsyms: Kallsyms,
     pub btf: aya::Btf,
+    /// The maps of allocation tracking, taken out of the object, when it is on.
+    pub alloc: Option<crate::alloc::tracker::AllocMaps>,
 }
 
 /// Everything about this kernel the loader needs.
@@ -104,12 +109,58 @@ pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Conf
 }
 
 pub fn load_object(cfg: &Config, ring_bytes: u32) -> Result<Ebpf> {
+    load_object_with_alloc(cfg, ring_bytes, None)
+}
+
+/// `AllocConfig` as aya's plain-old-data global.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodAllocConfig(AllocConfig);
+// SAFETY: `AllocConfig` is `repr(C)`, `Copy`, and made of integers and integer arrays.
+unsafe impl aya::Pod for PodAllocConfig {}
+
+/// Loads the object; with `alloc`, allocation tracking is on, with that filter and map size.
+/// Without it the tracking maps are created with one entry (a stack map preallocates).
+pub fn load_object_with_alloc(
+    cfg: &Config,
+    ring_bytes: u32,
+    alloc: Option<(&AllocConfig, u32)>,
+) -> Result<Ebpf> {
     let pod = PodConfig(*cfg);
+    let empty = AllocConfig::empty();
+    let (acfg, entries, stacks) = match alloc {
+        Some((a, n)) => (a, n, 4096),
+        None => (&empty, 1, 1),
+    };
+    let apod = PodAllocConfig(*acfg);
     EbpfLoader::new()
         .override_global("CONFIG", &pod, true)
+        .override_global("ALLOC_CONFIG", &apod, true)
         .map_max_entries("EVENTS", ring_bytes)
+        .map_max_entries("OUTSTANDING", entries)
+        .map_max_entries("STACKS", stacks)
+        .map_max_entries("CALLSITE_STACK", stacks)
         .load(OBJECT)
         .context("loading the eBPF object (creating its maps)")
+}
+
+/// Takes the tracking maps out of the object.
+fn take_alloc_maps(
+    ebpf: &mut Ebpf,
+    summary: crate::alloc::filter::FilterSummary,
+    syms: crate::alloc::symbols::SymTable,
+) -> Result<crate::alloc::tracker::AllocMaps> {
+    let mut take = |name: &str| {
+        ebpf.take_map(name)
+            .ok_or_else(|| anyhow!("no {name} map in the object"))
+    };
+    Ok(crate::alloc::tracker::AllocMaps {
+        outstanding: aya::maps::HashMap::try_from(take("OUTSTANDING")?)?,
+        stacks: aya::maps::StackTraceMap::try_from(take("STACKS")?)?,
+        cache_names: aya::maps::HashMap::try_from(take("CACHE_NAMES")?)?,
+        summary,
+        syms,
+    })
 }
 
 /// Loads the object and attaches every hook it can.
@@ -119,7 +170,23 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let ksyms = Kallsyms::load()?;
     let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
-    let mut ebpf = load_object(&cfg, opts.ring_bytes)?;
+    let built = match &opts.alloc {
+        Some(a) => {
+            let syms = crate::alloc::symbols::SymTable::load()?;
+            let b = crate::alloc::filter::build(a, &syms)?;
+            Some((a.max_entries, b, syms))
+        }
+        None => None,
+    };
+    let mut ebpf = load_object_with_alloc(
+        &cfg,
+        opts.ring_bytes,
+        built.as_ref().map(|(n, b, _)| (&b.config, *n)),
+    )?;
+    let alloc = match built {
+        Some((_, b, syms)) => Some(take_alloc_maps(&mut ebpf, b.summary, syms)?),
+        None => None,
+    };
 
     let followed = follow_work(&mut ebpf, &ksyms, opts)?;
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
@@ -135,6 +202,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         uring: layout::uring_layout(&kbtf),
         kallsyms: ksyms,
         btf,
+        alloc,
     })
 }
 

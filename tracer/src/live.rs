@@ -61,6 +61,8 @@ pub struct LiveSink<'a, W: Write> {
     last_drops: u64,
     last_misses: u64,
     pub notices: u64,
+    /// Allocation tracking (`--alloc-filter`), when on.
+    pub alloc: Option<crate::alloc::tracker::AllocTracker>,
 }
 
 impl<'a, W: Write> LiveSink<'a, W> {
@@ -75,7 +77,31 @@ impl<'a, W: Write> LiveSink<'a, W> {
             last_drops: 0,
             last_misses: 0,
             notices: 0,
+            alloc: None,
         }
+    }
+
+    /// Turns on the allocation live view and leak reports.
+    pub fn set_alloc(&mut self, tracker: crate::alloc::tracker::AllocTracker) {
+        self.alloc = Some(tracker);
+    }
+
+    /// The allocation live view and due leak reports, at each stats tick.
+    fn alloc_tick(&mut self, f: &Figures) -> Result<()> {
+        let Some(t) = self.alloc.as_mut() else {
+            return Ok(());
+        };
+        let values = t.tick(crate::clock::boottime_ns(), f)?;
+        for v in values {
+            if v["type"] == "leak_report" {
+                self.notices += 1;
+                if let Some(text) = v["text"].as_str() {
+                    self.text(text)?;
+                }
+            }
+            self.json(&v)?;
+        }
+        Ok(())
     }
 
     pub fn json(&mut self, v: &serde_json::Value) -> Result<()> {
@@ -143,6 +169,9 @@ impl<'a, W: Write> LiveSink<'a, W> {
 impl<W: Write> Sink for LiveSink<'_, W> {
     fn event(&mut self, ev: &Event) -> Result<()> {
         self.learn_symbols(ev);
+        if let Some(a) = self.alloc.as_mut() {
+            a.on_event(ev);
+        }
         let notices = self.engine.apply(ev);
         if self.events && self.format == Format::Json {
             let mut v = json!({ "type": "event", "event": ev });
@@ -183,7 +212,8 @@ impl<W: Write> Sink for LiveSink<'_, W> {
             ));
             self.last_misses = misses;
         }
-        self.json(&json!({ "type": "stats", "stats": f, "engine": self.engine.stats() }))
+        self.json(&json!({ "type": "stats", "stats": f, "engine": self.engine.stats() }))?;
+        self.alloc_tick(f)
     }
 
     fn bad_record(&mut self, err: &str) -> Result<()> {

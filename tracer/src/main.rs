@@ -60,6 +60,8 @@ enum Command {
         /// The benchmarks' floor: count-only programs on the default mode's attach points.
         #[arg(long, hide = true)]
         floor: bool,
+        #[command(flatten)]
+        alloc: tracer::alloc::AllocArgs,
     },
 }
 
@@ -123,6 +125,7 @@ fn main() -> Result<()> {
             format,
             no_events,
             floor,
+            alloc,
         } => {
             if !is_root() {
                 bail!(NOT_ROOT);
@@ -140,6 +143,7 @@ fn main() -> Result<()> {
                 all_work,
                 follow_work,
                 ring_bytes,
+                alloc: alloc.options(),
             };
             let stream_opts = StreamOptions {
                 duration,
@@ -178,6 +182,24 @@ fn main() -> Result<()> {
                         None => format!("NOT AVAILABLE: {}", h.notes.join("; ")),
                     };
                     out.text(&format!("hook {:<24} {how}", h.hook))?;
+                }
+                if let (Some(maps), Some(aopts)) = (att.alloc.take(), opts.alloc.clone()) {
+                    let mut tracker = tracer::alloc::tracker::AllocTracker::new(maps, aopts);
+                    tracker.check_hooks(&att.hooks);
+                    out.json(&json!({ "type": "alloc_filter", "filter": tracker.summary() }))?;
+                    out.text(&format!(
+                        "allocation tracking: {} ({} ranges, {} functions){}",
+                        tracker.summary().terms.join(" "),
+                        tracker.summary().ranges,
+                        tracker.summary().matched_functions,
+                        tracker
+                            .summary()
+                            .notes
+                            .iter()
+                            .map(|n| format!("; {n}"))
+                            .collect::<String>()
+                    ))?;
+                    out.set_alloc(tracker);
                 }
                 let summary = stream::run(&mut att, stream_opts, &mut out).await?;
                 out.json(&json!({

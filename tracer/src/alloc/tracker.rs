@@ -1,0 +1,447 @@
+//! The userspace side of allocation tracking at run time: reads the kernel's map of
+//! outstanding allocations on every stats tick (never one event per allocation), follows
+//! mount lifetimes, and produces the live view and, after an umount and the grace period,
+//! the leak report of that mount.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, StackTraceMap};
+use serde_json::{Value, json};
+use tracer_fs::{
+    alloc::{
+        Allocation, Caveats, Charging, MountWindow, MountWindows, Symbolizer, by_call_site, group,
+        report_text,
+    },
+    event::Event,
+    wire::{
+        self,
+        alloc::{CACHE_NAME_LEN, Outstanding},
+    },
+};
+
+use super::{
+    AllocOptions,
+    filter::FilterSummary,
+    symbols::{SymTable, trim_to_call_site},
+};
+use crate::counters::Figures;
+
+/// `Outstanding` as aya's plain-old-data map value.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct PodOutstanding(pub Outstanding);
+// SAFETY: `Outstanding` is `repr(C)`, `Copy`, made of integers.
+unsafe impl aya::Pod for PodOutstanding {}
+
+/// The maps taken out of the loaded object for tracking.
+pub struct AllocMaps {
+    pub outstanding: BpfHashMap<MapData, u64, PodOutstanding>,
+    pub stacks: StackTraceMap<MapData>,
+    pub cache_names: BpfHashMap<MapData, u64, [u8; CACHE_NAME_LEN]>,
+    pub summary: FilterSummary,
+    pub syms: SymTable,
+}
+
+/// Programs whose skipped runs mean frees we did not see.
+const FREE_PROGRAMS: &[&str] = &["raw_kfree", "raw_kmem_cache_free"];
+
+/// Kernel figures at one tick, to say what happened inside a mount's lifetime.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mark {
+    ts_ns: u64,
+    free_misses: u64,
+    map_full: u64,
+    reused: u64,
+}
+
+struct Pending {
+    window: MountWindow,
+    due_ns: u64,
+}
+
+pub struct AllocTracker {
+    maps: AllocMaps,
+    opts: AllocOptions,
+    charging: Charging,
+    windows: MountWindows,
+    pending: Vec<Pending>,
+    marks: Vec<Mark>,
+    cache_names: HashMap<u64, String>,
+    last_total: Option<(u64, u64, u64)>,
+    pub reports: u64,
+}
+
+struct Syms<'a> {
+    syms: &'a SymTable,
+    stacks: &'a StackTraceMap<MapData>,
+    cache: std::cell::RefCell<HashMap<i32, Vec<u64>>>,
+    per_object: bool,
+}
+
+impl Symbolizer for Syms<'_> {
+    fn per_object(&self) -> bool {
+        self.per_object
+    }
+    fn frame(&self, addr: u64) -> String {
+        self.syms.frame(addr)
+    }
+    fn stack(&self, id: i32, call_site: u64) -> Vec<u64> {
+        if let Some(v) = self.cache.borrow().get(&id) {
+            return trim_to_call_site(v, call_site, self.syms);
+        }
+        let frames: Vec<u64> = self
+            .stacks
+            .get(&(id as u32), 0)
+            .map(|s| s.frames().iter().map(|f| f.ip).collect())
+            .unwrap_or_default();
+        self.cache.borrow_mut().insert(id, frames.clone());
+        trim_to_call_site(&frames, call_site, self.syms)
+    }
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+impl AllocTracker {
+    pub fn new(maps: AllocMaps, opts: AllocOptions) -> Self {
+        let charging = Charging {
+            fs_types: maps.summary.fs_types.clone(),
+        };
+        AllocTracker {
+            maps,
+            opts,
+            charging,
+            windows: MountWindows::default(),
+            pending: vec![],
+            marks: vec![],
+            cache_names: HashMap::new(),
+            last_total: None,
+            reports: 0,
+        }
+    }
+
+    pub fn summary(&self) -> &FilterSummary {
+        &self.maps.summary
+    }
+
+    pub fn summary_mut(&mut self) -> &mut FilterSummary {
+        &mut self.maps.summary
+    }
+
+    /// Notes when the kmem hooks did not get their raw tracepoints, the only programs that
+    /// track (the classic fallbacks only count).
+    pub fn check_hooks(&mut self, hooks: &[crate::attach::HookStatus]) {
+        for h in hooks {
+            if matches!(h.hook, "__fput" | "kmem_cache alloc" | "kmalloc/kfree")
+                && h.mechanism != Some(crate::hooks::Mechanism::RawTracepoint)
+            {
+                self.maps.summary.notes.push(format!(
+                    "hook {} is not on its raw tracepoint: allocation tracking through it is off",
+                    h.hook
+                ));
+            }
+        }
+    }
+
+    /// Follows mounts and umounts.
+    pub fn on_event(&mut self, ev: &Event) {
+        if let Some(w) = self.windows.apply(ev) {
+            let due_ns = w.end_ns.unwrap_or(ev.ts_ns) + self.opts.grace.as_nanos() as u64;
+            self.pending.push(Pending { window: w, due_ns });
+        }
+    }
+
+    fn refresh_cache_names(&mut self) {
+        for (k, v) in self.maps.cache_names.iter().flatten() {
+            self.cache_names
+                .entry(k)
+                .or_insert_with(|| String::from_utf8_lossy(wire::c_str_bytes(&v)).into_owned());
+        }
+    }
+
+    /// The outstanding allocations at least `--alloc-older` old.
+    fn read(&mut self, now_ns: u64) -> Vec<Allocation> {
+        self.refresh_cache_names();
+        let older = self.opts.older.as_nanos() as u64;
+        let mut out = vec![];
+        for (ptr, PodOutstanding(o)) in self.maps.outstanding.iter().flatten() {
+            if now_ns.saturating_sub(o.ts_ns) < older {
+                continue;
+            }
+            out.push(Allocation {
+                ptr,
+                ts_ns: o.ts_ns,
+                call_site: o.call_site,
+                cache: if o.cache == 0 {
+                    String::new()
+                } else {
+                    self.cache_names
+                        .get(&o.cache)
+                        .cloned()
+                        .unwrap_or_else(|| hex(o.cache))
+                },
+                size: o.size as u64,
+                stack_id: o.stack_id,
+                pid: o.pid,
+                tgid: o.tgid,
+                comm: String::from_utf8_lossy(wire::c_str_bytes(&o.comm)).into_owned(),
+            });
+        }
+        out
+    }
+
+    fn mark_at(&self, ts: u64) -> Mark {
+        // The last tick at or before `ts`; none: the attach (zeroes).
+        self.marks
+            .iter()
+            .rev()
+            .find(|m| m.ts_ns <= ts)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// One stats tick: the live view, and the reports that are due.
+    pub fn tick(&mut self, now_ns: u64, f: &Figures) -> Result<Vec<Value>> {
+        let free_misses: u64 = FREE_PROGRAMS
+            .iter()
+            .filter_map(|p| f.recursion_misses.get(*p))
+            .sum();
+        let mark = Mark {
+            ts_ns: now_ns,
+            free_misses,
+            map_full: f.alloc_map_full,
+            reused: f.alloc_reused,
+        };
+        self.marks.push(mark);
+        let mut out = vec![];
+        let due: Vec<Pending> = {
+            let (due, keep) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|p| p.due_ns <= now_ns);
+            self.pending = keep;
+            due
+        };
+        if !due.is_empty() && self.opts.rcu_barrier {
+            rcu_barrier();
+        }
+        let allocs = self.read(now_ns);
+        out.push(self.live(now_ns, f, &allocs));
+        for p in due {
+            out.push(self.report(&p.window, now_ns, mark, &allocs));
+        }
+        // Forget what no report will need any more.
+        let oldest_needed = self
+            .pending
+            .iter()
+            .map(|p| p.window.start_ns)
+            .chain(self.windows.open().map(|w| w.start_ns))
+            .min()
+            .unwrap_or(now_ns);
+        let keep_from = self
+            .marks
+            .iter()
+            .rposition(|m| m.ts_ns <= oldest_needed)
+            .unwrap_or(0);
+        self.marks.drain(..keep_from);
+        self.windows.forget_closed_before(
+            self.pending
+                .iter()
+                .map(|p| p.window.end_ns.unwrap_or(0))
+                .min()
+                .unwrap_or(now_ns),
+        );
+        Ok(out)
+    }
+
+    fn live(&mut self, now_ns: u64, f: &Figures, allocs: &[Allocation]) -> Value {
+        let count = allocs.len() as u64;
+        let bytes: u64 = allocs.iter().map(|a| a.size).sum();
+        let (growth_objs, growth_bytes) = match self.last_total {
+            Some((t, c, b)) if now_ns > t => {
+                let dt = (now_ns - t) as f64 / 1e9;
+                (
+                    (count as f64 - c as f64) / dt,
+                    (bytes as f64 - b as f64) / dt,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+        self.last_total = Some((now_ns, count, bytes));
+        let sites: Vec<Value> = by_call_site(allocs, self.opts.top)
+            .into_iter()
+            .map(|(site, c, b)| {
+                json!({ "call_site": hex(site), "function": self.maps.syms.frame(site), "count": c, "bytes": b })
+            })
+            .collect();
+        let mounts: Vec<Value> = self
+            .windows
+            .open()
+            .map(|w| {
+                let (c, b) = self
+                    .charging
+                    .charged(w, allocs)
+                    .fold((0u64, 0u64), |(c, b), a| (c + 1, b + a.size));
+                json!({
+                    "target": w.target, "source": w.source, "fs_type": w.fs_type,
+                    "mounted_ns": w.start_ns, "count": c, "bytes": b,
+                })
+            })
+            .collect();
+        json!({
+            "type": "alloc_live",
+            "ts_ns": now_ns,
+            "outstanding": count,
+            "bytes": bytes,
+            "growth_objects_per_s": growth_objs,
+            "growth_bytes_per_s": growth_bytes,
+            "by_call_site": sites,
+            "by_mount": mounts,
+            "tracked_total": f.alloc_tracked,
+            "freed_total": f.alloc_freed,
+            "untracked_map_full": f.alloc_map_full,
+            "sampled_out": f.alloc_sampled_out,
+            "stacks": f.alloc_stacks,
+            "stack_failures": f.alloc_stack_failed,
+            "reused_unseen_free": f.alloc_reused,
+        })
+    }
+
+    fn report(&mut self, w: &MountWindow, now_ns: u64, now: Mark, allocs: &[Allocation]) -> Value {
+        self.reports += 1;
+        let objects: Vec<&Allocation> = self.charging.charged(w, allocs).collect();
+        let groups = group(objects.iter().copied(), self.opts.sort, self.opts.top);
+        let start = self.mark_at(w.start_ns);
+        let mut c = Caveats::default();
+        let missed = now.free_misses.saturating_sub(start.free_misses);
+        if missed > 0 {
+            c.uncertain = true;
+            c.reasons.push(format!(
+                "{missed} runs of the free programs were skipped by the kernel (recursion_misses) \
+                 since the mount: some objects listed may have been freed unseen"
+            ));
+        }
+        let reused = now.reused.saturating_sub(start.reused);
+        if reused > 0 {
+            c.uncertain = true;
+            c.reasons.push(format!(
+                "{reused} tracked addresses were allocated again before their free was seen \
+                 since the mount: frees happen that no tracepoint shows (kfree_rcu() batches \
+                 go through kfree_bulk()); objects listed may have been freed that way"
+            ));
+        } else if objects
+            .iter()
+            .any(|a| a.cache.is_empty() || a.cache.starts_with("kmalloc"))
+        {
+            c.reasons.push(
+                "kmalloc objects freed by kfree_rcu() in batches (kfree_bulk(), no tracepoint) \
+                 stay listed until their address is reused"
+                    .into(),
+            );
+        }
+        if w.lazy {
+            c.uncertain = true;
+            c.reasons.push(
+                "lazy umount (MNT_DETACH): the filesystem may still be alive, its objects in use"
+                    .into(),
+            );
+        }
+        let others: Vec<&MountWindow> = self
+            .windows
+            .windows
+            .iter()
+            .filter(|o| o.id != w.id && o.overlaps(w) && self.charging.matches(o))
+            .collect();
+        if !others.is_empty() {
+            c.uncertain = true;
+            c.reasons.push(format!(
+                "other mounts were alive at the same time ({}): allocations in the overlap are \
+                 charged to each of them",
+                others
+                    .iter()
+                    .map(|o| o.target.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let full = now.map_full.saturating_sub(start.map_full);
+        if full > 0 {
+            c.reasons.push(format!(
+                "{full} allocations were not tracked (the outstanding map was full; \
+                 --alloc-max-entries): leaks among them are not listed"
+            ));
+        }
+        // Missed frees and shared lifetimes can only add objects: an empty report stands.
+        if objects.is_empty() {
+            c.uncertain = false;
+        }
+        if self.opts.sample_every > 1 {
+            c.reasons.push(format!(
+                "sampling: one allocation in {} is tracked",
+                self.opts.sample_every
+            ));
+        }
+        let sym = Syms {
+            syms: &self.maps.syms,
+            stacks: &self.maps.stacks,
+            cache: Default::default(),
+            per_object: self.opts.stack_per_object,
+        };
+        let text = report_text(
+            w,
+            &objects,
+            &groups,
+            &c,
+            now_ns,
+            self.opts.max_objects,
+            &sym,
+        );
+        let groups_json: Vec<Value> = groups
+            .iter()
+            .map(|g| {
+                let frames = if g.stack_id >= 0 {
+                    sym.stack(g.stack_id, g.call_site)
+                } else {
+                    vec![]
+                };
+                json!({
+                    "count": g.count, "bytes": g.bytes, "cache": g.cache,
+                    "call_site": hex(g.call_site), "function": sym.frame(g.call_site),
+                    "stack_id": g.stack_id,
+                    "backtrace": frames.iter().map(|f| sym.frame(*f)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let objects_json: Vec<Value> = objects
+            .iter()
+            .take(self.opts.max_objects)
+            .map(|a| {
+                json!({
+                    "ptr": hex(a.ptr), "size": a.size, "cache": a.cache,
+                    "call_site": hex(a.call_site), "comm": a.comm, "pid": a.pid, "tgid": a.tgid,
+                    "age_ns": now_ns.saturating_sub(a.ts_ns),
+                })
+            })
+            .collect();
+        json!({
+            "type": "leak_report",
+            "mount": w,
+            "objects": objects.len(),
+            "bytes": objects.iter().map(|a| a.size).sum::<u64>(),
+            "uncertain": c.uncertain,
+            "reasons": c.reasons,
+            "groups": groups_json,
+            "object_list": objects_json,
+            "text": text,
+        })
+    }
+}
+
+/// Asks the kernel to wait for every pending RCU callback (`rcu_barrier()`), so objects
+/// freed through `call_rcu` after the umount are gone before the report. Blocks for as long
+/// as that takes (milliseconds usually); does nothing on kernels without the knob.
+fn rcu_barrier() {
+    let _ =
+        std::fs::write("/sys/module/rcutree/parameters/do_rcu_barrier", "1").context("rcu_barrier");
+}
