@@ -1,0 +1,222 @@
+//! Allocation leak tracking on the real kernel (`--alloc-filter`): the live view charges a
+//! mount's allocations to it while mounted, a clean umount leaves an empty report, objects
+//! the test keeps alive across a mount's lifetime are reported exactly, a filter matching
+//! nothing tracks nothing, and a full map says how much it could not track.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn wait_report(t: &Tracer, target: &str) -> Value {
+    t.wait_for(
+        &format!("the leak report of {target}"),
+        Duration::from_secs(30),
+        |v| v["type"] == "leak_report" && v["mount"]["target"] == target,
+    )
+}
+
+#[test]
+fn tmpfs_mount_cycles_leave_empty_reports_and_show_live_allocations() {
+    if !kernel_tests_allowed("tmpfs_mount_cycles_leave_empty_reports_and_show_live_allocations") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[
+        "--no-events",
+        "--alloc-filter",
+        "sym:shmem_",
+        "--leak-grace",
+        "1s",
+    ]);
+    let filter = tracer.wait_for("the filter line", Duration::from_secs(5), |v| {
+        v["type"] == "alloc_filter"
+    });
+    assert!(filter["filter"]["ranges"].as_u64().unwrap() > 0, "{filter}");
+    assert_eq!(filter["filter"]["fs_types"][0], "tmpfs", "{filter}");
+    for round in 0..3 {
+        let m = TmpMount::new(&format!("alloc{round}"));
+        let target = m.str().to_string();
+        for i in 0..20 {
+            std::fs::write(m.path.join(format!("f{i}")), b"data").unwrap();
+        }
+        // While mounted, the live view charges the mount's inodes to it.
+        let live = tracer.wait_for(
+            "the live view charging the mount",
+            Duration::from_secs(10),
+            |v| {
+                v["type"] == "alloc_live"
+                    && v["by_mount"].as_array().unwrap().iter().any(|m| {
+                        m["target"] == target.as_str() && m["count"].as_u64().unwrap() >= 20
+                    })
+            },
+        );
+        assert!(
+            live["by_call_site"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["function"].as_str().unwrap().starts_with("shmem_")),
+            "{live}"
+        );
+        umount(&m.path).expect("umount");
+        let report = wait_report(&tracer, &target);
+        assert_eq!(report["objects"], 0, "false positives:\n{}", report["text"]);
+        assert_eq!(report["uncertain"], false, "{report}");
+        assert!(
+            report["text"]
+                .as_str()
+                .unwrap()
+                .contains("0 objects, 0 bytes")
+        );
+    }
+    let lines = tracer.stop();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "alloc_live")
+        .unwrap();
+    assert!(last["tracked_total"].as_u64().unwrap() >= 60, "{last}");
+    assert!(last["stacks"].as_u64().unwrap() > 0, "{last}");
+}
+
+/// Opens `n` files (each a new `struct file` from the `filp` cache) and keeps them.
+fn open_files(n: usize) -> Vec<std::fs::File> {
+    (0..n)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect()
+}
+
+#[test]
+fn files_kept_open_across_a_mount_are_reported_exactly() {
+    if !kernel_tests_allowed("files_kept_open_across_a_mount_are_reported_exactly") {
+        return;
+    }
+    let _g = serial();
+    const N: usize = 5;
+    let tgid = std::process::id() as u64;
+    let tracer = Tracer::start(&[
+        "--no-events",
+        "--alloc-filter",
+        "cache:filp",
+        "--alloc-stack-per-object",
+        "--leak-grace",
+        "1s",
+    ]);
+    let m = TmpMount::new("allocfilp");
+    let target = m.str().to_string();
+    // Let the mount's event reach the tracer before the opens.
+    tracer.wait_for("the live view", Duration::from_secs(5), |v| {
+        v["type"] == "alloc_live"
+            && v["by_mount"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["target"] == target.as_str())
+    });
+    let kept = open_files(N);
+    umount(&m.path).expect("umount");
+    let report = wait_report(&tracer, &target);
+    let object_size: u64 = std::fs::read_to_string("/sys/kernel/slab/filp/object_size")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(0);
+    let ours: Vec<&Value> = report["object_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["tgid"] == tgid)
+        .collect();
+    assert_eq!(ours.len(), N, "{}", report["text"]);
+    for o in &ours {
+        assert_eq!(o["cache"], "filp", "{o}");
+        assert!(!o["comm"].as_str().unwrap().is_empty(), "{o}");
+        if object_size > 0 {
+            assert_eq!(o["size"], object_size, "{o}");
+        }
+    }
+    let text = report["text"].as_str().unwrap();
+    assert!(text.contains("unreferenced object 0x"), "{text}");
+    let pid = ours[0]["pid"].as_u64().unwrap();
+    assert!(text.contains(&format!("\", pid {pid}, age ")), "{text}");
+    // The group of the open(2) path: its own stack, from the allocation to the syscall.
+    let frames = |g: &Value| -> Vec<String> {
+        g["backtrace"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    let group = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| frames(g).iter().any(|f| f.contains("openat")))
+        .unwrap_or_else(|| panic!("no group with an openat stack:\n{text}"));
+    assert!(group["count"].as_u64().unwrap() >= N as u64, "{group}");
+    let bt = frames(group);
+    assert!(bt[0].starts_with("alloc_empty_file+0x"), "{bt:?}");
+    assert!(bt[0].contains('/'), "symbol+0xoff/0xlen: {bt:?}");
+    drop(kept);
+    drop(tracer);
+}
+
+#[test]
+fn a_filter_matching_nothing_tracks_nothing() {
+    if !kernel_tests_allowed("a_filter_matching_nothing_tracks_nothing") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[
+        "--no-events",
+        "--alloc-filter",
+        "sym:no_such_function_prefix_",
+    ]);
+    let filter = tracer.wait_for("the filter line", Duration::from_secs(5), |v| {
+        v["type"] == "alloc_filter"
+    });
+    assert_eq!(filter["filter"]["ranges"], 0);
+    assert!(
+        filter["filter"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("track nothing")
+    );
+    let m = TmpMount::new("allocnone");
+    for i in 0..10 {
+        std::fs::write(m.path.join(format!("f{i}")), b"x").unwrap();
+    }
+    umount(&m.path).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let lines = tracer.stop();
+    let live: Vec<&Value> = lines.iter().filter(|v| v["type"] == "alloc_live").collect();
+    assert!(!live.is_empty());
+    for v in live {
+        assert_eq!(v["tracked_total"], 0, "{v}");
+        assert_eq!(v["outstanding"], 0, "{v}");
+    }
+}
+
+#[test]
+fn a_full_map_counts_what_it_could_not_track() {
+    if !kernel_tests_allowed("a_full_map_counts_what_it_could_not_track") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[
+        "--no-events",
+        "--alloc-filter",
+        "cache:filp",
+        "--alloc-max-entries",
+        "8",
+    ]);
+    let kept = open_files(64);
+    let v = tracer.wait_for("map-full drops", Duration::from_secs(10), |v| {
+        v["type"] == "alloc_live" && v["untracked_map_full"].as_u64().unwrap() > 0
+    });
+    assert!(v["outstanding"].as_u64().unwrap() <= 8, "{v}");
+    drop(kept);
+    tracer.stop();
+}
