@@ -5,6 +5,7 @@
 
 mod build;
 mod ebpf_route;
+mod leakyfs;
 mod run;
 mod setup;
 mod test;

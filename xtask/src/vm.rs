@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{build, setup, util};
+use crate::{build, leakyfs, setup, util};
 
 /// The meta package naming the current cloud kernel.
 const KERNEL_META: &str = "linux-image-cloud-amd64";
@@ -66,6 +66,29 @@ echo "@@TRACER-VM UNAME $(uname -r)"
 echo "@@TRACER-VM DOCTOR-BEGIN"
 /bin/tracer doctor --json
 echo "@@TRACER-VM DOCTOR-END rc=$?"
+# leakyfs, the test filesystem: its knobs do what they say (the truth tracer is checked against).
+if insmod /lib/modules/leakyfs.ko leak_count=3 hold_ms=500 2>&1; then
+  echo "@@TRACER-VM LEAKYFS insmod ok"
+  mkdir -p /mnt/leaky
+  if mount -t leakyfs none /mnt/leaky; then echo "@@TRACER-VM LEAKYFS mount ok"; fi
+  # Opening "hold" keeps the file for hold_ms after close, from the module's delayed work.
+  cat /mnt/leaky/hold
+  if umount /mnt/leaky 2>/tmp/umount.err; then
+    echo "@@TRACER-VM LEAKYFS held-umount succeeded"
+  else
+    echo "@@TRACER-VM LEAKYFS held-umount failed: $(cat /tmp/umount.err)"
+  fi
+  sleep 1
+  if umount /mnt/leaky; then echo "@@TRACER-VM LEAKYFS later-umount ok"; fi
+  echo 1 > /sys/module/leakyfs/parameters/fail_mount
+  if mount -t leakyfs none /mnt/leaky 2>/tmp/mount.err; then
+    echo "@@TRACER-VM LEAKYFS failing-mount succeeded"
+  else
+    echo "@@TRACER-VM LEAKYFS failing-mount failed: $(cat /tmp/mount.err)"
+  fi
+else
+  echo "@@TRACER-VM LEAKYFS insmod FAILED"
+fi
 echo "@@TRACER-VM DMESG-BEGIN"
 dmesg | tail -n 20
 echo "@@TRACER-VM DMESG-END"
@@ -99,6 +122,7 @@ pub fn run(args: &Args) -> Result<()> {
     let work = util::target_dir().join("vm");
     fs::create_dir_all(&work)?;
     let kernel = fetch_kernel(&cache, args.refresh)?;
+    let leakyfs = leakyfs::build(&kernel.version, &work)?;
     eprintln!(
         "vm: kernel {} ({})",
         kernel.version,
@@ -107,6 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
     let initramfs = work.join("initramfs.cpio.gz");
     build_initramfs(
         &kernel,
+        &leakyfs,
         &build::tracer_binary(args.release),
         &work.join("initramfs"),
         &initramfs,
@@ -245,7 +270,13 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
 }
 
 /// Builds the initramfs in `root` (emptied first) and packs it into `out`.
-fn build_initramfs(kernel: &Kernel, tracer: &Path, root: &Path, out: &Path) -> Result<()> {
+fn build_initramfs(
+    kernel: &Kernel,
+    leakyfs: &Path,
+    tracer: &Path,
+    root: &Path,
+    out: &Path,
+) -> Result<()> {
     if !tracer.exists() {
         bail!(
             "{} is missing: build tracer first (`cargo xtask build`)",
@@ -302,6 +333,7 @@ fn build_initramfs(kernel: &Kernel, tracer: &Path, root: &Path, out: &Path) -> R
             inside = inside.display()
         ));
     }
+    copy(leakyfs, &root.join("lib/modules/leakyfs.ko"))?;
     let init = root.join("init");
     fs::write(&init, INIT.replace("@MODULES@", insmods.trim_end()))?;
     set_mode(&init, 0o755)?;
@@ -566,6 +598,7 @@ fn check(serial: &str, version: &str) -> Checked {
             c.passed += 1;
         }
     }
+    check_leakyfs(&marked("LEAKYFS"), &mut c);
     let Some(json) = between(
         serial,
         &format!("{MARK} DOCTOR-BEGIN"),
@@ -651,6 +684,33 @@ fn check(serial: &str, version: &str) -> Checked {
         }
     }
     c
+}
+
+/// leakyfs's knobs, as /init exercised them: it loads, mounts, keeps the mount busy while
+/// its delayed work holds a file, lets go after, and fails a mount when told to.
+fn check_leakyfs(lines: &[&str], c: &mut Checked) {
+    c.lines.push(format!("leakyfs:   {}", lines.join("; ")));
+    let expect = [
+        ("insmod ok", "leakyfs loads"),
+        ("mount ok", "a leakyfs mount"),
+        (
+            "held-umount failed: umount: can't unmount /mnt/leaky: Device or resource busy",
+            "umount is EBUSY while leakyfs holds a file",
+        ),
+        (
+            "later-umount ok",
+            "umount succeeds once leakyfs's delayed work dropped the file",
+        ),
+        ("failing-mount failed", "fail_mount=1 makes mount fail"),
+    ];
+    for (want, what) in expect {
+        if lines.iter().any(|l| l.starts_with(want)) {
+            c.passed += 1;
+        } else {
+            c.failures
+                .push(format!("{what} (no `LEAKYFS {want}` marker)"));
+        }
+    }
 }
 
 /// The text between the line holding `begin` and the line holding `end`.
