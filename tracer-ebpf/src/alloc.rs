@@ -15,7 +15,15 @@
 //! - the stack is captured once per call site (`CALLSITE_STACK`), not per allocation: a
 //!   call site's allocations share the first stack seen there, which names the path that
 //!   leads to it (reports say it is the first one seen).
-//! - frees cost one hash delete while tracking is on (a miss for untracked objects).
+//! - frees cost one hash delete while tracking is on (a miss for untracked objects);
+//!   with the reuse check (default) every allocation costs one too.
+//!
+//! Average cost per program run measured on the project's machine (6.18, 2 CPUs, loaded;
+//! `kernel.bpf_stats_enabled=1`, 100k open+close of /dev/null, bpftool's run_time_ns /
+//! run_cnt): kmem_cache_alloc 72 ns with tracking off; `sym:xfs_` (filtered out) 109 ns
+//! without the reuse check, 183 ns with it; `cache:filp` (tracked, stack once per site)
+//! 358 ns; `cache:filp --alloc-stack-per-object` 1280 ns. kmem_cache_free 227 ns off (it
+//! also reports `filp` frees), 290-330 ns on.
 
 use aya_ebpf::{
     EbpfContext,
