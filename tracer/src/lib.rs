@@ -15,6 +15,7 @@ pub mod live;
 pub mod mountinfo;
 pub mod stream;
 pub mod tracefs;
+pub mod tui;
 
 /// Whether we run as root (needed to load eBPF).
 pub fn is_root() -> bool {

@@ -150,14 +150,12 @@ fn main() -> Result<()> {
                 stats_every: Duration::from_secs_f64(stats_every.max(0.05)),
                 stop: None,
             };
-            if !no_tui && std::io::stdout().is_terminal() {
-                eprintln!(
-                    "tracer: the TUI is not built yet; streaming JSON lines (use --no-tui to silence this)"
-                );
-            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            if !no_tui && std::io::stdout().is_terminal() {
+                return runtime.block_on(tracer::tui::attach(&opts, stream_opts));
+            }
             runtime.block_on(async move {
                 let mut att = attach::attach(&opts)?;
                 let kallsyms = std::mem::take(&mut att.kallsyms);

@@ -1,0 +1,296 @@
+//! The events pane's entries: the engine's notices (EBUSY verdicts, culprits released,
+//! stories closed, mounts detached and unpinned), mount-table calls, xfstests markers and
+//! warnings, each with a few short lines for the pane and the full text for its detail.
+
+use tracer_fs::{
+    Notice,
+    text::{count, dur, rel},
+    verdict::{FileReport, HolderDesc, Verdict, VerdictKind},
+    work::chain_text,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// An EBUSY verdict.
+    Verdict,
+    /// A culprit of an EBUSY released.
+    Released,
+    /// The operation that failed with EBUSY finally succeeded.
+    Closed,
+    /// A mount left the table but is pinned (lazy umount).
+    Detached,
+    /// A detached mount's last file went.
+    Unpinned,
+    /// A umount that worked.
+    Umount,
+    /// A mount that worked.
+    Mount,
+    /// A mount-table call that failed otherwise than with EBUSY.
+    Failed,
+    /// An xfstests test started.
+    Test,
+    /// Lost records, undecodable records.
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub serial: u64,
+    pub ts_ns: u64,
+    pub kind: LogKind,
+    /// What the pane shows: a headline, then a few indented lines.
+    pub lines: Vec<String>,
+    /// The whole text, for the detail view.
+    pub full: String,
+    /// The mount it is about, when there is one (Enter in the detail opens it).
+    pub mount_id: Option<i32>,
+}
+
+/// `…/name` or the path: the shortest useful name of a file.
+pub fn file_name(r: &FileReport) -> String {
+    match &r.id.path {
+        Some(p) => p.clone(),
+        None if r.id.name.is_empty() => format!("inode {}", r.id.ino),
+        None => format!("…/{}", r.id.name),
+    }
+}
+
+/// "2 held by an fd, 1 waiting for a deferred put".
+fn groups(files: &[FileReport]) -> String {
+    let n = |p: fn(&HolderDesc) -> bool| files.iter().filter(|f| f.holders.iter().any(p)).count();
+    let parts = [
+        (n(|h| matches!(h, HolderDesc::Fd { .. })), "held by an fd"),
+        (
+            n(|h| matches!(h, HolderDesc::UringFixed { .. })),
+            "registered in an io_uring ring",
+        ),
+        (
+            n(|h| matches!(h, HolderDesc::UringReq { .. })),
+            "used by an in-flight io_uring request",
+        ),
+        (
+            n(|h| matches!(h, HolderDesc::DeferredPut { .. })),
+            "waiting for a deferred put",
+        ),
+        (
+            n(|h| matches!(h, HolderDesc::Unattributed { .. })),
+            "unattributed",
+        ),
+    ];
+    parts
+        .iter()
+        .filter(|(c, _)| *c > 0)
+        .map(|(c, w)| format!("{c} {w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line per culprit (at most `max`): its name and what holds it.
+fn culprit_lines(v: &Verdict, files: &[FileReport], max: usize, out: &mut Vec<String>) {
+    let a = tracer_fs::verdict::Anchor::event(v.ts_ns, "EBUSY");
+    for f in files.iter().take(max) {
+        let holder = f
+            .holders
+            .first()
+            .map(|h| h.words(&a))
+            .unwrap_or_else(|| "no holder".into());
+        out.push(format!("  {}: {holder}", file_name(f)));
+    }
+    if files.len() > max {
+        out.push(format!(
+            "  … and {} more (Enter for all)",
+            files.len() - max
+        ));
+    }
+}
+
+fn verdict_lines(v: &Verdict) -> Vec<String> {
+    let mut head = match v.kind {
+        VerdictKind::UmountBusy => format!("umount {}", v.target),
+        VerdictKind::MountBusy => format!("mount {} on {}", v.source, v.target),
+    };
+    head.push_str(&format!(" by pid {} ({})", v.caller.tgid, v.caller.comm));
+    if v.attempt > 1 {
+        head.push_str(&format!(", attempt {}", v.attempt));
+    }
+    if let Some(t) = &v.test {
+        head.push_str(&format!(" during {t}"));
+    }
+    let mut lines = vec![head];
+    match v.kind {
+        VerdictKind::UmountBusy => {
+            if v.mount.is_none() {
+                lines.push("  not a mount we know".into());
+            } else if !v.culprits.is_empty() {
+                lines.push(format!(
+                    "  busy: {}: {}",
+                    count(v.culprits.len(), "open file", "open files"),
+                    groups(&v.culprits)
+                ));
+                culprit_lines(v, &v.culprits, 2, &mut lines);
+            }
+            if !v.child_mounts.is_empty() {
+                lines.push(format!(
+                    "  {} under it",
+                    count(v.child_mounts.len(), "child mount", "child mounts")
+                ));
+            }
+        }
+        VerdictKind::MountBusy => {
+            let files: Vec<FileReport> = v
+                .pinned_mounts
+                .iter()
+                .flat_map(|p| p.files.iter().cloned())
+                .collect();
+            if !v.pinned_mounts.is_empty() {
+                lines.push(format!(
+                    "  {} of {} pinned by {}",
+                    count(v.pinned_mounts.len(), "mount", "mounts"),
+                    v.source,
+                    count(files.len(), "open file", "open files")
+                ));
+            }
+            culprit_lines(v, &files, 2, &mut lines);
+            if !v.device_openers.is_empty() {
+                lines.push(format!(
+                    "  the device is open by {}",
+                    count(v.device_openers.len(), "file", "files")
+                ));
+            }
+        }
+    }
+    if v.unexplained {
+        lines.push("  nothing traced explains it (cwd, mmap, loop device…?)".into());
+    }
+    lines
+}
+
+impl LogKind {
+    /// The pane's label for the kind, 6 columns wide.
+    pub fn tag(self) -> &'static str {
+        match self {
+            LogKind::Verdict => "EBUSY ",
+            LogKind::Released => "freed ",
+            LogKind::Closed => "done  ",
+            LogKind::Detached => "detach",
+            LogKind::Unpinned => "unpin ",
+            LogKind::Umount | LogKind::Mount => "ok    ",
+            LogKind::Failed => "error ",
+            LogKind::Test => "test  ",
+            LogKind::Warning => "WARN  ",
+        }
+    }
+}
+
+impl LogEntry {
+    pub fn of_notice(n: &Notice) -> LogEntry {
+        let full = n.to_string();
+        let (ts_ns, kind, lines, mount_id) = match n {
+            Notice::Verdict(v) => (
+                v.ts_ns,
+                LogKind::Verdict,
+                verdict_lines(v),
+                v.mount
+                    .as_ref()
+                    .map(|m| m.id)
+                    .or_else(|| v.pinned_mounts.first().map(|p| p.mount.id)),
+            ),
+            Notice::CulpritReleased(c) => {
+                let s = &c.story;
+                let after = rel(
+                    c.ts_ns,
+                    s.first_ebusy_ns,
+                    if s.failed_attempts > 1 {
+                        "first EBUSY"
+                    } else {
+                        "EBUSY"
+                    },
+                );
+                let name = match &c.file.path {
+                    Some(p) => p.clone(),
+                    None if c.file.name.is_empty() => format!("inode {}", c.file.ino),
+                    None => format!("…/{}", c.file.name),
+                };
+                let what = if c.listed { "" } else { "(unlisted) " };
+                let mut lines = vec![format!(
+                    "{what}{name} {after}; {} of {} culprits left",
+                    c.culprits_alive, c.culprits_total
+                )];
+                if !c.seen {
+                    lines.push("  not seen: inferred from a reused pointer or mount id".into());
+                } else if !c.chain.is_empty() {
+                    lines.push(format!("  by {}", chain_text(&c.chain)));
+                }
+                (
+                    c.ts_ns,
+                    LogKind::Released,
+                    lines,
+                    s.mount.as_ref().map(|m| m.id),
+                )
+            }
+            Notice::StoryClosed(s) => {
+                let lazy = if s.lazy { " (lazy)" } else { "" };
+                let mut lines = vec![
+                    format!(
+                        "{}{lazy} worked after {} busy, {}",
+                        s.story.what,
+                        dur(s.pinned_ns),
+                        count(
+                            s.failed_attempts as usize,
+                            "failed attempt",
+                            "failed attempts"
+                        )
+                    ),
+                    format!(
+                        "  by pid {} ({}); {} of {} listed culprits released",
+                        s.caller.tgid, s.caller.comm, s.culprits_released, s.culprits_total
+                    ),
+                ];
+                if s.still_pinned_by > 0 {
+                    lines.push(format!(
+                        "  detached but still pinned by {}",
+                        count(s.still_pinned_by, "open file", "open files")
+                    ));
+                }
+                (
+                    s.ts_ns,
+                    LogKind::Closed,
+                    lines,
+                    s.story.mount.as_ref().map(|m| m.id),
+                )
+            }
+            Notice::MountDetachedPinned(m) => (
+                m.ts_ns,
+                LogKind::Detached,
+                vec![format!(
+                    "mount {} ({} on {}) left the table, pinned by {}",
+                    m.mount.id,
+                    m.mount.fs_type,
+                    m.mount.mount_point,
+                    count(m.files.len(), "open file", "open files")
+                )],
+                Some(m.mount.id),
+            ),
+            Notice::DetachedMountUnpinned(m) => (
+                m.ts_ns,
+                LogKind::Unpinned,
+                vec![format!(
+                    "mount {} ({} on {}) no longer pinned, {} after it left the table",
+                    m.mount.id,
+                    m.mount.fs_type,
+                    m.mount.mount_point,
+                    dur(m.ts_ns.saturating_sub(m.detached_ns))
+                )],
+                Some(m.mount.id),
+            ),
+        };
+        LogEntry {
+            serial: 0,
+            ts_ns,
+            kind,
+            lines,
+            full,
+            mount_id,
+        }
+    }
+}

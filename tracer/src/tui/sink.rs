@@ -1,0 +1,109 @@
+//! The draining task's end of the TUI: a [`Sink`] that feeds the engine (through the
+//! [`Model`]), handles what the UI asked for, and publishes a fresh [`Snapshot`] at every
+//! counter tick. Publishing replaces the previous snapshot and never waits for the UI.
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, mpsc},
+};
+
+use anyhow::Result;
+use tokio::sync::watch;
+use tracer_fs::event::{Event, Payload};
+
+use super::model::{Model, Request, Snapshot};
+use crate::{clock::boottime_ns, counters::Figures, kallsyms::Kallsyms, stream::Sink};
+
+pub struct TuiSink {
+    pub model: Model,
+    syms: Kallsyms,
+    named: HashSet<u64>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    requests: mpsc::Receiver<Request>,
+    /// Where `s` writes reports.
+    dir: PathBuf,
+    pub notices: u64,
+}
+
+impl TuiSink {
+    pub fn new(
+        model: Model,
+        syms: Kallsyms,
+        tx: watch::Sender<Arc<Snapshot>>,
+        requests: mpsc::Receiver<Request>,
+        dir: PathBuf,
+    ) -> Self {
+        TuiSink {
+            model,
+            syms,
+            named: HashSet::new(),
+            tx,
+            requests,
+            dir,
+            notices: 0,
+        }
+    }
+
+    /// Teaches the engine the names of work functions as they first appear.
+    fn learn_symbols(&mut self, ev: &Event) {
+        let mut addrs = vec![];
+        if let Some(w) = ev.work {
+            addrs.push(w.function);
+        }
+        if let Payload::WorkQueued { function, .. }
+        | Payload::WorkStart { function, .. }
+        | Payload::WorkEnd { function, .. }
+        | Payload::WorkArmed { function, .. } = ev.payload
+        {
+            addrs.push(function);
+        }
+        for a in addrs {
+            if self.named.insert(a)
+                && let Some((s, off)) = self.syms.resolve(a)
+            {
+                let name = if off == 0 {
+                    s.name.clone()
+                } else {
+                    format!("{}+{off:#x}", s.name)
+                };
+                self.model.engine.add_symbol(a, name);
+            }
+        }
+    }
+
+    /// Handles the UI's requests and publishes a snapshot.
+    pub fn publish(&mut self) {
+        let now = boottime_ns();
+        while let Ok(r) = self.requests.try_recv() {
+            self.model.request(r, &self.dir, now);
+        }
+        let snap = self.model.snapshot(now);
+        self.tx.send_replace(Arc::new(snap));
+    }
+}
+
+impl Sink for TuiSink {
+    fn event(&mut self, ev: &Event) -> Result<()> {
+        self.learn_symbols(ev);
+        self.notices += self.model.apply(ev).len() as u64;
+        Ok(())
+    }
+
+    fn figures(&mut self, f: &Figures) -> Result<()> {
+        self.model.set_figures(f, boottime_ns());
+        self.publish();
+        Ok(())
+    }
+
+    fn bad_record(&mut self, err: &str) -> Result<()> {
+        self.model.bad_record(err, boottime_ns());
+        Ok(())
+    }
+
+    fn ready(&mut self) -> Result<()> {
+        self.model.set_ready();
+        self.publish();
+        Ok(())
+    }
+}

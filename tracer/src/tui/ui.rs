@@ -1,0 +1,241 @@
+//! The screen: header on top, the current view in the middle, keys (or what just
+//! happened) at the bottom, help over it all. Each pane draws itself in its own module.
+
+use std::time::Duration;
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Borders, Paragraph},
+};
+
+use super::{
+    app::{App, Pane, View},
+    events, file_view, header, help,
+    model::Snapshot,
+    mount_view, mounts, work,
+};
+
+pub const TITLE: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+pub const HEAD: Style = Style::new().add_modifier(Modifier::BOLD);
+pub const DIM: Style = Style::new().fg(Color::DarkGray);
+pub const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+pub const WARN: Style = Style::new().fg(Color::Yellow);
+pub const GOOD: Style = Style::new().fg(Color::Green);
+pub const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
+pub const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+
+/// A pane's frame: a rule with the title on top (borders cost lines at 80x24).
+pub fn pane_block<'a>(title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
+    let style = if focused { TITLE } else { HEAD };
+    Block::new()
+        .borders(Borders::TOP)
+        .border_style(if focused { TITLE } else { DIM })
+        .title(title.into().style(style))
+}
+
+/// The tail of `s` in at most `w` columns: `…/scratch/dir`.
+pub fn tail(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w {
+        return s.to_string();
+    }
+    if w == 0 {
+        return String::new();
+    }
+    let skip = n - (w - 1);
+    format!("…{}", s.chars().skip(skip).collect::<String>())
+}
+
+/// The head of `s` in at most `w` columns: `delayed_fpu…`.
+pub fn head(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w {
+        return s.to_string();
+    }
+    if w == 0 {
+        return String::new();
+    }
+    format!("{}…", s.chars().take(w - 1).collect::<String>())
+}
+
+/// Word-wraps `text` into rows of at most `width` columns. Rows after the first are
+/// indented two columns more than the text's own leading spaces. At most `max_rows` rows;
+/// the last one then ends with `…`.
+pub fn wrap(text: &str, width: usize, max_rows: usize) -> Vec<String> {
+    let width = width.max(4);
+    let indent = (text.len() - text.trim_start_matches(' ').len()).min(width / 2);
+    let hang = " ".repeat((indent + 2).min(width / 2));
+    let mut rows: Vec<String> = Vec::new();
+    let mut cur = " ".repeat(indent);
+    let mut cur_w = indent;
+    let mut prefix_w = indent;
+    for word in text.trim_start_matches(' ').split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let sep = usize::from(cur_w > prefix_w);
+            if cur_w + sep + word.len() <= width {
+                if sep == 1 {
+                    cur.push(' ');
+                }
+                cur.extend(word.iter());
+                cur_w += sep + word.len();
+                break;
+            }
+            if cur_w > prefix_w {
+                rows.push(std::mem::replace(&mut cur, hang.clone()));
+                cur_w = hang.len();
+                prefix_w = cur_w;
+                continue;
+            }
+            // A word longer than a row: cut it.
+            let room = width - cur_w;
+            cur.extend(word[..room].iter());
+            rows.push(std::mem::replace(&mut cur, hang.clone()));
+            cur_w = hang.len();
+            prefix_w = cur_w;
+            word.drain(..room);
+        }
+    }
+    if cur_w > prefix_w || rows.is_empty() {
+        rows.push(cur);
+    }
+    if rows.len() > max_rows.max(1) {
+        rows.truncate(max_rows.max(1));
+        let last = rows.last_mut().expect("at least one row");
+        let mut chars: Vec<char> = last.chars().collect();
+        chars.truncate(width - 1);
+        *last = chars.into_iter().collect::<String>() + "…";
+    }
+    rows
+}
+
+/// `950`, `12.3k`, `100k`, `1.5M`, `1M`: three or four characters.
+pub fn si(n: u64) -> String {
+    let (unit, suffix) = match n {
+        0..1_000 => return n.to_string(),
+        1_000..1_000_000 => (1_000, "k"),
+        _ => (1_000_000, "M"),
+    };
+    let whole = n / unit;
+    let tenth = (n % unit) * 10 / unit;
+    if whole >= 10 || tenth == 0 {
+        format!("{whole}{suffix}")
+    } else {
+        format!("{whole}.{tenth}{suffix}")
+    }
+}
+
+/// `0:01:23`, `27:03:04`.
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Key hints: `key` highlighted, then its meaning.
+pub fn hints(pairs: &[(&str, &str)]) -> Vec<Span<'static>> {
+    let mut v = Vec::new();
+    for (k, what) in pairs {
+        v.push(Span::styled(format!(" {k}"), KEY));
+        v.push(Span::raw(format!(" {what} ")));
+    }
+    v
+}
+
+fn footer(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
+    let line = if app.editing {
+        let filter = match (app.view(), app.pane) {
+            (View::Mount(_), _) => &app.file_filter,
+            (View::Main, Pane::Events) => &app.entry_filter,
+            _ => &app.mount_filter,
+        };
+        Line::from(vec![
+            Span::styled(" filter: ", KEY),
+            Span::raw(filter.clone()),
+            Span::styled("█", DIM),
+            Span::styled("  Enter keep  Esc clear", DIM),
+        ])
+    } else if let Some(end) = &snap.ended {
+        Line::from(Span::styled(format!(" tracing stopped: {end}"), BAD))
+    } else if let Some(s) = app.status(snap) {
+        let mut v = vec![Span::styled(format!(" {s} "), GOOD)];
+        v.extend(hints(&[("?", "help"), ("q", "quit")]));
+        Line::from(v)
+    } else {
+        let pairs: &[(&str, &str)] = match app.view() {
+            View::Main => &[
+                ("↑↓", "move"),
+                ("Enter", "open"),
+                ("Tab", "pane"),
+                ("/", "filter"),
+                ("p", "pause"),
+                ("s", "save"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
+            View::Mount(_) => &[
+                ("↑↓", "move"),
+                ("Enter", "file"),
+                ("Esc", "back"),
+                ("/", "filter"),
+                ("p", "pause"),
+                ("s", "save"),
+                ("q", "quit"),
+            ],
+            View::Entry(_) => &[
+                ("↑↓", "scroll"),
+                ("Enter", "its mount"),
+                ("Esc", "back"),
+                ("s", "save"),
+                ("q", "quit"),
+            ],
+            View::File(..) => &[
+                ("↑↓", "scroll"),
+                ("Esc", "back"),
+                ("p", "pause"),
+                ("s", "save"),
+                ("q", "quit"),
+            ],
+        };
+        Line::from(hints(pairs))
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// Draws everything.
+pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
+    let area = f.area();
+    let header_h = header::height(area.width);
+    let [top, body, bottom] = Layout::vertical([
+        Constraint::Length(header_h),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::draw(f, top, app, snap);
+    match app.view() {
+        View::Main => {
+            // The mounts pane takes what its rows need, up to 35%; events get the rest.
+            let work_h = work::height(snap).min(body.height / 3);
+            let mounts_h = mounts::height(app, snap).min(body.height * 45 / 100).max(3);
+            let [m, w, e] = Layout::vertical([
+                Constraint::Length(mounts_h),
+                Constraint::Length(work_h),
+                Constraint::Min(3),
+            ])
+            .areas(body);
+            mounts::draw(f, m, app, snap);
+            work::draw(f, w, snap);
+            events::draw(f, e, app, snap);
+        }
+        View::Mount(id) => mount_view::draw(f, body, app, snap, id),
+        View::File(_, key) => file_view::draw(f, body, app, snap, key),
+        View::Entry(serial) => events::draw_entry(f, body, app, snap, serial),
+    }
+    footer(f, bottom, app, snap);
+    if app.help {
+        help::draw(f, area, app, snap);
+    }
+}
