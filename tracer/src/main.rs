@@ -153,7 +153,12 @@ fn main() -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            if !no_tui && std::io::stdout().is_terminal() {
+            let tui = !no_tui && std::io::stdout().is_terminal();
+            if tui && opts.alloc.is_some() {
+                eprintln!(
+                    "tracer: the TUI does not record or track allocations yet; streaming JSON lines (use --no-tui to silence this)"
+                );
+            } else if tui {
                 return runtime.block_on(tracer::tui::attach(&opts, stream_opts));
             }
             runtime.block_on(async move {
