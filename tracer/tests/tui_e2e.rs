@@ -1,0 +1,299 @@
+//! The TUI driven as a person would: the real binary in a tmux pane (keys in with
+//! `send-keys`, the screen read back with `capture-pane`), watching a real EBUSY on a real
+//! tmpfs, drilling into the mount and the file, following the release, saving a report,
+//! and quitting with every probe detached. The screens are printed (see them with
+//! `--nocapture`).
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+const EBUSY: i32 = 16;
+
+/// The screen's words with every run of blanks (line ends included) made one space, so a
+/// phrase is found even when the TUI wrapped it.
+fn flat(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Runs `cmd` in a detached session of `w`x`h`; the pane stays after it exits, with
+    /// `TRACER-EXIT=<status>` on screen.
+    fn start(w: u16, h: u16, dir: &Path, cmd: &str) -> Tmux {
+        let t = Tmux {
+            socket: format!("tracer-tui-test-{}", std::process::id()),
+        };
+        let shell = format!("{cmd}; echo TRACER-EXIT=$?; sleep 600");
+        let out = t
+            .tmux()
+            .args(["new-session", "-d", "-s", "tui", "-x"])
+            .arg(w.to_string())
+            .arg("-y")
+            .arg(h.to_string())
+            .arg("-c")
+            .arg(dir)
+            .arg(shell)
+            .output()
+            .expect("running tmux (cargo xtask setup installs it)");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    /// Sends keys (tmux key names), one at a time, as a person types them.
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self
+                .tmux()
+                .args(["send-keys", "-t", "tui", k])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "send-keys {k}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Types text literally.
+    fn type_text(&self, text: &str) {
+        let out = self
+            .tmux()
+            .args(["send-keys", "-l", "-t", "tui", text])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "send-keys -l {text}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn resize(&self, w: u16, h: u16) {
+        let out = self
+            .tmux()
+            .args(["resize-window", "-t", "tui", "-x"])
+            .arg(w.to_string())
+            .arg("-y")
+            .arg(h.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "resize-window");
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .tmux()
+            .args(["capture-pane", "-p", "-t", "tui"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows what `pred` wants; prints and returns it.
+    fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                println!("---- screen: {what}\n{s}");
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").output();
+    }
+}
+
+/// A process holding `path` open as fd 3 (`sh` opens it, then becomes `sleep`).
+struct Holder(Child);
+
+impl Holder {
+    fn start(path: &Path) -> Holder {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 3>"$1"; echo READY; exec sleep 600"#)
+            .arg("sh")
+            .arg(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY");
+        Holder(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_person_watches_an_ebusy_in_the_tui() {
+    if !kernel_tests_allowed("a_person_watches_an_ebusy_in_the_tui") {
+        return;
+    }
+    let _g = serial();
+    let secs = |s| Duration::from_secs(s);
+
+    // Reports go to the tracer's working directory.
+    let cwd = std::env::temp_dir().join(format!("tracer-tui-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let tracer = env!("CARGO_BIN_EXE_tracer");
+    let tmux = Tmux::start(80, 24, &cwd, &format!("{tracer} attach"));
+    tmux.wait("the TUI, attached", secs(60), |s| {
+        s.contains("hooks ") && s.contains("Mounts (") && !s.contains("attaching…")
+    });
+
+    // A tmpfs, a file on it held open, an xfstests-style marker, and a umount: EBUSY.
+    let m = TmpMount::new("tui");
+    let id = m.mount_id();
+    let held = m.path.join("held");
+    let mut holder = Holder::start(&held);
+    let pid = holder.pid();
+    let test = format!("tracer/e2e-{}", std::process::id());
+    std::fs::write(
+        "/dev/kmsg",
+        format!("run fstests {test} at 2025-01-01 00:00:00\n"),
+    )
+    .expect("writing the xfstests marker to /dev/kmsg");
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    let s = tmux.wait("the EBUSY verdict", secs(20), |s| {
+        s.contains(&format!("EBUSY  umount {target}")) && s.contains("held")
+    });
+    assert!(
+        s.contains(&format!("test {test}")),
+        "the xfstests test in the header"
+    );
+    assert!(
+        flat(&s).contains("busy: 1 open file: 1 held by an fd"),
+        "{s}"
+    );
+    // (The holder's command is `sh` or already `sleep`, depending on when it exec'd.)
+    assert!(flat(&s).contains(&format!("fd 3 of pid {pid} (")), "{s}");
+    assert!(s.contains("EBUSY ×1"), "the mount is marked pinned: {s}");
+
+    // Find the mount with the filter, open it: its file and holder.
+    let dir = m.path.file_name().unwrap().to_str().unwrap().to_string();
+    tmux.keys(&["/"]);
+    tmux.type_text(&dir);
+    tmux.keys(&["Enter", "Enter"]);
+    let s = tmux.wait("the mount view", secs(10), |s| {
+        s.contains(&format!("Mount {id}: tmpfs tracer-test on {target}"))
+            && s.contains("fd tables (1)")
+    });
+    assert!(
+        s.contains("umount failed with EBUSY and these files still pin it"),
+        "{s}"
+    );
+    assert!(flat(&s).contains(&format!("fd 3 of pid {pid} (")), "{s}");
+    assert!(s.contains("[alive]"), "{s}");
+    assert!(s.contains("umount: 1 attempt, 1 EBUSY"), "{s}");
+
+    // The file and its history.
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the file view", secs(10), |s| s.contains("history:"));
+    assert!(
+        flat(&s).contains(&format!("opened as fd 3 of pid {pid} (sh)")),
+        "{s}"
+    );
+    assert!(s.contains("state: held"), "{s}");
+
+    // Back to the main screen; the holder dies; the follow-up and the umount that works.
+    tmux.keys(&["Escape", "Escape"]);
+    tmux.wait("the main screen", secs(10), |s| s.contains("Events ("));
+    holder.kill();
+    let s = tmux.wait("the culprit released", secs(20), |s| s.contains("freed  "));
+    assert!(flat(&s).contains("0 of 1 culprits left"), "{s}");
+    umount(&m.path).expect("umount once the holder is gone");
+    let s = tmux.wait("the umount that worked", secs(20), |s| {
+        flat(s).contains(&format!("done umount {target} worked after"))
+    });
+    assert!(flat(&s).contains("1 failed attempt"), "{s}");
+
+    // Esc clears the filter: the other mounts are back.
+    tmux.keys(&["Escape"]);
+    tmux.wait("the filter cleared", secs(10), |s| !s.contains("filter “"));
+
+    // A bigger terminal: the same screen, wider (the source column appears).
+    tmux.resize(140, 40);
+    tmux.wait("the wider screen", secs(10), |s| s.contains("SOURCE"));
+    tmux.resize(80, 24);
+    tmux.wait("back to 80x24", secs(10), |s| {
+        !s.contains("SOURCE") && s.contains("Mounts (")
+    });
+
+    // A report, saved now, readable by root only.
+    tmux.keys(&["s"]);
+    let s = tmux.wait("the report saved", secs(10), |s| {
+        s.contains("report saved: ")
+    });
+    let path: PathBuf = s
+        .lines()
+        .find_map(|l| l.split("report saved: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .into();
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let report = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        report.contains(&format!("EBUSY: umount {target}")),
+        "{report}"
+    );
+
+    // Quit: the terminal comes back, the probes go.
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the tracer's exit", secs(30), |s| {
+        s.contains("TRACER-EXIT=")
+    });
+    assert!(s.contains("TRACER-EXIT=0"), "{s}");
+    assert!(s.contains("stopped by quit"), "{s}");
+    assert!(s.contains("all probes detached"), "{s}");
+    assert_eq!(
+        leftover_programs(),
+        Vec::<String>::new(),
+        "probes left attached"
+    );
+    std::fs::remove_dir_all(&cwd).unwrap();
+}
