@@ -3,6 +3,7 @@
 //! One module per command; `util` holds the shared helpers (printing and running commands,
 //! workspace paths, root checks) and `ebpf_route` the detection shared with tracer/build.rs.
 
+mod bench;
 mod build;
 mod ebpf_route;
 mod leakyfs;
@@ -35,6 +36,12 @@ enum Cmd {
     Test(test::Args),
     /// Boot Debian's cloud kernel (kprobes, fentry) under qemu and run tracer doctor in it.
     VmTest(vm::Args),
+    /// Measure what tracing costs workloads: tracer's configurations, its floor, bpftrace,
+    /// bcc's memleak (a few minutes; root; not part of `test`).
+    Bench(bench::Args),
+    /// One benchmark workload run (used by `bench`).
+    #[command(hide = true)]
+    BenchWorkload(bench::workload::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +52,8 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::main(args),
         Cmd::Test(args) => test::main(args),
         Cmd::VmTest(args) => vm::main(args),
+        Cmd::Bench(args) => bench::main(args),
+        Cmd::BenchWorkload(args) => bench::workload::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

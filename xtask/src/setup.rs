@@ -78,6 +78,43 @@ pub const TEST_TOOLS: &[Tool] = &[
     },
 ];
 
+/// The tools only `cargo xtask bench` uses (not installed for building or testing).
+pub const BENCH_TOOLS: &[Tool] = &[
+    Tool {
+        package: "dbench",
+        program: "dbench",
+    },
+    Tool {
+        package: "fio",
+        program: "fio",
+    },
+    Tool {
+        package: "bpfcc-tools",
+        program: "memleak-bpfcc",
+    },
+];
+
+/// Installs the bench-only tools that are missing (Debian/Ubuntu), else says what to install.
+pub fn ensure_bench_tools() -> Result<()> {
+    let debian = is_debian_like();
+    let missing: Vec<&Tool> = BENCH_TOOLS
+        .iter()
+        .filter(|t| !tool_present(t, debian))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    if !debian {
+        bail!("the benchmarks need {}: install them", packages.join(" "));
+    }
+    Apt::default().install_missing(&packages)?;
+    for p in packages {
+        report(p, "installed");
+    }
+    Ok(())
+}
+
 /// What the calling command needs.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
