@@ -13,6 +13,7 @@ pub mod kmsg;
 pub mod layout;
 pub mod live;
 pub mod mountinfo;
+pub mod record;
 pub mod stream;
 pub mod tracefs;
 pub mod tui;

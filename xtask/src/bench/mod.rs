@@ -67,6 +67,7 @@ pub fn main(args: Args) -> Result<()> {
     setup::ensure_bench_tools()?;
     util::run(util::cargo_cmd(["build", "--release", "-p", "tracer"]).env_remove("RUSTFLAGS"))?;
     let tracer = util::target_dir().join("release/tracer");
+    let load_start = loadavg();
     let env = Env::new()?;
     let script = env.base.join("equivalent.bt");
     std::fs::write(&script, BPFTRACE_SCRIPT)?;
@@ -148,6 +149,18 @@ pub fn main(args: Args) -> Result<()> {
         }
     }
 
+    println!(
+        "bench: kernel {}, {} CPUs; load average at start {load_start}, at end {}; {} rounds, \
+         micro loops {} s, dbench/fio {} s",
+        util::probe(Command::new("uname").arg("-r"))
+            .unwrap_or_default()
+            .trim(),
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg(),
+        args.rounds,
+        args.secs,
+        args.real_secs
+    );
     let out = report(&samples, &procs, &unavailable, &configs);
     let path = util::target_dir().join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
@@ -486,6 +499,16 @@ fn take_figures(v: &Value, s: &mut Shared) {
         }
         _ => {}
     }
+}
+
+/// The 1-, 5- and 15-minute load averages (other work on the machine skews every ratio).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// utime + stime of a process, in seconds.

@@ -1,0 +1,606 @@
+//! How items are encoded inside a recording's blocks: postcard (varints, length-prefixed
+//! strings, enum variants by position) of the types below.
+//!
+//! These types mirror [`tracer_fs::event::Event`] on purpose instead of encoding it directly:
+//!
+//! - `Event`'s serde form uses internally tagged enums (`#[serde(tag = "type")]`), which a
+//!   non-self-describing format like postcard cannot decode;
+//! - a recording must stay readable when `Event` changes. The conversions below destructure
+//!   every field and variant, so any change to `Event` stops the build here, and whoever
+//!   makes it decides: append a variant at the end of an enum (old files stay readable), or
+//!   change an existing shape and bump [`super::FORMAT_VERSION`] (old files are refused with
+//!   a clear message). The golden fixture test (`tracer/tests/report.rs`) catches a change
+//!   of encoding that slipped through.
+//!
+//! Why decoded events rather than the raw wire records: the sinks receive decoded events
+//! (the ring buffer's bytes are gone by then, and userspace adds events of its own), replay
+//! needs exactly what the engine consumed, and postcard + zstd is smaller than the raw
+//! records anyway (a `FileRef` is 256 bytes on the wire, mostly zero padding; here it is
+//! about 60 bytes before compression). `WIRE_VERSION` is still recorded in the header, for
+//! the record.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use tracer_fs::event::{
+    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx,
+};
+
+/// One entry of a block, as encoded. Variants are identified by position: append only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WireItem<'a> {
+    Event(RecEvent<'a>),
+    Symbol {
+        addr: u64,
+        name: Cow<'a, str>,
+    },
+    EvidenceLimit(Cow<'a, str>),
+    Figures(Cow<'a, str>),
+    BadRecord(Cow<'a, str>),
+    Ready {
+        ts_ns: u64,
+    },
+    CommandStarted {
+        ts_ns: u64,
+        pid: u32,
+        argv: Vec<Cow<'a, str>>,
+    },
+    CommandExited {
+        ts_ns: u64,
+        pid: u32,
+        status: i32,
+        signal: Option<i32>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RecEvent<'a> {
+    ts_ns: u64,
+    cpu: u16,
+    pid: u32,
+    tgid: u32,
+    comm: Cow<'a, str>,
+    work: Option<(u64, u64)>,
+    payload: RecPayload<'a>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum RecHolder {
+    Fd { tgid: u32, fd: i32 },
+    UringFixed { ctx: u64 },
+    UringReq { ctx: u64, req: u64 },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum RecHow {
+    Open,
+    Snapshot,
+    UringRegister,
+    UringFileGet,
+    Close,
+    UringReqDone,
+    UringUnregister,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum RecOp {
+    Mount,
+    Umount,
+    MoveMount,
+    Fsmount,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum RecNameKind {
+    None,
+    UserPath,
+    Dentry,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecMount<'a> {
+    mount_id: i32,
+    parent_id: i32,
+    major: u32,
+    minor: u32,
+    root: Cow<'a, str>,
+    mount_point: Cow<'a, str>,
+    fs_type: Cow<'a, str>,
+    source: Cow<'a, str>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum RecPayload<'a> {
+    MountCall {
+        op: RecOp,
+        flags: u32,
+        ret: i64,
+        enter_ns: u64,
+        source: Cow<'a, str>,
+        target: Cow<'a, str>,
+        fs_type: Cow<'a, str>,
+    },
+    TaskExit {
+        exit_code: i32,
+        group_dead: bool,
+    },
+    Signal {
+        sig: i32,
+        result: i32,
+        target_pid: i32,
+        group: bool,
+        target_comm: Cow<'a, str>,
+    },
+    UringCreate {
+        ctx: u64,
+        fd: i32,
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
+    },
+    UringRegister {
+        ctx: u64,
+        opcode: u32,
+        nr_files: u32,
+        ret: i64,
+    },
+    FileRef {
+        file: u64,
+        holder: RecHolder,
+        how: RecHow,
+        mnt_id: i32,
+        dev: u32,
+        ino: u64,
+        name_kind: RecNameKind,
+        name: Cow<'a, str>,
+    },
+    FileUnref {
+        file: u64,
+        holder: RecHolder,
+        how: RecHow,
+    },
+    FileFree {
+        file: u64,
+        mnt_id: i32,
+        ino: u64,
+    },
+    WorkQueued {
+        work: u64,
+        function: u64,
+        target_cpu: i32,
+    },
+    WorkStart {
+        work: u64,
+        function: u64,
+    },
+    WorkEnd {
+        work: u64,
+        function: u64,
+    },
+    WorkArmed {
+        work: u64,
+        function: u64,
+        delay_jiffies: u64,
+    },
+    UringReqDone {
+        ctx: u64,
+        req: u64,
+        res: i32,
+        failed: bool,
+    },
+    MountTable {
+        mounts: Vec<RecMount<'a>>,
+    },
+    TestMarker {
+        test: Cow<'a, str>,
+    },
+}
+
+fn holder_to(h: &HolderRef) -> RecHolder {
+    match *h {
+        HolderRef::Fd { tgid, fd } => RecHolder::Fd { tgid, fd },
+        HolderRef::UringFixed { ctx } => RecHolder::UringFixed { ctx },
+        HolderRef::UringReq { ctx, req } => RecHolder::UringReq { ctx, req },
+    }
+}
+
+fn holder_from(h: RecHolder) -> HolderRef {
+    match h {
+        RecHolder::Fd { tgid, fd } => HolderRef::Fd { tgid, fd },
+        RecHolder::UringFixed { ctx } => HolderRef::UringFixed { ctx },
+        RecHolder::UringReq { ctx, req } => HolderRef::UringReq { ctx, req },
+    }
+}
+
+fn how_to(h: RefHow) -> RecHow {
+    match h {
+        RefHow::Open => RecHow::Open,
+        RefHow::Snapshot => RecHow::Snapshot,
+        RefHow::UringRegister => RecHow::UringRegister,
+        RefHow::UringFileGet => RecHow::UringFileGet,
+        RefHow::Close => RecHow::Close,
+        RefHow::UringReqDone => RecHow::UringReqDone,
+        RefHow::UringUnregister => RecHow::UringUnregister,
+    }
+}
+
+fn how_from(h: RecHow) -> RefHow {
+    match h {
+        RecHow::Open => RefHow::Open,
+        RecHow::Snapshot => RefHow::Snapshot,
+        RecHow::UringRegister => RefHow::UringRegister,
+        RecHow::UringFileGet => RefHow::UringFileGet,
+        RecHow::Close => RefHow::Close,
+        RecHow::UringReqDone => RefHow::UringReqDone,
+        RecHow::UringUnregister => RefHow::UringUnregister,
+    }
+}
+
+fn op_to(o: MountCallOp) -> RecOp {
+    match o {
+        MountCallOp::Mount => RecOp::Mount,
+        MountCallOp::Umount => RecOp::Umount,
+        MountCallOp::MoveMount => RecOp::MoveMount,
+        MountCallOp::Fsmount => RecOp::Fsmount,
+    }
+}
+
+fn op_from(o: RecOp) -> MountCallOp {
+    match o {
+        RecOp::Mount => MountCallOp::Mount,
+        RecOp::Umount => MountCallOp::Umount,
+        RecOp::MoveMount => MountCallOp::MoveMount,
+        RecOp::Fsmount => MountCallOp::Fsmount,
+    }
+}
+
+fn name_kind_to(k: NameKind) -> RecNameKind {
+    match k {
+        NameKind::None => RecNameKind::None,
+        NameKind::UserPath => RecNameKind::UserPath,
+        NameKind::Dentry => RecNameKind::Dentry,
+    }
+}
+
+fn name_kind_from(k: RecNameKind) -> NameKind {
+    match k {
+        RecNameKind::None => NameKind::None,
+        RecNameKind::UserPath => NameKind::UserPath,
+        RecNameKind::Dentry => NameKind::Dentry,
+    }
+}
+
+fn b(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
+fn o(s: Cow<'_, str>) -> String {
+    s.into_owned()
+}
+
+impl<'a> RecEvent<'a> {
+    pub(crate) fn of(ev: &'a Event) -> Self {
+        let Event {
+            ts_ns,
+            cpu,
+            pid,
+            tgid,
+            comm,
+            work,
+            payload,
+        } = ev;
+        let payload = match payload {
+            Payload::MountCall {
+                op,
+                flags,
+                ret,
+                enter_ns,
+                source,
+                target,
+                fs_type,
+            } => RecPayload::MountCall {
+                op: op_to(*op),
+                flags: *flags,
+                ret: *ret,
+                enter_ns: *enter_ns,
+                source: b(source),
+                target: b(target),
+                fs_type: b(fs_type),
+            },
+            Payload::TaskExit {
+                exit_code,
+                group_dead,
+            } => RecPayload::TaskExit {
+                exit_code: *exit_code,
+                group_dead: *group_dead,
+            },
+            Payload::Signal {
+                sig,
+                result,
+                target_pid,
+                group,
+                target_comm,
+            } => RecPayload::Signal {
+                sig: *sig,
+                result: *result,
+                target_pid: *target_pid,
+                group: *group,
+                target_comm: b(target_comm),
+            },
+            Payload::UringCreate {
+                ctx,
+                fd,
+                sq_entries,
+                cq_entries,
+                flags,
+            } => RecPayload::UringCreate {
+                ctx: *ctx,
+                fd: *fd,
+                sq_entries: *sq_entries,
+                cq_entries: *cq_entries,
+                flags: *flags,
+            },
+            Payload::UringRegister {
+                ctx,
+                opcode,
+                nr_files,
+                ret,
+            } => RecPayload::UringRegister {
+                ctx: *ctx,
+                opcode: *opcode,
+                nr_files: *nr_files,
+                ret: *ret,
+            },
+            Payload::FileRef {
+                file,
+                holder,
+                how,
+                mnt_id,
+                dev,
+                ino,
+                name_kind,
+                name,
+            } => RecPayload::FileRef {
+                file: *file,
+                holder: holder_to(holder),
+                how: how_to(*how),
+                mnt_id: *mnt_id,
+                dev: *dev,
+                ino: *ino,
+                name_kind: name_kind_to(*name_kind),
+                name: b(name),
+            },
+            Payload::FileUnref { file, holder, how } => RecPayload::FileUnref {
+                file: *file,
+                holder: holder_to(holder),
+                how: how_to(*how),
+            },
+            Payload::FileFree { file, mnt_id, ino } => RecPayload::FileFree {
+                file: *file,
+                mnt_id: *mnt_id,
+                ino: *ino,
+            },
+            Payload::WorkQueued {
+                work,
+                function,
+                target_cpu,
+            } => RecPayload::WorkQueued {
+                work: *work,
+                function: *function,
+                target_cpu: *target_cpu,
+            },
+            Payload::WorkStart { work, function } => RecPayload::WorkStart {
+                work: *work,
+                function: *function,
+            },
+            Payload::WorkEnd { work, function } => RecPayload::WorkEnd {
+                work: *work,
+                function: *function,
+            },
+            Payload::WorkArmed {
+                work,
+                function,
+                delay_jiffies,
+            } => RecPayload::WorkArmed {
+                work: *work,
+                function: *function,
+                delay_jiffies: *delay_jiffies,
+            },
+            Payload::UringReqDone {
+                ctx,
+                req,
+                res,
+                failed,
+            } => RecPayload::UringReqDone {
+                ctx: *ctx,
+                req: *req,
+                res: *res,
+                failed: *failed,
+            },
+            Payload::MountTable { mounts } => RecPayload::MountTable {
+                mounts: mounts
+                    .iter()
+                    .map(|m| {
+                        let MountInfo {
+                            mount_id,
+                            parent_id,
+                            major,
+                            minor,
+                            root,
+                            mount_point,
+                            fs_type,
+                            source,
+                        } = m;
+                        RecMount {
+                            mount_id: *mount_id,
+                            parent_id: *parent_id,
+                            major: *major,
+                            minor: *minor,
+                            root: b(root),
+                            mount_point: b(mount_point),
+                            fs_type: b(fs_type),
+                            source: b(source),
+                        }
+                    })
+                    .collect(),
+            },
+            Payload::TestMarker { test } => RecPayload::TestMarker { test: b(test) },
+        };
+        RecEvent {
+            ts_ns: *ts_ns,
+            cpu: *cpu,
+            pid: *pid,
+            tgid: *tgid,
+            comm: b(comm),
+            work: work.map(|w| (w.work, w.function)),
+            payload,
+        }
+    }
+
+    pub(crate) fn into_event(self) -> Event {
+        let payload = match self.payload {
+            RecPayload::MountCall {
+                op,
+                flags,
+                ret,
+                enter_ns,
+                source,
+                target,
+                fs_type,
+            } => Payload::MountCall {
+                op: op_from(op),
+                flags,
+                ret,
+                enter_ns,
+                source: o(source),
+                target: o(target),
+                fs_type: o(fs_type),
+            },
+            RecPayload::TaskExit {
+                exit_code,
+                group_dead,
+            } => Payload::TaskExit {
+                exit_code,
+                group_dead,
+            },
+            RecPayload::Signal {
+                sig,
+                result,
+                target_pid,
+                group,
+                target_comm,
+            } => Payload::Signal {
+                sig,
+                result,
+                target_pid,
+                group,
+                target_comm: o(target_comm),
+            },
+            RecPayload::UringCreate {
+                ctx,
+                fd,
+                sq_entries,
+                cq_entries,
+                flags,
+            } => Payload::UringCreate {
+                ctx,
+                fd,
+                sq_entries,
+                cq_entries,
+                flags,
+            },
+            RecPayload::UringRegister {
+                ctx,
+                opcode,
+                nr_files,
+                ret,
+            } => Payload::UringRegister {
+                ctx,
+                opcode,
+                nr_files,
+                ret,
+            },
+            RecPayload::FileRef {
+                file,
+                holder,
+                how,
+                mnt_id,
+                dev,
+                ino,
+                name_kind,
+                name,
+            } => Payload::FileRef {
+                file,
+                holder: holder_from(holder),
+                how: how_from(how),
+                mnt_id,
+                dev,
+                ino,
+                name_kind: name_kind_from(name_kind),
+                name: o(name),
+            },
+            RecPayload::FileUnref { file, holder, how } => Payload::FileUnref {
+                file,
+                holder: holder_from(holder),
+                how: how_from(how),
+            },
+            RecPayload::FileFree { file, mnt_id, ino } => Payload::FileFree { file, mnt_id, ino },
+            RecPayload::WorkQueued {
+                work,
+                function,
+                target_cpu,
+            } => Payload::WorkQueued {
+                work,
+                function,
+                target_cpu,
+            },
+            RecPayload::WorkStart { work, function } => Payload::WorkStart { work, function },
+            RecPayload::WorkEnd { work, function } => Payload::WorkEnd { work, function },
+            RecPayload::WorkArmed {
+                work,
+                function,
+                delay_jiffies,
+            } => Payload::WorkArmed {
+                work,
+                function,
+                delay_jiffies,
+            },
+            RecPayload::UringReqDone {
+                ctx,
+                req,
+                res,
+                failed,
+            } => Payload::UringReqDone {
+                ctx,
+                req,
+                res,
+                failed,
+            },
+            RecPayload::MountTable { mounts } => Payload::MountTable {
+                mounts: mounts
+                    .into_iter()
+                    .map(|m| MountInfo {
+                        mount_id: m.mount_id,
+                        parent_id: m.parent_id,
+                        major: m.major,
+                        minor: m.minor,
+                        root: o(m.root),
+                        mount_point: o(m.mount_point),
+                        fs_type: o(m.fs_type),
+                        source: o(m.source),
+                    })
+                    .collect(),
+            },
+            RecPayload::TestMarker { test } => Payload::TestMarker { test: o(test) },
+        };
+        Event {
+            ts_ns: self.ts_ns,
+            cpu: self.cpu,
+            pid: self.pid,
+            tgid: self.tgid,
+            comm: o(self.comm),
+            work: self.work.map(|(work, function)| WorkCtx { work, function }),
+            payload,
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The recording sink: tees the stream into a recording and into the live sink (JSON
+//! lines, text, the TUI), and records what the live engine learns along the way (symbols,
+//! evidence limits) so that replay feeds the engine exactly what it was fed live.
+
+use std::{collections::BTreeSet, io::Write};
+
+use anyhow::Result;
+use tracer_fs::{Engine, event::Event};
+
+use super::{Item, TraceEnd, TraceWriter, unix_now_ns};
+use crate::{clock::boottime_ns, counters::Figures, live::LiveSink, stream::Sink};
+
+/// A sink that runs an engine the recording must mirror.
+pub trait EngineSink: Sink {
+    fn engine(&self) -> &Engine;
+}
+
+impl<W: Write> EngineSink for LiveSink<'_, W> {
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+pub struct RecordSink<S: EngineSink> {
+    pub inner: S,
+    writer: Option<TraceWriter>,
+    symbols_seen: usize,
+    symbols_written: BTreeSet<u64>,
+    /// The first write error: recording stops there, the live view goes on.
+    error: Option<String>,
+    pub events: u64,
+    pub bad_records: u64,
+    pub drops: u64,
+}
+
+impl<S: EngineSink> RecordSink<S> {
+    pub fn new(inner: S, writer: TraceWriter) -> Self {
+        let symbols = &inner.engine().config().symbols;
+        let symbols_seen = symbols.len();
+        let symbols_written = symbols.keys().copied().collect();
+        RecordSink {
+            inner,
+            writer: Some(writer),
+            symbols_seen,
+            symbols_written,
+            error: None,
+            events: 0,
+            bad_records: 0,
+            drops: 0,
+        }
+    }
+
+    /// Appends an item (the recording stops, with a warning, at the first write error).
+    pub fn push(&mut self, item: &Item) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        if let Err(e) = w.push(item) {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: anyhow::Error) {
+        let path = self
+            .writer
+            .as_ref()
+            .map(|w| w.path().display().to_string())
+            .unwrap_or_default();
+        eprintln!("tracer: WARNING: recording stopped: {e:#}; {path} holds what came before");
+        self.error = Some(format!("{e:#}"));
+        self.writer = None;
+    }
+
+    fn tick(&mut self) {
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.tick()
+        {
+            self.fail(e);
+        }
+    }
+
+    /// Symbols the live engine learnt since the last call, in address order.
+    fn new_symbols(&mut self) -> Vec<Item> {
+        let syms = &self.inner.engine().config().symbols;
+        if syms.len() == self.symbols_seen {
+            return Vec::new();
+        }
+        // Symbols only grow (`add_symbol` never replaces a name): the new ones are those
+        // not written yet.
+        self.symbols_seen = syms.len();
+        let new: Vec<Item> = syms
+            .iter()
+            .filter(|(a, _)| !self.symbols_written.contains(a))
+            .map(|(a, n)| Item::Symbol {
+                addr: *a,
+                name: n.clone(),
+            })
+            .collect();
+        for i in &new {
+            if let Item::Symbol { addr, .. } = i {
+                self.symbols_written.insert(*addr);
+            }
+        }
+        new
+    }
+
+    /// Writes the end mark; returns the path and size, or why the recording is incomplete.
+    pub fn finish(
+        &mut self,
+        stopped_by: &str,
+        command_status: Option<i32>,
+    ) -> Result<(std::path::PathBuf, u64), String> {
+        let Some(w) = self.writer.take() else {
+            return Err(self
+                .error
+                .clone()
+                .unwrap_or_else(|| "the recording was already finished".into()));
+        };
+        let path = w.path().to_path_buf();
+        let end = TraceEnd {
+            ended_unix_ns: unix_now_ns(),
+            ended_boot_ns: boottime_ns(),
+            items: 0,
+            events: self.events,
+            bad_records: self.bad_records,
+            drops: self.drops,
+            stopped_by: stopped_by.to_string(),
+            command_status,
+        };
+        w.finish(&end)
+            .map(|bytes| (path, bytes))
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+impl<S: EngineSink> Sink for RecordSink<S> {
+    fn event(&mut self, ev: &Event) -> Result<()> {
+        self.inner.event(ev)?;
+        self.events += 1;
+        // The live sink teaches its engine symbols before applying the event: write them
+        // first so replay does the same.
+        for s in self.new_symbols() {
+            self.push(&s);
+        }
+        self.push_event(ev);
+        self.tick();
+        Ok(())
+    }
+
+    fn figures(&mut self, f: &Figures) -> Result<()> {
+        let before = self.inner.engine().evidence_limits();
+        self.inner.figures(f)?;
+        self.drops = f.total_drops();
+        self.push(&Item::Figures(serde_json::to_string(f)?));
+        let after = self.inner.engine().evidence_limits();
+        for l in after {
+            if !before.contains(&l) {
+                self.push(&Item::EvidenceLimit(l));
+            }
+        }
+        self.tick();
+        Ok(())
+    }
+
+    fn bad_record(&mut self, err: &str) -> Result<()> {
+        self.bad_records += 1;
+        self.push(&Item::BadRecord(err.to_string()));
+        self.inner.bad_record(err)
+    }
+
+    fn ready(&mut self) -> Result<()> {
+        self.push(&Item::Ready {
+            ts_ns: boottime_ns(),
+        });
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.flush()
+        {
+            self.fail(e);
+        }
+        self.inner.ready()
+    }
+}
+
+impl<S: EngineSink> RecordSink<S> {
+    fn push_event(&mut self, ev: &Event) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        if let Err(e) = w.push_event(ev) {
+            self.fail(e);
+        }
+    }
+}
