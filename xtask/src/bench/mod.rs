@@ -83,16 +83,14 @@ pub fn main(args: Args) -> Result<()> {
     }
     if let Err(e) = Traced::start("memleak", &tracer, &script).and_then(|t| t.stop().map(drop)) {
         let e = format!("{e:#}");
-        let why = match e
-            .lines()
-            .next()
-            .and_then(|_| e.find("Unable to find kernel headers"))
-        {
-            Some(_) => "memleak-bpfcc: \"Unable to find kernel headers\": bcc compiles its \
-                        programs against the running kernel's headers, and there is no \
-                        Debian package of headers for this kernel (no CONFIG_IKHEADERS either)"
-                .to_string(),
-            None => e,
+        // bcc's traceback can push its first line ("Unable to find kernel headers") out.
+        let why = if e.contains("kernel headers") || e.contains("/lib/modules/") {
+            "memleak-bpfcc: \"Unable to find kernel headers\": bcc compiles its programs \
+             against the running kernel's headers, and there is no Debian package of headers \
+             for this kernel (no CONFIG_IKHEADERS either)"
+                .to_string()
+        } else {
+            e
         };
         unavailable.insert("memleak", why);
     }
