@@ -14,6 +14,7 @@ pub mod layout;
 pub mod live;
 pub mod mountinfo;
 pub mod record;
+pub mod report;
 pub mod stream;
 pub mod tracefs;
 pub mod tui;

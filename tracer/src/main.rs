@@ -62,7 +62,16 @@ enum Command {
         floor: bool,
         #[command(flatten)]
         alloc: tracer::alloc::AllocArgs,
+        /// Also record every event to FILE (mode 0600; never overwritten), for `tracer report`.
+        #[arg(long, value_name = "FILE")]
+        record: Option<std::path::PathBuf>,
     },
+    /// Attach, run CMD, detach when it exits; write a recording and its report, and exit
+    /// with CMD's status (e.g. `tracer run -- ./check generic/388`).
+    Run(tracer::record::run::RunArgs),
+    /// Replay a recording (from `--record` or `tracer run`) and report per xfstests test:
+    /// what pinned each mount, what leaked, deferred-work latencies.
+    Report(tracer::report::ReportArgs),
 }
 
 /// `tracer attach --floor`: attach the count-only programs, print `hooks`, `ready`, `stats`
@@ -114,6 +123,8 @@ fn main() -> Result<()> {
             }
             std::process::exit(if report.can_run { 0 } else { 1 });
         }
+        Command::Run(args) => std::process::exit(tracer::record::run::cli(args)?),
+        Command::Report(args) => tracer::report::main(args),
         Command::Attach {
             no_tui,
             duration,
@@ -126,6 +137,7 @@ fn main() -> Result<()> {
             no_events,
             floor,
             alloc,
+            record,
         } => {
             if !is_root() {
                 bail!(NOT_ROOT);
@@ -149,12 +161,13 @@ fn main() -> Result<()> {
                 duration,
                 stats_every: Duration::from_secs_f64(stats_every.max(0.05)),
                 stop: None,
+                ..Default::default()
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let tui = !no_tui && std::io::stdout().is_terminal();
-            if tui && opts.alloc.is_some() {
+            if tui && (record.is_some() || opts.alloc.is_some()) {
                 eprintln!(
                     "tracer: the TUI does not record or track allocations yet; streaming JSON lines (use --no-tui to silence this)"
                 );
@@ -204,7 +217,22 @@ fn main() -> Result<()> {
                     ))?;
                     out.set_alloc(tracker);
                 }
-                let summary = stream::run(&mut att, stream_opts, &mut out).await?;
+                let summary = match &record {
+                    None => stream::run(&mut att, stream_opts, &mut out).await?,
+                    Some(path) => {
+                        let (summary, back, rec) = tracer::record::run::stream_recorded(
+                            &mut att,
+                            &opts,
+                            stream_opts,
+                            out,
+                            path,
+                        )
+                        .await?;
+                        out = back;
+                        rec.tell();
+                        summary
+                    }
+                };
                 out.json(&json!({
                     "type": "end",
                     "stopped_by": summary.stopped_by,

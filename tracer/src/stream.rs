@@ -35,6 +35,9 @@ pub struct StreamOptions {
     pub stats_every: Duration,
     /// Stops the stream when notified (the TUI's quit), like SIGINT does.
     pub stop: Option<Arc<Notify>>,
+    /// Stop on SIGINT/SIGTERM. `tracer run` turns it off: the command gets the signal too,
+    /// and the stream goes on until the command exits (then `stop`).
+    pub stop_on_signals: bool,
 }
 
 impl Default for StreamOptions {
@@ -43,6 +46,7 @@ impl Default for StreamOptions {
             duration: None,
             stats_every: Duration::from_secs(1),
             stop: None,
+            stop_on_signals: true,
         }
     }
 }
@@ -145,6 +149,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     sink.ready()?;
 
     let stop = opts.stop.clone().unwrap_or_default();
+    let signals = opts.stop_on_signals;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
@@ -170,8 +175,8 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 }
             }
             _ = stop.notified() => break "quit",
-            _ = sigint.recv() => break "SIGINT",
-            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv(), if signals => break "SIGINT",
+            _ = sigterm.recv(), if signals => break "SIGTERM",
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "duration",
         }
     };

@@ -44,6 +44,7 @@
 //! (every second), so a crash loses at most about a second of events.
 
 pub mod reader;
+pub mod run;
 pub(crate) mod schema;
 pub mod sink;
 pub mod writer;

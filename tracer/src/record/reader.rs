@@ -108,7 +108,7 @@ impl fmt::Display for Problem {
             Problem::ItemsLost { first, count } => write!(
                 f,
                 "{count} recorded items lost in the skipped bytes (items {first}..{}); the report may miss events there",
-                first + count
+                first.saturating_add(*count)
             ),
             Problem::BadBlock {
                 offset,
@@ -384,7 +384,10 @@ impl<R: Read> TraceReader<R> {
                 }
                 Err(e) => {
                     self.problems.push(bad(
-                        format!("item {} does not decode: {e}", first + decoded),
+                        format!(
+                            "item {} does not decode: {e}",
+                            first.saturating_add(decoded)
+                        ),
                         decoded,
                         count,
                     ));

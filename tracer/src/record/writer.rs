@@ -248,3 +248,32 @@ impl TraceWriter {
         Ok(self.bytes)
     }
 }
+
+/// For fuzzing and tests: a recording made of arbitrary chunks, each framed with a valid
+/// checksum after a real header, so that damage reaches the block and item decoders, the
+/// engine and the renderers instead of stopping at a checksum. `data` is a sequence of
+/// `[kind u8][len u16 LE][bytes]`; the bytes of an `Items` chunk are an item count (one
+/// byte) then postcard items, compressed into a real block.
+pub fn framed_chunks(mut data: &[u8]) -> Vec<u8> {
+    let mut out = preamble();
+    let header = serde_json::to_vec(&TraceHeader::default()).unwrap_or_default();
+    encode_frame(&mut out, FrameKind::Header as u8, 0, &header);
+    let mut first = 0u64;
+    while data.len() >= 3 {
+        let kind = data[0];
+        let len = (u16::from_le_bytes([data[1], data[2]]) as usize).min(data.len() - 3);
+        let chunk = &data[3..3 + len];
+        data = &data[3 + len..];
+        if kind == FrameKind::Items as u8 {
+            let count = chunk.first().copied().unwrap_or(0) as u32;
+            let raw = chunk.get(1..).unwrap_or(&[]);
+            if let Ok(p) = encode_block(first, count, raw) {
+                encode_frame(&mut out, kind, 0, &p);
+            }
+            first += count as u64;
+        } else {
+            encode_frame(&mut out, kind, 0, chunk);
+        }
+    }
+    out
+}

@@ -1,0 +1,531 @@
+//! `tracer run [options] -- CMD ARGS...`: attach, run the command once the hooks are live,
+//! stop when it exits, write the recording and the report, and exit with its status (like
+//! `perf record -- cmd`). Also the recording half of `tracer attach --record FILE`.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::Notify,
+};
+use tracer_fs::wire::WIRE_VERSION;
+
+use super::{
+    EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, TraceHeader, TraceWriter,
+    kernel_release, unix_now_ns,
+};
+use crate::{
+    NOT_ROOT,
+    attach::{self, Attached},
+    clock::boottime_ns,
+    counters::Figures,
+    is_root,
+    live::{self, Format, LiveSink},
+    report::{self, ReportFormat, ReportOptions},
+    stream::{self, Sink, StreamOptions, Summary},
+};
+
+/// The header of a recording of `att`, with the engine configuration the live engine
+/// starts from.
+pub fn header(
+    att: &Attached,
+    engine: &tracer_fs::EngineConfig,
+    opts: &attach::Options,
+    command: Option<Vec<String>>,
+) -> TraceHeader {
+    TraceHeader {
+        format_version: FORMAT_VERSION,
+        wire_version: WIRE_VERSION,
+        tracer_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: kernel_release(),
+        started_unix_ns: unix_now_ns(),
+        started_boot_ns: boottime_ns(),
+        engine: engine.clone(),
+        hooks: att
+            .hooks
+            .iter()
+            .map(|h| HookRecord {
+                hook: h.hook.to_string(),
+                why: h.why.to_string(),
+                mechanism: h.mechanism.map(|m| m.to_string()),
+                points: h.points.clone(),
+                notes: h.notes.clone(),
+            })
+            .collect(),
+        missing_tracepoint_fields: att.gaps.tp_fields.clone(),
+        missing_btf_members: att.gaps.btf_members.clone(),
+        command,
+        options: serde_json::json!({
+            "all_work": opts.all_work,
+            "follow_work": opts.follow_work,
+            "ring_mib": opts.ring_bytes >> 20,
+        }),
+    }
+}
+
+/// What became of a recording.
+#[derive(Debug)]
+pub struct Recorded {
+    pub path: PathBuf,
+    /// Size in bytes, or why the recording is incomplete.
+    pub outcome: Result<u64, String>,
+    pub events: u64,
+}
+
+impl Recorded {
+    /// Says on stderr where the recording is and whether it is complete.
+    pub fn tell(&self) {
+        match &self.outcome {
+            Ok(bytes) => eprintln!(
+                "tracer: recording {} ({} events, {bytes} bytes); `tracer report {}` replays it",
+                self.path.display(),
+                self.events,
+                self.path.display()
+            ),
+            Err(e) => eprintln!(
+                "tracer: the recording {} is incomplete: {e}",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// Streams into `sink` while recording to `path` (`tracer attach --record`). The sink comes
+/// back for the caller's closing lines.
+pub async fn stream_recorded<S: EngineSink>(
+    att: &mut Attached,
+    attach_opts: &attach::Options,
+    opts: StreamOptions,
+    sink: S,
+    path: &Path,
+) -> Result<(Summary, S, Recorded)> {
+    let h = header(att, sink.engine().config(), attach_opts, None);
+    let writer = TraceWriter::create(path, &h)?;
+    let mut rec = RecordSink::new(sink, writer);
+    let r = stream::run(att, opts, &mut rec).await;
+    let stopped_by = r.as_ref().map(|s| s.stopped_by).unwrap_or("error");
+    let outcome = rec.finish(stopped_by, None).map(|(_, b)| b);
+    let recorded = Recorded {
+        path: path.to_path_buf(),
+        outcome,
+        events: rec.events,
+    };
+    Ok((r?, rec.inner, recorded))
+}
+
+/// `tracer run`'s command line.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Where to write the recording (default: `tracer-<UTC time>.trace` here; never
+    /// overwritten; mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Where to write the report (default: next to the recording, `<name>.report.txt`,
+    /// `.report.json`, `.report.html` or `.perfetto.json` by format).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Format of the report.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Replace kernel addresses in the report by stable tokens, for sharing it.
+    #[arg(long)]
+    pub redact: bool,
+    /// Also print the live verdicts and notices on stderr while the command runs.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub live: Option<Format>,
+    /// Keep recording this long after the command exits, for deferred releases to finish.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
+    pub linger: Duration,
+    /// Send events for every work function, not only the followed ones.
+    #[arg(long)]
+    pub all_work: bool,
+    /// Also follow this work function (kernel symbol); repeatable.
+    #[arg(long = "follow-work", value_name = "FUNCTION")]
+    pub follow_work: Vec<String>,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 16)]
+    pub ring_mib: u32,
+    /// Seconds between counter updates.
+    #[arg(long, default_value_t = 1.0)]
+    pub stats_every: f64,
+    /// The command to run and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `tracer run` from its command line: returns the exit status to leave with.
+pub fn cli(a: RunArgs) -> Result<i32> {
+    if !a.ring_mib.is_power_of_two() {
+        bail!("--ring-mib must be a power of two (got {})", a.ring_mib);
+    }
+    main(RunOptions {
+        attach: attach::Options {
+            all_work: a.all_work,
+            follow_work: a.follow_work,
+            ring_bytes: a.ring_mib << 20,
+            ..Default::default()
+        },
+        stats_every: Duration::from_secs_f64(a.stats_every.max(0.05)),
+        record: a.record,
+        report: a.report,
+        report_format: a.format,
+        redact: a.redact,
+        live: a.live,
+        linger: a.linger,
+        command: a.command,
+    })
+}
+
+/// Options of `tracer run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub attach: attach::Options,
+    pub stats_every: Duration,
+    /// Recording path (default `tracer-<UTC time>.trace` here).
+    pub record: Option<PathBuf>,
+    /// Report path (default: the recording's path with the format's extension).
+    pub report: Option<PathBuf>,
+    pub report_format: ReportFormat,
+    pub redact: bool,
+    /// Print the live engine's notices on stderr while the command runs.
+    pub live: Option<Format>,
+    /// Keep recording this long after the command exits (deferred releases finishing).
+    pub linger: Duration,
+    pub command: Vec<String>,
+}
+
+/// `tracer-20250601T120000Z`.
+pub fn default_stem() -> String {
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = t.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("tracer-{compact}")
+}
+
+/// The report's path next to the recording: `x.trace` → `x.report.txt`.
+pub fn report_path_for(record: &Path, format: ReportFormat) -> PathBuf {
+    let stem = record
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tracer".into());
+    record.with_file_name(format!("{stem}.{}", format.extension()))
+}
+
+/// The command's exit, as the waiting thread saw it.
+#[derive(Clone, Copy, Debug)]
+struct Exit {
+    ts_ns: u64,
+    status: i32,
+    signal: Option<i32>,
+}
+
+#[derive(Default)]
+struct Shared {
+    pid: Option<u32>,
+    exit: Option<Exit>,
+    spawn_error: Option<String>,
+}
+
+/// Spawns the command when the stream is ready (everything attached, snapshot taken).
+struct RunSink<S: EngineSink> {
+    rec: RecordSink<S>,
+    argv: Vec<String>,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<Notify>,
+    linger: Duration,
+}
+
+impl<S: EngineSink> RunSink<S> {
+    fn spawn(&mut self) -> Result<()> {
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("cannot run {}: {e}", self.argv[0]);
+                self.shared.lock().unwrap().spawn_error = Some(msg.clone());
+                bail!(msg);
+            }
+        };
+        let pid = child.id();
+        self.shared.lock().unwrap().pid = Some(pid);
+        self.rec.push(&Item::CommandStarted {
+            ts_ns: boottime_ns(),
+            pid,
+            argv: self.argv.clone(),
+        });
+        let shared = self.shared.clone();
+        let stop = self.stop.clone();
+        let linger = self.linger;
+        std::thread::spawn(move || {
+            use std::os::unix::process::ExitStatusExt;
+            let st = child.wait();
+            let ts_ns = boottime_ns();
+            let exit = match st {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(c), _) => Exit {
+                        ts_ns,
+                        status: c,
+                        signal: None,
+                    },
+                    (None, Some(sig)) => Exit {
+                        ts_ns,
+                        status: 128 + sig,
+                        signal: Some(sig),
+                    },
+                    (None, None) => Exit {
+                        ts_ns,
+                        status: 1,
+                        signal: None,
+                    },
+                },
+                Err(_) => Exit {
+                    ts_ns,
+                    status: 1,
+                    signal: None,
+                },
+            };
+            shared.lock().unwrap().exit = Some(exit);
+            // Deferred releases of the command's last files finish after it is reaped.
+            std::thread::sleep(linger);
+            stop.notify_one();
+        });
+        Ok(())
+    }
+}
+
+impl<S: EngineSink> Sink for RunSink<S> {
+    fn event(&mut self, ev: &tracer_fs::event::Event) -> Result<()> {
+        self.rec.event(ev)
+    }
+
+    fn figures(&mut self, f: &Figures) -> Result<()> {
+        self.rec.figures(f)
+    }
+
+    fn bad_record(&mut self, err: &str) -> Result<()> {
+        self.rec.bad_record(err)
+    }
+
+    fn ready(&mut self) -> Result<()> {
+        self.rec.ready()?;
+        self.spawn()
+    }
+}
+
+/// `tracer run`: returns the exit status to leave with.
+pub fn main(opts: RunOptions) -> Result<i32> {
+    if opts.command.is_empty() {
+        bail!("tracer run: no command given (tracer run [options] -- CMD ARGS...)");
+    }
+    // Everything that can fail before the command runs fails here: the command never runs
+    // untraced.
+    if !is_root() {
+        bail!(NOT_ROOT);
+    }
+    let record = opts
+        .record
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.trace", default_stem())));
+    if record.exists() {
+        bail!(
+            "{} exists: give another --record path (recordings are never overwritten)",
+            record.display()
+        );
+    }
+    let report_path = opts
+        .report
+        .clone()
+        .unwrap_or_else(|| report_path_for(&record, opts.report_format));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, recorded) = runtime.block_on(run_traced(&opts, &record))?;
+    // The probes are gone once `run_traced` returned (its `Attached` was dropped).
+    let mut err = std::io::stderr().lock();
+    match &recorded.outcome {
+        Ok(bytes) => {
+            let _ = writeln!(
+                err,
+                "tracer: recording {} ({} events, {} bytes)",
+                record.display(),
+                recorded.events,
+                bytes
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "tracer: the recording {} is incomplete: {e}",
+                record.display()
+            );
+        }
+    }
+    drop(err);
+    match write_report(
+        &record,
+        &report_path,
+        opts.report_format,
+        &ReportOptions {
+            test: None,
+            redact: opts.redact,
+            timeline: opts.report_format == ReportFormat::Perfetto,
+        },
+    ) {
+        Ok(()) => eprintln!("tracer: report {}", report_path.display()),
+        Err(e) => eprintln!("tracer: no report: {e:#}"),
+    }
+    Ok(status)
+}
+
+/// Replays `record` and writes the report (mode 0600) to `out`.
+pub fn write_report(
+    record: &Path,
+    out: &Path,
+    format: ReportFormat,
+    opts: &ReportOptions,
+) -> Result<()> {
+    let mut r = report::replay_file(record, opts)?;
+    let text = r.render(format);
+    let mut f = super::create_private(out, true)
+        .with_context(|| format!("creating the report {}", out.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing the report {}", out.display()))?;
+    Ok(())
+}
+
+async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)> {
+    // Our own handlers first: from here on SIGINT/SIGTERM do not kill the tracer, the
+    // command gets them and the recording goes on until it exits.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut att = attach::attach(&opts.attach)?;
+    let kallsyms = std::mem::take(&mut att.kallsyms);
+    let engine = tracer_fs::Engine::new(live::engine_config(&att));
+    let out: Box<dyn Write> = match opts.live {
+        Some(_) => Box::new(std::io::stderr()),
+        None => Box::new(std::io::sink()),
+    };
+    let live = LiveSink::new(
+        engine,
+        out,
+        opts.live.unwrap_or(Format::Text),
+        false,
+        &kallsyms,
+    );
+    let h = header(
+        &att,
+        live.engine.config(),
+        &opts.attach,
+        Some(opts.command.clone()),
+    );
+    let writer = TraceWriter::create(record, &h)?;
+    let missing = att.hooks.iter().filter(|h| !h.live()).count();
+    eprintln!(
+        "tracer: attached ({} hooks live, {missing} not available; `tracer doctor` says why); recording to {}",
+        att.hooks.len() - missing,
+        record.display()
+    );
+    let stop = Arc::new(Notify::new());
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut sink = RunSink {
+        rec: RecordSink::new(live, writer),
+        argv: opts.command.clone(),
+        shared: shared.clone(),
+        stop: stop.clone(),
+        linger: opts.linger,
+    };
+    let sopts = StreamOptions {
+        stats_every: opts.stats_every,
+        stop: Some(stop.clone()),
+        stop_on_signals: false,
+        ..Default::default()
+    };
+    let mut interrupted = 0;
+    let result = {
+        let fut = stream::run(&mut att, sopts, &mut sink);
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => break r,
+                _ = sigint.recv() => {
+                    // The terminal sent SIGINT to the command as well.
+                    interrupted += 1;
+                    if interrupted == 1 {
+                        eprintln!("tracer: waiting for the command to exit (Ctrl-C again: stop recording now)");
+                    } else {
+                        stop.notify_one();
+                    }
+                }
+                _ = sigterm.recv() => {
+                    let pid = shared.lock().unwrap().pid;
+                    match pid {
+                        // SAFETY: signalling our own child.
+                        Some(pid) => unsafe { libc::kill(pid as i32, libc::SIGTERM); },
+                        None => stop.notify_one(),
+                    }
+                }
+            }
+        }
+    };
+    let (pid, exit, spawn_error) = {
+        let s = shared.lock().unwrap();
+        (s.pid, s.exit, s.spawn_error.clone())
+    };
+    if let (Some(pid), Some(e)) = (pid, exit) {
+        sink.rec.push(&Item::CommandExited {
+            ts_ns: e.ts_ns,
+            pid,
+            status: e.status,
+            signal: e.signal,
+        });
+    }
+    let stopped_by = match (&result, exit) {
+        (Err(_), _) => "error",
+        (Ok(_), Some(_)) => "command exited",
+        (Ok(s), None) => s.stopped_by,
+    };
+    let status = match (exit, &spawn_error) {
+        (Some(e), _) => e.status,
+        (None, Some(_)) => 127,
+        (None, None) => 130,
+    };
+    let outcome = sink
+        .rec
+        .finish(stopped_by, exit.map(|e| e.status))
+        .map(|(_, b)| b);
+    let recorded = Recorded {
+        path: record.to_path_buf(),
+        outcome,
+        events: sink.rec.events,
+    };
+    drop(sink);
+    drop(att);
+    if let Err(e) = result {
+        match spawn_error {
+            Some(msg) => eprintln!("tracer: {msg}"),
+            None => eprintln!("tracer: the stream failed: {e:#}"),
+        }
+    }
+    if exit.is_none()
+        && let Some(pid) = pid
+    {
+        eprintln!("tracer: stopped recording; the command (pid {pid}) is still running");
+    }
+    Ok((status, recorded))
+}

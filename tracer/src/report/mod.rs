@@ -1,0 +1,785 @@
+//! `tracer report FILE`: replays a recording through the same engine as the live view and
+//! tells, per xfstests test, what pinned each mount (the EBUSY stories), what leaked, and
+//! how long deferred work waited. Formats: text, JSON, a self-contained HTML page, and
+//! Chrome trace JSON for Perfetto.
+//!
+//! Sections are split at the `run fstests <test> at <date>` markers the recording captured
+//! from /dev/kmsg (`Payload::TestMarker`); what comes before the first marker is its own
+//! section (or the only one, for recordings without markers).
+
+pub mod html;
+pub mod json;
+pub mod perfetto;
+pub mod redact;
+pub mod text;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Read,
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tracer_fs::{
+    Engine, EngineConfig, Notice,
+    event::{Event, MountCallOp, Payload},
+    stats::Stats,
+    summary::AliveOnMount,
+    verdict::{MountDesc, VerdictKind},
+    work::{ChainLink, FnCounters},
+};
+
+use crate::record::{Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader};
+
+pub use redact::Redactor;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Plain text, per test.
+    Text,
+    /// One JSON document.
+    Json,
+    /// A single self-contained HTML page with the timeline of each EBUSY story.
+    Html,
+    /// Chrome trace JSON, to open in Perfetto (ui.perfetto.dev) or chrome://tracing.
+    Perfetto,
+}
+
+impl ReportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Text => "report.txt",
+            ReportFormat::Json => "report.json",
+            ReportFormat::Html => "report.html",
+            ReportFormat::Perfetto => "perfetto.json",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// Only sections of this test (e.g. `generic/388`).
+    pub test: Option<String>,
+    /// Replace kernel addresses by stable tokens.
+    pub redact: bool,
+    /// Collect the timeline of work runs, mount calls and chains (Perfetto).
+    pub timeline: bool,
+}
+
+/// What allocation tracking says (not built yet: an explicit "not tracked").
+pub const ALLOCATIONS_NOT_TRACKED: &str = "allocations: not tracked in this recording";
+
+/// One EBUSY story: from the first EBUSY of a mount-table call to its success.
+#[derive(Clone, Debug)]
+pub struct Story {
+    pub what: String,
+    pub first_ebusy_ns: u64,
+    pub mount: Option<MountDesc>,
+    /// The story's notices in order (verdicts, culprits released, the close).
+    pub notices: Vec<Notice>,
+    pub failed_attempts: u32,
+    /// When it succeeded (None: still busy at the end of the section).
+    pub closed_ns: Option<u64>,
+}
+
+impl Story {
+    fn key_of(n: &Notice) -> Option<(String, u64)> {
+        match n {
+            Notice::Verdict(v) => {
+                let what = match v.kind {
+                    VerdictKind::UmountBusy => format!("umount {}", v.target),
+                    VerdictKind::MountBusy => format!("mount {}", v.source),
+                };
+                Some((what, v.first_ebusy_ns))
+            }
+            Notice::CulpritReleased(c) => Some((c.story.what.clone(), c.story.first_ebusy_ns)),
+            Notice::StoryClosed(s) => Some((s.story.what.clone(), s.story.first_ebusy_ns)),
+            _ => None,
+        }
+    }
+}
+
+/// Latency figures of one work function within a section.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Spread {
+    pub count: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl Spread {
+    fn of(mut v: Vec<u64>) -> Spread {
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_unstable();
+        let q = |p: u64| v[((v.len() as u64 - 1) * p / 100) as usize];
+        Spread {
+            count: v.len() as u64,
+            mean_ns: (v.iter().map(|x| *x as u128).sum::<u128>() / v.len() as u128) as u64,
+            p50_ns: q(50),
+            p90_ns: q(90),
+            p99_ns: q(99),
+            max_ns: *v.last().unwrap(),
+        }
+    }
+}
+
+/// Deferred work of one function within a section.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkStats {
+    #[serde(serialize_with = "tracer_fs::text::ser_hex")]
+    pub function: u64,
+    pub name: String,
+    pub armed: u64,
+    pub queued: u64,
+    pub started: u64,
+    pub ended: u64,
+    /// Queue → start.
+    pub latency: Spread,
+    /// Start → end.
+    pub run: Spread,
+    /// Armed or queued and not started at the end of the section.
+    pub waiting_at_end: usize,
+}
+
+/// One xfstests test (or what came before the first one).
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// `None`: before the first test marker (or no markers at all).
+    pub test: Option<String>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub events: u64,
+    pub mount_calls: u64,
+    pub ebusy_calls: u64,
+    pub stories: Vec<Story>,
+    /// Mounts detached while pinned, and detached mounts unpinned, in this section.
+    pub detached: Vec<Notice>,
+    /// Detached mounts still pinned by files at the end of the section: a mount that
+    /// lives on invisibly (the leak a lazy umount hides).
+    pub pinned_at_end: Vec<AliveOnMount>,
+    pub work: Vec<WorkStats>,
+}
+
+/// The `tracer run` command as recorded.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CommandInfo {
+    pub argv: Vec<String>,
+    pub pid: u32,
+    pub started_ns: Option<u64>,
+    pub exited_ns: Option<u64>,
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// A work run, for the timeline.
+#[derive(Clone, Debug)]
+pub struct WorkRun {
+    pub function: u64,
+    pub work: u64,
+    pub pid: u32,
+    pub comm: String,
+    pub queued_ns: Option<u64>,
+    pub start_ns: u64,
+    pub end_ns: Option<u64>,
+}
+
+/// A mount-table call, for the timeline.
+#[derive(Clone, Debug)]
+pub struct MountCallMark {
+    pub ts_ns: u64,
+    pub enter_ns: u64,
+    pub op: MountCallOp,
+    pub ret: i64,
+    pub target: String,
+    pub source: String,
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+}
+
+/// What Perfetto shows besides the stories.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    pub work_runs: Vec<WorkRun>,
+    pub mount_calls: Vec<MountCallMark>,
+    /// Names of threads seen (pid → comm), for track names.
+    pub threads: BTreeMap<u32, (u32, String)>,
+}
+
+/// A replayed recording, ready to render.
+pub struct Report {
+    pub source: String,
+    pub header: TraceHeader,
+    pub end: Option<TraceEnd>,
+    pub problems: Vec<Problem>,
+    pub items: u64,
+    pub events: u64,
+    pub bad_records: u64,
+    pub bad_record_samples: Vec<String>,
+    /// The last counters the kernel side sent (JSON of `counters::Figures`).
+    pub figures: Option<serde_json::Value>,
+    pub command: Option<CommandInfo>,
+    pub ready_ns: Option<u64>,
+    pub first_ns: Option<u64>,
+    pub last_ns: u64,
+    pub sections: Vec<Section>,
+    /// Every test seen, in order (also those `--test` left out).
+    pub tests_seen: Vec<String>,
+    pub test_filter: Option<String>,
+    pub stats: Stats,
+    pub evidence_limits: Vec<String>,
+    /// The engine's configuration at the end (with the symbols learnt at run time).
+    pub config: EngineConfig,
+    pub timeline: Timeline,
+    pub redactor: Redactor,
+}
+
+impl Report {
+    /// Wall-clock time of a boot-clock timestamp, RFC 3339 (UTC), when the header has both
+    /// clocks.
+    pub fn wall(&self, ts_ns: u64) -> Option<String> {
+        let h = &self.header;
+        if h.started_unix_ns == 0 {
+            return None;
+        }
+        let unix = h.started_unix_ns as i128 + ts_ns as i128 - h.started_boot_ns as i128;
+        let unix = u64::try_from(unix).ok()?;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix);
+        Some(humantime::format_rfc3339_millis(t).to_string())
+    }
+
+    /// Records the kernel side lost, per the last counters.
+    pub fn records_lost(&self) -> u64 {
+        self.figures
+            .as_ref()
+            .and_then(|f| f["drops"].as_object())
+            .map(|d| d.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0)
+            .max(self.end.as_ref().map_or(0, |e| e.drops))
+    }
+
+    /// Renders in `format`, redacted when asked.
+    pub fn render(&mut self, format: ReportFormat) -> String {
+        let s = match format {
+            ReportFormat::Text => text::render(self),
+            ReportFormat::Json => json::render(self),
+            ReportFormat::Html => html::render(self),
+            ReportFormat::Perfetto => perfetto::render(self),
+        };
+        if self.redactor.enabled() {
+            self.redactor.apply(&s)
+        } else {
+            s
+        }
+    }
+}
+
+/// Per-function counters seen at the last work event, to spot new latencies and runs.
+#[derive(Default)]
+struct WorkWatch {
+    last: HashMap<u64, (u64, u64)>,
+    latencies: HashMap<u64, Vec<u64>>,
+    runs: HashMap<u64, Vec<u64>>,
+    at_start: BTreeMap<u64, FnCounters>,
+}
+
+struct Replayer {
+    engine: Engine,
+    opts: ReportOptions,
+    sections: Vec<Section>,
+    cur: Section,
+    stories: Vec<Story>,
+    watch: WorkWatch,
+    timeline: Timeline,
+    running: HashMap<u64, usize>,
+    queued: HashMap<u64, u64>,
+    tests_seen: Vec<String>,
+    redactor: Redactor,
+}
+
+fn new_section(test: Option<String>, ts: u64) -> Section {
+    Section {
+        test,
+        start_ns: ts,
+        end_ns: ts,
+        events: 0,
+        mount_calls: 0,
+        ebusy_calls: 0,
+        stories: Vec::new(),
+        detached: Vec::new(),
+        pinned_at_end: Vec::new(),
+        work: Vec::new(),
+    }
+}
+
+impl Replayer {
+    fn wanted(&self, s: &Section) -> bool {
+        match &self.opts.test {
+            None => true,
+            Some(t) => s.test.as_deref() == Some(t.as_str()),
+        }
+    }
+
+    /// Ends the current section at `ts` with the engine's view of that moment.
+    fn close_section(&mut self, ts: u64) {
+        let mut s = std::mem::replace(&mut self.cur, new_section(None, ts));
+        s.end_ns = ts.max(s.start_ns);
+        let stories = std::mem::take(&mut self.stories);
+        let watch = std::mem::take(&mut self.watch);
+        if self.wanted(&s) {
+            s.stories = stories;
+            s.pinned_at_end = self
+                .engine
+                .mount_summaries()
+                .into_iter()
+                .filter(|m| m.detached && m.alive_files > 0)
+                .map(|m| self.engine.alive_on_mount(m.mount_id))
+                .collect();
+            s.work = self.work_stats(watch);
+            // A section with nothing in it (e.g. before the first marker) is left out.
+            if s.test.is_some() || s.events > 0 {
+                self.sections.push(s);
+            }
+        }
+        self.watch.at_start = self.engine.work().per_fn().clone();
+    }
+
+    fn work_stats(&self, mut w: WorkWatch) -> Vec<WorkStats> {
+        let waiting: HashMap<u64, usize> = self
+            .engine
+            .work_summaries()
+            .into_iter()
+            .map(|s| (s.function, s.waiting_now))
+            .collect();
+        self.engine
+            .work()
+            .per_fn()
+            .iter()
+            .filter_map(|(f, c)| {
+                let z = FnCounters::default();
+                let b = w.at_start.get(f).unwrap_or(&z);
+                let d = |now: u64, then: u64| now.saturating_sub(then);
+                let ws = WorkStats {
+                    function: *f,
+                    name: self.engine.config().symbol(*f),
+                    armed: d(c.armed, b.armed),
+                    queued: d(c.queued, b.queued),
+                    started: d(c.started, b.started),
+                    ended: d(c.ended, b.ended),
+                    latency: Spread::of(w.latencies.remove(f).unwrap_or_default()),
+                    run: Spread::of(w.runs.remove(f).unwrap_or_default()),
+                    waiting_at_end: waiting.get(f).copied().unwrap_or(0),
+                };
+                let active =
+                    ws.armed + ws.queued + ws.started + ws.ended > 0 || ws.waiting_at_end > 0;
+                active.then_some(ws)
+            })
+            .collect()
+    }
+
+    fn watch_work(&mut self, function: u64) {
+        let Some(c) = self.engine.work().per_fn().get(&function) else {
+            return;
+        };
+        let last = self.watch.last.entry(function).or_insert((0, 0));
+        if c.latency.count > last.0 {
+            self.watch
+                .latencies
+                .entry(function)
+                .or_default()
+                .push(c.latency.last_ns);
+        }
+        if c.run.count > last.1 {
+            self.watch
+                .runs
+                .entry(function)
+                .or_default()
+                .push(c.run.last_ns);
+        }
+        *last = (c.latency.count, c.run.count);
+    }
+
+    fn add_notice(&mut self, n: Notice) {
+        match Story::key_of(&n) {
+            Some((what, first)) => {
+                let i = match self
+                    .stories
+                    .iter()
+                    .position(|s| s.what == what && s.first_ebusy_ns == first)
+                {
+                    Some(i) => i,
+                    None => {
+                        self.stories.push(Story {
+                            what,
+                            first_ebusy_ns: first,
+                            mount: None,
+                            notices: Vec::new(),
+                            failed_attempts: 0,
+                            closed_ns: None,
+                        });
+                        self.stories.len() - 1
+                    }
+                };
+                let s = &mut self.stories[i];
+                match &n {
+                    Notice::Verdict(v) => {
+                        s.failed_attempts = s.failed_attempts.max(v.attempt);
+                        if v.mount.is_some() {
+                            s.mount = v.mount.clone();
+                        }
+                    }
+                    Notice::CulpritReleased(c) if s.mount.is_none() => {
+                        s.mount = c.story.mount.clone();
+                    }
+                    Notice::StoryClosed(c) => {
+                        s.closed_ns = Some(c.ts_ns);
+                        s.failed_attempts = s.failed_attempts.max(c.failed_attempts);
+                        if s.mount.is_none() {
+                            s.mount = c.story.mount.clone();
+                        }
+                    }
+                    _ => {}
+                }
+                s.notices.push(n);
+            }
+            None => self.cur.detached.push(n),
+        }
+    }
+
+    fn timeline_event(&mut self, ev: &Event) {
+        self.timeline
+            .threads
+            .entry(ev.pid)
+            .or_insert_with(|| (ev.tgid, ev.comm.clone()));
+        match &ev.payload {
+            Payload::WorkQueued { work, .. } => {
+                self.queued.insert(*work, ev.ts_ns);
+            }
+            Payload::WorkStart { work, function } => {
+                self.running.insert(*work, self.timeline.work_runs.len());
+                self.timeline.work_runs.push(WorkRun {
+                    function: *function,
+                    work: *work,
+                    pid: ev.pid,
+                    comm: ev.comm.clone(),
+                    queued_ns: self.queued.remove(work),
+                    start_ns: ev.ts_ns,
+                    end_ns: None,
+                });
+            }
+            Payload::WorkEnd { work, .. } => {
+                if let Some(i) = self.running.remove(work) {
+                    self.timeline.work_runs[i].end_ns = Some(ev.ts_ns);
+                }
+            }
+            Payload::MountCall {
+                op,
+                ret,
+                enter_ns,
+                source,
+                target,
+                ..
+            } => self.timeline.mount_calls.push(MountCallMark {
+                ts_ns: ev.ts_ns,
+                enter_ns: *enter_ns,
+                op: *op,
+                ret: *ret,
+                target: target.clone(),
+                source: source.clone(),
+                pid: ev.pid,
+                tgid: ev.tgid,
+                comm: ev.comm.clone(),
+            }),
+            _ => {}
+        }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        if let Payload::TestMarker { test } = &ev.payload {
+            self.close_section(ev.ts_ns);
+            self.cur = new_section(Some(test.clone()), ev.ts_ns);
+            if !self.tests_seen.contains(test) {
+                self.tests_seen.push(test.clone());
+            }
+        }
+        self.redactor.observe(ev);
+        let notices = self.engine.apply(ev);
+        let s = &mut self.cur;
+        s.events += 1;
+        s.end_ns = s.end_ns.max(ev.ts_ns);
+        if let Payload::MountCall { ret, .. } = ev.payload {
+            s.mount_calls += 1;
+            if ret == tracer_fs::engine::EBUSY {
+                s.ebusy_calls += 1;
+            }
+        }
+        match ev.payload {
+            Payload::WorkStart { function, .. } | Payload::WorkEnd { function, .. } => {
+                self.watch_work(function)
+            }
+            _ => {}
+        }
+        if self.opts.timeline {
+            self.timeline_event(ev);
+        }
+        for n in notices {
+            self.add_notice(n);
+        }
+    }
+}
+
+/// Replays a recording through the engine and gathers the report.
+pub fn replay<R: Read>(
+    mut reader: TraceReader<R>,
+    source: &str,
+    opts: &ReportOptions,
+) -> Result<Report, ReadError> {
+    let header = reader.header().clone();
+    let engine = Engine::new(header.engine.clone());
+    let mut r = Replayer {
+        watch: WorkWatch {
+            at_start: engine.work().per_fn().clone(),
+            ..Default::default()
+        },
+        engine,
+        opts: opts.clone(),
+        sections: Vec::new(),
+        cur: new_section(None, header.started_boot_ns),
+        stories: Vec::new(),
+        timeline: Timeline::default(),
+        running: HashMap::new(),
+        queued: HashMap::new(),
+        tests_seen: Vec::new(),
+        redactor: Redactor::new(opts.redact),
+    };
+    let mut events = 0u64;
+    let mut bad_records = 0u64;
+    let mut bad_record_samples = Vec::new();
+    let mut figures = None;
+    let mut command: Option<CommandInfo> = None;
+    let mut ready_ns = None;
+    let mut first_ns = None;
+    let mut last_ns = 0u64;
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Event(ev) => {
+                events += 1;
+                first_ns.get_or_insert(ev.ts_ns);
+                last_ns = last_ns.max(ev.ts_ns);
+                r.event(&ev);
+            }
+            Item::Symbol { addr, name } => r.engine.add_symbol(addr, name),
+            Item::EvidenceLimit(l) => r.engine.add_evidence_limit(l),
+            Item::Figures(f) => figures = serde_json::from_str(&f).ok(),
+            Item::BadRecord(b) => {
+                bad_records += 1;
+                if bad_record_samples.len() < 10 {
+                    bad_record_samples.push(b);
+                }
+            }
+            Item::Ready { ts_ns } => {
+                ready_ns = Some(ts_ns);
+            }
+            Item::CommandStarted { ts_ns, pid, argv } => {
+                let c = command.get_or_insert_with(CommandInfo::default);
+                c.argv = argv;
+                c.pid = pid;
+                c.started_ns = Some(ts_ns);
+            }
+            Item::CommandExited {
+                ts_ns,
+                pid,
+                status,
+                signal,
+            } => {
+                let c = command.get_or_insert_with(CommandInfo::default);
+                c.pid = pid;
+                c.exited_ns = Some(ts_ns);
+                c.status = Some(status);
+                c.signal = signal;
+            }
+        }
+    }
+    if command.is_none()
+        && let Some(argv) = &header.command
+    {
+        command = Some(CommandInfo {
+            argv: argv.clone(),
+            ..Default::default()
+        });
+    }
+    let end_ts = reader
+        .end()
+        .map(|e| e.ended_boot_ns)
+        .unwrap_or(last_ns)
+        .max(last_ns);
+    r.close_section(end_ts);
+    Ok(Report {
+        source: source.to_string(),
+        end: reader.end().cloned(),
+        problems: reader.problems().to_vec(),
+        items: reader.items_read(),
+        header,
+        events,
+        bad_records,
+        bad_record_samples,
+        figures,
+        command,
+        ready_ns,
+        first_ns,
+        last_ns,
+        sections: r.sections,
+        tests_seen: r.tests_seen,
+        test_filter: opts.test.clone(),
+        stats: r.engine.stats(),
+        evidence_limits: r.engine.evidence_limits(),
+        config: r.engine.config().clone(),
+        timeline: r.timeline,
+        redactor: r.redactor,
+    })
+}
+
+/// Opens and replays `path`.
+pub fn replay_file(path: &Path, opts: &ReportOptions) -> Result<Report> {
+    let reader = TraceReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let report = replay(reader, &path.display().to_string(), opts)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if let Some(t) = &opts.test
+        && !report.tests_seen.contains(t)
+    {
+        let seen = if report.tests_seen.is_empty() {
+            "no xfstests markers were recorded".to_string()
+        } else {
+            format!("tests recorded: {}", report.tests_seen.join(", "))
+        };
+        anyhow::bail!("{}: no test {t} in this recording ({seen})", path.display());
+    }
+    Ok(report)
+}
+
+/// The chains of a notice (for the timeline views).
+pub fn notice_chain(n: &Notice) -> Option<&[ChainLink]> {
+    match n {
+        Notice::CulpritReleased(c) if !c.chain.is_empty() => Some(&c.chain),
+        Notice::DetachedMountUnpinned(d) if !d.chain.is_empty() => Some(&d.chain),
+        _ => None,
+    }
+}
+
+/// The time of a notice.
+pub fn notice_ts(n: &Notice) -> u64 {
+    match n {
+        Notice::Verdict(v) => v.ts_ns,
+        Notice::CulpritReleased(c) => c.ts_ns,
+        Notice::StoryClosed(s) => s.ts_ns,
+        Notice::MountDetachedPinned(m) => m.ts_ns,
+        Notice::DetachedMountUnpinned(m) => m.ts_ns,
+    }
+}
+
+/// One line about a notice, for timelines: "EBUSY (attempt 2) by pid 12 (umount)".
+pub fn notice_summary(n: &Notice) -> String {
+    use tracer_fs::text::count;
+    match n {
+        Notice::Verdict(v) => {
+            let files = v.culprits.len()
+                + v.pinned_mounts.iter().map(|p| p.files.len()).sum::<usize>()
+                + v.device_openers.len();
+            format!(
+                "EBUSY (attempt {}) by pid {} ({}): {} on it{}",
+                v.attempt,
+                v.caller.tgid,
+                v.caller.comm,
+                count(files, "open file", "open files"),
+                if v.unexplained {
+                    ", nothing traced explains it"
+                } else {
+                    ""
+                }
+            )
+        }
+        Notice::CulpritReleased(c) => {
+            let chain = tracer_fs::work::chain_text(&c.chain);
+            let mut s = format!("released: {}", c.file);
+            if !chain.is_empty() {
+                s.push_str(&format!(", freed by {chain}"));
+            }
+            s
+        }
+        Notice::StoryClosed(s) => format!(
+            "{}succeeded by pid {} ({})",
+            if s.lazy { "lazy umount " } else { "" },
+            s.caller.tgid,
+            s.caller.comm
+        ),
+        Notice::MountDetachedPinned(m) => format!(
+            "mount {} left the table, still pinned by {}",
+            m.mount.id,
+            count(m.files.len(), "file", "files")
+        ),
+        Notice::DetachedMountUnpinned(m) => format!("detached mount {} unpinned", m.mount.id),
+    }
+}
+
+/// `tracer report`'s command line.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The recording (`tracer attach --record FILE`, `tracer run`).
+    pub file: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Only this xfstests test (e.g. `generic/388`).
+    #[arg(long, value_name = "TEST")]
+    pub test: Option<String>,
+    /// Replace kernel addresses by stable tokens (`file#3`, `ring#1`, ...), for sharing.
+    #[arg(long)]
+    pub redact: bool,
+    /// Write the report to FILE (mode 0600) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// `tracer report`.
+pub fn main(a: ReportArgs) -> Result<()> {
+    let opts = ReportOptions {
+        test: a.test,
+        redact: a.redact,
+        timeline: a.format == ReportFormat::Perfetto,
+    };
+    match &a.output {
+        Some(out) => crate::record::run::write_report(&a.file, out, a.format, &opts),
+        None => {
+            let mut r = replay_file(&a.file, &opts)?;
+            let text = r.render(a.format);
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(text.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.context("writing the report"),
+            }
+        }
+    }
+}
+
+/// A command line as a shell would take it back: `sh -c 'exit 3'`.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./=:@%+,-".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

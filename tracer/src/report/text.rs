@@ -1,0 +1,340 @@
+//! The text report: the recording, then per test its EBUSY stories (a timeline, then what
+//! the engine said), its leaks and its deferred-work latencies.
+
+use std::fmt::Write as _;
+
+use tracer_fs::{
+    Notice,
+    text::{boot, count, dur},
+    verdict::FileId,
+};
+
+use super::{ALLOCATIONS_NOT_TRACKED, Report, Section, Spread, Story, notice_summary, notice_ts};
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{by}{l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// "exit status 3", "killed by SIGKILL (status 137)".
+pub fn status_words(status: Option<i32>, signal: Option<i32>) -> String {
+    match (status, signal) {
+        (_, Some(sig)) => format!(
+            "killed by {} (status {})",
+            tracer_fs::text::signal_name(sig),
+            128 + sig
+        ),
+        (Some(s), None) => format!("exit status {s}"),
+        (None, None) => "did not exit while recording".to_string(),
+    }
+}
+
+pub fn section_title(s: &Section) -> String {
+    match &s.test {
+        Some(t) => t.clone(),
+        None => "before the first test".to_string(),
+    }
+}
+
+fn header(r: &Report, out: &mut String) {
+    let h = &r.header;
+    let _ = writeln!(out, "tracer report of {}", r.source);
+    let when = r
+        .wall(h.started_boot_ns)
+        .unwrap_or_else(|| "an unknown time".into());
+    let span = r
+        .end
+        .as_ref()
+        .map(|e| e.ended_boot_ns)
+        .unwrap_or(r.last_ns)
+        .saturating_sub(h.started_boot_ns);
+    let _ = writeln!(
+        out,
+        "recorded at {when} for {} on Linux {} (tracer {}, format {}, wire {})",
+        dur(span),
+        if h.kernel_release.is_empty() {
+            "?"
+        } else {
+            &h.kernel_release
+        },
+        h.tracer_version,
+        h.format_version,
+        h.wire_version
+    );
+    if let Some(c) = &r.command {
+        let _ = writeln!(
+            out,
+            "command: {} (pid {}, {})",
+            super::command_line(&c.argv),
+            c.pid,
+            status_words(c.status, c.signal)
+        );
+    }
+    match &r.end {
+        Some(e) => {
+            let _ = writeln!(out, "recording ended cleanly (stopped by {})", e.stopped_by);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "recording was cut short: no end mark (the tracer crashed or was killed)"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "events: {} ({} records lost by the kernel side, {} undecodable)",
+        r.events,
+        r.records_lost(),
+        r.bad_records
+    );
+    let missing: Vec<&str> = h
+        .hooks
+        .iter()
+        .filter(|k| k.mechanism.is_none())
+        .map(|k| k.hook.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(out, "hooks not attached: {}", missing.join(", "));
+    }
+    if r.problems.is_empty() {
+        let _ = writeln!(out, "problems reading the recording: none");
+    } else {
+        let _ = writeln!(
+            out,
+            "problems reading the recording (the report covers what could be read):"
+        );
+        for p in &r.problems {
+            let _ = writeln!(out, "  - {p}");
+        }
+    }
+    if !r.bad_record_samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "undecodable records (first {}):",
+            r.bad_record_samples.len()
+        );
+        for b in &r.bad_record_samples {
+            let _ = writeln!(out, "  - {b}");
+        }
+    }
+    if r.evidence_limits.is_empty() {
+        let _ = writeln!(out, "evidence limits: none known");
+    } else {
+        let _ = writeln!(out, "evidence limits:");
+        for l in &r.evidence_limits {
+            let _ = writeln!(out, "  - {l}");
+        }
+    }
+    if let Some(t) = &r.test_filter {
+        let _ = writeln!(out, "only test {t} (--test)");
+    } else if !r.tests_seen.is_empty() {
+        let _ = writeln!(
+            out,
+            "tests: {} ({})",
+            r.tests_seen.len(),
+            r.tests_seen.join(", ")
+        );
+    } else {
+        let _ = writeln!(out, "tests: no xfstests markers were recorded");
+    }
+}
+
+/// Verdicts of later attempts that name the same files as the previous one are summarised.
+fn same_culprits(a: &Notice, b: &Notice) -> bool {
+    fn ids(n: &Notice) -> Vec<&FileId> {
+        match n {
+            Notice::Verdict(v) => v
+                .culprits
+                .iter()
+                .chain(v.pinned_mounts.iter().flat_map(|p| p.files.iter()))
+                .chain(v.device_openers.iter())
+                .map(|f| &f.id)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    matches!((a, b), (Notice::Verdict(_), Notice::Verdict(_))) && ids(a) == ids(b)
+}
+
+pub fn story_title(s: &Story) -> String {
+    let mut t = s.what.clone();
+    if let Some(m) = &s.mount {
+        let _ = write!(t, " ({m})");
+    }
+    t
+}
+
+pub fn story_outcome(s: &Story) -> String {
+    let attempts = count(
+        s.failed_attempts as usize,
+        "failed attempt",
+        "failed attempts",
+    );
+    match s.closed_ns {
+        Some(c) => format!(
+            "{attempts}; busy for {} until it succeeded",
+            dur(c.saturating_sub(s.first_ebusy_ns))
+        ),
+        None => format!("{attempts}; still busy at the end of the test"),
+    }
+}
+
+fn story(s: &Story, out: &mut String) {
+    let _ = writeln!(out, "  * {}", story_title(s));
+    let _ = writeln!(out, "    {}", story_outcome(s));
+    let _ = writeln!(
+        out,
+        "    timeline (from the first EBUSY at {}):",
+        boot(s.first_ebusy_ns)
+    );
+    for n in &s.notices {
+        let t = notice_ts(n).saturating_sub(s.first_ebusy_ns);
+        let _ = writeln!(out, "      +{:<9} {}", dur(t), notice_summary(n));
+    }
+    let _ = writeln!(out, "    what the engine said:");
+    let mut prev: Option<&Notice> = None;
+    for n in &s.notices {
+        if let (Some(p), Notice::Verdict(v)) = (prev, n)
+            && same_culprits(p, n)
+        {
+            let _ = writeln!(
+                out,
+                "      EBUSY again (attempt {}) at {}: the same open files as before",
+                v.attempt,
+                boot(v.ts_ns)
+            );
+        } else {
+            let _ = writeln!(out, "{}", indent(&n.to_string(), "      "));
+        }
+        if matches!(n, Notice::Verdict(_)) {
+            prev = Some(n);
+        }
+    }
+}
+
+pub fn spread_words(s: &Spread) -> String {
+    if s.count == 0 {
+        return "none".into();
+    }
+    format!(
+        "p50 {} p90 {} p99 {} max {} (mean {}, {} runs)",
+        dur(s.p50_ns),
+        dur(s.p90_ns),
+        dur(s.p99_ns),
+        dur(s.max_ns),
+        dur(s.mean_ns),
+        s.count
+    )
+}
+
+fn section(r: &Report, s: &Section, out: &mut String) {
+    let title = section_title(s);
+    let when = r
+        .wall(s.start_ns)
+        .map(|w| format!("started {w}, "))
+        .unwrap_or_default();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "== {title} ==");
+    let _ = writeln!(
+        out,
+        "{when}{} long, {} events, {} mount-table calls ({} EBUSY)",
+        dur(s.end_ns.saturating_sub(s.start_ns)),
+        s.events,
+        s.mount_calls,
+        s.ebusy_calls
+    );
+    let _ = writeln!(out);
+    if s.stories.is_empty() {
+        let _ = writeln!(out, "EBUSY stories: none");
+    } else {
+        let _ = writeln!(out, "EBUSY stories: {}", s.stories.len());
+        for st in &s.stories {
+            story(st, out);
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "leaks:");
+    let _ = writeln!(out, "  {ALLOCATIONS_NOT_TRACKED}");
+    if s.pinned_at_end.is_empty() {
+        let _ = writeln!(
+            out,
+            "  detached mounts still pinned at the end of the test: none"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  detached mounts still pinned at the end of the test (they live on, invisible, until their files go):"
+        );
+        for a in &s.pinned_at_end {
+            match &a.mount {
+                Some(m) => {
+                    let _ = writeln!(out, "    - {m}: {}", count(a.files, "file", "files"));
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "    - mount {}: {}",
+                        a.mount_id,
+                        count(a.files, "file", "files")
+                    );
+                }
+            }
+            let anchor = tracer_fs::verdict::Anchor::event(s.end_ns, "end of the test");
+            let mut files = String::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for f in a
+                .fd_tables
+                .iter()
+                .chain(&a.uring_rings)
+                .chain(&a.in_flight)
+                .chain(&a.deferred_pending)
+                .chain(&a.unattributed)
+            {
+                if seen.insert((f.id.file, f.id.generation)) {
+                    f.render(&anchor, "      ", &mut files);
+                }
+            }
+            out.push_str(&files);
+        }
+    }
+    for n in &s.detached {
+        let _ = writeln!(out, "{}", indent(&n.to_string(), "  "));
+    }
+    let _ = writeln!(out);
+    if s.work.is_empty() {
+        let _ = writeln!(out, "deferred work: none seen");
+    } else {
+        let _ = writeln!(out, "deferred work (queue → start latency, run time):");
+        for w in &s.work {
+            let _ = writeln!(
+                out,
+                "  {}: armed {}, queued {}, started {}, ended {}, waiting at the end {}",
+                w.name, w.armed, w.queued, w.started, w.ended, w.waiting_at_end
+            );
+            let _ = writeln!(out, "    latency {}", spread_words(&w.latency));
+            let _ = writeln!(out, "    run     {}", spread_words(&w.run));
+        }
+    }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    header(r, &mut out);
+    if r.sections.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "no events were recorded");
+    }
+    for s in &r.sections {
+        section(r, s, &mut out);
+    }
+    out
+}

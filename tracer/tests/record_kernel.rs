@@ -1,0 +1,514 @@
+//! Recording and `tracer run` on the real kernel: a recorded EBUSY scenario replays to
+//! exactly what the live engine said, `tracer run` exits with the command's status and
+//! leaves nothing attached, a fake xfstests run gives per-test sections, and a tracer
+//! killed mid-recording leaves a readable file.
+//!
+//! `UPDATE_FIXTURE=1 cargo test -p tracer --test record_kernel make_fixture` re-records
+//! `tests/fixtures/fake-xfstests.trace` (then `UPDATE_GOLDEN=1 cargo test -p tracer --test
+//! report` for its golden reports).
+
+mod common;
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::PermissionsExt},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+const EBUSY: i32 = 16;
+
+/// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
+#[test]
+fn scenario_child() {
+    let Ok(scenario) = std::env::var("TRACER_SCENARIO") else {
+        return;
+    };
+    let args = std::env::var("TRACER_SCENARIO_ARGS").unwrap_or_default();
+    let mut keep: Vec<File> = Vec::new();
+    let mut rings = Vec::new();
+    match scenario.as_str() {
+        "hold" => {
+            for p in args.split(',') {
+                keep.push(File::create(p).unwrap());
+            }
+        }
+        // Files registered in an io_uring ring, our own fds closed: the ring alone holds
+        // them, and after a kill -9 they go through io_ring_exit_work and delayed_fput.
+        "uring" => {
+            let files: Vec<File> = args.split(',').map(|p| File::create(p).unwrap()).collect();
+            let ring = io_uring::IoUring::new(8).unwrap();
+            let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+            ring.submitter().register_files(&fds).unwrap();
+            drop(files);
+            rings.push(ring);
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(600));
+    drop((keep, rings));
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracer-record-kernel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Program ids some live process holds (a program fd or a link fd: `prog_id:` in fdinfo).
+fn held_program_ids() -> std::collections::BTreeSet<u32> {
+    let mut ids = std::collections::BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ids;
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for l in info.lines() {
+                if let Some(id) = l.strip_prefix("prog_id:") {
+                    ids.extend(id.trim().parse::<u32>().ok());
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Our programs still loaded that no live process holds: left behind by a tracer that
+/// exited. (Programs of other tracers running on this machine meanwhile are held by them.)
+fn orphaned_programs() -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let names = our_programs_loaded();
+        let ours: Vec<(u32, String)> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter_map(|p| Some((p.id(), p.name_as_str()?.to_string())))
+            .filter(|(_, n)| names.contains(n))
+            .collect();
+        let held = held_program_ids();
+        let left: Vec<String> = ours
+            .into_iter()
+            .filter(|(id, _)| !held.contains(id))
+            .map(|(id, n)| format!("{n} (id {id})"))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tracer_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tracer"))
+}
+
+fn umount_eventually(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while umount(path).is_err() {
+        assert!(Instant::now() < deadline, "{} stayed busy", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every notice of a JSON report (stories and detached mounts), sorted.
+fn report_notices(report: &Value) -> Vec<Value> {
+    let mut v = Vec::new();
+    for t in report["tests"].as_array().unwrap() {
+        for s in t["ebusy_stories"].as_array().unwrap() {
+            v.extend(s["notices"].as_array().unwrap().iter().cloned());
+        }
+        v.extend(
+            t["leaks"]["detached_mount_notices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+    }
+    sort(v)
+}
+
+fn ts_of(n: &Value) -> u64 {
+    n["ts_ns"].as_u64().unwrap_or(0)
+}
+
+fn sort(mut v: Vec<Value>) -> Vec<Value> {
+    v.sort_by_key(|n| (ts_of(n), n.to_string()));
+    v
+}
+
+fn json_report(path: &Path, extra: &[&str]) -> Value {
+    let out = tracer_cmd()
+        .args(["report", path.to_str().unwrap(), "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn recorded_ebusy_scenarios_replay_to_what_the_live_engine_said() {
+    if !kernel_tests_allowed("recorded_ebusy_scenarios_replay_to_what_the_live_engine_said") {
+        return;
+    }
+    let _g = serial();
+    let rec = tmp("live-vs-replay.trace");
+    let tracer = Tracer::start(&["--record", rec.to_str().unwrap()]);
+
+    // An fd held by a live process, then killed.
+    let m = TmpMount::new("rec-fd");
+    let held = m.path.join("held");
+    let mut child = spawn_scenario("scenario_child", "hold", held.to_str().unwrap());
+    wait_ready(&mut child);
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    tracer.wait_notice("the fd verdict", "verdict", |v| {
+        v["target"] == target.as_str()
+    });
+    kill9(&mut child);
+    umount_eventually(&m.path);
+    tracer.wait_notice("the fd story's end", "story_closed", |v| {
+        v["story"]["what"] == format!("umount {target}").as_str()
+    });
+
+    // Files only a ring holds, the ring's owner killed: the deferral chain through
+    // io_ring_exit_work and delayed_fput.
+    let u = TmpMount::new("rec-uring");
+    let (a, b) = (u.path.join("a"), u.path.join("b"));
+    let mut child = spawn_scenario(
+        "scenario_child",
+        "uring",
+        &format!("{},{}", a.display(), b.display()),
+    );
+    wait_ready(&mut child);
+    assert_eq!(umount(&u.path), Err(EBUSY));
+    let utarget = u.str().to_string();
+    tracer.wait_notice("the ring verdict", "verdict", |v| {
+        v["target"] == utarget.as_str()
+    });
+    kill9(&mut child);
+    umount_eventually(&u.path);
+    tracer.wait_notice("the ring story's end", "story_closed", |v| {
+        v["story"]["what"] == format!("umount {utarget}").as_str()
+    });
+    let lines = tracer.stop();
+
+    let live = sort(
+        lines
+            .iter()
+            .filter(|v| v["type"] == "notice")
+            .map(|v| {
+                let mut v = v.clone();
+                v.as_object_mut().unwrap().remove("type");
+                v
+            })
+            .collect(),
+    );
+    assert!(live.len() >= 6, "{} notices", live.len());
+    let mode = std::fs::metadata(&rec).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let report = json_report(&rec, &[]);
+    assert_eq!(
+        report["recording"]["clean_end"], true,
+        "{}",
+        report["recording"]
+    );
+    assert_eq!(report["recording"]["problems"], serde_json::json!([]));
+    let replayed = report_notices(&report);
+    if replayed != live {
+        let first = live
+            .iter()
+            .zip(&replayed)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("live:     {a}\nreplayed: {b}"));
+        panic!(
+            "replay differs from the live engine: {} live notices, {} replayed\n{}",
+            live.len(),
+            replayed.len(),
+            first.unwrap_or_default()
+        );
+    }
+    // The ring's files were released through the deferral chain, in the report too.
+    let text = String::from_utf8(
+        tracer_cmd()
+            .args(["report", rec.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(text.contains(&format!("* umount {utarget}")), "{text}");
+    assert!(text.contains("io_ring_exit_work"), "{text}");
+    assert!(text.contains("delayed_fput"), "{text}");
+}
+
+#[test]
+fn run_exits_with_the_command_status_and_leaves_nothing_attached() {
+    if !kernel_tests_allowed("run_exits_with_the_command_status_and_leaves_nothing_attached") {
+        return;
+    }
+    let _g = serial();
+    let rec = tmp("exit3.trace");
+    let report = tmp("exit3.report.txt");
+    let out = tracer_cmd()
+        .args([
+            "run",
+            "--record",
+            rec.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(orphaned_programs(), Vec::<String>::new());
+    for p in [&rec, &report] {
+        let mode = std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("command: sh -c 'exit 3'"), "{text}");
+    assert!(text.contains("exit status 3"), "{text}");
+    assert!(text.contains("recording ended cleanly"), "{text}");
+
+    // Killed by a signal: 128 + N, like a shell says.
+    let rec = tmp("kill.trace");
+    let out = tracer_cmd()
+        .args([
+            "run",
+            "--record",
+            rec.to_str().unwrap(),
+            "--linger",
+            "0s",
+            "--",
+        ])
+        .args(["sh", "-c", "kill -9 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(orphaned_programs(), Vec::<String>::new());
+
+    // A command that cannot run: 127, and still a recording and a report.
+    let rec = tmp("missing.trace");
+    let out = tracer_cmd()
+        .args(["run", "--record", rec.to_str().unwrap(), "--"])
+        .arg("/nonexistent/command")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot run /nonexistent/command"), "{err}");
+    assert_eq!(orphaned_programs(), Vec::<String>::new());
+}
+
+#[test]
+fn run_fails_before_running_the_command_when_it_cannot_attach() {
+    if !kernel_tests_allowed("run_fails_before_running_the_command_when_it_cannot_attach") {
+        return;
+    }
+    let _g = serial();
+    let marker = tmp("ran");
+    let rec = tmp("unprivileged.trace");
+    // As nobody, without capabilities: attaching is impossible.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_tracer"))
+        .args(["run", "--record", rec.to_str().unwrap(), "--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(!marker.exists(), "the command ran untraced");
+    assert!(!rec.exists());
+    // A recording path that exists is refused before anything runs, too.
+    std::fs::write(&rec, "x").unwrap();
+    let out = tracer_cmd()
+        .args(["run", "--record", rec.to_str().unwrap(), "--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never overwritten"));
+    assert!(!marker.exists(), "the command ran untraced");
+}
+
+fn fake_check() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-check.sh")
+}
+
+#[test]
+fn a_fake_xfstests_run_gives_per_test_sections() {
+    if !kernel_tests_allowed("a_fake_xfstests_run_gives_per_test_sections") {
+        return;
+    }
+    let _g = serial();
+    let rec = tmp("fake.trace");
+    let report = tmp("fake.report.json");
+    let out = tracer_cmd()
+        .args(["run", "--record", rec.to_str().unwrap(), "--format", "json"])
+        .arg("--")
+        .arg(fake_check())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let tests: Vec<&Value> = v["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["test"].is_null())
+        .collect();
+    let names: Vec<&str> = tests.iter().map(|t| t["test"].as_str().unwrap()).collect();
+    // (Other people's xfstests markers on this machine would show up too: look for ours.)
+    for want in ["generic/001", "generic/002", "generic/388"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    let test = |name: &str| *tests.iter().find(|t| t["test"] == name).unwrap();
+    let ours = |t: &Value| -> Vec<Value> {
+        t["ebusy_stories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["what"].as_str().unwrap().contains("/tmp/fake-scratch."))
+            .cloned()
+            .collect()
+    };
+    let s1 = ours(test("generic/001"));
+    assert_eq!(s1.len(), 1, "{s1:?}");
+    let verdict = &s1[0]["notices"][0];
+    assert_eq!(verdict["notice"], "verdict");
+    assert_eq!(verdict["test"], "generic/001");
+    assert!(
+        verdict["culprits"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/held-by-check"),
+        "{verdict}"
+    );
+    assert!(s1[0]["closed_ns"].is_u64());
+    assert_eq!(ours(test("generic/002")), Vec::<Value>::new());
+    let s3 = ours(test("generic/388"));
+    assert_eq!(s3.len(), 1, "{s3:?}");
+    assert!(
+        s3[0]["notices"][0]["culprits"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/sleeper-out")
+    );
+    assert_eq!(
+        test("generic/388")["leaks"]["allocations"]["tracked"],
+        false
+    );
+    // --test keeps one test.
+    let only = json_report(&rec, &["--test", "generic/388"]);
+    let only: Vec<&Value> = only["tests"].as_array().unwrap().iter().collect();
+    assert!(only.iter().all(|t| t["test"] == "generic/388"));
+}
+
+#[test]
+fn a_tracer_killed_mid_recording_leaves_a_readable_file() {
+    if !kernel_tests_allowed("a_tracer_killed_mid_recording_leaves_a_readable_file") {
+        return;
+    }
+    let _g = serial();
+    let rec = tmp("killed.trace");
+    let tracer = Tracer::start(&["--record", rec.to_str().unwrap(), "--no-events"]);
+    let m = TmpMount::new("killed");
+    let held = m.path.join("held");
+    let mut child = spawn_scenario("scenario_child", "hold", held.to_str().unwrap());
+    wait_ready(&mut child);
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    tracer.wait_notice("the verdict", "verdict", |v| v["target"] == target.as_str());
+    // Blocks are closed every second: wait for the verdict's block to be written.
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer.pid(), libc::SIGKILL) };
+    drop(tracer);
+    kill9(&mut child);
+    umount_eventually(&m.path);
+    assert_eq!(orphaned_programs(), Vec::<String>::new());
+
+    let report = json_report(&rec, &[]);
+    assert_eq!(report["recording"]["clean_end"], false);
+    let problems: Vec<&str> = report["recording"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["problem"].as_str().unwrap())
+        .collect();
+    assert!(problems.contains(&"no_end"), "{problems:?}");
+    let stories = report_notices(&report);
+    assert!(
+        stories
+            .iter()
+            .any(|n| n["notice"] == "verdict" && n["target"] == target.as_str()),
+        "the verdict written before the kill is in the report"
+    );
+}
+
+/// Re-records the fixture of the golden reports (only with UPDATE_FIXTURE=1).
+#[test]
+fn make_fixture() {
+    if std::env::var_os("UPDATE_FIXTURE").is_none() || !kernel_tests_allowed("make_fixture") {
+        return;
+    }
+    let _g = serial();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let rec = dir.join("fake-xfstests.trace");
+    let _ = std::fs::remove_file(&rec);
+    let out = tracer_cmd()
+        .args(["run", "--record", rec.to_str().unwrap(), "--report"])
+        .arg(tmp("fixture.report.txt"))
+        .arg("--")
+        .arg(fake_check())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Readable by the golden test whoever runs it.
+    std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
