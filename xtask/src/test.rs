@@ -21,6 +21,7 @@ pub fn main(args: Args) -> Result<()> {
     fmt()?;
     clippy()?;
     cargo_test()?;
+    fuzz()?;
     if args.no_vm {
         eprintln!("xtask: --no-vm: skipping the VM tier");
         return Ok(());
@@ -77,4 +78,53 @@ fn cargo_test() -> Result<()> {
         "--workspace",
         "--no-fail-fast",
     ]))
+}
+
+/// A short run of the recording reader's fuzz target (`tracer/fuzz`, `cargo fuzz`), when a
+/// rustup `nightly` toolchain is there (cargo-fuzz needs one); cargo-fuzz is installed the
+/// first time. `TRACER_FUZZ_SECONDS` sets how long (default 20; 0 skips). New inputs go to
+/// `tracer/fuzz/corpus/` (not checked in); the checked-in seeds are `tracer/fuzz/seeds/`.
+fn fuzz() -> Result<()> {
+    let secs: u64 = std::env::var("TRACER_FUZZ_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    if secs == 0 {
+        eprintln!("xtask: fuzzing skipped (TRACER_FUZZ_SECONDS=0)");
+        return Ok(());
+    }
+    let nightly = |args: &[&str]| {
+        let mut c = std::process::Command::new("rustup");
+        c.args(["run", "nightly", "cargo"]).args(args);
+        c
+    };
+    if util::probe(&mut nightly(&["--version"])).is_none() {
+        eprintln!(
+            "xtask: WARNING: fuzzing skipped: no rustup nightly toolchain (cargo fuzz needs one)"
+        );
+        return Ok(());
+    }
+    if util::find_program("cargo-fuzz").is_none() {
+        util::run(&mut util::cargo_cmd(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let dir = util::workspace_root().join("tracer/fuzz");
+    std::fs::create_dir_all(dir.join("corpus/reader"))?;
+    let max_time = format!("-max_total_time={secs}");
+    util::run(
+        nightly(&[
+            "fuzz",
+            "run",
+            "--sanitizer",
+            "none",
+            "--debug-assertions",
+            "reader",
+            "corpus/reader",
+            "seeds/reader",
+            "--",
+            &max_time,
+            "-max_len=8192",
+            "-rss_limit_mb=4096",
+        ])
+        .current_dir(&dir),
+    )
 }
