@@ -161,8 +161,15 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), sink, &mut summary)?;
-                guard.clear_ready();
+                // A bounded batch, then a yield to the runtime (timers and signals are only
+                // seen then), so the tick (counters, the TUI's snapshots) and the signals
+                // get their turn under a flood of records.
+                if drain(guard.get_inner_mut(), sink, &mut summary, DRAIN_BATCH)? {
+                    guard.clear_ready();
+                } else {
+                    drop(guard);
+                    tokio::task::yield_now().await;
+                }
             }
             _ = tick.tick() => {
                 let f = counters::read(&att.ebpf)?;
@@ -180,15 +187,27 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "duration",
         }
     };
-    drain(ring.get_mut(), sink, &mut summary)?;
+    drain(ring.get_mut(), sink, &mut summary, usize::MAX)?;
     summary.figures = counters::read(&att.ebpf)?;
     sink.figures(&summary.figures)?;
     Ok(summary)
 }
 
-fn drain(ring: &mut RingBuf<MapData>, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
+/// Records handled per wakeup before the other branches of the loop get a turn.
+const DRAIN_BATCH: usize = 4096;
+
+/// Hands up to `max` records to the sink; true when the ring buffer was emptied.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    sink: &mut dyn Sink,
+    summary: &mut Summary,
+    max: usize,
+) -> Result<bool> {
     let mut refresh_mounts = false;
-    while let Some(item) = ring.next() {
+    for _ in 0..max {
+        let Some(item) = ring.next() else {
+            return Ok(true);
+        };
         match event::decode(&item) {
             Ok(ev) => {
                 summary.events += 1;
@@ -209,5 +228,5 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut dyn Sink, summary: &mut Summary
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
