@@ -760,3 +760,33 @@ impl Model {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_times() {
+        // Booted at 1970-01-02 23:59:50 UTC; local time is UTC+2.
+        let c = WallClock {
+            unix_minus_boot_ns: (86_400 + 86_390) * 1_000_000_000,
+            utc_offset_s: 7200,
+        };
+        assert_eq!(c.hms(0), "01:59:50");
+        assert_eq!(c.hms(15_000_000_000), "02:00:05");
+    }
+
+    #[test]
+    fn pinned_mounts() {
+        let m = |alive, detached, ebusy| MountSummary {
+            alive_files: alive,
+            detached,
+            umount_ebusy: ebusy,
+            ..Default::default()
+        };
+        assert!(pinned(&m(1, false, 1)), "EBUSY and still busy");
+        assert!(pinned(&m(2, true, 0)), "detached and pinned");
+        assert!(!pinned(&m(0, false, 3)), "was EBUSY, free now");
+        assert!(!pinned(&m(5, false, 0)), "busy, never asked to go");
+    }
+}

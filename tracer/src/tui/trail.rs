@@ -4,7 +4,7 @@
 //! reference, say). Before and after each event that can change holders, the holders of
 //! the files it can touch are compared; the differences are kept here, bounded.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use tracer_fs::{
     Engine,
@@ -43,8 +43,9 @@ impl Step {
     }
 }
 
-/// The files an event can change the holders of, with their holders before it.
-pub struct Before(Vec<(FileKey, BTreeSet<HolderRef>)>);
+/// The files an event can change the holders of, with their holders before it (files
+/// have one or two holders: a plain vector is cheapest).
+pub struct Before(Vec<(FileKey, Vec<HolderRef>)>);
 
 #[derive(Default)]
 pub struct Trails {
@@ -52,7 +53,7 @@ pub struct Trails {
     order: VecDeque<FileKey>,
 }
 
-fn holders(engine: &Engine, key: FileKey) -> BTreeSet<HolderRef> {
+fn holders(engine: &Engine, key: FileKey) -> Vec<HolderRef> {
     engine
         .files()
         .get(key)
@@ -73,6 +74,7 @@ impl Trails {
                 .collect()
         };
         match &ev.payload {
+            // Most events change no holder: nothing to look up.
             Payload::FileRef { file, holder, .. } => {
                 keys.extend(files.alive(*file));
                 keys.extend(files.holding(holder));
@@ -132,9 +134,8 @@ impl Trails {
             let Some(f) = engine.files().get(key) else {
                 continue;
             };
-            let now: BTreeSet<HolderRef> = f.holders.keys().copied().collect();
             let mut steps = Vec::new();
-            for h in was.difference(&now) {
+            for h in was.iter().filter(|h| !f.holders.contains_key(h)) {
                 let drop = f.last_drop.clone().filter(|d| d.holder == *h);
                 steps.push(Step::LetGo {
                     ts_ns: ev.ts_ns,
@@ -142,8 +143,7 @@ impl Trails {
                     drop,
                 });
             }
-            for h in now.difference(&was) {
-                let i = &f.holders[h];
+            for (h, i) in f.holders.iter().filter(|(h, _)| !was.contains(h)) {
                 steps.push(Step::Took {
                     ts_ns: i.since_ns,
                     holder: *h,

@@ -239,3 +239,39 @@ pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
         help::draw(f, area, app, snap);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_and_hangs_the_rest() {
+        assert_eq!(wrap("short", 20, 3), vec!["short"]);
+        assert_eq!(
+            wrap("  fd 3 of pid 12 (sleep) [alive]", 16, 9),
+            vec!["  fd 3 of pid 12", "    (sleep)", "    [alive]"]
+        );
+        // A word longer than a row is cut; a row limit ends with an ellipsis.
+        assert_eq!(
+            wrap("abcdefghij", 4, 9),
+            vec!["abcd", "  ef", "  gh", "  ij"]
+        );
+        assert_eq!(wrap("one two three four", 9, 1), vec!["one two…"]);
+        assert_eq!(wrap("", 10, 2), vec![""]);
+    }
+
+    #[test]
+    fn numbers_and_names_fit_their_columns() {
+        assert_eq!(si(999), "999");
+        assert_eq!(si(1_000), "1k");
+        assert_eq!(si(1_450), "1.4k");
+        assert_eq!(si(100_000), "100k");
+        assert_eq!(si(1_000_000), "1M");
+        assert_eq!(si(2_500_000), "2.5M");
+        assert_eq!(si(10_000), "10k");
+        assert_eq!(tail("/mnt/scratch/dir", 8), "…tch/dir");
+        assert_eq!(head("delayed_fput", 8), "delayed…");
+        assert_eq!(tail("/mnt", 8), "/mnt");
+        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
+    }
+}
