@@ -130,6 +130,22 @@ impl Drop for Tmux {
     }
 }
 
+/// A directory of the test's, removed (with the reports in it) however the test ends.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(path: PathBuf) -> Dir {
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A process holding `path` open as fd 3 (`sh` opens it, then becomes `sleep`).
 struct Holder(Child);
 
@@ -176,10 +192,9 @@ fn a_person_watches_an_ebusy_in_the_tui() {
     let secs = |s| Duration::from_secs(s);
 
     // Reports go to the tracer's working directory.
-    let cwd = std::env::temp_dir().join(format!("tracer-tui-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&cwd).unwrap();
+    let cwd = Dir::new(std::env::temp_dir().join(format!("tracer-tui-e2e-{}", std::process::id())));
     let tracer = env!("CARGO_BIN_EXE_tracer");
-    let tmux = Tmux::start(80, 24, &cwd, &format!("{tracer} attach"));
+    let tmux = Tmux::start(80, 24, &cwd.0, &format!("{tracer} attach"));
     tmux.wait("the TUI, attached", secs(60), |s| {
         s.contains("hooks ") && s.contains("Mounts (") && !s.contains("attaching…")
     });
@@ -295,5 +310,4 @@ fn a_person_watches_an_ebusy_in_the_tui() {
         Vec::<String>::new(),
         "probes left attached"
     );
-    std::fs::remove_dir_all(&cwd).unwrap();
 }
