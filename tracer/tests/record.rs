@@ -526,3 +526,48 @@ fn fuzz_seeds_are_small_and_valid() {
         }
     }
 }
+
+/// Size and speed of recording a real event mix (the fixture's events, repeated with
+/// shifted times, to a million): `cargo test --release -p tracer --test record
+/// writer_figures -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn writer_figures() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-xfstests.trace");
+    let mut r = TraceReader::open(&fixture).unwrap();
+    let mut events = Vec::new();
+    while let Some(i) = r.next_item().unwrap() {
+        if let Item::Event(e) = i {
+            events.push(e);
+        }
+    }
+    let n = 1_000_000usize;
+    let p = tmp("figures.trace");
+    let start = std::time::Instant::now();
+    let mut w = TraceWriter::create(&p, &header()).unwrap();
+    let span = events.last().unwrap().ts_ns - events[0].ts_ns + 1;
+    for i in 0..n {
+        let mut e = events[i % events.len()].clone();
+        e.ts_ns += (i / events.len()) as u64 * span;
+        w.push_event(&e).unwrap();
+    }
+    let bytes = w.finish(&TraceEnd::default()).unwrap();
+    let t = start.elapsed();
+    let start = std::time::Instant::now();
+    let mut r = TraceReader::open(&p).unwrap();
+    let mut read = 0;
+    while r.next_item().unwrap().is_some() {
+        read += 1;
+    }
+    let tr = start.elapsed();
+    eprintln!(
+        "{n} events: {:.1} MB, {:.1} bytes/event; written in {:.2}s ({:.0} events/s, including the clone); read in {:.2}s ({:.0} events/s)",
+        bytes as f64 / 1e6,
+        bytes as f64 / n as f64,
+        t.as_secs_f64(),
+        n as f64 / t.as_secs_f64(),
+        tr.as_secs_f64(),
+        read as f64 / tr.as_secs_f64()
+    );
+    assert_eq!(read, n);
+}
