@@ -401,6 +401,18 @@ fn unknown_frames_and_alloc_snapshots_are_skipped_with_a_note() {
             .any(|p| matches!(p, Problem::UnknownFrame { kind: 99, .. }))
     );
     assert!(problems.contains(&Problem::AllocSnapshotsSkipped { count: 1 }));
+    // The writer's own snapshots: between the items around them, noted by the reader.
+    let p = tmp("alloc.trace");
+    let mut w = TraceWriter::create(&p, &header()).unwrap();
+    w.push(&items[0]).unwrap();
+    w.push_alloc_snapshot(tracer::record::ALLOC_SNAPSHOT_VERSION, b"outstanding")
+        .unwrap();
+    w.push(&items[1]).unwrap();
+    w.finish(&TraceEnd::default()).unwrap();
+    let (back, problems, end) = read_all(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(back, items[..2]);
+    assert!(end.is_some());
+    assert_eq!(problems, vec![Problem::AllocSnapshotsSkipped { count: 1 }]);
 }
 
 /// Random damage (xorshift, fixed seed): no panic, ever; what is read is in order.

@@ -526,3 +526,74 @@ fn mutated_items_never_panic_the_engine_or_the_renderers() {
         replay_and_render_all(&framed_chunks(&b[1..]));
     }
 }
+
+/// Names the live engine learnt at run time (`Symbol` items) name the work in the report.
+#[test]
+fn symbols_learnt_while_recording_name_the_work_in_the_report() {
+    const MY_WORK_FN: u64 = 0xffff_ffff_8123_4560;
+    const WORK: u64 = 0xffff_8880_0abc_0000;
+    let p = tmp("symbols.trace");
+    let h = TraceHeader {
+        format_version: FORMAT_VERSION,
+        engine: config(),
+        started_boot_ns: 1_000,
+        ..Default::default()
+    };
+    let ev = |ts: u64, payload: Payload| Event {
+        ts_ns: ts,
+        cpu: 0,
+        pid: 40,
+        tgid: 40,
+        comm: "kworker/0:1".into(),
+        work: None,
+        payload,
+    };
+    let mut w = TraceWriter::create(&p, &h).unwrap();
+    w.push(&Item::Symbol {
+        addr: MY_WORK_FN,
+        name: "my_work_fn".into(),
+    })
+    .unwrap();
+    for base in [10_000u64, 50_000] {
+        for e in [
+            ev(
+                base,
+                Payload::WorkQueued {
+                    work: WORK,
+                    function: MY_WORK_FN,
+                    target_cpu: 0,
+                },
+            ),
+            ev(
+                base + 3_000,
+                Payload::WorkStart {
+                    work: WORK,
+                    function: MY_WORK_FN,
+                },
+            ),
+            ev(
+                base + 5_000,
+                Payload::WorkEnd {
+                    work: WORK,
+                    function: MY_WORK_FN,
+                },
+            ),
+        ] {
+            w.push(&Item::Event(e)).unwrap();
+        }
+    }
+    w.finish(&TraceEnd::default()).unwrap();
+    let mut r = report::replay_file(&p, &ReportOptions::default()).unwrap();
+    let work = &r.sections[0].work;
+    assert_eq!(work.len(), 1, "{work:?}");
+    assert_eq!(work[0].name, "my_work_fn");
+    assert_eq!((work[0].queued, work[0].started, work[0].ended), (2, 2, 2));
+    assert_eq!(work[0].latency.count, 2);
+    assert_eq!(work[0].latency.max_ns, 3_000);
+    assert_eq!(work[0].run.p50_ns, 2_000);
+    let text = r.render(ReportFormat::Text);
+    assert!(
+        text.contains("my_work_fn: armed 0, queued 2, started 2, ended 2"),
+        "{text}"
+    );
+}

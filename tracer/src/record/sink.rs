@@ -132,6 +132,15 @@ impl<S: EngineSink> RecordSink<S> {
             .map_err(|e| format!("{e:#}"))
     }
 
+    /// Records an allocation snapshot (see [`TraceWriter::push_alloc_snapshot`]).
+    pub fn alloc_snapshot(&mut self, version: u16, data: &[u8]) {
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.push_alloc_snapshot(version, data)
+        {
+            self.fail(e);
+        }
+    }
+
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }

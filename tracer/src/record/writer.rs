@@ -229,6 +229,20 @@ impl TraceWriter {
             .with_context(|| format!("syncing the recording {}", self.path.display()))
     }
 
+    /// Writes an allocation snapshot (the place kept for allocation tracking): the open
+    /// block is closed first, so the snapshot sits after the items that came before it.
+    /// `version` says how `data` is encoded; readers that do not know it skip the frame
+    /// and say so.
+    pub fn push_alloc_snapshot(&mut self, version: u16, data: &[u8]) -> Result<()> {
+        self.flush()?;
+        let mut payload = Vec::with_capacity(2 + data.len());
+        payload.extend_from_slice(&version.to_le_bytes());
+        payload.extend_from_slice(data);
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, FrameKind::AllocSnapshot as u8, 0, &payload);
+        self.write(&frame)
+    }
+
     /// Closes the open block and writes the end frame; the file is complete.
     pub fn finish(mut self, end: &TraceEnd) -> Result<u64> {
         self.flush()?;
