@@ -99,9 +99,15 @@ impl Tracer {
     /// Waits for a line matching `pred`; panics with the tail of the stream if none comes.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
+        // Only new lines are looked at on each pass: the stream can be long.
+        let mut seen = 0;
         loop {
-            if let Some(v) = self.lines().into_iter().find(|v| pred(v)) {
-                return v;
+            {
+                let lines = self.lines.lock().unwrap();
+                if let Some(v) = lines[seen..].iter().find(|v| pred(v)) {
+                    return v.clone();
+                }
+                seen = lines.len();
             }
             if start.elapsed() > timeout {
                 let lines = self.lines();
