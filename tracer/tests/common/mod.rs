@@ -102,12 +102,11 @@ impl Tracer {
         // Only new lines are looked at on each pass: the stream can be long.
         let mut seen = 0;
         loop {
-            {
-                let lines = self.lines.lock().unwrap();
-                if let Some(v) = lines[seen..].iter().find(|v| pred(v)) {
-                    return v.clone();
-                }
-                seen = lines.len();
+            // Copied out first: `pred` may look at the stream itself (and so take the lock).
+            let fresh: Vec<Value> = self.lines.lock().unwrap()[seen..].to_vec();
+            seen += fresh.len();
+            if let Some(v) = fresh.into_iter().find(|v| pred(v)) {
+                return v;
             }
             if start.elapsed() > timeout {
                 let lines = self.lines();
