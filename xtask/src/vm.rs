@@ -747,14 +747,25 @@ mod tests {
     #[test]
     fn markers() {
         let serial = "noise\n\x1bc\x1b[2J@@TRACER-VM BOOTED 1.50 0.3\n@@TRACER-VM UNAME 6.1.0-1-cloud-amd64\n\
-            @@TRACER-VM MODULE loop ok\n@@TRACER-VM DOCTOR-BEGIN\n\
+            @@TRACER-VM MODULE loop ok\n@@TRACER-VM LEAKYFS insmod ok\n@@TRACER-VM LEAKYFS mount ok\n\
+            @@TRACER-VM LEAKYFS held-umount failed: umount: can't unmount /mnt/leaky: Device or resource busy\n\
+            @@TRACER-VM LEAKYFS later-umount ok\n@@TRACER-VM LEAKYFS failing-mount failed: mount: EIO\n\
+            @@TRACER-VM DOCTOR-BEGIN\n\
             {\"kernel\":\"Linux 6.1\",\"can_run\":true,\"capabilities\":[{\"name\":\"kprobes\",\"ok\":true,\"detail\":\"d\"}],\"hooks\":[]}\n\
             @@TRACER-VM DOCTOR-END rc=0\n@@TRACER-VM DONE 3.0 1\n";
         let c = check(serial, "6.1.0-1-cloud-amd64");
         // Only the other REQUIRED capabilities are missing.
         assert_eq!(c.failures.len(), REQUIRED.len() - 1, "{:?}", c.failures);
-        // booted, uname, 1 module, rc, JSON, can_run, kprobes.
-        assert_eq!(c.passed, 7);
+        // booted, uname, 1 module, 5 leakyfs knobs, rc, JSON, can_run, kprobes.
+        assert_eq!(c.passed, 12);
+        // Without the leakyfs markers, each of its five checks fails.
+        let without: String = serial
+            .lines()
+            .filter(|l| !l.contains("LEAKYFS"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = check(&without, "6.1.0-1-cloud-amd64");
+        assert_eq!(c.failures.len(), REQUIRED.len() - 1 + 5, "{:?}", c.failures);
         assert!(c.lines.iter().any(|l| l.contains("yes kprobes")));
         let c = check("nothing", "x");
         assert_eq!(c.failures.len(), 1);
