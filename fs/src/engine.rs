@@ -187,6 +187,9 @@ impl Engine {
         self.now_ns = self.now_ns.max(ev.ts_ns);
         match &ev.payload {
             Payload::MountTable { mounts } => self.on_mount_table(ev, mounts, &mut out),
+            Payload::MountsAppeared { mounts } => {
+                self.mounts.learn(ev.ts_ns, mounts);
+            }
             Payload::MountCall {
                 op,
                 flags,

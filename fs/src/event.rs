@@ -202,6 +202,13 @@ pub enum Payload {
     MountTable {
         mounts: Vec<MountInfo>,
     },
+    /// Mounts the mount-table watcher saw appear, read as soon as the table changed, which
+    /// may be ahead of the records still queued in the ring buffer. Only additions are
+    /// taken from it: a mount that is mounted and unmounted while the ring lags is still
+    /// known when its records arrive, and removals keep coming from the ordered stream.
+    MountsAppeared {
+        mounts: Vec<MountInfo>,
+    },
     /// An xfstests `run fstests <test> at <date>` line from /dev/kmsg.
     TestMarker {
         test: String,

@@ -215,6 +215,21 @@ impl Mounts {
         ch
     }
 
+    /// Learns mounts seen ahead of the ordered stream (`Payload::MountsAppeared`): only ids
+    /// not known at all are added. A known id is left alone even when the table says it is
+    /// another filesystem now: records about the old mount may still be queued, and the
+    /// ordered table read after the umount settles it. Returns the ids added.
+    pub fn learn(&mut self, ts: u64, table: &[MountInfo]) -> Vec<i32> {
+        let mut added = Vec::new();
+        for mi in table {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.live.entry(mi.mount_id) {
+                slot.insert(Mount::from_info(mi, ts));
+                added.push(mi.mount_id);
+            }
+        }
+        added
+    }
+
     /// A detached mount's last file went away (or a mount is otherwise gone): to history.
     pub fn retire(&mut self, id: i32, ts: u64) -> Option<&Mount> {
         let mut m = self.live.remove(&id)?;
@@ -280,6 +295,46 @@ mod tests {
             fs_type: fs.into(),
             source: src.into(),
         }
+    }
+
+    #[test]
+    fn mounts_seen_early_add_only_unknown_ids() {
+        let mut m = Mounts::default();
+        m.apply_table(
+            5,
+            &[
+                mi(1, 0, "/", "ext4", "/dev/vda1"),
+                mi(40, 1, "/mnt", "xfs", "/dev/loop0"),
+            ],
+            |_| false,
+        );
+        // Id 40 now names a tmpfs in the table read ahead, but the xfs mount's umount may
+        // still be queued: it stays. Id 41 is new: learnt.
+        let added = m.learn(
+            9,
+            &[
+                mi(40, 1, "/mnt", "tmpfs", "tmpfs"),
+                mi(41, 1, "/scratch", "tmpfs", "tmpfs"),
+            ],
+        );
+        assert_eq!(added, vec![41]);
+        assert_eq!(m.get(40).unwrap().fs_type, "xfs");
+        assert_eq!(m.mount_for_path("/scratch").unwrap().id, 41);
+        // The ordered table read later settles both: 40 replaced, 41 gone (unmounted meanwhile).
+        let ch = m.apply_table(
+            12,
+            &[
+                mi(1, 0, "/", "ext4", "/dev/vda1"),
+                mi(40, 1, "/mnt", "tmpfs", "tmpfs"),
+            ],
+            |_| false,
+        );
+        assert_eq!(ch.replaced, vec![40]);
+        assert_eq!(ch.gone, vec![41]);
+        assert!(
+            m.history()
+                .any(|h| h.id == 41 && h.mount_point == "/scratch")
+        );
     }
 
     #[test]

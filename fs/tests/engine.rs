@@ -1004,3 +1004,59 @@ fn long_runs_stay_bounded() {
     // generous: a quadratic scan would take minutes here
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
 }
+
+/// The stream's order when the ring buffer lags: a mount made, used and unmounted before
+/// its records are drained. The watcher's `MountsAppeared` (read when the table changed)
+/// comes ahead of the records; the whole table only after them, without the mount.
+#[test]
+fn a_mount_seen_ahead_of_its_records_explains_them() {
+    let mut e = Engine::new(config());
+    let tracer = task(900, "tracer");
+    let p = task(7, "fsstress");
+    let um = task(8, "umount");
+    let m50 = mnt(50, 21, "/mnt/test", "tmpfs", "tmpfs", 0, 50);
+    let f = 0xffff_8880_0a00_0100;
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0, &tracer, table(vec![root()])),
+            ev(
+                T0 + 9 * MS,
+                &tracer,
+                Payload::MountsAppeared {
+                    mounts: vec![m50.clone()],
+                },
+            ),
+            ev(
+                T0 + MS,
+                &p,
+                mount("tmpfs", "/mnt/test", "tmpfs", 0, T0 + MS),
+            ),
+            ev(
+                T0 + 2 * MS,
+                &p,
+                file_ref(
+                    f,
+                    fd(7, 3),
+                    RefHow::Open,
+                    50,
+                    2,
+                    NameKind::UserPath,
+                    "/mnt/test/a",
+                ),
+            ),
+            ev(T0 + 3 * MS, &um, umount("/mnt/test", 0, -16, T0 + 3 * MS)),
+            ev(T0 + 4 * MS, &p, unref(f, fd(7, 3), RefHow::Close)),
+            ev(T0 + 5 * MS, &p, free(f, 50, 2)),
+            ev(T0 + 6 * MS, &um, umount("/mnt/test", 0, 0, T0 + 6 * MS)),
+            ev(T0 + 10 * MS, &tracer, table(vec![root()])),
+        ],
+    );
+    let v = verdicts(&n);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].mount.as_ref().unwrap().id, 50);
+    assert!(!v[0].unexplained, "{}", n[0]);
+    assert!(n[0].to_string().contains("/mnt/test/a"), "{}", n[0]);
+    assert!(e.mounts().get(50).is_none());
+    assert!(e.mounts().history().any(|m| m.id == 50));
+}

@@ -1,7 +1,96 @@
 //! `/proc/self/mountinfo`, parsed into the engine's `MountInfo`.
 
+use std::{collections::HashSet, fs::File};
+
 use anyhow::{Context, Result};
+use tokio::io::{Interest, unix::AsyncFd};
 use tracer_fs::event::MountInfo;
+
+/// What the live stream tells the engine about the mount table, and when.
+///
+/// Records can sit in the ring buffer a while; a table read now may be ahead of them. So:
+/// - new mounts are handed on as soon as they are seen (`MountsAppeared`: the engine only
+///   adds unknown ids from it), by the watcher the kernel wakes with POLLPRI on every
+///   change of our namespace's table, and right after each mount call's record;
+/// - the whole table, with its removals, only once the ring buffer has been drained after
+///   a mount call, so the removal of a mount is not applied before records of that mount
+///   that were still queued (a mount made, used and unmounted while the ring lagged).
+pub struct Feed {
+    watch: Option<AsyncFd<File>>,
+    known: HashSet<i32>,
+    /// Batches drained since a mount call asked for the whole table.
+    table_due: Option<u32>,
+}
+
+/// A ring buffer that never empties still gets the whole table after this many batches.
+const TABLE_DUE_MAX_BATCHES: u32 = 16;
+
+impl Feed {
+    /// `table` is the table the caller already handed on (read at attach). Without the
+    /// watcher (an error says why), new mounts are learnt from mount calls' records only.
+    pub fn new(table: &[MountInfo]) -> (Feed, Option<anyhow::Error>) {
+        let watch = File::open("/proc/self/mountinfo")
+            .context("opening /proc/self/mountinfo")
+            .and_then(|file| {
+                // SAFETY: the feed owns the file, so the fd stays open while registered.
+                unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY) }
+                    .context("watching /proc/self/mountinfo")
+            });
+        let (watch, err) = match watch {
+            Ok(w) => (Some(w), None),
+            Err(e) => (None, Some(e)),
+        };
+        let feed = Feed {
+            watch,
+            known: table.iter().map(|m| m.mount_id).collect(),
+            table_due: None,
+        };
+        (feed, err)
+    }
+
+    /// Waits for the kernel to flag a table change (never, without the watcher), then
+    /// returns the mounts not handed on before (often none: a umount, or already seen).
+    pub async fn changed(&mut self) -> Result<Vec<MountInfo>> {
+        match &mut self.watch {
+            Some(w) => w.ready_mut(Interest::PRIORITY).await?.clear_ready(),
+            None => std::future::pending().await,
+        }
+        self.appeared()
+    }
+
+    /// Reads the table now and returns the mounts not handed on before.
+    pub fn appeared(&mut self) -> Result<Vec<MountInfo>> {
+        let table = read()?;
+        let new = table
+            .iter()
+            .filter(|m| !self.known.contains(&m.mount_id))
+            .cloned()
+            .collect();
+        self.known = table.iter().map(|m| m.mount_id).collect();
+        Ok(new)
+    }
+
+    /// A mount call succeeded: the whole table is due once the ring is drained.
+    pub fn table_due(&mut self) {
+        self.table_due.get_or_insert(0);
+    }
+
+    /// The whole table, if it is due: `drained` says the ring buffer was emptied (else one
+    /// more batch went by).
+    pub fn table_if_due(&mut self, drained: bool) -> Result<Option<Vec<MountInfo>>> {
+        let Some(batches) = self.table_due else {
+            return Ok(None);
+        };
+        if !drained && batches < TABLE_DUE_MAX_BATCHES {
+            self.table_due = Some(batches + 1);
+            return Ok(None);
+        }
+        self.table_due = None;
+        let table = read()?;
+        self.known = table.iter().map(|m| m.mount_id).collect();
+        Ok(Some(table))
+    }
+}
 
 pub fn read() -> Result<Vec<MountInfo>> {
     let text =

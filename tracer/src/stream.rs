@@ -11,7 +11,7 @@ use tokio::{
     sync::Notify,
 };
 use tracer_fs::{
-    event::{self, Event, Payload},
+    event::{self, Event, MountInfo, Payload},
     wire::RecordKind,
 };
 
@@ -85,12 +85,6 @@ pub fn decode_snapshot(bytes: &[u8]) -> (Vec<Event>, Vec<String>) {
     (evs, errs)
 }
 
-fn mount_table_event() -> Result<Event> {
-    Ok(userspace_event(Payload::MountTable {
-        mounts: mountinfo::read()?,
-    }))
-}
-
 /// Waits until `/dev/kmsg` has records; never, without it.
 async fn kmsg_readable(
     kmsg: &mut Option<AsyncFd<Kmsg>>,
@@ -130,7 +124,12 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     });
 
     // Hooks are live from here on; the snapshot then covers what was open before.
-    sink.event(&mount_table_event()?)?;
+    let table = mountinfo::read()?;
+    let (mut mounts, watch_err) = mountinfo::Feed::new(&table);
+    if let Some(e) = watch_err {
+        sink.bad_record(&format!("mount table watcher unavailable: {e:#}"))?;
+    }
+    sink.event(&userspace_event(Payload::MountTable { mounts: table }))?;
     match crate::attach::snapshot(&mut att.ebpf, &att.btf) {
         Ok(bytes) => {
             let (evs, errs) = decode_snapshot(&bytes);
@@ -164,7 +163,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 // A bounded batch, then a yield to the runtime (timers and signals are only
                 // seen then), so the tick (counters, the TUI's snapshots) and the signals
                 // get their turn under a flood of records.
-                if drain(guard.get_inner_mut(), sink, &mut summary, DRAIN_BATCH)? {
+                if drain(guard.get_inner_mut(), &mut mounts, sink, &mut summary, DRAIN_BATCH)? {
                     guard.clear_ready();
                 } else {
                     drop(guard);
@@ -175,6 +174,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 let f = counters::read(&att.ebpf)?;
                 sink.figures(&f)?;
             }
+            new = mounts.changed() => appeared(new?, sink, &mut summary)?,
             guard = kmsg_readable(&mut kmsg) => {
                 let mut guard = guard?;
                 if kmsg_markers(guard.get_inner_mut(), sink, &mut summary)? {
@@ -187,7 +187,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "duration",
         }
     };
-    drain(ring.get_mut(), sink, &mut summary, usize::MAX)?;
+    drain(ring.get_mut(), &mut mounts, sink, &mut summary, usize::MAX)?;
     summary.figures = counters::read(&att.ebpf)?;
     sink.figures(&summary.figures)?;
     Ok(summary)
@@ -196,14 +196,38 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
 /// Records handled per wakeup before the other branches of the loop get a turn.
 const DRAIN_BATCH: usize = 4096;
 
+/// Hands on mounts seen for the first time, if any.
+fn appeared(mounts: Vec<MountInfo>, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
+    if !mounts.is_empty() {
+        summary.events += 1;
+        sink.event(&userspace_event(Payload::MountsAppeared { mounts }))?;
+    }
+    Ok(())
+}
+
 /// Hands up to `max` records to the sink; true when the ring buffer was emptied.
 fn drain(
     ring: &mut RingBuf<MapData>,
+    mounts: &mut mountinfo::Feed,
     sink: &mut dyn Sink,
     summary: &mut Summary,
     max: usize,
 ) -> Result<bool> {
-    let mut refresh_mounts = false;
+    let drained = drain_records(ring, mounts, sink, summary, max)?;
+    if let Some(table) = mounts.table_if_due(drained)? {
+        summary.events += 1;
+        sink.event(&userspace_event(Payload::MountTable { mounts: table }))?;
+    }
+    Ok(drained)
+}
+
+fn drain_records(
+    ring: &mut RingBuf<MapData>,
+    mounts: &mut mountinfo::Feed,
+    sink: &mut dyn Sink,
+    summary: &mut Summary,
+    max: usize,
+) -> Result<bool> {
     for _ in 0..max {
         let Some(item) = ring.next() else {
             return Ok(true);
@@ -211,15 +235,12 @@ fn drain(
         match event::decode(&item) {
             Ok(ev) => {
                 summary.events += 1;
-                if let Payload::MountCall { ret: 0, .. } = ev.payload {
-                    refresh_mounts = true;
-                }
                 sink.event(&ev)?;
-                // A changed mount table is read right after the call that changed it, so
-                // events that follow see the new mounts.
-                if refresh_mounts {
-                    sink.event(&mount_table_event()?)?;
-                    refresh_mounts = false;
+                if let Payload::MountCall { ret: 0, .. } = ev.payload {
+                    // New mounts at once, so the records that follow see them; removals
+                    // once the ring is drained (see `mountinfo::Feed`).
+                    appeared(mounts.appeared()?, sink, summary)?;
+                    mounts.table_due();
                 }
             }
             Err(e) => {

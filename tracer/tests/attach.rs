@@ -79,6 +79,22 @@ fn mount_and_umount_are_recorded_with_paths_and_results() {
                     .is_some_and(|ms| ms.iter().any(|x| x["mount_id"] == id))
         },
     );
+    // New mounts are also handed on at once, ahead of the ordered table (the watcher or the
+    // mount call's record, whichever comes first), each only once.
+    let appeared = |v: &Value| {
+        v["event"]["payload"]["type"] == "mounts_appeared"
+            && v["event"]["payload"]["mounts"]
+                .as_array()
+                .is_some_and(|ms| ms.iter().any(|x| x["mount_id"] == id))
+    };
+    let seen = tracer.wait_for(
+        "the new mount, seen early",
+        Duration::from_secs(10),
+        appeared,
+    );
+    let mi = &seen["event"]["payload"]["mounts"][0];
+    assert_eq!(mi["mount_point"], target.as_str());
+    assert_eq!(mi["fs_type"], "tmpfs");
     umount(&m.path).expect("umount");
     let um = tracer.wait_event("the umount call", |e| {
         payload_is(e, "mount_call")
@@ -87,7 +103,8 @@ fn mount_and_umount_are_recorded_with_paths_and_results() {
     });
     assert_eq!(um["payload"]["ret"], 0);
     assert!(um["payload"]["enter_ns"].as_u64().unwrap() <= um["ts_ns"].as_u64().unwrap());
-    tracer.stop();
+    let lines = tracer.stop();
+    assert_eq!(lines.iter().filter(|v| appeared(v)).count(), 1);
 }
 
 #[test]

@@ -194,6 +194,54 @@ enum RecPayload<'a> {
     TestMarker {
         test: Cow<'a, str>,
     },
+    // New variants go last: postcard numbers them in order.
+    MountsAppeared {
+        mounts: Vec<RecMount<'a>>,
+    },
+}
+
+fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
+    mounts
+        .iter()
+        .map(|m| {
+            let MountInfo {
+                mount_id,
+                parent_id,
+                major,
+                minor,
+                root,
+                mount_point,
+                fs_type,
+                source,
+            } = m;
+            RecMount {
+                mount_id: *mount_id,
+                parent_id: *parent_id,
+                major: *major,
+                minor: *minor,
+                root: b(root),
+                mount_point: b(mount_point),
+                fs_type: b(fs_type),
+                source: b(source),
+            }
+        })
+        .collect()
+}
+
+fn own_mounts(mounts: Vec<RecMount<'_>>) -> Vec<MountInfo> {
+    mounts
+        .into_iter()
+        .map(|m| MountInfo {
+            mount_id: m.mount_id,
+            parent_id: m.parent_id,
+            major: m.major,
+            minor: m.minor,
+            root: o(m.root),
+            mount_point: o(m.mount_point),
+            fs_type: o(m.fs_type),
+            source: o(m.source),
+        })
+        .collect()
 }
 
 fn holder_to(h: &HolderRef) -> RecHolder {
@@ -418,31 +466,10 @@ impl<'a> RecEvent<'a> {
                 failed: *failed,
             },
             Payload::MountTable { mounts } => RecPayload::MountTable {
-                mounts: mounts
-                    .iter()
-                    .map(|m| {
-                        let MountInfo {
-                            mount_id,
-                            parent_id,
-                            major,
-                            minor,
-                            root,
-                            mount_point,
-                            fs_type,
-                            source,
-                        } = m;
-                        RecMount {
-                            mount_id: *mount_id,
-                            parent_id: *parent_id,
-                            major: *major,
-                            minor: *minor,
-                            root: b(root),
-                            mount_point: b(mount_point),
-                            fs_type: b(fs_type),
-                            source: b(source),
-                        }
-                    })
-                    .collect(),
+                mounts: rec_mounts(mounts),
+            },
+            Payload::MountsAppeared { mounts } => RecPayload::MountsAppeared {
+                mounts: rec_mounts(mounts),
             },
             Payload::TestMarker { test } => RecPayload::TestMarker { test: b(test) },
         };
@@ -577,19 +604,10 @@ impl<'a> RecEvent<'a> {
                 failed,
             },
             RecPayload::MountTable { mounts } => Payload::MountTable {
-                mounts: mounts
-                    .into_iter()
-                    .map(|m| MountInfo {
-                        mount_id: m.mount_id,
-                        parent_id: m.parent_id,
-                        major: m.major,
-                        minor: m.minor,
-                        root: o(m.root),
-                        mount_point: o(m.mount_point),
-                        fs_type: o(m.fs_type),
-                        source: o(m.source),
-                    })
-                    .collect(),
+                mounts: own_mounts(mounts),
+            },
+            RecPayload::MountsAppeared { mounts } => Payload::MountsAppeared {
+                mounts: own_mounts(mounts),
             },
             RecPayload::TestMarker { test } => Payload::TestMarker { test: o(test) },
         };
