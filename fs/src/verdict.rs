@@ -352,6 +352,16 @@ pub enum HolderDesc {
     },
 }
 
+/// `what` since when, who owns the ring, and how far its teardown got.
+fn ring_holder(what: String, ring: &RingDesc, since_ns: u64, a: &Anchor) -> String {
+    let mut s = format!("{what} since {} — {}", a.at(since_ns), ring.owner_words(a));
+    let t = ring.teardown_words(a);
+    if !t.is_empty() {
+        let _ = write!(s, "; {t}");
+    }
+    s
+}
+
 impl HolderDesc {
     pub fn words(&self, a: &Anchor) -> String {
         match self {
@@ -376,36 +386,18 @@ impl HolderDesc {
                 format!("fd {fd} of {} {state}, {since}", task.name())
             }
             HolderDesc::UringFixed { ring, since_ns } => {
-                let mut s = format!(
-                    "registered in {} since {} — {}",
-                    ring.name(),
-                    a.at(*since_ns),
-                    ring.owner_words(a)
-                );
-                let t = ring.teardown_words(a);
-                if !t.is_empty() {
-                    let _ = write!(s, "; {t}");
-                }
-                s
+                ring_holder(format!("registered in {}", ring.name()), ring, *since_ns, a)
             }
             HolderDesc::UringReq {
                 req,
                 ring,
                 since_ns,
-            } => {
-                let mut s = format!(
-                    "in-flight request {} on {} since {} — {}",
-                    hex(*req),
-                    ring.name(),
-                    a.at(*since_ns),
-                    ring.owner_words(a)
-                );
-                let t = ring.teardown_words(a);
-                if !t.is_empty() {
-                    let _ = write!(s, "; {t}");
-                }
-                s
-            }
+            } => ring_holder(
+                format!("in-flight request {} on {}", hex(*req), ring.name()),
+                ring,
+                *since_ns,
+                a,
+            ),
             HolderDesc::DeferredPut {
                 since_ns,
                 via,
