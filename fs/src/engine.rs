@@ -34,6 +34,7 @@ struct Counters {
     events: u64,
     nonsense: u64,
     snapshot_files: u64,
+    rescan_found: u64,
     unknown_frees: u64,
     unknown_frees_by_mount: BTreeMap<i32, u64>,
     unknown_unrefs: u64,
@@ -654,6 +655,7 @@ impl Engine {
             files_alive: self.files.alive_len(),
             files_kept: self.files.len(),
             snapshot_files: self.c.snapshot_files,
+            rescan_found: self.c.rescan_found,
             unknown_file_frees: self.c.unknown_frees,
             unknown_file_frees_by_mount: self.c.unknown_frees_by_mount.clone(),
             unknown_file_unrefs: self.c.unknown_unrefs,
@@ -1173,9 +1175,17 @@ impl Engine {
             }
             _ => (ev.tgid, ev.pid),
         };
+        let existing = self.files.alive(r.file).and_then(|k| self.files.get(k));
+        if r.how == RefHow::Rescan {
+            // The scan confirms what was traced, or finds a reference taken unseen; it
+            // never rewrites a holder's history.
+            if existing.is_some_and(|f| f.holders.contains_key(&r.holder)) {
+                return;
+            }
+            self.c.rescan_found += 1;
+        }
         let task = self.tasks.observe_live(tgid, pid, &ev.comm, ev.ts_ns, cap);
         let actor = self.actor(ev);
-        let existing = self.files.alive(r.file).and_then(|k| self.files.get(k));
         let key = match existing {
             Some(f)
                 if (r.mnt_id != -1 && f.mnt_id != -1 && r.mnt_id != f.mnt_id)

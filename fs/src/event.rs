@@ -46,6 +46,10 @@ pub enum HolderRef {
 pub enum RefHow {
     Open,
     Snapshot,
+    /// Found in an fd table by a scan the tracer ran when a umount failed with EBUSY: a
+    /// reference taken in a way no hook sees (dup2, fork, SCM_RIGHTS, ...). Never from a
+    /// wire record: userspace relabels the scan's snapshot records.
+    Rescan,
     UringRegister,
     UringFileGet,
     Close,

@@ -14,6 +14,8 @@ pub struct Stats {
     pub files_kept: usize,
     /// Files first seen by the attach-time snapshot.
     pub snapshot_files: u64,
+    /// fd holders the scans after failed umounts found that no hook had shown.
+    pub rescan_found: u64,
     /// Frees of files never seen referenced: opened before attach and missed by the
     /// snapshot (held by rings or the kernel only), or records lost.
     pub unknown_file_frees: u64,

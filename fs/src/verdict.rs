@@ -378,10 +378,13 @@ impl HolderDesc {
                 } else {
                     "[state unknown]".to_string()
                 };
-                let since = if *how == RefHow::Snapshot {
-                    "open since before the tracer attached".to_string()
-                } else {
-                    format!("opened {}", a.at(*since_ns))
+                let since = match how {
+                    RefHow::Snapshot => "open since before the tracer attached".to_string(),
+                    RefHow::Rescan => format!(
+                        "found by an fd scan {} (taken unseen: dup, fork, fd passing)",
+                        a.at(*since_ns)
+                    ),
+                    _ => format!("opened {}", a.at(*since_ns)),
                 };
                 format!("fd {fd} of {} {state}, {since}", task.name())
             }
@@ -495,6 +498,10 @@ impl FileReport {
         match self.first_how {
             RefHow::Open => format!("opened {} by {who}", a.at(self.first_ref_ns)),
             RefHow::Snapshot => "open since before the tracer attached".to_string(),
+            RefHow::Rescan => format!(
+                "first seen {} by an fd scan after a failed umount",
+                a.at(self.first_ref_ns)
+            ),
             RefHow::UringRegister => format!(
                 "first seen {} when {who} registered it in a ring",
                 a.at(self.first_ref_ns)

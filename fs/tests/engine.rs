@@ -1060,3 +1060,46 @@ fn a_mount_seen_ahead_of_its_records_explains_them() {
     assert!(e.mounts().get(50).is_none());
     assert!(e.mounts().history().any(|m| m.id == 50));
 }
+
+/// The fd scan after a failed umount adds holders no hook showed and leaves traced ones
+/// as they were.
+#[test]
+fn a_rescan_adds_unseen_holders_and_keeps_traced_ones() {
+    let mut e = engine();
+    let f = 0xffff_8880_0b00_0200;
+    let scan = |ts, tgid, fdn| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            file_ref(
+                f,
+                fd(tgid, fdn),
+                RefHow::Rescan,
+                42,
+                5,
+                NameKind::Dentry,
+                "f",
+            ),
+        )
+    };
+    apply(&mut e, &[open(T0 + MS, 7, f, 3, 5)]);
+    apply(&mut e, &[scan(T0 + 5 * MS, 7, 3), scan(T0 + 5 * MS, 8, 57)]);
+    let k = e.files().alive(f).unwrap();
+    let file = e.files().get(k).unwrap();
+    let traced = &file.holders[&fd(7, 3)];
+    assert_eq!((traced.how, traced.since_ns), (RefHow::Open, T0 + MS));
+    assert_eq!(file.holders[&fd(8, 57)].how, RefHow::Rescan);
+    assert_eq!(file.first_how, RefHow::Open);
+    assert_eq!(e.stats().rescan_found, 1);
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 6 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 6 * MS),
+        )],
+    );
+    let t = n[0].to_string();
+    assert!(t.contains("fd 57 of pid 8"), "{t}");
+    assert!(t.contains("found by an fd scan"), "{t}");
+}

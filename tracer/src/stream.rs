@@ -1,7 +1,11 @@
 //! The live stream: drains the ring buffer, decodes records into events, adds the events
 //! userspace makes (the fd snapshot, mount tables), and hands them to a sink in order.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
@@ -11,7 +15,7 @@ use tokio::{
     sync::Notify,
 };
 use tracer_fs::{
-    event::{self, Event, MountInfo, Payload},
+    event::{self, Event, MountCallOp, MountInfo, Payload, RefHow},
     wire::RecordKind,
 };
 
@@ -130,6 +134,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         sink.bad_record(&format!("mount table watcher unavailable: {e:#}"))?;
     }
     sink.event(&userspace_event(Payload::MountTable { mounts: table }))?;
+    let mut scans = Scans::default();
     match crate::attach::snapshot(&mut att.ebpf, &att.btf) {
         Ok(bytes) => {
             let (evs, errs) = decode_snapshot(&bytes);
@@ -163,7 +168,8 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 // A bounded batch, then a yield to the runtime (timers and signals are only
                 // seen then), so the tick (counters, the TUI's snapshots) and the signals
                 // get their turn under a flood of records.
-                if drain(guard.get_inner_mut(), &mut mounts, sink, &mut summary, DRAIN_BATCH)? {
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans };
+                if drain(guard.get_inner_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)? {
                     guard.clear_ready();
                 } else {
                     drop(guard);
@@ -187,7 +193,12 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "duration",
         }
     };
-    drain(ring.get_mut(), &mut mounts, sink, &mut summary, usize::MAX)?;
+    let mut side = Side {
+        att: &mut *att,
+        mounts: &mut mounts,
+        scans: &mut scans,
+    };
+    drain(ring.get_mut(), &mut side, sink, &mut summary, usize::MAX)?;
     summary.figures = counters::read(&att.ebpf)?;
     sink.figures(&summary.figures)?;
     Ok(summary)
@@ -205,16 +216,88 @@ fn appeared(mounts: Vec<MountInfo>, sink: &mut dyn Sink, summary: &mut Summary) 
     Ok(())
 }
 
+/// `-EBUSY` as the umount returns it.
+const EBUSY: i64 = -16;
+
+/// What the drain consults besides the ring buffer.
+struct Side<'a> {
+    att: &'a mut Attached,
+    mounts: &'a mut mountinfo::Feed,
+    scans: &'a mut Scans,
+}
+
+/// fd scans after failed umounts: when each ran, so a umount retried in a loop does not
+/// walk every task's files each time.
+#[derive(Default)]
+struct Scans {
+    last: Option<Instant>,
+}
+
+/// At most one scan per this interval.
+const SCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A umount failed with EBUSY: walk every task's fd table now (the attach-time snapshot's
+/// iterator) and hand on the fds holding files on that mount or below it, relabelled
+/// `Rescan`. They go before the umount's record, so its verdict names holders that took
+/// their reference in ways no hook sees (dup2, fork, fd passing). The scan is a little
+/// after the failure: a holder gone meanwhile is not found, and the engine never lets a
+/// scan rewrite what it traced.
+fn scan_after_ebusy(
+    side: &mut Side,
+    target: &str,
+    sink: &mut dyn Sink,
+    summary: &mut Summary,
+) -> Result<()> {
+    if side.scans.last.is_some_and(|t| t.elapsed() < SCAN_INTERVAL) {
+        return Ok(());
+    }
+    side.scans.last = Some(Instant::now());
+    // Relative targets are not resolved; `/` alone would mean every mount.
+    let target = target.trim_end_matches('/');
+    if !target.starts_with('/') {
+        return Ok(());
+    }
+    let below = format!("{target}/");
+    let ids: HashSet<i32> = mountinfo::read()?
+        .into_iter()
+        .filter(|m| m.mount_point == target || m.mount_point.starts_with(&below))
+        .map(|m| m.mount_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let bytes = match crate::attach::snapshot(&mut side.att.ebpf, &side.att.btf) {
+        Ok(b) => b,
+        Err(e) => return sink.bad_record(&format!("fd scan after EBUSY unavailable: {e:#}")),
+    };
+    let (evs, errs) = decode_snapshot(&bytes);
+    for mut e in evs {
+        if let Payload::FileRef { how, mnt_id, .. } = &mut e.payload {
+            if !ids.contains(mnt_id) {
+                continue;
+            }
+            *how = RefHow::Rescan;
+            summary.events += 1;
+            sink.event(&e)?;
+        }
+    }
+    for e in errs {
+        summary.bad_records += 1;
+        sink.bad_record(&e)?;
+    }
+    Ok(())
+}
+
 /// Hands up to `max` records to the sink; true when the ring buffer was emptied.
 fn drain(
     ring: &mut RingBuf<MapData>,
-    mounts: &mut mountinfo::Feed,
+    side: &mut Side,
     sink: &mut dyn Sink,
     summary: &mut Summary,
     max: usize,
 ) -> Result<bool> {
-    let drained = drain_records(ring, mounts, sink, summary, max)?;
-    if let Some(table) = mounts.table_if_due(drained)? {
+    let drained = drain_records(ring, side, sink, summary, max)?;
+    if let Some(table) = side.mounts.table_if_due(drained)? {
         summary.events += 1;
         sink.event(&userspace_event(Payload::MountTable { mounts: table }))?;
     }
@@ -223,7 +306,7 @@ fn drain(
 
 fn drain_records(
     ring: &mut RingBuf<MapData>,
-    mounts: &mut mountinfo::Feed,
+    side: &mut Side,
     sink: &mut dyn Sink,
     summary: &mut Summary,
     max: usize,
@@ -234,13 +317,22 @@ fn drain_records(
         };
         match event::decode(&item) {
             Ok(ev) => {
+                if let Payload::MountCall {
+                    op: MountCallOp::Umount,
+                    ret: EBUSY,
+                    target,
+                    ..
+                } = &ev.payload
+                {
+                    scan_after_ebusy(side, target, sink, summary)?;
+                }
                 summary.events += 1;
                 sink.event(&ev)?;
                 if let Payload::MountCall { ret: 0, .. } = ev.payload {
                     // New mounts at once, so the records that follow see them; removals
                     // once the ring is drained (see `mountinfo::Feed`).
-                    appeared(mounts.appeared()?, sink, summary)?;
-                    mounts.table_due();
+                    appeared(side.mounts.appeared()?, sink, summary)?;
+                    side.mounts.table_due();
                 }
             }
             Err(e) => {

@@ -82,6 +82,29 @@ fn scenario_child() {
             std::thread::sleep(Duration::from_secs(600));
             drop(f);
         }
+        // References no hook sees: the file is opened, moved to fd 57 with dup2 (the
+        // traced fd is closed), and a forked child inherits fd 57 while the parent closes
+        // its own. The child dies with the parent (PDEATHSIG).
+        "dup2_then_fork" => {
+            let f = File::create(paths[0]).unwrap();
+            // SAFETY: plain fd syscalls on fds we own; the child calls only prctl and pause.
+            unsafe {
+                assert_eq!(libc::dup2(f.as_raw_fd(), 57), 57);
+                drop(f);
+                match libc::fork() {
+                    0 => {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        loop {
+                            libc::pause();
+                        }
+                    }
+                    child => assert!(child > 0),
+                }
+                assert_eq!(libc::close(57), 0);
+            }
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -116,6 +139,46 @@ fn umount_eventually(path: &Path) -> usize {
             ),
         }
     }
+}
+
+/// A file held only through references no hook sees (a dup2'd fd inherited by a forked
+/// child): the fd scan the tracer runs when the umount fails finds the holder.
+#[test]
+fn a_holder_no_hook_saw_is_found_by_the_scan_after_ebusy() {
+    if !kernel_tests_allowed("a_holder_no_hook_saw_is_found_by_the_scan_after_ebusy") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("dupfork");
+    let held = m.path.join("dup-file");
+    let held_s = held.to_str().unwrap().to_string();
+    let mut parent = spawn_scenario("scenario_child", "dup2_then_fork", &held_s);
+    wait_ready(&mut parent);
+    let parent_pid = parent.id() as i64;
+
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    let v = tracer.wait_notice("the verdict", "verdict", |v| is_verdict_for(v, &target));
+    let c = culprit_named(&v, &held_s);
+    assert_eq!(c["first_how"], "open", "{c:#}");
+    let holders = c["holders"].as_array().unwrap();
+    assert_eq!(holders.len(), 1, "{c:#}");
+    let h = &holders[0];
+    assert_eq!(h["kind"], "fd", "{c:#}");
+    assert_eq!(h["fd"], 57, "{c:#}");
+    assert_eq!(h["how"], "rescan", "{c:#}");
+    assert_ne!(
+        h["task"]["pid"], parent_pid,
+        "the parent closed its fd 57: {c:#}"
+    );
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("found by an fd scan"), "{text}");
+
+    // The parent dies, the child with it: the mount comes free.
+    kill9(&mut parent);
+    umount_eventually(&m.path);
+    tracer.stop();
 }
 
 /// Scenario 1: a live process holds an fd under the mount.

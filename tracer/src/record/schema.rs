@@ -80,6 +80,8 @@ enum RecHow {
     Close,
     UringReqDone,
     UringUnregister,
+    // New variants go last: postcard numbers them in order.
+    Rescan,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -264,6 +266,7 @@ fn how_to(h: RefHow) -> RecHow {
     match h {
         RefHow::Open => RecHow::Open,
         RefHow::Snapshot => RecHow::Snapshot,
+        RefHow::Rescan => RecHow::Rescan,
         RefHow::UringRegister => RecHow::UringRegister,
         RefHow::UringFileGet => RecHow::UringFileGet,
         RefHow::Close => RecHow::Close,
@@ -276,6 +279,7 @@ fn how_from(h: RecHow) -> RefHow {
     match h {
         RecHow::Open => RefHow::Open,
         RecHow::Snapshot => RefHow::Snapshot,
+        RecHow::Rescan => RefHow::Rescan,
         RecHow::UringRegister => RefHow::UringRegister,
         RecHow::UringFileGet => RefHow::UringFileGet,
         RecHow::Close => RefHow::Close,

@@ -228,6 +228,11 @@ fn took_words(h: &HolderRef, how: RefHow, tgid: u32, comm: &str) -> String {
         (HolderRef::Fd { fd, tgid: t }, RefHow::Snapshot) => {
             format!("fd {fd} of pid {t} ({comm}) had it open before the tracer attached")
         }
+        (HolderRef::Fd { fd, tgid: t }, RefHow::Rescan) => {
+            format!(
+                "fd {fd} of pid {t} ({comm}) found holding it by an fd scan after a failed umount"
+            )
+        }
         (HolderRef::Fd { fd, tgid: t }, _) => format!("opened as fd {fd} of pid {t} ({comm})"),
         (HolderRef::UringFixed { ctx }, _) => {
             format!("registered in io_uring ring {ctx:#x} by pid {tgid} ({comm})")
