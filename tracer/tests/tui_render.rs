@@ -77,6 +77,7 @@ fn meta() -> Arc<Meta> {
                 "tracepoint: io_uring/io_uring_create, ...",
             ),
         ],
+        recording: None,
     })
 }
 

@@ -26,7 +26,8 @@ pub fn kind_style(k: LogKind) -> Style {
         LogKind::Umount | LogKind::Mount => DIM,
         LogKind::Failed => WARN,
         LogKind::Test => Style::new().fg(Color::Blue),
-        LogKind::Warning => BAD,
+        LogKind::Warning | LogKind::Leak => BAD,
+        LogKind::NoLeak => GOOD,
     }
 }
 
@@ -36,7 +37,7 @@ fn entry_lines(snap: &Snapshot, e: &LogEntry, width: usize) -> Vec<Line<'static>
     let mut out = Vec::new();
     let text_style = match e.kind {
         LogKind::Umount | LogKind::Mount => DIM,
-        LogKind::Verdict => HEAD,
+        LogKind::Verdict | LogKind::Leak => HEAD,
         _ => Style::new(),
     };
     let time = format!(" {} ", snap.time(e.ts_ns));
@@ -152,7 +153,9 @@ pub fn draw_entry(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, serial:
     let width = area.width.saturating_sub(1) as usize;
     let mut lines: Vec<Line> = Vec::new();
     for l in e.full.lines() {
-        let style = if l.starts_with("EBUSY") {
+        let style = if l.starts_with("EBUSY")
+            || (e.kind == LogKind::Leak && l.starts_with("leak report"))
+        {
             BAD
         } else if l.starts_with(' ') {
             Style::new()

@@ -17,8 +17,67 @@ use super::{
     app::{App, file_rows},
     log::file_name,
     model::{Snapshot, pinned},
-    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, pane_block, tail},
+    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
 };
+
+/// `+12/s`, `-3/s`, `+0.5/s`.
+pub fn per_s(r: f64) -> String {
+    if r != 0.0 && r.abs() < 10.0 && r.fract() != 0.0 {
+        format!("{r:+.1}/s")
+    } else {
+        format!("{r:+.0}/s")
+    }
+}
+
+/// The mount's outstanding allocations by call site (with `--alloc-filter`): a title, the
+/// column names, one line per call site, largest first.
+fn alloc_lines(snap: &Snapshot, id: i32, width: usize) -> Vec<Line<'static>> {
+    if snap.alloc.is_none() {
+        return vec![];
+    }
+    let Some(a) = snap.alloc_of(id) else {
+        return vec![Line::from(Span::styled(
+            " allocations: none charged (mounted before the tracer attached, or gone)",
+            DIM,
+        ))];
+    };
+    let mut out = vec![Line::from(vec![
+        Span::styled(" allocations outstanding: ", HEAD),
+        Span::raw(format!(
+            "{}, {} bytes, {}",
+            count(a.count as usize, "object", "objects"),
+            si(a.bytes),
+            per_s(a.growth_per_s)
+        )),
+        Span::styled(format!("  mounted {}", snap.time(a.mounted_ns)), DIM),
+    ])];
+    if a.sites.is_empty() {
+        return out;
+    }
+    out.push(Line::from(Span::styled(
+        "   COUNT  BYTES   GROWTH  CALL SITE (cache)",
+        DIM,
+    )));
+    let room = width.saturating_sub(27);
+    for s in &a.sites {
+        let cache = if s.cache.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.cache)
+        };
+        let growth = per_s(s.growth_per_s);
+        out.push(Line::from(vec![
+            Span::raw(format!("   {:>5}  {:>5} ", si(s.count), si(s.bytes))),
+            Span::styled(
+                format!("{growth:>8}"),
+                if s.growth_per_s > 0.0 { WARN } else { DIM },
+            ),
+            Span::raw("  "),
+            Span::raw(head(&format!("{}{cache}", s.function), room)),
+        ]));
+    }
+    out
+}
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
     let Some(v) = snap.mount_view.as_ref().filter(|v| v.mount_id == id) else {
@@ -137,13 +196,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
         ]));
     }
 
-    let [t, mid, b] = Layout::vertical([
+    let allocs = alloc_lines(snap, id, inner.width as usize);
+    let [t, mid, a, b] = Layout::vertical([
         Constraint::Length(top.len() as u16),
         Constraint::Min(1),
+        Constraint::Length((allocs.len() as u16).min(inner.height / 2)),
         Constraint::Length(bottom.len() as u16),
     ])
     .areas(inner);
     f.render_widget(Paragraph::new(top), t);
+    f.render_widget(Paragraph::new(allocs), a);
     f.render_widget(Paragraph::new(bottom), b);
 
     // The groups and their files.

@@ -13,7 +13,14 @@ use tokio::sync::watch;
 use tracer_fs::event::{Event, Payload};
 
 use super::model::{Model, Request, Snapshot};
-use crate::{clock::boottime_ns, counters::Figures, kallsyms::Kallsyms, stream::Sink};
+use crate::{
+    alloc::tracker::AllocTracker, clock::boottime_ns, counters::Figures, kallsyms::Kallsyms,
+    record::EngineSink, stream::Sink,
+};
+
+/// How often allocation tracking reads the kernel's map (a syscall or two per entry: not
+/// at every snapshot).
+const ALLOC_EVERY_NS: u64 = 1_000_000_000;
 
 pub struct TuiSink {
     pub model: Model,
@@ -24,6 +31,8 @@ pub struct TuiSink {
     /// Where `s` writes reports.
     dir: PathBuf,
     pub notices: u64,
+    alloc: Option<AllocTracker>,
+    alloc_due_ns: u64,
 }
 
 impl TuiSink {
@@ -42,6 +51,39 @@ impl TuiSink {
             requests,
             dir,
             notices: 0,
+            alloc: None,
+            alloc_due_ns: 0,
+        }
+    }
+
+    /// Turns on allocation tracking's live view and leak reports.
+    pub fn set_alloc(&mut self, tracker: AllocTracker) {
+        self.alloc = Some(tracker);
+    }
+
+    /// Reads the outstanding allocations (once a second): the view for the next snapshots,
+    /// and the leak reports that are due into the events.
+    fn alloc_tick(&mut self, f: &Figures, now: u64) {
+        let Some(t) = self.alloc.as_mut() else {
+            return;
+        };
+        if now < self.alloc_due_ns {
+            return;
+        }
+        self.alloc_due_ns = now + ALLOC_EVERY_NS;
+        match t.tick(now, f) {
+            Ok(values) => {
+                for v in values.iter().filter(|v| v["type"] == "leak_report") {
+                    self.notices += 1;
+                    self.model.leak_report(v, now);
+                }
+            }
+            Err(e) => self
+                .model
+                .warn(format!("allocation tracking: reading the map: {e:#}"), now),
+        }
+        if let Some(v) = t.view() {
+            self.model.set_alloc(v.clone());
         }
     }
 
@@ -86,12 +128,17 @@ impl TuiSink {
 impl Sink for TuiSink {
     fn event(&mut self, ev: &Event) -> Result<()> {
         self.learn_symbols(ev);
+        if let Some(a) = self.alloc.as_mut() {
+            a.on_event(ev);
+        }
         self.notices += self.model.apply(ev).len() as u64;
         Ok(())
     }
 
     fn figures(&mut self, f: &Figures) -> Result<()> {
-        self.model.set_figures(f, boottime_ns());
+        let now = boottime_ns();
+        self.model.set_figures(f, now);
+        self.alloc_tick(f, now);
         self.publish();
         Ok(())
     }
@@ -105,5 +152,12 @@ impl Sink for TuiSink {
         self.model.set_ready();
         self.publish();
         Ok(())
+    }
+}
+
+/// `tracer attach --record` with the TUI: the recording mirrors the TUI's engine.
+impl EngineSink for TuiSink {
+    fn engine(&self) -> &tracer_fs::Engine {
+        &self.model.engine
     }
 }

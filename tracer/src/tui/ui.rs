@@ -207,7 +207,7 @@ fn footer(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
 /// Draws everything.
 pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
     let area = f.area();
-    let header_h = header::height(area.width);
+    let header_h = header::height(snap);
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(header_h),
         Constraint::Min(3),
