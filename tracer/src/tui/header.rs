@@ -33,9 +33,7 @@ fn alloc_line(a: &crate::alloc::view::AllocView) -> Line<'static> {
             format!("{}/{}", si(a.outstanding), si(cap)),
             if full { BAD } else { Style::new() },
         ),
-        Span::styled(" bytes ", DIM),
-        Span::raw(si(a.bytes)),
-        Span::raw(format!(" {:+.0}/s  ", a.growth_per_s)),
+        Span::raw(format!(" {}B {:+.0}/s  ", si(a.bytes), a.growth_per_s)),
     ];
     l.extend(figure("untracked", a.untracked_map_full, true));
     l.extend(figure("missed frees", a.free_misses, true));

@@ -184,9 +184,22 @@ fn footer(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
                 ("s", "save"),
                 ("q", "quit"),
             ],
+            View::Entry(serial)
+                if snap
+                    .log
+                    .iter()
+                    .any(|e| e.serial == serial && e.mount_id.is_some()) =>
+            {
+                &[
+                    ("↑↓", "scroll"),
+                    ("Enter", "its mount"),
+                    ("Esc", "back"),
+                    ("s", "save"),
+                    ("q", "quit"),
+                ]
+            }
             View::Entry(_) => &[
                 ("↑↓", "scroll"),
-                ("Enter", "its mount"),
                 ("Esc", "back"),
                 ("s", "save"),
                 ("q", "quit"),
