@@ -738,3 +738,74 @@ fn saved_report_holds_the_allocation_state() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+// ---- The mouse ----
+
+use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+
+fn mouse(app: &mut App, m: &mut Model, s: &mut Snapshot, kind: MouseEventKind, x: u16, y: u16) {
+    let ev = MouseEvent {
+        kind,
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    };
+    for r in app.handle_mouse(ev, s) {
+        m.request(r, std::path::Path::new("/nonexistent"), s.now_ns);
+    }
+    *s = snap(m);
+}
+
+/// The line on screen where `text` is.
+fn row_of(t: &Terminal<TestBackend>, text: &str) -> u16 {
+    lines(t.backend().buffer())
+        .iter()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("{text:?} not on screen")) as u16
+}
+
+/// A click selects a row (and its pane), a second click opens it; the wheel scrolls the
+/// list under it; in a mount's view a click picks a file.
+#[test]
+fn mouse_clicks_select_and_open_and_the_wheel_scrolls() {
+    let mut m = model("uring_killed", 15);
+    let mut s = snap(&mut m);
+    let mut app = App::new();
+    let click = MouseEventKind::Down(MouseButton::Left);
+    // Rows: 42 (/mnt/scratch, pinned, first), 21 (/).
+    let t = render(&app, &s, 80, 24);
+    let root = row_of(&t, " 21   /  ");
+    mouse(&mut app, &mut m, &mut s, click, 10, root);
+    assert_eq!((app.pane, app.mount_sel), (Pane::Mounts, Some(21)));
+    assert_eq!(app.view(), View::Main, "one click selects");
+    // The wheel over the mounts moves the selection.
+    let t = render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, MouseEventKind::ScrollUp, 10, root);
+    assert_eq!(app.mount_sel, Some(42));
+    // A click on an event: the events pane, that entry.
+    let ebusy = row_of(&t, "EBUSY  umount");
+    let t = render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, click, 30, ebusy);
+    assert_eq!(app.pane, Pane::Events);
+    let first = s.log.iter().find(|e| e.full.starts_with("EBUSY")).unwrap();
+    assert_eq!(app.entry_sel, Some(first.serial));
+    // A click on the selected mount row opens the mount; there, a click on a file
+    // selects it and a second opens it.
+    let row42 = row_of(&t, " 42   ");
+    mouse(&mut app, &mut m, &mut s, click, 10, row42);
+    assert_eq!(app.view(), View::Main);
+    let t = render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, click, 10, row_of(&t, " 42   "));
+    assert_eq!(app.view(), View::Mount(42));
+    let t = render(&app, &s, 80, 24);
+    let file = row_of(&t, "…/p0/f3");
+    mouse(&mut app, &mut m, &mut s, click, 10, file);
+    assert!(app.file_sel.is_some());
+    render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, click, 10, file);
+    assert!(matches!(app.view(), View::File(42, _)));
+    // Text views scroll with the wheel.
+    render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, MouseEventKind::ScrollDown, 10, 10);
+    assert_eq!(app.scroll, 3);
+}

@@ -11,7 +11,7 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Pane, entry_rows},
+    app::{App, Pane, Target, entry_rows},
     log::{LogEntry, LogKind},
     model::Snapshot,
     ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, pane_block, wrap},
@@ -122,6 +122,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         .find(|&st| st >= lowest)
         .unwrap_or(s)
         .min(s);
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(lines.len());
+        let (first, last) = (start.max(skip), end.min(skip + inner_h));
+        if first < last {
+            app.hit(
+                Rect::new(
+                    area.x,
+                    area.y + 1 + (first - skip) as u16,
+                    area.width,
+                    (last - first) as u16,
+                ),
+                Target::EntryRow(rows[from + i].serial),
+            );
+        }
+    }
     let p = Paragraph::new(lines).block(block).scroll((skip as u16, 0));
     f.render_widget(p, area);
 }

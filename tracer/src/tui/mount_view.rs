@@ -14,7 +14,7 @@ use tracer_fs::{
 };
 
 use super::{
-    app::{App, file_rows},
+    app::{App, Target, file_rows},
     log::file_name,
     model::{Snapshot, pinned},
     ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
@@ -221,6 +221,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
     let mut lines: Vec<Line> = Vec::new();
     let mut sel_line = 0;
     let mut row_i = 0;
+    // (line, group, file) of each file row, for the mouse.
+    let mut drawn = Vec::new();
     for (gi, g) in v.groups.iter().enumerate() {
         let files: Vec<_> = rows.iter().filter(|(rg, _)| *rg == gi).collect();
         let style = if g.count == 0 { DIM } else { HEAD };
@@ -270,11 +272,20 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
                 l = l.patch_style(SELECTED);
                 sel_line = lines.len();
             }
+            drawn.push((lines.len(), gi, r.id.file, r.id.generation));
             row_i += 1;
             lines.push(l);
         }
     }
     let h = mid.height as usize;
     let skip = (sel_line + 1).saturating_sub(h);
+    for (line, g, file, generation) in drawn {
+        if line >= skip && line < skip + h {
+            app.hit(
+                Rect::new(mid.x, mid.y + (line - skip) as u16, mid.width, 1),
+                Target::FileRow(g, tracer_fs::files::FileKey { file, generation }),
+            );
+        }
+    }
     f.render_widget(Paragraph::new(lines).scroll((skip as u16, 0)), mid);
 }

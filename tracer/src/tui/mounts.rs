@@ -11,7 +11,7 @@ use ratatui::{
 use tracer_fs::summary::MountSummary;
 
 use super::{
-    app::{App, Pane, mount_rows},
+    app::{App, Pane, Target, mount_rows},
     model::{Snapshot, pinned},
     ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
 };
@@ -148,6 +148,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         widths.push(Constraint::Length(src_w));
     }
     widths.extend(fixed.iter().map(|w| Constraint::Length(*w)));
+    let inner = block.inner(area);
     let table = Table::new(body, widths)
         .header(header)
         .block(block)
@@ -155,4 +156,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         .row_highlight_style(if focused { SELECTED } else { Style::new() });
     let mut state = TableState::default().with_selected(Some(app.mount_index(&rows)));
     f.render_stateful_widget(table, area, &mut state);
+    // Below the column names, from the row the table scrolled to.
+    for (i, m) in rows.iter().enumerate().skip(state.offset()) {
+        let y = inner.y + 1 + (i - state.offset()) as u16;
+        if y >= inner.bottom() {
+            break;
+        }
+        app.hit(
+            Rect::new(area.x, y, area.width, 1),
+            Target::MountRow(m.mount_id),
+        );
+    }
 }

@@ -12,7 +12,7 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Pane, View},
+    app::{App, Pane, Target, View},
     events, file_view, header, help,
     model::Snapshot,
     mount_view, mounts, work,
@@ -219,6 +219,7 @@ fn footer(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
 
 /// Draws everything.
 pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
+    app.hits.borrow_mut().clear();
     let area = f.area();
     let header_h = header::height(snap);
     let [top, body, bottom] = Layout::vertical([
@@ -239,6 +240,8 @@ pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
                 Constraint::Min(3),
             ])
             .areas(body);
+            app.hit(m, Target::Pane(Pane::Mounts));
+            app.hit(e, Target::Pane(Pane::Events));
             mounts::draw(f, m, app, snap);
             work::draw(f, w, snap);
             events::draw(f, e, app, snap);
