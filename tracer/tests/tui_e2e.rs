@@ -86,6 +86,20 @@ impl Tmux {
         std::thread::sleep(Duration::from_millis(150));
     }
 
+    /// A left click at a cell (0-based), as a terminal sends it in SGR mouse mode.
+    fn click(&self, x: u16, y: u16) {
+        for end in ['M', 'm'] {
+            let seq = format!("\x1b[<0;{};{}{end}", x + 1, y + 1);
+            let out = self
+                .tmux()
+                .args(["send-keys", "-l", "-t", "tui", &seq])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "send-keys (mouse)");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
     fn resize(&self, w: u16, h: u16) {
         let out = self
             .tmux()
@@ -394,11 +408,19 @@ fn a_person_watches_allocations_in_the_tui_while_recording() {
         "the header counts every mount's: {header}"
     );
 
-    // Its view: by call site, the inodes first.
+    // Its view, opened with the mouse (filtered first, so no new mount moves its row):
+    // a click selects the row, a second opens it; by call site, the inodes first.
     let dir = m.path.file_name().unwrap().to_str().unwrap().to_string();
     tmux.keys(&["/"]);
     tmux.type_text(&dir);
-    tmux.keys(&["Enter", "Enter"]);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the mount alone", secs(10), |s| s.contains("filter “"));
+    let y = s
+        .lines()
+        .position(|l| l.contains(&format!(" {target} ")))
+        .unwrap();
+    tmux.click(5, y as u16);
+    tmux.click(5, y as u16);
     let s = tmux.wait("the mount view's allocations", secs(10), |s| {
         s.contains(&format!("Mount {id}: tmpfs tracer-test on {target}"))
             && s.contains("allocations outstanding: ")
