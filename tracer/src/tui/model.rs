@@ -276,25 +276,28 @@ pub fn pinned(m: &MountSummary) -> bool {
     m.alive_files > 0 && (m.detached || m.umount_ebusy > 0)
 }
 
-/// Which mount row each alive mount window of allocation tracking is: the mount with its
-/// path as mount point (the newest, when mounts are stacked there).
+/// Which mount row each alive mount window of allocation tracking is: the mounts with its
+/// path as mount point; when several are stacked there, the newest window goes with the
+/// newest mount, the one before with the one under it, and so on.
 pub fn alloc_rows(mounts: &[MountSummary], a: &AllocView) -> Vec<(i32, usize)> {
     let mut out: Vec<(i32, usize)> = Vec::new();
-    for (i, w) in a.mounts.iter().enumerate() {
-        let best = mounts
+    let mut paths: Vec<&str> = a.mounts.iter().map(|w| w.target.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let windows = a
+            .mounts
             .iter()
-            .filter(|m| {
-                m.mount
-                    .as_ref()
-                    .is_some_and(|d| d.mount_point == w.target && !m.detached)
-            })
+            .enumerate()
+            .filter(|(_, w)| w.target == path)
+            .map(|(i, _)| i);
+        let mut ids: Vec<i32> = mounts
+            .iter()
+            .filter(|m| !m.detached && m.mount.as_ref().is_some_and(|d| d.mount_point == path))
             .map(|m| m.mount_id)
-            .max();
-        if let Some(id) = best {
-            // Two windows on one path (mounted over): the newer one is the top mount.
-            out.retain(|(mid, _)| *mid != id);
-            out.push((id, i));
-        }
+            .collect();
+        ids.sort_unstable();
+        out.extend(ids.into_iter().rev().zip(windows.rev()));
     }
     out
 }
@@ -861,6 +864,44 @@ mod tests {
         };
         assert_eq!(c.hms(0), "01:59:50");
         assert_eq!(c.hms(15_000_000_000), "02:00:05");
+    }
+
+    #[test]
+    fn allocations_go_to_the_top_mount_at_their_path() {
+        let m = |id, path: &str, detached| MountSummary {
+            mount_id: id,
+            detached,
+            mount: Some(MountDesc {
+                id,
+                parent_id: 1,
+                fs_type: "tmpfs".into(),
+                source: "none".into(),
+                mount_point: path.into(),
+                major: 0,
+                minor: 0,
+                left_table_ns: None,
+            }),
+            ..Default::default()
+        };
+        let w = |target: &str| MountAlloc {
+            target: target.into(),
+            ..Default::default()
+        };
+        let mounts = [
+            m(30, "/mnt/a", false),
+            m(31, "/mnt/a", false),
+            m(32, "/mnt/b", true),
+        ];
+        let a = AllocView {
+            mounts: vec![w("/mnt/a"), w("/mnt/a"), w("/mnt/b"), w("/elsewhere")],
+            ..Default::default()
+        };
+        // Mounted over: the newer window is the top mount's, the older the one under it;
+        // a detached mount has no window alive; a window without a mount in the table
+        // shows nowhere.
+        let mut rows = alloc_rows(&mounts, &a);
+        rows.sort_unstable();
+        assert_eq!(rows, vec![(30, 0), (31, 1)]);
     }
 
     #[test]
