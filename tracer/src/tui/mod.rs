@@ -7,6 +7,7 @@
 //! ([`term`]) draws the latest one and sends [`model::Request`]s back. Nothing the UI does
 //! can hold up the draining.
 
+pub mod alloc_worker;
 pub mod app;
 pub mod events;
 pub mod file_view;
@@ -119,7 +120,7 @@ pub async fn attach(
                 sample_every: aopts.sample_every,
                 ..Default::default()
             });
-            Some(t)
+            Some(alloc_worker::AllocWorker::spawn(t)?)
         }
         _ => None,
     };
@@ -133,8 +134,8 @@ pub async fn attach(
         .spawn(move || term::run(rx, req_tx, stop))?;
     let dir = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let mut sink = sink::TuiSink::new(model, kallsyms, tx, req_rx, dir);
-    if let Some(t) = tracker {
-        sink.set_alloc(t);
+    if let Some(w) = tracker {
+        sink.set_alloc(w);
     }
     let (result, notices, recorded) = match record {
         None => {

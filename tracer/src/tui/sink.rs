@@ -12,10 +12,12 @@ use anyhow::Result;
 use tokio::sync::watch;
 use tracer_fs::event::{Event, Payload};
 
-use super::model::{Model, Request, Snapshot};
+use super::{
+    alloc_worker::AllocWorker,
+    model::{Model, Request, Snapshot},
+};
 use crate::{
-    alloc::tracker::AllocTracker, clock::boottime_ns, counters::Figures, kallsyms::Kallsyms,
-    record::EngineSink, stream::Sink,
+    clock::boottime_ns, counters::Figures, kallsyms::Kallsyms, record::EngineSink, stream::Sink,
 };
 
 /// How often allocation tracking reads the kernel's map (a syscall or two per entry: not
@@ -31,7 +33,7 @@ pub struct TuiSink {
     /// Where `s` writes reports.
     dir: PathBuf,
     pub notices: u64,
-    alloc: Option<AllocTracker>,
+    alloc: Option<AllocWorker>,
     alloc_due_ns: u64,
 }
 
@@ -56,34 +58,33 @@ impl TuiSink {
         }
     }
 
-    /// Turns on allocation tracking's live view and leak reports.
-    pub fn set_alloc(&mut self, tracker: AllocTracker) {
-        self.alloc = Some(tracker);
+    /// Turns on allocation tracking's live view and leak reports (on their own thread).
+    pub fn set_alloc(&mut self, worker: AllocWorker) {
+        self.alloc = Some(worker);
     }
 
-    /// Reads the outstanding allocations (once a second): the view for the next snapshots,
-    /// and the leak reports that are due into the events.
+    /// Takes what allocation tracking finished (the view for the next snapshots, leak
+    /// reports into the events) and, once a second, asks for a new read of the map.
     fn alloc_tick(&mut self, f: &Figures, now: u64) {
-        let Some(t) = self.alloc.as_mut() else {
+        let Some(w) = self.alloc.as_mut() else {
             return;
         };
-        if now < self.alloc_due_ns {
-            return;
-        }
-        self.alloc_due_ns = now + ALLOC_EVERY_NS;
-        match t.tick(now, f) {
-            Ok(values) => {
-                for v in values.iter().filter(|v| v["type"] == "leak_report") {
-                    self.notices += 1;
-                    self.model.leak_report(v, now);
-                }
+        for done in w.done() {
+            for v in &done.reports {
+                self.notices += 1;
+                self.model.leak_report(v, done.now_ns);
             }
-            Err(e) => self
-                .model
-                .warn(format!("allocation tracking: reading the map: {e:#}"), now),
+            if let Some(e) = done.error {
+                self.model
+                    .warn(format!("allocation tracking: reading the map: {e}"), now);
+            }
+            if let Some(v) = done.view {
+                self.model.set_alloc(v);
+            }
         }
-        if let Some(v) = t.view() {
-            self.model.set_alloc(v.clone());
+        if now >= self.alloc_due_ns {
+            self.alloc_due_ns = now + ALLOC_EVERY_NS;
+            w.tick(now, f);
         }
     }
 
