@@ -387,6 +387,10 @@ fn selection_is_kept_by_identity() {
 #[test]
 fn every_view_draws_at_any_size() {
     let mut m = model("uring_killed", 15);
+    // With allocation tracking and a leak report too.
+    m.set_alloc(alloc_view());
+    let now = m.engine.now_ns();
+    m.leak_report(&leak_report(3, now), now);
     let mut s = snap(&mut m);
     let mut app = App::new();
     let mut views = vec![];
@@ -398,6 +402,11 @@ fn every_view_draws_at_any_size() {
     let mut help = App::new();
     help.help = true;
     views.push(help);
+    let mut entry = App::new();
+    key(&mut entry, &mut m, &mut s, KeyCode::Tab);
+    key(&mut entry, &mut m, &mut s, KeyCode::Enter);
+    assert!(matches!(entry.view(), View::Entry(_)));
+    views.push(entry);
     for a in &views {
         for (w, h) in [(1, 1), (10, 3), (40, 10), (80, 24), (100, 30), (250, 80)] {
             render(a, &s, w, h);
