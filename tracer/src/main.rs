@@ -167,12 +167,12 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()?;
             let tui = !no_tui && std::io::stdout().is_terminal();
-            if tui && (record.is_some() || opts.alloc.is_some()) {
-                eprintln!(
-                    "tracer: the TUI does not record or track allocations yet; streaming JSON lines (use --no-tui to silence this)"
-                );
-            } else if tui {
-                return runtime.block_on(tracer::tui::attach(&opts, stream_opts));
+            if tui {
+                return runtime.block_on(tracer::tui::attach(
+                    &opts,
+                    stream_opts,
+                    record.as_deref(),
+                ));
             }
             runtime.block_on(async move {
                 let mut att = attach::attach(&opts)?;

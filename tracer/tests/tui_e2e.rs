@@ -86,6 +86,20 @@ impl Tmux {
         std::thread::sleep(Duration::from_millis(150));
     }
 
+    /// A left click at a cell (0-based), as a terminal sends it in SGR mouse mode.
+    fn click(&self, x: u16, y: u16) {
+        for end in ['M', 'm'] {
+            let seq = format!("\x1b[<0;{};{}{end}", x + 1, y + 1);
+            let out = self
+                .tmux()
+                .args(["send-keys", "-l", "-t", "tui", &seq])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "send-keys (mouse)");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
     fn resize(&self, w: u16, h: u16) {
         let out = self
             .tmux()
@@ -310,4 +324,193 @@ fn a_person_watches_an_ebusy_in_the_tui() {
         Vec::<String>::new(),
         "probes left attached"
     );
+}
+
+/// `1.2k` -> 1200, `950` -> 950 (the TUI's compact numbers).
+fn compact(s: &str) -> Option<u64> {
+    let (num, mul) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1_000.0),
+        'M' => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s, 1.0),
+    };
+    num.parse::<f64>().ok().map(|n| (n * mul) as u64)
+}
+
+/// umount2(MNT_DETACH).
+fn umount_lazy(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
+}
+
+/// Allocation tracking in the TUI, recording at the same time: a real tmpfs filled with
+/// files under `--alloc-filter sym:shmem_`, its outstanding allocations on its row and by
+/// call site in its view; a lazy umount while a file is held open, and the leak report
+/// that follows in the events pane and in full; a saved report with the allocations; quit
+/// with the recording complete and nothing left attached.
+#[test]
+fn a_person_watches_allocations_in_the_tui_while_recording() {
+    if !kernel_tests_allowed("a_person_watches_allocations_in_the_tui_while_recording") {
+        return;
+    }
+    let _g = serial();
+    let secs = |s| Duration::from_secs(s);
+    let cwd =
+        Dir::new(std::env::temp_dir().join(format!("tracer-tui-alloc-e2e-{}", std::process::id())));
+    let rec = cwd.0.join("live.trace");
+    let tracer = env!("CARGO_BIN_EXE_tracer");
+    let tmux = Tmux::start(
+        120,
+        32,
+        &cwd.0,
+        &format!(
+            "{tracer} attach --alloc-filter sym:shmem_ --leak-grace 1s --record {}",
+            rec.display()
+        ),
+    );
+    let s = tmux.wait("the TUI, attached and tracking", secs(60), |s| {
+        s.contains("allocs ") && s.contains("Mounts (") && !s.contains("attaching…")
+    });
+    assert!(s.contains("rec "), "recording is shown: {s}");
+    assert!(s.contains("ALLOC") && s.contains("BYTES"), "{s}");
+
+    // A tmpfs with 40 files: 40 inodes (and more) from shmem_alloc_inode, charged to it.
+    let m = TmpMount::new("tuialloc");
+    let target = m.str().to_string();
+    let id = m.mount_id();
+    for i in 0..40 {
+        std::fs::write(m.path.join(format!("f{i}")), b"data").unwrap();
+    }
+    let row_alloc = |s: &str| -> Option<(u64, u64)> {
+        let row = s.lines().find(|l| l.contains(&format!(" {target} ")))?;
+        let t: Vec<&str> = row.split_whitespace().collect();
+        Some((compact(t[t.len() - 2])?, compact(t[t.len() - 1])?))
+    };
+    let s = tmux.wait("the mount's allocations on its row", secs(20), |s| {
+        row_alloc(s).is_some_and(|(n, _)| n >= 40)
+    });
+    let (n, bytes) = row_alloc(&s).unwrap();
+    assert!(
+        bytes >= n * 100,
+        "an inode is more than 100 bytes: {n} {bytes}"
+    );
+    let header = s.lines().find(|l| l.contains(" allocs ")).unwrap();
+    let outstanding = compact(
+        header
+            .split_whitespace()
+            .nth(1)
+            .and_then(|f| f.split('/').next())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        outstanding >= n,
+        "the header counts every mount's: {header}"
+    );
+
+    // Its view, opened with the mouse (filtered first, so no new mount moves its row):
+    // a click selects the row, a second opens it; by call site, the inodes first.
+    let dir = m.path.file_name().unwrap().to_str().unwrap().to_string();
+    tmux.keys(&["/"]);
+    tmux.type_text(&dir);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the mount alone", secs(10), |s| s.contains("filter “"));
+    let y = s
+        .lines()
+        .position(|l| l.contains(&format!(" {target} ")))
+        .unwrap();
+    tmux.click(5, y as u16);
+    tmux.click(5, y as u16);
+    let s = tmux.wait("the mount view's allocations", secs(10), |s| {
+        s.contains(&format!("Mount {id}: tmpfs tracer-test on {target}"))
+            && s.contains("allocations outstanding: ")
+            && s.contains("shmem_alloc_inode+")
+    });
+    assert!(s.contains("COUNT  BYTES   GROWTH  CALL SITE"), "{s}");
+    assert!(s.contains("(shmem_inode_cache)"), "{s}");
+    tmux.keys(&["Escape", "Escape"]);
+    tmux.wait("the main screen, unfiltered", secs(10), |s| {
+        s.contains("Events (") && !s.contains("filter “")
+    });
+
+    // A file held open, a lazy umount: the superblock and its inodes live on.
+    let mut holder = Holder::start(&m.path.join("held"));
+    umount_lazy(&m.path);
+    tmux.keys(&["Tab", "/"]);
+    tmux.type_text(&format!("leak report for {target}"));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the leak report in the events pane", secs(30), |s| {
+        flat(s).contains(&format!("LEAK {target} (tmpfs): "))
+    });
+    assert!(
+        flat(&s).contains("still allocated after umount (uncertain)"),
+        "{s}"
+    );
+    assert!(flat(&s).contains("shmem_alloc_inode+"), "{s}");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the leak report in full", secs(10), |s| {
+        s.contains("unreferenced object 0x")
+    });
+    assert!(
+        flat(&s).contains(&format!(
+            "leak report for {target} (tmpfs on tracer-test): "
+        )),
+        "{s}"
+    );
+    assert!(flat(&s).contains("lazy umount (MNT_DETACH)"), "{s}");
+    assert!(s.contains("backtrace"), "{s}");
+    holder.kill();
+
+    // The saved report holds the allocation state and the leak report.
+    tmux.keys(&["s"]);
+    let s = tmux.wait("the report saved", secs(10), |s| {
+        s.contains("report saved: ")
+    });
+    let path: PathBuf = s
+        .lines()
+        .find_map(|l| l.split("report saved: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .into();
+    let report = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        report.contains("== Allocations (sym:shmem_) =="),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "leak report for {target} (tmpfs on tracer-test): "
+        )),
+        "{report}"
+    );
+    assert!(report.contains("unreferenced object 0x"), "{report}");
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the tracer's exit", secs(30), |s| {
+        s.contains("TRACER-EXIT=")
+    });
+    assert!(s.contains("TRACER-EXIT=0"), "{s}");
+    assert!(flat(&s).contains("all probes detached"), "{s}");
+    assert!(
+        flat(&s).contains(&format!("tracer: recording {}", rec.display())),
+        "{s}"
+    );
+    assert_eq!(
+        leftover_programs(),
+        Vec::<String>::new(),
+        "probes left attached"
+    );
+    // The recording is complete and replays.
+    let out = run(tracer, &["report", rec.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("recording ended cleanly (stopped by quit)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("umount {target}")) || text.contains("mount-table calls"),
+        "{text}"
+    );
+    drop(m);
 }

@@ -77,6 +77,7 @@ fn meta() -> Arc<Meta> {
                 "tracepoint: io_uring/io_uring_create, ...",
             ),
         ],
+        recording: None,
     })
 }
 
@@ -386,6 +387,10 @@ fn selection_is_kept_by_identity() {
 #[test]
 fn every_view_draws_at_any_size() {
     let mut m = model("uring_killed", 15);
+    // With allocation tracking and a leak report too.
+    m.set_alloc(alloc_view());
+    let now = m.engine.now_ns();
+    m.leak_report(&leak_report(3, now), now);
     let mut s = snap(&mut m);
     let mut app = App::new();
     let mut views = vec![];
@@ -397,6 +402,11 @@ fn every_view_draws_at_any_size() {
     let mut help = App::new();
     help.help = true;
     views.push(help);
+    let mut entry = App::new();
+    key(&mut entry, &mut m, &mut s, KeyCode::Tab);
+    key(&mut entry, &mut m, &mut s, KeyCode::Enter);
+    assert!(matches!(entry.view(), View::Entry(_)));
+    views.push(entry);
     for a in &views {
         for (w, h) in [(1, 1), (10, 3), (40, 10), (80, 24), (100, 30), (250, 80)] {
             render(a, &s, w, h);
@@ -448,4 +458,363 @@ fn save_report_writes_a_private_file() {
     let t = render(&App::new(), &s, 80, 24);
     let last = lines(t.backend().buffer()).pop().unwrap();
     assert!(last.contains("report saved:"), "{last}");
+}
+
+// ---- Allocation tracking (`--alloc-filter`) ----
+
+use tracer::alloc::view::{AllocView, MountAlloc, SiteRow};
+use tracer_fs::alloc::{Allocation, Caveats, MountWindow, SortBy, Symbolizer, group, report_text};
+
+fn site(call_site: u64, function: &str, cache: &str, count: u64, bytes: u64, g: f64) -> SiteRow {
+    SiteRow {
+        call_site,
+        function: function.into(),
+        cache: cache.into(),
+        count,
+        bytes,
+        growth_per_s: g,
+    }
+}
+
+/// What the tracker would have read with `--alloc-filter module:xfs` while /mnt/scratch
+/// (mount 42 of the fd_held scenario) was mounted: its inodes growing, one buffer steady.
+fn alloc_view() -> AllocView {
+    let sites = vec![
+        site(
+            0xffff_ffff_c0a1_2345,
+            "xfs_inode_alloc+0x25/0x1a0 [xfs]",
+            "xfs_inode",
+            1_234,
+            1_283_360,
+            41.5,
+        ),
+        site(
+            0xffff_ffff_c0a0_1111,
+            "xfs_buf_alloc+0x3c/0x2d0 [xfs]",
+            "xfs_buf",
+            310,
+            119_040,
+            0.0,
+        ),
+        site(
+            0xffff_ffff_c0a0_2222,
+            "xfs_initialize_perag+0x8b/0x2a0 [xfs]",
+            "",
+            4,
+            2_048,
+            -2.0,
+        ),
+    ];
+    AllocView {
+        ts_ns: T0 + 2_000 * MS,
+        filter: vec!["module:xfs".into()],
+        notes: vec![],
+        outstanding: 1_600,
+        bytes: 1_420_000,
+        growth_per_s: 39.5,
+        cap: 65_536,
+        sample_every: 1,
+        tracked_total: 5_120,
+        freed_total: 3_520,
+        untracked_map_full: 0,
+        free_misses: 3,
+        reused: 1,
+        stack_failures: 0,
+        reports: 0,
+        pending: vec![],
+        sites: sites.clone(),
+        mounts: vec![MountAlloc {
+            target: "/mnt/scratch".into(),
+            source: "/dev/loop1".into(),
+            fs_type: "xfs".into(),
+            mounted_ns: T0 - 60_000 * MS,
+            count: 1_548,
+            bytes: 1_404_448,
+            growth_per_s: 39.5,
+            sites,
+        }],
+    }
+}
+
+#[test]
+fn allocations_per_mount_80x24() {
+    let mut m = model("fd_held", 3);
+    m.set_alloc(alloc_view());
+    let s = snap(&mut m);
+    let t = render(&App::new(), &s, 80, 24);
+    insta::assert_snapshot!(t.backend());
+    let text = lines(t.backend().buffer());
+    let row = |id: &str| {
+        text.iter()
+            .find(|l| l.starts_with(&format!(" {id} ")))
+            .unwrap()
+    };
+    assert!(row("42").contains("1.5k  1.4M"), "{}", row("42"));
+    assert!(row("21").contains("-     -"), "not mounted while traced");
+    let header = text.iter().find(|l| l.starts_with(" allocs ")).unwrap();
+    assert!(header.contains("1.6k/65k"), "{header}");
+    assert_eq!(fg_of(t.backend().buffer(), "missed frees"), Color::DarkGray);
+    let b = t.backend().buffer();
+    // The count after the label: red, frees were missed.
+    let y = text.iter().position(|l| l.starts_with(" allocs ")).unwrap();
+    let x = text[y].find("missed frees ").unwrap() + "missed frees ".len();
+    assert_eq!(b[(x as u16, y as u16)].fg, Color::Red);
+}
+
+#[test]
+fn allocations_in_the_mount_view_80x24() {
+    let mut m = model("fd_held", 3);
+    m.set_alloc(alloc_view());
+    let mut s = snap(&mut m);
+    let mut app = App::new();
+    key(&mut app, &mut m, &mut s, KeyCode::Enter);
+    assert_eq!(app.view(), View::Mount(42));
+    let t = render(&app, &s, 80, 24);
+    insta::assert_snapshot!(t.backend());
+    let text = lines(t.backend().buffer()).join("\n");
+    assert!(
+        text.contains("allocations outstanding: 1548 objects, 1.4M bytes, +40/s"),
+        "{text}"
+    );
+    assert!(text.contains("+42/s  xfs_inode_alloc+0x25/0x1a0 [xfs] (xfs_inode)"));
+    assert!(text.contains("-2/s  xfs_initialize_perag"));
+}
+
+#[test]
+fn empty_system_with_allocation_tracking_80x24() {
+    let mut m = Model::new(Engine::new(config()), meta(), T0, Some(clock()));
+    m.set_alloc(AllocView {
+        filter: vec!["sym:shmem_".into()],
+        cap: 65_536,
+        sample_every: 1,
+        ..Default::default()
+    });
+    m.set_ready();
+    let s = m.snapshot(T0 + 3_000 * MS);
+    let t = render(&App::new(), &s, 80, 24);
+    insta::assert_snapshot!(t.backend());
+}
+
+struct Syms;
+impl Symbolizer for Syms {
+    fn frame(&self, addr: u64) -> String {
+        match addr {
+            0xffff_ffff_c0a1_2345 => "xfs_inode_alloc+0x25/0x1a0 [xfs]".into(),
+            0xffff_ffff_c0a3_0000 => "xfs_iget+0x1c0/0x9a0 [xfs]".into(),
+            0xffff_ffff_8140_0000 => "path_openat+0x6d/0x1b0".into(),
+            a => format!("{a:#x}"),
+        }
+    }
+    fn stack(&self, id: i32, call_site: u64) -> Vec<u64> {
+        if id == 3 {
+            vec![call_site, 0xffff_ffff_c0a3_0000, 0xffff_ffff_8140_0000]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// A leak report as the tracker writes it: `objects` xfs inodes left after the umount of
+/// /mnt/scratch (the JSON fields the TUI reads, and the kmemleak-style text).
+fn leak_report(objects: u64, now_ns: u64) -> serde_json::Value {
+    let w = MountWindow {
+        id: 1,
+        target: "/mnt/scratch".into(),
+        source: "/dev/loop1".into(),
+        fs_type: "xfs".into(),
+        start_ns: T0 - 60_000 * MS,
+        end_ns: Some(now_ns - 2_000 * MS),
+        lazy: false,
+    };
+    let allocs: Vec<Allocation> = (0..objects)
+        .map(|i| Allocation {
+            ptr: 0xffff_8881_0420_0000 + i * 0x400,
+            ts_ns: T0 - 30_000 * MS + i * MS,
+            call_site: 0xffff_ffff_c0a1_2345,
+            cache: "xfs_inode".into(),
+            size: 1_040,
+            stack_id: 3,
+            pid: 4242,
+            tgid: 4242,
+            comm: "fsstress".into(),
+        })
+        .collect();
+    let refs: Vec<&Allocation> = allocs.iter().collect();
+    let groups = group(refs.iter().copied(), SortBy::Size, 10);
+    let text = report_text(&w, &refs, &groups, &Caveats::default(), now_ns, 2, &Syms);
+    serde_json::json!({
+        "type": "leak_report",
+        "mount": w,
+        "objects": objects,
+        "bytes": objects * 1_040,
+        "uncertain": false,
+        "reasons": [],
+        "groups": groups.iter().map(|g| serde_json::json!({
+            "count": g.count, "bytes": g.bytes, "cache": g.cache,
+            "function": Syms.frame(g.call_site),
+        })).collect::<Vec<_>>(),
+        "text": text,
+    })
+}
+
+/// After the umount and the grace period: a LEAK in the events pane, and Enter on it
+/// opens the kmemleak-style report.
+#[test]
+fn leak_report_in_the_events_and_in_full_80x24() {
+    let mut m = model("fd_held", usize::MAX);
+    let now = m.engine.now_ns() + 2_500 * MS;
+    m.set_alloc(AllocView {
+        reports: 1,
+        ..alloc_view()
+    });
+    m.leak_report(&leak_report(3, now), now);
+    let mut s = snap(&mut m);
+    let mut app = App::new();
+    let t = render(&app, &s, 80, 24);
+    insta::assert_snapshot!("leak_report_in_the_events_80x24", t.backend());
+    assert_eq!(fg_of(t.backend().buffer(), "LEAK"), Color::Red);
+    let text = lines(t.backend().buffer()).join("\n");
+    assert!(
+        text.contains("/mnt/scratch (xfs): 3 objects, 3120 bytes still allocated"),
+        "{text}"
+    );
+    key(&mut app, &mut m, &mut s, KeyCode::Tab);
+    key(&mut app, &mut m, &mut s, KeyCode::Enter);
+    assert!(matches!(app.view(), View::Entry(_)));
+    let t = render(&app, &s, 80, 24);
+    insta::assert_snapshot!("leak_report_in_full_80x24", t.backend());
+    let text = lines(t.backend().buffer()).join("\n");
+    for want in [
+        "unreferenced object 0xffff888104200000 (size 1040):",
+        "comm \"fsstress\", pid 4242, age",
+        "xfs_iget+0x1c0/0x9a0 [xfs]",
+        "... and 1 more objects",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // Scrolled down: the objects grouped by stack, with counts and bytes.
+    key(&mut app, &mut m, &mut s, KeyCode::PageDown);
+    let t = render(&app, &s, 80, 24);
+    let text = lines(t.backend().buffer()).join("\n");
+    assert!(
+        text.contains("by stack:") && text.contains("3 objects, 3120 bytes (xfs_inode):"),
+        "{text}"
+    );
+    assert!(!text.contains("Enter its mount"), "the mount is gone");
+}
+
+/// A clean umount: a green noleak line.
+#[test]
+fn no_leak_is_green() {
+    let mut m = model("fd_held", usize::MAX);
+    let now = m.engine.now_ns() + 2_500 * MS;
+    m.set_alloc(alloc_view());
+    m.leak_report(&leak_report(0, now), now);
+    let s = snap(&mut m);
+    let t = render(&App::new(), &s, 80, 24);
+    assert_eq!(fg_of(t.backend().buffer(), "noleak"), Color::Green);
+    let text = lines(t.backend().buffer()).join("\n");
+    assert!(
+        text.contains("/mnt/scratch (xfs): nothing left allocated after umount"),
+        "{text}"
+    );
+}
+
+#[test]
+fn saved_report_holds_the_allocation_state() {
+    let dir = std::env::temp_dir().join(format!("tracer-tui-alloc-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = model("fd_held", 3);
+    m.set_alloc(alloc_view());
+    let now = T0 + 3_000 * MS;
+    m.leak_report(&leak_report(2, now), now);
+    m.request(Request::SaveReport, &dir, now);
+    let s = snap(&mut m);
+    let status = s.status.clone().expect("a status line");
+    let path = PathBuf::from(status.trim_start_matches("report saved: "));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    for want in [
+        "== Allocations (module:xfs) ==",
+        "1600 outstanding (1420000 bytes, +39.5/s) of at most 65536 tracked",
+        "3 runs of the free programs skipped, 1 addresses reused",
+        "mount /mnt/scratch (xfs /dev/loop1), mounted at 40.000000s: 1548 objects, 1404448 bytes outstanding, +39.5/s",
+        "1234 objects    1283360 bytes     +41.5/s  xfs_inode_alloc+0x25/0x1a0 [xfs] (xfs_inode)",
+        "== Leak reports (0 made, the latest 1 here) ==",
+        "leak report for /mnt/scratch (xfs on /dev/loop1): 2 objects, 2080 bytes still allocated after umount",
+        "unreferenced object 0xffff888104200400 (size 1040):",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+// ---- The mouse ----
+
+use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+
+fn mouse(app: &mut App, m: &mut Model, s: &mut Snapshot, kind: MouseEventKind, x: u16, y: u16) {
+    let ev = MouseEvent {
+        kind,
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    };
+    for r in app.handle_mouse(ev, s) {
+        m.request(r, std::path::Path::new("/nonexistent"), s.now_ns);
+    }
+    *s = snap(m);
+}
+
+/// The line on screen where `text` is.
+fn row_of(t: &Terminal<TestBackend>, text: &str) -> u16 {
+    lines(t.backend().buffer())
+        .iter()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("{text:?} not on screen")) as u16
+}
+
+/// A click selects a row (and its pane), a second click opens it; the wheel scrolls the
+/// list under it; in a mount's view a click picks a file.
+#[test]
+fn mouse_clicks_select_and_open_and_the_wheel_scrolls() {
+    let mut m = model("uring_killed", 15);
+    let mut s = snap(&mut m);
+    let mut app = App::new();
+    let click = MouseEventKind::Down(MouseButton::Left);
+    // Rows: 42 (/mnt/scratch, pinned, first), 21 (/).
+    let t = render(&app, &s, 80, 24);
+    let root = row_of(&t, " 21   /  ");
+    mouse(&mut app, &mut m, &mut s, click, 10, root);
+    assert_eq!((app.pane, app.mount_sel), (Pane::Mounts, Some(21)));
+    assert_eq!(app.view(), View::Main, "one click selects");
+    // The wheel over the mounts moves the selection.
+    let t = render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, MouseEventKind::ScrollUp, 10, root);
+    assert_eq!(app.mount_sel, Some(42));
+    // A click on an event: the events pane, that entry.
+    let ebusy = row_of(&t, "EBUSY  umount");
+    let t = render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, click, 30, ebusy);
+    assert_eq!(app.pane, Pane::Events);
+    let first = s.log.iter().find(|e| e.full.starts_with("EBUSY")).unwrap();
+    assert_eq!(app.entry_sel, Some(first.serial));
+    // A click on the selected mount row opens the mount; there, a click on a file
+    // selects it and a second opens it.
+    let row42 = row_of(&t, " 42   ");
+    mouse(&mut app, &mut m, &mut s, click, 10, row42);
+    assert_eq!(app.view(), View::Main);
+    let t = render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, click, 10, row_of(&t, " 42   "));
+    assert_eq!(app.view(), View::Mount(42));
+    let t = render(&app, &s, 80, 24);
+    let file = row_of(&t, "…/p0/f3");
+    mouse(&mut app, &mut m, &mut s, click, 10, file);
+    assert!(app.file_sel.is_some());
+    render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, click, 10, file);
+    assert!(matches!(app.view(), View::File(42, _)));
+    // Text views scroll with the wheel.
+    render(&app, &s, 80, 24);
+    mouse(&mut app, &mut m, &mut s, MouseEventKind::ScrollDown, 10, 10);
+    assert_eq!(app.scroll, 3);
 }

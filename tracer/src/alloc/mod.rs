@@ -8,6 +8,7 @@
 pub mod filter;
 pub mod symbols;
 pub mod tracker;
+pub mod view;
 
 use std::time::Duration;
 

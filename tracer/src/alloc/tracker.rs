@@ -70,6 +70,8 @@ pub struct AllocTracker {
     cache_names: HashMap<u64, String>,
     last_total: Option<(u64, u64, u64)>,
     pub reports: u64,
+    growth: super::view::Growth,
+    view: Option<super::view::AllocView>,
 }
 
 struct Syms<'a> {
@@ -119,6 +121,8 @@ impl AllocTracker {
             cache_names: HashMap::new(),
             last_total: None,
             reports: 0,
+            growth: Default::default(),
+            view: None,
         }
     }
 
@@ -231,6 +235,7 @@ impl AllocTracker {
         for p in due {
             out.push(self.report(&p.window, now_ns, mark, &allocs));
         }
+        self.update_view(now_ns, f, &allocs);
         // Forget what no report will need any more.
         let oldest_needed = self
             .pending
@@ -253,6 +258,44 @@ impl AllocTracker {
                 .unwrap_or(now_ns),
         );
         Ok(out)
+    }
+
+    /// The state at the latest tick, for the TUI (None before the first).
+    pub fn view(&self) -> Option<&super::view::AllocView> {
+        self.view.as_ref()
+    }
+
+    fn update_view(&mut self, now_ns: u64, f: &Figures, allocs: &[Allocation]) {
+        let syms = &self.maps.syms;
+        let mut v = self
+            .growth
+            .update(now_ns, allocs, self.windows.open(), &self.charging, &|a| {
+                syms.frame(a)
+            });
+        let s = &self.maps.summary;
+        v.filter = s.terms.clone();
+        v.notes = s.notes.clone();
+        v.cap = self.opts.max_entries;
+        v.sample_every = self.opts.sample_every;
+        v.tracked_total = f.alloc_tracked;
+        v.freed_total = f.alloc_freed;
+        v.untracked_map_full = f.alloc_map_full;
+        v.free_misses = FREE_PROGRAMS
+            .iter()
+            .filter_map(|p| f.recursion_misses.get(*p))
+            .sum();
+        v.reused = f.alloc_reused;
+        v.stack_failures = f.alloc_stack_failed;
+        v.reports = self.reports;
+        v.pending = self
+            .pending
+            .iter()
+            .map(|p| super::view::PendingReport {
+                target: p.window.target.clone(),
+                due_ns: p.due_ns,
+            })
+            .collect();
+        self.view = Some(v);
     }
 
     fn live(&mut self, now_ns: u64, f: &Figures, allocs: &[Allocation]) -> Value {

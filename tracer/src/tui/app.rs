@@ -2,9 +2,12 @@
 //! do to it. Selections are kept by identity (mount id, file, log serial), so rows moving
 //! as numbers change do not move the cursor to another object.
 
-use std::sync::Arc;
+use std::{cell::RefCell, sync::Arc};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::{Position, Rect};
 use tracer_fs::{files::FileKey, summary::MountSummary, verdict::FileReport};
 
 use super::{
@@ -30,6 +33,22 @@ pub enum View {
 pub enum Pane {
     Mounts,
     Events,
+}
+
+/// What is drawn where, for the mouse: filled by each frame's drawing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A pane of the main screen (anywhere in it).
+    Pane(Pane),
+    MountRow(i32),
+    EntryRow(u64),
+    FileRow(usize, FileKey),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub area: Rect,
+    pub target: Target,
 }
 
 /// A snapshot the UI waits for even while paused: the answer to something it asked.
@@ -62,6 +81,8 @@ pub struct App {
     /// A status line already shown long enough.
     pub status_hidden: Option<String>,
     awaiting: Option<Awaiting>,
+    /// Where the last frame drew its panes and rows (the innermost last).
+    pub hits: RefCell<Vec<Hit>>,
 }
 
 impl Default for App {
@@ -136,6 +157,7 @@ impl App {
             quit: false,
             status_hidden: None,
             awaiting: None,
+            hits: RefCell::new(Vec::new()),
         }
     }
 
@@ -303,6 +325,85 @@ impl App {
                 if self.view() == View::Main && self.pane == Pane::Events {
                     self.entry_sel = None;
                 }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Notes where a pane or a row was drawn (the drawing code calls it).
+    pub fn hit(&self, area: Rect, target: Target) {
+        self.hits.borrow_mut().push(Hit { area, target });
+    }
+
+    /// The innermost thing drawn at a cell.
+    fn target_at(&self, col: u16, row: u16) -> Option<Target> {
+        self.hits
+            .borrow()
+            .iter()
+            .rev()
+            .find(|h| h.area.contains(Position::new(col, row)))
+            .map(|h| h.target)
+    }
+
+    /// The mouse: a click selects a row (and its pane), a click on the selected row opens
+    /// it; the wheel scrolls the list or text under it.
+    pub fn handle_mouse(&mut self, m: MouseEvent, snap: &Snapshot) -> Vec<Request> {
+        let mut out = Vec::new();
+        if self.editing || self.help {
+            if self.help {
+                match m.kind {
+                    MouseEventKind::ScrollDown => self.scroll = self.scroll.saturating_add(3),
+                    MouseEventKind::ScrollUp => self.scroll = self.scroll.saturating_sub(3),
+                    _ => {}
+                }
+            }
+            return out;
+        }
+        let target = self.target_at(m.column, m.row);
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) => match target {
+                Some(Target::Pane(p)) => self.pane = p,
+                Some(Target::MountRow(id)) => {
+                    let again = self.pane == Pane::Mounts && self.mount_sel == Some(id);
+                    self.pane = Pane::Mounts;
+                    self.mount_sel = Some(id);
+                    if again {
+                        self.enter(snap, &mut out);
+                    }
+                }
+                Some(Target::EntryRow(serial)) => {
+                    let again = self.pane == Pane::Events && self.entry_sel == Some(serial);
+                    self.pane = Pane::Events;
+                    self.entry_sel = Some(serial);
+                    if again {
+                        self.enter(snap, &mut out);
+                    }
+                }
+                Some(Target::FileRow(g, key)) => {
+                    let again = self.file_sel == Some((g, key));
+                    self.file_sel = Some((g, key));
+                    if again {
+                        self.enter(snap, &mut out);
+                    }
+                }
+                None => {}
+            },
+            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+                let delta = if m.kind == MouseEventKind::ScrollDown {
+                    3
+                } else {
+                    -3
+                };
+                if self.view() == View::Main {
+                    match target {
+                        Some(Target::Pane(p)) => self.pane = p,
+                        Some(Target::MountRow(_)) => self.pane = Pane::Mounts,
+                        Some(Target::EntryRow(_)) => self.pane = Pane::Events,
+                        _ => return out,
+                    }
+                }
+                self.move_by(delta, snap);
             }
             _ => {}
         }

@@ -11,7 +11,7 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Pane, entry_rows},
+    app::{App, Pane, Target, entry_rows},
     log::{LogEntry, LogKind},
     model::Snapshot,
     ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, pane_block, wrap},
@@ -26,7 +26,8 @@ pub fn kind_style(k: LogKind) -> Style {
         LogKind::Umount | LogKind::Mount => DIM,
         LogKind::Failed => WARN,
         LogKind::Test => Style::new().fg(Color::Blue),
-        LogKind::Warning => BAD,
+        LogKind::Warning | LogKind::Leak => BAD,
+        LogKind::NoLeak => GOOD,
     }
 }
 
@@ -36,7 +37,7 @@ fn entry_lines(snap: &Snapshot, e: &LogEntry, width: usize) -> Vec<Line<'static>
     let mut out = Vec::new();
     let text_style = match e.kind {
         LogKind::Umount | LogKind::Mount => DIM,
-        LogKind::Verdict => HEAD,
+        LogKind::Verdict | LogKind::Leak => HEAD,
         _ => Style::new(),
     };
     let time = format!(" {} ", snap.time(e.ts_ns));
@@ -121,6 +122,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         .find(|&st| st >= lowest)
         .unwrap_or(s)
         .min(s);
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(lines.len());
+        let (first, last) = (start.max(skip), end.min(skip + inner_h));
+        if first < last {
+            app.hit(
+                Rect::new(
+                    area.x,
+                    area.y + 1 + (first - skip) as u16,
+                    area.width,
+                    (last - first) as u16,
+                ),
+                Target::EntryRow(rows[from + i].serial),
+            );
+        }
+    }
     let p = Paragraph::new(lines).block(block).scroll((skip as u16, 0));
     f.render_widget(p, area);
 }
@@ -152,7 +168,9 @@ pub fn draw_entry(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, serial:
     let width = area.width.saturating_sub(1) as usize;
     let mut lines: Vec<Line> = Vec::new();
     for l in e.full.lines() {
-        let style = if l.starts_with("EBUSY") {
+        let style = if l.starts_with("EBUSY")
+            || (e.kind == LogKind::Leak && l.starts_with("leak report"))
+        {
             BAD
         } else if l.starts_with(' ') {
             Style::new()

@@ -12,11 +12,46 @@ use ratatui::{
 use super::{
     app::App,
     model::Snapshot,
-    ui::{BAD, DIM, GOOD, HEAD, TITLE, WARN, clock, si},
+    ui::{BAD, DIM, GOOD, HEAD, TITLE, WARN, clock, si, tail},
 };
 
-pub fn height(_width: u16) -> u16 {
-    4
+/// Four lines; five with allocation tracking.
+pub fn height(snap: &Snapshot) -> u16 {
+    if snap.alloc.is_some() { 5 } else { 4 }
+}
+
+/// Allocation tracking: outstanding against the map's cap (red when nearly full), bytes,
+/// growth, and what it could not see: allocations not tracked (map full, red), runs of
+/// the free programs skipped (frees missed, red), addresses reused before their free was
+/// seen (yellow), then the leak reports made and due.
+fn alloc_line(a: &crate::alloc::view::AllocView) -> Line<'static> {
+    let cap = a.cap as u64;
+    let full = cap > 0 && a.outstanding * 10 >= cap * 9;
+    let mut l = vec![
+        Span::styled(" allocs ", DIM),
+        Span::styled(
+            format!("{}/{}", si(a.outstanding), si(cap)),
+            if full { BAD } else { Style::new() },
+        ),
+        Span::raw(format!(" {}B {:+.0}/s  ", si(a.bytes), a.growth_per_s)),
+    ];
+    l.extend(figure("untracked", a.untracked_map_full, true));
+    l.extend(figure("missed frees", a.free_misses, true));
+    l.push(Span::styled("reused ", DIM));
+    l.push(Span::styled(
+        si(a.reused),
+        if a.reused > 0 { WARN } else { Style::new() },
+    ));
+    l.push(Span::raw("  "));
+    l.push(Span::styled("reports ", DIM));
+    l.push(Span::raw(si(a.reports)));
+    if !a.pending.is_empty() {
+        l.push(Span::styled(format!(" +{} due", a.pending.len()), WARN));
+    }
+    if a.sample_every > 1 {
+        l.push(Span::styled(format!("  1 in {}", a.sample_every), DIM));
+    }
+    Line::from(l)
 }
 
 fn figure(label: &str, n: u64, bad_when_nonzero: bool) -> Vec<Span<'static>> {
@@ -43,6 +78,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
     match &snap.test {
         Some(t) => l1.push(Span::styled(t.clone(), HEAD)),
         None => l1.push(Span::styled("none seen", DIM)),
+    }
+    if let Some(r) = &snap.meta.recording {
+        l1.push(Span::styled("  rec ", DIM));
+        l1.push(Span::styled(tail(r, 24), BAD));
     }
     if app.paused {
         l1.push(Span::raw("  "));
@@ -105,11 +144,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         l4.push(Span::styled(missing.join(", "), WARN));
         l4.push(Span::styled("  (? why)", DIM));
     }
-    let p = Paragraph::new(vec![
-        Line::from(l1),
-        Line::from(l2),
-        Line::from(l3),
-        Line::from(l4),
-    ]);
+    let mut lines = vec![Line::from(l1), Line::from(l2), Line::from(l3)];
+    if let Some(a) = &snap.alloc {
+        lines.push(alloc_line(a));
+    }
+    lines.push(Line::from(l4));
+    let p = Paragraph::new(lines);
     f.render_widget(p, area);
 }

@@ -14,7 +14,9 @@ use super::{
     ui::{BAD, DIM, GOOD, HEAD, KEY, TITLE, wrap},
 };
 
-const MOUNTS_HELP: &str = "  Files alive on each mount, by what holds them: fd = an fd table, ring = registered in an io_uring ring, req = an in-flight io_uring request, defer = no holder left but the final put is pending (task_work or delayed_fput), unatt = no holder we can name. Red: pinned after a failed umount, or detached by a lazy umount and still pinned. alloc: allocations are not shown here yet.";
+const MOUNTS_HELP: &str = "  Files alive on each mount, by what holds them: fd = an fd table, ring = registered in an io_uring ring, req = an in-flight io_uring request, defer = no holder left but the final put is pending (task_work or delayed_fput), unatt = no holder we can name. Red: pinned after a failed umount, or detached by a lazy umount and still pinned. With --alloc-filter: ALLOC and BYTES = allocations made by the filtered code during the mount's lifetime and not freed yet (- for mounts older than the tracer); Enter shows them by call site; after an umount and the grace period a LEAK (or noleak) event holds the kmemleak-style report (Enter opens it).";
+
+const ALLOC_HELP: &str = "  Header: allocs = outstanding allocations tracked / the kernel map's size (--alloc-max-entries), their bytes and growth per second; untracked = allocations not tracked because the map was full; missed frees = runs of the free programs the kernel skipped (objects may show that were freed); reused = addresses allocated again before their free was seen (kfree_rcu() batches); reports = leak reports made, and due after their grace period.";
 
 const KEYS: &[(&str, &str)] = &[
     ("↑↓ j k", "move (PgUp/PgDn, g/G: first/last)"),
@@ -84,6 +86,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         ]));
         for row in wrap(&format!("          {}", hk.how), width, usize::MAX) {
             lines.push(Line::from(Span::styled(row, DIM)));
+        }
+    }
+    if let Some(a) = &snap.alloc {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!("Allocation tracking ({})", a.filter.join(" ")),
+            HEAD,
+        )));
+        for row in wrap(ALLOC_HELP, width, usize::MAX) {
+            lines.push(Line::from(row));
+        }
+        for n in &a.notes {
+            for row in wrap(&format!("  note: {n}"), width, usize::MAX) {
+                lines.push(Line::from(Span::styled(row, BAD)));
+            }
         }
     }
     let block = Block::bordered()

@@ -31,6 +31,10 @@ pub enum LogKind {
     Test,
     /// Lost records, undecodable records.
     Warning,
+    /// A leak report: allocations still outstanding after a mount's umount and grace.
+    Leak,
+    /// A leak report that found nothing.
+    NoLeak,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,11 +182,70 @@ impl LogKind {
             LogKind::Failed => "error ",
             LogKind::Test => "test  ",
             LogKind::Warning => "WARN  ",
+            LogKind::Leak => "LEAK  ",
+            LogKind::NoLeak => "noleak",
         }
     }
 }
 
 impl LogEntry {
+    /// A leak report (allocation tracking's `leak_report` object): a headline with the
+    /// mount, objects and bytes, the largest groups; in full, the kmemleak-style text.
+    pub fn of_leak_report(v: &serde_json::Value, ts_ns: u64) -> LogEntry {
+        let str_of = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        let m = &v["mount"];
+        let target = str_of(&m["target"]);
+        let fs = match m["fs_type"].as_str() {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => "?".to_string(),
+        };
+        let objects = v["objects"].as_u64().unwrap_or(0);
+        let bytes = v["bytes"].as_u64().unwrap_or(0);
+        let uncertain = v["uncertain"].as_bool().unwrap_or(false);
+        let maybe = if uncertain { " (uncertain)" } else { "" };
+        let mut lines = if objects == 0 {
+            vec![format!(
+                "{target} ({fs}): nothing left allocated after umount{maybe}"
+            )]
+        } else {
+            vec![format!(
+                "{target} ({fs}): {}, {bytes} bytes still allocated after umount{maybe}",
+                count(objects as usize, "object", "objects")
+            )]
+        };
+        let groups = v["groups"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        for g in groups.iter().take(2) {
+            let cache = match g["cache"].as_str() {
+                Some(c) if !c.is_empty() => format!(" ({c})"),
+                _ => String::new(),
+            };
+            lines.push(format!(
+                "  {} × {}{cache}, {} bytes",
+                g["count"].as_u64().unwrap_or(0),
+                str_of(&g["function"]),
+                g["bytes"].as_u64().unwrap_or(0)
+            ));
+        }
+        if groups.len() > 2 {
+            lines.push(format!("  and {} more stacks", groups.len() - 2));
+        }
+        if uncertain && let Some(r) = v["reasons"].get(0).and_then(|r| r.as_str()) {
+            lines.push(format!("  {r}"));
+        }
+        LogEntry {
+            serial: 0,
+            ts_ns,
+            kind: if objects == 0 {
+                LogKind::NoLeak
+            } else {
+                LogKind::Leak
+            },
+            lines,
+            full: str_of(&v["text"]),
+            mount_id: None,
+        }
+    }
+
     pub fn of_notice(n: &Notice) -> LogEntry {
         let full = n.to_string();
         let (ts_ns, kind, lines, mount_id) = match n {

@@ -7,6 +7,7 @@
 //! ([`term`]) draws the latest one and sends [`model::Request`]s back. Nothing the UI does
 //! can hold up the draining.
 
+pub mod alloc_worker;
 pub mod app;
 pub mod events;
 pub mod file_view;
@@ -24,6 +25,7 @@ pub mod ui;
 pub mod work;
 
 use std::{
+    path::Path,
     sync::{Arc, mpsc},
     time::Duration,
 };
@@ -36,6 +38,7 @@ pub use model::{Meta, Model, Request, Snapshot, WallClock};
 pub use ui::draw;
 
 use crate::{
+    alloc::{tracker::AllocTracker, view::AllocView},
     attach::{self, Options},
     clock::boottime_ns,
     live,
@@ -81,8 +84,14 @@ impl WallClock {
 }
 
 /// `tracer attach` with the TUI: attaches, runs the UI until `q` (or SIGTERM, or the
-/// duration), detaches, and prints a one-line summary.
-pub async fn attach(opts: &Options, mut stream_opts: StreamOptions) -> Result<()> {
+/// duration), detaches, and prints a one-line summary. With allocation tracking on
+/// (`opts.alloc`) the panes show allocations and the events leak reports; with `record`
+/// every event is also recorded there, as with `--no-tui`.
+pub async fn attach(
+    opts: &Options,
+    mut stream_opts: StreamOptions,
+    record: Option<&Path>,
+) -> Result<()> {
     eprintln!("tracer: attaching the probes…");
     let mut att = attach::attach(opts)?;
     let kallsyms = std::mem::take(&mut att.kallsyms);
@@ -90,10 +99,31 @@ pub async fn attach(opts: &Options, mut stream_opts: StreamOptions) -> Result<()
     let meta = Arc::new(Meta {
         kernel: kernel_release(),
         hooks: att.hooks.iter().map(model::HookLine::of).collect(),
+        recording: record.map(|p| p.display().to_string()),
     });
     let attach_ns = boottime_ns();
     let mut model = Model::new(engine, meta, attach_ns, Some(WallClock::now()));
     model.start_clock();
+    let tracker = match (att.alloc.take(), opts.alloc.clone()) {
+        (Some(maps), Some(aopts)) => {
+            let mut t = AllocTracker::new(maps, aopts.clone());
+            t.check_hooks(&att.hooks);
+            let s = t.summary();
+            for n in &s.notes {
+                model.warn(format!("allocation tracking: {n}"), attach_ns);
+            }
+            // Until the first read: the filter, the cap, nothing outstanding.
+            model.set_alloc(AllocView {
+                filter: s.terms.clone(),
+                notes: s.notes.clone(),
+                cap: aopts.max_entries,
+                sample_every: aopts.sample_every,
+                ..Default::default()
+            });
+            Some(alloc_worker::AllocWorker::spawn(t)?)
+        }
+        _ => None,
+    };
     let (tx, rx) = watch::channel(Arc::new(model.snapshot(attach_ns)));
     let (req_tx, req_rx) = mpsc::channel();
     let stop = Arc::new(Notify::new());
@@ -104,14 +134,32 @@ pub async fn attach(opts: &Options, mut stream_opts: StreamOptions) -> Result<()
         .spawn(move || term::run(rx, req_tx, stop))?;
     let dir = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let mut sink = sink::TuiSink::new(model, kallsyms, tx, req_rx, dir);
-    let result = stream::run(&mut att, stream_opts, &mut sink).await;
-    let notices = sink.notices;
-    // Closing the channel ends the UI, which puts the terminal back.
-    drop(sink);
+    if let Some(w) = tracker {
+        sink.set_alloc(w);
+    }
+    let (result, notices, recorded) = match record {
+        None => {
+            let r = stream::run(&mut att, stream_opts, &mut sink).await;
+            let n = sink.notices;
+            drop(sink);
+            (r, n, None)
+        }
+        Some(path) => {
+            match crate::record::run::stream_recorded(&mut att, opts, stream_opts, sink, path).await
+            {
+                Ok((summary, back, rec)) => (Ok(summary), back.notices, Some(rec)),
+                Err(e) => (Err(e), 0, None),
+            }
+        }
+    };
+    // The sink is gone: the closed channel ends the UI, which puts the terminal back.
     let ui_result = ui.join();
     term::restore();
     eprintln!("tracer: detaching the probes…");
     drop(att);
+    if let Some(rec) = &recorded {
+        rec.tell();
+    }
     let summary = result?;
     match ui_result {
         Ok(r) => r?,

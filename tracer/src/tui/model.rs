@@ -25,10 +25,15 @@ use super::{
     log::{LogEntry, LogKind},
     trail::{Step, Trails},
 };
-use crate::counters::Figures;
+use crate::{
+    alloc::view::{AllocView, MountAlloc},
+    counters::Figures,
+};
 
 /// How many log entries the events pane keeps.
 pub const LOG_CAP: usize = 1000;
+/// How many leak reports a saved report repeats in full.
+pub const LEAKS_KEPT: usize = 20;
 /// How many files of one mount the mount view shows.
 pub const MOUNT_VIEW_FILES: usize = 300;
 
@@ -38,6 +43,8 @@ pub struct Meta {
     /// `Linux 6.18.0 x86_64`.
     pub kernel: String,
     pub hooks: Vec<HookLine>,
+    /// Where `--record` writes, when it does.
+    pub recording: Option<String>,
 }
 
 /// One hook and how it is served, for the header and the help screen.
@@ -174,6 +181,10 @@ pub struct Snapshot {
     pub status: Option<String>,
     /// The stream ended (with why).
     pub ended: Option<String>,
+    /// Allocation tracking, when on (`--alloc-filter`), as of its latest read.
+    pub alloc: Option<Arc<AllocView>>,
+    /// (mount id, index in `alloc.mounts`): which mount row each alive window is.
+    pub mount_alloc: Vec<(i32, usize)>,
 }
 
 impl Snapshot {
@@ -201,7 +212,19 @@ impl Snapshot {
             file_view: None,
             status: None,
             ended: None,
+            alloc: None,
+            mount_alloc: Vec::new(),
         }
+    }
+
+    /// The allocations charged to a mount, when tracking is on and the mount was mounted
+    /// while the tracer watched.
+    pub fn alloc_of(&self, mount_id: i32) -> Option<&MountAlloc> {
+        let a = self.alloc.as_ref()?;
+        self.mount_alloc
+            .iter()
+            .find(|(id, _)| *id == mount_id)
+            .and_then(|(_, i)| a.mounts.get(*i))
     }
 
     /// A time as the UI shows it: wall clock when known, else seconds since boot.
@@ -258,6 +281,32 @@ pub fn pinned(m: &MountSummary) -> bool {
     m.alive_files > 0 && (m.detached || m.umount_ebusy > 0)
 }
 
+/// Which mount row each alive mount window of allocation tracking is: the mounts with its
+/// path as mount point; when several are stacked there, the newest window goes with the
+/// newest mount, the one before with the one under it, and so on.
+pub fn alloc_rows(mounts: &[MountSummary], a: &AllocView) -> Vec<(i32, usize)> {
+    let mut out: Vec<(i32, usize)> = Vec::new();
+    let mut paths: Vec<&str> = a.mounts.iter().map(|w| w.target.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let windows = a
+            .mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.target == path)
+            .map(|(i, _)| i);
+        let mut ids: Vec<i32> = mounts
+            .iter()
+            .filter(|m| !m.detached && m.mount.as_ref().is_some_and(|d| d.mount_point == path))
+            .map(|m| m.mount_id)
+            .collect();
+        ids.sort_unstable();
+        out.extend(ids.into_iter().rev().zip(windows.rev()));
+    }
+    out
+}
+
 /// The engine plus what the TUI keeps beside it.
 pub struct Model {
     pub engine: Engine,
@@ -278,6 +327,9 @@ pub struct Model {
     last_drops: u64,
     last_misses: u64,
     trails: Trails,
+    alloc: Option<Arc<AllocView>>,
+    /// The latest leak reports' texts (boot time, text), oldest first.
+    leaks: VecDeque<(u64, String)>,
 }
 
 impl Model {
@@ -303,6 +355,8 @@ impl Model {
             last_drops: 0,
             last_misses: 0,
             trails: Trails::default(),
+            alloc: None,
+            leaks: VecDeque::new(),
         }
     }
 
@@ -445,6 +499,35 @@ impl Model {
         self.figures = f.clone();
     }
 
+    /// Allocation tracking's latest read.
+    pub fn set_alloc(&mut self, v: AllocView) {
+        self.alloc = Some(Arc::new(v));
+    }
+
+    pub fn alloc(&self) -> Option<&AllocView> {
+        self.alloc.as_deref()
+    }
+
+    /// The leak reports kept for a saved report, oldest first.
+    pub fn leaks(&self) -> impl Iterator<Item = &(u64, String)> {
+        self.leaks.iter()
+    }
+
+    /// A leak report (the tracker's `leak_report` object) made at `now_ns`: into the log.
+    pub fn leak_report(&mut self, v: &serde_json::Value, now_ns: u64) {
+        let e = LogEntry::of_leak_report(v, now_ns);
+        self.leaks.push_back((now_ns, e.full.clone()));
+        if self.leaks.len() > LEAKS_KEPT {
+            self.leaks.pop_front();
+        }
+        self.push_entry(e);
+    }
+
+    /// A line for the events pane from outside the engine (allocation tracking's notes).
+    pub fn warn(&mut self, line: String, now_ns: u64) {
+        self.push(now_ns, LogKind::Warning, vec![line.clone()], line);
+    }
+
     pub fn bad_record(&mut self, err: &str, now_ns: u64) {
         self.bad_records += 1;
         // The first few are worth a line; after that the header's count says it.
@@ -541,6 +624,11 @@ impl Model {
         };
         let rate = self.rate(now_ns, stats.events);
         let (fm, ff) = self.focus;
+        let mounts = self.mount_rows();
+        let mount_alloc = match &self.alloc {
+            Some(a) => alloc_rows(&mounts, a),
+            None => Vec::new(),
+        };
         Snapshot {
             meta: self.meta.clone(),
             clock: self.clock,
@@ -556,13 +644,15 @@ impl Model {
             tracked,
             evicted: stats.evicted_total(),
             test: self.test.clone(),
-            mounts: self.mount_rows(),
+            mounts,
             work: self.engine.work_summaries(),
             log: self.log.iter().cloned().collect(),
             mount_view: fm.map(|id| self.mount_view(id)),
             file_view: ff.and_then(|k| self.file_view(k, now_ns)),
             status: self.status.clone(),
             ended: self.ended.clone(),
+            alloc: self.alloc.clone(),
+            mount_alloc,
         }
     }
 
@@ -779,6 +869,44 @@ mod tests {
         };
         assert_eq!(c.hms(0), "01:59:50");
         assert_eq!(c.hms(15_000_000_000), "02:00:05");
+    }
+
+    #[test]
+    fn allocations_go_to_the_top_mount_at_their_path() {
+        let m = |id, path: &str, detached| MountSummary {
+            mount_id: id,
+            detached,
+            mount: Some(MountDesc {
+                id,
+                parent_id: 1,
+                fs_type: "tmpfs".into(),
+                source: "none".into(),
+                mount_point: path.into(),
+                major: 0,
+                minor: 0,
+                left_table_ns: None,
+            }),
+            ..Default::default()
+        };
+        let w = |target: &str| MountAlloc {
+            target: target.into(),
+            ..Default::default()
+        };
+        let mounts = [
+            m(30, "/mnt/a", false),
+            m(31, "/mnt/a", false),
+            m(32, "/mnt/b", true),
+        ];
+        let a = AllocView {
+            mounts: vec![w("/mnt/a"), w("/mnt/a"), w("/mnt/b"), w("/elsewhere")],
+            ..Default::default()
+        };
+        // Mounted over: the newer window is the top mount's, the older the one under it;
+        // a detached mount has no window alive; a window without a mount in the table
+        // shows nowhere.
+        let mut rows = alloc_rows(&mounts, &a);
+        rows.sort_unstable();
+        assert_eq!(rows, vec![(30, 0), (31, 1)]);
     }
 
     #[test]

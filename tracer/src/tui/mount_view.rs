@@ -14,11 +14,70 @@ use tracer_fs::{
 };
 
 use super::{
-    app::{App, file_rows},
+    app::{App, Target, file_rows},
     log::file_name,
     model::{Snapshot, pinned},
-    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, pane_block, tail},
+    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
 };
+
+/// `+12/s`, `-3/s`, `+0.5/s`.
+pub fn per_s(r: f64) -> String {
+    if r != 0.0 && r.abs() < 10.0 && r.fract() != 0.0 {
+        format!("{r:+.1}/s")
+    } else {
+        format!("{r:+.0}/s")
+    }
+}
+
+/// The mount's outstanding allocations by call site (with `--alloc-filter`): a title, the
+/// column names, one line per call site, largest first.
+fn alloc_lines(snap: &Snapshot, id: i32, width: usize) -> Vec<Line<'static>> {
+    if snap.alloc.is_none() {
+        return vec![];
+    }
+    let Some(a) = snap.alloc_of(id) else {
+        return vec![Line::from(Span::styled(
+            " allocations: none charged (mounted before the tracer attached, or gone)",
+            DIM,
+        ))];
+    };
+    let mut out = vec![Line::from(vec![
+        Span::styled(" allocations outstanding: ", HEAD),
+        Span::raw(format!(
+            "{}, {} bytes, {}",
+            count(a.count as usize, "object", "objects"),
+            si(a.bytes),
+            per_s(a.growth_per_s)
+        )),
+        Span::styled(format!("  mounted {}", snap.time(a.mounted_ns)), DIM),
+    ])];
+    if a.sites.is_empty() {
+        return out;
+    }
+    out.push(Line::from(Span::styled(
+        "   COUNT  BYTES   GROWTH  CALL SITE (cache)",
+        DIM,
+    )));
+    let room = width.saturating_sub(27);
+    for s in &a.sites {
+        let cache = if s.cache.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.cache)
+        };
+        let growth = per_s(s.growth_per_s);
+        out.push(Line::from(vec![
+            Span::raw(format!("   {:>5}  {:>5} ", si(s.count), si(s.bytes))),
+            Span::styled(
+                format!("{growth:>8}"),
+                if s.growth_per_s > 0.0 { WARN } else { DIM },
+            ),
+            Span::raw("  "),
+            Span::raw(head(&format!("{}{cache}", s.function), room)),
+        ]));
+    }
+    out
+}
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
     let Some(v) = snap.mount_view.as_ref().filter(|v| v.mount_id == id) else {
@@ -137,13 +196,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
         ]));
     }
 
-    let [t, mid, b] = Layout::vertical([
+    let allocs = alloc_lines(snap, id, inner.width as usize);
+    let [t, mid, a, b] = Layout::vertical([
         Constraint::Length(top.len() as u16),
         Constraint::Min(1),
+        Constraint::Length((allocs.len() as u16).min(inner.height / 2)),
         Constraint::Length(bottom.len() as u16),
     ])
     .areas(inner);
     f.render_widget(Paragraph::new(top), t);
+    f.render_widget(Paragraph::new(allocs), a);
     f.render_widget(Paragraph::new(bottom), b);
 
     // The groups and their files.
@@ -159,6 +221,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
     let mut lines: Vec<Line> = Vec::new();
     let mut sel_line = 0;
     let mut row_i = 0;
+    // (line, group, file) of each file row, for the mouse.
+    let mut drawn = Vec::new();
     for (gi, g) in v.groups.iter().enumerate() {
         let files: Vec<_> = rows.iter().filter(|(rg, _)| *rg == gi).collect();
         let style = if g.count == 0 { DIM } else { HEAD };
@@ -208,11 +272,20 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, id: i32) {
                 l = l.patch_style(SELECTED);
                 sel_line = lines.len();
             }
+            drawn.push((lines.len(), gi, r.id.file, r.id.generation));
             row_i += 1;
             lines.push(l);
         }
     }
     let h = mid.height as usize;
     let skip = (sel_line + 1).saturating_sub(h);
+    for (line, g, file, generation) in drawn {
+        if line >= skip && line < skip + h {
+            app.hit(
+                Rect::new(mid.x, mid.y + (line - skip) as u16, mid.width, 1),
+                Target::FileRow(g, tracer_fs::files::FileKey { file, generation }),
+            );
+        }
+    }
     f.render_widget(Paragraph::new(lines).scroll((skip as u16, 0)), mid);
 }

@@ -11,13 +11,15 @@ use ratatui::{
 use tracer_fs::summary::MountSummary;
 
 use super::{
-    app::{App, Pane, mount_rows},
+    app::{App, Pane, Target, mount_rows},
     model::{Snapshot, pinned},
-    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, tail},
+    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
 };
 
-/// Widths of the columns after the mount point.
-const FIXED: [u16; 9] = [7, 5, 3, 4, 3, 5, 5, 5, 9];
+/// Widths of the columns after the mount point (FS to unatt, then STATE).
+const FIXED: [u16; 8] = [7, 5, 3, 4, 3, 5, 5, 9];
+/// Widths of the allocation columns (ALLOC, BYTES), before STATE, when tracking is on.
+const ALLOC: [u16; 2] = [5, 5];
 
 /// (text, style) of the state column.
 pub fn state(m: &MountSummary) -> (String, Style) {
@@ -75,11 +77,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
     }
     let block = block.padding(Padding::left(1));
     let id_w: u16 = 4;
+    let mut fixed = FIXED.to_vec();
+    let alloc_on = snap.alloc.is_some();
+    if alloc_on {
+        fixed.splice(7..7, ALLOC);
+    }
     // Column gaps and the left padding.
-    let spacing = FIXED.len() as u16 + 2;
+    let spacing = fixed.len() as u16 + 2;
     let free = area
         .width
-        .saturating_sub(id_w + FIXED.iter().sum::<u16>() + spacing);
+        .saturating_sub(id_w + fixed.iter().sum::<u16>() + spacing);
     // Wide enough: the source gets a column too (a third of the room, at most 30).
     let src_w = if free >= 50 { (free / 3).min(30) } else { 0 };
     let mp_w = free.saturating_sub(src_w + u16::from(src_w > 0)).max(8);
@@ -87,9 +94,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
     if src_w > 0 {
         names.push("SOURCE");
     }
-    names.extend([
-        "FS", "FILES", "fd", "ring", "req", "defer", "unatt", "alloc", "STATE",
-    ]);
+    names.extend(["FS", "FILES", "fd", "ring", "req", "defer", "unatt"]);
+    if alloc_on {
+        names.extend(["ALLOC", "BYTES"]);
+    }
+    names.push("STATE");
     let header = Row::new(names.into_iter().map(|h| Cell::from(h).style(HEAD)));
     let body: Vec<Row> = rows
         .iter()
@@ -111,16 +120,25 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
                 cells.push(Cell::from(tail(src, src_w as usize)));
             }
             cells.extend([
-                Cell::from(head(fs, FIXED[0] as usize)),
+                Cell::from(head(fs, fixed[0] as usize)),
                 num(m.alive_files),
                 num(m.fd_tables),
                 num(m.uring_rings),
                 num(m.in_flight),
                 num(m.deferred_pending),
                 num(m.unattributed),
-                Cell::from(Span::styled("-", DIM)),
-                Cell::from(Span::styled(st, st_style)),
             ]);
+            if alloc_on {
+                // Mounts older than the tracer have no lifetime to charge to.
+                match snap.alloc_of(m.mount_id) {
+                    Some(a) => cells.extend([Cell::from(si(a.count)), Cell::from(si(a.bytes))]),
+                    None => cells.extend([
+                        Cell::from(Span::styled("-", DIM)),
+                        Cell::from(Span::styled("-", DIM)),
+                    ]),
+                }
+            }
+            cells.push(Cell::from(Span::styled(st, st_style)));
             let row = Row::new(cells);
             if pinned(m) { row.style(BAD) } else { row }
         })
@@ -129,7 +147,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
     if src_w > 0 {
         widths.push(Constraint::Length(src_w));
     }
-    widths.extend(FIXED.iter().map(|w| Constraint::Length(*w)));
+    widths.extend(fixed.iter().map(|w| Constraint::Length(*w)));
+    let inner = block.inner(area);
     let table = Table::new(body, widths)
         .header(header)
         .block(block)
@@ -137,4 +156,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         .row_highlight_style(if focused { SELECTED } else { Style::new() });
     let mut state = TableState::default().with_selected(Some(app.mount_index(&rows)));
     f.render_stateful_widget(table, area, &mut state);
+    // Below the column names, from the row the table scrolled to.
+    for (i, m) in rows.iter().enumerate().skip(state.offset()) {
+        let y = inner.y + 1 + (i - state.offset()) as u16;
+        if y >= inner.bottom() {
+            break;
+        }
+        app.hit(
+            Rect::new(area.x, y, area.width, 1),
+            Target::MountRow(m.mount_id),
+        );
+    }
 }

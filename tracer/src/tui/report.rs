@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use super::model::Model;
+use crate::alloc::view::AllocView;
 
 /// Local time as `YYYYMMDD-HHMMSS` (for file names) and as `YYYY-MM-DD HH:MM:SS`.
 fn local_now() -> (String, String) {
@@ -84,6 +85,9 @@ pub fn text(model: &Model, now_ns: u64, when: &str) -> String {
     for l in model.log() {
         let _ = writeln!(s, "[{}] {}\n", tracer_fs::text::boot(l.ts_ns), l.full);
     }
+    if let Some(a) = model.alloc() {
+        alloc_section(&mut s, a, model);
+    }
     let _ = writeln!(s, "== Evidence limits ==");
     for l in e.evidence_limits() {
         let _ = writeln!(s, "- {l}");
@@ -94,6 +98,86 @@ pub fn text(model: &Model, now_ns: u64, when: &str) -> String {
         tracer_fs::text::boot(now_ns)
     );
     s
+}
+
+/// Allocation tracking as it stands: the totals and what was not seen, per mount alive its
+/// outstanding allocations by call site, and the leak reports made so far, in full.
+fn alloc_section(s: &mut String, a: &AllocView, model: &Model) {
+    let _ = writeln!(s, "== Allocations ({}) ==", a.filter.join(" "));
+    let _ = writeln!(
+        s,
+        "{} outstanding ({} bytes, {:+.1}/s) of at most {} tracked; {} tracked and {} freed since attach",
+        a.outstanding, a.bytes, a.growth_per_s, a.cap, a.tracked_total, a.freed_total
+    );
+    let _ = writeln!(
+        s,
+        "not seen: {} allocations not tracked (map full), {} runs of the free programs skipped, {} addresses reused before their free was seen, {} stack captures failed{}",
+        a.untracked_map_full,
+        a.free_misses,
+        a.reused,
+        a.stack_failures,
+        if a.sample_every > 1 {
+            format!("; sampling one in {}", a.sample_every)
+        } else {
+            String::new()
+        }
+    );
+    for n in &a.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    let site = |s: &mut String, r: &crate::alloc::view::SiteRow| {
+        let cache = if r.cache.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.cache)
+        };
+        let _ = writeln!(
+            s,
+            "  {:>7} objects {:>10} bytes {:>+9.1}/s  {}{cache}",
+            r.count, r.bytes, r.growth_per_s, r.function
+        );
+    };
+    for m in &a.mounts {
+        let _ = writeln!(
+            s,
+            "\nmount {} ({} {}), mounted at {}: {} objects, {} bytes outstanding, {:+.1}/s",
+            m.target,
+            m.fs_type,
+            m.source,
+            tracer_fs::text::boot(m.mounted_ns),
+            m.count,
+            m.bytes,
+            m.growth_per_s
+        );
+        for r in &m.sites {
+            site(s, r);
+        }
+    }
+    if !a.sites.is_empty() {
+        let _ = writeln!(s, "\nall outstanding allocations by call site:");
+        for r in &a.sites {
+            site(s, r);
+        }
+    }
+    for p in &a.pending {
+        let _ = writeln!(
+            s,
+            "\nleak report of {} due at {}",
+            p.target,
+            tracer_fs::text::boot(p.due_ns)
+        );
+    }
+    let leaks: Vec<_> = model.leaks().collect();
+    let _ = writeln!(
+        s,
+        "\n== Leak reports ({} made, the latest {} here) ==",
+        a.reports,
+        leaks.len()
+    );
+    for (ts, text) in leaks {
+        let _ = writeln!(s, "[{}] {text}", tracer_fs::text::boot(*ts));
+    }
+    let _ = writeln!(s);
 }
 
 /// Writes the report into `dir`; returns its path.

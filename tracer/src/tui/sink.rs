@@ -12,8 +12,17 @@ use anyhow::Result;
 use tokio::sync::watch;
 use tracer_fs::event::{Event, Payload};
 
-use super::model::{Model, Request, Snapshot};
-use crate::{clock::boottime_ns, counters::Figures, kallsyms::Kallsyms, stream::Sink};
+use super::{
+    alloc_worker::AllocWorker,
+    model::{Model, Request, Snapshot},
+};
+use crate::{
+    clock::boottime_ns, counters::Figures, kallsyms::Kallsyms, record::EngineSink, stream::Sink,
+};
+
+/// How often allocation tracking reads the kernel's map (a syscall or two per entry: not
+/// at every snapshot).
+const ALLOC_EVERY_NS: u64 = 1_000_000_000;
 
 pub struct TuiSink {
     pub model: Model,
@@ -24,6 +33,8 @@ pub struct TuiSink {
     /// Where `s` writes reports.
     dir: PathBuf,
     pub notices: u64,
+    alloc: Option<AllocWorker>,
+    alloc_due_ns: u64,
 }
 
 impl TuiSink {
@@ -42,6 +53,38 @@ impl TuiSink {
             requests,
             dir,
             notices: 0,
+            alloc: None,
+            alloc_due_ns: 0,
+        }
+    }
+
+    /// Turns on allocation tracking's live view and leak reports (on their own thread).
+    pub fn set_alloc(&mut self, worker: AllocWorker) {
+        self.alloc = Some(worker);
+    }
+
+    /// Takes what allocation tracking finished (the view for the next snapshots, leak
+    /// reports into the events) and, once a second, asks for a new read of the map.
+    fn alloc_tick(&mut self, f: &Figures, now: u64) {
+        let Some(w) = self.alloc.as_mut() else {
+            return;
+        };
+        for done in w.done() {
+            for v in &done.reports {
+                self.notices += 1;
+                self.model.leak_report(v, done.now_ns);
+            }
+            if let Some(e) = done.error {
+                self.model
+                    .warn(format!("allocation tracking: reading the map: {e}"), now);
+            }
+            if let Some(v) = done.view {
+                self.model.set_alloc(v);
+            }
+        }
+        if now >= self.alloc_due_ns {
+            self.alloc_due_ns = now + ALLOC_EVERY_NS;
+            w.tick(now, f);
         }
     }
 
@@ -86,12 +129,17 @@ impl TuiSink {
 impl Sink for TuiSink {
     fn event(&mut self, ev: &Event) -> Result<()> {
         self.learn_symbols(ev);
+        if let Some(a) = self.alloc.as_mut() {
+            a.on_event(ev);
+        }
         self.notices += self.model.apply(ev).len() as u64;
         Ok(())
     }
 
     fn figures(&mut self, f: &Figures) -> Result<()> {
-        self.model.set_figures(f, boottime_ns());
+        let now = boottime_ns();
+        self.model.set_figures(f, now);
+        self.alloc_tick(f, now);
         self.publish();
         Ok(())
     }
@@ -105,5 +153,12 @@ impl Sink for TuiSink {
         self.model.set_ready();
         self.publish();
         Ok(())
+    }
+}
+
+/// `tracer attach --record` with the TUI: the recording mirrors the TUI's engine.
+impl EngineSink for TuiSink {
+    fn engine(&self) -> &tracer_fs::Engine {
+        &self.model.engine
     }
 }

@@ -15,7 +15,7 @@ const STATUS_FOR: Duration = Duration::from_secs(10);
 use anyhow::Result;
 use crossterm::{
     cursor,
-    event::{self, Event},
+    event::{self, DisableMouseCapture, EnableMouseCapture, Event},
     execute,
     terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
 };
@@ -31,7 +31,12 @@ use super::{
 /// Puts the terminal back as it was. Safe to call more than once.
 pub fn restore() {
     let _ = terminal::disable_raw_mode();
-    let _ = execute!(std::io::stdout(), LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        std::io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
 }
 
 /// The terminal in TUI mode for as long as it lives.
@@ -51,7 +56,7 @@ impl Screen {
         });
         terminal::enable_raw_mode()?;
         let mut out = std::io::stdout();
-        if let Err(e) = execute!(out, EnterAlternateScreen, cursor::Hide) {
+        if let Err(e) = execute!(out, EnterAlternateScreen, EnableMouseCapture, cursor::Hide) {
             restore();
             return Err(e.into());
         }
@@ -120,6 +125,13 @@ pub fn run(
             match event::read()? {
                 Event::Key(k) => {
                     for r in app.handle_key(k, &snap) {
+                        let _ = requests.send(r);
+                    }
+                    dirty = true;
+                }
+                // Moves without a button change nothing.
+                Event::Mouse(m) if m.kind != event::MouseEventKind::Moved => {
+                    for r in app.handle_mouse(m, &snap) {
                         let _ = requests.send(r);
                     }
                     dirty = true;

@@ -12,7 +12,7 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Pane, View},
+    app::{App, Pane, Target, View},
     events, file_view, header, help,
     model::Snapshot,
     mount_view, mounts, work,
@@ -184,9 +184,22 @@ fn footer(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
                 ("s", "save"),
                 ("q", "quit"),
             ],
+            View::Entry(serial)
+                if snap
+                    .log
+                    .iter()
+                    .any(|e| e.serial == serial && e.mount_id.is_some()) =>
+            {
+                &[
+                    ("↑↓", "scroll"),
+                    ("Enter", "its mount"),
+                    ("Esc", "back"),
+                    ("s", "save"),
+                    ("q", "quit"),
+                ]
+            }
             View::Entry(_) => &[
                 ("↑↓", "scroll"),
-                ("Enter", "its mount"),
                 ("Esc", "back"),
                 ("s", "save"),
                 ("q", "quit"),
@@ -206,8 +219,9 @@ fn footer(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
 
 /// Draws everything.
 pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
+    app.hits.borrow_mut().clear();
     let area = f.area();
-    let header_h = header::height(area.width);
+    let header_h = header::height(snap);
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(header_h),
         Constraint::Min(3),
@@ -226,6 +240,8 @@ pub fn draw(f: &mut Frame, app: &App, snap: &Snapshot) {
                 Constraint::Min(3),
             ])
             .areas(body);
+            app.hit(m, Target::Pane(Pane::Mounts));
+            app.hit(e, Target::Pane(Pane::Events));
             mounts::draw(f, m, app, snap);
             work::draw(f, w, snap);
             events::draw(f, e, app, snap);
