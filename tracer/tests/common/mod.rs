@@ -112,8 +112,20 @@ impl Tracer {
                 let lines = self.lines();
                 let tail: Vec<String> =
                     lines.iter().rev().take(30).map(|v| v.to_string()).collect();
+                // How far behind the kernel the tracer's output is tells a loaded machine
+                // (the tracer still draining old records) from a notice that never came.
+                let last_ts = lines
+                    .iter()
+                    .rev()
+                    .find_map(|v| v["event"]["ts_ns"].as_u64());
+                let behind = last_ts.map_or("no events yet".to_string(), |ts| {
+                    format!(
+                        "{:.1} s behind",
+                        (tracer::clock::boottime_ns().saturating_sub(ts)) as f64 / 1e9
+                    )
+                });
                 panic!(
-                    "timed out waiting for {what}; last lines:\n{}",
+                    "timed out waiting for {what}; the tracer's output is {behind}; last lines, newest first:\n{}",
                     tail.join("\n")
                 );
             }
