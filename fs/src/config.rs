@@ -63,6 +63,10 @@ pub struct EngineConfig {
     /// The kernel's `sched_process_exit` has no `group_dead` field (it always reads 0): treat
     /// the exit of a thread-group leader as its process's exit instead.
     pub exit_group_dead_unknown: bool,
+    /// `__fput` itself is hooked (fentry/kprobe), not approximated by the `filp` slab
+    /// free: a file is released when `FileFree` says so, so a mount whose last reference
+    /// went (`cleanup_mnt`) has no file alive left.
+    pub precise_release: bool,
     pub caps: Caps,
 }
 

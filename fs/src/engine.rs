@@ -6,9 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::actor::Actor;
 use crate::config::EngineConfig;
-use crate::event::{Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx};
+use crate::event::{
+    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
+};
 use crate::files::{
-    DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release, Removal,
+    DeferredTo, DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release,
+    Removal,
 };
 use crate::mounts::{MNT_DETACH, Mount, Mounts, UmountAttempt};
 use crate::rings::{RingWork, Rings};
@@ -18,8 +21,8 @@ use crate::tasks::Tasks;
 use crate::text::normalize_path;
 use crate::verdict::{
     Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
-    HolderDesc, MountDesc, MountDetached, Notice, PinnedMount, RingDesc, StoryClosed, StoryRef,
-    TaskDesc, TeardownDesc, Unattributed, Verdict, VerdictKind, WorkProgress,
+    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinnedMount, RingDesc, StoryClosed,
+    StoryRef, TaskDesc, TeardownDesc, Unattributed, Verdict, VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
@@ -44,6 +47,7 @@ struct Counters {
     files_lost: u64,
     evicted_verdicts: u64,
     evicted_stories: u64,
+    precise_work_entries: u64,
 }
 
 /// What an EBUSY story is about: a mount (umount), a path that is no mount we know, or a
@@ -96,6 +100,9 @@ pub struct Engine {
     stories: BTreeMap<StoryKey, Story>,
     c: Counters,
     extra_limits: Vec<String>,
+    /// Umounts whose result `path_umount`'s return already gave, by thread: the syscall's
+    /// exit that follows must not make a second verdict.
+    precise_umounts: BTreeMap<u32, u64>,
     current_test: Option<String>,
     next_id: u64,
     next_verdict_id: u64,
@@ -115,6 +122,7 @@ impl Engine {
             stories: BTreeMap::new(),
             c: Counters::default(),
             extra_limits: Vec::new(),
+            precise_umounts: BTreeMap::new(),
             current_test: None,
             next_id: 0,
             next_verdict_id: 0,
@@ -276,6 +284,23 @@ impl Engine {
             } => self.on_work_armed(ev, *work, *function, *delay_jiffies),
             Payload::UringReqDone { ctx, req, .. } => self.on_req_done(ev, *ctx, *req),
             Payload::TestMarker { test } => self.current_test = Some(test.clone()),
+            Payload::FilePut {
+                file, mnt_id, last, ..
+            } => self.on_file_put(ev, *file, *mnt_id, *last),
+            Payload::FputDeferred {
+                file,
+                target_pid,
+                target_tgid,
+                ..
+            } => self.on_fput_deferred(ev, *file, *target_pid, *target_tgid),
+            Payload::WorkFnEntered { which, work } => self.on_work_fn_entered(ev, *which, *work),
+            Payload::UmountRet {
+                mnt_id,
+                ret,
+                flags,
+                enter_ns,
+            } => self.on_umount_ret(ev, *mnt_id, *ret, *flags, *enter_ns, &mut out),
+            Payload::MountCleanup { mnt_id } => self.on_mount_cleanup(ev, *mnt_id, &mut out),
         }
         self.enforce_caps();
         out
@@ -480,10 +505,18 @@ impl Engine {
                     .no_holder_since
                     .or(drop.map(|d| d.actor.ts_ns))
                     .unwrap_or(0);
-                let via = if drop.is_some_and(|d| d.actor.work.is_some()) {
-                    DeferVia::DelayedFput
-                } else {
-                    DeferVia::TaskWork
+                let put = f.last_put.as_ref();
+                let since = match put {
+                    Some(p) if f.no_holder_since.is_none() => p.actor.ts_ns,
+                    _ => since,
+                };
+                // The precise hooks say where the release went; else guess from who
+                // dropped the last holder (kworkers defer to delayed_fput).
+                let via = match put {
+                    Some(p) if p.deferred_to.is_some() => DeferVia::TaskWork,
+                    Some(_) => DeferVia::DelayedFput,
+                    None if drop.is_some_and(|d| d.actor.work.is_some()) => DeferVia::DelayedFput,
+                    None => DeferVia::TaskWork,
                 };
                 let delayed_fput = match (via, self.cfg.delayed_fput) {
                     (DeferVia::DelayedFput, Some(func)) => Some(
@@ -508,6 +541,11 @@ impl Engine {
                     via,
                     last_drop: drop.map(|d| self.drop_desc(d)),
                     delayed_fput,
+                    last_put: put.map(|p| LastPutDesc {
+                        ts_ns: p.actor.ts_ns,
+                        by: self.link(&p.actor, LinkRole::PutBy),
+                        queued_to: p.deferred_to,
+                    }),
                 });
             }
             FileState::Unattributed => holders.push(HolderDesc::Unattributed {
@@ -789,7 +827,126 @@ impl Engine {
     fn on_mount_call(&mut self, ev: &Event, call: &MountCallArgs, out: &mut Vec<Notice>) {
         match call.op {
             MountCallOp::Umount => {
+                // path_umount's return came first, from inside this very syscall.
+                if let Some(ts) = self.precise_umounts.remove(&ev.pid)
+                    && ts >= call.enter_ns
+                    && ts <= ev.ts_ns
+                {
+                    return;
+                }
                 let mid = self.mounts.mount_for_path(call.target).map(|m| m.id);
+                self.umount_result(ev, call, mid, out);
+            }
+            MountCallOp::Mount => {
+                if call.ret == EBUSY {
+                    self.mount_busy(ev, call, out);
+                } else if call.ret == 0 {
+                    let k = StoryKey::Device(call.source.to_string());
+                    self.close_story(&k, ev, false, 0, out);
+                }
+            }
+            MountCallOp::MoveMount | MountCallOp::Fsmount => {}
+        }
+    }
+
+    /// `path_umount()` returned (precise tier): the result for a mount known by id, ahead
+    /// of the syscall's exit (which is then skipped for this thread).
+    fn on_umount_ret(
+        &mut self,
+        ev: &Event,
+        mnt_id: i32,
+        ret: i64,
+        flags: u32,
+        enter_ns: u64,
+        out: &mut Vec<Notice>,
+    ) {
+        // Without a mount the syscall tracepoint, which has the path, says it better.
+        let Some(target) = self.mounts.get(mnt_id).map(|m| m.mount_point.clone()) else {
+            return;
+        };
+        self.precise_umounts.insert(ev.pid, ev.ts_ns);
+        let call = MountCallArgs {
+            op: MountCallOp::Umount,
+            flags,
+            ret,
+            enter_ns: if enter_ns == 0 { ev.ts_ns } else { enter_ns },
+            source: "",
+            target: &target,
+            fs_type: "",
+        };
+        self.umount_result(ev, &call, Some(mnt_id), out);
+    }
+
+    /// `cleanup_mnt()`: the mount's last reference is gone. When releases are hooked
+    /// precisely, files still believed alive on it were freed unseen.
+    fn on_mount_cleanup(&mut self, ev: &Event, mnt_id: i32, out: &mut Vec<Notice>) {
+        if self.cfg.precise_release {
+            let keys: Vec<FileKey> = self
+                .files
+                .alive_on_mount(mnt_id)
+                .iter()
+                .map(|f| f.key)
+                .collect();
+            for k in keys {
+                self.lose_file(k, ev, out);
+            }
+        }
+        if let Some(m) = self.mounts.get_mut(mnt_id)
+            && !m.in_table()
+        {
+            m.gone_ns.get_or_insert(ev.ts_ns);
+        }
+    }
+
+    /// An `fput()` (precise tier) of a file the engine follows.
+    fn on_file_put(&mut self, ev: &Event, file: u64, mnt_id: i32, last: bool) {
+        let Some(key) = self.files.alive(file) else {
+            return; // pipes, sockets, files opened before attach: not followed
+        };
+        if mnt_id != -1 {
+            self.files.set_mount(key, mnt_id);
+        }
+        let actor = self.actor(ev);
+        self.files.note_put(key, &actor, last);
+    }
+
+    fn on_fput_deferred(&mut self, ev: &Event, file: u64, pid: u32, tgid: u32) {
+        let Some(key) = self.files.alive(file) else {
+            return;
+        };
+        let actor = self.actor(ev);
+        let to = DeferredTo {
+            ts_ns: ev.ts_ns,
+            pid,
+            tgid,
+        };
+        self.files.note_deferred(key, to, &actor);
+    }
+
+    /// A deferred-release work function entered (precise tier): the run is certain even
+    /// when the workqueue tracepoints missed its start.
+    fn on_work_fn_entered(&mut self, ev: &Event, which: WorkFnKind, work: u64) {
+        let function = match which {
+            WorkFnKind::DelayedFput => self.cfg.delayed_fput,
+            WorkFnKind::IoFallbackReqFunc => self.cfg.io_fallback_req_func,
+            WorkFnKind::IoRingExitWork => self.cfg.io_ring_exit_work,
+        };
+        let Some(function) = function else { return };
+        self.c.precise_work_entries += 1;
+        if work != 0 && self.work.running_instance(work).is_none() {
+            self.on_work_start(ev, work, function);
+        }
+    }
+
+    fn umount_result(
+        &mut self,
+        ev: &Event,
+        call: &MountCallArgs,
+        mid: Option<i32>,
+        out: &mut Vec<Notice>,
+    ) {
+        {
+            {
                 if let Some(m) = mid.and_then(|id| self.mounts.get_mut(id)) {
                     m.record_attempt(UmountAttempt {
                         ts_ns: ev.ts_ns,
@@ -816,15 +973,6 @@ impl Engine {
                     }
                 }
             }
-            MountCallOp::Mount => {
-                if call.ret == EBUSY {
-                    self.mount_busy(ev, call, out);
-                } else if call.ret == 0 {
-                    let k = StoryKey::Device(call.source.to_string());
-                    self.close_story(&k, ev, false, 0, out);
-                }
-            }
-            MountCallOp::MoveMount | MountCallOp::Fsmount => {}
         }
     }
 

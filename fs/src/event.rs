@@ -102,6 +102,34 @@ pub enum NameKind {
     Dentry,
 }
 
+/// The deferred-release work functions the precise tier hooks at entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkFnKind {
+    DelayedFput,
+    IoFallbackReqFunc,
+    IoRingExitWork,
+}
+
+impl WorkFnKind {
+    pub fn from_followed(v: u32) -> Option<Self> {
+        match v as u8 {
+            wire::followed::DELAYED_FPUT => Some(Self::DelayedFput),
+            wire::followed::URING_FALLBACK => Some(Self::IoFallbackReqFunc),
+            wire::followed::URING_EXIT => Some(Self::IoRingExitWork),
+            _ => None,
+        }
+    }
+
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Self::DelayedFput => "delayed_fput",
+            Self::IoFallbackReqFunc => "io_fallback_req_func",
+            Self::IoRingExitWork => "io_ring_exit_work",
+        }
+    }
+}
+
 /// One line of `/proc/self/mountinfo`, as far as the engine needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MountInfo {
@@ -200,6 +228,39 @@ pub enum Payload {
         req: u64,
         res: i32,
         failed: bool,
+    },
+    // --- from the precise hooks (fentry/kprobe) ---
+    /// `fput()`: this event's task dropped a reference; `last` when it was the last one.
+    FilePut {
+        file: u64,
+        mnt_id: i32,
+        ino: u64,
+        count: i64,
+        last: bool,
+    },
+    /// `task_work_add(____fput)`: the final `__fput` will run when task `target_pid`
+    /// (thread) of process `target_tgid` returns to user space.
+    FputDeferred {
+        file: u64,
+        mnt_id: i32,
+        target_pid: u32,
+        target_tgid: u32,
+    },
+    /// A deferred-release work function was entered (`work` is its argument).
+    WorkFnEntered {
+        which: WorkFnKind,
+        work: u64,
+    },
+    /// `path_umount()` returned `ret` for mount `mnt_id` (the umount's real result).
+    UmountRet {
+        mnt_id: i32,
+        ret: i64,
+        flags: u32,
+        enter_ns: u64,
+    },
+    /// `cleanup_mnt()`: the mount's last reference is gone.
+    MountCleanup {
+        mnt_id: i32,
     },
     // --- from userspace ---
     /// The whole mount table as read now (at attach, and after each mount-table change).
@@ -398,6 +459,48 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 failed: r.failed != 0,
             }
         }
+        RecordKind::FilePut => {
+            let r: wire::FilePut = unsafe { wire::read_record(bytes) };
+            Payload::FilePut {
+                file: r.file,
+                mnt_id: r.mnt_id,
+                ino: r.ino,
+                count: r.count,
+                last: r.last != 0,
+            }
+        }
+        RecordKind::FputDeferred => {
+            let r: wire::FputDeferred = unsafe { wire::read_record(bytes) };
+            Payload::FputDeferred {
+                file: r.file,
+                mnt_id: r.mnt_id,
+                target_pid: r.target_pid,
+                target_tgid: r.target_tgid,
+            }
+        }
+        RecordKind::WorkFnEntry => {
+            let r: wire::WorkFnEntry = unsafe { wire::read_record(bytes) };
+            Payload::WorkFnEntered {
+                which: WorkFnKind::from_followed(r.which).ok_or(DecodeError::BadField {
+                    kind: k,
+                    what: "which",
+                })?,
+                work: r.work,
+            }
+        }
+        RecordKind::UmountRet => {
+            let r: wire::UmountRet = unsafe { wire::read_record(bytes) };
+            Payload::UmountRet {
+                mnt_id: r.mnt_id,
+                ret: r.ret,
+                flags: r.flags,
+                enter_ns: r.enter_ns,
+            }
+        }
+        RecordKind::MountCleanup => {
+            let r: wire::MountCleanup = unsafe { wire::read_record(bytes) };
+            Payload::MountCleanup { mnt_id: r.mnt_id }
+        }
     };
     Ok(Event {
         ts_ns: hdr.ts_ns,
@@ -473,6 +576,88 @@ mod tests {
                 name_kind: NameKind::UserPath,
                 name: "/a/b".into(),
             }
+        );
+    }
+
+    #[test]
+    fn decodes_precise_records() {
+        let put = wire::FilePut {
+            hdr: hdr(RecordKind::FilePut),
+            file: 0xffff_8880_0000_2000,
+            ino: 7,
+            count: 1,
+            mnt_id: 40,
+            last: 1,
+        };
+        assert_eq!(
+            decode(&bytes_of(&put)).unwrap().payload,
+            Payload::FilePut {
+                file: 0xffff_8880_0000_2000,
+                mnt_id: 40,
+                ino: 7,
+                count: 1,
+                last: true,
+            }
+        );
+        let def = wire::FputDeferred {
+            hdr: hdr(RecordKind::FputDeferred),
+            file: 0x1000,
+            mnt_id: 40,
+            target_pid: 77,
+            target_tgid: 70,
+            _pad: 0,
+        };
+        assert_eq!(
+            decode(&bytes_of(&def)).unwrap().payload,
+            Payload::FputDeferred {
+                file: 0x1000,
+                mnt_id: 40,
+                target_pid: 77,
+                target_tgid: 70,
+            }
+        );
+        let mut w = wire::WorkFnEntry {
+            hdr: hdr(RecordKind::WorkFnEntry),
+            work: 0x2000,
+            which: wire::followed::URING_EXIT as u32,
+            _pad: 0,
+        };
+        assert_eq!(
+            decode(&bytes_of(&w)).unwrap().payload,
+            Payload::WorkFnEntered {
+                which: WorkFnKind::IoRingExitWork,
+                work: 0x2000
+            }
+        );
+        w.which = wire::followed::USER as u32;
+        assert!(matches!(
+            decode(&bytes_of(&w)),
+            Err(DecodeError::BadField { what: "which", .. })
+        ));
+        let u = wire::UmountRet {
+            hdr: hdr(RecordKind::UmountRet),
+            enter_ns: 40,
+            ret: -16,
+            mnt_id: 40,
+            flags: 2,
+        };
+        assert_eq!(
+            decode(&bytes_of(&u)).unwrap().payload,
+            Payload::UmountRet {
+                mnt_id: 40,
+                ret: -16,
+                flags: 2,
+                enter_ns: 40
+            }
+        );
+        let c = wire::MountCleanup {
+            hdr: hdr(RecordKind::MountCleanup),
+            mnt_id: 40,
+            _pad: 0,
+        };
+        assert_eq!(
+            decode(&bytes_of(&c)).unwrap().payload,
+            Payload::MountCleanup { mnt_id: 40 }
         );
     }
 

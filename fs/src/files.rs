@@ -82,14 +82,34 @@ pub struct Release {
     pub seen: bool,
 }
 
+/// What the precise tier (`fput`, `task_work_add(____fput)`) saw of a file's last
+/// reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LastPut {
+    /// The `fput()` that dropped the last reference.
+    pub actor: Actor,
+    /// `task_work_add(____fput)`: the final `__fput` was queued to this task's return to
+    /// user space. `None`: it went to `delayed_fput` (kworker, interrupt, exiting task).
+    pub deferred_to: Option<DeferredTo>,
+}
+
+/// The task a deferred `____fput` was queued to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DeferredTo {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+}
+
 /// Where a file stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
     /// At least one known holder.
     Held,
-    /// Its last known holder dropped it; the final `__fput` is deferred (task_work or
-    /// `delayed_fput`) and has not happened yet.
+    /// Its last known holder dropped it (or the precise `fput` hook saw its last
+    /// reference go); the final `__fput` is deferred (task_work or `delayed_fput`) and has
+    /// not happened yet.
     PendingRelease,
     /// Alive, but no known holder and no observed drop explains it.
     Unattributed,
@@ -115,6 +135,9 @@ pub struct FileObj {
     pub no_holder_since: Option<u64>,
     /// Drops by holders we never saw take a reference (so references we did not see exist).
     pub unseen_refs: u32,
+    /// `fput()` calls seen on it (precise tier), the last one included.
+    pub puts: u32,
+    pub last_put: Option<LastPut>,
     pub release: Option<Release>,
 }
 
@@ -124,7 +147,9 @@ impl FileObj {
             FileState::Released
         } else if !self.holders.is_empty() {
             FileState::Held
-        } else if self.last_drop.as_ref().is_some_and(|d| d.reason.seen()) {
+        } else if self.last_put.is_some()
+            || self.last_drop.as_ref().is_some_and(|d| d.reason.seen())
+        {
             FileState::PendingRelease
         } else {
             FileState::Unattributed
@@ -241,6 +266,8 @@ impl Files {
                 last_drop: None,
                 no_holder_since: None,
                 unseen_refs: 0,
+                puts: 0,
+                last_put: None,
                 release: None,
             },
         );
@@ -327,6 +354,32 @@ impl Files {
     }
 
     /// A holder dropped a reference it was never seen to take.
+    /// An `fput()` of the file; `last` when it dropped the last reference.
+    pub fn note_put(&mut self, key: FileKey, actor: &Actor, last: bool) {
+        if let Some(f) = self.get_mut(key) {
+            f.puts = f.puts.saturating_add(1);
+            if last {
+                f.last_put = Some(LastPut {
+                    actor: actor.clone(),
+                    deferred_to: None,
+                });
+            }
+        }
+    }
+
+    /// `task_work_add(____fput)` for the file: its final `__fput` waits for `to`.
+    pub fn note_deferred(&mut self, key: FileKey, to: DeferredTo, actor: &Actor) {
+        if let Some(f) = self.get_mut(key) {
+            // The fput record comes first from the same call; without it (a lost record),
+            // the task_work_add proves the last reference went all the same.
+            let lp = f.last_put.get_or_insert_with(|| LastPut {
+                actor: actor.clone(),
+                deferred_to: None,
+            });
+            lp.deferred_to = Some(to);
+        }
+    }
+
     pub fn note_unseen_ref(&mut self, key: FileKey) {
         if let Some(f) = self.get_mut(key) {
             f.unseen_refs = f.unseen_refs.saturating_add(1);

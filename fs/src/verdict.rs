@@ -213,6 +213,37 @@ pub struct TeardownDesc {
     pub ended_ns: Option<u64>,
 }
 
+/// The precise hooks' account of a file's last reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LastPutDesc {
+    pub ts_ns: u64,
+    /// Who called the last `fput()`.
+    pub by: ChainLink,
+    /// `task_work_add(____fput)`: the task whose return to user space runs the release.
+    pub queued_to: Option<crate::files::DeferredTo>,
+}
+
+impl LastPutDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        let mut s = format!(
+            "last reference dropped (fput) by {} {}",
+            self.by.who(),
+            a.at(self.ts_ns)
+        );
+        match &self.queued_to {
+            Some(t) => {
+                let _ = write!(
+                    s,
+                    "; deferred put queued to task {} (pid {})'s return to user space",
+                    t.pid, t.tgid
+                );
+            }
+            None => s.push_str("; no task_work queued: the release goes to delayed_fput"),
+        }
+        s
+    }
+}
+
 /// How a pending final put will run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -344,6 +375,10 @@ pub enum HolderDesc {
         via: DeferVia,
         last_drop: Option<DropDesc>,
         delayed_fput: Option<WorkProgress>,
+        /// The last reference's `fput()` and where its release was queued, when the
+        /// precise hooks saw it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_put: Option<LastPutDesc>,
     },
     /// Alive with no holder we can name.
     Unattributed {
@@ -406,10 +441,14 @@ impl HolderDesc {
                 via,
                 last_drop,
                 delayed_fput,
+                last_put,
             } => {
                 let mut s = format!("deferred put pending since {}", a.at(*since_ns));
                 if let Some(d) = last_drop {
                     let _ = write!(s, ": last holder gone when {}", d.words());
+                }
+                if let Some(p) = last_put {
+                    let _ = write!(s, "; {}", p.words(a));
                 }
                 match via {
                     DeferVia::TaskWork => {

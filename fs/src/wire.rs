@@ -8,7 +8,7 @@
 //! the version they were written with and are refused by a build that speaks another.
 
 /// Layout version of every record below.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// Length of a task's `comm` in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -30,10 +30,15 @@ pub enum RecordKind {
     WorkEnd = 11,
     WorkArm = 12,
     UringReqDone = 13,
+    FilePut = 14,
+    FputDeferred = 15,
+    WorkFnEntry = 16,
+    UmountRet = 17,
+    MountCleanup = 18,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 13] = [
+    pub const ALL: [RecordKind; 18] = [
         RecordKind::MountCall,
         RecordKind::TaskExit,
         RecordKind::Signal,
@@ -47,6 +52,11 @@ impl RecordKind {
         RecordKind::WorkEnd,
         RecordKind::WorkArm,
         RecordKind::UringReqDone,
+        RecordKind::FilePut,
+        RecordKind::FputDeferred,
+        RecordKind::WorkFnEntry,
+        RecordKind::UmountRet,
+        RecordKind::MountCleanup,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -69,6 +79,11 @@ impl RecordKind {
             }
             RecordKind::WorkArm => core::mem::size_of::<WorkArm>(),
             RecordKind::UringReqDone => core::mem::size_of::<UringReqDone>(),
+            RecordKind::FilePut => core::mem::size_of::<FilePut>(),
+            RecordKind::FputDeferred => core::mem::size_of::<FputDeferred>(),
+            RecordKind::WorkFnEntry => core::mem::size_of::<WorkFnEntry>(),
+            RecordKind::UmountRet => core::mem::size_of::<UmountRet>(),
+            RecordKind::MountCleanup => core::mem::size_of::<MountCleanup>(),
         }
     }
 }
@@ -341,43 +356,108 @@ pub struct UringReqDone {
     pub failed: u32,
 }
 
+/// `fput()` (precise tier: fentry or kprobe): the header's task drops a reference to
+/// `file`. `last` when it was the last one (the counter read at entry said one reference):
+/// the release is now due, deferred to task_work or `delayed_fput`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FilePut {
+    pub hdr: Header,
+    pub file: u64,
+    pub ino: u64,
+    /// The reference counter as read at entry (`f_count`, or `f_ref`'s raw value).
+    pub count: i64,
+    pub mnt_id: i32,
+    pub last: u32,
+}
+
+/// `task_work_add(task, &file->f_task_work, ..)` with `____fput` as the callback: the final
+/// `__fput` of `file` will run when `task` returns to user space (or exits).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FputDeferred {
+    pub hdr: Header,
+    pub file: u64,
+    pub mnt_id: i32,
+    /// The task the work was added to (thread id and thread-group id).
+    pub target_pid: u32,
+    pub target_tgid: u32,
+    pub _pad: u32,
+}
+
+/// Entry of a deferred-release work function (precise tier): `which` is a
+/// [`followed`] kind (`DELAYED_FPUT`, `URING_FALLBACK`, `URING_EXIT`), `work` its argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WorkFnEntry {
+    pub hdr: Header,
+    pub work: u64,
+    pub which: u32,
+    pub _pad: u32,
+}
+
+/// `path_umount()` returned: the umount's real result for that mount.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UmountRet {
+    pub hdr: Header,
+    /// When `path_umount` was entered (the return is `hdr.ts_ns`); 0 when not known.
+    pub enter_ns: u64,
+    pub ret: i64,
+    /// The mount being unmounted; -1 when unreadable.
+    pub mnt_id: i32,
+    /// `MNT_*` flags.
+    pub flags: u32,
+}
+
+/// `cleanup_mnt()`: the last reference to a mount is gone; it is really going away.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MountCleanup {
+    pub hdr: Header,
+    pub mnt_id: i32,
+    pub _pad: u32,
+}
+
 /// Per-CPU counters the programs keep (a `PerCpuArray<u64>` indexed by these).
 pub mod counter {
-    /// Records sent, per kind: `RECORDS + kind`.
+    /// Records sent, per kind: `RECORDS + kind` (room for 32 kinds).
     pub const RECORDS: u32 = 0;
     /// Ring-buffer reservations that failed (records lost), per kind: `DROPS + kind`.
-    pub const DROPS: u32 = 16;
-    pub const KMEM_CACHE_ALLOC: u32 = 32;
-    pub const KMEM_CACHE_FREE: u32 = 33;
-    pub const KMALLOC: u32 = 34;
-    pub const KFREE: u32 = 35;
-    pub const FILP_ALLOC: u32 = 36;
-    pub const FILP_FREE: u32 = 37;
-    pub const WORK_QUEUED: u32 = 38;
-    pub const WORK_EXECUTED: u32 = 39;
+    pub const DROPS: u32 = 32;
+    pub const KMEM_CACHE_ALLOC: u32 = 64;
+    pub const KMEM_CACHE_FREE: u32 = 65;
+    pub const KMALLOC: u32 = 66;
+    pub const KFREE: u32 = 67;
+    pub const FILP_ALLOC: u32 = 68;
+    pub const FILP_FREE: u32 = 69;
+    pub const WORK_QUEUED: u32 = 70;
+    pub const WORK_EXECUTED: u32 = 71;
     /// A syscall exit found no matching entry (attached mid-syscall, or map full).
-    pub const UNMATCHED_EXIT: u32 = 40;
+    pub const UNMATCHED_EXIT: u32 = 72;
     /// Pending-syscall or in-flight-request maps were full.
-    pub const MAP_FULL: u32 = 41;
+    pub const MAP_FULL: u32 = 73;
     /// An fd-table walk failed (fd out of range, unreadable pointer).
-    pub const FD_WALK_FAILED: u32 = 42;
+    pub const FD_WALK_FAILED: u32 = 74;
     /// More files registered in one call than one program run walks.
-    pub const REGISTER_TRUNCATED: u32 = 43;
+    pub const REGISTER_TRUNCATED: u32 = 75;
     /// Allocation tracking (`wire::alloc`): allocations put in `OUTSTANDING`.
-    pub const ALLOC_TRACKED: u32 = 44;
+    pub const ALLOC_TRACKED: u32 = 76;
     /// Frees that removed a tracked allocation.
-    pub const ALLOC_FREED: u32 = 45;
+    pub const ALLOC_FREED: u32 = 77;
     /// Allocations that passed the filter but found `OUTSTANDING` full (not tracked).
-    pub const ALLOC_MAP_FULL: u32 = 46;
+    pub const ALLOC_MAP_FULL: u32 = 78;
     /// Allocations left out by sampling (`--alloc-sample`).
-    pub const ALLOC_SAMPLED_OUT: u32 = 47;
+    pub const ALLOC_SAMPLED_OUT: u32 = 79;
     /// Stack captures that failed (`STACKS` full, or the helper refused).
-    pub const ALLOC_STACK_FAILED: u32 = 48;
+    pub const ALLOC_STACK_FAILED: u32 = 80;
     /// Stacks captured (once per call site).
-    pub const ALLOC_STACKS: u32 = 49;
+    pub const ALLOC_STACKS: u32 = 81;
     /// Tracked addresses allocated again before a free was seen: frees we missed.
-    pub const ALLOC_REUSED: u32 = 50;
-    pub const COUNT: u32 = 64;
+    pub const ALLOC_REUSED: u32 = 82;
+    /// `fput()` calls seen by the precise hook (records are sent for each).
+    pub const FPUT: u32 = 83;
+    pub const COUNT: u32 = 96;
 }
 
 /// Classic-tracepoint field offsets the programs read, filled by userspace from each
@@ -472,6 +552,14 @@ pub mod btf_off {
     pub const TASK_TGID: usize = 20; // task_struct.tgid
     pub const TASK_COMM: usize = 21; // task_struct.comm
     pub const KMEM_CACHE_OBJECT_SIZE: usize = 22; // kmem_cache.object_size
+    /// `file.f_count` (up to 6.12) or `file.f_ref` (later): see `Config::file_one_ref`.
+    pub const FILE_COUNT: usize = 23;
+    /// Where `fput()` puts the `callback_head` it hands to `task_work_add()`:
+    /// `file.f_task_work` (6.7+), else `file.f_rcuhead` (the union member of older kernels).
+    pub const FILE_TASK_WORK: usize = 24;
+    pub const CALLBACK_FUNC: usize = 25; // callback_head.func
+    pub const MOUNT_MNT_ID: usize = 26; // mount.mnt_id (from a `struct mount *`)
+    pub const PATH_MNT: usize = 27; // path.mnt
     pub const COUNT: usize = 32;
 }
 
@@ -491,6 +579,11 @@ pub struct Config {
     pub all_work: u32,
     /// `delayed_work_timer_fn`, to recognise the timer of a delayed work in `timer_start`.
     pub delayed_work_timer_fn: u64,
+    /// `____fput`, to recognise a deferred file release in `task_work_add`.
+    pub fput_callback: u64,
+    /// The value of the file's reference counter (`btf_off::FILE_COUNT`) when it holds
+    /// exactly one reference: 1 for `f_count`, 0 for `f_ref` (`FILE_REF_ONEREF`).
+    pub file_one_ref: u64,
     pub tp: [u16; tp_field::COUNT],
     pub btf: [u32; btf_off::COUNT],
 }
@@ -501,6 +594,8 @@ impl Config {
             self_tgid: 0,
             all_work: 0,
             delayed_work_timer_fn: 0,
+            fput_callback: 0,
+            file_one_ref: 1,
             tp: [MISSING_U16; tp_field::COUNT],
             btf: [MISSING_U32; btf_off::COUNT],
         }
@@ -520,6 +615,7 @@ pub const MAX_RECORD_SIZE: usize = 512;
 
 const _: () = {
     assert!(core::mem::size_of::<Header>() == 56);
+    assert!(RecordKind::ALL.len() < (counter::DROPS - counter::RECORDS) as usize);
     let mut i = 0;
     while i < RecordKind::ALL.len() {
         let size = RecordKind::ALL[i].size();

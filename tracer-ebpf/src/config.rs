@@ -51,6 +51,18 @@ pub fn delayed_work_timer_fn() -> u64 {
     unsafe { core::ptr::read_volatile(&CONFIG.delayed_work_timer_fn) }
 }
 
+#[inline(always)]
+pub fn fput_callback() -> u64 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.fput_callback) }
+}
+
+#[inline(always)]
+pub fn file_one_ref() -> u64 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.file_one_ref) }
+}
+
 /// Reads classic-tracepoint field `f` of the record at `ctx`, or `T::default()` when this
 /// kernel's tracepoint lacks it.
 #[inline(always)]

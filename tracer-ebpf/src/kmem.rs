@@ -1,5 +1,6 @@
 //! Slab allocation hooks. For now: counters, and the death of every `struct file` (the
-//! `filp` cache), which is when `__fput()` has dropped the file's mount reference.
+//! `filp` cache), which is when `__fput()` has dropped the file's mount reference: the
+//! tracepoint tier's stand-in for a `__fput` hook (see `precise.rs`).
 //!
 //! As in `work.rs`, raw-tracepoint argument positions are checked by userspace against the
 //! running kernel's BTF; the classic programs are the fallback.
@@ -17,7 +18,7 @@ use crate::{
     config::{btf, field, tp},
     emit::{count, fill_header, reserve},
     kernel::{file_identity, read},
-    maps::FILP_CACHE,
+    maps::{FILP_CACHE, PRECISE_RELEASE},
 };
 
 const FILP: &[u8; 5] = b"filp\0";
@@ -62,6 +63,11 @@ fn on_cache_alloc(cache: u64) {
 #[inline(always)]
 fn on_file_free(file: u64) {
     count(counter::FILP_FREE);
+    // The precise `__fput` hook reports the real release; this free comes later (after
+    // an RCU grace period on some kernels) and would only blur it.
+    if PRECISE_RELEASE.get(0).is_some_and(|v| *v != 0) {
+        return;
+    }
     // A file that never got a path (a failed open) pinned no mount: nothing to say.
     let id = file_identity(file);
     if id.mnt_id < 0 {

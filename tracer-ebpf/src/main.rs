@@ -16,6 +16,7 @@ mod files;
 mod floor;
 mod kmem;
 mod mounts;
+mod precise;
 mod snapshot;
 mod tasks;
 mod uring;

@@ -61,6 +61,23 @@ pub static INFLIGHT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 
 #[map]
 pub static FILP_CACHE: Array<u64> = Array::with_max_entries(1, 0);
 
+/// `path_umount`'s arguments between its kprobe and kretprobe, by `pid_tgid`.
+#[map]
+pub static PENDING_UMOUNT: LruHashMap<u64, PendingUmount> = LruHashMap::with_max_entries(1024, 0);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PendingUmount {
+    pub enter_ns: u64,
+    pub mnt_id: i32,
+    pub flags: u32,
+}
+
+/// Slot 0 non-zero: `__fput` is hooked precisely (set by userspace once attached), so the
+/// `filp` slab free only counts and no longer reports releases.
+#[map]
+pub static PRECISE_RELEASE: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Per-CPU scratch space for records too large for the 512-byte BPF stack.
 #[map]
 pub static SCRATCH_MOUNT: PerCpuArray<MountCall> = PerCpuArray::with_max_entries(1, 0);

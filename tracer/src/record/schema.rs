@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use tracer_fs::event::{
-    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx,
+    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
 };
 
 /// One entry of a block, as encoded. Variants are identified by position: append only.
@@ -200,6 +200,33 @@ enum RecPayload<'a> {
     MountsAppeared {
         mounts: Vec<RecMount<'a>>,
     },
+    // The precise tier's events (appended: older recordings stay readable).
+    FilePut {
+        file: u64,
+        mnt_id: i32,
+        ino: u64,
+        count: i64,
+        last: bool,
+    },
+    FputDeferred {
+        file: u64,
+        mnt_id: i32,
+        target_pid: u32,
+        target_tgid: u32,
+    },
+    WorkFnEntered {
+        which: RecWorkFn,
+        work: u64,
+    },
+    UmountRet {
+        mnt_id: i32,
+        ret: i64,
+        flags: u32,
+        enter_ns: u64,
+    },
+    MountCleanup {
+        mnt_id: i32,
+    },
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -244,6 +271,29 @@ fn own_mounts(mounts: Vec<RecMount<'_>>) -> Vec<MountInfo> {
             source: o(m.source),
         })
         .collect()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum RecWorkFn {
+    DelayedFput,
+    IoFallbackReqFunc,
+    IoRingExitWork,
+}
+
+fn work_fn_to(k: WorkFnKind) -> RecWorkFn {
+    match k {
+        WorkFnKind::DelayedFput => RecWorkFn::DelayedFput,
+        WorkFnKind::IoFallbackReqFunc => RecWorkFn::IoFallbackReqFunc,
+        WorkFnKind::IoRingExitWork => RecWorkFn::IoRingExitWork,
+    }
+}
+
+fn work_fn_from(k: RecWorkFn) -> WorkFnKind {
+    match k {
+        RecWorkFn::DelayedFput => WorkFnKind::DelayedFput,
+        RecWorkFn::IoFallbackReqFunc => WorkFnKind::IoFallbackReqFunc,
+        RecWorkFn::IoRingExitWork => WorkFnKind::IoRingExitWork,
+    }
 }
 
 fn holder_to(h: &HolderRef) -> RecHolder {
@@ -476,6 +526,46 @@ impl<'a> RecEvent<'a> {
                 mounts: rec_mounts(mounts),
             },
             Payload::TestMarker { test } => RecPayload::TestMarker { test: b(test) },
+            Payload::FilePut {
+                file,
+                mnt_id,
+                ino,
+                count,
+                last,
+            } => RecPayload::FilePut {
+                file: *file,
+                mnt_id: *mnt_id,
+                ino: *ino,
+                count: *count,
+                last: *last,
+            },
+            Payload::FputDeferred {
+                file,
+                mnt_id,
+                target_pid,
+                target_tgid,
+            } => RecPayload::FputDeferred {
+                file: *file,
+                mnt_id: *mnt_id,
+                target_pid: *target_pid,
+                target_tgid: *target_tgid,
+            },
+            Payload::WorkFnEntered { which, work } => RecPayload::WorkFnEntered {
+                which: work_fn_to(*which),
+                work: *work,
+            },
+            Payload::UmountRet {
+                mnt_id,
+                ret,
+                flags,
+                enter_ns,
+            } => RecPayload::UmountRet {
+                mnt_id: *mnt_id,
+                ret: *ret,
+                flags: *flags,
+                enter_ns: *enter_ns,
+            },
+            Payload::MountCleanup { mnt_id } => RecPayload::MountCleanup { mnt_id: *mnt_id },
         };
         RecEvent {
             ts_ns: *ts_ns,
@@ -614,6 +704,46 @@ impl<'a> RecEvent<'a> {
                 mounts: own_mounts(mounts),
             },
             RecPayload::TestMarker { test } => Payload::TestMarker { test: o(test) },
+            RecPayload::FilePut {
+                file,
+                mnt_id,
+                ino,
+                count,
+                last,
+            } => Payload::FilePut {
+                file,
+                mnt_id,
+                ino,
+                count,
+                last,
+            },
+            RecPayload::FputDeferred {
+                file,
+                mnt_id,
+                target_pid,
+                target_tgid,
+            } => Payload::FputDeferred {
+                file,
+                mnt_id,
+                target_pid,
+                target_tgid,
+            },
+            RecPayload::WorkFnEntered { which, work } => Payload::WorkFnEntered {
+                which: work_fn_from(which),
+                work,
+            },
+            RecPayload::UmountRet {
+                mnt_id,
+                ret,
+                flags,
+                enter_ns,
+            } => Payload::UmountRet {
+                mnt_id,
+                ret,
+                flags,
+                enter_ns,
+            },
+            RecPayload::MountCleanup { mnt_id } => Payload::MountCleanup { mnt_id },
         };
         Event {
             ts_ns: self.ts_ns,

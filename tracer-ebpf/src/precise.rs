@@ -1,0 +1,320 @@
+//! The precise hooks of the full-kernel tier: the kernel functions of the release path
+//! itself (`fput`, `task_work_add(____fput)`, `__fput`, the deferred-release work functions,
+//! `path_umount`'s return, `cleanup_mnt`). Each comes as an fentry/fexit program and as a
+//! kprobe/kretprobe twin; userspace attaches the first that works on this kernel and falls
+//! back to the tracepoint tier when neither does.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_ktime_get_boot_ns},
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+use tracer_fs::wire::{
+    FileFree, FilePut, FputDeferred, MountCleanup, RecordKind, UmountRet, WorkFnEntry, btf_off,
+    counter, followed,
+};
+
+use crate::{
+    config::{btf, file_one_ref, fput_callback},
+    emit::{count, fill_header, is_self, reserve},
+    kernel::{file_identity, file_mnt_id, member, read},
+    maps::{PENDING_UMOUNT, PendingUmount},
+};
+
+// ----- fput: a reference dropped -----
+
+#[inline(always)]
+fn on_fput(file: u64) {
+    if file == 0 || is_self() {
+        return;
+    }
+    count(counter::FPUT);
+    let Some(off) = btf(btf_off::FILE_COUNT) else {
+        return;
+    };
+    // Racy by nature (another CPU may drop a reference meanwhile): the last-reference
+    // verdict is the one `fput()` itself is about to reach, give or take a race.
+    let Some(refs) = read::<i64>(file.wrapping_add(off)) else {
+        return;
+    };
+    let id = file_identity(file);
+    let Some(mut entry) = reserve::<FilePut>(RecordKind::FilePut) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::FilePut);
+    rec.file = file;
+    rec.ino = id.ino;
+    rec.count = refs;
+    rec.mnt_id = id.mnt_id;
+    rec.last = (refs as u64 == file_one_ref()) as u32;
+    entry.submit(0);
+}
+
+// void fput(struct file *file)
+#[fentry(function = "fput")]
+pub fn fentry_fput(ctx: FEntryContext) -> i32 {
+    on_fput(ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_fput(ctx: ProbeContext) -> u32 {
+    on_fput(ctx.arg(0).unwrap_or(0));
+    0
+}
+
+// ----- task_work_add(____fput): the release deferred to a task's return to user space -----
+
+#[inline(always)]
+fn on_task_work_add(task: u64, work: u64) {
+    let cb = fput_callback();
+    if cb == 0 || work == 0 {
+        return;
+    }
+    let Some(func) = member::<u64>(work, btf_off::CALLBACK_FUNC) else {
+        return;
+    };
+    if func != cb {
+        return;
+    }
+    // The callback_head is a member of the struct file being released.
+    let Some(off) = btf(btf_off::FILE_TASK_WORK) else {
+        return;
+    };
+    let file = work.wrapping_sub(off);
+    let Some(mut entry) = reserve::<FputDeferred>(RecordKind::FputDeferred) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::FputDeferred);
+    rec.file = file;
+    rec.mnt_id = file_mnt_id(file).unwrap_or(-1);
+    rec.target_pid = member::<u32>(task, btf_off::TASK_PID).unwrap_or(0);
+    rec.target_tgid = member::<u32>(task, btf_off::TASK_TGID).unwrap_or(0);
+    rec._pad = 0;
+    entry.submit(0);
+}
+
+// int task_work_add(struct task_struct *task, struct callback_head *work, enum task_work_notify_mode)
+#[fentry(function = "task_work_add")]
+pub fn fentry_task_work_add(ctx: FEntryContext) -> i32 {
+    on_task_work_add(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_task_work_add(ctx: ProbeContext) -> u32 {
+    on_task_work_add(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
+    0
+}
+
+// ----- __fput: the real release -----
+
+#[inline(always)]
+fn on_release(file: u64) {
+    if file == 0 {
+        return;
+    }
+    // A file that never got a path (a failed open) pinned no mount: nothing to say.
+    let id = file_identity(file);
+    if id.mnt_id < 0 {
+        return;
+    }
+    let Some(mut entry) = reserve::<FileFree>(RecordKind::FileFree) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::FileFree);
+    rec.file = file;
+    rec.ino = id.ino;
+    rec.mnt_id = id.mnt_id;
+    rec._pad = 0;
+    entry.submit(0);
+}
+
+// static void __fput(struct file *file). At its return the mount reference is dropped;
+// the file itself is freed after an RCU grace period (and a trampoline runs under RCU), so
+// its fields are still readable here.
+#[fexit(function = "__fput")]
+pub fn fexit_real_fput(ctx: FExitContext) -> i32 {
+    on_release(ctx.arg(0));
+    0
+}
+
+// The kprobe twin fires at entry (a kretprobe has no arguments): the release is then
+// reported a moment before the mount reference actually goes.
+#[kprobe]
+pub fn kprobe_real_fput(ctx: ProbeContext) -> u32 {
+    on_release(ctx.arg(0).unwrap_or(0));
+    0
+}
+
+// ----- the deferred-release work functions, at entry -----
+
+#[inline(always)]
+fn on_work_fn(which: u8, work: u64) {
+    let Some(mut entry) = reserve::<WorkFnEntry>(RecordKind::WorkFnEntry) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::WorkFnEntry);
+    rec.work = work;
+    rec.which = which as u32;
+    rec._pad = 0;
+    entry.submit(0);
+}
+
+// static void delayed_fput(struct work_struct *unused)
+#[fentry(function = "delayed_fput")]
+pub fn fentry_delayed_fput(ctx: FEntryContext) -> i32 {
+    on_work_fn(followed::DELAYED_FPUT, ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_delayed_fput(ctx: ProbeContext) -> u32 {
+    on_work_fn(followed::DELAYED_FPUT, ctx.arg(0).unwrap_or(0));
+    0
+}
+
+// static __cold void io_fallback_req_func(struct work_struct *work)
+#[fentry(function = "io_fallback_req_func")]
+pub fn fentry_io_fallback_req_func(ctx: FEntryContext) -> i32 {
+    on_work_fn(followed::URING_FALLBACK, ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_io_fallback_req_func(ctx: ProbeContext) -> u32 {
+    on_work_fn(followed::URING_FALLBACK, ctx.arg(0).unwrap_or(0));
+    0
+}
+
+// static __cold void io_ring_exit_work(struct work_struct *work)
+#[fentry(function = "io_ring_exit_work")]
+pub fn fentry_io_ring_exit_work(ctx: FEntryContext) -> i32 {
+    on_work_fn(followed::URING_EXIT, ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_io_ring_exit_work(ctx: ProbeContext) -> u32 {
+    on_work_fn(followed::URING_EXIT, ctx.arg(0).unwrap_or(0));
+    0
+}
+
+// ----- path_umount: the umount's real result, with its mount -----
+
+/// `path->mnt` -> `real_mount(mnt)->mnt_id`.
+#[inline(always)]
+fn path_mnt_id(path: u64) -> i32 {
+    let Some(vfsmount) = member::<u64>(path, btf_off::PATH_MNT) else {
+        return -1;
+    };
+    let Some(delta) = btf(btf_off::VFSMOUNT_TO_MNT_ID) else {
+        return -1;
+    };
+    if vfsmount == 0 {
+        return -1;
+    }
+    read::<i32>(vfsmount.wrapping_add(delta as u32 as i32 as i64 as u64)).unwrap_or(-1)
+}
+
+#[inline(always)]
+fn send_umount_ret(enter_ns: u64, mnt_id: i32, flags: u32, ret: i64) {
+    let Some(mut entry) = reserve::<UmountRet>(RecordKind::UmountRet) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::UmountRet);
+    rec.enter_ns = enter_ns;
+    rec.ret = ret;
+    rec.mnt_id = mnt_id;
+    rec.flags = flags;
+    entry.submit(0);
+}
+
+// int path_umount(struct path *path, int flags). The path is the caller's (ksys_umount's
+// stack), valid at the return; the mount may be on its way out but is freed after RCU.
+#[fexit(function = "path_umount")]
+pub fn fexit_path_umount(ctx: FExitContext) -> i32 {
+    if is_self() {
+        return 0;
+    }
+    let path: u64 = ctx.arg(0);
+    let flags: u64 = ctx.arg(1);
+    let ret: i64 = ctx.arg::<u64>(2) as i32 as i64;
+    send_umount_ret(0, path_mnt_id(path), flags as u32, ret);
+    0
+}
+
+/// The kretprobe twin has no arguments at the return: the entry keeps them per thread.
+#[kprobe]
+pub fn kprobe_path_umount(ctx: ProbeContext) -> u32 {
+    if is_self() {
+        return 0;
+    }
+    let path: u64 = ctx.arg(0).unwrap_or(0);
+    let flags: u64 = ctx.arg(1).unwrap_or(0);
+    let p = PendingUmount {
+        // SAFETY: no preconditions.
+        enter_ns: unsafe { bpf_ktime_get_boot_ns() },
+        mnt_id: path_mnt_id(path),
+        flags: flags as u32,
+    };
+    if PENDING_UMOUNT
+        .insert(&bpf_get_current_pid_tgid(), &p, 0)
+        .is_err()
+    {
+        count(counter::MAP_FULL);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_path_umount(ctx: RetProbeContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(p) = (unsafe { PENDING_UMOUNT.get(&key) }).copied() else {
+        return 0;
+    };
+    let _ = PENDING_UMOUNT.remove(&key);
+    let ret: u64 = ctx.ret();
+    send_umount_ret(p.enter_ns, p.mnt_id, p.flags, ret as i32 as i64);
+    0
+}
+
+// ----- cleanup_mnt: the mount really going away -----
+
+#[inline(always)]
+fn on_cleanup_mnt(mnt: u64) {
+    let mnt_id = member::<i32>(mnt, btf_off::MOUNT_MNT_ID).unwrap_or(-1);
+    let Some(mut entry) = reserve::<MountCleanup>(RecordKind::MountCleanup) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::MountCleanup);
+    rec.mnt_id = mnt_id;
+    rec._pad = 0;
+    entry.submit(0);
+}
+
+// static void cleanup_mnt(struct mount *mnt)
+#[fentry(function = "cleanup_mnt")]
+pub fn fentry_cleanup_mnt(ctx: FEntryContext) -> i32 {
+    on_cleanup_mnt(ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_cleanup_mnt(ctx: ProbeContext) -> u32 {
+    on_cleanup_mnt(ctx.arg(0).unwrap_or(0));
+    0
+}
