@@ -3,11 +3,12 @@
 //! links are file descriptors owned by this process, nothing is pinned, so not even a
 //! crash of the tracer leaves a probe behind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
+    maps::Array as BpfArray,
     maps::HashMap as BpfHashMap,
     programs::{Iter, Program, RawTracePoint, TracePoint},
 };
@@ -66,6 +67,21 @@ pub struct HookStatus {
     pub points: Vec<String>,
     /// Why better mechanisms, or all of them, failed.
     pub notes: Vec<String>,
+    /// A hook of the full-kernel tier (fentry/kprobe on the kernel function).
+    pub precise: bool,
+    /// `tracer doctor`: the function-level programs of this hook that were not used, loaded
+    /// anyway to show they pass this kernel's verifier.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spare_loads: Vec<SpareLoad>,
+}
+
+/// One unused program of a precise hook, loaded (not attached) by `tracer doctor`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpareLoad {
+    pub program: &'static str,
+    pub mechanism: Mechanism,
+    pub ok: bool,
+    pub detail: String,
 }
 
 impl HookStatus {
@@ -104,6 +120,7 @@ pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Conf
         .first()
         .copied()
         .unwrap_or(0);
+    cfg.fput_callback = ksyms.addrs("____fput").first().copied().unwrap_or(0);
     let gaps = layout::fill_config(&mut cfg, kbtf);
     (cfg, gaps)
 }
@@ -190,10 +207,20 @@ pub fn attach(opts: &Options) -> Result<Attached> {
 
     let followed = follow_work(&mut ebpf, &ksyms, opts)?;
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
-    let hooks = HOOKS
-        .iter()
-        .map(|h| attach_hook(&mut ebpf, &kbtf, h, &mut loaded))
-        .collect();
+    let mut shared = HashSet::new();
+    let mut hooks = Vec::new();
+    for h in HOOKS {
+        let status = attach_hook(&mut ebpf, &kbtf, &btf, h, &mut loaded, &mut shared);
+        if h.name == "__fput" && status.mechanism.is_some_and(Mechanism::on_function) {
+            // From now on the `filp` slab free only counts: `__fput` reports releases.
+            let mut flag: BpfArray<_, u32> = BpfArray::try_from(
+                ebpf.map_mut("PRECISE_RELEASE")
+                    .ok_or_else(|| anyhow!("no PRECISE_RELEASE map"))?,
+            )?;
+            flag.set(0, 1, 0).context("setting PRECISE_RELEASE")?;
+        }
+        hooks.push(status);
+    }
     Ok(Attached {
         ebpf,
         hooks,
@@ -254,24 +281,73 @@ fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
     Ok(())
 }
 
+/// Loads a program (once) for the point it serves.
+fn load_program(
+    prog: &mut Program,
+    p: &Point,
+    btf: &aya::Btf,
+    loaded: &mut HashMap<&'static str, Result<(), String>>,
+) -> Result<(), String> {
+    loaded
+        .entry(p.program)
+        .or_insert_with(|| {
+            match prog {
+                Program::TracePoint(t) => t.load(),
+                Program::RawTracePoint(t) => t.load(),
+                Program::FEntry(t) => t.load(p.target, btf),
+                Program::FExit(t) => t.load(p.target, btf),
+                Program::KProbe(t) => t.load(),
+                _ => return Err(format!("program {} has an unexpected type", p.program)),
+            }
+            .map_err(|e| load_error(p, &e))
+        })
+        .clone()
+}
+
+/// Why a program did not load, in a line or a few: a trampoline the kernel refuses says
+/// so plainly; a verifier rejection keeps the end of its log.
+fn load_error(p: &Point, e: &aya::programs::ProgramError) -> String {
+    if matches!(p.mechanism, Mechanism::Fentry | Mechanism::Fexit) {
+        let msg = format!("{e}");
+        let head = msg.split(". Verifier output").next().unwrap_or(&msg);
+        if !format!("{e:#}").contains("processed ") {
+            return format!("loading {} {}: {head}", p.mechanism, p.target);
+        }
+    }
+    verifier_error(e)
+}
+
 fn attach_point(
     ebpf: &mut Ebpf,
     p: &Point,
+    btf: &aya::Btf,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
 ) -> Result<(), String> {
     let prog = ebpf
         .program_mut(p.program)
         .ok_or_else(|| format!("program {} missing from the object", p.program))?;
-    let load = loaded.entry(p.program).or_insert_with(|| {
-        match prog {
-            Program::TracePoint(t) => t.load(),
-            Program::RawTracePoint(t) => t.load(),
-            _ => return Err(format!("program {} has an unexpected type", p.program)),
-        }
-        .map_err(|e| verifier_error(&e))
-    });
-    load.clone()?;
+    load_program(prog, p, btf, loaded)?;
     match (p.mechanism, prog) {
+        (Mechanism::Fentry, Program::FEntry(t)) => t
+            .attach()
+            .map(drop)
+            .map_err(|e| format!("attaching fentry {}: {e}", p.target)),
+        (Mechanism::Fexit, Program::FExit(t)) => t
+            .attach()
+            .map(drop)
+            .map_err(|e| format!("attaching fexit {}: {e}", p.target)),
+        (Mechanism::Kprobe | Mechanism::Kretprobe, Program::KProbe(t)) => {
+            t.attach(p.target, 0).map(drop).map_err(|e| {
+                let msg = format!("{e}");
+                if msg.contains("kprobe/type") {
+                    "no kprobe PMU (/sys/bus/event_source/devices/kprobe is missing: a kernel \
+                     without CONFIG_KPROBES)"
+                        .to_string()
+                } else {
+                    format!("attaching {} {}: {msg}", p.mechanism, p.target)
+                }
+            })
+        }
         (Mechanism::Tracepoint, Program::TracePoint(t)) => {
             let (cat, name) = p.target.split_once('/').expect("category/name");
             if !tracefs::exists(cat, name) {
@@ -303,11 +379,17 @@ fn verifier_error(e: &aya::programs::ProgramError) -> String {
     lines[tail..].join("\n")
 }
 
+/// Points already attached, by (program, target): a hook whose alternative includes one
+/// shares it instead of attaching it twice (which would double its events).
+type Shared = HashSet<(&'static str, &'static str)>;
+
 fn attach_hook(
     ebpf: &mut Ebpf,
     kbtf: &KernelBtf,
+    btf: &aya::Btf,
     hook: &Hook,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
+    shared: &mut Shared,
 ) -> HookStatus {
     let mut status = HookStatus {
         hook: hook.name,
@@ -315,14 +397,9 @@ fn attach_hook(
         mechanism: None,
         points: vec![],
         notes: vec![],
+        precise: hook.precise,
+        spare_loads: vec![],
     };
-    if hook.precise_only {
-        status.notes.push(
-            "needs fentry or kprobe on the kernel function; this build attaches tracepoints only"
-                .into(),
-        );
-        return status;
-    }
     'alternatives: for alt in hook.alternatives {
         for p in alt.iter() {
             if let Err(e) = raw_args_match(kbtf, p) {
@@ -334,25 +411,82 @@ fn attach_hook(
         }
         // Attach the whole alternative or none of it: a partial one would mislead.
         let mut points = vec![];
+        let mut fresh = vec![];
         for p in alt.iter() {
-            match attach_point(ebpf, p, loaded) {
-                Ok(()) => points.push(p.target.to_string()),
+            if shared.contains(&(p.program, p.target)) {
+                points.push(p.target.to_string());
+                continue;
+            }
+            match attach_point(ebpf, p, btf, loaded) {
+                Ok(()) => {
+                    points.push(p.target.to_string());
+                    fresh.push(p);
+                }
                 Err(e) => {
                     status
                         .notes
                         .push(format!("{} {}: {e}", p.mechanism, p.target));
-                    for p in alt.iter() {
+                    for p in fresh {
                         detach_program(ebpf, p.program);
                     }
                     continue 'alternatives;
                 }
             }
         }
+        for p in fresh {
+            shared.insert((p.program, p.target));
+        }
         status.mechanism = alt.first().map(|p| p.mechanism);
         status.points = points;
         break;
     }
+    if hook.precise && !status.mechanism.is_some_and(Mechanism::on_function) {
+        status.notes.push(match status.mechanism {
+            Some(m) => format!(
+                "approximated by the tracepoint tier ({m}): neither fentry nor kprobe could be used"
+            ),
+            None => "neither fentry nor kprobe could be used, and the tracepoint tier has no \
+                     stand-in"
+                .into(),
+        });
+    }
     status
+}
+
+/// `tracer doctor`: loads (without attaching) every function-level program of the precise
+/// hooks that the attach did not use, so that a verifier rejection of a fallback shows on
+/// the kernel that has it, not only once the preferred mechanism is gone.
+pub fn load_spares(att: &mut Attached) {
+    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
+    for (hook, status) in HOOKS.iter().zip(att.hooks.iter_mut()) {
+        let Some(chosen) = status.mechanism.filter(|m| m.on_function()) else {
+            continue; // every function-level alternative was tried: the notes say why
+        };
+        // The alternatives after the chosen one were never tried.
+        let rest = hook
+            .alternatives
+            .iter()
+            .skip_while(|a| a.first().map(|p| p.mechanism) != Some(chosen))
+            .skip(1);
+        for p in rest.flat_map(|a| a.iter()) {
+            if !p.mechanism.on_function() {
+                continue;
+            }
+            let Some(prog) = att.ebpf.program_mut(p.program) else {
+                continue;
+            };
+            let r = load_program(prog, p, &att.btf, &mut loaded);
+            status.spare_loads.push(SpareLoad {
+                program: p.program,
+                mechanism: p.mechanism,
+                ok: r.is_ok(),
+                detail: match r {
+                    Ok(()) => "passes the verifier".into(),
+                    Err(e) => e,
+                },
+            });
+        }
+    }
 }
 
 /// Drops every link of a program (used to undo a partly attached alternative).
@@ -361,6 +495,7 @@ fn detach_program(ebpf: &mut Ebpf, name: &str) {
         let _ = match prog {
             Program::TracePoint(t) => t.unload().and_then(|_| t.load()),
             Program::RawTracePoint(t) => t.unload().and_then(|_| t.load()),
+            Program::KProbe(t) => t.unload().and_then(|_| t.load()),
             _ => Ok(()),
         };
     }
@@ -413,10 +548,18 @@ pub fn attach_floor() -> Result<Floor> {
     let mut real: HashMap<&'static str, Result<(), String>> = HashMap::new();
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
     let mut hooks = Vec::new();
+    let mut floor_shared = HashSet::new();
     for hook in HOOKS {
         let mut rejected = Vec::new();
         let mut alternatives: Vec<&'static [Point]> = Vec::new();
         for alt in hook.alternatives {
+            if alt.iter().any(|p| p.mechanism.on_function()) {
+                rejected.push(format!(
+                    "{}: the floor has no fentry/kprobe programs",
+                    alt[0].mechanism
+                ));
+                continue;
+            }
             // The real programs must pass the verifier, as they must in the default mode.
             let mut ok = true;
             for p in alt.iter() {
@@ -454,7 +597,13 @@ pub fn attach_floor() -> Result<Floor> {
         };
         // No partial undo here: `detach_program` would drop every link of the shared floor
         // program, so an alternative is attached point by point and kept only when whole.
-        let mut status = attach_floor_hook(&mut ebpf, &kbtf, &floor_hook, &mut loaded);
+        let mut status = attach_floor_hook(
+            &mut ebpf,
+            &kbtf,
+            &floor_hook,
+            &mut loaded,
+            &mut floor_shared,
+        );
         status.notes.splice(0..0, rejected);
         hooks.push(status);
     }
@@ -466,6 +615,7 @@ fn attach_floor_hook(
     kbtf: &KernelBtf,
     hook: &Hook,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
+    shared: &mut HashSet<(Mechanism, &'static str)>,
 ) -> HookStatus {
     let mut status = HookStatus {
         hook: hook.name,
@@ -473,13 +623,9 @@ fn attach_floor_hook(
         mechanism: None,
         points: vec![],
         notes: vec![],
+        precise: hook.precise,
+        spare_loads: vec![],
     };
-    if hook.precise_only {
-        status
-            .notes
-            .push("needs fentry or kprobe; not attached by the default mode either".into());
-        return status;
-    }
     'alternatives: for alt in hook.alternatives {
         for p in alt.iter() {
             if let Err(e) = raw_args_match(kbtf, p) {
@@ -491,6 +637,10 @@ fn attach_floor_hook(
         }
         let mut links = vec![];
         for p in alt.iter() {
+            // A point another hook attached counts once, as in the default mode.
+            if shared.contains(&(p.mechanism, p.target)) {
+                continue;
+            }
             match floor_attach_point(ebpf, p, loaded) {
                 Ok(link) => links.push((p.program, link)),
                 Err(e) => {
@@ -504,6 +654,7 @@ fn attach_floor_hook(
                 }
             }
         }
+        shared.extend(alt.iter().map(|p| (p.mechanism, p.target)));
         status.mechanism = alt.first().map(|p| p.mechanism);
         status.points = alt.iter().map(|p| p.target.to_string()).collect();
         break;

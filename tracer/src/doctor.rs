@@ -140,14 +140,18 @@ pub fn run() -> Report {
         Err(e) => caps.push(cap(RINGBUF, Err(format!("{e:#}")))),
     }
     // The hooks: what a real attach gets (then detached again when dropped).
-    if let Ok(att) = attach::attach(&Options {
+    if let Ok(mut att) = attach::attach(&Options {
         ring_bytes: 1 << 16,
         ..Options::default()
     }) {
+        attach::load_spares(&mut att);
         hooks = att.hooks.clone();
         let kprobe_ok = caps.iter().any(|c| c.name == KPROBE && c.ok);
         let fentry_ok = caps.iter().any(|c| c.name == FENTRY && c.ok);
-        for h in hooks.iter_mut().filter(|h| !h.live()) {
+        for h in hooks
+            .iter_mut()
+            .filter(|h| !h.live() || h.precise && !h.mechanism.is_some_and(|m| m.on_function()))
+        {
             h.notes.push(format!(
                 "this kernel allows: fentry {}, kprobe {}",
                 if fentry_ok { "yes" } else { "no" },
@@ -298,6 +302,25 @@ pub fn print_human(r: &Report) {
         if h.live() {
             for n in &h.notes {
                 println!("  {:<24} {:<16} (fell back: {n})", "", "");
+            }
+        }
+        for l in &h.spare_loads {
+            println!(
+                "  {:<24} {:<16} (unused {} program {}: {})",
+                "",
+                "",
+                l.mechanism,
+                l.program,
+                if l.ok {
+                    "passes the verifier"
+                } else {
+                    "REJECTED"
+                }
+            );
+            if !l.ok {
+                for line in l.detail.lines().take(3) {
+                    println!("  {:<24} {:<16}   {line}", "", "");
+                }
             }
         }
     }

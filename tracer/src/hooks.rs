@@ -2,11 +2,13 @@
 //! first. `attach.rs` walks this table; `doctor` prints it.
 
 /// How a program is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     Fentry,
+    Fexit,
     Kprobe,
+    Kretprobe,
     RawTracepoint,
     Tracepoint,
     TpBtf,
@@ -17,12 +19,25 @@ impl std::fmt::Display for Mechanism {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Mechanism::Fentry => "fentry",
+            Mechanism::Fexit => "fexit",
             Mechanism::Kprobe => "kprobe",
+            Mechanism::Kretprobe => "kretprobe",
             Mechanism::RawTracepoint => "raw tracepoint",
             Mechanism::Tracepoint => "tracepoint",
             Mechanism::TpBtf => "BTF tracepoint",
             Mechanism::Iterator => "BPF iterator",
         })
+    }
+}
+
+impl Mechanism {
+    /// A program on the kernel function itself (BPF trampoline or kprobe), not a
+    /// tracepoint near it.
+    pub fn on_function(self) -> bool {
+        matches!(
+            self,
+            Mechanism::Fentry | Mechanism::Fexit | Mechanism::Kprobe | Mechanism::Kretprobe
+        )
     }
 }
 
@@ -46,10 +61,11 @@ pub struct Hook {
     pub name: &'static str,
     pub why: &'static str,
     /// Each inner slice is one complete way to serve the hook; the first that attaches
-    /// whole wins.
+    /// whole wins. A point another hook already attached is shared, not attached twice.
     pub alternatives: &'static [&'static [Point]],
-    /// Precise hooks that the tracepoint tier cannot serve: reported, not attached yet.
-    pub precise_only: bool,
+    /// A hook of the full-kernel tier: served exactly by fentry/fexit or kprobe/kretprobe on
+    /// the kernel function, else (where there is one) approximated by the tracepoint tier.
+    pub precise: bool,
 }
 
 const fn tp(program: &'static str, target: &'static str) -> Point {
@@ -57,6 +73,42 @@ const fn tp(program: &'static str, target: &'static str) -> Point {
         mechanism: Mechanism::Tracepoint,
         program,
         target,
+        raw_args: &[],
+    }
+}
+
+const fn fentry(program: &'static str, function: &'static str) -> Point {
+    Point {
+        mechanism: Mechanism::Fentry,
+        program,
+        target: function,
+        raw_args: &[],
+    }
+}
+
+const fn fexit(program: &'static str, function: &'static str) -> Point {
+    Point {
+        mechanism: Mechanism::Fexit,
+        program,
+        target: function,
+        raw_args: &[],
+    }
+}
+
+const fn kprobe(program: &'static str, function: &'static str) -> Point {
+    Point {
+        mechanism: Mechanism::Kprobe,
+        program,
+        target: function,
+        raw_args: &[],
+    }
+}
+
+const fn kretprobe(program: &'static str, function: &'static str) -> Point {
+    Point {
+        mechanism: Mechanism::Kretprobe,
+        program,
+        target: function,
         raw_args: &[],
     }
 }
@@ -74,17 +126,34 @@ const fn raw(
     }
 }
 
+/// A work item starting, as the workqueue hook attaches it (shared, never attached twice).
+const WORK_START_RAW: &[Point] = &[raw(
+    "raw_workqueue_execute_start",
+    "workqueue_execute_start",
+    &[(0, "struct work_struct *")],
+)];
+const WORK_START_TP: &[Point] = &[tp(
+    "workqueue_execute_start",
+    "workqueue/workqueue_execute_start",
+)];
+
 pub const HOOKS: &[Hook] = &[
     Hook {
         name: "fput",
         why: "a reference dropped (last one or not)",
-        alternatives: &[],
-        precise_only: true,
+        alternatives: &[
+            &[fentry("fentry_fput", "fput")],
+            &[kprobe("kprobe_fput", "fput")],
+        ],
+        precise: true,
     },
     Hook {
         name: "__fput",
         why: "the real release of a file (its mount reference goes)",
+        // The tracepoint tier's stand-in: the `filp` slab free (shared with the slab hook).
         alternatives: &[
+            &[fexit("fexit_real_fput", "__fput")],
+            &[kprobe("kprobe_real_fput", "__fput")],
             &[raw(
                 "raw_kmem_cache_free",
                 "kmem_cache_free",
@@ -92,13 +161,16 @@ pub const HOOKS: &[Hook] = &[
             )],
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
-        precise_only: false,
+        precise: true,
     },
     Hook {
         name: "task_work_add(____fput)",
         why: "a release deferred to the task's return to user space",
-        alternatives: &[],
-        precise_only: true,
+        alternatives: &[
+            &[fentry("fentry_task_work_add", "task_work_add")],
+            &[kprobe("kprobe_task_work_add", "task_work_add")],
+        ],
+        precise: true,
     },
     Hook {
         name: "workqueue",
@@ -130,13 +202,53 @@ pub const HOOKS: &[Hook] = &[
                 tp("workqueue_execute_end", "workqueue/workqueue_execute_end"),
             ],
         ],
-        precise_only: false,
+        precise: false,
+    },
+    Hook {
+        name: "delayed_fput",
+        why: "the global deferred-release work running (entry)",
+        // The tracepoint tier sees its run as a work item starting (shared point).
+        alternatives: &[
+            &[fentry("fentry_delayed_fput", "delayed_fput")],
+            &[kprobe("kprobe_delayed_fput", "delayed_fput")],
+            WORK_START_RAW,
+            WORK_START_TP,
+        ],
+        precise: true,
+    },
+    Hook {
+        name: "io_fallback_req_func",
+        why: "io_uring completing an exiting task's requests (entry)",
+        alternatives: &[
+            &[fentry(
+                "fentry_io_fallback_req_func",
+                "io_fallback_req_func",
+            )],
+            &[kprobe(
+                "kprobe_io_fallback_req_func",
+                "io_fallback_req_func",
+            )],
+            WORK_START_RAW,
+            WORK_START_TP,
+        ],
+        precise: true,
+    },
+    Hook {
+        name: "io_ring_exit_work",
+        why: "an io_uring ring torn down (entry)",
+        alternatives: &[
+            &[fentry("fentry_io_ring_exit_work", "io_ring_exit_work")],
+            &[kprobe("kprobe_io_ring_exit_work", "io_ring_exit_work")],
+            WORK_START_RAW,
+            WORK_START_TP,
+        ],
+        precise: true,
     },
     Hook {
         name: "delayed work armed",
         why: "who scheduled delayed_fput (its queue event fires from a timer)",
         alternatives: &[&[tp("timer_start", "timer/timer_start")]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "mount/umount result",
@@ -147,7 +259,33 @@ pub const HOOKS: &[Hook] = &[
             tp("sys_exit_mount_family", "syscalls/sys_exit_mount"),
             tp("sys_exit_mount_family", "syscalls/sys_exit_umount"),
         ]],
-        precise_only: false,
+        precise: false,
+    },
+    Hook {
+        name: "path_umount return",
+        why: "the umount's real result, with the mount itself",
+        // The tracepoint tier: umount2(2)'s exit, by path (shared points).
+        alternatives: &[
+            &[fexit("fexit_path_umount", "path_umount")],
+            &[
+                kprobe("kprobe_path_umount", "path_umount"),
+                kretprobe("kretprobe_path_umount", "path_umount"),
+            ],
+            &[
+                tp("sys_enter_umount", "syscalls/sys_enter_umount"),
+                tp("sys_exit_mount_family", "syscalls/sys_exit_umount"),
+            ],
+        ],
+        precise: true,
+    },
+    Hook {
+        name: "cleanup_mnt",
+        why: "a mount really going away (its last reference gone)",
+        alternatives: &[
+            &[fentry("fentry_cleanup_mnt", "cleanup_mnt")],
+            &[kprobe("kprobe_cleanup_mnt", "cleanup_mnt")],
+        ],
+        precise: true,
     },
     Hook {
         name: "new mount API",
@@ -158,7 +296,7 @@ pub const HOOKS: &[Hook] = &[
             tp("sys_exit_mount_family", "syscalls/sys_exit_move_mount"),
             tp("sys_exit_mount_family", "syscalls/sys_exit_fsmount"),
         ]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "open",
@@ -173,25 +311,25 @@ pub const HOOKS: &[Hook] = &[
             tp("sys_exit_open_family", "syscalls/sys_exit_open"),
             tp("sys_exit_open_family", "syscalls/sys_exit_creat"),
         ]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "close",
         why: "an fd dropped its file",
         alternatives: &[&[tp("sys_enter_close", "syscalls/sys_enter_close")]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "task exit",
         why: "a task exited (its fd table is closed by the kernel)",
         alternatives: &[&[tp("sched_process_exit", "sched/sched_process_exit")]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "SIGKILL",
         why: "who killed whom",
         alternatives: &[&[tp("signal_generate", "signal/signal_generate")]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "io_uring rings",
@@ -208,7 +346,7 @@ pub const HOOKS: &[Hook] = &[
                 "syscalls/sys_exit_io_uring_register",
             ),
         ]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "io_uring requests",
@@ -218,7 +356,7 @@ pub const HOOKS: &[Hook] = &[
             tp("io_uring_complete", "io_uring/io_uring_complete"),
             tp("io_uring_req_failed", "io_uring/io_uring_req_failed"),
         ]],
-        precise_only: false,
+        precise: false,
     },
     Hook {
         name: "kmem_cache alloc",
@@ -231,7 +369,20 @@ pub const HOOKS: &[Hook] = &[
             )],
             &[tp("kmem_cache_alloc", "kmem/kmem_cache_alloc")],
         ],
-        precise_only: false,
+        precise: false,
+    },
+    Hook {
+        name: "kmem_cache free",
+        why: "slab frees (counted; allocation tracking; file releases without a __fput hook)",
+        alternatives: &[
+            &[raw(
+                "raw_kmem_cache_free",
+                "kmem_cache_free",
+                &[(1, "void *"), (2, "struct kmem_cache *")],
+            )],
+            &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
+        ],
+        precise: false,
     },
     Hook {
         name: "kmalloc/kfree",
@@ -243,7 +394,7 @@ pub const HOOKS: &[Hook] = &[
             ],
             &[tp("kmalloc", "kmem/kmalloc"), tp("kfree", "kmem/kfree")],
         ],
-        precise_only: false,
+        precise: false,
     },
 ];
 

@@ -229,6 +229,9 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::TASK_PID, "task_struct", &["pid"]),
     (b::TASK_TGID, "task_struct", &["tgid"]),
     (b::TASK_COMM, "task_struct", &["comm"]),
+    (b::CALLBACK_FUNC, "callback_head", &["func"]),
+    (b::MOUNT_MNT_ID, "mount", &["mnt_id"]),
+    (b::PATH_MNT, "path", &["mnt"]),
 ];
 
 /// What could not be found, by the name of what needs it.
@@ -285,6 +288,33 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             cfg.btf[b::VFSMOUNT_TO_MNT_ID] = (id as i64 - mnt as i64) as i32 as u32
         }
         (Err(e), _) | (_, Err(e)) => gaps.btf_members.push(format!("mount.mnt_id/mnt: {e}")),
+    }
+    // The file's reference counter: `f_count` (the count itself) up to 6.12, `f_ref`
+    // (`file_ref_t`, which reads 0 for one reference) after.
+    match (
+        btf.offset_of("file", &["f_count"]),
+        btf.offset_of("file", &["f_ref"]),
+    ) {
+        (Ok(off), _) => {
+            cfg.btf[b::FILE_COUNT] = off;
+            cfg.file_one_ref = 1;
+        }
+        (_, Ok(off)) => {
+            cfg.btf[b::FILE_COUNT] = off;
+            cfg.file_one_ref = 0;
+        }
+        (Err(e), _) => gaps.btf_members.push(format!("file.f_count/f_ref: {e}")),
+    }
+    // The callback_head `fput()` hands to `task_work_add()`: its own member since 6.7,
+    // the `f_rcuhead` of a union before.
+    match btf
+        .offset_of("file", &["f_task_work"])
+        .or_else(|_| btf.offset_of("file", &["f_rcuhead"]))
+    {
+        Ok(off) => cfg.btf[b::FILE_TASK_WORK] = off,
+        Err(e) => gaps
+            .btf_members
+            .push(format!("file.f_task_work/f_rcuhead: {e}")),
     }
     match (
         btf.offset_of("delayed_work", &["timer"]),

@@ -47,6 +47,11 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
         .map(|h| format!("{} ({})", h.hook, h.why))
         .collect();
     cfg.exit_group_dead_unknown = att.gaps.tp_fields.iter().any(|g| g.contains("group_dead"));
+    cfg.precise_release = att.hooks.iter().any(|h| {
+        h.hook == "__fput"
+            && h.mechanism
+                .is_some_and(crate::hooks::Mechanism::on_function)
+    });
     cfg
 }
 

@@ -46,6 +46,21 @@ const REQUIRED: &[&str] = &[
     "fentry/fexit",
 ];
 
+/// The precise hooks (tracer/src/hooks.rs) that must be served on the kernel function
+/// itself (fentry/fexit or kprobe/kretprobe) inside the VM, not by a tracepoint stand-in.
+const PRECISE_HOOKS: &[&str] = &[
+    "fput",
+    "__fput",
+    "task_work_add(____fput)",
+    "delayed_fput",
+    "io_fallback_req_func",
+    "io_ring_exit_work",
+    "path_umount return",
+    "cleanup_mnt",
+];
+
+const ON_FUNCTION: &[&str] = &["fentry", "fexit", "kprobe", "kretprobe"];
+
 const MARK: &str = "@@TRACER-VM";
 
 /// `/init`: mounts, modules, `tracer doctor --json` between markers, power off. `@MODULES@`
@@ -664,6 +679,7 @@ fn check(serial: &str, version: &str) -> Checked {
             c.passed += 1;
         }
     }
+    check_precise_hooks(&report, &mut c);
     if let Some(hooks) = report["hooks"].as_array() {
         c.lines.push(format!("hooks:     {}", hooks.len()));
         for hook in hooks {
@@ -684,6 +700,48 @@ fn check(serial: &str, version: &str) -> Checked {
         }
     }
     c
+}
+
+/// Every precise hook got fentry/fexit or kprobe/kretprobe, and its unused function-level
+/// programs (loaded by the doctor) pass the verifier too.
+fn check_precise_hooks(report: &serde_json::Value, c: &mut Checked) {
+    let hooks = report["hooks"].as_array().cloned().unwrap_or_default();
+    for want in PRECISE_HOOKS {
+        let Some(h) = hooks.iter().find(|h| h["hook"] == *want) else {
+            c.failures.push(format!(
+                "precise hook `{want}` missing from doctor's report"
+            ));
+            continue;
+        };
+        let mech = h["mechanism"].as_str().unwrap_or("none");
+        if !ON_FUNCTION.contains(&mech) {
+            c.failures.push(format!(
+                "precise hook `{want}` got {mech}, not fentry or kprobe"
+            ));
+            continue;
+        }
+        let rejected: Vec<String> = h["spare_loads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["ok"] != serde_json::Value::Bool(true))
+            .map(|l| {
+                format!(
+                    "{}: {}",
+                    l["program"].as_str().unwrap_or("?"),
+                    l["detail"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        if rejected.is_empty() {
+            c.passed += 1;
+        } else {
+            c.failures.push(format!(
+                "precise hook `{want}`: an unused program fails to load: {}",
+                rejected.join("; ")
+            ));
+        }
+    }
 }
 
 /// leakyfs's knobs, as /init exercised them: it loads, mounts, keeps the mount busy while
@@ -754,8 +812,13 @@ mod tests {
             {\"kernel\":\"Linux 6.1\",\"can_run\":true,\"capabilities\":[{\"name\":\"kprobes\",\"ok\":true,\"detail\":\"d\"}],\"hooks\":[]}\n\
             @@TRACER-VM DOCTOR-END rc=0\n@@TRACER-VM DONE 3.0 1\n";
         let c = check(serial, "6.1.0-1-cloud-amd64");
-        // Only the other REQUIRED capabilities are missing.
-        assert_eq!(c.failures.len(), REQUIRED.len() - 1, "{:?}", c.failures);
+        // Only the other REQUIRED capabilities and the precise hooks are missing.
+        assert_eq!(
+            c.failures.len(),
+            REQUIRED.len() - 1 + PRECISE_HOOKS.len(),
+            "{:?}",
+            c.failures
+        );
         // booted, uname, 1 module, 5 leakyfs knobs, rc, JSON, can_run, kprobes.
         assert_eq!(c.passed, 12);
         // Without the leakyfs markers, each of its five checks fails.
@@ -765,9 +828,38 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         let c = check(&without, "6.1.0-1-cloud-amd64");
-        assert_eq!(c.failures.len(), REQUIRED.len() - 1 + 5, "{:?}", c.failures);
+        assert_eq!(
+            c.failures.len(),
+            REQUIRED.len() - 1 + PRECISE_HOOKS.len() + 5,
+            "{:?}",
+            c.failures
+        );
         assert!(c.lines.iter().any(|l| l.contains("yes kprobes")));
         let c = check("nothing", "x");
         assert_eq!(c.failures.len(), 1);
+    }
+
+    #[test]
+    fn precise_hooks_need_fentry_or_kprobe() {
+        let hook = |name: &str, mech: &str, spare_ok: bool| {
+            serde_json::json!({"hook": name, "mechanism": mech,
+                "spare_loads": [{"program": "p", "ok": spare_ok, "detail": "d"}]})
+        };
+        let all: Vec<_> = PRECISE_HOOKS
+            .iter()
+            .map(|h| hook(h, "fentry", true))
+            .collect();
+        let mut c = Checked::default();
+        check_precise_hooks(&serde_json::json!({ "hooks": all }), &mut c);
+        assert!(c.failures.is_empty(), "{:?}", c.failures);
+        assert_eq!(c.passed, PRECISE_HOOKS.len());
+        // A tracepoint stand-in, a rejected spare program and a missing hook each fail.
+        let mut some = all.clone();
+        some[0] = hook(PRECISE_HOOKS[0], "raw_tracepoint", true);
+        some[1] = hook(PRECISE_HOOKS[1], "kprobe", false);
+        some.pop();
+        let mut c = Checked::default();
+        check_precise_hooks(&serde_json::json!({ "hooks": some }), &mut c);
+        assert_eq!(c.failures.len(), 3, "{:?}", c.failures);
     }
 }
