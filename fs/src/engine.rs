@@ -907,6 +907,18 @@ impl Engine {
             self.files.set_mount(key, mnt_id);
         }
         let actor = self.actor(ev);
+        if last {
+            // The last reference went: holders still on our books let go unseen.
+            let held: Vec<HolderRef> = self
+                .files
+                .get(key)
+                .map(|f| f.holders.keys().copied().collect())
+                .unwrap_or_default();
+            for h in held {
+                self.files
+                    .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
+            }
+        }
         self.files.note_put(key, &actor, last);
     }
 

@@ -53,12 +53,18 @@ pub enum DropReason {
     /// Another file took the same fd slot or request: this one was dropped without an event
     /// we saw (dup2, close-on-exec, close_range, a lost record).
     SlotReused,
+    /// The precise `fput` hook saw the file's last reference go while this holder was
+    /// still believed to hold it: its own drop went unseen.
+    GoneAtLastPut,
 }
 
 impl DropReason {
     /// The drop was observed, not inferred.
     pub fn seen(&self) -> bool {
-        !matches!(self, DropReason::SlotReused | DropReason::RingGoneUnseen)
+        !matches!(
+            self,
+            DropReason::SlotReused | DropReason::RingGoneUnseen | DropReason::GoneAtLastPut
+        )
     }
 }
 

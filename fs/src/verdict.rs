@@ -331,6 +331,10 @@ impl DropDesc {
                 "{} was reused for another file without a release we saw",
                 holder_name(h)
             ),
+            (h, DropReason::GoneAtLastPut) => format!(
+                "{} let go unseen: {by} dropped the file's last reference",
+                holder_name(h)
+            ),
             (h, DropReason::Unref { how }) => {
                 format!("{} dropped it ({how:?}) in {by}", holder_name(h))
             }

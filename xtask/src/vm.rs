@@ -697,6 +697,14 @@ fn check(serial: &str, version: &str) -> Checked {
                 c.lines
                     .push(format!("      note: {}", note.as_str().unwrap_or("?")));
             }
+            for l in hook["spare_loads"].as_array().into_iter().flatten() {
+                c.lines.push(format!(
+                    "      unused {} {}: {}",
+                    l["mechanism"].as_str().unwrap_or("?"),
+                    l["program"].as_str().unwrap_or("?"),
+                    l["detail"].as_str().unwrap_or("?")
+                ));
+            }
         }
     }
     c
