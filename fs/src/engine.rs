@@ -285,8 +285,12 @@ impl Engine {
             Payload::UringReqDone { ctx, req, .. } => self.on_req_done(ev, *ctx, *req),
             Payload::TestMarker { test } => self.current_test = Some(test.clone()),
             Payload::FilePut {
-                file, mnt_id, last, ..
-            } => self.on_file_put(ev, *file, *mnt_id, *last),
+                file,
+                mnt_id,
+                count,
+                last,
+                ..
+            } => self.on_file_put(ev, *file, *mnt_id, *count, *last),
             Payload::FputDeferred {
                 file,
                 target_pid,
@@ -345,15 +349,16 @@ impl Engine {
 
     /// The deferral chain of a release in context `rel`: the freeing context, then who
     /// handed it the file or asked for its run, and so on back to a plain task.
-    fn build_chain(&self, rel: &Actor, last_drop: Option<&HolderDrop>) -> Vec<ChainLink> {
+    /// `putter` is who dropped the last reference (the precise `fput`), else the last holder.
+    fn build_chain(&self, rel: &Actor, putter: Option<&Actor>) -> Vec<ChainLink> {
         if rel.work.is_none() {
             return vec![self.link(rel, LinkRole::TaskWork)];
         }
         let mut links = vec![self.link(rel, LinkRole::Ran)];
         let asker = self.asker_of(rel.work_instance);
-        let mut next: Option<(Actor, LinkRole)> = match (last_drop, asker) {
-            (Some(d), Some((a, role))) if d.actor.same_context(a) => Some((a.clone(), role)),
-            (Some(d), _) if !d.actor.same_context(rel) => Some((d.actor.clone(), LinkRole::PutBy)),
+        let mut next: Option<(Actor, LinkRole)> = match (putter, asker) {
+            (Some(d), Some((a, role))) if d.same_context(a) => Some((a.clone(), role)),
+            (Some(d), _) if !d.same_context(rel) => Some((d.clone(), LinkRole::PutBy)),
             (_, Some((a, role))) => Some((a.clone(), role)),
             _ => None,
         };
@@ -551,6 +556,7 @@ impl Engine {
             FileState::Unattributed => holders.push(HolderDesc::Unattributed {
                 since_ns: f.no_holder_since,
                 last_drop: f.last_drop.as_ref().map(|d| self.drop_desc(d)),
+                refs_left: f.refs_left.map(|r| r.left),
             }),
             FileState::Held | FileState::Released => {}
         }
@@ -899,7 +905,7 @@ impl Engine {
     }
 
     /// An `fput()` (precise tier) of a file the engine follows.
-    fn on_file_put(&mut self, ev: &Event, file: u64, mnt_id: i32, last: bool) {
+    fn on_file_put(&mut self, ev: &Event, file: u64, mnt_id: i32, held: i64, last: bool) {
         let Some(key) = self.files.alive(file) else {
             return; // pipes, sockets, files opened before attach: not followed
         };
@@ -919,7 +925,7 @@ impl Engine {
                     .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
             }
         }
-        self.files.note_put(key, &actor, last);
+        self.files.note_put(key, &actor, held, last);
     }
 
     fn on_fput_deferred(&mut self, ev: &Event, file: u64, pid: u32, tgid: u32) {
@@ -1461,7 +1467,13 @@ impl Engine {
         }
         let chain = {
             let f = self.files.get(key);
-            self.build_chain(&actor, f.and_then(|f| f.last_drop.as_ref()))
+            let putter = f.and_then(|f| {
+                f.last_put
+                    .as_ref()
+                    .map(|p| &p.actor)
+                    .or(f.last_drop.as_ref().map(|d| &d.actor))
+            });
+            self.build_chain(&actor, putter)
         };
         self.end_file(
             key,

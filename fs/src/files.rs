@@ -99,6 +99,13 @@ pub struct LastPut {
     pub deferred_to: Option<DeferredTo>,
 }
 
+/// References a non-last `fput()` left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RefsLeft {
+    pub ts_ns: u64,
+    pub left: i64,
+}
+
 /// The task a deferred `____fput` was queued to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct DeferredTo {
@@ -144,6 +151,8 @@ pub struct FileObj {
     /// `fput()` calls seen on it (precise tier), the last one included.
     pub puts: u32,
     pub last_put: Option<LastPut>,
+    /// The latest `fput()` that was not the last: references remained, held by what.
+    pub refs_left: Option<RefsLeft>,
     pub release: Option<Release>,
 }
 
@@ -153,9 +162,16 @@ impl FileObj {
             FileState::Released
         } else if !self.holders.is_empty() {
             FileState::Held
-        } else if self.last_put.is_some()
-            || self.last_drop.as_ref().is_some_and(|d| d.reason.seen())
-        {
+        } else if self.last_put.is_some() {
+            FileState::PendingRelease
+        } else if self.refs_left.is_some_and(|r| {
+            self.last_drop
+                .as_ref()
+                .is_none_or(|d| r.ts_ns >= d.actor.ts_ns)
+        }) {
+            // The last holder's put was not the last reference: something unseen holds it.
+            FileState::Unattributed
+        } else if self.last_drop.as_ref().is_some_and(|d| d.reason.seen()) {
             FileState::PendingRelease
         } else {
             FileState::Unattributed
@@ -274,6 +290,7 @@ impl Files {
                 unseen_refs: 0,
                 puts: 0,
                 last_put: None,
+                refs_left: None,
                 release: None,
             },
         );
@@ -361,10 +378,16 @@ impl Files {
 
     /// A holder dropped a reference it was never seen to take.
     /// An `fput()` of the file; `last` when it dropped the last reference.
-    pub fn note_put(&mut self, key: FileKey, actor: &Actor, last: bool) {
+    pub fn note_put(&mut self, key: FileKey, actor: &Actor, held: i64, last: bool) {
         if let Some(f) = self.get_mut(key) {
             f.puts = f.puts.saturating_add(1);
-            if last {
+            if !last {
+                f.refs_left = Some(RefsLeft {
+                    ts_ns: actor.ts_ns,
+                    left: held - 1,
+                });
+            } else {
+                f.refs_left = None;
                 f.last_put = Some(LastPut {
                     actor: actor.clone(),
                     deferred_to: None,

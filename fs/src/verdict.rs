@@ -388,6 +388,10 @@ pub enum HolderDesc {
     Unattributed {
         since_ns: Option<u64>,
         last_drop: Option<DropDesc>,
+        /// The precise `fput` hook saw the last holder's put leave this many references
+        /// (taken where the tracer does not look: dup, fork, SCM_RIGHTS, kernel code).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refs_left: Option<i64>,
     },
 }
 
@@ -474,10 +478,18 @@ impl HolderDesc {
             HolderDesc::Unattributed {
                 since_ns,
                 last_drop,
+                refs_left,
             } => {
                 let mut s = "unattributed: no holder we can name".to_string();
                 if let Some(d) = last_drop {
                     let _ = write!(s, " ({})", d.words());
+                }
+                if let Some(n) = refs_left {
+                    let _ = write!(
+                        s,
+                        ", and that put was not the last: fput left {n} reference{} taken where the tracer does not look (dup, fork, SCM_RIGHTS, kernel code)",
+                        if *n == 1 { "" } else { "s" }
+                    );
                 }
                 if let Some(t) = since_ns {
                     let _ = write!(s, ", since {}", a.at(*t));

@@ -365,7 +365,8 @@ pub struct FilePut {
     pub hdr: Header,
     pub file: u64,
     pub ino: u64,
-    /// The reference counter as read at entry (`f_count`, or `f_ref`'s raw value).
+    /// References held just before this put, as read at entry (from `f_count`, or from
+    /// `f_ref`'s raw value, which is one less).
     pub count: i64,
     pub mnt_id: i32,
     pub last: u32,

@@ -124,6 +124,14 @@ fn a_last_fput_queued_to_task_work_is_the_pending_release() {
     let k = e.files().alive(F1).unwrap();
     assert_eq!(e.files().get(k).unwrap().puts, 1);
     assert!(e.files().get(k).unwrap().last_put.is_none());
+    // Not a pending release: the close's put left a reference the tracer never saw taken.
+    assert_eq!(state(&e), Some(FileState::Unattributed));
+    let r = e.describe_file(k).unwrap();
+    let words = r.holders[0].words(&Anchor {
+        ts: T0 + 5,
+        what: None,
+    });
+    assert!(words.contains("fput left 1 reference taken"), "{words}");
     apply(&mut e, &[put(T0 + 10, &p, true), deferred(T0 + 11, &p, 10)]);
     assert_eq!(state(&e), Some(FileState::PendingRelease));
     let d = deferred_put(&e);
@@ -283,4 +291,34 @@ fn a_work_function_entry_starts_its_run_when_the_workqueue_start_was_missed() {
             .count(),
         1
     );
+}
+
+#[test]
+fn the_release_chain_names_the_last_putter_not_the_last_holder() {
+    // A module's own work keeps a reference after the close (leakyfs's hold): its
+    // kworker drops the last one, and delayed_fput releases the file.
+    const MOD_WORK: u64 = 0xffff_8880_0777_0000;
+    const MOD_FN: u64 = 0xffff_ffff_c000_1000;
+    let mut e = engine(true);
+    let p = task(10, "cat");
+    let holder_kw = kworker(60, "kworker/0:2", MOD_WORK, MOD_FN);
+    let fput_kw = kworker(61, "kworker/0:3", DELAYED_FPUT_WORK, DELAYED_FPUT);
+    apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, 3),
+            ev(T0 + 2, &p, unref(F1, fd(10, 3), RefHow::Close)),
+            put(T0 + 3, &p, false),
+            ev(T0 + 10, &holder_kw, start(MOD_WORK, MOD_FN)),
+            put(T0 + 11, &holder_kw, true),
+            ev(T0 + 12, &holder_kw, end(MOD_WORK, MOD_FN)),
+            ev(T0 + 20, &fput_kw, start(DELAYED_FPUT_WORK, DELAYED_FPUT)),
+            ev(T0 + 21, &fput_kw, free(F1, 42, 7)),
+        ],
+    );
+    let f = e.files().iter().next().unwrap();
+    let chain = &f.release.as_ref().unwrap().chain;
+    let text = tracer_fs::work::chain_text(chain);
+    assert!(text.contains("kworker/0:2"), "{text}");
+    assert!(!text.contains("cat"), "{text}");
 }

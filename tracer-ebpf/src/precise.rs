@@ -46,9 +46,11 @@ fn on_fput(file: u64) {
     fill_header(&mut rec.hdr, RecordKind::FilePut);
     rec.file = file;
     rec.ino = id.ino;
-    rec.count = refs;
+    // Normalized to references held: `f_ref` reads one less than `f_count` would.
+    let held = (refs as u64).wrapping_sub(file_one_ref()).wrapping_add(1) as i64;
+    rec.count = held;
     rec.mnt_id = id.mnt_id;
-    rec.last = (refs as u64 == file_one_ref()) as u32;
+    rec.last = (held == 1) as u32;
     entry.submit(0);
 }
 
