@@ -50,7 +50,11 @@ fn compare(file: &str, actual: &str) {
 /// Runs a scenario, checks the engine's invariants after every event, compares the notices
 /// (text and JSON lines) and the event stream itself (JSON lines, a replayable fixture).
 fn run(name: &str, events: &[Event]) -> Vec<Notice> {
-    let mut engine = Engine::new(config());
+    run_with(name, config(), events)
+}
+
+fn run_with(name: &str, cfg: tracer_fs::EngineConfig, events: &[Event]) -> Vec<Notice> {
+    let mut engine = Engine::new(cfg);
     let mut notices = Vec::new();
     let mut text = String::new();
     let mut json = String::new();
@@ -436,4 +440,145 @@ fn lazy_umount_then_mount_busy() {
         unreachable!()
     };
     assert_eq!(u.ts_ns - u.detached_ns, S + 500 * MS + 50 * US - 200 * US);
+}
+
+const F_MOD: u64 = 0xffff_8880_0b0c_0d00;
+const MOD_WORK: u64 = 0xffff_8880_0777_2000;
+const MOD_PUT_FN: u64 = 0xffff_ffff_c001_0450;
+
+/// (4) The precise tier (fentry/kprobe), as leakyfs does it inside the VM: `cat` opens and
+/// closes a file, but the module's own work keeps a reference (the close's `fput` is not
+/// the last); umount is EBUSY (from `path_umount`'s return; the syscall exit adds nothing);
+/// the module's kworker drops the last reference, no task_work being possible there, so
+/// `delayed_fput` releases it (`__fput`); the umount then succeeds and `cleanup_mnt` runs.
+fn precise_stream() -> Vec<Event> {
+    let tracer = task(900, "tracer");
+    let cat = task(158, "cat");
+    let um = task(159, "umount");
+    let mod_kw = kworker(40, "kworker/0:2", MOD_WORK, MOD_PUT_FN);
+    let fput_kw = kworker(41, "kworker/0:3", DELAYED_FPUT_WORK, DELAYED_FPUT);
+    let bare_fput_kw = task(41, "kworker/0:3");
+    let put = |file: u64, count: i64| Payload::FilePut {
+        file,
+        mnt_id: 42,
+        ino: 2,
+        count,
+        last: count == 1,
+    };
+    let t = T0 + S;
+    vec![
+        ev(T0, &tracer, table(vec![root(), scratch()])),
+        ev(
+            t,
+            &cat,
+            file_ref(
+                F_MOD,
+                fd(158, 3),
+                RefHow::Open,
+                42,
+                2,
+                NameKind::UserPath,
+                "/mnt/scratch/hold",
+            ),
+        ),
+        ev(t + MS, &cat, unref(F_MOD, fd(158, 3), RefHow::Close)),
+        ev(t + MS + 2 * US, &cat, put(F_MOD, 2)),
+        ev(
+            t + 20 * MS,
+            &um,
+            Payload::UmountRet {
+                mnt_id: 42,
+                ret: -16,
+                flags: 0,
+                enter_ns: 0,
+            },
+        ),
+        ev(
+            t + 20 * MS + 5 * US,
+            &um,
+            umount("/mnt/scratch", 0, -16, t + 19 * MS),
+        ),
+        ev(t + 500 * MS, &mod_kw, start(MOD_WORK, MOD_PUT_FN)),
+        ev(t + 500 * MS + 10 * US, &mod_kw, put(F_MOD, 1)),
+        ev(
+            t + 500 * MS + 12 * US,
+            &mod_kw,
+            armed(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
+        ev(t + 500 * MS + 20 * US, &mod_kw, end(MOD_WORK, MOD_PUT_FN)),
+        ev(
+            t + 504 * MS,
+            &bare_fput_kw,
+            queued(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
+        ev(
+            t + 504 * MS + 30 * US,
+            &bare_fput_kw,
+            Payload::WorkFnEntered {
+                which: tracer_fs::event::WorkFnKind::DelayedFput,
+                work: DELAYED_FPUT_WORK,
+            },
+        ),
+        ev(t + 504 * MS + 40 * US, &fput_kw, free(F_MOD, 42, 2)),
+        ev(
+            t + 504 * MS + 50 * US,
+            &fput_kw,
+            end(DELAYED_FPUT_WORK, DELAYED_FPUT),
+        ),
+        ev(
+            t + S,
+            &task(161, "umount"),
+            Payload::UmountRet {
+                mnt_id: 42,
+                ret: 0,
+                flags: 0,
+                enter_ns: 0,
+            },
+        ),
+        ev(
+            t + S + 100 * US,
+            &task(161, "umount"),
+            Payload::MountCleanup { mnt_id: 42 },
+        ),
+        ev(
+            t + S + 200 * US,
+            &task(161, "umount"),
+            umount("/mnt/scratch", 0, 0, t + S - 100 * US),
+        ),
+        ev(t + S + 500 * US, &tracer, table(vec![root()])),
+    ]
+}
+
+#[test]
+fn precise_tier_module_reference_through_delayed_fput() {
+    let mut cfg = config();
+    cfg.precise_release = true;
+    let n = run_with("precise", cfg, &precise_stream());
+    assert_eq!(n.len(), 3, "{n:#?}");
+    let Notice::Verdict(v) = &n[0] else {
+        panic!("{n:#?}")
+    };
+    // Not a pending release: the close's fput left a reference the tracer never saw.
+    assert!(
+        matches!(
+            &v.culprits[0].holders[..],
+            [HolderDesc::Unattributed {
+                refs_left: Some(1),
+                ..
+            }]
+        ),
+        "{v:#?}"
+    );
+    let Notice::CulpritReleased(c) = &n[1] else {
+        panic!("{n:#?}")
+    };
+    // delayed_fput ran, armed by the module's kworker, which also put the last reference.
+    let roles: Vec<LinkRole> = c.chain.iter().map(|l| l.role).collect();
+    assert_eq!(roles[0], LinkRole::Ran);
+    assert!(c.chain.iter().any(|l| l.comm == "kworker/0:2"), "{c:#?}");
+    assert!(!c.chain.iter().any(|l| l.comm == "cat"), "{c:#?}");
+    let Notice::StoryClosed(s) = &n[2] else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(s.failed_attempts, 1);
 }
