@@ -546,10 +546,12 @@ impl Engine {
                     via,
                     last_drop: drop.map(|d| self.drop_desc(d)),
                     delayed_fput,
-                    last_put: put.map(|p| LastPutDesc {
-                        ts_ns: p.actor.ts_ns,
-                        by: self.link(&p.actor, LinkRole::PutBy),
-                        queued_to: p.deferred_to,
+                    last_put: put.map(|p| {
+                        Box::new(LastPutDesc {
+                            ts_ns: p.actor.ts_ns,
+                            by: self.link(&p.actor, LinkRole::PutBy),
+                            queued_to: p.deferred_to,
+                        })
                     }),
                 });
             }

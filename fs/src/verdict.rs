@@ -382,7 +382,7 @@ pub enum HolderDesc {
         /// The last reference's `fput()` and where its release was queued, when the
         /// precise hooks saw it.
         #[serde(skip_serializing_if = "Option::is_none")]
-        last_put: Option<LastPutDesc>,
+        last_put: Option<Box<LastPutDesc>>,
     },
     /// Alive with no holder we can name.
     Unattributed {
