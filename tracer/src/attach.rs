@@ -379,6 +379,29 @@ fn verifier_error(e: &aya::programs::ProgramError) -> String {
     lines[tail..].join("\n")
 }
 
+/// Names mechanisms (`fentry,fexit`, comma-separated) the attach must not use, so that the
+/// fallbacks can be exercised on a kernel where the better ones work (the VM tier).
+pub const AVOID_ENV: &str = "TRACER_AVOID_MECHANISMS";
+
+fn avoided_mechanisms() -> Vec<Mechanism> {
+    let all = [
+        Mechanism::Fentry,
+        Mechanism::Fexit,
+        Mechanism::Kprobe,
+        Mechanism::Kretprobe,
+        Mechanism::RawTracepoint,
+    ];
+    let Ok(v) = std::env::var(AVOID_ENV) else {
+        return Vec::new();
+    };
+    v.split(',')
+        .filter_map(|n| {
+            let n = n.trim().replace(['_', '-'], " ");
+            all.into_iter().find(|m| m.to_string() == n)
+        })
+        .collect()
+}
+
 /// Points already attached, by (program, target): a hook whose alternative includes one
 /// shares it instead of attaching it twice (which would double its events).
 type Shared = HashSet<(&'static str, &'static str)>;
@@ -400,7 +423,15 @@ fn attach_hook(
         precise: hook.precise,
         spare_loads: vec![],
     };
+    let avoided = avoided_mechanisms();
     'alternatives: for alt in hook.alternatives {
+        if let Some(p) = alt.iter().find(|p| avoided.contains(&p.mechanism)) {
+            status.notes.push(format!(
+                "{} {}: not tried ({AVOID_ENV} says to avoid {})",
+                p.mechanism, p.target, p.mechanism
+            ));
+            continue;
+        }
         for p in alt.iter() {
             if let Err(e) = raw_args_match(kbtf, p) {
                 status
