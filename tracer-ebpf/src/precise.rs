@@ -72,7 +72,7 @@ pub fn kprobe_fput(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn on_task_work_add(task: u64, work: u64) {
     let cb = fput_callback();
-    if cb == 0 || work == 0 {
+    if cb == 0 || work == 0 || is_self() {
         return;
     }
     let Some(func) = member::<u64>(work, btf_off::CALLBACK_FUNC) else {
