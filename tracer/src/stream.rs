@@ -233,6 +233,13 @@ struct Scans {
     last: Option<Instant>,
 }
 
+/// What failed with EBUSY: a umount(2) by its path, or `path_umount` by its mount.
+#[derive(Clone, Copy)]
+enum Failed<'a> {
+    Path(&'a str),
+    Mount(i32),
+}
+
 /// At most one scan per this interval.
 const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -241,10 +248,11 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 /// `Rescan`. They go before the umount's record, so its verdict names holders that took
 /// their reference in ways no hook sees (dup2, fork, fd passing). The scan is a little
 /// after the failure: a holder gone meanwhile is not found, and the engine never lets a
-/// scan rewrite what it traced.
+/// scan rewrite what it traced. With the precise hooks the failure is known first from
+/// `path_umount`'s return, by mount id (`Failed::Mount`), and its verdict is made there.
 fn scan_after_ebusy(
     side: &mut Side,
-    target: &str,
+    failed: Failed<'_>,
     sink: &mut dyn Sink,
     summary: &mut Summary,
 ) -> Result<()> {
@@ -252,13 +260,21 @@ fn scan_after_ebusy(
         return Ok(());
     }
     side.scans.last = Some(Instant::now());
+    let table = mountinfo::read()?;
+    let target = match failed {
+        Failed::Path(p) => p.to_string(),
+        Failed::Mount(id) => match table.iter().find(|m| m.mount_id == id) {
+            Some(m) => m.mount_point.clone(),
+            None => return Ok(()),
+        },
+    };
     // Relative targets are not resolved; `/` alone would mean every mount.
     let target = target.trim_end_matches('/');
     if !target.starts_with('/') {
         return Ok(());
     }
     let below = format!("{target}/");
-    let ids: HashSet<i32> = mountinfo::read()?
+    let ids: HashSet<i32> = table
         .into_iter()
         .filter(|m| m.mount_point == target || m.mount_point.starts_with(&below))
         .map(|m| m.mount_id)
@@ -317,14 +333,17 @@ fn drain_records(
         };
         match event::decode(&item) {
             Ok(ev) => {
-                if let Payload::MountCall {
-                    op: MountCallOp::Umount,
-                    ret: EBUSY,
-                    target,
-                    ..
-                } = &ev.payload
-                {
-                    scan_after_ebusy(side, target, sink, summary)?;
+                match &ev.payload {
+                    Payload::MountCall {
+                        op: MountCallOp::Umount,
+                        ret: EBUSY,
+                        target,
+                        ..
+                    } => scan_after_ebusy(side, Failed::Path(target), sink, summary)?,
+                    Payload::UmountRet {
+                        ret: EBUSY, mnt_id, ..
+                    } => scan_after_ebusy(side, Failed::Mount(*mnt_id), sink, summary)?,
+                    _ => {}
                 }
                 summary.events += 1;
                 sink.event(&ev)?;
