@@ -143,18 +143,8 @@ pub struct RunArgs {
     /// Keep recording this long after the command exits, for deferred releases to finish.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub linger: Duration,
-    /// Send events for every work function, not only the followed ones.
-    #[arg(long)]
-    pub all_work: bool,
-    /// Also follow this work function (kernel symbol); repeatable.
-    #[arg(long = "follow-work", value_name = "FUNCTION")]
-    pub follow_work: Vec<String>,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, default_value_t = 16)]
-    pub ring_mib: u32,
-    /// Seconds between counter updates.
-    #[arg(long, default_value_t = 1.0)]
-    pub stats_every: f64,
+    #[command(flatten)]
+    pub probes: crate::attach_args::AttachArgs,
     /// The command to run and its arguments (after `--`).
     #[arg(
         value_name = "CMD",
@@ -168,17 +158,9 @@ pub struct RunArgs {
 
 /// `tracer run` from its command line: returns the exit status to leave with.
 pub fn cli(a: RunArgs) -> Result<i32> {
-    if !a.ring_mib.is_power_of_two() {
-        bail!("--ring-mib must be a power of two (got {})", a.ring_mib);
-    }
     main(RunOptions {
-        attach: attach::Options {
-            all_work: a.all_work,
-            follow_work: a.follow_work,
-            ring_bytes: a.ring_mib << 20,
-            ..Default::default()
-        },
-        stats_every: Duration::from_secs_f64(a.stats_every.max(0.05)),
+        attach: a.probes.options()?,
+        stats_every: a.probes.stats_every(),
         record: a.record,
         report: a.report,
         report_format: a.format,
@@ -421,13 +403,14 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
         Some(_) => Box::new(std::io::stderr()),
         None => Box::new(std::io::sink()),
     };
-    let live = LiveSink::new(
+    let mut live = LiveSink::new(
         engine,
         out,
         opts.live.unwrap_or(Format::Text),
         false,
         &kallsyms,
     );
+    live.start_alloc(&mut att, &opts.attach)?;
     let h = header(
         &att,
         live.engine.config(),
