@@ -113,6 +113,10 @@ impl<'a, W: Write> LiveSink<'a, W> {
             return Ok(());
         };
         let values = t.tick(crate::clock::boottime_ns(), f)?;
+        self.alloc_out(values)
+    }
+
+    fn alloc_out(&mut self, values: Vec<serde_json::Value>) -> Result<()> {
         for v in values {
             if v["type"] == "leak_report" {
                 self.notices += 1;
@@ -245,5 +249,13 @@ impl<W: Write> Sink for LiveSink<'_, W> {
     fn ready(&mut self) -> Result<()> {
         self.json(&json!({ "type": "ready" }))?;
         self.text("tracer: attached; watching mounts, files and deferred work (Ctrl-C to stop)")
+    }
+
+    fn end(&mut self) -> Result<()> {
+        let Some(t) = self.alloc.as_mut() else {
+            return Ok(());
+        };
+        let values = t.finish(crate::clock::boottime_ns());
+        self.alloc_out(values)
     }
 }

@@ -308,6 +308,10 @@ impl<S: EngineSink> Sink for RunSink<S> {
         self.rec.ready()?;
         self.spawn()
     }
+
+    fn end(&mut self) -> Result<()> {
+        self.rec.end()
+    }
 }
 
 /// `tracer run`: returns the exit status to leave with.
