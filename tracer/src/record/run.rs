@@ -140,7 +140,8 @@ pub struct RunArgs {
     /// Also print the live verdicts and notices on stderr while the command runs.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub live: Option<Format>,
-    /// Keep recording this long after the command exits, for deferred releases to finish.
+    /// Keep recording this long after the command exits, for deferred releases to finish
+    /// (with --alloc-filter, at least --leak-grace, for the last umount's leak report).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub linger: Duration,
     #[command(flatten)]
@@ -435,7 +436,12 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
         argv: opts.command.clone(),
         shared: shared.clone(),
         stop: stop.clone(),
-        linger: opts.linger,
+        // With allocation tracking, long enough for the leak report of the command's last
+        // umount (made a grace period after it) to be made and recorded.
+        linger: match &opts.attach.alloc {
+            Some(a) => opts.linger.max(a.grace),
+            None => opts.linger,
+        },
     };
     let sopts = StreamOptions {
         stats_every: opts.stats_every,
