@@ -1,11 +1,13 @@
 //! Recording and `tracer run` on the real kernel: a recorded EBUSY scenario replays to
-//! exactly what the live engine said, `tracer run` exits with the command's status and
-//! leaves nothing attached, a fake xfstests run gives per-test sections, and a tracer
-//! killed mid-recording leaves a readable file.
+//! exactly what the live engine said, recorded leak reports replay to exactly what the live
+//! tracer said, `tracer run` exits with the command's status and leaves nothing attached, a
+//! fake xfstests run gives per-test sections (with their leak reports), and a tracer killed
+//! mid-recording leaves a readable file.
 //!
 //! `UPDATE_FIXTURE=1 cargo test -p tracer --test record_kernel make_fixture` re-records
-//! `tests/fixtures/fake-xfstests.trace` (then `UPDATE_GOLDEN=1 cargo test -p tracer --test
-//! report` for its golden reports).
+//! `tests/fixtures/fake-xfstests.trace` (`make_alloc_fixture`:
+//! `fake-xfstests-alloc.trace`, with allocation tracking); then `UPDATE_GOLDEN=1 cargo test
+//! -p tracer --test report` for their golden reports.
 
 mod common;
 
@@ -802,16 +804,39 @@ fn a_tracer_killed_mid_recording_leaves_a_readable_file() {
 /// Re-records the fixture of the golden reports (only with UPDATE_FIXTURE=1).
 #[test]
 fn make_fixture() {
-    if std::env::var_os("UPDATE_FIXTURE").is_none() || !kernel_tests_allowed("make_fixture") {
+    record_fixture("make_fixture", "fake-xfstests.trace", &[]);
+}
+
+/// Re-records the fixture with allocation tracking (only with UPDATE_FIXTURE=1): the leak
+/// reports of the fake xfstests run, generic/002's with the script's three files.
+#[test]
+fn make_alloc_fixture() {
+    record_fixture(
+        "make_alloc_fixture",
+        "fake-xfstests-alloc.trace",
+        &[
+            "--alloc-filter",
+            "cache:filp",
+            "--leak-grace",
+            "1s",
+            "--stats-every",
+            "0.25",
+        ],
+    );
+}
+
+fn record_fixture(test: &str, name: &str, extra: &[&str]) {
+    if std::env::var_os("UPDATE_FIXTURE").is_none() || !kernel_tests_allowed(test) {
         return;
     }
     let _g = serial();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let rec = dir.join("fake-xfstests.trace");
+    let rec = dir.join(name);
     let _ = std::fs::remove_file(&rec);
     let out = tracer_cmd()
         .args(["run", "--record", rec.to_str().unwrap(), "--report"])
         .arg(tmp("fixture.report.txt"))
+        .args(extra)
         .arg("--")
         .arg(fake_check())
         .output()
