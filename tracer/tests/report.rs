@@ -397,10 +397,6 @@ fn the_cli_reports_bad_input_clearly_and_writes_private_files() {
 
 // ----- golden reports of a real recording -----
 
-fn fixture() -> PathBuf {
-    manifest().join("tests/fixtures/fake-xfstests.trace")
-}
-
 fn compare(file: &str, actual: &str) {
     let path = manifest().join("tests/fixtures").join(file);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
