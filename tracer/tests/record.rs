@@ -542,6 +542,59 @@ fn a_writer_killed_mid_write_leaves_a_readable_file() {
     assert_eq!(problems[1], Problem::NoEnd);
 }
 
+/// Allocation records as the tracker writes them: setup, names, a leak report.
+fn alloc_records() -> Vec<tracer::record::alloc::AllocRecord> {
+    use tracer::record::alloc::*;
+    const SITE: u64 = 0xffff_ffff_8100_0010;
+    vec![
+        AllocRecord::Setup(
+            r#"{"filter":{"terms":["cache:filp"]},"options":{"grace_ns":1000000000}}"#.into(),
+        ),
+        AllocRecord::Frames(vec![(SITE, "alloc_empty_file+0x10/0x110".into())]),
+        AllocRecord::Leak(LeakRecord {
+            window: WindowRecord {
+                id: 1,
+                target: "/mnt/t".into(),
+                source: "tmpfs".into(),
+                fs_type: "tmpfs".into(),
+                start_ns: 10,
+                end_ns: Some(500),
+                lazy: false,
+            },
+            now_ns: 1_000_000_500,
+            objects: 1,
+            bytes: 184,
+            uncertain: false,
+            reasons: vec![],
+            per_object: false,
+            shown: vec![ObjRecord {
+                ptr: 0xffff_8880_1234_5600,
+                ts_ns: 20,
+                call_site: SITE,
+                cache: "filp".into(),
+                size: 184,
+                stack_id: 3,
+                pid: 7,
+                tgid: 7,
+                comm: "cat".into(),
+            }],
+            groups: vec![GroupRecord {
+                stack_id: 3,
+                call_site: SITE,
+                cache: "filp".into(),
+                count: 1,
+                bytes: 184,
+                oldest_ns: 20,
+            }],
+            stacks: vec![StackRecord {
+                stack_id: 3,
+                call_site: SITE,
+                frames: vec![SITE],
+            }],
+        }),
+    ]
+}
+
 /// The fuzz target's seeds (tracer/fuzz/seeds/reader): small, and each one read as
 /// expected. `UPDATE_FUZZ_SEEDS=1` rewrites them.
 #[test]
@@ -562,6 +615,11 @@ fn fuzz_seeds_are_small_and_valid() {
     structured.extend_from_slice(&((raw.len() + 1) as u16).to_le_bytes());
     structured.push(6);
     structured.extend_from_slice(&raw);
+    // An allocation snapshot: the tracking's setup, names, and a leak report.
+    let alloc = tracer::record::alloc::encode(&alloc_records()).unwrap();
+    structured.push(3);
+    structured.extend_from_slice(&(alloc.len() as u16).to_le_bytes());
+    structured.extend_from_slice(&alloc);
     structured.extend_from_slice(&[4, 2, 0, b'{', b'}']);
     let seeds = [
         ("golden", whole),

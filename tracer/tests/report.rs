@@ -630,6 +630,14 @@ fn mutated_items_never_panic_the_engine_or_the_renderers() {
         }
     }
     let base = std::fs::read(seeds.join("structured")).unwrap();
+    // The seed reaches the allocation records too (a leak report, filed under its umount).
+    let r = report::replay(
+        TraceReader::new(&framed_chunks(&base[1..])[..]).unwrap(),
+        "seed",
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.alloc.as_ref().map(|a| a.leak_reports), Some(1));
     let mut s = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         s ^= s << 13;
