@@ -31,7 +31,9 @@ use tracer_fs::{
     work::{ChainLink, FnCounters},
 };
 
-use crate::record::{Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader};
+use crate::record::{
+    Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader, alloc::AllocRecord,
+};
 
 pub use redact::Redactor;
 
@@ -637,8 +639,10 @@ pub fn replay<R: Read>(
                 c.signal = signal;
             }
             Item::Alloc(rec) => {
-                if let crate::record::alloc::AllocRecord::Leak(k) = &rec {
-                    r.redactor.observe_leak(k);
+                match &rec {
+                    AllocRecord::Leak(k) => r.redactor.observe_leak(k),
+                    AllocRecord::Live(l) => r.redactor.observe_live(l),
+                    _ => {}
                 }
                 r.alloc.apply(rec);
             }

@@ -102,6 +102,19 @@ impl Redactor {
         }
     }
 
+    /// Learns the call sites of the outstanding allocations (`site#N`).
+    pub fn observe_live(&mut self, l: &crate::record::alloc::LiveAlloc) {
+        if !self.enabled {
+            return;
+        }
+        for s in &l.by_call_site {
+            self.name(s.call_site, "site");
+        }
+        for g in &l.by_stack {
+            self.name(g.call_site, "site");
+        }
+    }
+
     /// The token of an address (assigning one if new), or the address in hex.
     pub fn token(&mut self, v: u64) -> String {
         if !self.enabled || v < KERNEL_HALF {
