@@ -593,6 +593,39 @@ fn leak_reports_in_every_format_with_test_and_redact() {
     );
 }
 
+/// A recording with allocation snapshots cut anywhere (a tracer killed mid-write) still
+/// replays: what was written before the cut is reported, the cut is said.
+#[test]
+fn a_recording_with_allocations_cut_anywhere_still_reports() {
+    let whole = std::fs::read(manifest().join("tests/fixtures").join(ALLOC_FIXTURE)).unwrap();
+    // Past the header (without it nothing can be replayed, and the reader says so).
+    let pre = MAGIC.len() + 4;
+    let header_end =
+        pre + 12 + u32::from_le_bytes(whole[pre + 4..pre + 8].try_into().unwrap()) as usize;
+    let mut leaks_seen = Vec::new();
+    for i in 1..40 {
+        let cut = header_end + (whole.len() - header_end) * i / 40;
+        let reader = TraceReader::new(&whole[..cut]).unwrap();
+        let mut r = report::replay(reader, "cut", &ReportOptions::default()).unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| matches!(p, tracer::record::Problem::NoEnd)),
+            "cut at {cut}"
+        );
+        for f in [ReportFormat::Text, ReportFormat::Json, ReportFormat::Html] {
+            let _ = r.render(f);
+        }
+        leaks_seen.push(r.alloc.as_ref().map_or(0, |a| a.leak_reports));
+    }
+    // The further the cut, the more of the leak reports were read.
+    assert!(
+        leaks_seen.windows(2).all(|w| w[0] <= w[1]),
+        "{leaks_seen:?}"
+    );
+    assert!(*leaks_seen.last().unwrap() >= 2, "{leaks_seen:?}");
+}
+
 fn replay_and_render_all(bytes: &[u8]) {
     let Ok(reader) = TraceReader::new(bytes) else {
         return;
