@@ -308,6 +308,15 @@ pub struct Caveats {
     pub reasons: Vec<String>,
 }
 
+/// The objects a report prints in full: the oldest first (by time, then address), at most
+/// `max_objects` of them.
+pub fn shown_objects<'a>(objects: &[&'a Allocation], max_objects: usize) -> Vec<&'a Allocation> {
+    let mut sorted: Vec<&Allocation> = objects.to_vec();
+    sorted.sort_by_key(|a| (a.ts_ns, a.ptr));
+    sorted.truncate(max_objects);
+    sorted
+}
+
 /// The report text: every object (up to `max_objects`) in kmemleak's format, then the
 /// groups with counts and bytes.
 pub fn report_text(
@@ -319,8 +328,32 @@ pub fn report_text(
     max_objects: usize,
     sym: &dyn Symbolizer,
 ) -> String {
-    let mut s = String::new();
     let bytes: u64 = objects.iter().map(|a| a.size).sum();
+    report_text_of(
+        w,
+        objects.len() as u64,
+        bytes,
+        &shown_objects(objects, max_objects),
+        groups,
+        caveats,
+        now_ns,
+        sym,
+    )
+}
+
+/// [`report_text`] from the totals and the objects shown (what a recording keeps).
+#[allow(clippy::too_many_arguments)]
+pub fn report_text_of(
+    w: &MountWindow,
+    count: u64,
+    bytes: u64,
+    shown: &[&Allocation],
+    groups: &[Group],
+    caveats: &Caveats,
+    now_ns: u64,
+    sym: &dyn Symbolizer,
+) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "leak report for {} ({} on {}): {} objects, {} bytes still allocated after umount{}",
@@ -331,7 +364,7 @@ pub fn report_text(
             &w.fs_type
         },
         if w.source.is_empty() { "?" } else { &w.source },
-        objects.len(),
+        count,
         bytes,
         if caveats.uncertain {
             " (UNCERTAIN)"
@@ -342,13 +375,11 @@ pub fn report_text(
     for r in &caveats.reasons {
         let _ = writeln!(s, "  note: {r}");
     }
-    let mut sorted: Vec<&&Allocation> = objects.iter().collect();
-    sorted.sort_by_key(|a| (a.ts_ns, a.ptr));
-    for a in sorted.iter().take(max_objects) {
+    for a in shown {
         s.push_str(&kmemleak_object(a, now_ns, sym));
     }
-    if objects.len() > max_objects {
-        let _ = writeln!(s, "... and {} more objects", objects.len() - max_objects);
+    if count > shown.len() as u64 {
+        let _ = writeln!(s, "... and {} more objects", count - shown.len() as u64);
     }
     if !groups.is_empty() {
         let _ = writeln!(s, "by stack:");

@@ -4,8 +4,12 @@
 //! into a BPF ring buffer (or, for the attach-time snapshot, into a BPF iterator's seq file).
 //! This module is `no_std` and allocation-free so `tracer-ebpf` can use it as is.
 //!
-//! Changing the layout of any record means bumping [`WIRE_VERSION`]: recorded traces carry
-//! the version they were written with and are refused by a build that speaks another.
+//! Changing the layout of any record means bumping [`WIRE_VERSION`] (the eBPF object and
+//! userspace are built together from this one definition; the version names the layout in
+//! logs and recordings). Recordings do not hold wire records: they hold decoded events in
+//! their own encoding (`tracer/src/record/schema.rs`), so whether a recording can be read
+//! is decided by its format version (`tracer::record::FORMAT_VERSION`), not by this one;
+//! a recording carries `WIRE_VERSION` in its header for the record only.
 
 /// Layout version of every record below.
 pub const WIRE_VERSION: u32 = 2;

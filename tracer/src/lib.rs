@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod attach;
+pub mod attach_args;
 pub mod clock;
 pub mod counters;
 pub mod doctor;

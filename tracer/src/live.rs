@@ -91,12 +91,37 @@ impl<'a, W: Write> LiveSink<'a, W> {
         self.alloc = Some(tracker);
     }
 
+    /// With `--alloc-filter`: takes the tracking maps out of `att`, says what the filter
+    /// covers (an `alloc_filter` line) and turns on the live view and leak reports.
+    pub fn start_alloc(&mut self, att: &mut Attached, opts: &crate::attach::Options) -> Result<()> {
+        let (Some(maps), Some(aopts)) = (att.alloc.take(), opts.alloc.clone()) else {
+            return Ok(());
+        };
+        let mut tracker = crate::alloc::tracker::AllocTracker::new(maps, aopts);
+        tracker.check_hooks(&att.hooks);
+        let s = tracker.summary();
+        self.json(&json!({ "type": "alloc_filter", "filter": s }))?;
+        self.text(&format!(
+            "allocation tracking: {} ({} ranges, {} functions){}",
+            s.terms.join(" "),
+            s.ranges,
+            s.matched_functions,
+            s.notes.iter().map(|n| format!("; {n}")).collect::<String>()
+        ))?;
+        self.set_alloc(tracker);
+        Ok(())
+    }
+
     /// The allocation live view and due leak reports, at each stats tick.
     fn alloc_tick(&mut self, f: &Figures) -> Result<()> {
         let Some(t) = self.alloc.as_mut() else {
             return Ok(());
         };
         let values = t.tick(crate::clock::boottime_ns(), f)?;
+        self.alloc_out(values)
+    }
+
+    fn alloc_out(&mut self, values: Vec<serde_json::Value>) -> Result<()> {
         for v in values {
             if v["type"] == "leak_report" {
                 self.notices += 1;
@@ -229,5 +254,13 @@ impl<W: Write> Sink for LiveSink<'_, W> {
     fn ready(&mut self) -> Result<()> {
         self.json(&json!({ "type": "ready" }))?;
         self.text("tracer: attached; watching mounts, files and deferred work (Ctrl-C to stop)")
+    }
+
+    fn end(&mut self) -> Result<()> {
+        let Some(t) = self.alloc.as_mut() else {
+            return Ok(());
+        };
+        let values = t.finish(crate::clock::boottime_ns());
+        self.alloc_out(values)
     }
 }

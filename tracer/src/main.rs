@@ -4,9 +4,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tracer::{
-    NOT_ROOT,
-    attach::{self, Options},
-    doctor, is_root,
+    NOT_ROOT, attach, doctor, is_root,
     live::{self, Format, LiveSink},
     stream::{self, StreamOptions},
 };
@@ -35,22 +33,6 @@ enum Command {
         /// Stop after this long (e.g. `5s`, `2m`); default: until Ctrl-C / SIGTERM.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
-        /// Send events for every work function, not only the followed ones.
-        #[arg(long)]
-        all_work: bool,
-        /// Also follow this work function (kernel symbol); repeatable.
-        #[arg(long = "follow-work", value_name = "FUNCTION")]
-        follow_work: Vec<String>,
-        /// Ring buffer size in MiB (a power of two).
-        #[arg(long, default_value_t = 16)]
-        ring_mib: u32,
-        /// Ring buffer size in KiB instead (a power of two, at least the page size): tiny
-        /// rings show how lost records are reported.
-        #[arg(long, hide = true)]
-        ring_kib: Option<u32>,
-        /// Seconds between counter updates in the stream.
-        #[arg(long, default_value_t = 1.0)]
-        stats_every: f64,
         /// Output format without the TUI.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
@@ -61,7 +43,7 @@ enum Command {
         #[arg(long, hide = true)]
         floor: bool,
         #[command(flatten)]
-        alloc: tracer::alloc::AllocArgs,
+        probes: tracer::attach_args::AttachArgs,
         /// Also record every event to FILE (mode 0600; never overwritten), for `tracer report`.
         #[arg(long, value_name = "FILE")]
         record: Option<std::path::PathBuf>,
@@ -128,38 +110,22 @@ fn main() -> Result<()> {
         Command::Attach {
             no_tui,
             duration,
-            all_work,
-            follow_work,
-            ring_mib,
-            ring_kib,
-            stats_every,
             format,
             no_events,
             floor,
-            alloc,
+            probes,
             record,
         } => {
             if !is_root() {
                 bail!(NOT_ROOT);
             }
             if floor {
-                return run_floor(duration, Duration::from_secs_f64(stats_every.max(0.05)));
+                return run_floor(duration, probes.stats_every());
             }
-            let ring_bytes = match ring_kib {
-                Some(kib) if kib.is_power_of_two() && kib >= 4 => kib << 10,
-                Some(kib) => bail!("--ring-kib must be a power of two, at least 4 (got {kib})"),
-                None if ring_mib.is_power_of_two() => ring_mib << 20,
-                None => bail!("--ring-mib must be a power of two (got {ring_mib})"),
-            };
-            let opts = Options {
-                all_work,
-                follow_work,
-                ring_bytes,
-                alloc: alloc.options(),
-            };
+            let opts = probes.options()?;
             let stream_opts = StreamOptions {
                 duration,
-                stats_every: Duration::from_secs_f64(stats_every.max(0.05)),
+                stats_every: probes.stats_every(),
                 stop: None,
                 ..Default::default()
             };
@@ -199,24 +165,7 @@ fn main() -> Result<()> {
                     };
                     out.text(&format!("hook {:<24} {how}", h.hook))?;
                 }
-                if let (Some(maps), Some(aopts)) = (att.alloc.take(), opts.alloc.clone()) {
-                    let mut tracker = tracer::alloc::tracker::AllocTracker::new(maps, aopts);
-                    tracker.check_hooks(&att.hooks);
-                    out.json(&json!({ "type": "alloc_filter", "filter": tracker.summary() }))?;
-                    out.text(&format!(
-                        "allocation tracking: {} ({} ranges, {} functions){}",
-                        tracker.summary().terms.join(" "),
-                        tracker.summary().ranges,
-                        tracker.summary().matched_functions,
-                        tracker
-                            .summary()
-                            .notes
-                            .iter()
-                            .map(|n| format!("; {n}"))
-                            .collect::<String>()
-                    ))?;
-                    out.set_alloc(tracker);
-                }
+                out.start_alloc(&mut att, &opts)?;
                 let summary = match &record {
                     None => stream::run(&mut att, stream_opts, &mut out).await?,
                     Some(path) => {

@@ -31,6 +31,11 @@ pub trait Sink {
     fn bad_record(&mut self, err: &str) -> Result<()>;
     /// Hooks attached and the snapshot of existing files taken: from here on nothing is missed.
     fn ready(&mut self) -> Result<()>;
+    /// The stream stopped (after the last events and counters): what is still pending is
+    /// said now (e.g. leak reports whose grace period had not ended).
+    fn end(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +206,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     drain(ring.get_mut(), &mut side, sink, &mut summary, usize::MAX)?;
     summary.figures = counters::read(&att.ebpf)?;
     sink.figures(&summary.figures)?;
+    sink.end()?;
     Ok(summary)
 }
 

@@ -384,15 +384,20 @@ fn not_a_trace_newer_versions_and_damaged_headers_are_clear_errors() {
 }
 
 #[test]
-fn unknown_frames_and_alloc_snapshots_are_skipped_with_a_note() {
+fn unknown_frames_and_newer_or_damaged_alloc_snapshots_are_skipped_with_a_note() {
+    use tracer::record::ALLOC_SNAPSHOT_VERSION;
     let p = tmp("unknown.trace");
     let items = sample_items();
     write(&p, &items, false);
     let mut bytes = std::fs::read(&p).unwrap();
     encode_frame(&mut bytes, 99, 0, b"from the future");
-    let mut snap = 1u16.to_le_bytes().to_vec();
-    snap.extend_from_slice(b"alloc data");
-    encode_frame(&mut bytes, 3, 0, &snap);
+    let mut newer = (ALLOC_SNAPSHOT_VERSION + 1).to_le_bytes().to_vec();
+    newer.extend_from_slice(b"alloc data of a later tracer");
+    encode_frame(&mut bytes, 3, 0, &newer);
+    encode_frame(&mut bytes, 3, 0, &newer);
+    let mut damaged = ALLOC_SNAPSHOT_VERSION.to_le_bytes().to_vec();
+    damaged.extend_from_slice(b"\x10\0\0\0not zstd");
+    encode_frame(&mut bytes, 3, 0, &damaged);
     let (back, problems, _) = read_all(&bytes).unwrap();
     assert_eq!(back, items);
     assert!(
@@ -400,19 +405,71 @@ fn unknown_frames_and_alloc_snapshots_are_skipped_with_a_note() {
             .iter()
             .any(|p| matches!(p, Problem::UnknownFrame { kind: 99, .. }))
     );
-    assert!(problems.contains(&Problem::AllocSnapshotsSkipped { count: 1 }));
-    // The writer's own snapshots: between the items around them, noted by the reader.
+    assert!(problems.contains(&Problem::AllocSnapshotsSkipped {
+        count: 2,
+        version: ALLOC_SNAPSHOT_VERSION + 1
+    }));
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::BadBlock { reason, .. }
+            if reason.starts_with("allocation snapshot: decompression failed"))),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn alloc_records_come_back_in_order_between_the_items_around_them() {
+    use tracer::record::alloc::{AllocCounters, AllocRecord, LiveAlloc, SiteCount};
     let p = tmp("alloc.trace");
+    let items = sample_items();
+    let live = AllocRecord::Live(LiveAlloc {
+        ts_ns: 5,
+        outstanding: 2,
+        bytes: 512,
+        growth_objects_per_s: 1.5,
+        growth_bytes_per_s: -3.0,
+        by_call_site: vec![SiteCount {
+            call_site: 0xffff_ffff_8100_0010,
+            count: 2,
+            bytes: 512,
+        }],
+        by_stack: vec![],
+        by_mount: vec![],
+        stacks: vec![],
+        counters: AllocCounters {
+            tracked: 9,
+            ..Default::default()
+        },
+    });
+    let frames = AllocRecord::Frames(vec![(0xffff_ffff_8100_0010, "f+0x10/0x20".into())]);
     let mut w = TraceWriter::create(&p, &header()).unwrap();
     w.push(&items[0]).unwrap();
-    w.push_alloc_snapshot(tracer::record::ALLOC_SNAPSHOT_VERSION, b"outstanding")
+    w.push(&Item::Alloc(AllocRecord::Setup("{}".into())))
         .unwrap();
+    w.push_alloc(&[frames.clone(), live.clone()]).unwrap();
     w.push(&items[1]).unwrap();
     w.finish(&TraceEnd::default()).unwrap();
-    let (back, problems, end) = read_all(&std::fs::read(&p).unwrap()).unwrap();
-    assert_eq!(back, items[..2]);
-    assert!(end.is_some());
-    assert_eq!(problems, vec![Problem::AllocSnapshotsSkipped { count: 1 }]);
+    let bytes = std::fs::read(&p).unwrap();
+    let mut r = TraceReader::new(&bytes[..]).unwrap();
+    let mut back = Vec::new();
+    while let Some(i) = r.next_item().unwrap() {
+        back.push(i);
+    }
+    assert_eq!(
+        back,
+        vec![
+            items[0].clone(),
+            Item::Alloc(AllocRecord::Setup("{}".into())),
+            Item::Alloc(frames),
+            Item::Alloc(live),
+            items[1].clone(),
+        ]
+    );
+    // Not items: the end mark's count still matches, nothing is reported missing.
+    assert_eq!(r.items_read(), 2);
+    assert_eq!(r.alloc_snapshots(), 2);
+    assert_eq!(r.problems(), &[] as &[Problem]);
 }
 
 /// Random damage (xorshift, fixed seed): no panic, ever; what is read is in order.
@@ -485,6 +542,59 @@ fn a_writer_killed_mid_write_leaves_a_readable_file() {
     assert_eq!(problems[1], Problem::NoEnd);
 }
 
+/// Allocation records as the tracker writes them: setup, names, a leak report.
+fn alloc_records() -> Vec<tracer::record::alloc::AllocRecord> {
+    use tracer::record::alloc::*;
+    const SITE: u64 = 0xffff_ffff_8100_0010;
+    vec![
+        AllocRecord::Setup(
+            r#"{"filter":{"terms":["cache:filp"]},"options":{"grace_ns":1000000000}}"#.into(),
+        ),
+        AllocRecord::Frames(vec![(SITE, "alloc_empty_file+0x10/0x110".into())]),
+        AllocRecord::Leak(LeakRecord {
+            window: WindowRecord {
+                id: 1,
+                target: "/mnt/t".into(),
+                source: "tmpfs".into(),
+                fs_type: "tmpfs".into(),
+                start_ns: 10,
+                end_ns: Some(500),
+                lazy: false,
+            },
+            now_ns: 1_000_000_500,
+            objects: 1,
+            bytes: 184,
+            uncertain: false,
+            reasons: vec![],
+            per_object: false,
+            shown: vec![ObjRecord {
+                ptr: 0xffff_8880_1234_5600,
+                ts_ns: 20,
+                call_site: SITE,
+                cache: "filp".into(),
+                size: 184,
+                stack_id: 3,
+                pid: 7,
+                tgid: 7,
+                comm: "cat".into(),
+            }],
+            groups: vec![GroupRecord {
+                stack_id: 3,
+                call_site: SITE,
+                cache: "filp".into(),
+                count: 1,
+                bytes: 184,
+                oldest_ns: 20,
+            }],
+            stacks: vec![StackRecord {
+                stack_id: 3,
+                call_site: SITE,
+                frames: vec![SITE],
+            }],
+        }),
+    ]
+}
+
 /// The fuzz target's seeds (tracer/fuzz/seeds/reader): small, and each one read as
 /// expected. `UPDATE_FUZZ_SEEDS=1` rewrites them.
 #[test]
@@ -505,6 +615,11 @@ fn fuzz_seeds_are_small_and_valid() {
     structured.extend_from_slice(&((raw.len() + 1) as u16).to_le_bytes());
     structured.push(6);
     structured.extend_from_slice(&raw);
+    // An allocation snapshot: the tracking's setup, names, and a leak report.
+    let alloc = tracer::record::alloc::encode(&alloc_records()).unwrap();
+    structured.push(3);
+    structured.extend_from_slice(&(alloc.len() as u16).to_le_bytes());
+    structured.extend_from_slice(&alloc);
     structured.extend_from_slice(&[4, 2, 0, b'{', b'}']);
     let seeds = [
         ("golden", whole),

@@ -1,11 +1,13 @@
 //! Recording and `tracer run` on the real kernel: a recorded EBUSY scenario replays to
-//! exactly what the live engine said, `tracer run` exits with the command's status and
-//! leaves nothing attached, a fake xfstests run gives per-test sections, and a tracer
-//! killed mid-recording leaves a readable file.
+//! exactly what the live engine said, recorded leak reports replay to exactly what the live
+//! tracer said, `tracer run` exits with the command's status and leaves nothing attached, a
+//! fake xfstests run gives per-test sections (with their leak reports), and a tracer killed
+//! mid-recording leaves a readable file.
 //!
 //! `UPDATE_FIXTURE=1 cargo test -p tracer --test record_kernel make_fixture` re-records
-//! `tests/fixtures/fake-xfstests.trace` (then `UPDATE_GOLDEN=1 cargo test -p tracer --test
-//! report` for its golden reports).
+//! `tests/fixtures/fake-xfstests.trace` (`make_alloc_fixture`:
+//! `fake-xfstests-alloc.trace`, with allocation tracking); then `UPDATE_GOLDEN=1 cargo test
+//! -p tracer --test report` for their golden reports.
 
 mod common;
 
@@ -260,6 +262,185 @@ fn recorded_ebusy_scenarios_replay_to_what_the_live_engine_said() {
     assert!(text.contains("delayed_fput"), "{text}");
 }
 
+/// Every leak report of a JSON report (`tests[].leaks.allocations.leak_reports`), sorted.
+fn report_leaks(report: &Value) -> Vec<Value> {
+    let mut v: Vec<Value> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["leaks"]["allocations"]["leak_reports"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    v.sort_by_key(leak_key);
+    v
+}
+
+fn leak_key(v: &Value) -> (u64, String) {
+    (
+        v["mount"]["id"].as_u64().unwrap_or(0),
+        v["mount"]["target"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{by}{l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Objects of a leak report made by the process `tgid`.
+fn objects_of(leak: &Value, tgid: u64) -> Vec<Value> {
+    leak["object_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["tgid"] == tgid)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn recorded_leak_reports_replay_to_what_the_live_tracer_said() {
+    if !kernel_tests_allowed("recorded_leak_reports_replay_to_what_the_live_tracer_said") {
+        return;
+    }
+    let _g = serial();
+    const N: usize = 4;
+    let rec = tmp("leaks.trace");
+    let tracer = Tracer::start(&[
+        "--record",
+        rec.to_str().unwrap(),
+        "--no-events",
+        "--alloc-filter",
+        "cache:filp",
+        "--alloc-stack-per-object",
+        "--leak-grace",
+        "1s",
+    ]);
+    let m = TmpMount::new("rec-leak");
+    let target = m.str().to_string();
+    tracer.wait_for(
+        "the live view charging the mount",
+        Duration::from_secs(10),
+        |v| {
+            v["type"] == "alloc_live"
+                && v["by_mount"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["target"] == target.as_str())
+        },
+    );
+    // The true positive: files this process opens while the mount is alive and keeps.
+    let kept: Vec<File> = (0..N).map(|_| File::open("/dev/null").unwrap()).collect();
+    umount(&m.path).expect("umount");
+    let live_report = tracer.wait_for("the leak report", Duration::from_secs(30), |v| {
+        v["type"] == "leak_report" && v["mount"]["target"] == target.as_str()
+    });
+    let lines = tracer.stop();
+    drop(kept);
+    let tgid = std::process::id() as u64;
+    let ours = objects_of(&live_report, tgid);
+    assert_eq!(ours.len(), N, "{}", live_report["text"]);
+    assert!(ours.iter().all(|o| o["cache"] == "filp"), "{ours:?}");
+
+    // The report says what the live tracer said: every leak report, field for field, and
+    // the same kmemleak text.
+    let report = json_report(&rec, &[]);
+    assert_eq!(report["recording"]["problems"], serde_json::json!([]));
+    assert_eq!(
+        report["recording"]["allocation_tracking"]["filter"]["terms"],
+        serde_json::json!(["cache:filp"])
+    );
+    let mut live: Vec<Value> = lines
+        .iter()
+        .filter(|v| v["type"] == "leak_report")
+        .map(|v| {
+            let mut v = v.clone();
+            v.as_object_mut().unwrap().remove("type");
+            v
+        })
+        .collect();
+    live.sort_by_key(leak_key);
+    let replayed = report_leaks(&report);
+    assert!(!live.is_empty());
+    if replayed != live {
+        let first = live
+            .iter()
+            .zip(&replayed)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("live:     {a}\nreplayed: {b}"));
+        panic!(
+            "replayed leak reports differ: {} live, {} replayed\n{}",
+            live.len(),
+            replayed.len(),
+            first.unwrap_or_default()
+        );
+    }
+    let text = String::from_utf8(
+        tracer_cmd()
+            .args(["report", rec.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let live_text = live_report["text"].as_str().unwrap();
+    assert!(live_text.contains("unreferenced object 0x"), "{live_text}");
+    assert!(text.contains(&indent(live_text, "    ")), "{text}");
+
+    // The outstanding allocations at the end: the last live view.
+    let last_live = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "alloc_live")
+        .unwrap();
+    let at_end =
+        &report["tests"].as_array().unwrap().last().unwrap()["leaks"]["allocations"]["at_end"];
+    for k in [
+        "outstanding",
+        "bytes",
+        "by_call_site",
+        "by_stack",
+        "by_mount",
+        "tracked_total",
+        "freed_total",
+        "untracked_map_full",
+    ] {
+        assert_eq!(at_end[k], last_live[k], "{k}");
+    }
+
+    // Shared without kernel addresses: objects and call sites become tokens.
+    let redacted = json_report(&rec, &["--redact"]);
+    let ptrs: Vec<String> = report_leaks(&redacted)
+        .iter()
+        .flat_map(|k| k["object_list"].as_array().unwrap().clone())
+        .map(|o| o["ptr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ptrs.len() >= N, "{ptrs:?}");
+    // A leaked object is a token (`file#N` when the engine also saw it as a file).
+    assert!(
+        ptrs.iter()
+            .all(|p| p.starts_with("obj#") || p.starts_with("file#")),
+        "{ptrs:?}"
+    );
+    assert!(
+        !redacted.to_string().contains("0xffff"),
+        "a kernel address survived --redact"
+    );
+}
+
 #[test]
 fn run_exits_with_the_command_status_and_leaves_nothing_attached() {
     if !kernel_tests_allowed("run_exits_with_the_command_status_and_leaves_nothing_attached") {
@@ -374,32 +555,95 @@ fn fake_check() -> PathBuf {
 
 #[test]
 fn a_fake_xfstests_run_gives_per_test_sections() {
+    use std::io::{BufRead, BufReader};
     if !kernel_tests_allowed("a_fake_xfstests_run_gives_per_test_sections") {
         return;
     }
     let _g = serial();
     let rec = tmp("fake.trace");
     let report = tmp("fake.report.json");
-    let out = tracer_cmd()
+    let release = tmp("fake.release");
+    let mut child = tracer_cmd()
         .args(["run", "--record", rec.to_str().unwrap(), "--format", "json"])
+        .args([
+            "--live",
+            "json",
+            "--alloc-filter",
+            "cache:filp",
+            "--leak-grace",
+            "1s",
+        ])
         .arg("--")
         .arg(fake_check())
-        .output()
+        .env("FAKE_CHECK_RELEASE", &release)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // The script says its scratch mount; the tracer's live lines come on stderr.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let scratch = first.trim().strip_prefix("scratch ").unwrap().to_string();
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err = child.stderr.take().unwrap();
+    let (sc, rel) = (scratch.clone(), release.clone());
+    let live = std::thread::spawn(move || {
+        let mut leaks: Vec<Value> = Vec::new();
+        let mut other = String::new();
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                other.push_str(&line);
+                other.push('\n');
+                continue;
+            };
+            if v["type"] == "leak_report" && v["mount"]["target"] == sc.as_str() {
+                // generic/002's report (its objects made by the script): the script may
+                // close its files now.
+                let script = v["object_list"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|o| o["comm"] == "fake-check.sh");
+                leaks.push(v);
+                if script {
+                    std::fs::write(&rel, "").unwrap();
+                }
+            }
+        }
+        (leaks, other)
+    });
+    let status = child.wait().unwrap();
+    let (live_leaks, stderr) = live.join().unwrap();
+    let stdout = rest.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(!stdout.contains("unexpected"), "{stdout}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        release.exists(),
+        "no live leak report with the script's files:\n{stderr}"
     );
+
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    // (Other people's xfstests markers on this machine would show up too: ours are those
+    // while our command ran.)
+    let cmd = &v["recording"]["command"];
+    let (started, exited) = (
+        cmd["started_ns"].as_u64().unwrap(),
+        cmd["exited_ns"].as_u64().unwrap(),
+    );
     let tests: Vec<&Value> = v["tests"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|t| !t["test"].is_null())
+        .filter(|t| (started..=exited).contains(&t["start_ns"].as_u64().unwrap()))
         .collect();
     let names: Vec<&str> = tests.iter().map(|t| t["test"].as_str().unwrap()).collect();
-    // (Other people's xfstests markers on this machine would show up too: look for ours.)
     for want in ["generic/001", "generic/002", "generic/388"] {
         assert!(names.contains(&want), "{names:?}");
     }
@@ -409,7 +653,7 @@ fn a_fake_xfstests_run_gives_per_test_sections() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["what"].as_str().unwrap().contains("/tmp/fake-scratch."))
+            .filter(|s| s["what"] == format!("umount {scratch}").as_str())
             .cloned()
             .collect()
     };
@@ -435,14 +679,84 @@ fn a_fake_xfstests_run_gives_per_test_sections() {
             .unwrap()
             .ends_with("/sleeper-out")
     );
-    assert_eq!(
-        test("generic/388")["leaks"]["allocations"]["tracked"],
-        false
+
+    // Leaks: each test has the leak report of its own mount of the scratch directory, and
+    // only generic/002's holds the script's three files.
+    let pid = v["recording"]["command"]["pid"].as_u64().unwrap();
+    let scratch_leaks = |name: &str| -> Vec<Value> {
+        let a = &test(name)["leaks"]["allocations"];
+        assert_eq!(a["tracked"], true, "{a}");
+        a["leak_reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["mount"]["target"] == scratch.as_str())
+            .cloned()
+            .collect()
+    };
+    for name in ["generic/001", "generic/388"] {
+        let k = scratch_leaks(name);
+        assert_eq!(k.len(), 1, "{name}: {k:?}");
+        assert_eq!(objects_of(&k[0], pid), Vec::<Value>::new(), "{name}");
+    }
+    let k = scratch_leaks("generic/002");
+    assert_eq!(k.len(), 1, "{k:?}");
+    let script = objects_of(&k[0], pid);
+    assert_eq!(script.len(), 3, "{}", k[0]["text"]);
+    for o in &script {
+        assert_eq!(o["comm"], "fake-check.sh", "{o}");
+        assert_eq!(o["cache"], "filp", "{o}");
+    }
+    let text = k[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("comm \"fake-check.sh\", pid {pid}, age ")),
+        "{text}"
     );
-    // --test keeps one test.
-    let only = json_report(&rec, &["--test", "generic/388"]);
+    // The same report as the live one.
+    let mut live = live_leaks
+        .iter()
+        .find(|l| l["mount"]["id"] == k[0]["mount"]["id"])
+        .unwrap()
+        .clone();
+    live.as_object_mut().unwrap().remove("type");
+    assert_eq!(live, k[0]);
+
+    // --test keeps one test, and its leak report.
+    let only = json_report(&rec, &["--test", "generic/002"]);
     let only: Vec<&Value> = only["tests"].as_array().unwrap().iter().collect();
-    assert!(only.iter().all(|t| t["test"] == "generic/388"));
+    assert!(only.iter().all(|t| t["test"] == "generic/002"));
+    assert_eq!(
+        only[0]["leaks"]["allocations"]["leak_reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["mount"]["target"] == scratch.as_str())
+            .count(),
+        1
+    );
+    let text = String::from_utf8(
+        tracer_cmd()
+            .args([
+                "report",
+                rec.to_str().unwrap(),
+                "--test",
+                "generic/002",
+                "--redact",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(text.contains("comm \"fake-check.sh\""), "{text}");
+    // A leaked object is a token (`file#N` when the engine also saw it as a file).
+    assert!(
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("unreferenced object "))
+            .all(|o| o.starts_with("obj#") || o.starts_with("file#")),
+        "{text}"
+    );
+    assert!(!text.contains("0xffff"), "{text}");
 }
 
 #[test]
@@ -490,16 +804,39 @@ fn a_tracer_killed_mid_recording_leaves_a_readable_file() {
 /// Re-records the fixture of the golden reports (only with UPDATE_FIXTURE=1).
 #[test]
 fn make_fixture() {
-    if std::env::var_os("UPDATE_FIXTURE").is_none() || !kernel_tests_allowed("make_fixture") {
+    record_fixture("make_fixture", "fake-xfstests.trace", &[]);
+}
+
+/// Re-records the fixture with allocation tracking (only with UPDATE_FIXTURE=1): the leak
+/// reports of the fake xfstests run, generic/002's with the script's three files.
+#[test]
+fn make_alloc_fixture() {
+    record_fixture(
+        "make_alloc_fixture",
+        "fake-xfstests-alloc.trace",
+        &[
+            "--alloc-filter",
+            "cache:filp",
+            "--leak-grace",
+            "1s",
+            "--stats-every",
+            "0.25",
+        ],
+    );
+}
+
+fn record_fixture(test: &str, name: &str, extra: &[&str]) {
+    if std::env::var_os("UPDATE_FIXTURE").is_none() || !kernel_tests_allowed(test) {
         return;
     }
     let _g = serial();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let rec = dir.join("fake-xfstests.trace");
+    let rec = dir.join(name);
     let _ = std::fs::remove_file(&rec);
     let out = tracer_cmd()
         .args(["run", "--record", rec.to_str().unwrap(), "--report"])
         .arg(tmp("fixture.report.txt"))
+        .args(extra)
         .arg("--")
         .arg(fake_check())
         .output()

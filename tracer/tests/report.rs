@@ -397,10 +397,6 @@ fn the_cli_reports_bad_input_clearly_and_writes_private_files() {
 
 // ----- golden reports of a real recording -----
 
-fn fixture() -> PathBuf {
-    manifest().join("tests/fixtures/fake-xfstests.trace")
-}
-
 fn compare(file: &str, actual: &str) {
     let path = manifest().join("tests/fixtures").join(file);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -427,13 +423,17 @@ fn compare(file: &str, actual: &str) {
 }
 
 fn fixture_report(format: ReportFormat) -> String {
+    fixture_report_of("fake-xfstests.trace", format, &ReportOptions::default())
+}
+
+fn fixture_report_of(name: &str, format: ReportFormat, opts: &ReportOptions) -> String {
     // A path relative to the crate, so the report's first line does not depend on where
     // the checkout is.
-    let rel = Path::new("tests/fixtures/fake-xfstests.trace");
-    let reader = TraceReader::open(&fixture()).unwrap();
+    let rel = Path::new("tests/fixtures").join(name);
+    let reader = TraceReader::open(&manifest().join(&rel)).unwrap();
     let opts = ReportOptions {
         timeline: format == ReportFormat::Perfetto,
-        ..Default::default()
+        ..opts.clone()
     };
     let mut r = report::replay(reader, &rel.display().to_string(), &opts).unwrap();
     r.render(format)
@@ -466,6 +466,164 @@ fn golden_json_report_of_a_real_recording() {
         .collect();
     assert_eq!(tests, ["generic/001", "generic/002", "generic/388"]);
     compare("fake-xfstests.report.json", &json);
+}
+
+// ----- golden reports of a real recording with allocation tracking -----
+
+const ALLOC_FIXTURE: &str = "fake-xfstests-alloc.trace";
+
+/// The leak reports of the fixture's scratch mount (`/tmp/fake-scratch.*`) in `test`.
+fn scratch_leaks<'a>(v: &'a Value, test: &str) -> Vec<&'a Value> {
+    let t = v["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["test"] == test)
+        .unwrap();
+    t["leaks"]["allocations"]["leak_reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| {
+            k["mount"]["target"]
+                .as_str()
+                .unwrap()
+                .starts_with("/tmp/fake-scratch.")
+        })
+        .collect()
+}
+
+#[test]
+fn golden_json_report_of_a_recording_with_allocations() {
+    let json = fixture_report_of(ALLOC_FIXTURE, ReportFormat::Json, &ReportOptions::default());
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["recording"]["allocation_tracking"]["filter"]["terms"],
+        serde_json::json!(["cache:filp"])
+    );
+    let pid = v["recording"]["command"]["pid"].clone();
+    // Each test's own mount of the scratch directory has its leak report; generic/002's
+    // lists the script's three files (the fixture's true positive), the others none of it.
+    for (test, script_objects) in [("generic/001", 0), ("generic/002", 3), ("generic/388", 0)] {
+        let k = scratch_leaks(&v, test);
+        assert_eq!(k.len(), 1, "{test}");
+        let of_script: Vec<&Value> = k[0]["object_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["tgid"] == pid)
+            .collect();
+        assert_eq!(of_script.len(), script_objects, "{test}: {}", k[0]["text"]);
+        for o in of_script {
+            assert_eq!(o["comm"], "fake-check.sh");
+            assert_eq!(o["cache"], "filp");
+        }
+    }
+    compare("fake-xfstests-alloc.report.json", &json);
+}
+
+#[test]
+fn golden_text_report_of_a_recording_with_allocations() {
+    let text = fixture_report_of(ALLOC_FIXTURE, ReportFormat::Text, &ReportOptions::default());
+    assert!(text.contains("allocation tracking: cache:filp"), "{text}");
+    let g2 =
+        &text[text.find("== generic/002 ==").unwrap()..text.find("== generic/388 ==").unwrap()];
+    assert!(g2.contains("leak report for /tmp/fake-scratch."), "{g2}");
+    assert_eq!(g2.matches("comm \"fake-check.sh\"").count(), 3, "{g2}");
+    assert!(g2.contains("unreferenced object 0x"), "{g2}");
+    assert!(g2.contains("    by stack:\n"), "{g2}");
+    compare("fake-xfstests-alloc.report.txt", &text);
+}
+
+/// `--test` and `--redact` apply to the leak reports; HTML and Perfetto show them.
+#[test]
+fn leak_reports_in_every_format_with_test_and_redact() {
+    let only = ReportOptions {
+        test: Some("generic/002".into()),
+        redact: true,
+        ..Default::default()
+    };
+    let text = fixture_report_of(ALLOC_FIXTURE, ReportFormat::Text, &only);
+    assert!(text.contains("== generic/002 =="));
+    assert!(!text.contains("== generic/001 =="));
+    assert_eq!(
+        text.matches("leak report for /tmp/fake-scratch.").count(),
+        1
+    );
+    assert!(text.contains("unreferenced object "), "{text}");
+    assert_eq!(kernel_hex(&text), Vec::<String>::new());
+    for l in text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("unreferenced object "))
+    {
+        assert!(l.starts_with("obj#") || l.starts_with("file#"), "{l}");
+    }
+    let json = fixture_report_of(ALLOC_FIXTURE, ReportFormat::Json, &only);
+    assert_eq!(kernel_hex(&json), Vec::<String>::new());
+    assert!(!json.contains("18446"), "a decimal kernel address");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(scratch_leaks(&v, "generic/002").len(), 1);
+
+    let html = fixture_report_of(ALLOC_FIXTURE, ReportFormat::Html, &ReportOptions::default());
+    assert!(html.contains("unreferenced object 0x"));
+    assert!(html.contains("comm &quot;fake-check.sh&quot;"));
+    assert!(!html.contains(report::ALLOCATIONS_NOT_TRACKED));
+
+    let pf = fixture_report_of(
+        ALLOC_FIXTURE,
+        ReportFormat::Perfetto,
+        &ReportOptions::default(),
+    );
+    let v: Value = serde_json::from_str(&pf).unwrap();
+    let evs = v["traceEvents"].as_array().unwrap();
+    assert!(
+        evs.iter()
+            .any(|e| e["ph"] == "C" && e["name"] == "outstanding allocations")
+    );
+    let leaks: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["ph"] == "i" && e["cat"] == "leak")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        leaks
+            .iter()
+            .any(|n| n.starts_with("/tmp/fake-scratch.") && n.contains(" objects, ")),
+        "{leaks:?}"
+    );
+}
+
+/// A recording with allocation snapshots cut anywhere (a tracer killed mid-write) still
+/// replays: what was written before the cut is reported, the cut is said.
+#[test]
+fn a_recording_with_allocations_cut_anywhere_still_reports() {
+    let whole = std::fs::read(manifest().join("tests/fixtures").join(ALLOC_FIXTURE)).unwrap();
+    // Past the header (without it nothing can be replayed, and the reader says so).
+    let pre = MAGIC.len() + 4;
+    let header_end =
+        pre + 12 + u32::from_le_bytes(whole[pre + 4..pre + 8].try_into().unwrap()) as usize;
+    let mut leaks_seen = Vec::new();
+    for i in 1..40 {
+        let cut = header_end + (whole.len() - header_end) * i / 40;
+        let reader = TraceReader::new(&whole[..cut]).unwrap();
+        let mut r = report::replay(reader, "cut", &ReportOptions::default()).unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| matches!(p, tracer::record::Problem::NoEnd)),
+            "cut at {cut}"
+        );
+        for f in [ReportFormat::Text, ReportFormat::Json, ReportFormat::Html] {
+            let _ = r.render(f);
+        }
+        leaks_seen.push(r.alloc.as_ref().map_or(0, |a| a.leak_reports));
+    }
+    // The further the cut, the more of the leak reports were read.
+    assert!(
+        leaks_seen.windows(2).all(|w| w[0] <= w[1]),
+        "{leaks_seen:?}"
+    );
+    assert!(*leaks_seen.last().unwrap() >= 2, "{leaks_seen:?}");
 }
 
 fn replay_and_render_all(bytes: &[u8]) {
@@ -505,6 +663,14 @@ fn mutated_items_never_panic_the_engine_or_the_renderers() {
         }
     }
     let base = std::fs::read(seeds.join("structured")).unwrap();
+    // The seed reaches the allocation records too (a leak report, filed under its umount).
+    let r = report::replay(
+        TraceReader::new(&framed_chunks(&base[1..])[..]).unwrap(),
+        "seed",
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.alloc.as_ref().map(|a| a.leak_reports), Some(1));
     let mut s = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         s ^= s << 13;

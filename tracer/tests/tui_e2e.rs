@@ -512,5 +512,13 @@ fn a_person_watches_allocations_in_the_tui_while_recording() {
         text.contains(&format!("umount {target}")) || text.contains("mount-table calls"),
         "{text}"
     );
+    // With what allocation tracking concluded: the leak report seen on screen.
+    assert!(text.contains("allocation tracking: sym:shmem_"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "leak report for {target} (tmpfs on tracer-test): "
+        )),
+        "{text}"
+    );
     drop(m);
 }

@@ -1,7 +1,9 @@
 //! The userspace side of allocation tracking at run time: reads the kernel's map of
 //! outstanding allocations on every stats tick (never one event per allocation), follows
 //! mount lifetimes, and produces the live view and, after an umount and the grace period,
-//! the leak report of that mount.
+//! the leak report of that mount. Both are built as recording records
+//! ([`crate::record::alloc`]) and printed from them, so a recording (`--record`, `tracer
+//! run`) holds exactly what was shown.
 
 use std::collections::HashMap;
 
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use tracer_fs::{
     alloc::{
         Allocation, Caveats, Charging, MountWindow, MountWindows, Symbolizer, by_call_site, group,
-        report_text,
+        shown_objects,
     },
     event::Event,
     wire::{
@@ -25,7 +27,13 @@ use super::{
     filter::FilterSummary,
     symbols::{SymTable, trim_to_call_site},
 };
-use crate::counters::Figures;
+use crate::{
+    counters::Figures,
+    record::alloc::{
+        AllocCounters, AllocRecord, GroupRecord, LeakRecord, LiveAlloc, MountCount, ObjRecord,
+        SiteCount, WindowRecord, addresses, leak_json, live_json, stacks_of,
+    },
+};
 
 /// `Outstanding` as aya's plain-old-data map value.
 #[derive(Clone, Copy)]
@@ -72,6 +80,12 @@ pub struct AllocTracker {
     pub reports: u64,
     growth: super::view::Growth,
     view: Option<super::view::AllocView>,
+    /// Names of every kernel address a record used so far.
+    names: HashMap<u64, String>,
+    /// Records kept for the recording (`None`: not recording).
+    records: Option<Vec<AllocRecord>>,
+    /// The last live state recorded (an unchanged state is not recorded again).
+    last_recorded: Option<LiveAlloc>,
 }
 
 struct Syms<'a> {
@@ -123,6 +137,68 @@ impl AllocTracker {
             reports: 0,
             growth: Default::default(),
             view: None,
+            names: HashMap::new(),
+            records: None,
+            last_recorded: None,
+        }
+    }
+
+    /// From now on keep records for a recording, starting with the setup (filter, options).
+    pub fn keep_records(&mut self) {
+        if self.records.is_none() {
+            self.records = Some(vec![AllocRecord::Setup(self.setup_json().to_string())]);
+        }
+    }
+
+    /// The records kept since the last call (empty when not recording).
+    pub fn take_records(&mut self) -> Vec<AllocRecord> {
+        self.records
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// What the recording says about the tracking: the filter's summary and the options.
+    pub fn setup_json(&self) -> Value {
+        let o = &self.opts;
+        json!({
+            "filter": self.maps.summary,
+            "options": {
+                "sample_every": o.sample_every,
+                "min_size": o.min_size,
+                "max_size": (o.max_size != u64::MAX).then_some(o.max_size),
+                "older_ns": o.older.as_nanos() as u64,
+                "top": o.top,
+                "sort": o.sort,
+                "grace_ns": o.grace.as_nanos() as u64,
+                "rcu_barrier": o.rcu_barrier,
+                "max_entries": o.max_entries,
+                "max_objects": o.max_objects,
+                "reuse_check": o.reuse_check,
+                "stack_per_object": o.stack_per_object,
+            },
+        })
+    }
+
+    /// Names the new addresses of `rec` and, when `keep`, keeps it (after its names) for
+    /// the recording.
+    fn learn(&mut self, rec: &AllocRecord, keep: bool) {
+        let mut new = Vec::new();
+        for a in addresses(rec) {
+            if !self.names.contains_key(&a) {
+                let name = self.maps.syms.frame(a);
+                self.names.insert(a, name.clone());
+                new.push((a, name));
+            }
+        }
+        if let Some(r) = self.records.as_mut() {
+            if !new.is_empty() {
+                new.sort_unstable();
+                r.push(AllocRecord::Frames(new));
+            }
+            if keep {
+                r.push(rec.clone());
+            }
         }
     }
 
@@ -231,9 +307,9 @@ impl AllocTracker {
             rcu_barrier();
         }
         let allocs = self.read(now_ns);
-        out.push(self.live(now_ns, f, &allocs));
+        out.push(self.live(now_ns, f, free_misses, &allocs));
         for p in due {
-            out.push(self.report(&p.window, now_ns, mark, &allocs));
+            out.push(self.report(&p.window, now_ns, mark, &allocs, 0));
         }
         self.update_view(now_ns, f, &allocs);
         // Forget what no report will need any more.
@@ -298,7 +374,40 @@ impl AllocTracker {
         self.view = Some(v);
     }
 
-    fn live(&mut self, now_ns: u64, f: &Figures, allocs: &[Allocation]) -> Value {
+    /// The tracer stops: the reports still waiting for their grace period are made now
+    /// (marked uncertain when they list objects: some may have been freed later).
+    pub fn finish(&mut self, now_ns: u64) -> Vec<Value> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return vec![];
+        }
+        if self.opts.rcu_barrier {
+            rcu_barrier();
+        }
+        let mark = Mark {
+            ts_ns: now_ns,
+            ..self.marks.last().copied().unwrap_or_default()
+        };
+        let allocs = self.read(now_ns);
+        pending
+            .into_iter()
+            .map(|p| {
+                let early = p.due_ns.saturating_sub(now_ns);
+                self.report(&p.window, now_ns, mark, &allocs, early)
+            })
+            .collect()
+    }
+
+    fn syms(&self) -> Syms<'_> {
+        Syms {
+            syms: &self.maps.syms,
+            stacks: &self.maps.stacks,
+            cache: Default::default(),
+            per_object: self.opts.stack_per_object,
+        }
+    }
+
+    fn live(&mut self, now_ns: u64, f: &Figures, free_misses: u64, allocs: &[Allocation]) -> Value {
         let count = allocs.len() as u64;
         let bytes: u64 = allocs.iter().map(|a| a.size).sum();
         let (growth_objs, growth_bytes) = match self.last_total {
@@ -312,46 +421,84 @@ impl AllocTracker {
             _ => (0.0, 0.0),
         };
         self.last_total = Some((now_ns, count, bytes));
-        let sites: Vec<Value> = by_call_site(allocs, self.opts.top)
-            .into_iter()
-            .map(|(site, c, b)| {
-                json!({ "call_site": hex(site), "function": self.maps.syms.frame(site), "count": c, "bytes": b })
-            })
-            .collect();
-        let mounts: Vec<Value> = self
-            .windows
-            .open()
-            .map(|w| {
-                let (c, b) = self
-                    .charging
-                    .charged(w, allocs)
-                    .fold((0u64, 0u64), |(c, b), a| (c + 1, b + a.size));
-                json!({
-                    "target": w.target, "source": w.source, "fs_type": w.fs_type,
-                    "mounted_ns": w.start_ns, "count": c, "bytes": b,
+        let by_stack = group(allocs, self.opts.sort, self.opts.top);
+        let stacks = stacks_of(
+            by_stack.iter().map(|g| (g.stack_id, g.call_site)),
+            &self.syms(),
+        );
+        let live = LiveAlloc {
+            ts_ns: now_ns,
+            outstanding: count,
+            bytes,
+            growth_objects_per_s: growth_objs,
+            growth_bytes_per_s: growth_bytes,
+            by_call_site: by_call_site(allocs, self.opts.top)
+                .into_iter()
+                .map(|(call_site, count, bytes)| SiteCount {
+                    call_site,
+                    count,
+                    bytes,
                 })
-            })
-            .collect();
-        json!({
-            "type": "alloc_live",
-            "ts_ns": now_ns,
-            "outstanding": count,
-            "bytes": bytes,
-            "growth_objects_per_s": growth_objs,
-            "growth_bytes_per_s": growth_bytes,
-            "by_call_site": sites,
-            "by_mount": mounts,
-            "tracked_total": f.alloc_tracked,
-            "freed_total": f.alloc_freed,
-            "untracked_map_full": f.alloc_map_full,
-            "sampled_out": f.alloc_sampled_out,
-            "stacks": f.alloc_stacks,
-            "stack_failures": f.alloc_stack_failed,
-            "reused_unseen_free": f.alloc_reused,
-        })
+                .collect(),
+            by_stack: by_stack.iter().map(GroupRecord::of).collect(),
+            by_mount: self
+                .windows
+                .open()
+                .map(|w| {
+                    let (c, b) = self
+                        .charging
+                        .charged(w, allocs)
+                        .fold((0u64, 0u64), |(c, b), a| (c + 1, b + a.size));
+                    MountCount {
+                        target: w.target.clone(),
+                        source: w.source.clone(),
+                        fs_type: w.fs_type.clone(),
+                        mounted_ns: w.start_ns,
+                        count: c,
+                        bytes: b,
+                    }
+                })
+                .collect(),
+            stacks,
+            counters: AllocCounters {
+                tracked: f.alloc_tracked,
+                freed: f.alloc_freed,
+                map_full: f.alloc_map_full,
+                sampled_out: f.alloc_sampled_out,
+                stacks: f.alloc_stacks,
+                stack_failures: f.alloc_stack_failed,
+                reused: f.alloc_reused,
+                free_misses,
+            },
+        };
+        let changed = self
+            .last_recorded
+            .as_ref()
+            .is_none_or(|l| !l.same_state(&live));
+        // An unchanged state is not recorded again: replay keeps the last one.
+        let rec = AllocRecord::Live(live);
+        self.learn(&rec, changed);
+        let AllocRecord::Live(live) = &rec else {
+            unreachable!()
+        };
+        if changed && self.records.is_some() {
+            self.last_recorded = Some(live.clone());
+        }
+        let mut v = live_json(live, &self.names);
+        v["type"] = json!("alloc_live");
+        v
     }
 
-    fn report(&mut self, w: &MountWindow, now_ns: u64, now: Mark, allocs: &[Allocation]) -> Value {
+    /// The leak report of `w`; `early_ns`: how long before its grace period ended it is made
+    /// (the tracer stops).
+    fn report(
+        &mut self,
+        w: &MountWindow,
+        now_ns: u64,
+        now: Mark,
+        allocs: &[Allocation],
+        early_ns: u64,
+    ) -> Value {
         self.reports += 1;
         let objects: Vec<&Allocation> = self.charging.charged(w, allocs).collect();
         let groups = group(objects.iter().copied(), self.opts.sort, self.opts.top);
@@ -415,6 +562,14 @@ impl AllocTracker {
                  --alloc-max-entries): leaks among them are not listed"
             ));
         }
+        if early_ns > 0 {
+            c.uncertain = true;
+            c.reasons.push(format!(
+                "made {} before the end of its grace period (--leak-grace), because the tracer \
+                 stopped: objects freed late are listed",
+                tracer_fs::text::dur(early_ns)
+            ));
+        }
         // Missed frees and shared lifetimes can only add objects: an empty report stands.
         if objects.is_empty() {
             c.uncertain = false;
@@ -425,59 +580,34 @@ impl AllocTracker {
                 self.opts.sample_every
             ));
         }
-        let sym = Syms {
-            syms: &self.maps.syms,
-            stacks: &self.maps.stacks,
-            cache: Default::default(),
-            per_object: self.opts.stack_per_object,
-        };
-        let text = report_text(
-            w,
-            &objects,
-            &groups,
-            &c,
-            now_ns,
-            self.opts.max_objects,
-            &sym,
+        let shown = shown_objects(&objects, self.opts.max_objects);
+        let stacks = stacks_of(
+            shown
+                .iter()
+                .map(|a| (a.stack_id, a.call_site))
+                .chain(groups.iter().map(|g| (g.stack_id, g.call_site))),
+            &self.syms(),
         );
-        let groups_json: Vec<Value> = groups
-            .iter()
-            .map(|g| {
-                let frames = if g.stack_id >= 0 {
-                    sym.stack(g.stack_id, g.call_site)
-                } else {
-                    vec![]
-                };
-                json!({
-                    "count": g.count, "bytes": g.bytes, "cache": g.cache,
-                    "call_site": hex(g.call_site), "function": sym.frame(g.call_site),
-                    "stack_id": g.stack_id,
-                    "backtrace": frames.iter().map(|f| sym.frame(*f)).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let objects_json: Vec<Value> = objects
-            .iter()
-            .take(self.opts.max_objects)
-            .map(|a| {
-                json!({
-                    "ptr": hex(a.ptr), "size": a.size, "cache": a.cache,
-                    "call_site": hex(a.call_site), "comm": a.comm, "pid": a.pid, "tgid": a.tgid,
-                    "age_ns": now_ns.saturating_sub(a.ts_ns),
-                })
-            })
-            .collect();
-        json!({
-            "type": "leak_report",
-            "mount": w,
-            "objects": objects.len(),
-            "bytes": objects.iter().map(|a| a.size).sum::<u64>(),
-            "uncertain": c.uncertain,
-            "reasons": c.reasons,
-            "groups": groups_json,
-            "object_list": objects_json,
-            "text": text,
-        })
+        let rec = LeakRecord {
+            window: WindowRecord::of(w),
+            now_ns,
+            objects: objects.len() as u64,
+            bytes: objects.iter().map(|a| a.size).sum(),
+            uncertain: c.uncertain,
+            reasons: c.reasons,
+            per_object: self.opts.stack_per_object,
+            shown: shown.iter().map(|a| ObjRecord::of(a)).collect(),
+            groups: groups.iter().map(GroupRecord::of).collect(),
+            stacks,
+        };
+        let rec = AllocRecord::Leak(rec);
+        self.learn(&rec, true);
+        let AllocRecord::Leak(rec) = &rec else {
+            unreachable!()
+        };
+        let mut v = leak_json(rec, &self.names);
+        v["type"] = json!("leak_report");
+        v
     }
 }
 

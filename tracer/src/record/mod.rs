@@ -25,9 +25,14 @@
 //!   (see [`schema`]) and zstd-compressed as one unit. Items are numbered from 0 across the
 //!   file; a block starts with the number of its first item and its count, so the reader
 //!   knows how many items a damaged block held.
-//! - `AllocSnapshot`: reserved for the periodic allocation snapshots (allocation tracking
-//!   is not built yet; nothing writes them). Payload: snapshot version (u16 LE), then data
-//!   in that version's encoding. Today's reader counts them and says it skipped them.
+//! - `AllocSnapshot` (with `--alloc-filter`): what allocation tracking concluded at a
+//!   counter tick ([`alloc::AllocRecord`]: the filter, names of kernel addresses, the
+//!   outstanding allocations by call site, stack and mount with the counters, and the leak
+//!   reports with their objects, groups, symbolized backtraces and caveats). Payload:
+//!   snapshot version (u16 LE, [`ALLOC_SNAPSHOT_VERSION`]), then data in that version's
+//!   encoding (see [`alloc`]). A reader skips snapshots of a newer version, and says how
+//!   many; tracers older than allocation tracking skip every snapshot, with a note, and
+//!   read the rest.
 //! - `End` (JSON): [`TraceEnd`], written by a clean stop. Without it the recording was cut
 //!   short (crash, kill -9, power loss) and the report says so.
 //!
@@ -43,6 +48,7 @@
 //! and could not be compressed. Blocks are closed by size (256 KiB of items) and by time
 //! (every second), so a crash loses at most about a second of events.
 
+pub mod alloc;
 pub mod reader;
 pub mod run;
 pub(crate) mod schema;
@@ -78,7 +84,7 @@ pub const MAX_BLOCK_RAW_LEN: usize = 64 << 20;
 /// Bytes of the block prefix: first item number (u64 LE), item count (u32 LE), raw length (u32 LE).
 pub const BLOCK_PREFIX_LEN: usize = 16;
 
-/// Version of the allocation snapshot payload this build would write (none yet).
+/// Version of the allocation snapshot payload ([`alloc`]) this build writes and reads.
 pub const ALLOC_SNAPSHOT_VERSION: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +162,7 @@ pub struct TraceEnd {
 }
 
 /// One entry of a recording, in the order the live engine saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     Event(Event),
     /// A kernel function name learnt at run time (`Engine::add_symbol`), before the event
@@ -187,6 +193,8 @@ pub enum Item {
         status: i32,
         signal: Option<i32>,
     },
+    /// What allocation tracking concluded (its own frames, not counted among the items).
+    Alloc(alloc::AllocRecord),
 }
 
 /// `uname -r`.

@@ -67,8 +67,8 @@ pub enum Problem {
     },
     /// A frame of a kind this tracer does not know (written by a newer one), skipped.
     UnknownFrame { offset: u64, kind: u8, len: u64 },
-    /// Allocation snapshots this tracer cannot read, skipped.
-    AllocSnapshotsSkipped { count: u64 },
+    /// Allocation snapshots of a newer snapshot version than this tracer reads, skipped.
+    AllocSnapshotsSkipped { count: u64, version: u16 },
     /// No end frame: the recording was cut short (the tracer crashed or was killed).
     NoEnd,
     /// The end frame counts more items than were read.
@@ -123,9 +123,10 @@ impl fmt::Display for Problem {
                 f,
                 "frame of unknown kind {kind} at byte {offset} ({len} bytes) skipped: written by a newer tracer?"
             ),
-            Problem::AllocSnapshotsSkipped { count } => write!(
+            Problem::AllocSnapshotsSkipped { count, version } => write!(
                 f,
-                "{count} allocation snapshots skipped: this tracer does not read them yet"
+                "{count} allocation snapshots skipped: written by a newer tracer (snapshot version {version}, this one reads {}); allocations are missing from the report",
+                super::ALLOC_SNAPSHOT_VERSION
             ),
             Problem::NoEnd => write!(
                 f,
@@ -163,6 +164,8 @@ pub struct TraceReader<R: Read> {
     next_item: u64,
     items_read: u64,
     alloc_snapshots: u64,
+    /// Snapshots of a newer version skipped, and the newest such version.
+    alloc_skipped: (u64, u16),
     done: bool,
 }
 
@@ -189,6 +192,7 @@ impl<R: Read> TraceReader<R> {
             next_item: 0,
             items_read: 0,
             alloc_snapshots: 0,
+            alloc_skipped: (0, 0),
             done: false,
         };
         let pre = MAGIC.len() + 4;
@@ -252,16 +256,23 @@ impl<R: Read> TraceReader<R> {
         self.end.as_ref()
     }
 
-    /// Items read so far.
+    /// Items read so far (allocation records are not items).
     pub fn items_read(&self) -> u64 {
         self.items_read
+    }
+
+    /// Allocation snapshot frames read so far.
+    pub fn alloc_snapshots(&self) -> u64 {
+        self.alloc_snapshots
     }
 
     /// The next item, or `None` at the end (of the file, or of what could be read).
     pub fn next_item(&mut self) -> Result<Option<Item>, ReadError> {
         loop {
             if let Some(i) = self.pending.pop_front() {
-                self.items_read += 1;
+                if !matches!(i, Item::Alloc(_)) {
+                    self.items_read += 1;
+                }
                 return Ok(Some(i));
             }
             if self.done {
@@ -276,9 +287,10 @@ impl<R: Read> TraceReader<R> {
 
     fn finish(&mut self) {
         self.done = true;
-        if self.alloc_snapshots > 0 {
+        if self.alloc_skipped.0 > 0 {
             self.problems.push(Problem::AllocSnapshotsSkipped {
-                count: self.alloc_snapshots,
+                count: self.alloc_skipped.0,
+                version: self.alloc_skipped.1,
             });
         }
         match &self.end {
@@ -311,7 +323,24 @@ impl<R: Read> TraceReader<R> {
                     declared: 0,
                 }),
             },
-            Some(FrameKind::AllocSnapshot) => self.alloc_snapshots += 1,
+            Some(FrameKind::AllocSnapshot) => match super::alloc::decode(&f.payload) {
+                Ok(records) => {
+                    self.alloc_snapshots += 1;
+                    self.pending.extend(records.into_iter().map(Item::Alloc));
+                }
+                Err(super::alloc::DecodeError::Newer(v)) => {
+                    self.alloc_skipped.0 += 1;
+                    self.alloc_skipped.1 = self.alloc_skipped.1.max(v);
+                }
+                Err(super::alloc::DecodeError::Bad(reason)) => {
+                    self.problems.push(Problem::BadBlock {
+                        offset: f.offset,
+                        reason: format!("allocation snapshot: {reason}"),
+                        decoded: 0,
+                        declared: 0,
+                    })
+                }
+            },
             Some(FrameKind::Header) => self.problems.push(Problem::BadBlock {
                 offset: f.offset,
                 reason: "a second header".into(),

@@ -140,21 +140,12 @@ pub struct RunArgs {
     /// Also print the live verdicts and notices on stderr while the command runs.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub live: Option<Format>,
-    /// Keep recording this long after the command exits, for deferred releases to finish.
+    /// Keep recording this long after the command exits, for deferred releases to finish
+    /// (with --alloc-filter, at least --leak-grace, for the last umount's leak report).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub linger: Duration,
-    /// Send events for every work function, not only the followed ones.
-    #[arg(long)]
-    pub all_work: bool,
-    /// Also follow this work function (kernel symbol); repeatable.
-    #[arg(long = "follow-work", value_name = "FUNCTION")]
-    pub follow_work: Vec<String>,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, default_value_t = 16)]
-    pub ring_mib: u32,
-    /// Seconds between counter updates.
-    #[arg(long, default_value_t = 1.0)]
-    pub stats_every: f64,
+    #[command(flatten)]
+    pub probes: crate::attach_args::AttachArgs,
     /// The command to run and its arguments (after `--`).
     #[arg(
         value_name = "CMD",
@@ -168,17 +159,9 @@ pub struct RunArgs {
 
 /// `tracer run` from its command line: returns the exit status to leave with.
 pub fn cli(a: RunArgs) -> Result<i32> {
-    if !a.ring_mib.is_power_of_two() {
-        bail!("--ring-mib must be a power of two (got {})", a.ring_mib);
-    }
     main(RunOptions {
-        attach: attach::Options {
-            all_work: a.all_work,
-            follow_work: a.follow_work,
-            ring_bytes: a.ring_mib << 20,
-            ..Default::default()
-        },
-        stats_every: Duration::from_secs_f64(a.stats_every.max(0.05)),
+        attach: a.probes.options()?,
+        stats_every: a.probes.stats_every(),
         record: a.record,
         report: a.report,
         report_format: a.format,
@@ -326,6 +309,10 @@ impl<S: EngineSink> Sink for RunSink<S> {
         self.rec.ready()?;
         self.spawn()
     }
+
+    fn end(&mut self) -> Result<()> {
+        self.rec.end()
+    }
 }
 
 /// `tracer run`: returns the exit status to leave with.
@@ -421,13 +408,14 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
         Some(_) => Box::new(std::io::stderr()),
         None => Box::new(std::io::sink()),
     };
-    let live = LiveSink::new(
+    let mut live = LiveSink::new(
         engine,
         out,
         opts.live.unwrap_or(Format::Text),
         false,
         &kallsyms,
     );
+    live.start_alloc(&mut att, &opts.attach)?;
     let h = header(
         &att,
         live.engine.config(),
@@ -448,7 +436,12 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
         argv: opts.command.clone(),
         shared: shared.clone(),
         stop: stop.clone(),
-        linger: opts.linger,
+        // With allocation tracking, long enough for the leak report of the command's last
+        // umount (made a grace period after it) to be made and recorded.
+        linger: match &opts.attach.alloc {
+            Some(a) => opts.linger.max(a.grace),
+            None => opts.linger,
+        },
     };
     let sopts = StreamOptions {
         stats_every: opts.stats_every,

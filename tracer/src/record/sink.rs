@@ -7,17 +7,38 @@ use std::{collections::BTreeSet, io::Write};
 use anyhow::Result;
 use tracer_fs::{Engine, event::Event};
 
-use super::{Item, TraceEnd, TraceWriter, unix_now_ns};
+use super::{Item, TraceEnd, TraceWriter, alloc::AllocRecord, unix_now_ns};
 use crate::{clock::boottime_ns, counters::Figures, live::LiveSink, stream::Sink};
 
 /// A sink that runs an engine the recording must mirror.
 pub trait EngineSink: Sink {
     fn engine(&self) -> &Engine;
+    /// From now on keep what allocation tracking concludes for the recording (false: it is
+    /// off).
+    fn record_alloc(&mut self) -> bool {
+        false
+    }
+    /// What allocation tracking concluded since the last call, in order.
+    fn take_alloc_records(&mut self) -> Vec<AllocRecord> {
+        Vec::new()
+    }
 }
 
 impl<W: Write> EngineSink for LiveSink<'_, W> {
     fn engine(&self) -> &Engine {
         &self.engine
+    }
+    fn record_alloc(&mut self) -> bool {
+        self.alloc.as_mut().is_some_and(|t| {
+            t.keep_records();
+            true
+        })
+    }
+    fn take_alloc_records(&mut self) -> Vec<AllocRecord> {
+        self.alloc
+            .as_mut()
+            .map(|t| t.take_records())
+            .unwrap_or_default()
     }
 }
 
@@ -34,11 +55,12 @@ pub struct RecordSink<S: EngineSink> {
 }
 
 impl<S: EngineSink> RecordSink<S> {
-    pub fn new(inner: S, writer: TraceWriter) -> Self {
+    pub fn new(mut inner: S, writer: TraceWriter) -> Self {
+        inner.record_alloc();
         let symbols = &inner.engine().config().symbols;
         let symbols_seen = symbols.len();
         let symbols_written = symbols.keys().copied().collect();
-        RecordSink {
+        let mut r = RecordSink {
             inner,
             writer: Some(writer),
             symbols_seen,
@@ -47,6 +69,19 @@ impl<S: EngineSink> RecordSink<S> {
             events: 0,
             bad_records: 0,
             drops: 0,
+        };
+        // The tracking's setup first, before any event.
+        r.write_alloc();
+        r
+    }
+
+    /// Writes what allocation tracking concluded since the last call.
+    fn write_alloc(&mut self) {
+        let records = self.inner.take_alloc_records();
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.push_alloc(&records)
+        {
+            self.fail(e);
         }
     }
 
@@ -132,15 +167,6 @@ impl<S: EngineSink> RecordSink<S> {
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// Records an allocation snapshot (see [`TraceWriter::push_alloc_snapshot`]).
-    pub fn alloc_snapshot(&mut self, version: u16, data: &[u8]) {
-        if let Some(w) = self.writer.as_mut()
-            && let Err(e) = w.push_alloc_snapshot(version, data)
-        {
-            self.fail(e);
-        }
-    }
-
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
@@ -171,8 +197,15 @@ impl<S: EngineSink> Sink for RecordSink<S> {
                 self.push(&Item::EvidenceLimit(l));
             }
         }
+        self.write_alloc();
         self.tick();
         Ok(())
+    }
+
+    fn end(&mut self) -> Result<()> {
+        let r = self.inner.end();
+        self.write_alloc();
+        r
     }
 
     fn bad_record(&mut self, err: &str) -> Result<()> {

@@ -14,6 +14,7 @@ use tracer_fs::event::Event;
 use super::{
     BLOCK_PREFIX_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, FRAME_SYNC, FrameKind, Item, MAGIC,
     TraceEnd, TraceHeader,
+    alloc::AllocRecord,
     schema::{RecEvent, WireItem},
 };
 
@@ -50,9 +51,13 @@ pub fn preamble() -> Vec<u8> {
     v
 }
 
-/// Appends the postcard encoding of `item` to `buf`.
+/// Appends the postcard encoding of `item` to `buf` (allocation records are not block
+/// items: they have frames of their own, see [`TraceWriter::push_alloc`]).
 pub fn encode_item(buf: &mut Vec<u8>, item: &Item) -> Result<()> {
-    encode_wire(buf, &wire_item(item))
+    match wire_item(item) {
+        Some(w) => encode_wire(buf, &w),
+        None => anyhow::bail!("allocation records are written in their own frames"),
+    }
 }
 
 fn encode_wire(buf: &mut Vec<u8>, w: &WireItem) -> Result<()> {
@@ -61,8 +66,8 @@ fn encode_wire(buf: &mut Vec<u8>, w: &WireItem) -> Result<()> {
     Ok(())
 }
 
-fn wire_item(item: &Item) -> WireItem<'_> {
-    match item {
+fn wire_item(item: &Item) -> Option<WireItem<'_>> {
+    Some(match item {
         Item::Event(e) => WireItem::Event(RecEvent::of(e)),
         Item::Symbol { addr, name } => WireItem::Symbol {
             addr: *addr,
@@ -88,7 +93,8 @@ fn wire_item(item: &Item) -> WireItem<'_> {
             status: *status,
             signal: *signal,
         },
-    }
+        Item::Alloc(_) => return None,
+    })
 }
 
 /// A block frame's payload: prefix + zstd of the items' bytes.
@@ -172,7 +178,11 @@ impl TraceWriter {
 
     /// Appends an item; closes the block when it is big enough.
     pub fn push(&mut self, item: &Item) -> Result<()> {
-        self.push_wire(&wire_item(item))
+        match (wire_item(item), item) {
+            (Some(w), _) => self.push_wire(&w),
+            (None, Item::Alloc(r)) => self.push_alloc(std::slice::from_ref(r)),
+            (None, _) => unreachable!("only allocation records have no block encoding"),
+        }
     }
 
     /// Appends an event (without copying it into an [`Item`]).
@@ -229,17 +239,22 @@ impl TraceWriter {
             .with_context(|| format!("syncing the recording {}", self.path.display()))
     }
 
-    /// Writes an allocation snapshot (the place kept for allocation tracking): the open
-    /// block is closed first, so the snapshot sits after the items that came before it.
-    /// `version` says how `data` is encoded; readers that do not know it skip the frame
-    /// and say so.
-    pub fn push_alloc_snapshot(&mut self, version: u16, data: &[u8]) -> Result<()> {
+    /// Writes allocation records as one snapshot frame. The open block is closed first, so
+    /// the snapshot sits after the items that came before it.
+    pub fn push_alloc(&mut self, records: &[AllocRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let payload = super::alloc::encode(records)?;
+        self.push_frame(FrameKind::AllocSnapshot as u8, &payload)
+    }
+
+    /// Writes a frame of `kind` as is, after the open block (tests of readers use it for
+    /// frames this tracer would not write).
+    pub fn push_frame(&mut self, kind: u8, payload: &[u8]) -> Result<()> {
         self.flush()?;
-        let mut payload = Vec::with_capacity(2 + data.len());
-        payload.extend_from_slice(&version.to_le_bytes());
-        payload.extend_from_slice(data);
         let mut frame = Vec::new();
-        encode_frame(&mut frame, FrameKind::AllocSnapshot as u8, 0, &payload);
+        encode_frame(&mut frame, kind, 0, payload);
         self.write(&frame)
     }
 

@@ -11,7 +11,9 @@ use tracer_fs::{
 };
 
 use super::{
-    ALLOCATIONS_NOT_TRACKED, Report, Section, Story, notice_chain, notice_summary, notice_ts,
+    ALLOCATIONS_NOT_TRACKED, Report, Section, Story,
+    alloc::{AllocInfo, SectionAlloc},
+    notice_chain, notice_summary, notice_ts,
     text::{section_title, spread_words, status_words, story_outcome, story_title},
 };
 
@@ -239,6 +241,82 @@ fn story(s: &Story, o: &mut String) {
     o.push_str("</details>");
 }
 
+/// A section's allocations: a summary line, then each leak report (its groups, largest
+/// first, with their backtraces, and the kmemleak-style text).
+fn allocations(info: &AllocInfo, a: &SectionAlloc, o: &mut String) {
+    let c = &a.counters;
+    let at_end = a
+        .at_end
+        .as_ref()
+        .map(|l| {
+            format!(
+                "{} outstanding ({} bytes) at the end of the test",
+                l.outstanding, l.bytes
+            )
+        })
+        .unwrap_or_else(|| "no snapshot at the end of the test".into());
+    let _ = write!(
+        o,
+        "<p>allocations ({}): {}, peak {} ({} bytes); during the test {} tracked, {} freed; not tracked: {} (map full), {} (sampled out); frees missed: {} + {} (address reused)</p>",
+        esc(&info.terms().join(" ")),
+        esc(&at_end),
+        a.peak_outstanding,
+        a.peak_bytes,
+        c.tracked,
+        c.freed,
+        c.map_full,
+        c.sampled_out,
+        c.free_misses,
+        c.reused
+    );
+    if a.leaks.is_empty() {
+        o.push_str(
+            "<p class=\"ok\">leak reports: none (no tracked mount was unmounted in this test)</p>",
+        );
+    }
+    for k in &a.leaks {
+        let v = info.leak_json(k);
+        let class = if k.objects == 0 { "ok" } else { "bad" };
+        let _ = write!(
+            o,
+            "<details open><summary class=\"{class}\">{}: {} objects, {} bytes after umount{}</summary>",
+            esc(&k.window.target),
+            k.objects,
+            k.bytes,
+            if k.uncertain { " (uncertain)" } else { "" }
+        );
+        for r in &k.reasons {
+            let _ = write!(o, "<p class=\"muted\">note: {}</p>", esc(r));
+        }
+        if let Some(groups) = v["groups"].as_array().filter(|g| !g.is_empty()) {
+            o.push_str(
+                "<table><tr><th>objects</th><th>bytes</th><th>cache</th><th>backtrace</th></tr>",
+            );
+            for g in groups {
+                let frames: Vec<&str> = g["backtrace"]
+                    .as_array()
+                    .map(|b| b.iter().filter_map(|f| f.as_str()).collect())
+                    .unwrap_or_default();
+                let bt = if frames.is_empty() {
+                    g["function"].as_str().unwrap_or("").to_string()
+                } else {
+                    frames.join("\n")
+                };
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                    g["count"],
+                    g["bytes"],
+                    esc(g["cache"].as_str().unwrap_or("")),
+                    esc(&bt)
+                );
+            }
+            o.push_str("</table>");
+        }
+        let _ = write!(o, "<pre>{}</pre></details>", esc(&info.leak_text(k)));
+    }
+}
+
 fn section(r: &Report, s: &Section, idx: usize, o: &mut String) {
     let _ = write!(
         o,
@@ -260,7 +338,12 @@ fn section(r: &Report, s: &Section, idx: usize, o: &mut String) {
         story(st, o);
     }
     o.push_str("<h3>Leak groups</h3>");
-    let _ = write!(o, "<p class=\"muted\">{}</p>", esc(ALLOCATIONS_NOT_TRACKED));
+    match (&r.alloc, &s.alloc) {
+        (Some(info), Some(a)) => allocations(info, a, o),
+        _ => {
+            let _ = write!(o, "<p class=\"muted\">{}</p>", esc(ALLOCATIONS_NOT_TRACKED));
+        }
+    }
     if s.pinned_at_end.is_empty() {
         o.push_str("<p class=\"ok\">detached mounts still pinned at the end of the test: none</p>");
     } else {

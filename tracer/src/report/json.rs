@@ -5,14 +5,19 @@
 //!   "recording": { file, format_version, wire_version, tracer_version, kernel_release,
 //!                  started_at, started_boot_ns, duration_ns, command, clean_end,
 //!                  stopped_by, items, events, records_lost, bad_records,
-//!                  hooks_not_attached, problems, evidence_limits, tests_seen, only_test },
+//!                  hooks_not_attached, problems, evidence_limits, tests_seen, only_test,
+//!                  allocation_tracking: { filter, options } (with --alloc-filter) },
 //!   "tests": [ { test (null before the first marker), start_ns, end_ns, started_at,
 //!                events, mount_calls, ebusy_calls,
 //!                ebusy_stories: [ { what, mount, first_ebusy_ns, failed_attempts,
 //!                                   closed_ns, busy_ns,
 //!                                   timeline: [ { offset_ns, ts_ns, notice, summary } ],
 //!                                   notices: [ <notice as `tracer attach` prints it> ] } ],
-//!                leaks: { allocations: { tracked: false, note },
+//!                leaks: { allocations: { tracked: false, note } without --alloc-filter, or
+//!                           { tracked: true, filter, at_end: <alloc_live line>,
+//!                             peak_outstanding, peak_bytes, counters, snapshots,
+//!                             leak_reports: [ <leak_report line, as `tracer attach`
+//!                                              prints it, without `type`> ] },
 //!                         detached_mounts_pinned_at_end: [ AliveOnMount ],
 //!                         detached_mount_notices: [ notice ] },
 //!                deferred_work: [ WorkStats ] } ],
@@ -63,6 +68,15 @@ struct Recording<'a> {
     evidence_limits: &'a [String],
     tests_seen: &'a [String],
     only_test: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocation_tracking: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Allocations {
+    NotTracked { tracked: bool, note: &'static str },
+    Tracked(Value),
 }
 
 #[derive(Serialize)]
@@ -104,12 +118,6 @@ struct Leaks<'a> {
     allocations: Allocations,
     detached_mounts_pinned_at_end: &'a [AliveOnMount],
     detached_mount_notices: Vec<NoticeDoc<'a>>,
-}
-
-#[derive(Serialize)]
-struct Allocations {
-    tracked: bool,
-    note: &'static str,
 }
 
 /// A notice as `tracer attach --format json` prints it (minus the line's `type`).
@@ -162,9 +170,12 @@ fn section<'a>(r: &Report, s: &'a Section) -> Test<'a> {
         ebusy_calls: s.ebusy_calls,
         ebusy_stories: s.stories.iter().map(story).collect(),
         leaks: Leaks {
-            allocations: Allocations {
-                tracked: false,
-                note: ALLOCATIONS_NOT_TRACKED,
+            allocations: match (&r.alloc, &s.alloc) {
+                (Some(info), Some(a)) => Allocations::Tracked(info.section_json(a)),
+                _ => Allocations::NotTracked {
+                    tracked: false,
+                    note: ALLOCATIONS_NOT_TRACKED,
+                },
             },
             detached_mounts_pinned_at_end: &s.pinned_at_end,
             detached_mount_notices: s.detached.iter().map(notice_doc).collect(),
@@ -237,6 +248,7 @@ fn doc(r: &Report) -> Doc<'_> {
             evidence_limits: &r.evidence_limits,
             tests_seen: &r.tests_seen,
             only_test: r.test_filter.as_deref(),
+            allocation_tracking: r.alloc.as_ref().and_then(|a| a.setup.as_ref()),
         },
         tests: r.sections.iter().map(|s| section(r, s)).collect(),
         engine: &r.stats,

@@ -7,6 +7,7 @@
 //! from /dev/kmsg (`Payload::TestMarker`); what comes before the first marker is its own
 //! section (or the only one, for recordings without markers).
 
+pub mod alloc;
 pub mod html;
 pub mod json;
 pub mod perfetto;
@@ -30,7 +31,9 @@ use tracer_fs::{
     work::{ChainLink, FnCounters},
 };
 
-use crate::record::{Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader};
+use crate::record::{
+    Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader, alloc::AllocRecord,
+};
 
 pub use redact::Redactor;
 
@@ -67,7 +70,7 @@ pub struct ReportOptions {
     pub timeline: bool,
 }
 
-/// What allocation tracking says (not built yet: an explicit "not tracked").
+/// What a report says of a recording made without `--alloc-filter`.
 pub const ALLOCATIONS_NOT_TRACKED: &str = "allocations: not tracked in this recording";
 
 /// One EBUSY story: from the first EBUSY of a mount-table call to its success.
@@ -164,6 +167,8 @@ pub struct Section {
     /// lives on invisibly (the leak a lazy umount hides).
     pub pinned_at_end: Vec<AliveOnMount>,
     pub work: Vec<WorkStats>,
+    /// Allocation tracking in this section (`None`: not tracked in the recording).
+    pub alloc: Option<alloc::SectionAlloc>,
 }
 
 /// The `tracer run` command as recorded.
@@ -238,6 +243,8 @@ pub struct Report {
     pub config: EngineConfig,
     pub timeline: Timeline,
     pub redactor: Redactor,
+    /// Allocation tracking (`None`: the recording was made without `--alloc-filter`).
+    pub alloc: Option<alloc::AllocInfo>,
 }
 
 impl Report {
@@ -301,6 +308,9 @@ struct Replayer {
     queued: HashMap<u64, u64>,
     tests_seen: Vec<String>,
     redactor: Redactor,
+    alloc: alloc::AllocReplay,
+    /// Every section closed: its start and, when kept, its index in `sections`.
+    bounds: Vec<(u64, Option<usize>)>,
 }
 
 fn new_section(test: Option<String>, ts: u64) -> Section {
@@ -315,6 +325,7 @@ fn new_section(test: Option<String>, ts: u64) -> Section {
         detached: Vec::new(),
         pinned_at_end: Vec::new(),
         work: Vec::new(),
+        alloc: None,
     }
 }
 
@@ -332,7 +343,11 @@ impl Replayer {
         s.end_ns = ts.max(s.start_ns);
         let stories = std::mem::take(&mut self.stories);
         let watch = std::mem::take(&mut self.watch);
+        let alloc = self.alloc.close_section();
+        let start = s.start_ns;
+        let mut kept = None;
         if self.wanted(&s) {
+            s.alloc = alloc;
             s.stories = stories;
             s.pinned_at_end = self
                 .engine
@@ -344,9 +359,11 @@ impl Replayer {
             s.work = self.work_stats(watch);
             // A section with nothing in it (e.g. before the first marker) is left out.
             if s.test.is_some() || s.events > 0 {
+                kept = Some(self.sections.len());
                 self.sections.push(s);
             }
         }
+        self.bounds.push((start, kept));
         self.watch.at_start = self.engine.work().per_fn().clone();
     }
 
@@ -500,6 +517,21 @@ impl Replayer {
         }
     }
 
+    /// Files each leak report under the section its umount happened in (reports are made a
+    /// grace period later, often during the next test).
+    fn file_leaks(&mut self) {
+        for k in std::mem::take(&mut self.alloc.leaks) {
+            let at = k.umount_ns();
+            let i = self.bounds.partition_point(|(start, _)| *start <= at);
+            let Some((_, Some(idx))) = self.bounds.get(i.saturating_sub(1)) else {
+                continue;
+            };
+            if let Some(a) = self.sections[*idx].alloc.as_mut() {
+                a.leaks.push(k);
+            }
+        }
+    }
+
     fn event(&mut self, ev: &Event) {
         if let Payload::TestMarker { test } = &ev.payload {
             self.close_section(ev.ts_ns);
@@ -557,6 +589,8 @@ pub fn replay<R: Read>(
         queued: HashMap::new(),
         tests_seen: Vec::new(),
         redactor: Redactor::new(opts.redact),
+        alloc: alloc::AllocReplay::new(opts.timeline),
+        bounds: Vec::new(),
     };
     let mut events = 0u64;
     let mut bad_records = 0u64;
@@ -604,6 +638,14 @@ pub fn replay<R: Read>(
                 c.status = Some(status);
                 c.signal = signal;
             }
+            Item::Alloc(rec) => {
+                match &rec {
+                    AllocRecord::Leak(k) => r.redactor.observe_leak(k),
+                    AllocRecord::Live(l) => r.redactor.observe_live(l),
+                    _ => {}
+                }
+                r.alloc.apply(rec);
+            }
         }
     }
     if command.is_none()
@@ -620,6 +662,10 @@ pub fn replay<R: Read>(
         .unwrap_or(last_ns)
         .max(last_ns);
     r.close_section(end_ts);
+    r.file_leaks();
+    for e in &r.alloc.setup_errors {
+        bad_record_samples.push(e.clone());
+    }
     Ok(Report {
         source: source.to_string(),
         end: reader.end().cloned(),
@@ -642,6 +688,7 @@ pub fn replay<R: Read>(
         config: r.engine.config().clone(),
         timeline: r.timeline,
         redactor: r.redactor,
+        alloc: r.alloc.tracked().then(|| r.alloc.info.clone()),
     })
 }
 

@@ -9,7 +9,9 @@
 //! - `deferred work`: every run of a followed work item, per kernel thread (queue → start
 //!   latency in its args);
 //! - `deferral chains`: for each release, one mark per link of its chain on the thread
-//!   that link ran in, joined by flow arrows from who asked to who did it.
+//!   that link ran in, joined by flow arrows from who asked to who did it;
+//! - `allocations` (with `--alloc-filter`): the outstanding allocations (objects and bytes)
+//!   as counters, and per leak report the mount's lifetime and the report's mark.
 //!
 //! Times are µs since boot (the events' clock).
 
@@ -30,6 +32,7 @@ const PID_STORIES: u32 = 2;
 const PID_CALLS: u32 = 3;
 const PID_WORK: u32 = 4;
 const PID_CHAINS: u32 = 5;
+const PID_ALLOC: u32 = 6;
 
 fn us(ns: u64) -> Value {
     // µs with ns precision, as a JSON number.
@@ -58,6 +61,49 @@ fn slice(pid: u32, tid: u64, name: &str, cat: &str, start: u64, end: u64, args: 
 
 fn instant(pid: u32, tid: u64, name: &str, cat: &str, ts: u64, args: Value) -> Value {
     json!({"ph": "i", "s": "t", "pid": pid, "tid": tid, "name": name, "cat": cat, "ts": us(ts), "args": args})
+}
+
+fn allocations(ev: &mut Vec<Value>, r: &Report, info: &super::alloc::AllocInfo) {
+    meta_process(ev, PID_ALLOC, "allocations", 6);
+    meta_thread(ev, PID_ALLOC, 1, "leak reports");
+    for p in &info.timeline {
+        ev.push(json!({
+            "ph": "C", "pid": PID_ALLOC, "tid": 0, "name": "outstanding allocations",
+            "ts": us(p.ts_ns), "args": {"objects": p.outstanding},
+        }));
+        ev.push(json!({
+            "ph": "C", "pid": PID_ALLOC, "tid": 0, "name": "outstanding bytes",
+            "ts": us(p.ts_ns), "args": {"bytes": p.bytes},
+        }));
+    }
+    for s in &r.sections {
+        for k in s.alloc.iter().flat_map(|a| &a.leaks) {
+            let what = format!(
+                "{}: {} objects, {} bytes after umount{}",
+                k.window.target,
+                k.objects,
+                k.bytes,
+                if k.uncertain { " (uncertain)" } else { "" }
+            );
+            ev.push(slice(
+                PID_ALLOC,
+                1,
+                &format!("mounted: {}", k.window.target),
+                "leak",
+                k.window.start_ns,
+                k.umount_ns(),
+                json!({"source": k.window.source, "fs_type": k.window.fs_type, "test": s.test}),
+            ));
+            ev.push(instant(
+                PID_ALLOC,
+                1,
+                &what,
+                "leak",
+                k.now_ns,
+                json!({"reasons": k.reasons, "text": info.leak_text(k)}),
+            ));
+        }
+    }
 }
 
 pub fn value(r: &Report) -> Value {
@@ -158,6 +204,10 @@ pub fn value(r: &Report) -> Value {
             ));
             chain(&mut ev, n, &mut flow_id);
         }
+    }
+
+    if let Some(info) = &r.alloc {
+        allocations(&mut ev, r, info);
     }
 
     // Mount-table calls.

@@ -1,6 +1,7 @@
 //! `--redact`: kernel addresses replaced by stable tokens (`file#3`, `ring#1`, `req#2`,
-//! `work#1`, `fn#4`, `addr#1`), so a report can be shared without leaking the kernel's
-//! layout (KASLR) while one object keeps one name throughout.
+//! `work#1`, `fn#4`, leaked objects `obj#2` and their call sites `site#1`, `addr#1`), so a
+//! report can be shared without leaking the kernel's layout (KASLR) while one object keeps
+//! one name throughout.
 //!
 //! Tokens are assigned in the order objects first appear in the recording, so every format
 //! of the same recording uses the same tokens. Any other kernel-looking address left in
@@ -83,6 +84,34 @@ impl Redactor {
                 self.name(*function, "fn");
             }
             _ => {}
+        }
+    }
+
+    /// Learns the addresses of a leak report: its objects (`obj#N`) and their call sites
+    /// (`site#N`).
+    pub fn observe_leak(&mut self, k: &crate::record::alloc::LeakRecord) {
+        if !self.enabled {
+            return;
+        }
+        for o in &k.shown {
+            self.name(o.ptr, "obj");
+            self.name(o.call_site, "site");
+        }
+        for g in &k.groups {
+            self.name(g.call_site, "site");
+        }
+    }
+
+    /// Learns the call sites of the outstanding allocations (`site#N`).
+    pub fn observe_live(&mut self, l: &crate::record::alloc::LiveAlloc) {
+        if !self.enabled {
+            return;
+        }
+        for s in &l.by_call_site {
+            self.name(s.call_site, "site");
+        }
+        for g in &l.by_stack {
+            self.name(g.call_site, "site");
         }
     }
 

@@ -9,7 +9,11 @@ use tracer_fs::{
     verdict::FileId,
 };
 
-use super::{ALLOCATIONS_NOT_TRACKED, Report, Section, Spread, Story, notice_summary, notice_ts};
+use super::{
+    ALLOCATIONS_NOT_TRACKED, Report, Section, Spread, Story,
+    alloc::{AllocInfo, SectionAlloc},
+    notice_summary, notice_ts,
+};
 
 fn indent(text: &str, by: &str) -> String {
     text.lines()
@@ -134,6 +138,18 @@ fn header(r: &Report, out: &mut String) {
             let _ = writeln!(out, "  - {l}");
         }
     }
+    if let Some(a) = &r.alloc {
+        let grace = a
+            .grace_ns()
+            .map(|g| format!(", leak reports {} after each umount", dur(g)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "allocation tracking: {}{grace}; {} leak reports",
+            a.terms().join(" "),
+            a.leak_reports
+        );
+    }
     if let Some(t) = &r.test_filter {
         let _ = writeln!(out, "only test {t} (--test)");
     } else if !r.tests_seen.is_empty() {
@@ -236,6 +252,85 @@ pub fn spread_words(s: &Spread) -> String {
     )
 }
 
+fn mount_words(target: &str, fs_type: &str, source: &str) -> String {
+    let or = |s: &str| {
+        if s.is_empty() {
+            "?".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    format!("{target} ({} on {})", or(fs_type), or(source))
+}
+
+/// A section's allocations: the outstanding ones at its end, what the kernel side counted,
+/// and the leak reports of the mounts unmounted in it, in kmemleak's format.
+fn allocations(info: &AllocInfo, a: &SectionAlloc, out: &mut String) {
+    let c = &a.counters;
+    match &a.at_end {
+        Some(l) => {
+            let _ = writeln!(
+                out,
+                "  allocations ({}): {} outstanding ({} bytes) at the end of the test, peak {} ({} bytes)",
+                info.terms().join(" "),
+                l.outstanding,
+                l.bytes,
+                a.peak_outstanding,
+                a.peak_bytes
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  allocations ({}): no snapshot yet at the end of the test",
+                info.terms().join(" ")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "    during the test: {} tracked, {} freed; not tracked: {} (map full), {} (sampled out); frees missed: {} (free programs skipped), {} (address reused first); {} stacks not captured",
+        c.tracked, c.freed, c.map_full, c.sampled_out, c.free_misses, c.reused, c.stack_failures
+    );
+    if let Some(l) = &a.at_end {
+        if !l.by_call_site.is_empty() {
+            let _ = writeln!(out, "    outstanding by call site:");
+            for site in &l.by_call_site {
+                let _ = writeln!(
+                    out,
+                    "      {}: {} objects, {} bytes",
+                    info.names
+                        .get(&site.call_site)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{:#x}", site.call_site)),
+                    site.count,
+                    site.bytes
+                );
+            }
+        }
+        for m in &l.by_mount {
+            let _ = writeln!(
+                out,
+                "    charged to {} (still mounted): {} objects, {} bytes",
+                mount_words(&m.target, &m.fs_type, &m.source),
+                m.count,
+                m.bytes
+            );
+        }
+    }
+    if a.leaks.is_empty() {
+        let _ = writeln!(
+            out,
+            "  leak reports: none (no tracked mount was unmounted in this test)"
+        );
+    } else {
+        let _ = writeln!(out, "  leak reports: {}", a.leaks.len());
+        for k in &a.leaks {
+            let _ = writeln!(out, "{}", indent(&info.leak_text(k), "    "));
+        }
+    }
+}
+
 fn section(r: &Report, s: &Section, out: &mut String) {
     let title = section_title(s);
     let when = r
@@ -263,7 +358,12 @@ fn section(r: &Report, s: &Section, out: &mut String) {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "leaks:");
-    let _ = writeln!(out, "  {ALLOCATIONS_NOT_TRACKED}");
+    match (&r.alloc, &s.alloc) {
+        (Some(info), Some(a)) => allocations(info, a, out),
+        _ => {
+            let _ = writeln!(out, "  {ALLOCATIONS_NOT_TRACKED}");
+        }
+    }
     if s.pinned_at_end.is_empty() {
         let _ = writeln!(
             out,

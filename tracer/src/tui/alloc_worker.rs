@@ -18,11 +18,17 @@ use tracer_fs::event::{Event, Payload};
 use crate::{
     alloc::{tracker::AllocTracker, view::AllocView},
     counters::Figures,
+    record::alloc::AllocRecord,
 };
 
 enum ToWorker {
     Mount(Event),
-    Tick { now_ns: u64, figures: Figures },
+    Tick {
+        now_ns: u64,
+        figures: Figures,
+    },
+    /// `--record`: keep the tracker's records for the recording.
+    KeepRecords,
 }
 
 /// What one tick produced.
@@ -32,6 +38,8 @@ pub struct Done {
     pub reports: Vec<Value>,
     pub view: Option<AllocView>,
     pub error: Option<String>,
+    /// What the recording keeps of this tick (empty when not recording).
+    pub records: Vec<AllocRecord>,
 }
 
 pub struct AllocWorker {
@@ -51,6 +59,7 @@ impl AllocWorker {
                 for msg in in_rx {
                     match msg {
                         ToWorker::Mount(ev) => tracker.on_event(&ev),
+                        ToWorker::KeepRecords => tracker.keep_records(),
                         ToWorker::Tick { now_ns, figures } => {
                             let (reports, error) = match tracker.tick(now_ns, &figures) {
                                 Ok(values) => (
@@ -67,6 +76,7 @@ impl AllocWorker {
                                 reports,
                                 view: tracker.view().cloned(),
                                 error,
+                                records: tracker.take_records(),
                             };
                             if out_tx.send(done).is_err() {
                                 return;
@@ -95,6 +105,11 @@ impl AllocWorker {
         if matches!(ev.payload, Payload::MountCall { .. }) {
             self.send(ToWorker::Mount(ev.clone()));
         }
+    }
+
+    /// From now on the ticks bring back what a recording keeps (`Done::records`).
+    pub fn keep_records(&mut self) {
+        self.send(ToWorker::KeepRecords);
     }
 
     /// Asks for a read of the map, unless the previous one is not done yet.

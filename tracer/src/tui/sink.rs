@@ -17,7 +17,11 @@ use super::{
     model::{Model, Request, Snapshot},
 };
 use crate::{
-    clock::boottime_ns, counters::Figures, kallsyms::Kallsyms, record::EngineSink, stream::Sink,
+    clock::boottime_ns,
+    counters::Figures,
+    kallsyms::Kallsyms,
+    record::{EngineSink, alloc::AllocRecord},
+    stream::Sink,
 };
 
 /// How often allocation tracking reads the kernel's map (a syscall or two per entry: not
@@ -35,6 +39,8 @@ pub struct TuiSink {
     pub notices: u64,
     alloc: Option<AllocWorker>,
     alloc_due_ns: u64,
+    /// Allocation records for the recording, until it takes them.
+    alloc_records: Vec<AllocRecord>,
 }
 
 impl TuiSink {
@@ -55,6 +61,7 @@ impl TuiSink {
             notices: 0,
             alloc: None,
             alloc_due_ns: 0,
+            alloc_records: Vec::new(),
         }
     }
 
@@ -70,6 +77,7 @@ impl TuiSink {
             return;
         };
         for done in w.done() {
+            self.alloc_records.extend(done.records);
             for v in &done.reports {
                 self.notices += 1;
                 self.model.leak_report(v, done.now_ns);
@@ -156,9 +164,19 @@ impl Sink for TuiSink {
     }
 }
 
-/// `tracer attach --record` with the TUI: the recording mirrors the TUI's engine.
+/// `tracer attach --record` with the TUI: the recording mirrors the TUI's engine, and
+/// keeps what allocation tracking concluded (brought back from its thread at each tick).
 impl EngineSink for TuiSink {
     fn engine(&self) -> &tracer_fs::Engine {
         &self.model.engine
+    }
+    fn record_alloc(&mut self) -> bool {
+        self.alloc.as_mut().is_some_and(|w| {
+            w.keep_records();
+            true
+        })
+    }
+    fn take_alloc_records(&mut self) -> Vec<AllocRecord> {
+        std::mem::take(&mut self.alloc_records)
     }
 }
