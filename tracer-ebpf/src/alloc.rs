@@ -48,7 +48,7 @@ use tracer_fs::wire::{
 use crate::{emit::count, kernel::member};
 
 #[unsafe(no_mangle)]
-static ALLOC_CONFIG: AllocConfig = AllocConfig::empty();
+pub static ALLOC_CONFIG: AllocConfig = AllocConfig::empty();
 
 /// Outstanding tracked allocations by object address. Userspace may resize it
 /// (`--alloc-max-entries`); when full, `ALLOC_MAP_FULL` counts what was not tracked.

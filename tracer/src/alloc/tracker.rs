@@ -41,6 +41,8 @@ pub struct AllocMaps {
     pub cache_names: BpfHashMap<MapData, u64, [u8; CACHE_NAME_LEN]>,
     pub summary: FilterSummary,
     pub syms: SymTable,
+    /// The scan of kfree_rcu()'s queues run before reports (`None`: not available).
+    pub rcu: Option<super::rcu::RcuScan>,
 }
 
 /// Programs whose skipped runs mean frees we did not see.
@@ -69,10 +71,17 @@ pub struct AllocTracker {
     marks: Vec<Mark>,
     cache_names: HashMap<u64, String>,
     last_total: Option<(u64, u64, u64)>,
+    /// Reports wait until then: a CPU's kfree_rcu() queue is learnt when its monitor is
+    /// armed or runs, and one armed before the attach runs within `KFREE_DRAIN` of it.
+    rcu_ready_ns: u64,
     pub reports: u64,
     growth: super::view::Growth,
     view: Option<super::view::AllocView>,
 }
+
+/// The longest a kfree_rcu() batch waits for its monitor (`KFREE_DRAIN_JIFFIES`, 5 s since
+/// Linux 6.0), plus a margin.
+const KFREE_DRAIN: std::time::Duration = std::time::Duration::from_secs(6);
 
 struct Syms<'a> {
     syms: &'a SymTable,
@@ -111,6 +120,11 @@ impl AllocTracker {
         let charging = Charging {
             fs_types: maps.summary.fs_types.clone(),
         };
+        let rcu_ready_ns = if maps.rcu.is_some() {
+            crate::clock::boottime_ns() + KFREE_DRAIN.as_nanos() as u64
+        } else {
+            0
+        };
         AllocTracker {
             maps,
             opts,
@@ -120,6 +134,7 @@ impl AllocTracker {
             marks: vec![],
             cache_names: HashMap::new(),
             last_total: None,
+            rcu_ready_ns,
             reports: 0,
             growth: Default::default(),
             view: None,
@@ -223,12 +238,22 @@ impl AllocTracker {
         let due: Vec<Pending> = {
             let (due, keep) = std::mem::take(&mut self.pending)
                 .into_iter()
-                .partition(|p| p.due_ns <= now_ns);
+                .partition(|p| p.due_ns <= now_ns && self.rcu_ready_ns <= now_ns);
             self.pending = keep;
             due
         };
         if !due.is_empty() && self.opts.rcu_barrier {
             rcu_barrier();
+        }
+        // Objects handed to kfree_rcu() whose batch has not been freed yet are released.
+        if !due.is_empty()
+            && let Some(scan) = &self.maps.rcu
+            && let Err(e) = scan.scan()
+        {
+            self.maps
+                .summary
+                .notes
+                .push(format!("kfree_rcu() scan failed: {e:#}"));
         }
         let allocs = self.read(now_ns);
         out.push(self.live(now_ns, f, &allocs));
@@ -348,6 +373,8 @@ impl AllocTracker {
             "stacks": f.alloc_stacks,
             "stack_failures": f.alloc_stack_failed,
             "reused_unseen_free": f.alloc_reused,
+            "freed_by_kfree_rcu": f.alloc_rcu_freed,
+            "kfree_rcu_walks_truncated": f.alloc_rcu_truncated,
         })
     }
 
@@ -370,16 +397,20 @@ impl AllocTracker {
             c.uncertain = true;
             c.reasons.push(format!(
                 "{reused} tracked addresses were allocated again before their free was seen \
-                 since the mount: frees happen that no tracepoint shows (kfree_rcu() batches \
-                 go through kfree_bulk()); objects listed may have been freed that way"
+                 since the mount: some frees pass no tracepoint (kfree_rcu() of slab caches \
+                 with sheaves, kfree_rcu() batches freed by the memory shrinker); objects \
+                 listed may have been freed that way"
             ));
-        } else if objects
-            .iter()
-            .any(|a| a.cache.is_empty() || a.cache.starts_with("kmalloc"))
+        }
+        if self.maps.rcu.is_none()
+            && objects
+                .iter()
+                .any(|a| a.cache.is_empty() || a.cache.starts_with("kmalloc"))
         {
             c.reasons.push(
-                "kmalloc objects freed by kfree_rcu() in batches (kfree_bulk(), no tracepoint) \
-                 stay listed until their address is reused"
+                "kfree_rcu()'s queues are not followed on this kernel: kmalloc objects freed \
+                 by kfree_rcu() (kfree_bulk(), no tracepoint) stay listed until their \
+                 address is reused"
                     .into(),
             );
         }
