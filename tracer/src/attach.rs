@@ -173,7 +173,8 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
     let built = match &opts.alloc {
         Some(a) => {
-            let syms = crate::alloc::symbols::SymTable::load()?;
+            // One kallsyms read serves the attach and the allocation backtraces.
+            let syms = crate::alloc::symbols::SymTable::from_kallsyms(ksyms.clone());
             let mut b = crate::alloc::filter::build(a, &syms)?;
             match crate::alloc::rcu::layout(&kbtf, &ksyms) {
                 Ok(l) => b.config.rcu = l,

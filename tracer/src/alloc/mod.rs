@@ -6,6 +6,7 @@
 //! Off by default: without `--alloc-filter` the kmem programs only count.
 
 pub mod filter;
+pub mod module_syms;
 pub mod rcu;
 pub mod symbols;
 pub mod tracker;

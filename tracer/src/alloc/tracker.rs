@@ -234,6 +234,8 @@ impl AllocTracker {
             reused: f.alloc_reused,
         };
         self.marks.push(mark);
+        // Modules loaded since the attach get their symbols while they are loaded.
+        self.maps.syms.refresh_modules();
         let mut out = vec![];
         let due: Vec<Pending> = {
             let (due, keep) = std::mem::take(&mut self.pending)
@@ -505,6 +507,7 @@ impl AllocTracker {
             "bytes": objects.iter().map(|a| a.size).sum::<u64>(),
             "uncertain": c.uncertain,
             "reasons": c.reasons,
+            "symbol_notes": self.maps.syms.module_notes(),
             "groups": groups_json,
             "object_list": objects_json,
             "text": text,
