@@ -621,6 +621,9 @@ pub mod alloc {
     /// instead of once per call site.
     pub const STACK_PER_OBJECT: u32 = 4;
 
+    /// `Outstanding.cache` of a percpu allocation (`alloc_percpu()`): no slab cache.
+    pub const PERCPU_CACHE: u64 = 1;
+
     /// Values of the per-cache verdict map (`ALLOC_CACHE_VERDICT`).
     pub const CACHE_NEUTRAL: u8 = 1;
     pub const CACHE_INCLUDED: u8 = 2;

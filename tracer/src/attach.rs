@@ -208,6 +208,11 @@ pub fn attach(opts: &Options) -> Result<Attached> {
             } else {
                 None
             };
+            if let Err(e) = crate::alloc::percpu::attach(&mut ebpf, &kbtf) {
+                b.summary
+                    .notes
+                    .push(format!("percpu allocations are not tracked: {e:#}"));
+            }
             let mut maps = take_alloc_maps(&mut ebpf, b.summary, syms)?;
             maps.rcu = rcu;
             Some(maps)

@@ -84,7 +84,8 @@ fn tmpfs_mount_cycles_leave_empty_reports_and_show_live_allocations() {
 
 /// xfs frees its per-AG structures (`xfs_initialize_perag`) with kfree_rcu(), whose
 /// batches are freed by kfree_bulk(), which no tracepoint shows: without following
-/// kfree_rcu()'s queues each healthy cycle reported them as leaks.
+/// kfree_rcu()'s queues each healthy cycle reported them as leaks. Its percpu allocations
+/// are tracked too, and their frees seen.
 #[test]
 fn xfs_mount_cycles_on_loop_report_no_leaks() {
     if !kernel_tests_allowed("xfs_mount_cycles_on_loop_report_no_leaks") {
@@ -111,12 +112,14 @@ fn xfs_mount_cycles_on_loop_report_no_leaks() {
         for i in 0..50 {
             std::fs::write(fs.dir.join(format!("f{round}-{i}")), b"data").unwrap();
         }
-        // While mounted, the live view charges xfs's allocations to the mount.
+        // While mounted, the live view charges xfs's allocations to the mount, its percpu
+        // ones (`xfs_fs_fill_super`'s alloc_percpu()) among them.
         tracer.wait_for(
             "the live view charging the mount",
             Duration::from_secs(10),
             |v| {
                 v["type"] == "alloc_live"
+                    && v["percpu_outstanding"].as_u64().unwrap() > 0
                     && v["by_mount"]
                         .as_array()
                         .unwrap()

@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod module_syms;
+pub mod percpu;
 pub mod rcu;
 pub mod symbols;
 pub mod tracker;

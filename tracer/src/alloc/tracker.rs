@@ -16,7 +16,7 @@ use tracer_fs::{
     event::Event,
     wire::{
         self,
-        alloc::{CACHE_NAME_LEN, Outstanding},
+        alloc::{CACHE_NAME_LEN, Outstanding, PERCPU_CACHE},
     },
 };
 
@@ -46,7 +46,7 @@ pub struct AllocMaps {
 }
 
 /// Programs whose skipped runs mean frees we did not see.
-const FREE_PROGRAMS: &[&str] = &["raw_kfree", "raw_kmem_cache_free"];
+const FREE_PROGRAMS: &[&str] = &["raw_kfree", "raw_kmem_cache_free", "raw_percpu_free"];
 
 /// Kernel figures at one tick, to say what happened inside a mount's lifetime.
 #[derive(Clone, Copy, Debug, Default)]
@@ -195,6 +195,8 @@ impl AllocTracker {
                 call_site: o.call_site,
                 cache: if o.cache == 0 {
                     String::new()
+                } else if o.cache == PERCPU_CACHE {
+                    "percpu".to_string()
                 } else {
                     self.cache_names
                         .get(&o.cache)
@@ -364,6 +366,7 @@ impl AllocTracker {
             "ts_ns": now_ns,
             "outstanding": count,
             "bytes": bytes,
+            "percpu_outstanding": allocs.iter().filter(|a| a.cache == "percpu").count(),
             "growth_objects_per_s": growth_objs,
             "growth_bytes_per_s": growth_bytes,
             "by_call_site": sites,
