@@ -8,8 +8,11 @@ use aya::{Ebpf, programs::RawTracePoint};
 
 use crate::kernel_btf::KernelBtf;
 
-/// (raw tracepoint, program, argument index and type the program reads).
-const POINTS: &[(&str, &str, &[(usize, &str)])] = &[
+/// Argument index and type a program reads.
+type Args = &'static [(usize, &'static str)];
+
+/// (raw tracepoint, program, the arguments it reads).
+const POINTS: &[(&str, &str, Args)] = &[
     (
         "percpu_alloc_percpu",
         "raw_percpu_alloc",
