@@ -202,6 +202,8 @@ pub fn our_programs_loaded() -> Vec<String> {
         "sys_exit_open_family",
         "io_uring_file_get",
         "snapshot_task_file",
+        "alloc_rcu_scan",
+        "raw_percpu_alloc",
     ];
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
