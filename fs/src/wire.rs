@@ -462,6 +462,10 @@ pub mod counter {
     pub const ALLOC_REUSED: u32 = 82;
     /// `fput()` calls seen by the precise hook (records are sent for each).
     pub const FPUT: u32 = 83;
+    /// Tracked objects found in kfree_rcu()'s queues (freed by `kfree_bulk()`, unseen).
+    pub const ALLOC_RCU_FREED: u32 = 84;
+    /// kfree_rcu() queue walks cut short by their step limit.
+    pub const ALLOC_RCU_TRUNCATED: u32 = 85;
     pub const COUNT: u32 = 96;
 }
 
@@ -718,6 +722,9 @@ pub mod alloc {
     /// instead of once per call site.
     pub const STACK_PER_OBJECT: u32 = 4;
 
+    /// `Outstanding.cache` of a percpu allocation (`alloc_percpu()`): no slab cache.
+    pub const PERCPU_CACHE: u64 = 1;
+
     /// Values of the per-cache verdict map (`ALLOC_CACHE_VERDICT`).
     pub const CACHE_NEUTRAL: u8 = 1;
     pub const CACHE_INCLUDED: u8 = 2;
@@ -741,7 +748,68 @@ pub mod alloc {
         pub ranges: [[u64; 2]; MAX_RANGES],
         pub include_caches: [[u8; CACHE_NAME_LEN]; MAX_CACHES],
         pub exclude_caches: [[u8; CACHE_NAME_LEN]; MAX_CACHES],
+        pub rcu: RcuLayout,
     }
+
+    /// `kfree_rcu()`'s queues, so that the objects in them count as freed: kfree_rcu()
+    /// batches are freed with `kfree_bulk()`, which has no tracepoint. Offsets from the
+    /// running kernel's BTF (`struct kfree_rcu_cpu`, `kfree_rcu_cpu_work`,
+    /// `kvfree_rcu_bulk_data`, `rcu_head`); all zero (`kfree_rcu_work == 0`): not followed.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct RcuLayout {
+        /// The work functions that free kfree_rcu() batches (their addresses).
+        pub kfree_rcu_work: u64,
+        pub kfree_rcu_monitor: u64,
+        /// Offset of the `work_struct` in `kfree_rcu_cpu_work` (`rcu_work.work`).
+        pub krw_work: u32,
+        pub krw_head_free: u32,
+        pub krw_bulk_head_free: u32,
+        pub krw_krcp: u32,
+        pub krw_size: u32,
+        /// Offset of `monitor_work.work` in `kfree_rcu_cpu`.
+        pub krcp_monitor_work: u32,
+        pub krcp_head: u32,
+        pub krcp_bulk_head: u32,
+        pub krcp_krw_arr: u32,
+        /// `FREE_N_CHANNELS` (`bulk_head[]`) and `KFREE_N_BATCHES` (`krw_arr[]`).
+        pub channels: u32,
+        pub batches: u32,
+        pub bnode_list: u32,
+        pub bnode_nr_records: u32,
+        pub bnode_records: u32,
+        pub rcu_head_next: u32,
+        pub rcu_head_func: u32,
+    }
+
+    impl RcuLayout {
+        pub const fn empty() -> Self {
+            RcuLayout {
+                kfree_rcu_work: 0,
+                kfree_rcu_monitor: 0,
+                krw_work: 0,
+                krw_head_free: 0,
+                krw_bulk_head_free: 0,
+                krw_krcp: 0,
+                krw_size: 0,
+                krcp_monitor_work: 0,
+                krcp_head: 0,
+                krcp_bulk_head: 0,
+                krcp_krw_arr: 0,
+                channels: 0,
+                batches: 0,
+                bnode_list: 0,
+                bnode_nr_records: 0,
+                bnode_records: 0,
+                rcu_head_next: 0,
+                rcu_head_func: 0,
+            }
+        }
+    }
+
+    /// Most `kfree_rcu()` channels and batches the walks follow.
+    pub const RCU_MAX_CHANNELS: u32 = 2;
+    pub const RCU_MAX_BATCHES: u32 = 4;
 
     impl AllocConfig {
         pub const fn empty() -> Self {
@@ -757,6 +825,7 @@ pub mod alloc {
                 ranges: [[0; 2]; MAX_RANGES],
                 include_caches: [[0; CACHE_NAME_LEN]; MAX_CACHES],
                 exclude_caches: [[0; CACHE_NAME_LEN]; MAX_CACHES],
+                rcu: RcuLayout::empty(),
             }
         }
     }

@@ -40,7 +40,7 @@ use tracer_fs::wire::{
     COMM_LEN,
     alloc::{
         ALL, AllocConfig, CACHE_EXCLUDED, CACHE_INCLUDED, CACHE_NAME_LEN, CACHE_NEUTRAL,
-        MAX_CACHES, MAX_RANGES, Outstanding, REUSE_CHECK, STACK_PER_OBJECT,
+        MAX_CACHES, MAX_RANGES, Outstanding, PERCPU_CACHE, REUSE_CHECK, STACK_PER_OBJECT,
     },
     btf_off, counter,
 };
@@ -48,7 +48,7 @@ use tracer_fs::wire::{
 use crate::{emit::count, kernel::member};
 
 #[unsafe(no_mangle)]
-static ALLOC_CONFIG: AllocConfig = AllocConfig::empty();
+pub static ALLOC_CONFIG: AllocConfig = AllocConfig::empty();
 
 /// Outstanding tracked allocations by object address. Userspace may resize it
 /// (`--alloc-max-entries`); when full, `ALLOC_MAP_FULL` counts what was not tracked.
@@ -170,7 +170,7 @@ fn cache_verdict(cache: u64) -> u8 {
 /// Whether the filter wants an allocation from `call_site` (in `cache`, 0 for kmalloc).
 #[inline(always)]
 fn wanted(call_site: u64, cache: u64) -> bool {
-    if cache != 0 && cfg!(nr_include) + cfg!(nr_exclude) > 0 {
+    if cache > PERCPU_CACHE && cfg!(nr_include) + cfg!(nr_exclude) > 0 {
         match cache_verdict(cache) {
             CACHE_INCLUDED => return true,
             CACHE_EXCLUDED => return false,
@@ -198,7 +198,7 @@ fn stack_of<C: EbpfContext + StackIdContext>(ctx: &C, call_site: u64, cache: u64
     if let Some(id) = unsafe { CALLSITE_STACK.get(&call_site) } {
         return *id;
     }
-    if cache != 0 {
+    if cache > PERCPU_CACHE {
         remember_cache_name(cache);
     }
     let id = match ctx.get_stackid(&STACKS, 0) {
@@ -227,7 +227,8 @@ fn remember_cache_name(cache: u64) {
     }
 }
 
-/// An allocation: `size` bytes at `ptr` from `call_site`, of `cache` (0: kmalloc).
+/// An allocation: `size` bytes at `ptr` from `call_site`, of `cache` (0: kmalloc,
+/// `PERCPU_CACHE`: alloc_percpu).
 #[inline(always)]
 pub fn on_alloc<C: EbpfContext + StackIdContext>(
     ctx: &C,
@@ -246,7 +247,7 @@ pub fn on_alloc<C: EbpfContext + StackIdContext>(
     if !wanted(call_site, cache) {
         return;
     }
-    let size = if size == 0 && cache != 0 {
+    let size = if size == 0 && cache > PERCPU_CACHE {
         member::<u32>(cache, btf_off::KMEM_CACHE_OBJECT_SIZE).unwrap_or(0) as u64
     } else {
         size
@@ -301,4 +302,25 @@ pub fn on_free(ptr: u64) {
     if OUTSTANDING.remove(&ptr).is_ok() {
         count(counter::ALLOC_FREED);
     }
+}
+
+// percpu_alloc_percpu(unsigned long call_site, bool reserved, bool is_atomic, size_t size,
+//     size_t align, void *base_addr, int off, void __percpu *ptr, size_t bytes_alloc,
+//     gfp_t gfp_flags): attached only with tracking on (argument types checked by
+//     userspace). `bytes_alloc` is the size on every CPU together.
+#[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_alloc_percpu")]
+pub fn raw_percpu_alloc(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
+    if enabled() {
+        on_alloc(&ctx, ctx.arg(0), ctx.arg(7), ctx.arg(8), PERCPU_CACHE);
+    }
+    0
+}
+
+// percpu_free_percpu(void *base_addr, int off, void __percpu *ptr)
+#[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_free_percpu")]
+pub fn raw_percpu_free(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
+    if enabled() {
+        on_free(ctx.arg(2));
+    }
+    0
 }

@@ -11,6 +11,7 @@ mod kernel;
 mod maps;
 
 mod alloc;
+mod alloc_rcu;
 mod doctor;
 mod files;
 mod floor;

@@ -53,6 +53,9 @@ fn on_start(work: u64, function: u64) {
     count(counter::WORK_EXECUTED);
     let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
     let _ = RUNNING_WORK.insert(&pid, &RunningWork { work, function }, 0);
+    if crate::alloc::enabled() {
+        crate::alloc_rcu::on_work_start(work, function);
+    }
     if followed(function) {
         send(RecordKind::WorkStart, work, function, -1);
     }
@@ -143,6 +146,9 @@ pub fn timer_start(ctx: TracePointContext) -> u32 {
     let timer: u64 = field(&ctx, tp_field::TIMER_START_TIMER);
     let work = timer.wrapping_sub(timer_off);
     let work_fn = work_func(work);
+    if crate::alloc::enabled() {
+        crate::alloc_rcu::on_work_armed(work, work_fn);
+    }
     if !followed(work_fn) {
         return 0;
     }

@@ -177,6 +177,7 @@ fn take_alloc_maps(
         cache_names: aya::maps::HashMap::try_from(take("CACHE_NAMES")?)?,
         summary,
         syms,
+        rcu: None,
     })
 }
 
@@ -189,8 +190,16 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
     let built = match &opts.alloc {
         Some(a) => {
-            let syms = crate::alloc::symbols::SymTable::load()?;
-            let b = crate::alloc::filter::build(a, &syms)?;
+            // One kallsyms read serves the attach and the allocation backtraces.
+            let syms = crate::alloc::symbols::SymTable::from_kallsyms(ksyms.clone());
+            let mut b = crate::alloc::filter::build(a, &syms)?;
+            match crate::alloc::rcu::layout(&kbtf, &ksyms) {
+                Ok(l) => b.config.rcu = l,
+                Err(e) => b.summary.notes.push(format!(
+                    "kfree_rcu() queues not followed ({e:#}): objects freed through them \
+                     stay listed until their address is reused"
+                )),
+            }
             Some((a.max_entries, b, syms))
         }
         None => None,
@@ -201,7 +210,30 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         built.as_ref().map(|(n, b, _)| (&b.config, *n)),
     )?;
     let alloc = match built {
-        Some((_, b, syms)) => Some(take_alloc_maps(&mut ebpf, b.summary, syms)?),
+        Some((_, mut b, syms)) => {
+            let rcu = if b.config.rcu.kfree_rcu_work != 0 {
+                match crate::alloc::rcu::RcuScan::load(&mut ebpf, &btf) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        b.summary.notes.push(format!(
+                            "kfree_rcu() queues are followed when their work runs, but not \
+                             scanned before reports ({e:#})"
+                        ));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if let Err(e) = crate::alloc::percpu::attach(&mut ebpf, &kbtf) {
+                b.summary
+                    .notes
+                    .push(format!("percpu allocations are not tracked: {e:#}"));
+            }
+            let mut maps = take_alloc_maps(&mut ebpf, b.summary, syms)?;
+            maps.rcu = rcu;
+            Some(maps)
+        }
         None => None,
     };
 
@@ -371,7 +403,7 @@ fn attach_point(
     }
 }
 
-fn verifier_error(e: &aya::programs::ProgramError) -> String {
+pub(crate) fn verifier_error(e: &aya::programs::ProgramError) -> String {
     // The verifier log is long; its last lines say why.
     let full = format!("{e:#}");
     let lines: Vec<&str> = full.lines().collect();

@@ -41,6 +41,10 @@ pub struct Figures {
     pub alloc_stack_failed: u64,
     /// Tracked addresses allocated again before their free was seen (missed frees).
     pub alloc_reused: u64,
+    /// Tracked objects found in kfree_rcu()'s queues (freed by `kfree_bulk()`, which has
+    /// no tracepoint), and walks of those queues cut short by their step limit.
+    pub alloc_rcu_freed: u64,
+    pub alloc_rcu_truncated: u64,
     /// Program runs the kernel skipped, by program.
     pub recursion_misses: BTreeMap<String, u64>,
 }
@@ -97,6 +101,8 @@ pub fn read(ebpf: &Ebpf) -> Result<Figures> {
     f.alloc_stacks = get(counter::ALLOC_STACKS);
     f.alloc_stack_failed = get(counter::ALLOC_STACK_FAILED);
     f.alloc_reused = get(counter::ALLOC_REUSED);
+    f.alloc_rcu_freed = get(counter::ALLOC_RCU_FREED);
+    f.alloc_rcu_truncated = get(counter::ALLOC_RCU_TRUNCATED);
     for (name, prog) in ebpf.programs() {
         if let Ok(fd) = prog.fd()
             && let Some(m) = recursion_misses(fd.as_fd().as_raw_fd())

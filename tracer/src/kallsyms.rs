@@ -1,22 +1,28 @@
 //! Kernel symbols from `/proc/kallsyms`: names of work functions, addresses of the
-//! functions the programs follow.
+//! functions the programs follow, and (through `alloc::symbols::SymTable`) the frames of
+//! allocation backtraces. Read once per attach; clones share the table.
 
-use std::{collections::HashMap, fs};
+use std::{collections::HashMap, fs, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Symbol {
     pub addr: u64,
+    /// Up to the next symbol at a higher address (`LAST_LEN` for the last one).
+    pub len: u64,
     pub name: String,
     pub module: Option<String>,
 }
 
-/// Text symbols sorted by address.
-#[derive(Debug, Default)]
+/// Length given to the last symbol, which has no successor.
+pub const LAST_LEN: u64 = 4096;
+
+/// Text symbols sorted by address, then name (aliases at one address share a length).
+#[derive(Debug, Default, Clone)]
 pub struct Kallsyms {
-    syms: Vec<Symbol>,
-    by_name: HashMap<String, Vec<u64>>,
+    syms: Arc<Vec<Symbol>>,
+    by_name: Arc<HashMap<String, Vec<u64>>>,
 }
 
 impl Kallsyms {
@@ -50,16 +56,54 @@ impl Kallsyms {
                 .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
             syms.push(Symbol {
                 addr,
+                len: 0,
                 name: name.to_string(),
                 module,
             });
         }
-        syms.sort_by_key(|s| s.addr);
+        syms.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
+        let mut i = 0;
+        while i < syms.len() {
+            let mut j = i;
+            while j < syms.len() && syms[j].addr == syms[i].addr {
+                j += 1;
+            }
+            let len = syms.get(j).map_or(LAST_LEN, |n| n.addr - syms[i].addr);
+            for s in &mut syms[i..j] {
+                s.len = len;
+            }
+            i = j;
+        }
         let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();
         for s in &syms {
             by_name.entry(s.name.clone()).or_default().push(s.addr);
         }
-        Kallsyms { syms, by_name }
+        Kallsyms {
+            syms: Arc::new(syms),
+            by_name: Arc::new(by_name),
+        }
+    }
+
+    /// Every text symbol, by address.
+    pub fn symbols(&self) -> &[Symbol] {
+        &self.syms
+    }
+
+    /// The symbol containing `addr` (within its length); of aliases, the first by name.
+    pub fn lookup(&self, addr: u64) -> Option<&Symbol> {
+        let s = self.first_alias_at_or_below(addr)?;
+        (addr < s.addr + s.len).then_some(s)
+    }
+
+    fn first_alias_at_or_below(&self, addr: u64) -> Option<&Symbol> {
+        let mut i = self
+            .syms
+            .partition_point(|s| s.addr <= addr)
+            .checked_sub(1)?;
+        while i > 0 && self.syms[i - 1].addr == self.syms[i].addr {
+            i -= 1;
+        }
+        self.syms.get(i)
     }
 
     /// Every address of text symbol `name` (static functions may repeat across files).
@@ -69,8 +113,7 @@ impl Kallsyms {
 
     /// The symbol containing `addr` and the offset into it.
     pub fn resolve(&self, addr: u64) -> Option<(&Symbol, u64)> {
-        let i = self.syms.partition_point(|s| s.addr <= addr);
-        let s = self.syms.get(i.checked_sub(1)?)?;
+        let s = self.first_alias_at_or_below(addr)?;
         Some((s, addr - s.addr))
     }
 

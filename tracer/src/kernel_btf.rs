@@ -96,6 +96,23 @@ impl KernelBtf {
         Ok(bits / 8)
     }
 
+    /// Size in bytes of a struct.
+    pub fn struct_size(&self, struct_name: &str) -> Result<u32> {
+        Ok(self.struct_by_name(struct_name)?.size() as u32)
+    }
+
+    /// Number of elements of array member `name` of a struct.
+    pub fn array_len(&self, struct_name: &str, name: &str) -> Result<u32> {
+        let s = self.struct_by_name(struct_name)?;
+        let (_, t) = self
+            .find_member(&s, name, 0)
+            .ok_or_else(|| anyhow!("{struct_name} has no member {name}"))?;
+        match self.strip(t)? {
+            Type::Array(a) => Ok(a.len() as u32),
+            _ => bail!("{struct_name}.{name} is not an array"),
+        }
+    }
+
     /// The parameter types of tracepoint `name`'s `TP_PROTO` (from `btf_trace_<name>`),
     /// each described as a short C-like string (`struct kmem_cache *`, `int`, ...).
     pub fn tracepoint_params(&self, name: &str) -> Result<Vec<String>> {

@@ -53,7 +53,7 @@ fn cache_name(name: &str) -> Result<[u8; CACHE_NAME_LEN]> {
 /// Ranges `[start, end)` of the symbols `pick` selects, merged where contiguous.
 fn ranges_of(syms: &SymTable, pick: impl Fn(&super::symbols::Sym) -> bool) -> Vec<[u64; 2]> {
     let mut out: Vec<[u64; 2]> = vec![];
-    for s in syms.syms.iter().filter(|s| pick(s)) {
+    for s in syms.symbols().iter().filter(|s| pick(s)) {
         let (a, e) = (s.addr, s.addr + s.len);
         match out.last_mut() {
             Some(last) if last[1] >= a => last[1] = last[1].max(e),
@@ -134,7 +134,11 @@ pub fn build_with(
             AllocFilter::Module(m) => {
                 sum.terms.push(format!("module:{m}"));
                 fs_hint(m, &mut sum);
-                if syms.syms.iter().any(|s| s.module.as_deref() == Some(m)) {
+                if syms
+                    .symbols()
+                    .iter()
+                    .any(|s| s.module.as_deref() == Some(m))
+                {
                     modules.push(m.clone());
                 } else if sys_module.join(m).join("sections").exists() {
                     bail!("module {m} is loaded but /proc/kallsyms lists none of its functions");
@@ -166,7 +170,7 @@ pub fn build_with(
     };
     if !modules.is_empty() || !prefixes.is_empty() {
         ranges.extend(ranges_of(syms, pick));
-        sum.matched_functions = syms.syms.iter().filter(|s| pick(s)).count();
+        sum.matched_functions = syms.symbols().iter().filter(|s| pick(s)).count();
         if sum.matched_functions == 0 {
             sum.notes
                 .push("no function matches the module/sym terms: they track nothing".into());
@@ -174,8 +178,8 @@ pub fn build_with(
     }
     let ranges = merge_ranges(ranges, MAX_RANGES);
     for r in &ranges {
-        let i0 = syms.syms.partition_point(|s| s.addr < r[0]);
-        for s in syms.syms[i0..].iter().take_while(|s| s.addr < r[1]) {
+        let i0 = syms.symbols().partition_point(|s| s.addr < r[0]);
+        for s in syms.symbols()[i0..].iter().take_while(|s| s.addr < r[1]) {
             if !pick(s) {
                 sum.foreign_functions += 1;
                 if sum.foreign_examples.len() < 8 {

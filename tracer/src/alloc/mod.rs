@@ -6,6 +6,9 @@
 //! Off by default: without `--alloc-filter` the kmem programs only count.
 
 pub mod filter;
+pub mod module_syms;
+pub mod percpu;
+pub mod rcu;
 pub mod symbols;
 pub mod tracker;
 pub mod view;
@@ -152,16 +155,18 @@ pub struct AllocArgs {
     /// after its umount returns: inodes and dentries through call_rcu() (batched, and
     /// with lazy RCU held for seconds), kfree_rcu() batches, delayed_fput and other work.
     /// 2s covers the usual RCU grace periods and work queues; before reporting, tracer also
-    /// asks for an rcu_barrier() (see --no-rcu-barrier), which flushes lazy callbacks.
+    /// asks for an rcu_barrier() (see --no-rcu-barrier), which flushes lazy callbacks, and
+    /// reads kfree_rcu()'s queues (objects in them count as freed). Reports also wait until
+    /// 6s after the attach (a kfree_rcu() queue is found when its monitor runs).
     #[arg(long = "leak-grace", value_name = "TIME", value_parser = humantime::parse_duration,
           default_value = "2s")]
     pub grace: Duration,
     /// Do not ask the kernel for an rcu_barrier() before a leak report.
     #[arg(long = "no-rcu-barrier")]
     pub no_rcu_barrier: bool,
-    /// Do not make every allocation check whether its address was tracked (a free we did
-    /// not see: kfree_rcu() batches are freed with kfree_bulk(), which has no tracepoint).
-    /// Saves one hash delete per allocation; reports then keep such objects longer.
+    /// Do not make every allocation check whether its address was tracked (proof of a free
+    /// we did not see: kfree_rcu() of slab caches with sheaves, batches freed by the memory
+    /// shrinker). Saves one hash delete per allocation; reports then keep such objects.
     #[arg(long = "alloc-no-reuse-check")]
     pub no_reuse_check: bool,
     /// Capture the kernel stack of every tracked allocation (~2 us each) instead of the

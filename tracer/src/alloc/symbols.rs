@@ -1,97 +1,99 @@
-//! Kernel text symbols with their lengths, for `symbol+0xoff/0xlen` frames and for the
-//! filter's address ranges; resolved frames are cached. Built from `/proc/kallsyms`, which
-//! covers vmlinux and loaded modules alike (module symbols carry `[module]`).
+//! Kernel text symbols for allocation backtraces: `symbol+0xoff/0xlen [module]` frames and
+//! the filter's address ranges; resolved frames are cached. The symbols are the attach's
+//! `/proc/kallsyms` (`crate::kallsyms::Kallsyms`, read once and shared), plus the modules
+//! loaded after it, read from their `.ko` files (`module_syms`) while they are loaded, so
+//! that frames of a module unloaded before the report still get names.
+//!
+//! Use (e.g. from a test): `SymTable::from_kallsyms(Kallsyms::load()?)`, then
+//! `refresh_modules()` now and then while modules may come and go (the tracker does it on
+//! every stats tick), and `frame(addr)` / `lookup(addr)`.
 
 use std::{cell::RefCell, collections::HashMap};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sym {
-    pub addr: u64,
-    /// Up to the next symbol at a higher address.
-    pub len: u64,
-    pub name: String,
-    pub module: Option<String>,
-}
+use super::module_syms::ModuleSyms;
+pub use crate::kallsyms::Symbol as Sym;
+use crate::kallsyms::{Kallsyms, Symbol};
 
-/// Text symbols sorted by address (aliases at one address kept, each with the same length).
+/// Text symbols by address, with the modules learnt since.
 #[derive(Debug, Default)]
 pub struct SymTable {
-    pub syms: Vec<Sym>,
+    ksyms: Kallsyms,
+    modules: ModuleSyms,
+    modules_watched: bool,
     cache: RefCell<HashMap<u64, String>>,
 }
 
-/// Length given to the last symbol, which has no successor.
-const LAST_LEN: u64 = 4096;
-
 impl SymTable {
+    /// Reads `/proc/kallsyms`; prefer `from_kallsyms` with the attach's table.
     pub fn load() -> Result<Self> {
-        let text = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-        let t = Self::parse(&text);
-        if t.syms.is_empty() {
+        let k = Kallsyms::load()?;
+        if k.is_empty() {
             bail!("/proc/kallsyms shows no addresses (kptr_restrict?): run tracer as root");
         }
-        Ok(t)
+        Ok(Self::from_kallsyms(k))
     }
 
-    pub fn parse(text: &str) -> Self {
-        let mut syms = Vec::new();
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if !matches!(ty, "t" | "T" | "w" | "W") {
-                continue;
-            }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            if addr == 0 {
-                continue;
-            }
-            let module = it
-                .next()
-                .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
-            syms.push(Sym {
-                addr,
-                len: 0,
-                name: name.to_string(),
-                module,
-            });
-        }
-        syms.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
-        let mut i = 0;
-        while i < syms.len() {
-            let mut j = i;
-            while j < syms.len() && syms[j].addr == syms[i].addr {
-                j += 1;
-            }
-            let len = syms.get(j).map_or(LAST_LEN, |n| n.addr - syms[i].addr);
-            for s in &mut syms[i..j] {
-                s.len = len;
-            }
-            i = j;
-        }
+    /// The attach's kallsyms (shared, not copied); modules loaded later are followed from
+    /// the next `refresh_modules`.
+    pub fn from_kallsyms(ksyms: Kallsyms) -> Self {
+        let mut modules = ModuleSyms::system();
+        modules.refresh(true);
         SymTable {
-            syms,
+            ksyms,
+            modules,
+            modules_watched: true,
             cache: RefCell::default(),
         }
     }
 
-    /// The symbol containing `addr`.
-    pub fn lookup(&self, addr: u64) -> Option<&Sym> {
-        let mut i = self
-            .syms
-            .partition_point(|s| s.addr <= addr)
-            .checked_sub(1)?;
-        // Of aliases at one address, the first by name.
-        while i > 0 && self.syms[i - 1].addr == self.syms[i].addr {
-            i -= 1;
+    pub fn parse(text: &str) -> Self {
+        SymTable {
+            ksyms: Kallsyms::parse(text),
+            ..Default::default()
         }
-        let s = &self.syms[i];
-        (addr < s.addr + s.len).then_some(s)
+    }
+
+    /// With module symbols from elsewhere (tests; a recorded table).
+    pub fn with_modules(mut self, modules: ModuleSyms) -> Self {
+        self.modules = modules;
+        self.cache.borrow_mut().clear();
+        self
+    }
+
+    /// The kallsyms part, by address.
+    pub fn symbols(&self) -> &[Sym] {
+        self.ksyms.symbols()
+    }
+
+    pub fn kallsyms(&self) -> &Kallsyms {
+        &self.ksyms
+    }
+
+    /// Learns the modules loaded (or reloaded) since the last call; returns their names.
+    pub fn refresh_modules(&mut self) -> Vec<String> {
+        if !self.modules_watched {
+            return vec![];
+        }
+        let fresh = self.modules.refresh(false);
+        if !fresh.is_empty() {
+            self.cache.borrow_mut().clear();
+        }
+        fresh
+    }
+
+    /// Notes about modules whose symbols could not be had.
+    pub fn module_notes(&self) -> &[String] {
+        &self.modules.notes
+    }
+
+    /// The symbol containing `addr`: a module learnt after the attach first (its place may
+    /// have been another module's then), then kallsyms.
+    pub fn lookup(&self, addr: u64) -> Option<&Symbol> {
+        self.modules
+            .lookup(addr)
+            .or_else(|| self.ksyms.lookup(addr))
     }
 
     /// `symbol+0xoff/0xlen`, with ` [module]` for module code; the raw address otherwise.
@@ -158,6 +160,27 @@ mod tests {
         assert_eq!(t.function(0xffffffff81000301), Some("helper"));
         // Cached the second time.
         assert_eq!(t.frame(0xffffffff81000210), "xfs_alloc+0x10/0x100");
+    }
+
+    #[test]
+    fn a_module_loaded_later_wins_over_the_stale_table() {
+        let mut m = ModuleSyms::default();
+        m.replace(
+            "leakyfs",
+            vec![Symbol {
+                addr: 0xffffffffc0000800,
+                len: 0x40,
+                name: "leakyfs_fs_alloc".into(),
+                module: Some("leakyfs".into()),
+            }],
+        );
+        let t = SymTable::parse(TEXT).with_modules(m);
+        // kallsyms would have said mod_fn+0x810 (its length runs to the end of the table).
+        assert_eq!(
+            t.frame(0xffffffffc0000810),
+            "leakyfs_fs_alloc+0x10/0x40 [leakyfs]"
+        );
+        assert_eq!(t.frame(0xffffffffc0000004), "mod_fn+0x4/0x1000 [mymod]");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracer_fs::{
     event::Event,
     wire::{
         self,
-        alloc::{CACHE_NAME_LEN, Outstanding},
+        alloc::{CACHE_NAME_LEN, Outstanding, PERCPU_CACHE},
     },
 };
 
@@ -49,10 +49,12 @@ pub struct AllocMaps {
     pub cache_names: BpfHashMap<MapData, u64, [u8; CACHE_NAME_LEN]>,
     pub summary: FilterSummary,
     pub syms: SymTable,
+    /// The scan of kfree_rcu()'s queues run before reports (`None`: not available).
+    pub rcu: Option<super::rcu::RcuScan>,
 }
 
 /// Programs whose skipped runs mean frees we did not see.
-const FREE_PROGRAMS: &[&str] = &["raw_kfree", "raw_kmem_cache_free"];
+const FREE_PROGRAMS: &[&str] = &["raw_kfree", "raw_kmem_cache_free", "raw_percpu_free"];
 
 /// Kernel figures at one tick, to say what happened inside a mount's lifetime.
 #[derive(Clone, Copy, Debug, Default)]
@@ -77,6 +79,9 @@ pub struct AllocTracker {
     marks: Vec<Mark>,
     cache_names: HashMap<u64, String>,
     last_total: Option<(u64, u64, u64)>,
+    /// Reports wait until then: a CPU's kfree_rcu() queue is learnt when its monitor is
+    /// armed or runs, and one armed before the attach runs within `KFREE_DRAIN` of it.
+    rcu_ready_ns: u64,
     pub reports: u64,
     growth: super::view::Growth,
     view: Option<super::view::AllocView>,
@@ -87,6 +92,10 @@ pub struct AllocTracker {
     /// The last live state recorded (an unchanged state is not recorded again).
     last_recorded: Option<LiveAlloc>,
 }
+
+/// The longest a kfree_rcu() batch waits for its monitor (`KFREE_DRAIN_JIFFIES`, 5 s since
+/// Linux 6.0), plus a margin.
+const KFREE_DRAIN: std::time::Duration = std::time::Duration::from_secs(6);
 
 struct Syms<'a> {
     syms: &'a SymTable,
@@ -125,6 +134,11 @@ impl AllocTracker {
         let charging = Charging {
             fs_types: maps.summary.fs_types.clone(),
         };
+        let rcu_ready_ns = if maps.rcu.is_some() {
+            crate::clock::boottime_ns() + KFREE_DRAIN.as_nanos() as u64
+        } else {
+            0
+        };
         AllocTracker {
             maps,
             opts,
@@ -134,6 +148,7 @@ impl AllocTracker {
             marks: vec![],
             cache_names: HashMap::new(),
             last_total: None,
+            rcu_ready_ns,
             reports: 0,
             growth: Default::default(),
             view: None,
@@ -256,6 +271,8 @@ impl AllocTracker {
                 call_site: o.call_site,
                 cache: if o.cache == 0 {
                     String::new()
+                } else if o.cache == PERCPU_CACHE {
+                    "percpu".to_string()
                 } else {
                     self.cache_names
                         .get(&o.cache)
@@ -295,16 +312,28 @@ impl AllocTracker {
             reused: f.alloc_reused,
         };
         self.marks.push(mark);
+        // Modules loaded since the attach get their symbols while they are loaded.
+        self.maps.syms.refresh_modules();
         let mut out = vec![];
         let due: Vec<Pending> = {
             let (due, keep) = std::mem::take(&mut self.pending)
                 .into_iter()
-                .partition(|p| p.due_ns <= now_ns);
+                .partition(|p| p.due_ns <= now_ns && self.rcu_ready_ns <= now_ns);
             self.pending = keep;
             due
         };
         if !due.is_empty() && self.opts.rcu_barrier {
             rcu_barrier();
+        }
+        // Objects handed to kfree_rcu() whose batch has not been freed yet are released.
+        if !due.is_empty()
+            && let Some(scan) = &self.maps.rcu
+            && let Err(e) = scan.scan()
+        {
+            self.maps
+                .summary
+                .notes
+                .push(format!("kfree_rcu() scan failed: {e:#}"));
         }
         let allocs = self.read(now_ns);
         out.push(self.live(now_ns, f, free_misses, &allocs));
@@ -486,6 +515,10 @@ impl AllocTracker {
         }
         let mut v = live_json(live, &self.names);
         v["type"] = json!("alloc_live");
+        // Live-only figures (not in the recorded snapshot's format).
+        v["percpu_outstanding"] = json!(allocs.iter().filter(|a| a.cache == "percpu").count());
+        v["freed_by_kfree_rcu"] = json!(f.alloc_rcu_freed);
+        v["kfree_rcu_walks_truncated"] = json!(f.alloc_rcu_truncated);
         v
     }
 
@@ -517,16 +550,20 @@ impl AllocTracker {
             c.uncertain = true;
             c.reasons.push(format!(
                 "{reused} tracked addresses were allocated again before their free was seen \
-                 since the mount: frees happen that no tracepoint shows (kfree_rcu() batches \
-                 go through kfree_bulk()); objects listed may have been freed that way"
+                 since the mount: some frees pass no tracepoint (kfree_rcu() of slab caches \
+                 with sheaves, kfree_rcu() batches freed by the memory shrinker); objects \
+                 listed may have been freed that way"
             ));
-        } else if objects
-            .iter()
-            .any(|a| a.cache.is_empty() || a.cache.starts_with("kmalloc"))
+        }
+        if self.maps.rcu.is_none()
+            && objects
+                .iter()
+                .any(|a| a.cache.is_empty() || a.cache.starts_with("kmalloc"))
         {
             c.reasons.push(
-                "kmalloc objects freed by kfree_rcu() in batches (kfree_bulk(), no tracepoint) \
-                 stay listed until their address is reused"
+                "kfree_rcu()'s queues are not followed on this kernel: kmalloc objects freed \
+                 by kfree_rcu() (kfree_bulk(), no tracepoint) stay listed until their \
+                 address is reused"
                     .into(),
             );
         }
@@ -607,6 +644,7 @@ impl AllocTracker {
         };
         let mut v = leak_json(rec, &self.names);
         v["type"] = json!("leak_report");
+        v["symbol_notes"] = json!(self.maps.syms.module_notes());
         v
     }
 }

@@ -202,6 +202,8 @@ pub fn our_programs_loaded() -> Vec<String> {
         "sys_exit_open_family",
         "io_uring_file_get",
         "snapshot_task_file",
+        "alloc_rcu_scan",
+        "raw_percpu_alloc",
     ];
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -349,4 +351,72 @@ pub fn kill9(child: &mut Scenario) -> std::process::ExitStatus {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.0.wait().unwrap()
+}
+
+/// An xfs filesystem on a loop device, torn down on drop.
+pub struct LoopXfs {
+    pub img: std::path::PathBuf,
+    pub dev: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl LoopXfs {
+    pub fn new(tag: &str) -> LoopXfs {
+        let base = std::env::temp_dir().join(format!("tracer-test-{tag}-{}", std::process::id()));
+        let img = base.with_extension("img");
+        let dir = base;
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(320 << 20)
+            .unwrap();
+        let out = run("mkfs.xfs", &["-q", "-f", img.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "mkfs.xfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run("losetup", &["--find", "--show", img.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let l = LoopXfs { img, dev, dir };
+        l.mount().expect("mounting the fresh xfs");
+        l
+    }
+
+    pub fn mount(&self) -> Result<(), i32> {
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let (dev, dir, ty) = (c(&self.dev), c(self.dir.to_str().unwrap()), c("xfs"));
+        // SAFETY: valid C strings, no data.
+        let rc =
+            unsafe { libc::mount(dev.as_ptr(), dir.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+        }
+    }
+
+    pub fn dir_s(&self) -> String {
+        self.dir.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for LoopXfs {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", self.dir.to_str().unwrap()]);
+        // The loop device goes once nothing uses it any more.
+        for _ in 0..50 {
+            if run("losetup", &["-d", &self.dev]).status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_file(&self.img);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }

@@ -1,0 +1,325 @@
+//! Frees no tracepoint shows: `kfree_rcu()`.
+//!
+//! `kfree_rcu(obj)` puts `obj` in a per-CPU queue (`struct kfree_rcu_cpu`: pages of
+//! pointers, `kvfree_rcu_bulk_data`, one list per channel; and a list of `rcu_head`s when no
+//! page could be had). `kfree_rcu_monitor` (delayed work) frees the pages whose grace
+//! period is over and hands the others to `kfree_rcu_work` (rcu work), which frees them
+//! after one: both with `kfree_bulk()`, which has no tracepoint. (The `rcu_head` list goes
+//! through `kvfree()`, whose `kfree` is seen.) An object in one of these queues is as good
+//! as freed: kfree_rcu() cannot be taken back. So the queues are read:
+//! - at `workqueue_execute_start` of `kfree_rcu_monitor` (its CPU's pages) and of
+//!   `kfree_rcu_work` (the batch it is about to free): exactly where the bulk frees happen;
+//! - on demand, from userspace before a leak report (`alloc_rcu_scan`, an iterator
+//!   program that userspace runs): every queue of every `kfree_rcu_cpu` seen so far, for
+//!   objects whose monitor has not run yet (it waits up to 5 s).
+//!
+//! The queues are read without their lock: pages filled meanwhile may be missed (the next
+//! walk sees them), and a page recycled meanwhile holds addresses freed already.
+//!
+//! Each record costs a hash delete (~100 ns); the walks run `bpf_loop` so the verifier
+//! checks their body once.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{helpers::generated::bpf_loop, macros::map, maps::Array};
+use tracer_fs::wire::{
+    alloc::{RCU_MAX_BATCHES, RCU_MAX_CHANNELS},
+    counter,
+};
+
+use crate::{
+    alloc::{ALLOC_CONFIG, OUTSTANDING},
+    emit::count,
+    kernel::read,
+};
+
+/// Steps (records or pages) one walk of one queue may take.
+const MAX_STEPS: u32 = 1 << 16;
+/// The `kfree_rcu_cpu`s seen (one per CPU), found by open addressing on their address.
+const MAX_KRCP: u32 = 256;
+/// `struct list_head` is two pointers.
+const LIST_HEAD_SIZE: u64 = 16;
+
+#[map]
+pub static KRCPS: Array<u64> = Array::with_max_entries(MAX_KRCP, 0);
+
+macro_rules! rcfg {
+    ($f:ident) => {
+        // SAFETY: reading a field of a static; volatile so the build-time placeholder is
+        // not folded (the loader rewrites it).
+        unsafe { core::ptr::read_volatile(&ALLOC_CONFIG.rcu.$f) }
+    };
+}
+
+#[inline(always)]
+fn forget(ptr: u64) {
+    if ptr >= 4096 && OUTSTANDING.remove(&ptr).is_ok() {
+        count(counter::ALLOC_RCU_FREED);
+    }
+}
+
+#[repr(C)]
+struct Walk {
+    /// The list head (`struct list_head`) being walked, or the next `rcu_head`.
+    head: u64,
+    /// The current page's `list` member; `head` before the first page.
+    node: u64,
+    idx: u64,
+    nr: u64,
+    done: u64,
+}
+
+/// One step of a walk over a list of `kvfree_rcu_bulk_data` pages: the next record of the
+/// page, or the next page.
+#[inline(never)]
+extern "C" fn bulk_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `Walk` (bpf_loop passes it through).
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let page = w.node.wrapping_sub(rcfg!(bnode_list) as u64);
+    if w.idx >= w.nr {
+        let next = read::<u64>(w.node).unwrap_or(0);
+        if next == 0 || next == w.head {
+            w.done = 1;
+            return 1;
+        }
+        w.node = next;
+        let page = next.wrapping_sub(rcfg!(bnode_list) as u64);
+        w.nr = read::<u64>(page.wrapping_add(rcfg!(bnode_nr_records) as u64)).unwrap_or(0);
+        w.idx = 0;
+        return 0;
+    }
+    let slot = page
+        .wrapping_add(rcfg!(bnode_records) as u64)
+        .wrapping_add(w.idx.wrapping_mul(8));
+    w.idx += 1;
+    forget(read::<u64>(slot).unwrap_or(0));
+    0
+}
+
+/// One step of a walk over a list of `rcu_head`s queued by `kfree_rcu()`: `func` holds the
+/// object's address.
+#[inline(never)]
+extern "C" fn head_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: as in `bulk_step`.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    if w.head == 0 {
+        w.done = 1;
+        return 1;
+    }
+    forget(read::<u64>(w.head.wrapping_add(rcfg!(rcu_head_func) as u64)).unwrap_or(0));
+    w.head = read::<u64>(w.head.wrapping_add(rcfg!(rcu_head_next) as u64)).unwrap_or(0);
+    0
+}
+
+fn run(step: extern "C" fn(u64, *mut c_void) -> i64, head: u64, node: u64) {
+    let mut w = Walk {
+        head,
+        node,
+        idx: 0,
+        nr: 0,
+        done: 0,
+    };
+    // SAFETY: the callback is a static function of this program; `w` outlives the call.
+    unsafe {
+        bpf_loop(
+            MAX_STEPS,
+            step as *const () as *mut c_void,
+            &mut w as *mut Walk as *mut c_void,
+            0,
+        )
+    };
+    if w.done == 0 {
+        count(counter::ALLOC_RCU_TRUNCATED);
+    }
+}
+
+/// The pages on the `list_head` at `list`.
+#[inline(always)]
+fn walk_pages(list: u64) {
+    run(bulk_step, list, list);
+}
+
+/// The `rcu_head`s from the one stored at `first_at`.
+#[inline(always)]
+fn walk_heads(first_at: u64) {
+    let first = read::<u64>(first_at).unwrap_or(0);
+    if first != 0 {
+        run(head_step, first, 0);
+    }
+}
+
+#[inline(always)]
+fn channels() -> u64 {
+    let n = rcfg!(channels);
+    (if n > RCU_MAX_CHANNELS {
+        RCU_MAX_CHANNELS
+    } else {
+        n
+    }) as u64
+}
+
+/// A batch (`kfree_rcu_cpu_work`) handed to `kfree_rcu_work`.
+#[inline(always)]
+fn walk_batch(krw: u64) {
+    for ch in 0..RCU_MAX_CHANNELS as u64 {
+        if ch < channels() {
+            walk_pages(
+                krw.wrapping_add(rcfg!(krw_bulk_head_free) as u64)
+                    .wrapping_add(ch * LIST_HEAD_SIZE),
+            );
+        }
+    }
+}
+
+/// The pages a CPU is filling (`kfree_rcu_cpu.bulk_head[]`).
+#[inline(always)]
+fn walk_filling(krcp: u64) {
+    for ch in 0..RCU_MAX_CHANNELS as u64 {
+        if ch < channels() {
+            walk_pages(
+                krcp.wrapping_add(rcfg!(krcp_bulk_head) as u64)
+                    .wrapping_add(ch * LIST_HEAD_SIZE),
+            );
+        }
+    }
+}
+
+#[repr(C)]
+struct Learn {
+    krcp: u64,
+    hash: u64,
+}
+
+/// One probe of the open addressing: done when the slot holds `krcp` or was empty.
+#[inline(never)]
+extern "C" fn learn_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: the caller's `Learn`.
+    let l = unsafe { &mut *(ctx as *mut Learn) };
+    let slot = (l.hash.wrapping_add(i) as u32) & (MAX_KRCP - 1);
+    let Some(p) = KRCPS.get_ptr_mut(slot) else {
+        return 1;
+    };
+    // SAFETY: an array slot; a racing learner of another CPU may overwrite an empty slot
+    // with its own krcp, which the next run of that CPU's monitor learns again.
+    unsafe {
+        if *p == l.krcp {
+            return 1;
+        }
+        if *p == 0 {
+            *p = l.krcp;
+            return 1;
+        }
+    }
+    0
+}
+
+/// Remembers a `kfree_rcu_cpu` for the on-demand scan.
+#[inline(always)]
+fn learn(krcp: u64) {
+    if krcp == 0 {
+        return;
+    }
+    let mut l = Learn {
+        krcp,
+        hash: krcp >> 6,
+    };
+    // SAFETY: as in `run`.
+    unsafe {
+        bpf_loop(
+            MAX_KRCP,
+            learn_step as *const () as *mut c_void,
+            &mut l as *mut Learn as *mut c_void,
+            0,
+        )
+    };
+}
+
+/// At `workqueue_execute_start` (tracking on).
+#[inline(always)]
+pub fn on_work_start(work: u64, function: u64) {
+    let work_fn = rcfg!(kfree_rcu_work);
+    if work_fn == 0 || work == 0 {
+        return;
+    }
+    if function == work_fn {
+        let krw = work.wrapping_sub(rcfg!(krw_work) as u64);
+        walk_batch(krw);
+        learn(read::<u64>(krw.wrapping_add(rcfg!(krw_krcp) as u64)).unwrap_or(0));
+    } else if function == rcfg!(kfree_rcu_monitor) {
+        let krcp = work.wrapping_sub(rcfg!(krcp_monitor_work) as u64);
+        learn(krcp);
+        walk_filling(krcp);
+    }
+}
+
+/// At `timer_start` of a delayed work (tracking on): `kvfree_call_rcu()` arming its CPU's
+/// monitor is where a `kfree_rcu_cpu` first shows, up to 5 s before the monitor runs.
+#[inline(always)]
+pub fn on_work_armed(work: u64, function: u64) {
+    let monitor = rcfg!(kfree_rcu_monitor);
+    if monitor != 0 && function == monitor {
+        learn(work.wrapping_sub(rcfg!(krcp_monitor_work) as u64));
+    }
+}
+
+/// Every queue of the `kfree_rcu_cpu` in slot `i`.
+#[inline(never)]
+extern "C" fn scan_step(i: u64, _ctx: *mut c_void) -> i64 {
+    let krcp = KRCPS.get(i as u32).copied().unwrap_or(0);
+    if krcp == 0 {
+        return 0;
+    }
+    walk_filling(krcp);
+    walk_heads(krcp.wrapping_add(rcfg!(krcp_head) as u64));
+    let batches = {
+        let n = rcfg!(batches);
+        (if n > RCU_MAX_BATCHES {
+            RCU_MAX_BATCHES
+        } else {
+            n
+        }) as u64
+    };
+    for b in 0..RCU_MAX_BATCHES as u64 {
+        if b < batches {
+            let krw = krcp
+                .wrapping_add(rcfg!(krcp_krw_arr) as u64)
+                .wrapping_add(b * rcfg!(krw_size) as u64);
+            walk_batch(krw);
+            walk_heads(krw.wrapping_add(rcfg!(krw_head_free) as u64));
+        }
+    }
+    0
+}
+
+/// Every queue of every `kfree_rcu_cpu` seen.
+#[inline(always)]
+fn scan() {
+    if rcfg!(kfree_rcu_work) == 0 {
+        return;
+    }
+    // SAFETY: as in `run`; the callback takes no context.
+    unsafe {
+        bpf_loop(
+            MAX_KRCP,
+            scan_step as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+}
+
+/// Run by userspace before a leak report: a `bpf_map` iterator, called once per map and
+/// once more without one at the end (`struct bpf_iter__bpf_map { meta; map; }`), when it
+/// scans.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/bpf_map")]
+pub fn alloc_rcu_scan(ctx: *mut c_void) -> i32 {
+    // SAFETY: reads the context's `map` slot through the helper.
+    let map =
+        unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((ctx as *const u64).wrapping_add(1)) }
+            .unwrap_or(1);
+    if map == 0 && crate::alloc::enabled() {
+        scan();
+    }
+    0
+}
