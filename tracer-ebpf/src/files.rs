@@ -13,7 +13,7 @@ use tracer_fs::wire::{
 
 use crate::{
     config::tp,
-    emit::{count, fill_header, is_self, reserve},
+    emit::{count, fill_header, is_self, reserve, submit},
     kernel::{current_task, fd_to_file, file_dentry_name, file_identity},
     maps::{PENDING_OPEN, SCRATCH_FILE},
 };
@@ -98,7 +98,7 @@ pub fn send_file_ref(
     fill_file_ref(
         rec, file, holder, source, fd, holder_obj, holder_ctx, user_path,
     );
-    entry.submit(0);
+    submit(entry);
 }
 
 #[inline(always)]
@@ -164,7 +164,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     rec.holder = HolderKind::Fd as u8;
     rec.source = RefSource::Close as u8;
     rec._pad = [0; 2];
-    entry.submit(0);
+    submit(entry);
     0
 }
 
