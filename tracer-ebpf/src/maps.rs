@@ -10,6 +10,10 @@ use tracer_fs::wire::{FileRef, MountCall, counter};
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
+/// Submits per CPU, to look at the ring's fill level only now and then (`emit::submit`).
+#[map]
+pub static SUBMITS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// `wire::counter::*`, per CPU.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
