@@ -569,6 +569,10 @@ pub mod btf_off {
     pub const CALLBACK_FUNC: usize = 25; // callback_head.func
     pub const MOUNT_MNT_ID: usize = 26; // mount.mnt_id (from a `struct mount *`)
     pub const PATH_MNT: usize = 27; // path.mnt
+    /// Where a syscall's first and second arguments sit in the `struct pt_regs` it saved
+    /// (still there at its exit): per architecture, missing where unknown.
+    pub const PT_REGS_SYSCALL_ARG0: usize = 28;
+    pub const PT_REGS_SYSCALL_ARG1: usize = 29;
     pub const COUNT: usize = 32;
 }
 

@@ -227,6 +227,40 @@ fn remember_cache_name(cache: u64) {
     }
 }
 
+/// The size of an allocation the filter, the size bounds and the sampling all keep.
+#[inline(always)]
+fn tracked_size(call_site: u64, size: u64, cache: u64) -> Option<u64> {
+    if !wanted(call_site, cache) {
+        return None;
+    }
+    let size = if size == 0 && cache > PERCPU_CACHE {
+        member::<u32>(cache, btf_off::KMEM_CACHE_OBJECT_SIZE).unwrap_or(0) as u64
+    } else {
+        size
+    };
+    if size < cfg!(min_size) || size > cfg!(max_size) {
+        return None;
+    }
+    let every = cfg!(sample_every);
+    if every > 1
+        && let Some(n) = ALLOC_SAMPLE.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        let v = unsafe {
+            *n = (*n).wrapping_add(1);
+            *n
+        };
+        if v % every != 0 {
+            count(counter::ALLOC_SAMPLED_OUT);
+            return None;
+        }
+    }
+    Some(size)
+}
+
+/// `-EEXIST` from a map insert with `BPF_NOEXIST`.
+const EEXIST: i32 = 17;
+
 /// An allocation: `size` bytes at `ptr` from `call_site`, of `cache` (0: kmalloc,
 /// `PERCPU_CACHE`: alloc_percpu).
 #[inline(always)]
@@ -241,34 +275,14 @@ pub fn on_alloc<C: EbpfContext + StackIdContext>(
     if ptr < 4096 || crate::emit::is_self() {
         return;
     }
-    if cfg!(flags) & REUSE_CHECK != 0 && OUTSTANDING.remove(&ptr).is_ok() {
-        count(counter::ALLOC_REUSED);
-    }
-    if !wanted(call_site, cache) {
-        return;
-    }
-    let size = if size == 0 && cache > PERCPU_CACHE {
-        member::<u32>(cache, btf_off::KMEM_CACHE_OBJECT_SIZE).unwrap_or(0) as u64
-    } else {
-        size
-    };
-    if size < cfg!(min_size) || size > cfg!(max_size) {
-        return;
-    }
-    let every = cfg!(sample_every);
-    if every > 1 {
-        if let Some(n) = ALLOC_SAMPLE.get_ptr_mut(0) {
-            // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
-            let v = unsafe {
-                *n = (*n).wrapping_add(1);
-                *n
-            };
-            if v % every != 0 {
-                count(counter::ALLOC_SAMPLED_OUT);
-                return;
-            }
+    let reuse_check = cfg!(flags) & REUSE_CHECK != 0;
+    let Some(size) = tracked_size(call_site, size, cache) else {
+        // A tracked object at this address was freed without us seeing it.
+        if reuse_check && OUTSTANDING.remove(&ptr).is_ok() {
+            count(counter::ALLOC_REUSED);
         }
-    }
+        return;
+    };
     let pid_tgid = bpf_get_current_pid_tgid();
     let rec = Outstanding {
         // SAFETY: no preconditions.
@@ -285,9 +299,15 @@ pub fn on_alloc<C: EbpfContext + StackIdContext>(
         tgid: (pid_tgid >> 32) as u32,
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
     };
-    // An address already present was freed without us seeing it (counted above when the
-    // reuse check is on): overwrite.
-    match OUTSTANDING.insert(&ptr, &rec, 0) {
+    // An address already present was freed without us seeing it: overwrite it. With the
+    // reuse check that is counted, through a first insert that refuses to overwrite rather
+    // than a delete before every insert (one map operation, not two, in the common case).
+    let mut res = OUTSTANDING.insert(&ptr, &rec, if reuse_check { BPF_NOEXIST as u64 } else { 0 });
+    if reuse_check && res == Err(-EEXIST) {
+        count(counter::ALLOC_REUSED);
+        res = OUTSTANDING.insert(&ptr, &rec, 0);
+    }
+    match res {
         Ok(()) => count(counter::ALLOC_TRACKED),
         Err(_) => count(counter::ALLOC_MAP_FULL),
     }

@@ -2,25 +2,30 @@
 //! at entry (the fd still names the file then).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use tracer_fs::wire::{
     FileRef, FileUnref, HolderKind, NAME_DENTRY, NAME_NONE, NAME_USER_PATH, RecordKind, RefSource,
-    counter, tp_field,
+    btf_off, counter, tp_field,
 };
 
 use crate::{
-    config::tp,
-    emit::{count, fill_header, is_self, reserve},
-    kernel::{current_task, fd_to_file, file_dentry_name, file_identity},
+    config::{btf, tp},
+    emit::{count, fill_header, is_self, reserve, submit},
+    kernel::{current_task, fd_to_file, file_dentry_name, file_identity, read},
     maps::{PENDING_OPEN, SCRATCH_FILE},
 };
 
 #[inline(always)]
 fn open_enter(ctx: &TracePointContext, field: usize) -> u32 {
-    if is_self() {
+    // Where the exit can read the path pointer from the saved registers, the entry has
+    // nothing to do (the verifier prunes the rest: the offset is a frozen constant).
+    if btf(btf_off::PT_REGS_SYSCALL_ARG0).is_some() || is_self() {
         return 0;
     }
     let Some(off) = tp(field) else { return 0 };
@@ -52,15 +57,33 @@ pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
     open_enter(&ctx, tp_field::CREAT_PATHNAME)
 }
 
-/// Attached to the exits of open, openat, openat2 and creat.
-#[tracepoint]
-pub fn sys_exit_open_family(ctx: TracePointContext) -> u32 {
+/// The user pointer to the path of the open-family syscall now exiting, whose path is its
+/// argument `arg` (0 or 1): from the registers the syscall saved (one helper call or
+/// three, instead of a hash update at entry and a lookup and delete here), else from
+/// `PENDING_OPEN`. `None`: the entry was not seen (attached in between) or is the
+/// tracer's own.
+#[inline(always)]
+fn open_path(arg: usize) -> Option<u64> {
+    if let Some(off) = btf(btf_off::PT_REGS_SYSCALL_ARG0 + arg) {
+        if is_self() {
+            return None;
+        }
+        // SAFETY: helpers without preconditions; the verifier checks the task pointer.
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+        return read::<u64>(regs.wrapping_add(off));
+    }
     let key = bpf_get_current_pid_tgid();
     // SAFETY: copied out at once.
-    let Some(path) = (unsafe { PENDING_OPEN.get(&key) }).copied() else {
+    let path = (unsafe { PENDING_OPEN.get(&key) }).copied()?;
+    let _ = PENDING_OPEN.remove(&key);
+    Some(path)
+}
+
+#[inline(always)]
+fn open_exit(ctx: &TracePointContext, path_arg: usize) -> u32 {
+    let Some(path) = open_path(path_arg) else {
         return 0;
     };
-    let _ = PENDING_OPEN.remove(&key);
     let Some(off) = tp(tp_field::SYS_RET) else {
         return 0;
     };
@@ -75,6 +98,18 @@ pub fn sys_exit_open_family(ctx: TracePointContext) -> u32 {
     };
     send_file_ref(file, HolderKind::Fd, RefSource::Open, fd as i32, 0, 0, path);
     0
+}
+
+/// Attached to the exits of open and creat (the path is their first argument).
+#[tracepoint]
+pub fn sys_exit_open_family(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx, 0)
+}
+
+/// Attached to the exits of openat and openat2 (the path is their second argument).
+#[tracepoint]
+pub fn sys_exit_openat_family(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx, 1)
 }
 
 /// Sends a `FileRef` for `file`. The name is the user path at `user_path` when non-zero,
@@ -98,7 +133,7 @@ pub fn send_file_ref(
     fill_file_ref(
         rec, file, holder, source, fd, holder_obj, holder_ctx, user_path,
     );
-    entry.submit(0);
+    submit(entry);
 }
 
 #[inline(always)]
@@ -164,7 +199,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     rec.holder = HolderKind::Fd as u8;
     rec.source = RefSource::Close as u8;
     rec._pad = [0; 2];
-    entry.submit(0);
+    submit(entry);
     0
 }
 

@@ -37,11 +37,22 @@ pub fn fd_to_file(task: u64, fd: i32) -> Option<u64> {
     }
     let files: u64 = member(task, btf_off::TASK_FILES)?;
     let fdt: u64 = member(files, btf_off::FILES_FDT)?;
-    let max_fds: u32 = member(fdt, btf_off::FDT_MAX_FDS)?;
+    // `max_fds` and `fd` are neighbours in `struct fdtable` (every kernel so far): one read
+    // for both when this kernel's BTF says so (each helper call costs ~50 ns).
+    let max_off = btf(btf_off::FDT_MAX_FDS)?;
+    let fd_off = btf(btf_off::FDT_FD)?;
+    let (max_fds, array) = if fd_off == max_off + 8 {
+        let pair: [u64; 2] = read(fdt.wrapping_add(max_off))?;
+        (pair[0] as u32, pair[1])
+    } else {
+        (
+            member::<u32>(fdt, btf_off::FDT_MAX_FDS)?,
+            member::<u64>(fdt, btf_off::FDT_FD)?,
+        )
+    };
     if fd as u32 >= max_fds {
         return None;
     }
-    let array: u64 = member(fdt, btf_off::FDT_FD)?;
     let file: u64 = read(array.wrapping_add(fd as u64 * 8))?;
     (file != 0).then_some(file)
 }
@@ -55,10 +66,11 @@ pub struct FileIdentity {
 /// The mount a file pins and its inode identity.
 #[inline(always)]
 pub fn file_identity(file: u64) -> FileIdentity {
+    let inode = member::<u64>(file, btf_off::FILE_INODE).unwrap_or(0);
     FileIdentity {
         mnt_id: file_mnt_id(file).unwrap_or(-1),
-        dev: file_dev(file).unwrap_or(0),
-        ino: file_ino(file).unwrap_or(0),
+        dev: inode_dev(inode).unwrap_or(0),
+        ino: member(inode, btf_off::INODE_INO).unwrap_or(0),
     }
 }
 
@@ -75,14 +87,7 @@ pub fn file_mnt_id(file: u64) -> Option<i32> {
 }
 
 #[inline(always)]
-fn file_ino(file: u64) -> Option<u64> {
-    let inode: u64 = member(file, btf_off::FILE_INODE)?;
-    member(inode, btf_off::INODE_INO)
-}
-
-#[inline(always)]
-fn file_dev(file: u64) -> Option<u32> {
-    let inode: u64 = member(file, btf_off::FILE_INODE)?;
+fn inode_dev(inode: u64) -> Option<u32> {
     let sb: u64 = member(inode, btf_off::INODE_SB)?;
     member(sb, btf_off::SB_DEV)
 }

@@ -16,7 +16,7 @@ use tracer_fs::wire::{FileFree, RecordKind, btf_off, counter, tp_field};
 use crate::{
     alloc,
     config::{btf, field, tp},
-    emit::{count, fill_header, reserve},
+    emit::{count, fill_header, reserve, submit},
     kernel::{file_identity, read},
     maps::{FILP_CACHE, PRECISE_RELEASE},
 };
@@ -83,7 +83,7 @@ fn on_file_free(file: u64) {
     rec.ino = id.ino;
     rec.mnt_id = id.mnt_id;
     rec._pad = 0;
-    entry.submit(0);
+    submit(entry);
 }
 
 #[inline(always)]

@@ -10,6 +10,10 @@ use tracer_fs::wire::{FileRef, MountCall, counter};
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
+/// Submits per CPU, to look at the ring's fill level only now and then (`emit::submit`).
+#[map]
+pub static SUBMITS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// `wire::counter::*`, per CPU.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
@@ -34,9 +38,12 @@ pub static FOLLOWED_WORK: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
 #[map]
 pub static PENDING_MOUNT: HashMap<u64, MountCall> = HashMap::with_max_entries(1024, 0);
 
-/// The user pointer of an open-family syscall's path, by `pid_tgid`.
+/// The user pointer of an open-family syscall's path, by `pid_tgid`. A plain preallocated
+/// hash, not an LRU one: its update costs a per-CPU free-list pop instead of the LRU's
+/// shared lists (about half of the entry program's time); every entry is consumed at the
+/// syscall's exit, and a thread's next open overwrites its key.
 #[map]
-pub static PENDING_OPEN: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+pub static PENDING_OPEN: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 
 /// An `io_uring_register(2)` of files between entry and exit, by `pid_tgid`.
 #[map]

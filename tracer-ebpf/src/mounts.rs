@@ -12,7 +12,7 @@ use tracer_fs::wire::{MountCall, MountOp, RecordKind, counter, tp_field};
 
 use crate::{
     config::tp,
-    emit::{count, fill_header, is_self, reserve},
+    emit::{count, fill_header, is_self, reserve, submit_now},
     maps::{PENDING_MOUNT, SCRATCH_MOUNT},
 };
 
@@ -93,7 +93,7 @@ fn exit(ctx: &TracePointContext) -> u32 {
         *rec = unsafe { *pending };
         fill_header(&mut rec.hdr, RecordKind::MountCall);
         rec.ret = ret;
-        entry.submit(0);
+        submit_now(entry);
     }
     let _ = PENDING_MOUNT.remove(&key);
     0

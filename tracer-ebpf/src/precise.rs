@@ -16,7 +16,7 @@ use tracer_fs::wire::{
 
 use crate::{
     config::{btf, file_one_ref, fput_callback},
-    emit::{count, fill_header, is_self, reserve},
+    emit::{count, fill_header, is_self, reserve, submit, submit_now},
     kernel::{file_identity, file_mnt_id, member, read},
     maps::{PENDING_UMOUNT, PendingUmount},
 };
@@ -51,7 +51,7 @@ fn on_fput(file: u64) {
     rec.count = held;
     rec.mnt_id = id.mnt_id;
     rec.last = (held == 1) as u32;
-    entry.submit(0);
+    submit(entry);
 }
 
 // void fput(struct file *file)
@@ -97,7 +97,7 @@ fn on_task_work_add(task: u64, work: u64) {
     rec.target_pid = member::<u32>(task, btf_off::TASK_PID).unwrap_or(0);
     rec.target_tgid = member::<u32>(task, btf_off::TASK_TGID).unwrap_or(0);
     rec._pad = 0;
-    entry.submit(0);
+    submit(entry);
 }
 
 // int task_work_add(struct task_struct *task, struct callback_head *work, enum task_work_notify_mode)
@@ -135,7 +135,7 @@ fn on_release(file: u64) {
     rec.ino = id.ino;
     rec.mnt_id = id.mnt_id;
     rec._pad = 0;
-    entry.submit(0);
+    submit(entry);
 }
 
 // static void __fput(struct file *file). At its return the mount reference is dropped;
@@ -168,7 +168,7 @@ fn on_work_fn(which: u8, work: u64) {
     rec.work = work;
     rec.which = which as u32;
     rec._pad = 0;
-    entry.submit(0);
+    submit(entry);
 }
 
 // static void delayed_fput(struct work_struct *unused)
@@ -239,7 +239,8 @@ fn send_umount_ret(enter_ns: u64, mnt_id: i32, flags: u32, ret: i64) {
     rec.ret = ret;
     rec.mnt_id = mnt_id;
     rec.flags = flags;
-    entry.submit(0);
+    // The stream acts on it at once (the fd scan after EBUSY, the mount table).
+    submit_now(entry);
 }
 
 // int path_umount(struct path *path, int flags). The path is the caller's (ksys_umount's
@@ -305,7 +306,8 @@ fn on_cleanup_mnt(mnt: u64) {
     fill_header(&mut rec.hdr, RecordKind::MountCleanup);
     rec.mnt_id = mnt_id;
     rec._pad = 0;
-    entry.submit(0);
+    // The stream acts on it at once (the fd scan after EBUSY, the mount table).
+    submit_now(entry);
 }
 
 // static void cleanup_mnt(struct mount *mnt)

@@ -7,7 +7,7 @@ use tracer_fs::wire::{COMM_LEN, RecordKind, Signal, TaskExit, btf_off, tp_field}
 
 use crate::{
     config::{field, tp},
-    emit::{fill_header, reserve},
+    emit::{fill_header, reserve, submit},
     kernel::{current_task, member},
 };
 
@@ -28,7 +28,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     fill_header(&mut rec.hdr, RecordKind::TaskExit);
     rec.exit_code = member::<i32>(current_task(), btf_off::TASK_EXIT_CODE).unwrap_or(0);
     rec.group_dead = group_dead;
-    entry.submit(0);
+    submit(entry);
     0
 }
 
@@ -56,7 +56,7 @@ pub fn signal_generate(ctx: TracePointContext) -> u32 {
             rec.target_comm[0] = 0;
         }
     }
-    entry.submit(0);
+    submit(entry);
     0
 }
 

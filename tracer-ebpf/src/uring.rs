@@ -13,7 +13,7 @@ use tracer_fs::wire::{
 
 use crate::{
     config::field,
-    emit::{count, fill_header, is_self, reserve},
+    emit::{count, fill_header, is_self, reserve, submit},
     files::send_file_ref,
     kernel::{current_task, fd_to_file, member},
     maps::{INFLIGHT, PENDING_REGISTER, PendingRegister},
@@ -41,7 +41,7 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
     rec.sq_entries = field(&ctx, tp_field::URING_CREATE_SQ);
     rec.cq_entries = field(&ctx, tp_field::URING_CREATE_CQ);
     rec.flags = field(&ctx, tp_field::URING_CREATE_FLAGS);
-    entry.submit(0);
+    submit(entry);
     0
 }
 
@@ -57,7 +57,7 @@ pub fn io_uring_register(ctx: TracePointContext) -> u32 {
     rec.opcode = field(&ctx, tp_field::URING_REG_OPCODE);
     rec.nr_files = field(&ctx, tp_field::URING_REG_NR_FILES);
     rec.ret = field(&ctx, tp_field::URING_REG_RET);
-    entry.submit(0);
+    submit(entry);
     0
 }
 
@@ -145,7 +145,7 @@ pub fn sys_exit_io_uring_register(ctx: TracePointContext) -> u32 {
             rec.holder = HolderKind::UringFixed as u8;
             rec.source = RefSource::UringUnregister as u8;
             rec._pad = [0; 2];
-            entry.submit(0);
+            submit(entry);
         }
         return 0;
     }
@@ -217,7 +217,7 @@ fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
     rec.req = req;
     rec.res = res;
     rec.failed = failed;
-    entry.submit(0);
+    submit(entry);
 }
 
 #[tracepoint]

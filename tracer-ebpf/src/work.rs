@@ -14,7 +14,7 @@ use tracer_fs::wire::{RecordKind, Work, WorkArm, btf_off, counter, tp_field};
 
 use crate::{
     config::{all_work, btf, delayed_work_timer_fn, field},
-    emit::{count, fill_header, reserve},
+    emit::{count, fill_header, reserve, submit},
     kernel::member,
     maps::{FOLLOWED_WORK, RUNNING_WORK, RunningWork},
 };
@@ -37,7 +37,7 @@ fn send(kind: RecordKind, work: u64, function: u64, target_cpu: i32) {
     rec.function = function;
     rec.target_cpu = target_cpu;
     rec._pad = 0;
-    entry.submit(0);
+    submit(entry);
 }
 
 #[inline(always)]
@@ -163,6 +163,6 @@ pub fn timer_start(ctx: TracePointContext) -> u32 {
     rec.work = work;
     rec.function = work_fn;
     rec.delay_jiffies = expires.wrapping_sub(now);
-    entry.submit(0);
+    submit(entry);
     0
 }

@@ -242,7 +242,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let mut shared = HashSet::new();
     let mut hooks = Vec::new();
     for h in HOOKS {
-        let status = attach_hook(&mut ebpf, &kbtf, &btf, h, &mut loaded, &mut shared);
+        let status = attach_hook(&mut ebpf, &kbtf, &btf, &cfg, h, &mut loaded, &mut shared);
         if h.name == "__fput" && status.mechanism.is_some_and(Mechanism::on_function) {
             // From now on the `filp` slab free only counts: `__fput` reports releases.
             let mut flag: BpfArray<_, u32> = BpfArray::try_from(
@@ -434,6 +434,23 @@ fn avoided_mechanisms() -> Vec<Mechanism> {
         .collect()
 }
 
+/// The open family's entry programs only keep the path pointer for the exit, which reads
+/// it from the saved registers instead where the kernel's BTF says where they are
+/// (`tracer-ebpf/src/files.rs`). Not attaching them then saves each open a syscall
+/// tracepoint hit, and detaching four perf events (each waits for RCU grace periods).
+const OPEN_ENTRIES: &[&str] = &[
+    "sys_enter_openat",
+    "sys_enter_openat2",
+    "sys_enter_open",
+    "sys_enter_creat",
+];
+
+/// Whether point `p` is needed with this configuration.
+fn needed(p: &Point, cfg: &Config) -> bool {
+    !(OPEN_ENTRIES.contains(&p.program)
+        && cfg.btf[tracer_fs::wire::btf_off::PT_REGS_SYSCALL_ARG0] != tracer_fs::wire::MISSING_U32)
+}
+
 /// Points already attached, by (program, target): a hook whose alternative includes one
 /// shares it instead of attaching it twice (which would double its events).
 type Shared = HashSet<(&'static str, &'static str)>;
@@ -442,6 +459,7 @@ fn attach_hook(
     ebpf: &mut Ebpf,
     kbtf: &KernelBtf,
     btf: &aya::Btf,
+    cfg: &Config,
     hook: &Hook,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
     shared: &mut Shared,
@@ -475,7 +493,7 @@ fn attach_hook(
         // Attach the whole alternative or none of it: a partial one would mislead.
         let mut points = vec![];
         let mut fresh = vec![];
-        for p in alt.iter() {
+        for p in alt.iter().filter(|p| needed(p, cfg)) {
             if shared.contains(&(p.program, p.target)) {
                 points.push(p.target.to_string());
                 continue;
@@ -644,6 +662,7 @@ pub fn attach_floor() -> Result<Floor> {
             }
             let floor: Vec<Point> = alt
                 .iter()
+                .filter(|p| needed(p, &cfg))
                 .map(|p| Point {
                     program: match p.mechanism {
                         Mechanism::RawTracepoint => "floor_raw",

@@ -234,6 +234,15 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::PATH_MNT, "path", &["mnt"]),
 ];
 
+/// The `struct pt_regs` members holding a syscall's first two arguments, where they are
+/// plain members that survive to the syscall's exit. Elsewhere the open programs keep the
+/// path pointer from the syscall's entry in a map instead (slower: one hash update and one
+/// delete per open).
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_ARG_REGS: Option<[&str; 2]> = Some(["di", "si"]);
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALL_ARG_REGS: Option<[&str; 2]> = None;
+
 /// What could not be found, by the name of what needs it.
 #[derive(Debug, Default, Clone)]
 pub struct Gaps {
@@ -278,6 +287,17 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             Err(e) => gaps
                 .btf_members
                 .push(format!("{st}.{}: {e}", path.join("."))),
+        }
+    }
+    if let Some(regs) = SYSCALL_ARG_REGS {
+        for (idx, reg) in [b::PT_REGS_SYSCALL_ARG0, b::PT_REGS_SYSCALL_ARG1]
+            .into_iter()
+            .zip(regs)
+        {
+            match btf.offset_of("pt_regs", &[reg]) {
+                Ok(off) => cfg.btf[idx] = off,
+                Err(e) => gaps.btf_members.push(format!("pt_regs.{reg}: {e}")),
+            }
         }
     }
     match (

@@ -51,6 +51,9 @@ enum Command {
     /// Attach, run CMD, detach when it exits; write a recording and its report, and exit
     /// with CMD's status (e.g. `tracer run -- ./check generic/388`).
     Run(tracer::record::run::RunArgs),
+    /// Speed of writing and reading recordings (for `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchRecord(tracer::record::bench::BenchArgs),
     /// Replay a recording (from `--record` or `tracer run`) and report per xfstests test:
     /// what pinned each mount, what leaked, deferred-work latencies.
     Report(tracer::report::ReportArgs),
@@ -107,6 +110,10 @@ fn main() -> Result<()> {
         }
         Command::Run(args) => std::process::exit(tracer::record::run::cli(args)?),
         Command::Report(args) => tracer::report::main(args),
+        Command::BenchRecord(args) => {
+            println!("{}", tracer::record::bench::run(&args)?);
+            Ok(())
+        }
         Command::Attach {
             no_tui,
             duration,

@@ -164,6 +164,10 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(opts.stats_every);
     tick.tick().await;
+    // The programs wake us only when a batch is waiting (see `submit` in the eBPF crate's
+    // emit.rs); this bounds how late a trickle of records is seen.
+    let mut poll = tokio::time::interval(RING_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     summary.stopped_by = loop {
         let sleep_until =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -180,6 +184,10 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                     drop(guard);
                     tokio::task::yield_now().await;
                 }
+            }
+            _ = poll.tick() => {
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans };
+                drain(ring.get_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)?;
             }
             _ = tick.tick() => {
                 let f = counters::read(&att.ebpf)?;
@@ -209,6 +217,9 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     sink.end()?;
     Ok(summary)
 }
+
+/// How often the ring buffer is drained without a wakeup.
+const RING_POLL: Duration = Duration::from_millis(10);
 
 /// Records handled per wakeup before the other branches of the loop get a turn.
 const DRAIN_BATCH: usize = 4096;

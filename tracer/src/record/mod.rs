@@ -49,6 +49,7 @@
 //! (every second), so a crash loses at most about a second of events.
 
 pub mod alloc;
+pub mod bench;
 pub mod reader;
 pub mod run;
 pub(crate) mod schema;

@@ -13,6 +13,7 @@
 //! xfs on loop, mount/umount), `dbench` and `fio --ioengine=io_uring` on the xfs mount.
 //! Writes a table to stdout and `target/bench.json`. Never asserts a timing.
 
+mod record;
 pub mod workload;
 
 use std::{
@@ -159,7 +160,12 @@ pub fn main(args: Args) -> Result<()> {
         args.secs,
         args.real_secs
     );
-    let out = report(&samples, &procs, &unavailable, &configs);
+    let mut out = report(&samples, &procs, &unavailable, &configs);
+    let writer = record::measure(&tracer, &env.tmpfs, args.rounds)?;
+    record::print(&writer);
+    if let Value::Object(m) = &mut out {
+        m.insert("record_writer".into(), writer);
+    }
     let path = util::target_dir().join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     eprintln!("bench: wrote {}", path.display());
