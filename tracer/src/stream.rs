@@ -364,10 +364,12 @@ fn drain_records(
                 }
                 summary.events += 1;
                 sink.event(&ev)?;
-                if let Payload::MountCall { ret: 0, .. } = ev.payload {
-                    // New mounts at once, so the records that follow see them; removals
-                    // once the ring is drained (see `mountinfo::Feed`).
-                    appeared(side.mounts.appeared()?, sink, summary)?;
+                if let Payload::MountCall { ret: 0, op, .. } = ev.payload {
+                    // New mounts at once, so the records that follow see them (a umount
+                    // adds none); removals once the ring is drained (see `mountinfo::Feed`).
+                    if op != MountCallOp::Umount {
+                        appeared(side.mounts.appeared()?, sink, summary)?;
+                    }
                     side.mounts.table_due();
                 }
             }
