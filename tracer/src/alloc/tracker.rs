@@ -644,7 +644,12 @@ impl AllocTracker {
         };
         let mut v = leak_json(rec, &self.names);
         v["type"] = json!("leak_report");
-        v["symbol_notes"] = json!(self.maps.syms.module_notes());
+        // Why some frames have no names (a module's symbols unreadable): live only, and
+        // only when there is something to say, so replays match the live line otherwise.
+        let notes = self.maps.syms.module_notes();
+        if !notes.is_empty() {
+            v["symbol_notes"] = json!(notes);
+        }
         v
     }
 }
