@@ -1,7 +1,8 @@
 //! `cargo xtask test`: setup if something is missing, then formatting, clippy and the
 //! workspace tests. The kernel tests need root: under CI (`CI=true`) not being root is an
 //! error; elsewhere a warning, and the tests that need root skip themselves. Then the VM
-//! tier (`cargo xtask vm-test`: tracer doctor inside Debian's cloud kernel under qemu),
+//! tier (`cargo xtask vm-test`: tracer doctor, the EBUSY and leakyfs tests inside Debian's
+//! cloud kernel under qemu, with the release tracer),
 //! unless `--no-vm`.
 
 use anyhow::{Result, bail};

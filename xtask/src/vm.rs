@@ -1,19 +1,22 @@
 //! `cargo xtask vm-test`: the full-kernel tier. Boots Debian's cloud kernel (Linux 6.1, with
-//! kprobes and fentry) under qemu (TCG) with a busybox initramfs that holds the tracer, and
-//! checks what `tracer doctor` finds inside it.
+//! kprobes and fentry) under qemu (TCG) with a busybox initramfs that holds the tracer, the
+//! test filesystem module leakyfs and the tracer's kernel tests (`vm_tests.rs`), checks what
+//! `tracer doctor` finds inside it and runs the tests there.
 //!
 //! 1. The kernel: `apt-get download linux-image-cloud-amd64`, whose `Depends` names the
 //!    versioned `linux-image-<version>-cloud-amd64`, downloaded too and unpacked with
 //!    `dpkg-deb -x` into the cache (`target/vm-cache/`); nothing is installed. Skipped when
 //!    the cache holds a complete unpack (`--refresh` downloads again).
 //! 2. The initramfs (`target/vm/initramfs.cpio.gz`, `cpio -H newc` + gzip): busybox, the
-//!    tracer (debug info stripped), the shared libraries `ldd` lists for it, the modules
-//!    in `MODULES` with their dependencies (read from each module's `.modinfo`, as the
-//!    package ships no `modules.dep`), and `/init` (`INIT`).
+//!    release tracer and the test binaries (debug info stripped), `TOOLS`, the shared
+//!    libraries `ldd` lists for them, the modules in `MODULES` with their dependencies
+//!    (read from each module's `.modinfo`, as the package ships no `modules.dep`),
+//!    leakyfs, and `/init` (`INIT`).
 //! 3. qemu-system-x86_64 with TCG (KVM does not boot here), serial console captured to
 //!    `target/vm/serial.log`, killed after `--timeout` seconds.
 //! 4. The markers `/init` prints are parsed: the modules loaded, `tracer doctor --json` ran
-//!    and its capabilities are summarised; `REQUIRED` ones must be there.
+//!    and its capabilities are summarised (`REQUIRED` ones must be there), leakyfs's knobs
+//!    work, and every test ran and passed.
 
 use std::{
     collections::BTreeSet,
