@@ -383,9 +383,10 @@ fn vm_a_file_held_by_the_modules_work_makes_umount_busy() {
         .filter_map(|l| l["function_name"].as_str())
         .collect();
     if tracer.release_seen_in_place() {
-        // The release ran in delayed_fput, armed by the module's work.
+        // The release ran in delayed_fput, armed by the module's work, which our open armed.
         assert_eq!(fns.first(), Some(&"delayed_fput"), "{r:#}");
         assert!(fns.contains(&"leakyfs_put_work"), "{r:#}");
+        assert_eq!(chain.last().unwrap()["tgid"], me, "{r:#}");
     } else {
         // On tracepoints alone the release is the filp's free, which 6.1 does from an RCU
         // callback: when it came is known, which work it came from is not.

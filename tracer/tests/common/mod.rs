@@ -172,14 +172,15 @@ impl Tracer {
     }
 
     /// Whether a file's release is seen where it happens (so who released it, and through
-    /// which deferred work, can be checked): with a kernel-function hook on `__fput`, or on
+    /// which deferred work, can be checked): with a kernel-function hook on `__fput`
+    /// (fentry/fexit or kprobe/kretprobe), or on
     /// kernels (6.7 on) that free the `struct file` inside `__fput`. Before 6.7 the free is
     /// an RCU callback, run later by whichever task is on the CPU: there the tracepoint
     /// tier (the `filp` cache's free) knows when a file went, not by whom.
     pub fn release_seen_in_place(&self) -> bool {
         matches!(
             self.mechanism("__fput").as_deref(),
-            Some("fentry" | "kprobe")
+            Some("fentry" | "fexit" | "kprobe" | "kretprobe")
         ) || kernel_at_least(6, 7)
     }
 
