@@ -644,6 +644,18 @@ impl AllocTracker {
         };
         let mut v = leak_json(rec, &self.names);
         v["type"] = json!("leak_report");
+        // The recording format does not keep a failed mount yet: the live report says it.
+        if let Some(err) = w.failed {
+            v["mount"]["failed"] = json!(err);
+            if let Some(t) = v["text"].as_str() {
+                let t = t.replacen(
+                    "still allocated after umount",
+                    &format!("still allocated after the mount failed (error {err})"),
+                    1,
+                );
+                v["text"] = json!(t);
+            }
+        }
         v["symbol_notes"] = json!(self.maps.syms.module_notes());
         v
     }
