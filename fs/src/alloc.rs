@@ -51,6 +51,10 @@ pub struct MountWindow {
     pub end_ns: Option<u64>,
     /// Ended by a lazy umount (`MNT_DETACH`).
     pub lazy: bool,
+    /// The mount call failed with this error (negative errno): the window is the call
+    /// itself, and what the filesystem allocated during it and kept is what its error path
+    /// leaked.
+    pub failed: Option<i64>,
 }
 
 impl MountWindow {
@@ -80,12 +84,13 @@ pub struct MountWindows {
 }
 
 impl MountWindows {
-    /// Follows a successful mount or umount; returns the window it closed, if any.
+    /// Follows a successful mount or umount; returns the window it closed, if any. A failed
+    /// `mount(2)` is a window of its own, closed at once: from the call's entry to its exit.
     pub fn apply(&mut self, ev: &Event) -> Option<MountWindow> {
         let Payload::MountCall {
             op,
             flags,
-            ret: 0,
+            ret,
             enter_ns,
             source,
             target,
@@ -94,10 +99,28 @@ impl MountWindows {
         else {
             return None;
         };
+        const MS_REMOUNT: u32 = 32;
+        if *ret != 0 {
+            if *op != MountCallOp::Mount || flags & MS_REMOUNT != 0 {
+                return None;
+            }
+            self.next_id += 1;
+            let w = MountWindow {
+                id: self.next_id,
+                target: norm(target).to_string(),
+                source: source.clone(),
+                fs_type: fs_type.clone(),
+                start_ns: *enter_ns,
+                end_ns: Some(ev.ts_ns),
+                lazy: false,
+                failed: Some(*ret),
+            };
+            self.windows.push(w.clone());
+            return Some(w);
+        }
         match op {
             MountCallOp::Mount | MountCallOp::MoveMount => {
                 // A remount or bind of a mounted target is not a new lifetime.
-                const MS_REMOUNT: u32 = 32;
                 if *op == MountCallOp::Mount && flags & MS_REMOUNT != 0 {
                     return None;
                 }
@@ -110,6 +133,7 @@ impl MountWindows {
                     start_ns: *enter_ns,
                     end_ns: None,
                     lazy: false,
+                    failed: None,
                 });
                 None
             }
@@ -354,9 +378,13 @@ pub fn report_text_of(
     sym: &dyn Symbolizer,
 ) -> String {
     let mut s = String::new();
+    let after = match w.failed {
+        Some(err) => format!("after the mount failed (error {err})"),
+        None => "after umount".to_string(),
+    };
     let _ = writeln!(
         s,
-        "leak report for {} ({} on {}): {} objects, {} bytes still allocated after umount{}",
+        "leak report for {} ({} on {}): {} objects, {} bytes still allocated {after}{}",
         w.target,
         if w.fs_type.is_empty() {
             "?"
@@ -484,6 +512,42 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_mount_is_a_closed_window_of_its_own() {
+        let mut m = MountWindows::default();
+        let mut ev = mount_ev(MountCallOp::Mount, 100, "/mnt/l", "leakyfs", 0);
+        if let Payload::MountCall { ret, .. } = &mut ev.payload {
+            *ret = -5;
+        }
+        let w = m
+            .apply(&ev)
+            .expect("a failed mount closes its window at once");
+        assert_eq!((w.start_ns, w.end_ns, w.failed), (95, Some(100), Some(-5)));
+        assert_eq!(m.open().count(), 0);
+        // A later umount of the same path closes nothing (nothing was mounted).
+        assert!(
+            m.apply(&mount_ev(MountCallOp::Umount, 200, "/mnt/l", "", 0))
+                .is_none()
+        );
+        let allocs = vec![alloc(1, 97, 1, 8, -1), alloc(2, 150, 1, 8, -1)];
+        let c = Charging {
+            fs_types: vec!["leakyfs".into()],
+        };
+        let got: Vec<u64> = c.charged(&w, &allocs).map(|a| a.ptr).collect();
+        assert_eq!(got, vec![1]);
+        let t = report_text(&w, &[&allocs[0]], &[], &Caveats::default(), 200, 10, &Syms);
+        assert!(
+            t.starts_with("leak report for /mnt/l (leakyfs on /dev/loop0): 1 objects, 8 bytes still allocated after the mount failed (error -5)\n"),
+            "{t}"
+        );
+        // A failed umount or remount is no window.
+        let mut ev = mount_ev(MountCallOp::Umount, 300, "/mnt/x", "", 0);
+        if let Payload::MountCall { ret, .. } = &mut ev.payload {
+            *ret = -16;
+        }
+        assert!(m.apply(&ev).is_none());
+    }
+
+    #[test]
     fn charging_by_time_and_type() {
         let mut m = MountWindows::default();
         m.apply(&mount_ev(MountCallOp::Mount, 100, "/a", "xfs", 0));
@@ -544,6 +608,7 @@ mod tests {
             start_ns: 0,
             end_ns: Some(1),
             lazy: false,
+            failed: None,
         };
         let objs = vec![&a, &b];
         let groups = group(objs.iter().copied(), SortBy::Size, 0);

@@ -1,6 +1,9 @@
-//! umount -EBUSY explained, live, on this machine's kernel (tracepoints only): real mounts,
-//! real processes holding files, real io_uring rings, real kill -9. Each test checks the
-//! engine's verdict and its follow-up notices field by field.
+//! umount -EBUSY explained, live: real mounts, real processes holding files, real io_uring
+//! rings, real kill -9. Each test checks the engine's verdict and its follow-up notices
+//! field by field. They run on the machine's own kernel (tracepoints only) and inside the
+//! VM tier (`cargo xtask vm-test`: Linux 6.1, kprobes and fentry). Who released a file, and
+//! through which deferred work, is checked where the release is seen in place
+//! (`Tracer::release_seen_in_place`).
 
 mod common;
 
@@ -227,10 +230,12 @@ fn fd_held_by_a_live_process() {
     let r = tracer.wait_notice("the release", "culprit_released", |n| {
         n["file"]["file"] == file
     });
-    let chain = r["chain"].as_array().unwrap();
-    assert_eq!(chain[0]["role"], "task_work", "{r:#}");
-    assert_eq!(chain[0]["tgid"], pid);
     assert_eq!(r["last_drop"]["reason"], "close", "{r:#}");
+    if tracer.release_seen_in_place() {
+        let chain = r["chain"].as_array().unwrap();
+        assert_eq!(chain[0]["role"], "task_work", "{r:#}");
+        assert_eq!(chain[0]["tgid"], pid, "{r:#}");
+    }
     assert!(r["ts_ns"].as_u64().unwrap() > v["ts_ns"].as_u64().unwrap());
 
     umount(&m.path).expect("umount once the file is closed");
@@ -306,7 +311,16 @@ fn files_of_a_killed_tasks_io_uring_ring() {
                 assert_eq!(ring["owner"]["killed"]["sig"], 9, "{h:#}");
                 assert_eq!(ring["owner"]["killed"]["sender_tgid"], me, "{h:#}");
             }
-            "deferred_put" => assert_eq!(h["last_drop"]["reason"], "ring_teardown", "{h:#}"),
+            // The ring let go: on tracepoints the engine infers its teardown; with the
+            // precise hooks it saw the last fput, made by the ring's exit work.
+            "deferred_put" => match h["last_drop"]["reason"].as_str() {
+                Some("ring_teardown") => {}
+                Some("gone_at_last_put") => assert_eq!(
+                    h["last_drop"]["by"]["function_name"], "io_ring_exit_work",
+                    "{h:#}"
+                ),
+                _ => panic!("unexpected last drop: {h:#}"),
+            },
             other => panic!("unexpected holder {other}: {h:#}"),
         }
     }
@@ -324,12 +338,15 @@ fn files_of_a_killed_tasks_io_uring_ring() {
     );
 
     // Each culprit's release: delayed_fput, armed from the ring's exit work, which the
-    // dying task queued.
-    for c in culprits {
+    // dying task queued. (Where releases are not seen in place, the `filp` frees come from
+    // RCU callbacks, possibly after the umount that worked closed the story.)
+    let in_place = tracer.release_seen_in_place();
+    for c in culprits.iter().filter(|_| in_place) {
         let file = c["file"].clone();
         let r = tracer.wait_notice("a culprit's release", "culprit_released", |n| {
             n["file"]["file"] == file
         });
+        eprintln!("{}", r["text"].as_str().unwrap());
         let chain = r["chain"].as_array().unwrap();
         let fns: Vec<&str> = chain
             .iter()
@@ -344,13 +361,14 @@ fn files_of_a_killed_tasks_io_uring_ring() {
             "the exit work was queued by the dying task: {r:#}"
         );
         assert!(r["text"].as_str().unwrap().contains("delayed_fput"));
-        eprintln!("{}", r["text"].as_str().unwrap());
     }
     let s = tracer.wait_notice("the story's end", "story_closed", |n| {
         n["story"]["what"] == format!("umount {target}")
     });
     assert_eq!(s["failed_attempts"], 1 + failed_more as u64, "{s:#}");
-    assert_eq!(s["culprits_released"], 2);
+    if in_place {
+        assert_eq!(s["culprits_released"], 2, "{s:#}");
+    }
     tracer.stop();
 }
 
@@ -418,9 +436,18 @@ fn in_flight_requests_of_a_killed_task() {
         chain[0]["pid"], freed["pid"],
         "the chain starts at the releasing task: {r:#}"
     );
-    // The owner is dead, so the release ran in deferred work, which the chain names.
-    assert!(chain[0]["function_name"].is_string(), "{r:#}");
-    assert!(freed["work"].is_object(), "{freed:#}");
+    if tracer.release_seen_in_place() {
+        // The request is cancelled as its owner dies: the final put runs either in deferred
+        // work, which the chain names (6.18), or in the dying owner's own task_work at its
+        // exit (6.1, seen by the precise hooks).
+        if chain[0]["role"] == "task_work" {
+            assert_eq!(chain[0]["tgid"], pid, "{r:#}");
+            assert_eq!(chain[0]["task_exited"], true, "{r:#}");
+        } else {
+            assert!(chain[0]["function_name"].is_string(), "{r:#}");
+            assert!(freed["work"].is_object(), "{freed:#}");
+        }
+    }
     eprintln!("{}", r["text"].as_str().unwrap());
     umount_eventually(&m.path);
     tracer.wait_notice("the story's end", "story_closed", |n| {

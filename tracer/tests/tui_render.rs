@@ -625,6 +625,7 @@ fn leak_report(objects: u64, now_ns: u64) -> serde_json::Value {
         start_ns: T0 - 60_000 * MS,
         end_ns: Some(now_ns - 2_000 * MS),
         lazy: false,
+        failed: None,
     };
     let allocs: Vec<Allocation> = (0..objects)
         .map(|i| Allocation {

@@ -12,6 +12,7 @@ mod setup;
 mod test;
 mod util;
 mod vm;
+mod vm_tests;
 
 use std::process::ExitCode;
 

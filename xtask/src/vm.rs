@@ -1,19 +1,22 @@
 //! `cargo xtask vm-test`: the full-kernel tier. Boots Debian's cloud kernel (Linux 6.1, with
-//! kprobes and fentry) under qemu (TCG) with a busybox initramfs that holds the tracer, and
-//! checks what `tracer doctor` finds inside it.
+//! kprobes and fentry) under qemu (TCG) with a busybox initramfs that holds the tracer, the
+//! test filesystem module leakyfs and the tracer's kernel tests (`vm_tests.rs`), checks what
+//! `tracer doctor` finds inside it and runs the tests there.
 //!
 //! 1. The kernel: `apt-get download linux-image-cloud-amd64`, whose `Depends` names the
 //!    versioned `linux-image-<version>-cloud-amd64`, downloaded too and unpacked with
 //!    `dpkg-deb -x` into the cache (`target/vm-cache/`); nothing is installed. Skipped when
 //!    the cache holds a complete unpack (`--refresh` downloads again).
 //! 2. The initramfs (`target/vm/initramfs.cpio.gz`, `cpio -H newc` + gzip): busybox, the
-//!    tracer (debug info stripped), the shared libraries `ldd` lists for it, the modules
-//!    in `MODULES` with their dependencies (read from each module's `.modinfo`, as the
-//!    package ships no `modules.dep`), and `/init` (`INIT`).
+//!    release tracer and the test binaries (debug info stripped), `TOOLS`, the shared
+//!    libraries `ldd` lists for them, the modules in `MODULES` with their dependencies
+//!    (read from each module's `.modinfo`, as the package ships no `modules.dep`),
+//!    leakyfs, and `/init` (`INIT`).
 //! 3. qemu-system-x86_64 with TCG (KVM does not boot here), serial console captured to
 //!    `target/vm/serial.log`, killed after `--timeout` seconds.
 //! 4. The markers `/init` prints are parsed: the modules loaded, `tracer doctor --json` ran
-//!    and its capabilities are summarised; `REQUIRED` ones must be there.
+//!    and its capabilities are summarised (`REQUIRED` ones must be there), leakyfs's knobs
+//!    work, and every test ran and passed.
 
 use std::{
     collections::BTreeSet,
@@ -26,13 +29,17 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{build, leakyfs, setup, util};
+use crate::{build, leakyfs, setup, util, vm_tests};
 
 /// The meta package naming the current cloud kernel.
 const KERNEL_META: &str = "linux-image-cloud-amd64";
 
 /// Modules the tests need (loop devices, xfs); their dependencies come along.
 const MODULES: &[&str] = &["loop", "xfs"];
+
+/// Programs the tests run that busybox lacks (or whose busybox version lacks an option
+/// they use: `losetup --find --show`).
+const TOOLS: &[&str] = &["mkfs.xfs", "losetup"];
 
 /// Capabilities `tracer doctor` must find inside the VM (KERNEL.md: this kernel allows
 /// kprobes and fentry on top of everything the machines' own kernel has).
@@ -61,13 +68,16 @@ const PRECISE_HOOKS: &[&str] = &[
 
 const ON_FUNCTION: &[&str] = &["fentry", "fexit", "kprobe", "kretprobe"];
 
-const MARK: &str = "@@TRACER-VM";
+/// How long the VM may run before qemu is killed (the whole tier, tests included).
+pub const TIMEOUT_SECS: u64 = 600;
+
+pub const MARK: &str = "@@TRACER-VM";
 
 /// `/init`: mounts, modules, `tracer doctor --json` between markers, power off. `@MODULES@`
 /// is replaced with the `insmod` lines.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/usr/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -101,9 +111,15 @@ if insmod /lib/modules/leakyfs.ko leak_count=3 hold_ms=500 2>&1; then
   else
     echo "@@TRACER-VM LEAKYFS failing-mount failed: $(cat /tmp/mount.err)"
   fi
+  rmmod leakyfs
 else
   echo "@@TRACER-VM LEAKYFS insmod FAILED"
 fi
+# The tracer's kernel tests, each alone (see xtask/src/vm_tests.rs).
+export CI=true TRACER_BIN=/bin/tracer LEAKYFS_KO=/lib/modules/leakyfs.ko HOME=/root RUST_BACKTRACE=1
+echo "@@TRACER-VM TESTS-BEGIN $(cat /proc/uptime)"
+@TESTS@
+echo "@@TRACER-VM TESTS-END $(cat /proc/uptime)"
 echo "@@TRACER-VM DMESG-BEGIN"
 dmesg | tail -n 20
 echo "@@TRACER-VM DMESG-END"
@@ -113,20 +129,28 @@ poweroff -f
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Put the release build of tracer in the VM.
+    /// Put the debug build of tracer in the VM instead of the release one (under TCG its
+    /// start-up is about 3x slower: ~35 s per attach instead of ~10 s).
     #[arg(long)]
-    pub release: bool,
+    pub debug: bool,
     /// Kill qemu after this many seconds.
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = TIMEOUT_SECS)]
     pub timeout: u64,
     /// Download the kernel again even when the cache has one.
     #[arg(long)]
     pub refresh: bool,
+    /// Run only the tests whose `target::name` contains this (repeatable), e.g.
+    /// `--test vm_leakyfs::` or `--test fd_held`.
+    #[arg(long = "test", value_name = "FILTER")]
+    pub tests: Vec<String>,
+    /// Run no cargo tests inside the VM (only the doctor and leakyfs's own checks).
+    #[arg(long)]
+    pub no_tests: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
     setup::ensure(setup::Level::Test)?;
-    build::build_tracer(args.release)?;
+    build::build_tracer(!args.debug)?;
     run(&args)
 }
 
@@ -138,6 +162,11 @@ pub fn run(args: &Args) -> Result<()> {
     fs::create_dir_all(&work)?;
     let kernel = fetch_kernel(&cache, args.refresh)?;
     let leakyfs = leakyfs::build(&kernel.version, &work)?;
+    let tests = if args.no_tests {
+        vec![]
+    } else {
+        vm_tests::build(&args.tests)?
+    };
     eprintln!(
         "vm: kernel {} ({})",
         kernel.version,
@@ -147,7 +176,8 @@ pub fn run(args: &Args) -> Result<()> {
     build_initramfs(
         &kernel,
         &leakyfs,
-        &build::tracer_binary(args.release),
+        &build::tracer_binary(!args.debug),
+        &tests,
         &work.join("initramfs"),
         &initramfs,
     )?;
@@ -157,7 +187,8 @@ pub fn run(args: &Args) -> Result<()> {
     let boot_secs = booted.elapsed().as_secs_f64();
     let serial = fs::read(&log).with_context(|| format!("reading {}", log.display()))?;
     let serial = String::from_utf8_lossy(&serial).replace('\r', "");
-    let result = check(&serial, &kernel.version);
+    let mut result = check(&serial, &kernel.version);
+    check_tests(&serial, &tests, &mut result);
     println!("vm-test summary");
     println!(
         "  kernel:    {} (Debian {})",
@@ -289,6 +320,7 @@ fn build_initramfs(
     kernel: &Kernel,
     leakyfs: &Path,
     tracer: &Path,
+    tests: &[vm_tests::TestBinary],
     root: &Path,
     out: &Path,
 ) -> Result<()> {
@@ -313,23 +345,31 @@ fn build_initramfs(
         .context("busybox is missing: `cargo xtask setup` installs busybox-static")?;
     copy(&busybox, &root.join("bin/busybox"))?;
 
-    // The tracer, without its debug info when strip is there (a debug build is ~90 MB).
-    let dest = root.join("bin/tracer");
-    let stripped = util::find_program("strip").is_some_and(|strip| {
-        Command::new(strip)
-            .arg("--strip-debug")
-            .arg("-o")
-            .arg(&dest)
-            .arg(tracer)
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !stripped {
-        copy(tracer, &dest)?;
+    // The tracer and the test binaries, without their debug info (a debug build is
+    // ~90 MB), and the tools the tests need that busybox lacks; with the shared libraries
+    // they all need.
+    let mut binaries = vec![(tracer.to_path_buf(), PathBuf::from("/bin/tracer"))];
+    for t in tests {
+        binaries.push((t.exe.clone(), vm_tests::inside(t)));
     }
-
-    // Its shared libraries and the dynamic loader, at the paths ldd names.
-    for lib in shared_libraries(tracer)? {
+    for tool in TOOLS {
+        let path = util::find_program(tool)
+            .or_else(|| {
+                ["/usr/sbin", "/sbin"]
+                    .iter()
+                    .map(|d| Path::new(d).join(tool))
+                    .find(|p| p.exists())
+            })
+            .with_context(|| format!("{tool} is missing: `cargo xtask setup` installs it"))?;
+        binaries.push((path, Path::new("/usr/sbin").join(tool)));
+    }
+    let mut libs = BTreeSet::new();
+    for (from, to) in &binaries {
+        copy_stripped(from, &root.join(to.strip_prefix("/")?))?;
+        libs.extend(shared_libraries(from)?);
+    }
+    // At the paths ldd names, the dynamic loader included.
+    for lib in libs {
         let rel = lib.strip_prefix("/").unwrap_or(&lib);
         // Follow symlinks: the file's content goes where the link was.
         copy(&fs::canonicalize(&lib)?, &root.join(rel))?;
@@ -350,7 +390,11 @@ fn build_initramfs(
     }
     copy(leakyfs, &root.join("lib/modules/leakyfs.ko"))?;
     let init = root.join("init");
-    fs::write(&init, INIT.replace("@MODULES@", insmods.trim_end()))?;
+    fs::write(
+        &init,
+        INIT.replace("@MODULES@", insmods.trim_end())
+            .replace("@TESTS@", vm_tests::init_lines(tests).trim_end()),
+    )?;
     set_mode(&init, 0o755)?;
 
     // cpio -H newc, gzip.
@@ -371,6 +415,23 @@ fn build_initramfs(
             .join(", ")
     );
     Ok(())
+}
+
+/// Copies a binary without its debug info (when `strip` is there).
+fn copy_stripped(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let stripped = util::find_program("strip").is_some_and(|strip| {
+        Command::new(strip)
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(to)
+            .arg(from)
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if stripped { Ok(()) } else { copy(from, to) }
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
@@ -524,7 +585,8 @@ fn boot(kernel: &Kernel, initramfs: &Path, log: &Path, timeout: Duration) -> Res
     let qemu = util::find_program("qemu-system-x86_64")
         .context("qemu-system-x86_64 is missing: `cargo xtask setup` installs qemu-system-x86")?;
     let mut cmd = Command::new(qemu);
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "1024"])
+    // 2 GiB: the xfs scenario's image and the test binaries live in the initramfs's tmpfs.
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "2048"])
         .args(["-nographic", "-no-reboot", "-kernel"])
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
@@ -775,6 +837,41 @@ fn check_leakyfs(lines: &[&str], c: &mut Checked) {
         } else {
             c.failures
                 .push(format!("{what} (no `LEAKYFS {want}` marker)"));
+        }
+    }
+}
+
+/// The cargo tests `/init` ran: each one expected must have run and passed.
+fn check_tests(serial: &str, tests: &[vm_tests::TestBinary], c: &mut Checked) {
+    let results = vm_tests::results(serial);
+    let expected: Vec<String> = tests
+        .iter()
+        .flat_map(|b| b.tests.iter().map(move |t| format!("{}::{t}", b.target)))
+        .collect();
+    if expected.is_empty() {
+        return;
+    }
+    let total: f64 = results.iter().filter_map(|o| o.secs).sum();
+    c.lines.push(format!(
+        "tests:     {} of {} ran inside the VM in {total:.1}s",
+        results.len(),
+        expected.len()
+    ));
+    for id in &expected {
+        match results.iter().find(|o| &o.id == id) {
+            None => c.failures.push(format!("test {id} never started")),
+            Some(o) => {
+                let secs = o.secs.map(|s| format!("{s:.1}s")).unwrap_or("?".into());
+                if o.passed {
+                    c.passed += 1;
+                    c.lines.push(format!("  ok     {id} ({secs})"));
+                } else {
+                    c.lines.push(format!("  FAILED {id} ({secs})"));
+                    let detail: String =
+                        o.detail.lines().map(|l| format!("\n      | {l}")).collect();
+                    c.failures.push(format!("test {id}:{detail}"));
+                }
+            }
         }
     }
 }

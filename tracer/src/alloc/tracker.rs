@@ -650,6 +650,18 @@ impl AllocTracker {
         if !notes.is_empty() {
             v["symbol_notes"] = json!(notes);
         }
+        // The recording format does not keep a failed mount yet: the live report says it.
+        if let Some(err) = w.failed {
+            v["mount"]["failed"] = json!(err);
+            if let Some(t) = v["text"].as_str() {
+                let t = t.replacen(
+                    "still allocated after umount",
+                    &format!("still allocated after the mount failed (error {err})"),
+                    1,
+                );
+                v["text"] = json!(t);
+            }
+        }
         v
     }
 }

@@ -222,6 +222,7 @@ mod tests {
             start_ns: start,
             end_ns: None,
             lazy: false,
+            failed: None,
         }
     }
 

@@ -203,13 +203,18 @@ impl LogEntry {
         let bytes = v["bytes"].as_u64().unwrap_or(0);
         let uncertain = v["uncertain"].as_bool().unwrap_or(false);
         let maybe = if uncertain { " (uncertain)" } else { "" };
+        // A failed mount's report covers the call itself.
+        let after = match m["failed"].as_i64() {
+            Some(err) => format!("after the mount failed (error {err})"),
+            None => "after umount".to_string(),
+        };
         let mut lines = if objects == 0 {
             vec![format!(
-                "{target} ({fs}): nothing left allocated after umount{maybe}"
+                "{target} ({fs}): nothing left allocated {after}{maybe}"
             )]
         } else {
             vec![format!(
-                "{target} ({fs}): {}, {bytes} bytes still allocated after umount{maybe}",
+                "{target} ({fs}): {}, {bytes} bytes still allocated {after}{maybe}",
                 count(objects as usize, "object", "objects")
             )]
         };

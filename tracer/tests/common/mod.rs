@@ -38,6 +38,12 @@ pub fn kernel_tests_allowed(test: &str) -> bool {
     false
 }
 
+/// The tracer binary the tests run: `TRACER_BIN` when set (inside the test VM, where the
+/// binary cargo built is not at the path compiled in), else cargo's own build of it.
+pub fn tracer_bin() -> std::ffi::OsString {
+    std::env::var_os("TRACER_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_tracer").into())
+}
+
 /// A running `tracer attach --no-tui`, its JSON lines collected as they come.
 pub struct Tracer {
     child: Child,
@@ -46,7 +52,7 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn start(extra: &[&str]) -> Tracer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        let mut child = Command::new(tracer_bin())
             .args([
                 "attach",
                 "--no-tui",
@@ -154,6 +160,30 @@ impl Tracer {
             .clone()
     }
 
+    /// The mechanism the tracer got for `hook` (`fentry`, `kprobe`, `raw_tracepoint`, ...),
+    /// from its `hooks` line; None when the hook is not attached.
+    pub fn mechanism(&self, hook: &str) -> Option<String> {
+        self.lines()
+            .iter()
+            .filter(|v| v["type"] == "hooks")
+            .flat_map(|v| v["hooks"].as_array().cloned().unwrap_or_default())
+            .find(|h| h["hook"] == hook)
+            .and_then(|h| h["mechanism"].as_str().map(str::to_string))
+    }
+
+    /// Whether a file's release is seen where it happens (so who released it, and through
+    /// which deferred work, can be checked): with a kernel-function hook on `__fput`
+    /// (fentry/fexit or kprobe/kretprobe), or on
+    /// kernels (6.7 on) that free the `struct file` inside `__fput`. Before 6.7 the free is
+    /// an RCU callback, run later by whichever task is on the CPU: there the tracepoint
+    /// tier (the `filp` cache's free) knows when a file went, not by whom.
+    pub fn release_seen_in_place(&self) -> bool {
+        matches!(
+            self.mechanism("__fput").as_deref(),
+            Some("fentry" | "fexit" | "kprobe" | "kretprobe")
+        ) || kernel_at_least(6, 7)
+    }
+
     /// SIGTERM, then the `end` line; asserts a clean exit.
     pub fn stop(mut self) -> Vec<Value> {
         // SAFETY: signalling our own child.
@@ -176,6 +206,16 @@ impl Drop for Tracer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether the running kernel's release is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (major, minor)
 }
 
 /// Our programs still loaded after the tracer exited, given the kernel a moment to free
