@@ -25,6 +25,20 @@ pub struct AliveOnMount {
     pub unattributed: Vec<FileReport>,
 }
 
+impl AliveOnMount {
+    /// Each alive file once (a file with several holders is in several groups).
+    pub fn distinct_files(&self) -> impl Iterator<Item = &FileReport> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.fd_tables
+            .iter()
+            .chain(&self.uring_rings)
+            .chain(&self.in_flight)
+            .chain(&self.deferred_pending)
+            .chain(&self.unattributed)
+            .filter(move |f| seen.insert((f.id.file, f.id.generation)))
+    }
+}
+
 /// One line of the TUI's mounts pane.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MountSummary {

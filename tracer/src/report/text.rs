@@ -390,18 +390,8 @@ fn section(r: &Report, s: &Section, out: &mut String) {
             }
             let anchor = tracer_fs::verdict::Anchor::event(s.end_ns, "end of the test");
             let mut files = String::new();
-            let mut seen = std::collections::BTreeSet::new();
-            for f in a
-                .fd_tables
-                .iter()
-                .chain(&a.uring_rings)
-                .chain(&a.in_flight)
-                .chain(&a.deferred_pending)
-                .chain(&a.unattributed)
-            {
-                if seen.insert((f.id.file, f.id.generation)) {
-                    f.render(&anchor, "      ", &mut files);
-                }
+            for f in a.distinct_files() {
+                f.render(&anchor, "      ", &mut files);
             }
             out.push_str(&files);
         }
