@@ -68,6 +68,13 @@ fn on_file_free(file: u64) {
     if PRECISE_RELEASE.get(0).is_some_and(|v| *v != 0) {
         return;
     }
+    send_file_free(file);
+}
+
+/// The release of `file` (its mount reference gone): from the filp free here, or from the
+/// precise `__fput` hook.
+#[inline(always)]
+pub fn send_file_free(file: u64) {
     // A file that never got a path (a failed open) pinned no mount: nothing to say.
     let id = file_identity(file);
     if id.mnt_id < 0 {

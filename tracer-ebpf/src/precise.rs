@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use tracer_fs::wire::{
-    FileFree, FilePut, FputDeferred, MountCleanup, RecordKind, UmountRet, WorkFnEntry, btf_off,
-    counter, followed,
+    FilePut, FputDeferred, MountCleanup, RecordKind, UmountRet, WorkFnEntry, btf_off, counter,
+    followed,
 };
 
 use crate::{
@@ -117,25 +117,9 @@ pub fn kprobe_task_work_add(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn on_release(file: u64) {
-    if file == 0 {
-        return;
+    if file != 0 {
+        crate::kmem::send_file_free(file);
     }
-    // A file that never got a path (a failed open) pinned no mount: nothing to say.
-    let id = file_identity(file);
-    if id.mnt_id < 0 {
-        return;
-    }
-    let Some(mut entry) = reserve::<FileFree>(RecordKind::FileFree) else {
-        return;
-    };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::FileFree);
-    rec.file = file;
-    rec.ino = id.ino;
-    rec.mnt_id = id.mnt_id;
-    rec._pad = 0;
-    submit(entry);
 }
 
 // static void __fput(struct file *file). At its return the mount reference is dropped;
