@@ -67,6 +67,10 @@ pub struct EngineConfig {
     /// free: a file is released when `FileFree` says so, so a mount whose last reference
     /// went (`cleanup_mnt`) has no file alive left.
     pub precise_release: bool,
+    /// The frees of fd tables and fs_structs are seen (`TaskResFreed`): an exiting
+    /// process keeps its fds (and cwd/root) until its `exit_files()`/`exit_fs()`, not just
+    /// until its exit tracepoint, which fires early in `do_exit()`.
+    pub exit_resources_seen: bool,
     pub caps: Caps,
 }
 

@@ -9,22 +9,28 @@ use crate::config::EngineConfig;
 use crate::event::{
     Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
 };
+use crate::event::{ScannedTask, TaskRes};
 use crate::files::{
     DeferredTo, DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release,
     Removal,
 };
 use crate::mounts::{MNT_DETACH, Mount, Mounts, UmountAttempt};
+use crate::pins::{Pin, Pins};
 use crate::rings::{RingWork, Rings};
 use crate::stats::Stats;
 use crate::summary::{AliveOnMount, MountSummary, WorkFnSummary};
-use crate::tasks::Tasks;
+use crate::tasks::{TaskScanInfo, Tasks};
 use crate::text::normalize_path;
 use crate::verdict::{
     Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
-    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinnedMount, RingDesc, StoryClosed,
-    StoryRef, TaskDesc, TeardownDesc, Unattributed, Verdict, VerdictKind, WorkProgress,
+    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind, PinReleased, PinnedMount,
+    RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc, Unattributed, Verdict,
+    VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
+
+/// The signal a task's `exit_notify()` sends its parent.
+const SIGCHLD: i32 = 17;
 
 /// `-EBUSY` as syscalls return it.
 pub const EBUSY: i64 = -16;
@@ -73,6 +79,11 @@ struct Story {
     culprits: BTreeSet<FileKey>,
     released: usize,
     unlisted_released: usize,
+    /// Process cwd/root pins named in its verdicts.
+    pins: BTreeSet<(u64, PinKind)>,
+    /// What its last verdict said, in short (culprits with their kinds of holders, pins,
+    /// exiting owners): an attempt that would say the same is a repeat.
+    last_said: String,
 }
 
 impl Story {
@@ -96,6 +107,7 @@ pub struct Engine {
     work: WorkTable,
     rings: Rings,
     tasks: Tasks,
+    pins: Pins,
     verdicts: VecDeque<Verdict>,
     stories: BTreeMap<StoryKey, Story>,
     c: Counters,
@@ -118,6 +130,7 @@ impl Engine {
             work: WorkTable::default(),
             rings: Rings::default(),
             tasks: Tasks::default(),
+            pins: Pins::default(),
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
             c: Counters::default(),
@@ -144,8 +157,12 @@ impl Engine {
     /// quoted in later verdicts.
     pub fn add_evidence_limit(&mut self, limit: impl Into<String>) {
         let l = limit.into();
-        if !self.extra_limits.contains(&l) {
-            self.extra_limits.push(l);
+        // A counter that grew ("12 records lost" then "30 records lost") replaces its
+        // earlier value: each limit is said once, with its latest total.
+        let shape = |s: &str| s.replace(|c: char| c.is_ascii_digit(), "");
+        match self.extra_limits.iter_mut().find(|e| shape(e) == shape(&l)) {
+            Some(e) => *e = l,
+            None => self.extra_limits.push(l),
         }
     }
 
@@ -230,9 +247,15 @@ impl Engine {
                 target_comm,
                 ..
             } => {
-                let a = self.actor(ev);
-                self.tasks
-                    .signal(*target_pid, *sig, *result, target_comm, &a);
+                if *sig == SIGCHLD {
+                    // Only sent from inside do_exit() (exit_notify): all it held is gone.
+                    self.on_task_res_freed(ev, TaskRes::Files, &mut out);
+                    self.on_task_res_freed(ev, TaskRes::Fs, &mut out);
+                } else {
+                    let a = self.actor(ev);
+                    self.tasks
+                        .signal(*target_pid, *sig, *result, target_comm, &a);
+                }
             }
             Payload::UringCreate {
                 ctx,
@@ -305,6 +328,13 @@ impl Engine {
                 enter_ns,
             } => self.on_umount_ret(ev, *mnt_id, *ret, *flags, *enter_ns, &mut out),
             Payload::MountCleanup { mnt_id } => self.on_mount_cleanup(ev, *mnt_id, &mut out),
+            Payload::TaskResFreed { what, .. } => self.on_task_res_freed(ev, *what, &mut out),
+            Payload::TaskSeen { task } => self.on_task_seen(ev, task, &mut out),
+            Payload::PinScanDone { started_ns, mounts } => {
+                for p in self.pins.stale(mounts, *started_ns) {
+                    self.pin_released(&p, ev.ts_ns, false, &mut out);
+                }
+            }
         }
         self.enforce_caps();
         out
@@ -397,6 +427,11 @@ impl Engine {
                 alive: t.alive(),
                 exit: t.exit.clone(),
                 killed: t.killed.clone(),
+                // Without the fd table's free in the stream, an exit is as far as we see.
+                exiting: self.cfg.exit_resources_seen && t.exiting(),
+                files_gone_ns: t.files_gone_ns,
+                fs_gone_ns: t.fs_gone_ns,
+                scan: t.scan.clone(),
             },
             None => TaskDesc {
                 pid: tgid,
@@ -405,6 +440,10 @@ impl Engine {
                 alive: false,
                 exit: None,
                 killed: None,
+                exiting: false,
+                files_gone_ns: None,
+                fs_gone_ns: None,
+                scan: None,
             },
         }
     }
@@ -1035,6 +1074,8 @@ impl Engine {
             culprits: BTreeSet::new(),
             released: 0,
             unlisted_released: 0,
+            pins: BTreeSet::new(),
+            last_said: String::new(),
         });
         s.failed = s.failed.saturating_add(1);
         s.last_ebusy_ns = ts;
@@ -1078,19 +1119,51 @@ impl Engine {
             .unwrap_or_default();
         let ids: Vec<i32> = mid.into_iter().collect();
         let unattributed = self.unattributed_for(&ids, &culprits.iter().collect::<Vec<_>>());
+        let task_pins = mid.map(|id| self.task_pins_on(id)).unwrap_or_default();
+        let pin_keys: Vec<(u64, PinKind)> = mid
+            .map(|id| {
+                self.pins
+                    .on_mount(id)
+                    .iter()
+                    .map(|p| (p.task, p.kind))
+                    .collect()
+            })
+            .unwrap_or_default();
         let key = match mid {
             Some(id) => StoryKey::Mount(id),
             None => StoryKey::Target(normalize_path(call.target)),
         };
+        // Nothing new since the story's last verdict: the text says so instead of
+        // repeating every culprit (real runs retry dozens of times).
+        let said = format!(
+            "{:?}|{:?}|{:?}",
+            culprits
+                .iter()
+                .map(|c| (c.id.file, crate::verdict::holder_signature(c)))
+                .collect::<Vec<_>>(),
+            task_pins
+                .iter()
+                .map(|p| (p.task.pid, &p.what, p.task.exiting))
+                .collect::<Vec<_>>(),
+            child_mounts.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
+        let repeat = self.stories.get(&key).is_some_and(|s| s.last_said == said);
         let (attempt, first) = self.story_ebusy(
-            key,
+            key.clone(),
             format!("umount {}", call.target),
             mount.clone(),
             &ids,
             &keys,
             ev.ts_ns,
         );
-        let unexplained = mount.is_some() && culprits.is_empty() && child_mounts.is_empty();
+        if let Some(s) = self.stories.get_mut(&key) {
+            s.pins.extend(pin_keys);
+            s.last_said = said;
+        }
+        let unexplained = mount.is_some()
+            && culprits.is_empty()
+            && child_mounts.is_empty()
+            && task_pins.is_empty();
         let v = self.verdict(
             ev,
             call,
@@ -1104,6 +1177,8 @@ impl Engine {
             mount,
             culprits,
             child_mounts,
+            task_pins,
+            repeat,
             ..v
         };
         self.push_verdict(v, out);
@@ -1201,6 +1276,8 @@ impl Engine {
             mount: None,
             culprits: Vec::new(),
             child_mounts: Vec::new(),
+            task_pins: Vec::new(),
+            repeat: false,
             pinned_mounts: Vec::new(),
             device_openers: Vec::new(),
             unattributed,
@@ -1352,7 +1429,13 @@ impl Engine {
             }
             self.c.rescan_found += 1;
         }
-        let task = self.tasks.observe_live(tgid, pid, &ev.comm, ev.ts_ns, cap);
+        // A scan reads fd tables as they are: an exiting process still has its own, so a
+        // scan finding it says nothing about a new process behind the pid.
+        let task = if matches!(r.how, RefHow::Rescan | RefHow::Snapshot) {
+            self.tasks.observe(tgid, pid, &ev.comm, ev.ts_ns, cap)
+        } else {
+            self.tasks.observe_live(tgid, pid, &ev.comm, ev.ts_ns, cap)
+        };
         let actor = self.actor(ev);
         let key = match existing {
             Some(f)
@@ -1548,7 +1631,9 @@ impl Engine {
         let group_dead = group_dead || (self.cfg.exit_group_dead_unknown && ev.pid == ev.tgid);
         self.tasks
             .exit(ev.tgid, ev.pid, &ev.comm, exit_code, group_dead, ev.ts_ns);
-        if !group_dead {
+        if !group_dead || self.cfg.exit_resources_seen {
+            // With the fd table's free seen, its fds go when it goes (`exit_files()`, later
+            // in `do_exit()`; an exit can wait long before it, e.g. in `exit_aio`).
             return;
         }
         // exit_files: the kernel closes the whole fd table; no close syscalls are seen.
@@ -1557,6 +1642,102 @@ impl Engine {
             self.files
                 .remove_holder(k, &h, DropReason::ExitFiles, &actor);
         }
+    }
+
+    /// An fd table or fs_struct freed: for an exited process, the end of what its exit
+    /// still held (`exit_files()`: every fd put; `exit_fs()`: cwd and root let go).
+    fn on_task_res_freed(&mut self, ev: &Event, what: TaskRes, out: &mut Vec<Notice>) {
+        let Some(serial) = self.tasks.res_freed(ev.tgid, what, ev.ts_ns) else {
+            return;
+        };
+        match what {
+            TaskRes::Files if self.cfg.exit_resources_seen => {
+                let actor = self.actor(ev);
+                for (h, k) in self.files.fd_holders_of(ev.tgid) {
+                    self.files
+                        .remove_holder(k, &h, DropReason::ExitFiles, &actor);
+                }
+            }
+            TaskRes::Files => {}
+            TaskRes::Fs => {
+                for p in self.pins.release_task(serial) {
+                    self.pin_released(&p, ev.ts_ns, true, out);
+                }
+            }
+        }
+    }
+
+    fn on_task_seen(&mut self, ev: &Event, t: &ScannedTask, out: &mut Vec<Notice>) {
+        let info = TaskScanInfo {
+            ts_ns: ev.ts_ns,
+            pid: ev.pid,
+            exiting: t.exiting,
+            zombie: t.zombie,
+            state: t.state,
+            has_files: t.has_files,
+            has_fs: t.has_fs,
+            has_mm: t.has_mm,
+            stack: t.stack.clone(),
+        };
+        let cap = self.cfg.caps.max_tasks;
+        let serial = self.tasks.scanned(ev.tgid, ev.pid, &ev.comm, info, cap);
+        if t.zombie || !t.has_fs {
+            return;
+        }
+        for (kind, m) in [(PinKind::Cwd, t.cwd_mnt), (PinKind::Root, t.root_mnt)] {
+            if m < 0 {
+                continue;
+            }
+            if let Some(old) = self.pins.seen(serial, ev.tgid, kind, m, ev.ts_ns) {
+                self.pin_released(&old, ev.ts_ns, false, out);
+            }
+        }
+    }
+
+    /// A pin let go: every story that named it hears of it.
+    fn pin_released(&mut self, p: &Pin, ts: u64, seen: bool, out: &mut Vec<Notice>) {
+        let key = (p.task, p.kind);
+        let task = self.task_desc(Some(p.task), p.tgid, "");
+        let files = &self.files;
+        for s in self.stories.values_mut() {
+            if !s.pins.remove(&key) {
+                continue;
+            }
+            let pins_alive = s.pins.len();
+            let culprits_alive = s
+                .culprits
+                .iter()
+                .filter(|k| files.get(**k).is_some_and(FileObj::alive))
+                .count();
+            out.push(Notice::PinReleased(PinReleased {
+                story: s.story_ref(),
+                task: task.clone(),
+                what: p.kind,
+                seen,
+                ts_ns: ts,
+                pins_alive,
+                culprits_alive,
+            }));
+        }
+    }
+
+    /// The processes whose cwd/root is on `mnt_id`, one entry per process.
+    fn task_pins_on(&self, mnt_id: i32) -> Vec<TaskPinDesc> {
+        let mut out: Vec<TaskPinDesc> = Vec::new();
+        for p in self.pins.on_mount(mnt_id) {
+            match out.last_mut() {
+                Some(d) if self.tasks.get(p.task).is_some_and(|t| t.tgid == d.task.pid) => {
+                    d.what.push(p.kind);
+                    d.found_ns = d.found_ns.min(p.first_seen_ns);
+                }
+                _ => out.push(TaskPinDesc {
+                    task: self.task_desc(Some(p.task), p.tgid, ""),
+                    what: vec![p.kind],
+                    found_ns: p.first_seen_ns,
+                }),
+            }
+        }
+        out
     }
 
     fn teardown_ring(&mut self, ctx: u64, actor: &Actor, reason: DropReason, seen: bool) {
@@ -1738,6 +1919,7 @@ impl Engine {
             self.c.evicted_stories += 1;
         }
         self.tasks.evict_to(caps.max_tasks);
+        self.pins.evict_to(caps.max_tasks);
         self.rings.evict_to(caps.max_rings);
         self.mounts.evict_history_to(caps.max_mount_history);
     }

@@ -130,6 +130,36 @@ impl WorkFnKind {
     }
 }
 
+/// The per-task resources whose release ends what an exiting task holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskRes {
+    /// The fd table (`files_struct`).
+    Files,
+    /// The cwd and root (`fs_struct`).
+    Fs,
+}
+
+/// What a task scan read of one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScannedTask {
+    /// Inside `do_exit()` (`PF_EXITING`).
+    pub exiting: bool,
+    /// A zombie or dead task (`exit_state`): all its resources are gone.
+    pub zombie: bool,
+    /// `__state` (2: uninterruptible).
+    pub state: u32,
+    /// Mount ids of its cwd and root (-1: it has no fs_struct any more).
+    pub cwd_mnt: i32,
+    pub root_mnt: i32,
+    pub has_files: bool,
+    pub has_fs: bool,
+    pub has_mm: bool,
+    /// Its kernel stack, innermost first: `0x…` addresses as read, replaced by
+    /// `function+0xoff` names where userspace could symbolize them.
+    pub stack: Vec<String>,
+}
+
 /// One line of `/proc/self/mountinfo`, as far as the engine needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MountInfo {
@@ -262,6 +292,17 @@ pub enum Payload {
     MountCleanup {
         mnt_id: i32,
     },
+    /// A task's fd table or fs_struct was freed in this event's task (for an exiting task:
+    /// `exit_files()`, `exit_fs()`).
+    TaskResFreed {
+        what: TaskRes,
+        ptr: u64,
+    },
+    /// One task as an on-demand task scan saw it (this event's pid/tgid/comm are the
+    /// scanned task's): its cwd/root mounts and, when it is exiting, where it waits.
+    TaskSeen {
+        task: ScannedTask,
+    },
     // --- from userspace ---
     /// The whole mount table as read now (at attach, and after each mount-table change).
     MountTable {
@@ -273,6 +314,13 @@ pub enum Payload {
     /// known when its records arrive, and removals keep coming from the ordered stream.
     MountsAppeared {
         mounts: Vec<MountInfo>,
+    },
+    /// A task scan after a failed umount is complete: the `TaskSeen` events of tasks whose
+    /// cwd/root is on one of `mounts`, or that are exiting, came before this one; a pin on
+    /// those mounts not seen since `started_ns` is gone.
+    PinScanDone {
+        started_ns: u64,
+        mounts: Vec<i32>,
     },
     /// An xfstests `run fstests <test> at <date>` line from /dev/kmsg.
     TestMarker {
@@ -500,6 +548,37 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         RecordKind::MountCleanup => {
             let r: wire::MountCleanup = unsafe { wire::read_record(bytes) };
             Payload::MountCleanup { mnt_id: r.mnt_id }
+        }
+        RecordKind::TaskResFree => {
+            let r: wire::TaskResFree = unsafe { wire::read_record(bytes) };
+            let what = match r.what {
+                wire::task_res::FILES => TaskRes::Files,
+                wire::task_res::FS => TaskRes::Fs,
+                _ => {
+                    return Err(DecodeError::BadField {
+                        kind: k,
+                        what: "what",
+                    });
+                }
+            };
+            Payload::TaskResFreed { what, ptr: r.ptr }
+        }
+        RecordKind::TaskScan => {
+            let r: wire::TaskScan = unsafe { wire::read_record(bytes) };
+            let n = (r.nr_frames as usize).min(wire::TASK_STACK_FRAMES);
+            Payload::TaskSeen {
+                task: ScannedTask {
+                    exiting: r.flags & wire::PF_EXITING != 0,
+                    zombie: r.exit_state != 0,
+                    state: r.state,
+                    cwd_mnt: r.pwd_mnt_id,
+                    root_mnt: r.root_mnt_id,
+                    has_files: r.has_files != 0,
+                    has_fs: r.has_fs != 0,
+                    has_mm: r.has_mm != 0,
+                    stack: r.frames[..n].iter().map(|a| format!("{a:#x}")).collect(),
+                },
+            }
         }
     };
     Ok(Event {

@@ -28,6 +28,8 @@ pub mod files;
 #[cfg(feature = "std")]
 pub mod mounts;
 #[cfg(feature = "std")]
+pub mod pins;
+#[cfg(feature = "std")]
 pub mod rings;
 #[cfg(feature = "std")]
 pub mod stats;

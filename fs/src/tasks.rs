@@ -11,6 +11,9 @@ use crate::text::exit_signal;
 
 pub const SIGKILL: i32 = 9;
 
+/// Thread views of one scan are this close in time (a scan takes well under this).
+const SCAN_SAME_NS: u64 = 50_000_000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TaskExitInfo {
     pub ts_ns: u64,
@@ -38,6 +41,50 @@ pub struct KillInfo {
     pub sender_comm: String,
 }
 
+/// What the last task scan read of one of a process's threads that still held something
+/// (or of any thread, when none did): where an exiting task waits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskScanInfo {
+    pub ts_ns: u64,
+    /// The thread scanned.
+    pub pid: u32,
+    pub exiting: bool,
+    pub zombie: bool,
+    /// `__state` (2: uninterruptible).
+    pub state: u32,
+    pub has_files: bool,
+    pub has_fs: bool,
+    pub has_mm: bool,
+    /// Kernel stack, innermost first.
+    pub stack: Vec<String>,
+}
+
+impl TaskScanInfo {
+    /// "exit_aio ← __mmput ← do_exit": the frames that say where it waits, without the
+    /// scheduler's own frames and offsets.
+    pub fn waits_in(&self) -> Option<String> {
+        const SCHED: &[&str] = &[
+            "__schedule",
+            "schedule",
+            "schedule_timeout",
+            "io_schedule",
+            "__switch_to",
+            "__switch_to_asm",
+            "schedule_preempt_disabled",
+            "__wait_for_common",
+            "wait_for_completion",
+        ];
+        let frames: Vec<&str> = self
+            .stack
+            .iter()
+            .map(|f| f.split('+').next().unwrap_or(f))
+            .filter(|f| !SCHED.contains(f))
+            .take(4)
+            .collect();
+        (!frames.is_empty()).then(|| frames.join(" ← "))
+    }
+}
+
 /// One process instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Task {
@@ -49,11 +96,26 @@ pub struct Task {
     pub exit: Option<TaskExitInfo>,
     /// The SIGKILL sent to it, if seen (the first delivered one).
     pub killed: Option<KillInfo>,
+    /// Its fd table was freed (`exit_files()` of its last thread): every fd is put.
+    pub files_gone_ns: Option<u64>,
+    /// Its fs_struct was freed (`exit_fs()`): its cwd and root no longer pin anything.
+    pub fs_gone_ns: Option<u64>,
+    /// The last task scan's view of it.
+    pub scan: Option<TaskScanInfo>,
 }
 
 impl Task {
+    /// No `sched_process_exit` seen for its last thread.
     pub fn alive(&self) -> bool {
         self.exit.is_none()
+    }
+
+    /// Past its exit tracepoint but still inside `do_exit()`, holding its fd table or its
+    /// cwd/root (as far as we know: their frees not seen yet).
+    pub fn exiting(&self) -> bool {
+        self.exit.is_some()
+            && (self.files_gone_ns.is_none() || self.fs_gone_ns.is_none())
+            && !self.scan.as_ref().is_some_and(|s| s.zombie)
     }
 }
 
@@ -105,6 +167,9 @@ impl Tasks {
                 first_seen_ns: ts,
                 exit: None,
                 killed: None,
+                files_gone_ns: None,
+                fs_gone_ns: None,
+                scan: None,
             },
         );
         self.current.insert(tgid, s);
@@ -177,6 +242,51 @@ impl Tasks {
         }
         self.exited_order.push_back(s);
         Some(s)
+    }
+
+    /// The fd table or fs_struct of process `tgid` was freed in one of its threads. Returns
+    /// the instance when it had exited (its exit's release); a live process freeing one
+    /// (unshare, exec) changes nothing we track.
+    pub fn res_freed(&mut self, tgid: u32, what: crate::event::TaskRes, ts: u64) -> Option<u64> {
+        let s = self.current.get(&tgid).copied()?;
+        let t = self.by_serial.get_mut(&s)?;
+        t.exit.as_ref()?;
+        let slot = match what {
+            crate::event::TaskRes::Files => &mut t.files_gone_ns,
+            crate::event::TaskRes::Fs => &mut t.fs_gone_ns,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(ts);
+        Some(s)
+    }
+
+    /// A task scan saw thread `pid` of `tgid`: keeps the view of the thread that still
+    /// holds the most (an exiting thread with its fd table or fs_struct first).
+    pub fn scanned(
+        &mut self,
+        tgid: u32,
+        pid: u32,
+        comm: &str,
+        info: TaskScanInfo,
+        cap: usize,
+    ) -> u64 {
+        let s = self.observe(tgid, pid, comm, info.ts_ns, cap);
+        if let Some(t) = self.by_serial.get_mut(&s) {
+            let weight = |i: &TaskScanInfo| {
+                (i.exiting && !i.zombie) as u8 * 4
+                    + (i.has_files || i.has_fs) as u8 * 2
+                    + !i.stack.is_empty() as u8
+            };
+            let keep_old = t.scan.as_ref().is_some_and(|o| {
+                o.ts_ns + SCAN_SAME_NS > info.ts_ns && o.pid != pid && weight(o) > weight(&info)
+            });
+            if !keep_old {
+                t.scan = Some(info);
+            }
+        }
+        s
     }
 
     /// `signal_generate` from `sender` to `target_pid` (a thread or process id).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::event::{HolderRef, MountCallOp, NameKind, RefHow};
 use crate::files::{DropReason, FileState};
 use crate::mounts::Mount;
-use crate::tasks::{KillInfo, SIGKILL, TaskExitInfo};
+use crate::tasks::{KillInfo, SIGKILL, TaskExitInfo, TaskScanInfo};
 use crate::text::{boot, count, dur, exit_words, hex, rel};
 use crate::work::{ChainLink, chain_text};
 
@@ -100,6 +100,16 @@ pub struct TaskDesc {
     pub alive: bool,
     pub exit: Option<TaskExitInfo>,
     pub killed: Option<KillInfo>,
+    /// Past its exit tracepoint but still inside `do_exit()`: its fd table or fs_struct
+    /// not freed yet.
+    pub exiting: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_gone_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_gone_ns: Option<u64>,
+    /// The last task scan's view (state and kernel stack).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<TaskScanInfo>,
 }
 
 impl TaskDesc {
@@ -107,10 +117,57 @@ impl TaskDesc {
         format!("pid {} ({})", self.pid, self.comm)
     }
 
+    /// "exiting (killed by SIGKILL from pid 9 (pkill) 3.0ms before the EBUSY, in do_exit
+    /// since 2.9ms before the EBUSY); waits in exit_aio ← __mmput ← do_exit (D), seen
+    /// 1.1ms after the EBUSY".
+    pub fn exiting_words(&self, a: &Anchor) -> String {
+        let mut s = String::from("exiting");
+        if let Some(e) = &self.exit {
+            // The exit code may not be set yet when the exit tracepoint fires.
+            let how = match (e.signal(), &self.killed) {
+                (_, Some(k)) => format!(
+                    "killed by SIGKILL from pid {} ({}) {}, ",
+                    k.sender_tgid,
+                    k.sender_comm,
+                    a.at(k.ts_ns)
+                ),
+                (Some(SIGKILL), None) => "killed by SIGKILL, ".to_string(),
+                _ => String::new(),
+            };
+            let _ = write!(s, " ({how}inside do_exit since {})", a.at(e.ts_ns));
+        }
+        let mut left = Vec::new();
+        if self.files_gone_ns.is_none() {
+            left.push("its fd table");
+        }
+        if self.fs_gone_ns.is_none() {
+            left.push("its cwd and root");
+        }
+        if !left.is_empty() {
+            let _ = write!(s, ", still holding {}", left.join(" and "));
+        }
+        if let Some(sc) = &self.scan {
+            match sc.waits_in() {
+                Some(w) => {
+                    let st = if sc.state == 2 { " (D)" } else { "" };
+                    let _ = write!(s, "; waits in {w}{st}, seen {}", a.at(sc.ts_ns));
+                }
+                None if sc.exiting => {
+                    let _ = write!(s, "; running its exit, seen {}", a.at(sc.ts_ns));
+                }
+                None => {}
+            }
+        }
+        s
+    }
+
     /// "alive", "killed by SIGKILL from pid 1100 (bash) 1.0ms before the EBUSY, exited …".
     pub fn fate(&self, a: &Anchor) -> String {
         if !self.known {
             return "state unknown".to_string();
+        }
+        if self.exiting {
+            return self.exiting_words(a);
         }
         match &self.exit {
             None => match &self.killed {
@@ -414,7 +471,7 @@ impl HolderDesc {
                 since_ns,
                 how,
             } => {
-                let state = if task.alive && task.known {
+                let state = if task.exiting || (task.alive && task.known) {
                     format!("[{}]", task.fate(a))
                 } else if task.known {
                     format!("[exited: {}]", task.fate(a))
@@ -497,6 +554,47 @@ impl HolderDesc {
                 s
             }
         }
+    }
+}
+
+/// What a task holds on a mount besides files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinKind {
+    /// Its working directory (`fs->pwd`).
+    Cwd,
+    /// Its root directory (`fs->root`, chroot).
+    Root,
+}
+
+impl PinKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            PinKind::Cwd => "cwd",
+            PinKind::Root => "root",
+        }
+    }
+}
+
+/// A process whose cwd/root is on the mount, found by a task scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskPinDesc {
+    pub task: TaskDesc,
+    pub what: Vec<PinKind>,
+    /// When a scan first found it.
+    pub found_ns: u64,
+}
+
+impl TaskPinDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        let what: Vec<&str> = self.what.iter().map(|k| k.word()).collect();
+        format!(
+            "{} of {} [{}], found by a task scan {}",
+            what.join(" and "),
+            self.task.name(),
+            self.task.fate(a),
+            a.at(self.found_ns)
+        )
     }
 }
 
@@ -703,6 +801,11 @@ pub struct Verdict {
     pub culprits: Vec<FileReport>,
     /// Umount: mounts under it (they make umount fail too).
     pub child_mounts: Vec<MountDesc>,
+    /// Umount: processes whose cwd/root is on it.
+    pub task_pins: Vec<TaskPinDesc>,
+    /// A later attempt of a story with nothing new: every culprit and pin was named by an
+    /// earlier verdict of the same story (the text is then one short paragraph).
+    pub repeat: bool,
     /// Mount: existing or detached mounts of the same source and what pins them.
     pub pinned_mounts: Vec<PinnedMount>,
     /// Mount: files open whose path is the device path.
@@ -712,6 +815,59 @@ pub struct Verdict {
     pub unexplained: bool,
     /// What the evidence cannot show (missing hooks, no snapshot, evictions).
     pub evidence_limits: Vec<String>,
+}
+
+/// Files shown in full per group of files with the same holders.
+const SHOWN_PER_GROUP: usize = 3;
+
+/// What a file's holders are, without times: files with the same one are one group.
+pub(crate) fn holder_signature(f: &FileReport) -> Vec<String> {
+    f.holders
+        .iter()
+        .map(|h| match h {
+            HolderDesc::Fd { task, .. } => format!("fd of {}", task.pid),
+            HolderDesc::UringFixed { ring, .. } => format!("ring {:x}", ring.ctx),
+            HolderDesc::UringReq { ring, .. } => format!("request on {:x}", ring.ctx),
+            HolderDesc::DeferredPut { via, .. } => format!("deferred {via:?}"),
+            HolderDesc::Unattributed { .. } => "unattributed".to_string(),
+        })
+        .collect()
+}
+
+/// The files, grouped by holders: the first few of each group in full, then a count with
+/// a few more names.
+fn render_grouped(files: &[FileReport], a: &Anchor, indent: &str, out: &mut String) {
+    let mut groups: Vec<(Vec<String>, Vec<&FileReport>)> = Vec::new();
+    for f in files {
+        let sig = holder_signature(f);
+        match groups.iter_mut().find(|(s, _)| *s == sig) {
+            Some((_, g)) => g.push(f),
+            None => groups.push((sig, vec![f])),
+        }
+    }
+    for (_, g) in groups {
+        for f in g.iter().take(SHOWN_PER_GROUP) {
+            f.render(a, indent, out);
+        }
+        if g.len() > SHOWN_PER_GROUP {
+            let names: Vec<String> = g[SHOWN_PER_GROUP..]
+                .iter()
+                .take(3)
+                .map(|f| f.id.path.clone().unwrap_or_else(|| f.id.name.clone()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{indent}… and {} with the same holders ({}{})",
+                count(g.len() - SHOWN_PER_GROUP, "more file", "more files"),
+                names.join(", "),
+                if g.len() - SHOWN_PER_GROUP > names.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
 }
 
 fn group_counts(files: &[FileReport]) -> String {
@@ -809,6 +965,16 @@ impl Verdict {
             return;
         };
         let _ = writeln!(out, "  {m}");
+        if !self.task_pins.is_empty() {
+            let _ = writeln!(
+                out,
+                "  held by {} (cwd or root on it):",
+                count(self.task_pins.len(), "process", "processes")
+            );
+            for p in &self.task_pins {
+                let _ = writeln!(out, "    - {}", p.words(a));
+            }
+        }
         if self.culprits.is_empty() {
             let _ = writeln!(out, "  no open file on it that we know of");
         } else {
@@ -818,9 +984,7 @@ impl Verdict {
                 count(self.culprits.len(), "open file", "open files"),
                 group_counts(&self.culprits)
             );
-            for f in &self.culprits {
-                f.render(a, "  ", out);
-            }
+            render_grouped(&self.culprits, a, "  ", out);
         }
         if self.child_mounts.is_empty() {
             let _ = writeln!(out, "  child mounts under it: none");
@@ -886,11 +1050,53 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// "4 processes (cwd), 2 open files (1 held by an fd, ...)".
+    fn still_there(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.task_pins.is_empty() {
+            let exiting = self.task_pins.iter().filter(|p| p.task.exiting).count();
+            parts.push(format!(
+                "{} with cwd/root on it ({} exiting)",
+                count(self.task_pins.len(), "process", "processes"),
+                exiting
+            ));
+        }
+        if !self.culprits.is_empty() {
+            parts.push(format!(
+                "{}: {}",
+                count(self.culprits.len(), "open file", "open files"),
+                group_counts(&self.culprits)
+            ));
+        }
+        if !self.child_mounts.is_empty() {
+            parts.push(count(
+                self.child_mounts.len(),
+                "child mount",
+                "child mounts",
+            ));
+        }
+        if parts.is_empty() {
+            "nothing we know of".to_string()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
 impl Display for Verdict {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let a = Anchor::event(self.ts_ns, "EBUSY");
         let mut out = String::new();
         let _ = writeln!(out, "{}", self.headline());
+        if self.repeat {
+            let _ = write!(
+                out,
+                "  nothing new since the story's earlier verdicts; still there: {}",
+                self.still_there()
+            );
+            return f.write_str(&out);
+        }
         match self.kind {
             VerdictKind::UmountBusy => self.render_umount(&a, &mut out),
             VerdictKind::MountBusy => self.render_mount(&a, &mut out),
@@ -899,7 +1105,7 @@ impl Display for Verdict {
         if self.unexplained {
             let _ = writeln!(
                 out,
-                "  nothing traced explains this EBUSY: the mount may be pinned by a process's cwd or root, a memory mapping, a loop device or swap file backed by it, or another kernel-internal reference; none of these are traced"
+                "  nothing traced explains this EBUSY: no open file, child mount or process cwd/root on it that we know of; it may be pinned by a memory mapping, a loop device or swap file backed by it, or another kernel-internal reference"
             );
         }
         if self.evidence_limits.is_empty() {
@@ -940,6 +1146,55 @@ impl StoryRef {
             Some(m) => format!("{} (mount {})", self.what, m.id),
             None => self.what.clone(),
         }
+    }
+}
+
+/// A process's cwd/root that kept a mount busy let go of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PinReleased {
+    pub story: StoryRef,
+    pub task: TaskDesc,
+    pub what: PinKind,
+    /// Seen (its fs_struct freed by `exit_fs()`, or `chdir`) or inferred (a later task
+    /// scan no longer found it).
+    pub seen: bool,
+    pub ts_ns: u64,
+    pub pins_alive: usize,
+    pub culprits_alive: usize,
+}
+
+impl Display for PinReleased {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = &self.story;
+        let how = if self.seen {
+            if self.task.exit.is_some() {
+                "its fs_struct freed by exit_fs() at the end of its exit".to_string()
+            } else {
+                "its fs_struct freed".to_string()
+            }
+        } else {
+            "no longer found by a later task scan".to_string()
+        };
+        let mut rest = String::new();
+        if let Some(e) = &self.task.exit {
+            let _ = write!(
+                rest,
+                ", {} after its exit tracepoint",
+                dur(self.ts_ns.saturating_sub(e.ts_ns))
+            );
+        }
+        write!(
+            f,
+            "culprit released {} of {}: {} of {} ({how}{rest}); still pinning: {} process pin{}, {} file{}",
+            s.after(self.ts_ns),
+            s.label(),
+            self.what.word(),
+            self.task.name(),
+            self.pins_alive,
+            if self.pins_alive == 1 { "" } else { "s" },
+            self.culprits_alive,
+            if self.culprits_alive == 1 { "" } else { "s" },
+        )
     }
 }
 
@@ -1132,6 +1387,7 @@ impl Display for DetachedMountUnpinned {
 pub enum Notice {
     Verdict(Verdict),
     CulpritReleased(CulpritReleased),
+    PinReleased(PinReleased),
     StoryClosed(StoryClosed),
     MountDetachedPinned(MountDetached),
     DetachedMountUnpinned(DetachedMountUnpinned),
@@ -1149,6 +1405,7 @@ impl Display for Notice {
         match self {
             Notice::Verdict(v) => v.fmt(f),
             Notice::CulpritReleased(c) => c.fmt(f),
+            Notice::PinReleased(p) => p.fmt(f),
             Notice::StoryClosed(s) => s.fmt(f),
             Notice::MountDetachedPinned(m) => m.fmt(f),
             Notice::DetachedMountUnpinned(m) => m.fmt(f),

@@ -12,7 +12,7 @@
 //! a recording carries `WIRE_VERSION` in its header for the record only.
 
 /// Layout version of every record below.
-pub const WIRE_VERSION: u32 = 2;
+pub const WIRE_VERSION: u32 = 3;
 
 /// Length of a task's `comm` in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -39,10 +39,12 @@ pub enum RecordKind {
     WorkFnEntry = 16,
     UmountRet = 17,
     MountCleanup = 18,
+    TaskScan = 19,
+    TaskResFree = 20,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 18] = [
+    pub const ALL: [RecordKind; 20] = [
         RecordKind::MountCall,
         RecordKind::TaskExit,
         RecordKind::Signal,
@@ -61,6 +63,8 @@ impl RecordKind {
         RecordKind::WorkFnEntry,
         RecordKind::UmountRet,
         RecordKind::MountCleanup,
+        RecordKind::TaskScan,
+        RecordKind::TaskResFree,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -88,6 +92,8 @@ impl RecordKind {
             RecordKind::WorkFnEntry => core::mem::size_of::<WorkFnEntry>(),
             RecordKind::UmountRet => core::mem::size_of::<UmountRet>(),
             RecordKind::MountCleanup => core::mem::size_of::<MountCleanup>(),
+            RecordKind::TaskScan => core::mem::size_of::<TaskScan>(),
+            RecordKind::TaskResFree => core::mem::size_of::<TaskResFree>(),
         }
     }
 }
@@ -424,6 +430,57 @@ pub struct MountCleanup {
     pub _pad: u32,
 }
 
+/// Kernel frames kept of a scanned task's stack.
+pub const TASK_STACK_FRAMES: usize = 12;
+
+/// `PF_EXITING` in `task_struct.flags`: the task is inside `do_exit()`.
+pub const PF_EXITING: u32 = 0x4;
+
+/// One task as the on-demand task scan (`iter/task`) saw it: the header is the scanned
+/// task (not the reader). What a task still holds on a mount besides its fds (its cwd and
+/// root), and, for a task inside `do_exit()`, where it waits (its kernel stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TaskScan {
+    pub hdr: Header,
+    /// `task->flags` (`PF_EXITING`, ...).
+    pub flags: u32,
+    /// `task->__state` (2: uninterruptible, "D").
+    pub state: u32,
+    /// `task->exit_state` (`EXIT_ZOMBIE` 0x20, `EXIT_DEAD` 0x10).
+    pub exit_state: u32,
+    /// Mount ids of `task->fs->pwd.mnt` and `task->fs->root.mnt`; -1 without an fs_struct.
+    pub pwd_mnt_id: i32,
+    pub root_mnt_id: i32,
+    /// Non-zero while the task still has its fd table, fs_struct, mm.
+    pub has_files: u8,
+    pub has_fs: u8,
+    pub has_mm: u8,
+    pub _pad: u8,
+    /// Frames in `frames` (0: not captured, e.g. a running task).
+    pub nr_frames: u32,
+    pub frames: [u64; TASK_STACK_FRAMES],
+}
+
+/// What a [`TaskResFree`] says was freed.
+pub mod task_res {
+    /// A `files_struct` (`files_cache`): the fd table is gone, every fd in it put.
+    pub const FILES: u32 = 1;
+    /// An `fs_struct` (`fs_cache`): the cwd and root references are dropped.
+    pub const FS: u32 = 2;
+}
+
+/// A task's fd table or fs_struct freed (their slab caches' frees), in the task that let
+/// go of the last user: for an exiting task, `exit_files()` and `exit_fs()`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TaskResFree {
+    pub hdr: Header,
+    pub what: u32,
+    pub _pad: u32,
+    pub ptr: u64,
+}
+
 /// Per-CPU counters the programs keep (a `PerCpuArray<u64>` indexed by these).
 pub mod counter {
     /// Records sent, per kind: `RECORDS + kind` (room for 32 kinds).
@@ -573,7 +630,15 @@ pub mod btf_off {
     /// (still there at its exit): per architecture, missing where unknown.
     pub const PT_REGS_SYSCALL_ARG0: usize = 28;
     pub const PT_REGS_SYSCALL_ARG1: usize = 29;
-    pub const COUNT: usize = 32;
+    pub const TASK_FS: usize = 30; // task_struct.fs
+    pub const FS_PWD_MNT: usize = 31; // fs_struct.pwd.mnt
+    pub const FS_ROOT_MNT: usize = 32; // fs_struct.root.mnt
+    pub const TASK_FLAGS: usize = 33; // task_struct.flags
+    pub const TASK_EXIT_STATE: usize = 34; // task_struct.exit_state
+    pub const TASK_MM: usize = 35; // task_struct.mm
+    pub const TASK_STATE: usize = 36; // task_struct.__state
+    pub const KMEM_CACHE_REFCOUNT: usize = 37; // kmem_cache.refcount (>1: merged aliases)
+    pub const COUNT: usize = 40;
 }
 
 /// "This field/offset/argument is not available on this kernel."

@@ -1103,3 +1103,135 @@ fn a_rescan_adds_unseen_holders_and_keeps_traced_ones() {
     assert!(t.contains("fd 57 of pid 8"), "{t}");
     assert!(t.contains("found by an fd scan"), "{t}");
 }
+
+/// A killed process past its exit tracepoint still holds its fds and cwd (it may wait in
+/// `exit_aio` for long): the verdict names it exiting, with where it waits; the fds go at
+/// its fd table's free, the cwd at its fs_struct's free, each told to the story; a retry
+/// with nothing new is a short repeat.
+#[test]
+fn an_exiting_process_holds_its_fds_and_cwd_until_its_exit_releases_them() {
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    let w = task(500, "fsstress");
+    let mut n = apply(
+        &mut e,
+        &[
+            ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
+            open(T0 + MS, 500, F1, 3, 131),
+            ev(
+                T0 + 2 * MS,
+                &task(77, "pkill"),
+                Payload::Signal {
+                    sig: 9,
+                    result: 0,
+                    target_pid: 500,
+                    group: true,
+                    target_comm: "fsstress".into(),
+                },
+            ),
+            ev(
+                T0 + 3 * MS,
+                &w,
+                Payload::TaskExit {
+                    exit_code: 0,
+                    group_dead: true,
+                },
+            ),
+            // the task scan after the EBUSY (before the umount's record, as the tracer
+            // hands them on), then the umount
+            ev(
+                T0 + 5 * MS,
+                &w,
+                Payload::TaskSeen {
+                    task: tracer_fs::event::ScannedTask {
+                        exiting: true,
+                        zombie: false,
+                        state: 2,
+                        cwd_mnt: 42,
+                        root_mnt: 1,
+                        has_files: true,
+                        has_fs: true,
+                        has_mm: true,
+                        stack: vec![
+                            "__schedule+0x1".into(),
+                            "exit_aio+0x117".into(),
+                            "__mmput+0x15".into(),
+                            "do_exit+0x2a4".into(),
+                        ],
+                    },
+                },
+            ),
+            ev(
+                T0 + 5 * MS,
+                &task(900, "tracer"),
+                Payload::PinScanDone {
+                    started_ns: T0 + 5 * MS,
+                    mounts: vec![42],
+                },
+            ),
+            ev(
+                T0 + 4 * MS,
+                &task(600, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 4 * MS),
+            ),
+            ev(
+                T0 + 6 * MS,
+                &task(601, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 6 * MS),
+            ),
+        ],
+    );
+    let v = verdicts(&n);
+    assert_eq!(v.len(), 2, "{n:#?}");
+    assert!(!v[0].unexplained);
+    assert_eq!(v[0].task_pins.len(), 1);
+    assert!(v[0].task_pins[0].task.exiting);
+    let HolderDesc::Fd { task: owner, .. } = &v[0].culprits[0].holders[0] else {
+        panic!("{:#?}", v[0].culprits)
+    };
+    assert!(owner.exiting, "{owner:?}");
+    let text = v[0].to_string();
+    assert!(
+        text.contains("waits in exit_aio ← __mmput ← do_exit (D)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("killed by SIGKILL from pid 77 (pkill)"),
+        "{text}"
+    );
+    assert!(v[1].repeat && v[1].to_string().contains("nothing new"));
+    assert!(!v[1].to_string().contains("exit_aio"));
+    // exit_files(): the fd goes, the file waits for the task's own task_work
+    n = apply(
+        &mut e,
+        &[ev(
+            T0 + 30 * MS,
+            &w,
+            Payload::TaskResFreed {
+                what: tracer_fs::event::TaskRes::Files,
+                ptr: 1,
+            },
+        )],
+    );
+    assert!(n.is_empty(), "{n:#?}");
+    assert_eq!(state(&e, F1), Some(FileState::PendingRelease));
+    // exit_fs(): the cwd goes, and the story hears of it
+    n = apply(
+        &mut e,
+        &[ev(
+            T0 + 31 * MS,
+            &w,
+            Payload::TaskResFreed {
+                what: tracer_fs::event::TaskRes::Fs,
+                ptr: 2,
+            },
+        )],
+    );
+    let Some(Notice::PinReleased(p)) = n.first() else {
+        panic!("{n:#?}")
+    };
+    assert!(p.seen);
+    assert_eq!((p.task.pid, p.pins_alive, p.culprits_alive), (500, 0, 1));
+    assert!(p.to_string().contains("exit_fs()"), "{p}");
+}

@@ -413,6 +413,7 @@ fn lazy_umount_then_mount_busy() {
         .map(|n| match n {
             Notice::Verdict(_) => "verdict",
             Notice::CulpritReleased(_) => "released",
+            Notice::PinReleased(_) => "pin released",
             Notice::StoryClosed(_) => "closed",
             Notice::MountDetachedPinned(_) => "detached",
             Notice::DetachedMountUnpinned(_) => "unpinned",

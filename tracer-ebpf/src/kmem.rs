@@ -11,53 +11,93 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use tracer_fs::wire::{FileFree, RecordKind, btf_off, counter, tp_field};
+use tracer_fs::wire::{FileFree, RecordKind, TaskResFree, btf_off, counter, task_res, tp_field};
 
 use crate::{
     alloc,
     config::{btf, field, tp},
     emit::{count, fill_header, reserve, submit},
-    kernel::{file_identity, read},
-    maps::{FILP_CACHE, PRECISE_RELEASE},
+    kernel::{file_identity, member, read},
+    maps::{CACHES, PRECISE_RELEASE},
 };
 
 const FILP: &[u8; 5] = b"filp\0";
 
+/// Slots of `CACHES`.
+const CACHE_FILP: u32 = 0;
+const CACHE_FILES: u32 = 1;
+const CACHE_FS: u32 = 2;
+
+/// The names of the caches in `CACHES`, NUL-terminated, padded to 12 bytes.
+const NAMES: [(&[u8; 12], u32); 3] = [
+    (b"filp\0\0\0\0\0\0\0\0", CACHE_FILP),
+    (b"files_cache\0", CACHE_FILES),
+    (b"fs_cache\0\0\0\0", CACHE_FS),
+];
+
 #[inline(always)]
-fn filp_cache() -> u64 {
-    FILP_CACHE.get(0).copied().unwrap_or(0)
+fn cache(slot: u32) -> u64 {
+    CACHES.get(slot).copied().unwrap_or(0)
 }
 
-/// Learns the `filp` cache pointer the first time an object of it is allocated.
+/// Learns the pointers of the caches we care about from the first objects of theirs that
+/// are allocated or freed (one name read per call until all three are known).
 #[inline(always)]
-fn discover_filp(cache: u64) {
+fn discover(cache_ptr: u64) {
     let Some(off) = btf(btf_off::KMEM_CACHE_NAME) else {
         return;
     };
-    let Some(name) = read::<u64>(cache.wrapping_add(off)) else {
+    let Some(name) = read::<u64>(cache_ptr.wrapping_add(off)) else {
         return;
     };
-    let mut buf = [0u8; 5];
+    // Zeroed, so the bytes after the name's NUL compare equal to the padding.
+    let mut buf = [0u8; 12];
     // SAFETY: the helper bounds the copy by `buf`.
-    if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut buf) }.is_ok()
-        && &buf == FILP
-    {
-        if let Some(slot) = FILP_CACHE.get_ptr_mut(0) {
-            // SAFETY: a single u64 slot; racing writers write the same value.
-            unsafe { *slot = cache };
+    if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut buf) }.is_err() {
+        return;
+    }
+    // A merged cache (SLUB aliases: `fs_cache` shares one with `anon_vma_chain` on some
+    // kernels) frees other objects too: only a cache of its own tells what was freed.
+    let merged = member::<i32>(cache_ptr, btf_off::KMEM_CACHE_REFCOUNT).is_none_or(|r| r != 1);
+    for (want, slot) in NAMES {
+        if buf == *want && (slot == CACHE_FILP || !merged) {
+            if let Some(p) = CACHES.get_ptr_mut(slot) {
+                // SAFETY: a u64 slot; racing writers write the same value.
+                unsafe { *p = cache_ptr };
+            }
         }
     }
 }
 
 #[inline(always)]
-fn on_cache_alloc(cache: u64) {
+fn all_known() -> bool {
+    cache(CACHE_FILP) != 0 && cache(CACHE_FILES) != 0 && cache(CACHE_FS) != 0
+}
+
+#[inline(always)]
+fn on_cache_alloc(cache_ptr: u64) {
     count(counter::KMEM_CACHE_ALLOC);
-    let filp = filp_cache();
-    if filp == 0 {
-        discover_filp(cache);
-    } else if cache == filp {
+    if !all_known() {
+        discover(cache_ptr);
+    }
+    if cache_ptr == cache(CACHE_FILP) {
         count(counter::FILP_ALLOC);
     }
+}
+
+/// An exiting task's fd table or fs_struct freed (or any task's: the engine decides).
+#[inline(always)]
+fn send_task_res_free(what: u32, ptr: u64) {
+    let Some(mut entry) = reserve::<TaskResFree>(RecordKind::TaskResFree) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::TaskResFree);
+    rec.what = what;
+    rec._pad = 0;
+    rec.ptr = ptr;
+    submit(entry);
 }
 
 #[inline(always)]
@@ -94,16 +134,21 @@ pub fn send_file_free(file: u64) {
 }
 
 #[inline(always)]
-fn on_cache_free(ptr: u64, cache: u64) {
+fn on_cache_free(ptr: u64, cache_ptr: u64) {
     count(counter::KMEM_CACHE_FREE);
-    let mut filp = filp_cache();
-    if filp == 0 {
-        // The alloc hook may be the classic one, which does not learn the cache pointer.
-        discover_filp(cache);
-        filp = filp_cache();
+    if !all_known() {
+        // The alloc hook may be the classic one, which does not learn the cache pointers.
+        discover(cache_ptr);
     }
-    if filp != 0 && cache == filp {
+    if cache_ptr == 0 {
+        return;
+    }
+    if cache_ptr == cache(CACHE_FILP) {
         on_file_free(ptr);
+    } else if cache_ptr == cache(CACHE_FILES) {
+        send_task_res_free(task_res::FILES, ptr);
+    } else if cache_ptr == cache(CACHE_FS) {
+        send_task_res_free(task_res::FS, ptr);
     }
 }
 

@@ -19,6 +19,7 @@ mod kmem;
 mod mounts;
 mod precise;
 mod snapshot;
+mod task_scan;
 mod tasks;
 mod uring;
 mod work;

@@ -64,9 +64,15 @@ pub struct PendingRegister {
 #[map]
 pub static INFLIGHT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
-/// Slot 0: the `filp` cache (`struct kmem_cache *`), found at run time by its name.
+/// The slab caches whose frees mean something (`struct kmem_cache *`, found at run time by
+/// their names): `kmem::CACHE_FILP`, `CACHE_FILES`, `CACHE_FS`.
 #[map]
-pub static FILP_CACHE: Array<u64> = Array::with_max_entries(1, 0);
+pub static CACHES: Array<u64> = Array::with_max_entries(3, 0);
+
+/// Scratch for the task scan's records (too large for the BPF stack).
+#[map]
+pub static SCRATCH_TASK: PerCpuArray<tracer_fs::wire::TaskScan> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// `path_umount`'s arguments between its kprobe and kretprobe, by `pid_tgid`.
 #[map]

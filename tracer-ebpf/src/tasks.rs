@@ -3,7 +3,7 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel_buf, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_fs::wire::{COMM_LEN, RecordKind, Signal, TaskExit, btf_off, tp_field};
+use tracer_fs::wire::{COMM_LEN, PF_EXITING, RecordKind, Signal, TaskExit, btf_off, tp_field};
 
 use crate::{
     config::{field, tp},
@@ -12,6 +12,7 @@ use crate::{
 };
 
 const SIGKILL: i32 = 9;
+const SIGCHLD: i32 = 17;
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
@@ -35,7 +36,12 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn signal_generate(ctx: TracePointContext) -> u32 {
     let sig: i32 = field(&ctx, tp_field::SIG_SIG);
-    if sig != SIGKILL {
+    // SIGCHLD sent by a task inside do_exit() is its exit_notify(): by then it has
+    // released its mm, fd table, cwd/root and run its task_work.
+    if sig != SIGKILL
+        && !(sig == SIGCHLD
+            && member::<u32>(current_task(), btf_off::TASK_FLAGS).unwrap_or(0) & PF_EXITING != 0)
+    {
         return 0;
     }
     let Some(mut entry) = reserve::<Signal>(RecordKind::Signal) else {

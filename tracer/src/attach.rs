@@ -584,16 +584,28 @@ fn detach_program(ebpf: &mut Ebpf, name: &str) {
 
 /// Runs the `task_file` iterator once and returns the raw records it wrote.
 pub fn snapshot(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
+    run_iter(ebpf, btf, crate::hooks::SNAPSHOT_PROGRAM, "task_file")
+}
+
+/// Runs the `task` iterator (`task_scan`) once and returns the raw records it wrote.
+pub fn task_scan(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
+    run_iter(ebpf, btf, crate::hooks::TASK_SCAN_PROGRAM, "task")
+}
+
+/// Loads (once) the iterator program `name` of `target`, runs it and returns its output.
+fn run_iter(ebpf: &mut Ebpf, btf: &aya::Btf, name: &str, target: &str) -> Result<Vec<u8>> {
     use std::io::Read;
     let prog: &mut Iter = ebpf
-        .program_mut(crate::hooks::SNAPSHOT_PROGRAM)
-        .ok_or_else(|| anyhow!("snapshot program missing"))?
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing"))?
         .try_into()?;
     if prog.fd().is_err() {
-        prog.load("task_file", btf)
-            .map_err(|e| anyhow!("loading the task_file iterator: {}", verifier_error(&e)))?;
+        prog.load(target, btf)
+            .map_err(|e| anyhow!("loading the {target} iterator: {}", verifier_error(&e)))?;
     }
-    let link_id = prog.attach().context("attaching the task_file iterator")?;
+    let link_id = prog
+        .attach()
+        .with_context(|| format!("attaching the {target} iterator"))?;
     let link = prog.take_link(link_id)?;
     let mut file = link.into_file().context("opening the iterator")?;
     let mut buf = Vec::new();

@@ -373,7 +373,7 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         name: "kmem_cache free",
-        why: "slab frees (counted; allocation tracking; file releases without a __fput hook)",
+        why: "slab frees (counted; allocation tracking; file releases without a __fput hook; exiting tasks' fd tables and cwd/root let go)",
         alternatives: &[
             &[raw(
                 "raw_kmem_cache_free",
@@ -400,3 +400,6 @@ pub const HOOKS: &[Hook] = &[
 
 /// The attach-time snapshot of existing fds.
 pub const SNAPSHOT_PROGRAM: &str = "snapshot_task_file";
+
+/// The task scan after a failed umount (cwd/root, exiting tasks and their stacks).
+pub const TASK_SCAN_PROGRAM: &str = "task_scan";

@@ -232,6 +232,14 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::CALLBACK_FUNC, "callback_head", &["func"]),
     (b::MOUNT_MNT_ID, "mount", &["mnt_id"]),
     (b::PATH_MNT, "path", &["mnt"]),
+    (b::TASK_FS, "task_struct", &["fs"]),
+    (b::FS_PWD_MNT, "fs_struct", &["pwd", "mnt"]),
+    (b::FS_ROOT_MNT, "fs_struct", &["root", "mnt"]),
+    (b::TASK_FLAGS, "task_struct", &["flags"]),
+    (b::TASK_EXIT_STATE, "task_struct", &["exit_state"]),
+    (b::TASK_MM, "task_struct", &["mm"]),
+    (b::TASK_STATE, "task_struct", &["__state"]),
+    (b::KMEM_CACHE_REFCOUNT, "kmem_cache", &["refcount"]),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are

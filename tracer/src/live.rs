@@ -47,6 +47,9 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
         .map(|h| format!("{} ({})", h.hook, h.why))
         .collect();
     cfg.exit_group_dead_unknown = att.gaps.tp_fields.iter().any(|g| g.contains("group_dead"));
+    cfg.exit_resources_seen = att.hooks.iter().any(|h| {
+        h.hook == "kmem_cache free" && h.mechanism == Some(crate::hooks::Mechanism::RawTracepoint)
+    });
     cfg.precise_release = att.hooks.iter().any(|h| {
         h.hook == "__fput"
             && h.mechanism

@@ -149,7 +149,7 @@ fn main() -> Result<()> {
             }
             runtime.block_on(async move {
                 let mut att = attach::attach(&opts)?;
-                let kallsyms = std::mem::take(&mut att.kallsyms);
+                let kallsyms = att.kallsyms.clone();
                 let engine = tracer_fs::Engine::new(live::engine_config(&att));
                 let mut out = LiveSink::new(
                     engine,

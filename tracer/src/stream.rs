@@ -318,7 +318,61 @@ fn scan_after_ebusy(
         summary.bad_records += 1;
         sink.bad_record(&e)?;
     }
-    Ok(())
+    scan_tasks(side, &ids, sink, summary)
+}
+
+/// The task scan that goes with the fd scan: the processes whose cwd or root is on one
+/// of `ids`, and every task inside `do_exit()` (with where it waits), then the end of the
+/// scan, so the engine knows which pins on `ids` are gone.
+fn scan_tasks(
+    side: &mut Side,
+    ids: &HashSet<i32>,
+    sink: &mut dyn Sink,
+    summary: &mut Summary,
+) -> Result<()> {
+    let started_ns = boottime_ns();
+    let bytes = match crate::attach::task_scan(&mut side.att.ebpf, &side.att.btf) {
+        Ok(b) => b,
+        Err(e) => return sink.bad_record(&format!("task scan after EBUSY unavailable: {e:#}")),
+    };
+    for chunk in bytes.chunks(RecordKind::TaskScan.size()) {
+        let mut e = match event::decode(chunk) {
+            Ok(e) => e,
+            Err(e) => {
+                summary.bad_records += 1;
+                sink.bad_record(&format!("task scan: {e}"))?;
+                continue;
+            }
+        };
+        let Payload::TaskSeen { task } = &mut e.payload else {
+            continue;
+        };
+        let on_ids = ids.contains(&task.cwd_mnt) || ids.contains(&task.root_mnt);
+        let dying = task.exiting && !task.zombie;
+        if !on_ids && !dying {
+            continue;
+        }
+        for frame in &mut task.stack {
+            let Some(addr) = frame
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            if let Some((sym, off)) = side.att.kallsyms.resolve(addr) {
+                *frame = format!("{}+{off:#x}", sym.name);
+            }
+        }
+        summary.events += 1;
+        sink.event(&e)?;
+    }
+    let mut mounts: Vec<i32> = ids.iter().copied().collect();
+    mounts.sort_unstable();
+    summary.events += 1;
+    sink.event(&userspace_event(Payload::PinScanDone {
+        started_ns,
+        mounts,
+    }))
 }
 
 /// Hands up to `max` records to the sink; true when the ring buffer was emptied.

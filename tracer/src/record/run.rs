@@ -402,7 +402,7 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut att = attach::attach(&opts.attach)?;
-    let kallsyms = std::mem::take(&mut att.kallsyms);
+    let kallsyms = att.kallsyms.clone();
     let engine = tracer_fs::Engine::new(live::engine_config(&att));
     let out: Box<dyn Write> = match opts.live {
         Some(_) => Box::new(std::io::stderr()),

@@ -23,7 +23,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use tracer_fs::event::{
-    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
+    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, ScannedTask, TaskRes,
+    WorkCtx, WorkFnKind,
 };
 
 /// One entry of a block, as encoded. Variants are identified by position: append only.
@@ -226,6 +227,27 @@ enum RecPayload<'a> {
     },
     MountCleanup {
         mnt_id: i32,
+    },
+    // Exiting tasks and task scans (appended: older recordings stay readable).
+    TaskResFreed {
+        /// 1: the fd table, 2: the fs_struct.
+        what: u8,
+        ptr: u64,
+    },
+    TaskSeen {
+        exiting: bool,
+        zombie: bool,
+        state: u32,
+        cwd_mnt: i32,
+        root_mnt: i32,
+        has_files: bool,
+        has_fs: bool,
+        has_mm: bool,
+        stack: Vec<Cow<'a, str>>,
+    },
+    PinScanDone {
+        started_ns: u64,
+        mounts: Vec<i32>,
     },
 }
 
@@ -566,6 +588,41 @@ impl<'a> RecEvent<'a> {
                 enter_ns: *enter_ns,
             },
             Payload::MountCleanup { mnt_id } => RecPayload::MountCleanup { mnt_id: *mnt_id },
+            Payload::TaskResFreed { what, ptr } => RecPayload::TaskResFreed {
+                what: match what {
+                    TaskRes::Files => 1,
+                    TaskRes::Fs => 2,
+                },
+                ptr: *ptr,
+            },
+            Payload::TaskSeen { task } => {
+                let ScannedTask {
+                    exiting,
+                    zombie,
+                    state,
+                    cwd_mnt,
+                    root_mnt,
+                    has_files,
+                    has_fs,
+                    has_mm,
+                    stack,
+                } = task;
+                RecPayload::TaskSeen {
+                    exiting: *exiting,
+                    zombie: *zombie,
+                    state: *state,
+                    cwd_mnt: *cwd_mnt,
+                    root_mnt: *root_mnt,
+                    has_files: *has_files,
+                    has_fs: *has_fs,
+                    has_mm: *has_mm,
+                    stack: stack.iter().map(|f| b(f)).collect(),
+                }
+            }
+            Payload::PinScanDone { started_ns, mounts } => RecPayload::PinScanDone {
+                started_ns: *started_ns,
+                mounts: mounts.clone(),
+            },
         };
         RecEvent {
             ts_ns: *ts_ns,
@@ -744,6 +801,40 @@ impl<'a> RecEvent<'a> {
                 enter_ns,
             },
             RecPayload::MountCleanup { mnt_id } => Payload::MountCleanup { mnt_id },
+            RecPayload::TaskResFreed { what, ptr } => Payload::TaskResFreed {
+                what: if what == 1 {
+                    TaskRes::Files
+                } else {
+                    TaskRes::Fs
+                },
+                ptr,
+            },
+            RecPayload::TaskSeen {
+                exiting,
+                zombie,
+                state,
+                cwd_mnt,
+                root_mnt,
+                has_files,
+                has_fs,
+                has_mm,
+                stack,
+            } => Payload::TaskSeen {
+                task: ScannedTask {
+                    exiting,
+                    zombie,
+                    state,
+                    cwd_mnt,
+                    root_mnt,
+                    has_files,
+                    has_fs,
+                    has_mm,
+                    stack: stack.into_iter().map(o).collect(),
+                },
+            },
+            RecPayload::PinScanDone { started_ns, mounts } => {
+                Payload::PinScanDone { started_ns, mounts }
+            }
         };
         Event {
             ts_ns: self.ts_ns,

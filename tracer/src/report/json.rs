@@ -131,6 +131,7 @@ pub fn notice_kind(n: &Notice) -> &'static str {
     match n {
         Notice::Verdict(_) => "verdict",
         Notice::CulpritReleased(_) => "culprit_released",
+        Notice::PinReleased(_) => "pin_released",
         Notice::StoryClosed(_) => "story_closed",
         Notice::MountDetachedPinned(_) => "mount_detached_pinned",
         Notice::DetachedMountUnpinned(_) => "detached_mount_unpinned",

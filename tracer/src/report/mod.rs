@@ -97,6 +97,7 @@ impl Story {
                 Some((what, v.first_ebusy_ns))
             }
             Notice::CulpritReleased(c) => Some((c.story.what.clone(), c.story.first_ebusy_ns)),
+            Notice::PinReleased(p) => Some((p.story.what.clone(), p.story.first_ebusy_ns)),
             Notice::StoryClosed(s) => Some((s.story.what.clone(), s.story.first_ebusy_ns)),
             _ => None,
         }
@@ -724,6 +725,7 @@ pub fn notice_ts(n: &Notice) -> u64 {
     match n {
         Notice::Verdict(v) => v.ts_ns,
         Notice::CulpritReleased(c) => c.ts_ns,
+        Notice::PinReleased(p) => p.ts_ns,
         Notice::StoryClosed(s) => s.ts_ns,
         Notice::MountDetachedPinned(m) => m.ts_ns,
         Notice::DetachedMountUnpinned(m) => m.ts_ns,
@@ -759,6 +761,16 @@ pub fn notice_summary(n: &Notice) -> String {
             }
             s
         }
+        Notice::PinReleased(p) => format!(
+            "released: {} of {}{}",
+            p.what.word(),
+            p.task.name(),
+            if p.seen {
+                " (its fs_struct freed)"
+            } else {
+                " (gone by a later scan)"
+            }
+        ),
         Notice::StoryClosed(s) => format!(
             "{}succeeded by pid {} ({})",
             if s.lazy { "lazy umount " } else { "" },

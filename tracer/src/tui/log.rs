@@ -296,6 +296,31 @@ impl LogEntry {
                     s.mount.as_ref().map(|m| m.id),
                 )
             }
+            Notice::PinReleased(p) => {
+                let s = &p.story;
+                let after = rel(
+                    p.ts_ns,
+                    s.first_ebusy_ns,
+                    if s.failed_attempts > 1 {
+                        "first EBUSY"
+                    } else {
+                        "EBUSY"
+                    },
+                );
+                let lines = vec![format!(
+                    "{} of {} {after}; {} pins, {} files left",
+                    p.what.word(),
+                    p.task.name(),
+                    p.pins_alive,
+                    p.culprits_alive
+                )];
+                (
+                    p.ts_ns,
+                    LogKind::Released,
+                    lines,
+                    s.mount.as_ref().map(|m| m.id),
+                )
+            }
             Notice::StoryClosed(s) => {
                 let lazy = if s.lazy { " (lazy)" } else { "" };
                 let mut lines = vec![

@@ -94,7 +94,7 @@ pub async fn attach(
 ) -> Result<()> {
     eprintln!("tracer: attaching the probes…");
     let mut att = attach::attach(opts)?;
-    let kallsyms = std::mem::take(&mut att.kallsyms);
+    let kallsyms = att.kallsyms.clone();
     let engine = tracer_fs::Engine::new(live::engine_config(&att));
     let meta = Arc::new(Meta {
         kernel: kernel_release(),
