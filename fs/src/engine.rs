@@ -24,8 +24,8 @@ use crate::text::normalize_path;
 use crate::verdict::{
     Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
     HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind, PinReleased, PinnedMount,
-    RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc, Unattributed, Verdict,
-    VerdictKind, WorkProgress,
+    RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc, Unattributed,
+    Verdict, VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
@@ -108,6 +108,9 @@ pub struct Engine {
     rings: Rings,
     tasks: Tasks,
     pins: Pins,
+    /// The latest reference count read of each mount (task scans), with what the engine
+    /// named on it at that moment.
+    mount_refs: BTreeMap<i32, RefCount>,
     verdicts: VecDeque<Verdict>,
     stories: BTreeMap<StoryKey, Story>,
     c: Counters,
@@ -131,6 +134,7 @@ impl Engine {
             rings: Rings::default(),
             tasks: Tasks::default(),
             pins: Pins::default(),
+            mount_refs: BTreeMap::new(),
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
             c: Counters::default(),
@@ -330,6 +334,25 @@ impl Engine {
             Payload::MountCleanup { mnt_id } => self.on_mount_cleanup(ev, *mnt_id, &mut out),
             Payload::TaskResFreed { what, .. } => self.on_task_res_freed(ev, *what, &mut out),
             Payload::TaskSeen { task } => self.on_task_seen(ev, task, &mut out),
+            Payload::MountRefs {
+                mnt_id,
+                count,
+                cpus,
+                cpus_possible,
+            } => {
+                if self.mount_refs.len() > self.cfg.caps.max_mount_history {
+                    self.mount_refs.clear();
+                }
+                let r = RefCount {
+                    read_ns: ev.ts_ns,
+                    count: *count,
+                    complete: cpus == cpus_possible,
+                    files: self.files.alive_count_on(*mnt_id),
+                    pins: self.pins.on_mount(*mnt_id).len(),
+                    children: self.mounts.children(*mnt_id).len(),
+                };
+                self.mount_refs.insert(*mnt_id, r);
+            }
             Payload::PinScanDone { started_ns, mounts } => {
                 for p in self.pins.stale(mounts, *started_ns) {
                     self.pin_released(&p, ev.ts_ns, false, &mut out);
@@ -1164,6 +1187,7 @@ impl Engine {
             && culprits.is_empty()
             && child_mounts.is_empty()
             && task_pins.is_empty();
+        let refs = mid.and_then(|id| self.mount_refs.get(&id).cloned());
         let v = self.verdict(
             ev,
             call,
@@ -1179,6 +1203,7 @@ impl Engine {
             child_mounts,
             task_pins,
             repeat,
+            refs,
             ..v
         };
         self.push_verdict(v, out);
@@ -1278,6 +1303,7 @@ impl Engine {
             child_mounts: Vec::new(),
             task_pins: Vec::new(),
             repeat: false,
+            refs: None,
             pinned_mounts: Vec::new(),
             device_openers: Vec::new(),
             unattributed,

@@ -298,6 +298,14 @@ pub enum Payload {
         what: TaskRes,
         ptr: u64,
     },
+    /// A mount's reference count as a task scan read it: its per-CPU counts summed over
+    /// `cpus` of `cpus_possible` CPUs (the sum is exact only when they are equal).
+    MountRefs {
+        mnt_id: i32,
+        count: i32,
+        cpus: u32,
+        cpus_possible: u32,
+    },
     /// One task as an on-demand task scan saw it (this event's pid/tgid/comm are the
     /// scanned task's): its cwd/root mounts and, when it is exiting, where it waits.
     TaskSeen {
@@ -562,6 +570,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 }
             };
             Payload::TaskResFreed { what, ptr: r.ptr }
+        }
+        RecordKind::MountRefs => {
+            let r: wire::MountRefs = unsafe { wire::read_record(bytes) };
+            Payload::MountRefs {
+                mnt_id: r.mnt_id,
+                count: r.count,
+                cpus: r.cpus,
+                cpus_possible: r.cpus_possible,
+            }
         }
         RecordKind::TaskScan => {
             let r: wire::TaskScan = unsafe { wire::read_record(bytes) };

@@ -41,10 +41,11 @@ pub enum RecordKind {
     MountCleanup = 18,
     TaskScan = 19,
     TaskResFree = 20,
+    MountRefs = 21,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 20] = [
+    pub const ALL: [RecordKind; 21] = [
         RecordKind::MountCall,
         RecordKind::TaskExit,
         RecordKind::Signal,
@@ -65,6 +66,7 @@ impl RecordKind {
         RecordKind::MountCleanup,
         RecordKind::TaskScan,
         RecordKind::TaskResFree,
+        RecordKind::MountRefs,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -94,6 +96,7 @@ impl RecordKind {
             RecordKind::MountCleanup => core::mem::size_of::<MountCleanup>(),
             RecordKind::TaskScan => core::mem::size_of::<TaskScan>(),
             RecordKind::TaskResFree => core::mem::size_of::<TaskResFree>(),
+            RecordKind::MountRefs => core::mem::size_of::<MountRefs>(),
         }
     }
 }
@@ -430,6 +433,23 @@ pub struct MountCleanup {
     pub _pad: u32,
 }
 
+/// CPUs whose per-CPU offsets a task scan can learn.
+pub const SCAN_MAX_CPUS: usize = 64;
+
+/// A mount's reference count as the task scan read it at its end: the sum of its per-CPU
+/// `mnt_pcp->mnt_count` over the CPUs whose per-CPU offset the scan learnt.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MountRefs {
+    pub hdr: Header,
+    pub mnt_id: i32,
+    pub count: i32,
+    /// CPUs summed (the scan learns a CPU's offset from a task queued on it).
+    pub cpus: u32,
+    /// CPUs possible (`nr_cpu_ids` as userspace knows it).
+    pub cpus_possible: u32,
+}
+
 /// Kernel frames kept of a scanned task's stack.
 pub const TASK_STACK_FRAMES: usize = 12;
 
@@ -638,7 +658,16 @@ pub mod btf_off {
     pub const TASK_MM: usize = 35; // task_struct.mm
     pub const TASK_STATE: usize = 36; // task_struct.__state
     pub const KMEM_CACHE_REFCOUNT: usize = 37; // kmem_cache.refcount (>1: merged aliases)
-    pub const COUNT: usize = 40;
+    pub const TASK_SE_CFS_RQ: usize = 38; // task_struct.se.cfs_rq
+    pub const CFS_RQ_RQ: usize = 39; // cfs_rq.rq
+    pub const RQ_CPU: usize = 40; // rq.cpu
+    pub const MOUNT_MNT_PCP: usize = 41; // mount.mnt_pcp
+    pub const MOUNT_MNT_MOUNTS: usize = 42; // mount.mnt_mounts
+    pub const MOUNT_MNT_CHILD: usize = 43; // mount.mnt_child
+    pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
+    pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
+    pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count
+    pub const COUNT: usize = 48;
 }
 
 /// "This field/offset/argument is not available on this kernel."
@@ -662,6 +691,14 @@ pub struct Config {
     /// The value of the file's reference counter (`btf_off::FILE_COUNT`) when it holds
     /// exactly one reference: 1 for `f_count`, 0 for `f_ref` (`FILE_REF_ONEREF`).
     pub file_one_ref: u64,
+    /// Offsets of the per-CPU variables `runqueues` and `this_cpu_off` in the kernel's
+    /// per-CPU section (BTF's `.data..percpu`), 0 when unknown: with a CPU's run queue
+    /// address, they give that CPU's per-CPU offset (see `task_scan.rs`).
+    pub runqueues_pcpu: u64,
+    pub this_cpu_off_pcpu: u64,
+    /// CPUs possible (the scan sums per-CPU counters over them).
+    pub nr_cpus: u32,
+    pub _pad: u32,
     pub tp: [u16; tp_field::COUNT],
     pub btf: [u32; btf_off::COUNT],
 }
@@ -674,6 +711,10 @@ impl Config {
             delayed_work_timer_fn: 0,
             fput_callback: 0,
             file_one_ref: 1,
+            runqueues_pcpu: 0,
+            this_cpu_off_pcpu: 0,
+            nr_cpus: 0,
+            _pad: 0,
             tp: [MISSING_U16; tp_field::COUNT],
             btf: [MISSING_U32; btf_off::COUNT],
         }

@@ -33,6 +33,19 @@ pub fn btf(member: usize) -> Option<u64> {
     }
 }
 
+/// Per-CPU section offsets of `runqueues` and `this_cpu_off`, and the CPUs possible.
+#[inline(always)]
+pub fn percpu_layout() -> (u64, u64, u32) {
+    // SAFETY: as above.
+    unsafe {
+        (
+            core::ptr::read_volatile(&CONFIG.runqueues_pcpu),
+            core::ptr::read_volatile(&CONFIG.this_cpu_off_pcpu),
+            core::ptr::read_volatile(&CONFIG.nr_cpus),
+        )
+    }
+}
+
 #[inline(always)]
 pub fn self_tgid() -> u32 {
     // SAFETY: as above.

@@ -69,6 +69,20 @@ pub static INFLIGHT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 
 #[map]
 pub static CACHES: Array<u64> = Array::with_max_entries(3, 0);
 
+/// Slot 0: the mount id whose reference count the next task scan reads (-1: none),
+/// written by userspace before it runs the scan.
+#[map]
+pub static SCAN_TARGETS: Array<i32> = Array::with_max_entries(1, 0);
+
+/// Per-CPU offsets learnt by task scans (0: not yet), by CPU.
+#[map]
+pub static PCPU_OFF: Array<u64> = Array::with_max_entries(tracer_fs::wire::SCAN_MAX_CPUS as u32, 0);
+
+/// Scratch for the task scan's mount reference counts.
+#[map]
+pub static SCRATCH_REFS: PerCpuArray<tracer_fs::wire::MountRefs> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Scratch for the task scan's records (too large for the BPF stack).
 #[map]
 pub static SCRATCH_TASK: PerCpuArray<tracer_fs::wire::TaskScan> =

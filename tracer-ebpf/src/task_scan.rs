@@ -12,13 +12,20 @@ use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel_buf,
         generated::{
-            bpf_get_smp_processor_id, bpf_get_task_stack, bpf_ktime_get_boot_ns, bpf_seq_write,
+            bpf_get_smp_processor_id, bpf_get_task_stack, bpf_ktime_get_boot_ns, bpf_loop,
+            bpf_seq_write,
         },
     },
 };
-use tracer_fs::wire::{PF_EXITING, RecordKind, TASK_STACK_FRAMES, TaskScan, btf_off};
+use tracer_fs::wire::{
+    MountRefs, PF_EXITING, RecordKind, SCAN_MAX_CPUS, TASK_STACK_FRAMES, TaskScan, btf_off,
+};
 
-use crate::{config::btf, kernel::member, maps::SCRATCH_TASK};
+use crate::{
+    config::{btf, percpu_layout},
+    kernel::{member, read},
+    maps::{PCPU_OFF, SCAN_TARGETS, SCRATCH_REFS, SCRATCH_TASK},
+};
 
 /// `mount.mnt_id` of a `struct vfsmount *`, or -1.
 #[inline(always)]
@@ -38,9 +45,11 @@ pub fn task_scan(ctx: *mut c_void) -> i32 {
     // SAFETY: slot 1 of an iterator context is the task pointer.
     let task_ptr = unsafe { *(ctx as *const *mut c_void).add(1) };
     if task_ptr.is_null() {
+        mount_refs(ctx);
         return 0;
     }
     let task = task_ptr as u64;
+    learn_cpu_offset(task);
     let Some(rec) = SCRATCH_TASK.get_ptr_mut(0) else {
         return 0;
     };
@@ -114,3 +123,215 @@ pub fn task_scan(ctx: *mut c_void) -> i32 {
     }
     0
 }
+
+/// Learns the per-CPU offset of the CPU whose run queue `task` is queued on: a run queue
+/// is the per-CPU `runqueues` of its CPU, so its address less the variable's offset in the
+/// per-CPU section is where that CPU's per-CPU area starts, as seen from the section; the
+/// CPU's own `this_cpu_off` there holds the kernel's offset for it (equal to that when the
+/// section is zero-based, and right either way).
+#[inline(always)]
+fn learn_cpu_offset(task: u64) {
+    let (rq_var, off_var, _) = percpu_layout();
+    if rq_var == 0 {
+        return;
+    }
+    let Some(cfs_rq) = member::<u64>(task, btf_off::TASK_SE_CFS_RQ) else {
+        return;
+    };
+    let Some(rq) = member::<u64>(cfs_rq, btf_off::CFS_RQ_RQ) else {
+        return;
+    };
+    let Some(cpu) = member::<u32>(rq, btf_off::RQ_CPU) else {
+        return;
+    };
+    if cpu as usize >= SCAN_MAX_CPUS || PCPU_OFF.get(cpu).is_some_and(|v| *v != 0) {
+        return;
+    }
+    let base = rq.wrapping_sub(rq_var);
+    let Some(off) = read::<u64>(base.wrapping_add(off_var)) else {
+        return;
+    };
+    if let Some(slot) = PCPU_OFF.get_ptr_mut(cpu) {
+        // SAFETY: a u64 slot of an array map.
+        unsafe { *slot = off };
+    }
+}
+
+/// The walk of the mount tree (`next_mnt()`'s order) that finds the target mount, one
+/// move per `bpf_loop` step: down to a first child, across to a next sibling, or up.
+#[repr(C)]
+struct MountWalk {
+    root: u64,
+    cur: u64,
+    /// 0: visit `cur`; 1: `cur` and its subtree are done, climb.
+    climbing: u64,
+    target: i64,
+    found: u64,
+}
+
+#[inline(always)]
+fn mount_id(m: u64) -> i32 {
+    member::<i32>(m, btf_off::MOUNT_MNT_ID).unwrap_or(-1)
+}
+
+#[inline(never)]
+extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `MountWalk` (bpf_loop passes it through).
+    let w = unsafe { &mut *(ctx as *mut MountWalk) };
+    let (Some(mounts_off), Some(child_off)) = (
+        crate::config::btf(btf_off::MOUNT_MNT_MOUNTS),
+        crate::config::btf(btf_off::MOUNT_MNT_CHILD),
+    ) else {
+        return 1;
+    };
+    if w.climbing == 0 {
+        if i64::from(mount_id(w.cur)) == w.target {
+            w.found = w.cur;
+            return 1;
+        }
+        let head = w.cur.wrapping_add(mounts_off);
+        let first = read::<u64>(head).unwrap_or(0);
+        if first != 0 && first != head {
+            w.cur = first.wrapping_sub(child_off);
+        } else {
+            w.climbing = 1;
+        }
+        return 0;
+    }
+    if w.cur == w.root {
+        return 1;
+    }
+    let parent = member::<u64>(w.cur, btf_off::MOUNT_MNT_PARENT).unwrap_or(0);
+    if parent == 0 || parent == w.cur {
+        return 1;
+    }
+    let next = read::<u64>(w.cur.wrapping_add(child_off)).unwrap_or(0);
+    if next != 0 && next != parent.wrapping_add(mounts_off) {
+        w.cur = next.wrapping_sub(child_off);
+        w.climbing = 0;
+    } else {
+        w.cur = parent;
+    }
+    0
+}
+
+/// Summing one mount's per-CPU counts, one CPU per `bpf_loop` step.
+#[repr(C)]
+struct Sum {
+    pcp: u64,
+    count: i64,
+    cpus: u64,
+}
+
+#[inline(never)]
+extern "C" fn sum_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `Sum`.
+    let s = unsafe { &mut *(ctx as *mut Sum) };
+    let count_off = crate::config::btf(btf_off::MNT_PCP_COUNT).unwrap_or(0);
+    let off = PCPU_OFF.get(i as u32).copied().unwrap_or(0);
+    if off != 0
+        && let Some(c) = read::<i32>(s.pcp.wrapping_add(off).wrapping_add(count_off))
+    {
+        s.count += i64::from(c);
+        s.cpus += 1;
+    }
+    0
+}
+
+/// At the end of a scan: finds the target mount (set by userspace before the scan) in
+/// the reader's mount tree and writes its reference count: its per-CPU counts summed over
+/// the CPUs whose offset is known.
+#[inline(always)]
+fn mount_refs(ctx: *mut c_void) {
+    let (_, _, nr_cpus) = percpu_layout();
+    let (Some(mnt_off), Some(pcp_off)) = (
+        crate::config::btf(btf_off::MOUNT_MNT),
+        crate::config::btf(btf_off::MOUNT_MNT_PCP),
+    ) else {
+        return;
+    };
+    let target = SCAN_TARGETS.get(0).copied().unwrap_or(-1);
+    if target < 0 {
+        return;
+    }
+    // The end-of-walk call repeats on every later read of the iterator: the target is
+    // used up here, so it is written once per scan.
+    if let Some(t) = SCAN_TARGETS.get_ptr_mut(0) {
+        // SAFETY: an i32 slot of an array map.
+        unsafe { *t = -1 };
+    }
+    // The reader's root: its `fs->root.mnt`, a `struct vfsmount` inside a `struct mount`.
+    let fs = member::<u64>(crate::kernel::current_task(), btf_off::TASK_FS).unwrap_or(0);
+    let root_vfs = member::<u64>(fs, btf_off::FS_ROOT_MNT).unwrap_or(0);
+    if root_vfs == 0 {
+        return;
+    }
+    let root = root_vfs.wrapping_sub(mnt_off);
+    let mut w = MountWalk {
+        root,
+        cur: root,
+        climbing: 0,
+        target: i64::from(target),
+        found: 0,
+    };
+    // SAFETY: the callback is a static function of this program; `w` outlives the call.
+    unsafe {
+        bpf_loop(
+            MAX_WALK,
+            walk_step as *const () as *mut c_void,
+            &mut w as *mut MountWalk as *mut c_void,
+            0,
+        );
+    }
+    if w.found == 0 {
+        return;
+    }
+    let mut sum = Sum {
+        pcp: read::<u64>(w.found.wrapping_add(pcp_off)).unwrap_or(0),
+        count: 0,
+        cpus: 0,
+    };
+    if sum.pcp != 0 {
+        // SAFETY: as above.
+        unsafe {
+            bpf_loop(
+                nr_cpus.min(SCAN_MAX_CPUS as u32),
+                sum_step as *const () as *mut c_void,
+                &mut sum as *mut Sum as *mut c_void,
+                0,
+            );
+        }
+    }
+    let Some(rec) = SCRATCH_REFS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, ours for the duration of this program.
+    let rec = unsafe { &mut *rec };
+    let h = &mut rec.hdr;
+    h.kind = RecordKind::MountRefs as u16;
+    h.size = RecordKind::MountRefs.size() as u32;
+    // SAFETY: helpers without preconditions.
+    h.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
+    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    h.pid = 0;
+    h.tgid = 0;
+    h.work = 0;
+    h.work_fn = 0;
+    h.comm[0] = 0;
+    rec.mnt_id = target;
+    rec.count = sum.count as i32;
+    rec.cpus = sum.cpus as u32;
+    rec.cpus_possible = nr_cpus;
+    // SAFETY: as for the task records.
+    unsafe {
+        let meta = *(ctx as *const *const *mut seq_file);
+        bpf_seq_write(
+            *meta,
+            (rec as *const MountRefs).cast(),
+            size_of::<MountRefs>() as u32,
+        );
+    }
+}
+
+/// Mount-tree moves one walk may take.
+const MAX_WALK: u32 = 1 << 14;

@@ -74,6 +74,23 @@ impl KernelBtf {
         None
     }
 
+    /// Offset of per-CPU variable `name` in the per-CPU section (`.data..percpu`).
+    pub fn percpu_var_offset(&self, name: &str) -> Result<u32> {
+        for t in self.btf.resolve_types_by_name(".data..percpu")? {
+            let Type::Datasec(sec) = t else { continue };
+            for v in &sec.variables {
+                if let Ok(Type::Var(var)) = self.btf.resolve_chained_type(v)
+                    && self.btf.resolve_name(&var).is_ok_and(|n| n == name)
+                {
+                    return Ok(v.offset());
+                }
+            }
+        }
+        Err(anyhow!(
+            "per-CPU variable {name} not found in the kernel's BTF"
+        ))
+    }
+
     /// Byte offset of a member path inside a struct: `offset_of("file", &["f_path", "mnt"])`.
     pub fn offset_of(&self, struct_name: &str, path: &[&str]) -> Result<u32> {
         let mut s = self.struct_by_name(struct_name)?;

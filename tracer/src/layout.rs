@@ -240,6 +240,15 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::TASK_MM, "task_struct", &["mm"]),
     (b::TASK_STATE, "task_struct", &["__state"]),
     (b::KMEM_CACHE_REFCOUNT, "kmem_cache", &["refcount"]),
+    (b::TASK_SE_CFS_RQ, "task_struct", &["se", "cfs_rq"]),
+    (b::CFS_RQ_RQ, "cfs_rq", &["rq"]),
+    (b::RQ_CPU, "rq", &["cpu"]),
+    (b::MOUNT_MNT_PCP, "mount", &["mnt_pcp"]),
+    (b::MOUNT_MNT_MOUNTS, "mount", &["mnt_mounts"]),
+    (b::MOUNT_MNT_CHILD, "mount", &["mnt_child"]),
+    (b::MOUNT_MNT_PARENT, "mount", &["mnt_parent"]),
+    (b::MOUNT_MNT, "mount", &["mnt"]),
+    (b::MNT_PCP_COUNT, "mnt_pcp", &["mnt_count"]),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are
@@ -344,6 +353,21 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             .btf_members
             .push(format!("file.f_task_work/f_rcuhead: {e}")),
     }
+    // The per-CPU variables the task scan learns per-CPU offsets from.
+    match (
+        btf.percpu_var_offset("runqueues"),
+        btf.percpu_var_offset("this_cpu_off"),
+    ) {
+        (Ok(rq), Ok(off)) => {
+            cfg.runqueues_pcpu = rq.into();
+            cfg.this_cpu_off_pcpu = off.into();
+        }
+        (Err(e), _) | (_, Err(e)) => gaps.btf_members.push(format!("per-CPU variables: {e}")),
+    }
+    cfg.nr_cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| possible_cpus(&s))
+        .unwrap_or(0);
     match (
         btf.offset_of("delayed_work", &["timer"]),
         btf.offset_of("delayed_work", &["work"]),
@@ -356,6 +380,16 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
     gaps
 }
 
+/// How many CPUs `/sys/devices/system/cpu/possible` ("0-3", "0,2-5") names: its highest
+/// number plus one.
+fn possible_cpus(list: &str) -> Option<u32> {
+    list.trim()
+        .split(',')
+        .filter_map(|r| r.rsplit('-').next()?.parse::<u32>().ok())
+        .max()
+        .map(|m| m + 1)
+}
+
 pub fn uring_layout(btf: &KernelBtf) -> UringLayout {
     UringLayout {
         exit_work: btf
@@ -366,5 +400,18 @@ pub fn uring_layout(btf: &KernelBtf) -> UringLayout {
             .offset_of("io_ring_ctx", &["fallback_work"])
             .ok()
             .map(u64::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::possible_cpus;
+
+    #[test]
+    fn possible_cpu_lists() {
+        assert_eq!(possible_cpus("0-1\n"), Some(2));
+        assert_eq!(possible_cpus("0"), Some(1));
+        assert_eq!(possible_cpus("0,2-5,7"), Some(8));
+        assert_eq!(possible_cpus(""), None);
     }
 }

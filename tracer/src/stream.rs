@@ -154,6 +154,13 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         }
         Err(e) => sink.bad_record(&format!("fd snapshot unavailable: {e:#}"))?,
     }
+    // Loaded (and the verifier's time paid) now rather than at the first EBUSY; the run
+    // also learns the per-CPU offsets the mount reference counts need.
+    if let Err(e) = crate::attach::task_scan(&mut att.ebpf, &att.btf) {
+        sink.bad_record(&format!(
+            "task scan unavailable (cwd/root pins and exiting tasks will not be named): {e:#}"
+        ))?;
+    }
 
     sink.ready()?;
 
@@ -291,6 +298,14 @@ fn scan_after_ebusy(
         return Ok(());
     }
     let below = format!("{target}/");
+    // The mount the umount was about: the topmost at its path (the last one mounted there).
+    let failed_id = match failed {
+        Failed::Mount(id) => Some(id),
+        Failed::Path(_) => table
+            .iter()
+            .rfind(|m| m.mount_point == target)
+            .map(|m| m.mount_id),
+    };
     let ids: HashSet<i32> = table
         .into_iter()
         .filter(|m| m.mount_point == target || m.mount_point.starts_with(&below))
@@ -318,7 +333,17 @@ fn scan_after_ebusy(
         summary.bad_records += 1;
         sink.bad_record(&e)?;
     }
-    scan_tasks(side, &ids, sink, summary)
+    scan_tasks(side, &ids, failed_id, sink, summary)
+}
+
+/// Tells the task scan which mount's reference count to read.
+fn set_scan_target(ebpf: &mut aya::Ebpf, id: i32) -> Result<()> {
+    let map = ebpf
+        .map_mut("SCAN_TARGETS")
+        .context("no SCAN_TARGETS map")?;
+    let mut arr: aya::maps::Array<_, i32> = aya::maps::Array::try_from(map)?;
+    arr.set(0, id, 0)?;
+    Ok(())
 }
 
 /// The task scan that goes with the fd scan: the processes whose cwd or root is on one
@@ -327,15 +352,32 @@ fn scan_after_ebusy(
 fn scan_tasks(
     side: &mut Side,
     ids: &HashSet<i32>,
+    failed_id: Option<i32>,
     sink: &mut dyn Sink,
     summary: &mut Summary,
 ) -> Result<()> {
     let started_ns = boottime_ns();
+    let mut mounts: Vec<i32> = ids.iter().copied().collect();
+    mounts.sort_unstable();
+    if let Some(id) = failed_id
+        && let Err(e) = set_scan_target(&mut side.att.ebpf, id)
+    {
+        sink.bad_record(&format!("mount reference counts unavailable: {e:#}"))?;
+    }
     let bytes = match crate::attach::task_scan(&mut side.att.ebpf, &side.att.btf) {
         Ok(b) => b,
         Err(e) => return sink.bad_record(&format!("task scan after EBUSY unavailable: {e:#}")),
     };
-    for chunk in bytes.chunks(RecordKind::TaskScan.size()) {
+    let mut refs = None;
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        // Task records and, at the end, mount reference counts: each says its size.
+        let size = match tracer_fs::wire::parse_header(rest) {
+            Ok((kind, _)) => kind.size(),
+            Err(_) => rest.len(),
+        };
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
         let mut e = match event::decode(chunk) {
             Ok(e) => e,
             Err(e) => {
@@ -345,6 +387,10 @@ fn scan_tasks(
             }
         };
         let Payload::TaskSeen { task } = &mut e.payload else {
+            if matches!(e.payload, Payload::MountRefs { .. }) {
+                // After the scan's end, so it is set against the pins the scan left.
+                refs = Some(e);
+            }
             continue;
         };
         let on_ids = ids.contains(&task.cwd_mnt) || ids.contains(&task.root_mnt);
@@ -366,13 +412,16 @@ fn scan_tasks(
         summary.events += 1;
         sink.event(&e)?;
     }
-    let mut mounts: Vec<i32> = ids.iter().copied().collect();
-    mounts.sort_unstable();
     summary.events += 1;
     sink.event(&userspace_event(Payload::PinScanDone {
         started_ns,
         mounts,
-    }))
+    }))?;
+    if let Some(e) = refs {
+        summary.events += 1;
+        sink.event(&e)?;
+    }
+    Ok(())
 }
 
 /// Hands up to `max` records to the sink; true when the ring buffer was emptied.

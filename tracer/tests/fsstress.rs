@@ -178,6 +178,7 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         "no umount failed in {cycles} cycles: the test exercised nothing"
     );
     let mut verdicts_seen = 0;
+    let (mut counted, mut all_explained) = (0, 0);
     for (target, busy) in &runs {
         let verdicts: Vec<&Value> = for_target(&notices, target, "/target")
             .into_iter()
@@ -215,6 +216,22 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
             }
             let text = v["text"].as_str().unwrap();
             assert!(!text.contains("nothing traced explains"), "{text}");
+            // The mount's own reference count, read by the scan, against what is named:
+            // nothing left over but, at most, the next umount's own lookup in flight.
+            let refs = &v["refs"];
+            assert!(refs.is_object(), "no reference count read:\n{text}");
+            if refs["complete"] == true {
+                let held = refs["count"].as_i64().unwrap() - 1;
+                let named = ["files", "pins", "children"]
+                    .iter()
+                    .map(|k| refs[k].as_i64().unwrap())
+                    .sum::<i64>();
+                assert!(held - named <= 1, "references not explained:\n{text}");
+                if held == named {
+                    all_explained += 1;
+                }
+                counted += 1;
+            }
         }
         if *busy == 0 {
             continue;
@@ -234,4 +251,6 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         assert!(closed, "{target}: the story never closed");
     }
     assert_eq!(verdicts_seen as u32, total_busy);
+    eprintln!("reference counts read: {counted}; every reference named in {all_explained} of them");
+    assert!(counted > 0, "no verdict read the mount's reference count");
 }

@@ -249,6 +249,12 @@ enum RecPayload<'a> {
         started_ns: u64,
         mounts: Vec<i32>,
     },
+    MountRefs {
+        mnt_id: i32,
+        count: i32,
+        cpus: u32,
+        cpus_possible: u32,
+    },
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -623,6 +629,17 @@ impl<'a> RecEvent<'a> {
                 started_ns: *started_ns,
                 mounts: mounts.clone(),
             },
+            Payload::MountRefs {
+                mnt_id,
+                count,
+                cpus,
+                cpus_possible,
+            } => RecPayload::MountRefs {
+                mnt_id: *mnt_id,
+                count: *count,
+                cpus: *cpus,
+                cpus_possible: *cpus_possible,
+            },
         };
         RecEvent {
             ts_ns: *ts_ns,
@@ -835,6 +852,17 @@ impl<'a> RecEvent<'a> {
             RecPayload::PinScanDone { started_ns, mounts } => {
                 Payload::PinScanDone { started_ns, mounts }
             }
+            RecPayload::MountRefs {
+                mnt_id,
+                count,
+                cpus,
+                cpus_possible,
+            } => Payload::MountRefs {
+                mnt_id,
+                count,
+                cpus,
+                cpus_possible,
+            },
         };
         Event {
             ts_ns: self.ts_ns,
