@@ -254,7 +254,8 @@ struct Side<'a> {
 /// walk every task's files each time.
 #[derive(Default)]
 struct Scans {
-    last: Option<Instant>,
+    /// When the last scan ran, and for which failure.
+    last: Option<(Instant, String)>,
 }
 
 /// What failed with EBUSY: a umount(2) by its path, or `path_umount` by its mount.
@@ -280,10 +281,6 @@ fn scan_after_ebusy(
     sink: &mut dyn Sink,
     summary: &mut Summary,
 ) -> Result<()> {
-    if side.scans.last.is_some_and(|t| t.elapsed() < SCAN_INTERVAL) {
-        return Ok(());
-    }
-    side.scans.last = Some(Instant::now());
     let table = mountinfo::read()?;
     let target = match failed {
         Failed::Path(p) => p.to_string(),
@@ -306,6 +303,22 @@ fn scan_after_ebusy(
             .rfind(|m| m.mount_point == target)
             .map(|m| m.mount_id),
     };
+    // A retry loop on one mount is scanned at most every SCAN_INTERVAL; a failure on
+    // another mount is scanned at once (generic/388 mounts anew at the same path each
+    // round: each round's story must get its scan).
+    let what = match failed_id {
+        Some(id) => format!("mount {id}"),
+        None => target.to_string(),
+    };
+    if side
+        .scans
+        .last
+        .as_ref()
+        .is_some_and(|(t, w)| *w == what && t.elapsed() < SCAN_INTERVAL)
+    {
+        return Ok(());
+    }
+    side.scans.last = Some((Instant::now(), what));
     let ids: HashSet<i32> = table
         .into_iter()
         .filter(|m| m.mount_point == target || m.mount_point.starts_with(&below))
