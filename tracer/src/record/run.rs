@@ -342,6 +342,7 @@ pub fn main(opts: RunOptions) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let started = std::time::SystemTime::now();
     let (status, recorded) = runtime.block_on(run_traced(&opts, &record))?;
     // The probes are gone once `run_traced` returned (its `Attached` was dropped).
     let mut err = std::io::stderr().lock();
@@ -377,6 +378,8 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         Ok(()) => eprintln!("tracer: report {}", report_path.display()),
         Err(e) => eprintln!("tracer: no report: {e:#}"),
     }
+    // `./check` of an fstests checkout: findings beside its results (record/fstests.rs).
+    super::fstests::after_run(&record, &opts.command, started, opts.redact);
     Ok(status)
 }
 
