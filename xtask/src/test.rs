@@ -1,19 +1,24 @@
 //! `cargo xtask test`: setup if something is missing, then formatting, clippy and the
 //! workspace tests. The kernel tests need root: under CI (`CI=true`) not being root is an
-//! error; elsewhere a warning, and the tests that need root skip themselves. Then the VM
+//! error; elsewhere a warning, and the tests that need root skip themselves. Then the real
+//! fstests under the tracer (`cargo xtask fstests`, its curated list), unless
+//! `--no-fstests`. Then the VM
 //! tier (`cargo xtask vm-test`: tracer doctor, the EBUSY and leakyfs tests inside Debian's
 //! cloud kernel under qemu, with the release tracer),
 //! unless `--no-vm`.
 
 use anyhow::{Result, bail};
 
-use crate::{build, setup, util, vm};
+use crate::{build, fstests, setup, util, vm};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Skip the VM tier (`cargo xtask vm-test`) after the cargo tests.
     #[arg(long)]
     pub no_vm: bool,
+    /// Skip the fstests tier (`cargo xtask fstests`) after the cargo tests.
+    #[arg(long)]
+    pub no_fstests: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -23,6 +28,11 @@ pub fn main(args: Args) -> Result<()> {
     clippy()?;
     cargo_test()?;
     fuzz()?;
+    if args.no_fstests {
+        eprintln!("xtask: --no-fstests: skipping the fstests tier");
+    } else {
+        fstests::run(&fstests::Args::default())?;
+    }
     if args.no_vm {
         eprintln!("xtask: --no-vm: skipping the VM tier");
         return Ok(());

@@ -84,7 +84,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// One line for `result.xml` and stderr.
+    /// One line for `result.xml` and stderr: "2 EBUSY stories (1 unexplained), ...".
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         if self.ebusy_stories > 0 {
@@ -123,7 +123,7 @@ impl Finding {
                 self.records_lost
             ));
         }
-        format!("tracer: {}", parts.join(", "))
+        parts.join(", ")
     }
 }
 
@@ -275,7 +275,7 @@ pub fn write_findings(
                 xml_notes.entry(xml).or_default().push((
                     f.test.clone(),
                     format!(
-                        "{}; the tracer's report of this test: {}",
+                        "tracer: {}; the tracer's report of this test: {}",
                         f.summary(),
                         path.display()
                     ),
