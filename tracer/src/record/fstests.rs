@@ -537,7 +537,7 @@ mod tests {
         let section = co.result_base.join("xfs_4k");
         for f in &found {
             let path = section.join(format!("{}.tracer.txt", f.test));
-            assert_eq!(f.files, [path.clone()]);
+            assert_eq!(f.files, std::slice::from_ref(&path));
             let meta = std::fs::metadata(&path).unwrap();
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
             let text = std::fs::read_to_string(&path).unwrap();
