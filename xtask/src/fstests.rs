@@ -732,13 +732,13 @@ fn assess(
     let mut table = String::new();
     writeln!(
         table,
-        "{:<20} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7} {:>7} {:>11} {:>10}",
+        "{:<20} {:>9} {:>9} {:>6} {:>6} {:>10} {:>7} {:>7} {:>11} {:>10}",
         "test",
         "untraced",
         "traced",
         "time u",
         "time t",
-        "EBUSY",
+        "EBUSY u/t/s",
         "stories",
         "unexpl",
         "leaks(objs)",
@@ -833,13 +833,16 @@ fn assess(
         }
         writeln!(
             table,
-            "{:<20} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7} {:>7} {:>11} {:>10}",
+            "{:<20} {:>9} {:>9} {:>6} {:>6} {:>10} {:>7} {:>7} {:>11} {:>10}",
             test,
             status_u,
             status_t,
             uv.flatten().map_or("-".into(), |v| format!("{}s", v.time)),
             tv.map_or("-".into(), |v| format!("{}s", v.time)),
-            format!("{in_run}/{ebusy_calls}"),
+            format!(
+                "{}/{in_run}/{ebusy_calls}",
+                untraced.map_or("-".to_string(), |(d, _)| ebusy_lines(d, test).to_string())
+            ),
             stories.len(),
             unexplained,
             format!("{leak_reports}({objects})"),
@@ -848,7 +851,7 @@ fn assess(
     }
     writeln!(
         table,
-        "EBUSY: lines saying so in the traced run's .full/.out.bad / umount and mount calls the tracer saw fail with EBUSY"
+        "EBUSY u/t/s: lines saying so in the .full/.out.bad of the untraced / traced run; umount and mount calls the tracer saw fail with EBUSY"
     )?;
     writeln!(
         table,

@@ -275,7 +275,7 @@ pub fn write_findings(
                 xml_notes.entry(xml).or_default().push((
                     f.test.clone(),
                     format!(
-                        "tracer: {}; the tracer's report of this test: {}",
+                        "tracer: {}; this test in the tracer report: {}",
                         f.summary(),
                         path.display()
                     ),
