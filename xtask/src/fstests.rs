@@ -793,6 +793,7 @@ fn assess(
         let mut leak_reports = 0;
         let mut objects = 0;
         let mut pinned = 0;
+        let mut uncertain = 0;
         for s in &secs {
             for lr in s["leaks"]["allocations"]["leak_reports"]
                 .as_array()
@@ -803,6 +804,9 @@ fn assess(
                 if n > 0 {
                     leak_reports += 1;
                     objects += n;
+                    if lr["uncertain"].as_bool() == Some(true) {
+                        uncertain += 1;
+                    }
                 }
             }
             pinned += s["leaks"]["detached_mounts_pinned_at_end"]
@@ -811,7 +815,7 @@ fn assess(
         }
         if status_t == "pass" && (leak_reports > 0 || pinned > 0) {
             failures.push(format!(
-                "{test}: passed, yet {leak_reports} leak reports with {objects} objects and {pinned} detached mounts pinned at its end"
+                "{test}: passed, yet {leak_reports} leak reports with {objects} objects ({uncertain} of them marked uncertain) and {pinned} detached mounts pinned at its end"
             ));
         }
         // Findings beside check's results, mode 0600.
