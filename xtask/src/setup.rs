@@ -256,7 +256,12 @@ fn setup() -> Result<()> {
     // fstests' build and run dependencies (`cargo xtask fstests`).
     if debian {
         apt.install_missing(FSTESTS_PACKAGES)?;
-        report("fstests packages", "present");
+        let how = if apt.installed_any(FSTESTS_PACKAGES) {
+            "installed"
+        } else {
+            "present"
+        };
+        report("fstests packages", how);
     }
 
     // The eBPF compiler.
