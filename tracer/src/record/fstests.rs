@@ -29,7 +29,7 @@ use quick_xml::{
 };
 use serde_json::Value;
 
-use crate::report::{self, ReportFormat, ReportOptions};
+use crate::report::{self, Report, ReportFormat};
 
 /// An fstests checkout `tracer run` ran `check` in.
 #[derive(Clone, Debug)]
@@ -236,21 +236,15 @@ fn result_dirs(base: &Path, test: &str, since: SystemTime) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Writes the findings of the recording `record` into `checkout`'s results (tests whose
-/// results were written since `since`), and notes them in `result.xml` where there is one.
+/// Writes the findings of the replayed recording `r` (every test, redacted or not as it
+/// was replayed) into `checkout`'s results (tests whose results were written since
+/// `since`), and notes them in `result.xml` where there is one.
 pub fn write_findings(
-    record: &Path,
+    r: &mut Report,
     checkout: &Checkout,
     since: SystemTime,
-    redact: bool,
 ) -> Result<Vec<Finding>> {
-    let opts = ReportOptions {
-        test: None,
-        redact,
-        timeline: false,
-    };
-    let mut r = report::replay_file(record, &opts)?;
-    let value = report::json::value(&r);
+    let value = report::json::value(r);
     let mut found = findings(&value);
     if found.is_empty() {
         return Ok(found);
@@ -389,13 +383,13 @@ pub fn check_well_formed(xml: &str) -> Result<()> {
 }
 
 /// `tracer run`'s step after the report: findings into an fstests checkout, said on stderr.
-pub fn after_run(record: &Path, command: &[String], since: SystemTime, redact: bool) {
+pub fn after_run(r: &mut Report, command: &[String], since: SystemTime) {
     let cwd = std::env::current_dir().unwrap_or_default();
     let base = std::env::var("RESULT_BASE").ok();
     let Some(checkout) = Checkout::detect(&cwd, command, base.as_deref()) else {
         return;
     };
-    match write_findings(record, &checkout, since, redact) {
+    match write_findings(r, &checkout, since) {
         Ok(found) => {
             for f in found {
                 for p in &f.files {
@@ -445,10 +439,11 @@ mod tests {
         }
     }
 
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
+    /// The xfstests-like fixture recording with allocation tracking, replayed.
+    fn fixture() -> Report {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-xfstests-alloc.trace");
+        report::replay_file(&path, &report::ReportOptions::default()).unwrap()
     }
 
     /// A checkout with check's results of generic/001, 002 and 388 (in a config section
@@ -525,8 +520,7 @@ mod tests {
         let tmp = TempDir::new("findings");
         let co = checkout(&tmp.0);
         let since = SystemTime::now() - std::time::Duration::from_secs(60);
-        let found =
-            write_findings(&fixture("fake-xfstests-alloc.trace"), &co, since, false).unwrap();
+        let found = write_findings(&mut fixture(), &co, since).unwrap();
         // The fixture: generic/001 has an EBUSY story and a 6-object leak report, generic/002
         // a 3-object one, generic/388 an EBUSY story and a leak report without objects.
         let names: Vec<&str> = found.iter().map(|f| f.test.as_str()).collect();
@@ -572,8 +566,7 @@ mod tests {
         let tmp = TempDir::new("stale");
         let co = checkout(&tmp.0);
         let later = SystemTime::now() + std::time::Duration::from_secs(60);
-        let found =
-            write_findings(&fixture("fake-xfstests-alloc.trace"), &co, later, false).unwrap();
+        let found = write_findings(&mut fixture(), &co, later).unwrap();
         assert!(found.iter().all(|f| f.files.is_empty()));
         let xml = std::fs::read_to_string(co.result_base.join("xfs_4k/result.xml")).unwrap();
         assert!(!xml.contains("tracer:"), "{xml}");
