@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod ebpf_route;
+mod fstests;
 mod leakyfs;
 mod run;
 mod setup;
@@ -35,6 +36,9 @@ enum Cmd {
     Run(run::Args),
     /// Formatting, clippy and the workspace tests (kernel tests need root).
     Test(test::Args),
+    /// The real fstests under `tracer run`: build it, loop devices, the curated tests
+    /// untraced then traced, checks (root).
+    Fstests(fstests::Args),
     /// Boot Debian's cloud kernel (kprobes, fentry) under qemu and run tracer doctor in it.
     VmTest(vm::Args),
     /// Measure what tracing costs workloads: tracer's configurations, its floor, bpftrace,
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Cmd::Build(args) => build::main(args),
         Cmd::Run(args) => run::main(args),
         Cmd::Test(args) => test::main(args),
+        Cmd::Fstests(args) => fstests::main(args),
         Cmd::VmTest(args) => vm::main(args),
         Cmd::Bench(args) => bench::main(args),
         Cmd::BenchWorkload(args) => bench::workload::main(args),

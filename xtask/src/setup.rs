@@ -94,6 +94,52 @@ pub const BENCH_TOOLS: &[Tool] = &[
     },
 ];
 
+/// Debian packages building and running fstests need (`cargo xtask fstests`, part of
+/// `cargo xtask test`; the list is ../shared/fstests/README.md's). Kept apart from the
+/// tracer's own, so `ensure(Level::Build)` never asks for them; plain `setup` and
+/// `ensure(Level::Test)` install them.
+pub const FSTESTS_PACKAGES: &[&str] = &[
+    "build-essential",
+    "autoconf",
+    "automake",
+    "libtool",
+    "libtool-bin",
+    "pkg-config",
+    "xfslibs-dev",
+    "uuid-dev",
+    "libattr1-dev",
+    "libacl1-dev",
+    "libaio-dev",
+    "liburing-dev",
+    "libgdbm-dev",
+    "libssl-dev",
+    "gawk",
+    "bc",
+    "dump",
+    "attr",
+    "acl",
+    "quota",
+    "psmisc",
+    "indent",
+    "libcap-dev",
+    "libinih-dev",
+    "xfsprogs",
+    "e2fsprogs",
+];
+
+/// Installs the fstests packages that are missing (Debian/Ubuntu); elsewhere says what to
+/// install.
+pub fn ensure_fstests_deps() -> Result<()> {
+    if !is_debian_like() {
+        eprintln!(
+            "xtask: not Debian/Ubuntu: fstests needs the equivalents of {}",
+            FSTESTS_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    Apt::default().install_missing(FSTESTS_PACKAGES)
+}
+
 /// Installs the bench-only tools that are missing (Debian/Ubuntu), else says what to install.
 pub fn ensure_bench_tools() -> Result<()> {
     let debian = is_debian_like();
@@ -160,6 +206,14 @@ fn quick_check(level: Level) -> Vec<String> {
         for (name, _) in missing_components() {
             missing.push(name.to_string());
         }
+        if debian {
+            missing.extend(
+                FSTESTS_PACKAGES
+                    .iter()
+                    .filter(|p| !dpkg_installed(p))
+                    .map(|p| p.to_string()),
+            );
+        }
     }
     missing
 }
@@ -197,6 +251,17 @@ fn setup() -> Result<()> {
         if route.is_err() {
             route = ebpf_route::detect(TARGET);
         }
+    }
+
+    // fstests' build and run dependencies (`cargo xtask fstests`).
+    if debian {
+        apt.install_missing(FSTESTS_PACKAGES)?;
+        let how = if apt.installed_any(FSTESTS_PACKAGES) {
+            "installed"
+        } else {
+            "present"
+        };
+        report("fstests packages", how);
     }
 
     // The eBPF compiler.

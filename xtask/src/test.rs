@@ -1,19 +1,24 @@
 //! `cargo xtask test`: setup if something is missing, then formatting, clippy and the
 //! workspace tests. The kernel tests need root: under CI (`CI=true`) not being root is an
-//! error; elsewhere a warning, and the tests that need root skip themselves. Then the VM
+//! error; elsewhere a warning, and the tests that need root skip themselves. Then the real
+//! fstests under the tracer (`cargo xtask fstests`, its curated list), unless
+//! `--no-fstests`. Then the VM
 //! tier (`cargo xtask vm-test`: tracer doctor, the EBUSY and leakyfs tests inside Debian's
 //! cloud kernel under qemu, with the release tracer),
 //! unless `--no-vm`.
 
 use anyhow::{Result, bail};
 
-use crate::{build, setup, util, vm};
+use crate::{build, fstests, setup, util, vm};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Skip the VM tier (`cargo xtask vm-test`) after the cargo tests.
     #[arg(long)]
     pub no_vm: bool,
+    /// Skip the fstests tier (`cargo xtask fstests`) after the cargo tests.
+    #[arg(long)]
+    pub no_fstests: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -23,9 +28,19 @@ pub fn main(args: Args) -> Result<()> {
     clippy()?;
     cargo_test()?;
     fuzz()?;
+    // A failing fstests tier does not hide the VM tier's results: its error comes last.
+    let fstests = if args.no_fstests {
+        eprintln!("xtask: --no-fstests: skipping the fstests tier");
+        Ok(())
+    } else {
+        fstests::run(&fstests::Args::default())
+    };
+    if let Err(e) = &fstests {
+        eprintln!("xtask: the fstests tier failed ({e:#}); going on with the VM tier");
+    }
     if args.no_vm {
         eprintln!("xtask: --no-vm: skipping the VM tier");
-        return Ok(());
+        return fstests;
     }
     // The release tracer goes in the VM: under TCG the debug one's start-up takes 3x longer.
     build::build_tracer(true)?;
@@ -35,7 +50,8 @@ pub fn main(args: Args) -> Result<()> {
         refresh: false,
         tests: vec![],
         no_tests: false,
-    })
+    })?;
+    fstests
 }
 
 fn check_root() -> Result<()> {

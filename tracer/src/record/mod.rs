@@ -50,6 +50,7 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod fstests;
 pub mod reader;
 pub mod run;
 pub(crate) mod schema;

@@ -342,6 +342,7 @@ pub fn main(opts: RunOptions) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let started = std::time::SystemTime::now();
     let (status, recorded) = runtime.block_on(run_traced(&opts, &record))?;
     // The probes are gone once `run_traced` returned (its `Attached` was dropped).
     let mut err = std::io::stderr().lock();
@@ -364,17 +365,24 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         }
     }
     drop(err);
-    match write_report(
+    let replayed = report::replay_file(
         &record,
-        &report_path,
-        opts.report_format,
         &ReportOptions {
             test: None,
             redact: opts.redact,
             timeline: opts.report_format == ReportFormat::Perfetto,
         },
-    ) {
-        Ok(()) => eprintln!("tracer: report {}", report_path.display()),
+    );
+    match replayed {
+        Ok(mut r) => {
+            match write_rendered(&mut r, &report_path, opts.report_format) {
+                Ok(()) => eprintln!("tracer: report {}", report_path.display()),
+                Err(e) => eprintln!("tracer: no report: {e:#}"),
+            }
+            // `./check` of an fstests checkout: findings beside its results
+            // (record/fstests.rs), from the same replay.
+            super::fstests::after_run(&mut r, &opts.command, started);
+        }
         Err(e) => eprintln!("tracer: no report: {e:#}"),
     }
     Ok(status)
@@ -388,6 +396,11 @@ pub fn write_report(
     opts: &ReportOptions,
 ) -> Result<()> {
     let mut r = report::replay_file(record, opts)?;
+    write_rendered(&mut r, out, format)
+}
+
+/// Writes the report `r` in `format` (mode 0600) to `out`.
+fn write_rendered(r: &mut report::Report, out: &Path, format: ReportFormat) -> Result<()> {
     let text = r.render(format);
     let mut f = super::create_private(out, true)
         .with_context(|| format!("creating the report {}", out.display()))?;
