@@ -26,6 +26,14 @@ pub fn main(args: Args) -> Result<()> {
     setup::ensure(setup::Level::Test)?;
     fmt()?;
     clippy()?;
+    // fstests' fsstress drives the real kill -9 EBUSY test (tracer/tests/fsstress.rs),
+    // which looks for it under target/fstests: build it first (cached).
+    if util::is_root() {
+        fstests::run(&fstests::Args {
+            build_only: true,
+            ..fstests::Args::default()
+        })?;
+    }
     cargo_test()?;
     fuzz()?;
     // A failing fstests tier does not hide the VM tier's results: its error comes last.
