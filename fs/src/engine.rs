@@ -1042,6 +1042,11 @@ impl Engine {
                 if call.ret == EBUSY {
                     self.umount_busy(ev, call, mid, out);
                 } else if call.ret == 0 {
+                    // Gone from the tree: its id may come back with another mount.
+                    if let Some(id) = mid {
+                        self.pins.clear_mount(id);
+                        self.mount_refs.remove(&id);
+                    }
                     let lazy = call.flags & MNT_DETACH != 0;
                     let still = mid.map_or(0, |id| self.files.alive_count_on(id));
                     let keys = [
@@ -1187,7 +1192,11 @@ impl Engine {
             && culprits.is_empty()
             && child_mounts.is_empty()
             && task_pins.is_empty();
-        let refs = mid.and_then(|id| self.mount_refs.get(&id).cloned());
+        // A count read for an earlier story (or an earlier mount with the same id) is not
+        // this one's: the scan of a failure runs after it.
+        let refs = mid
+            .and_then(|id| self.mount_refs.get(&id).cloned())
+            .filter(|r| r.read_ns >= first);
         let v = self.verdict(
             ev,
             call,

@@ -92,6 +92,11 @@ impl Pins {
         keys.iter().filter_map(|k| self.by_key.remove(k)).collect()
     }
 
+    /// Forgets every pin on `mnt_id` (the mount is gone; its id may be reused).
+    pub fn clear_mount(&mut self, mnt_id: i32) {
+        self.by_key.retain(|_, p| p.mnt_id != mnt_id);
+    }
+
     /// Keeps at most `cap` pins, the least recently seen go first.
     pub fn evict_to(&mut self, cap: usize) {
         while self.by_key.len() > cap {

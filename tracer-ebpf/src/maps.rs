@@ -10,6 +10,12 @@ use tracer_fs::wire::{FileRef, MountCall, counter};
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
+/// A copy of each failed umount's record, waking the reader at once: its scans (fds,
+/// tasks, the mount's reference count) must run while the pins are still there, not
+/// when the record's turn comes in `EVENTS`, which can lag by many records.
+#[map]
+pub static URGENT: RingBuf = RingBuf::with_byte_size(64 << 10, 0);
+
 /// Submits per CPU, to look at the ring's fill level only now and then (`emit::submit`).
 #[map]
 pub static SUBMITS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

@@ -2,6 +2,7 @@
 //! exit, sent as one `MountCall` record.
 
 use aya_ebpf::{
+    bindings::BPF_RB_FORCE_WAKEUP,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes, generated::bpf_ktime_get_boot_ns,
     },
@@ -13,8 +14,11 @@ use tracer_fs::wire::{MountCall, MountOp, RecordKind, counter, tp_field};
 use crate::{
     config::tp,
     emit::{count, fill_header, is_self, reserve, submit_now},
-    maps::{PENDING_MOUNT, SCRATCH_MOUNT},
+    maps::{PENDING_MOUNT, SCRATCH_MOUNT, URGENT},
 };
+
+/// `-EBUSY` as syscalls return it.
+const EBUSY: i64 = -16;
 
 #[inline(always)]
 fn user_str(ctx: &TracePointContext, field: usize, buf: &mut [u8]) {
@@ -93,6 +97,9 @@ fn exit(ctx: &TracePointContext) -> u32 {
         *rec = unsafe { *pending };
         fill_header(&mut rec.hdr, RecordKind::MountCall);
         rec.ret = ret;
+        if ret == EBUSY && rec.op == MountOp::Umount as u32 {
+            let _ = URGENT.output::<MountCall>(rec, BPF_RB_FORCE_WAKEUP as u64);
+        }
         submit_now(entry);
     }
     let _ = PENDING_MOUNT.remove(&key);

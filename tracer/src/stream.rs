@@ -2,7 +2,7 @@
 //! userspace makes (the fd snapshot, mount tables), and hands them to a sink in order.
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -126,6 +126,13 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
 
+    // Failed umounts, copied to a small ring of their own that wakes us at once.
+    let urgent = RingBuf::try_from(att.ebpf.take_map("URGENT").context("no URGENT map")?)?;
+    // SAFETY: as above.
+    let mut urgent: AsyncFd<RingBuf<MapData>> =
+        unsafe { AsyncFd::register_with_interest(urgent, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the urgent ring buffer: {e}"))?;
+
     // xfstests' `run fstests <test> at` lines from now on; no /dev/kmsg, no markers.
     let mut kmsg = Kmsg::open().and_then(|k| {
         // SAFETY: `Kmsg` owns its file and always returns the same open fd.
@@ -140,6 +147,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     }
     sink.event(&userspace_event(Payload::MountTable { mounts: table }))?;
     let mut scans = Scans::default();
+    let mut prescans = Prescans::default();
     match crate::attach::snapshot(&mut att.ebpf, &att.btf) {
         Ok(bytes) => {
             let (evs, errs) = decode_snapshot(&bytes);
@@ -184,7 +192,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 // A bounded batch, then a yield to the runtime (timers and signals are only
                 // seen then), so the tick (counters, the TUI's snapshots) and the signals
                 // get their turn under a flood of records.
-                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans };
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: Some(urgent.get_mut()) };
                 if drain(guard.get_inner_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)? {
                     guard.clear_ready();
                 } else {
@@ -192,8 +200,14 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                     tokio::task::yield_now().await;
                 }
             }
+            guard = urgent.readable_mut() => {
+                let mut guard = guard?;
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: None };
+                drain_urgent(guard.get_inner_mut(), &mut side)?;
+                guard.clear_ready();
+            }
             _ = poll.tick() => {
-                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans };
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: Some(urgent.get_mut()) };
                 drain(ring.get_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)?;
             }
             _ = tick.tick() => {
@@ -217,6 +231,8 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         att: &mut *att,
         mounts: &mut mounts,
         scans: &mut scans,
+        prescans: &mut prescans,
+        urgent: Some(urgent.get_mut()),
     };
     drain(ring.get_mut(), &mut side, sink, &mut summary, usize::MAX)?;
     summary.figures = counters::read(&att.ebpf)?;
@@ -248,6 +264,10 @@ struct Side<'a> {
     att: &'a mut Attached,
     mounts: &'a mut mountinfo::Feed,
     scans: &'a mut Scans,
+    prescans: &'a mut Prescans,
+    /// The urgent ring, looked at every few records while a batch of the main one is
+    /// handled (a batch can take tens of ms).
+    urgent: Option<&'a mut RingBuf<MapData>>,
 }
 
 /// fd scans after failed umounts: when each ran, so a umount retried in a loop does not
@@ -275,12 +295,7 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 /// after the failure: a holder gone meanwhile is not found, and the engine never lets a
 /// scan rewrite what it traced. With the precise hooks the failure is known first from
 /// `path_umount`'s return, by mount id (`Failed::Mount`), and its verdict is made there.
-fn scan_after_ebusy(
-    side: &mut Side,
-    failed: Failed<'_>,
-    sink: &mut dyn Sink,
-    summary: &mut Summary,
-) -> Result<()> {
+fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> Result<()> {
     let table = mountinfo::read()?;
     let target = match failed {
         Failed::Path(p) => p.to_string(),
@@ -329,7 +344,11 @@ fn scan_after_ebusy(
     }
     let bytes = match crate::attach::snapshot(&mut side.att.ebpf, &side.att.btf) {
         Ok(b) => b,
-        Err(e) => return sink.bad_record(&format!("fd scan after EBUSY unavailable: {e:#}")),
+        Err(e) => {
+            out.errors
+                .push(format!("fd scan after EBUSY unavailable: {e:#}"));
+            return Ok(());
+        }
     };
     let (evs, errs) = decode_snapshot(&bytes);
     for mut e in evs {
@@ -338,15 +357,11 @@ fn scan_after_ebusy(
                 continue;
             }
             *how = RefHow::Rescan;
-            summary.events += 1;
-            sink.event(&e)?;
+            out.events.push(e);
         }
     }
-    for e in errs {
-        summary.bad_records += 1;
-        sink.bad_record(&e)?;
-    }
-    scan_tasks(side, &ids, failed_id, sink, summary)
+    out.errors.extend(errs);
+    scan_tasks(side, &ids, failed_id, out)
 }
 
 /// Tells the task scan which mount's reference count to read.
@@ -366,8 +381,7 @@ fn scan_tasks(
     side: &mut Side,
     ids: &HashSet<i32>,
     failed_id: Option<i32>,
-    sink: &mut dyn Sink,
-    summary: &mut Summary,
+    out: &mut ScanOut,
 ) -> Result<()> {
     let started_ns = boottime_ns();
     let mut mounts: Vec<i32> = ids.iter().copied().collect();
@@ -375,11 +389,16 @@ fn scan_tasks(
     if let Some(id) = failed_id
         && let Err(e) = set_scan_target(&mut side.att.ebpf, id)
     {
-        sink.bad_record(&format!("mount reference counts unavailable: {e:#}"))?;
+        out.errors
+            .push(format!("mount reference counts unavailable: {e:#}"));
     }
     let bytes = match crate::attach::task_scan(&mut side.att.ebpf, &side.att.btf) {
         Ok(b) => b,
-        Err(e) => return sink.bad_record(&format!("task scan after EBUSY unavailable: {e:#}")),
+        Err(e) => {
+            out.errors
+                .push(format!("task scan after EBUSY unavailable: {e:#}"));
+            return Ok(());
+        }
     };
     let mut refs = None;
     let mut rest = &bytes[..];
@@ -394,8 +413,7 @@ fn scan_tasks(
         let mut e = match event::decode(chunk) {
             Ok(e) => e,
             Err(e) => {
-                summary.bad_records += 1;
-                sink.bad_record(&format!("task scan: {e}"))?;
+                out.errors.push(format!("task scan: {e}"));
                 continue;
             }
         };
@@ -422,17 +440,87 @@ fn scan_tasks(
                 *frame = format!("{}+{off:#x}", sym.name);
             }
         }
-        summary.events += 1;
-        sink.event(&e)?;
+        out.events.push(e);
     }
-    summary.events += 1;
-    sink.event(&userspace_event(Payload::PinScanDone {
-        started_ns,
-        mounts,
-    }))?;
-    if let Some(e) = refs {
-        summary.events += 1;
-        sink.event(&e)?;
+    out.events
+        .push(userspace_event(Payload::PinScanDone { started_ns, mounts }));
+    out.events.extend(refs);
+    Ok(())
+}
+
+/// What the scans after an EBUSY found, handed on just before the umount's record.
+#[derive(Default)]
+struct ScanOut {
+    events: Vec<Event>,
+    errors: Vec<String>,
+}
+
+impl ScanOut {
+    fn hand_on(self, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
+        for e in &self.events {
+            summary.events += 1;
+            sink.event(e)?;
+        }
+        for e in &self.errors {
+            summary.bad_records += 1;
+            sink.bad_record(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Scans run when the urgent ring said a umount failed, before its record comes through
+/// the main ring (which may lag by thousands of records): by the umount's (thread, time).
+#[derive(Default)]
+struct Prescans {
+    ready: VecDeque<((u32, u64), ScanOut)>,
+}
+
+/// Records of the main ring handled between two looks at the urgent one.
+const URGENT_EVERY: usize = 64;
+
+/// Scans kept waiting for their umount's record at most.
+const MAX_PRESCANS: usize = 64;
+
+impl Prescans {
+    fn take(&mut self, key: (u32, u64)) -> Option<ScanOut> {
+        let i = self.ready.iter().position(|(k, _)| *k == key)?;
+        self.ready.remove(i).map(|(_, o)| o)
+    }
+}
+
+/// The failure an EBUSY record reports, if it is one.
+fn failed_of(p: &Payload) -> Option<Failed<'_>> {
+    match p {
+        Payload::MountCall {
+            op: MountCallOp::Umount,
+            ret: EBUSY,
+            target,
+            ..
+        } => Some(Failed::Path(target)),
+        Payload::UmountRet {
+            ret: EBUSY, mnt_id, ..
+        } => Some(Failed::Mount(*mnt_id)),
+        _ => None,
+    }
+}
+
+/// Records of the urgent ring (a copy of each failed umount's record, with a wakeup of
+/// its own): the scans run now, while what pinned the mount is still there.
+fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
+    while let Some(item) = ring.next() {
+        let Ok(ev) = event::decode(&item) else {
+            continue;
+        };
+        let Some(failed) = failed_of(&ev.payload) else {
+            continue;
+        };
+        let mut out = ScanOut::default();
+        scan_after_ebusy(side, failed, &mut out)?;
+        if side.prescans.ready.len() >= MAX_PRESCANS {
+            side.prescans.ready.pop_front();
+        }
+        side.prescans.ready.push_back(((ev.pid, ev.ts_ns), out));
     }
     Ok(())
 }
@@ -460,23 +548,29 @@ fn drain_records(
     summary: &mut Summary,
     max: usize,
 ) -> Result<bool> {
-    for _ in 0..max {
+    for n in 0..max {
+        if n % URGENT_EVERY == 0
+            && let Some(u) = side.urgent.take()
+        {
+            let r = drain_urgent(u, side);
+            side.urgent = Some(u);
+            r?;
+        }
         let Some(item) = ring.next() else {
             return Ok(true);
         };
         match event::decode(&item) {
             Ok(ev) => {
-                match &ev.payload {
-                    Payload::MountCall {
-                        op: MountCallOp::Umount,
-                        ret: EBUSY,
-                        target,
-                        ..
-                    } => scan_after_ebusy(side, Failed::Path(target), sink, summary)?,
-                    Payload::UmountRet {
-                        ret: EBUSY, mnt_id, ..
-                    } => scan_after_ebusy(side, Failed::Mount(*mnt_id), sink, summary)?,
-                    _ => {}
+                if let Some(failed) = failed_of(&ev.payload) {
+                    let out = match side.prescans.take((ev.pid, ev.ts_ns)) {
+                        Some(out) => out,
+                        None => {
+                            let mut out = ScanOut::default();
+                            scan_after_ebusy(side, failed, &mut out)?;
+                            out
+                        }
+                    };
+                    out.hand_on(sink, summary)?;
                 }
                 summary.events += 1;
                 sink.event(&ev)?;
