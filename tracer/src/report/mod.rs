@@ -740,8 +740,16 @@ pub fn notice_summary(n: &Notice) -> String {
             let files = v.culprits.len()
                 + v.pinned_mounts.iter().map(|p| p.files.len()).sum::<usize>()
                 + v.device_openers.len();
+            let pins = if v.task_pins.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} with cwd/root on it",
+                    count(v.task_pins.len(), "process", "processes")
+                )
+            };
             format!(
-                "EBUSY (attempt {}) by pid {} ({}): {} on it{}",
+                "EBUSY (attempt {}) by pid {} ({}): {} on it{pins}{}",
                 v.attempt,
                 v.caller.tgid,
                 v.caller.comm,
