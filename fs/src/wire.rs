@@ -446,7 +446,8 @@ pub struct MountRefs {
     pub count: i32,
     /// CPUs summed (the scan learns a CPU's offset from a task queued on it).
     pub cpus: u32,
-    /// CPUs possible (`nr_cpu_ids` as userspace knows it).
+    /// CPUs possible (`nr_cpu_ids` as userspace knows it); 0: the mount was not found in
+    /// the reader's mount tree, and `cpus` is how many steps the walk took.
     pub cpus_possible: u32,
 }
 

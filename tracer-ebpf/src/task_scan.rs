@@ -167,6 +167,7 @@ struct MountWalk {
     climbing: u64,
     target: i64,
     found: u64,
+    steps: u64,
 }
 
 #[inline(always)]
@@ -178,6 +179,7 @@ fn mount_id(m: u64) -> i32 {
 extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the caller's `MountWalk` (bpf_loop passes it through).
     let w = unsafe { &mut *(ctx as *mut MountWalk) };
+    w.steps += 1;
     let (Some(mounts_off), Some(child_off)) = (
         crate::config::btf(btf_off::MOUNT_MNT_MOUNTS),
         crate::config::btf(btf_off::MOUNT_MNT_CHILD),
@@ -273,6 +275,7 @@ fn mount_refs(ctx: *mut c_void) {
         climbing: 0,
         target: i64::from(target),
         found: 0,
+        steps: 0,
     };
     // SAFETY: the callback is a static function of this program; `w` outlives the call.
     unsafe {
@@ -283,15 +286,17 @@ fn mount_refs(ctx: *mut c_void) {
             0,
         );
     }
-    if w.found == 0 {
-        return;
-    }
+    // Not found: said with `cpus_possible` 0 and the steps walked in `cpus`.
     let mut sum = Sum {
-        pcp: read::<u64>(w.found.wrapping_add(pcp_off)).unwrap_or(0),
+        pcp: if w.found != 0 {
+            read::<u64>(w.found.wrapping_add(pcp_off)).unwrap_or(0)
+        } else {
+            0
+        },
         count: 0,
         cpus: 0,
     };
-    if sum.pcp != 0 {
+    if w.found != 0 && sum.pcp != 0 {
         // SAFETY: as above.
         unsafe {
             bpf_loop(
@@ -320,8 +325,13 @@ fn mount_refs(ctx: *mut c_void) {
     h.comm[0] = 0;
     rec.mnt_id = target;
     rec.count = sum.count as i32;
-    rec.cpus = sum.cpus as u32;
-    rec.cpus_possible = nr_cpus;
+    if w.found != 0 {
+        rec.cpus = sum.cpus as u32;
+        rec.cpus_possible = nr_cpus;
+    } else {
+        rec.cpus = w.steps as u32;
+        rec.cpus_possible = 0;
+    }
     // SAFETY: as for the task records.
     unsafe {
         let meta = *(ctx as *const *const *mut seq_file);

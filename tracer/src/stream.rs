@@ -418,9 +418,18 @@ fn scan_tasks(
             }
         };
         let Payload::TaskSeen { task } = &mut e.payload else {
-            if matches!(e.payload, Payload::MountRefs { .. }) {
+            match e.payload {
+                Payload::MountRefs {
+                    mnt_id,
+                    cpus,
+                    cpus_possible: 0,
+                    ..
+                } => out.errors.push(format!(
+                    "the reference count of mount {mnt_id} was not read: not found in the tracer's mount tree ({cpus} steps walked)"
+                )),
                 // After the scan's end, so it is set against the pins the scan left.
-                refs = Some(e);
+                Payload::MountRefs { .. } => refs = Some(e),
+                _ => {}
             }
             continue;
         };

@@ -55,6 +55,17 @@ enum Kind {
     XfsUringOnly,
 }
 
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::XfsShutdown => "xfs-shutdown",
+            Kind::Xfs => "xfs",
+            Kind::Ext4 => "ext4",
+            Kind::XfsUringOnly => "xfs-uring",
+        }
+    }
+}
+
 /// A loop device with a fresh filesystem, mounted (xfs through `LoopXfs`; ext4 here).
 fn fresh_fs(tag: &str, ext4: bool) -> LoopXfs {
     let fs = LoopXfs::new(tag);
@@ -148,7 +159,17 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     let _g = serial();
     let tracer = Tracer::start(&["--no-events"]);
     let mut runs = Vec::new();
-    let kinds = [Kind::XfsShutdown, Kind::Xfs, Kind::Ext4, Kind::XfsUringOnly];
+    // `FSSTRESS_KINDS` (e.g. `xfs-shutdown,xfs`) narrows the rotation (the VM tier has
+    // no ext4).
+    let all = [Kind::XfsShutdown, Kind::Xfs, Kind::Ext4, Kind::XfsUringOnly];
+    let kinds: Vec<Kind> = match std::env::var("FSSTRESS_KINDS") {
+        Ok(list) => all
+            .into_iter()
+            .filter(|k| list.split(',').any(|n| n == k.name()))
+            .collect(),
+        Err(_) => all.to_vec(),
+    };
+    assert!(!kinds.is_empty(), "FSSTRESS_KINDS names no kind of cycle");
     let mut by_kind = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..cycles {
         let kind = kinds[i % kinds.len()];
@@ -164,6 +185,12 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         });
     }
     let lines = tracer.stop();
+    // What the tracer could not do (a scan unavailable, ...): said with any failure.
+    let errors: Vec<String> = lines
+        .iter()
+        .filter(|v| v["type"] == "error")
+        .map(|v| v["error"].to_string())
+        .collect();
     let notices: Vec<Value> = lines
         .into_iter()
         .filter(|v| v["type"] == "notice")
@@ -178,7 +205,7 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         "no umount failed in {cycles} cycles: the test exercised nothing"
     );
     let mut verdicts_seen = 0;
-    let (mut counted, mut all_explained) = (0, 0);
+    let (mut counted, mut all_explained, mut unread) = (0, 0, 0);
     for (target, busy) in &runs {
         let verdicts: Vec<&Value> = for_target(&notices, target, "/target")
             .into_iter()
@@ -218,8 +245,22 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
             assert!(!text.contains("nothing traced explains"), "{text}");
             // The mount's own reference count, read by the scan, against what is named:
             // nothing left over but, at most, the next umount's own lookup in flight.
+            // Where the count could not be read, the tracer must have said why (Debian's
+            // 6.1 in the VM tier: its mount-tree walk does not find the mount, a known
+            // limit).
             let refs = &v["refs"];
-            assert!(refs.is_object(), "no reference count read:\n{text}");
+            let id = v["mount"]["id"].to_string();
+            let said_why = errors
+                .iter()
+                .any(|e| e.contains(&format!("reference count of mount {id} was not read")));
+            assert!(
+                refs.is_object() || said_why,
+                "no reference count read, and no word why:\n{text}\ntracer errors: {errors:?}"
+            );
+            if !refs.is_object() {
+                unread += 1;
+                continue;
+            }
             if refs["complete"] == true {
                 let held = refs["count"].as_i64().unwrap() - 1;
                 let named = ["files", "pins", "children"]
@@ -251,6 +292,11 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         assert!(closed, "{target}: the story never closed");
     }
     assert_eq!(verdicts_seen as u32, total_busy);
-    eprintln!("reference counts read: {counted}; every reference named in {all_explained} of them");
-    assert!(counted > 0, "no verdict read the mount's reference count");
+    eprintln!(
+        "reference counts read: {counted}; every reference named in {all_explained} of them; not read (and said why): {unread}"
+    );
+    assert!(
+        counted + unread > 0,
+        "no verdict with a reference count or a word why"
+    );
 }

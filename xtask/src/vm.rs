@@ -39,7 +39,7 @@ const MODULES: &[&str] = &["loop", "xfs"];
 
 /// Programs the tests run that busybox lacks (or whose busybox version lacks an option
 /// they use: `losetup --find --show`).
-const TOOLS: &[&str] = &["mkfs.xfs", "losetup"];
+const TOOLS: &[&str] = &["mkfs.xfs", "losetup", "xfs_io"];
 
 /// Capabilities `tracer doctor` must find inside the VM (KERNEL.md: this kernel allows
 /// kprobes and fentry on top of everything the machines' own kernel has).
@@ -117,6 +117,9 @@ else
 fi
 # The tracer's kernel tests, each alone (see xtask/src/vm_tests.rs).
 export CI=true TRACER_BIN=/bin/tracer LEAKYFS_KO=/lib/modules/leakyfs.ko HOME=/root RUST_BACKTRACE=1
+# fstests' fsstress for tests/fsstress.rs: a few xfs cycles (this kernel's ext4 is a module
+# the initramfs does not carry).
+export FSSTRESS=/usr/bin/fsstress FSSTRESS_CYCLES=3 FSSTRESS_KINDS=xfs-shutdown,xfs,xfs-uring
 echo "@@TRACER-VM TESTS-BEGIN $(cat /proc/uptime)"
 @TESTS@
 echo "@@TRACER-VM TESTS-END $(cat /proc/uptime)"
@@ -162,6 +165,11 @@ pub fn run(args: &Args) -> Result<()> {
     fs::create_dir_all(&work)?;
     let kernel = fetch_kernel(&cache, args.refresh)?;
     let leakyfs = leakyfs::build(&kernel.version, &work)?;
+    // fstests' fsstress, for the fsstress test inside the VM (built once, cached).
+    crate::fstests::run(&crate::fstests::Args {
+        build_only: true,
+        ..crate::fstests::Args::default()
+    })?;
     let tests = if args.no_tests {
         vec![]
     } else {
@@ -352,6 +360,10 @@ fn build_initramfs(
     for t in tests {
         binaries.push((t.exe.clone(), vm_tests::inside(t)));
     }
+    binaries.push((
+        util::target_dir().join("fstests/fstests/ltp/fsstress"),
+        PathBuf::from("/usr/bin/fsstress"),
+    ));
     for tool in TOOLS {
         let path = util::find_program(tool)
             .or_else(|| {

@@ -16,7 +16,7 @@ use crate::util;
 
 /// The integration-test targets of the tracer crate run inside the VM: the EBUSY scenarios
 /// (on the VM's kernel they get the kprobe/fentry hooks), and leakyfs's scenarios.
-pub const TARGETS: &[&str] = &["ebusy", "vm_leakyfs"];
+pub const TARGETS: &[&str] = &["ebusy", "vm_leakyfs", "fsstress"];
 
 /// Functions that are `#[test]`s only to be re-executed as scenario children.
 const NOT_TESTS: &[&str] = &["scenario_child"];
