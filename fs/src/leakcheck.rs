@@ -36,7 +36,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alloc::{Allocation, MountWindow};
+use crate::alloc::{
+    Allocation, Caveats, Group, MountWindow, SortBy, Symbolizer, backtrace, group, kmemleak_object,
+    shown_objects,
+};
 
 /// What the report concludes about one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -125,6 +128,8 @@ impl Judgement<'_> {
 struct Cycle {
     number: u64,
     window: MountWindow,
+    /// Doubts about the owner of its objects, by (address, time): time does not lift them.
+    owner: BTreeMap<(u64, u64), Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -217,13 +222,21 @@ impl Ledger {
             .copied()
             .filter(|a| !k.kept.iter().any(|c| c.window.contains(a.ts_ns)))
             .collect();
-        // Cycles with objects still allocated, per call site.
+        let current: Vec<(&'a Allocation, Doubts)> =
+            current.into_iter().map(|a| (a, doubts(a))).collect();
+        // Cycles with objects still allocated, per call site: the evidence. An object whose
+        // owner is unclear, or whose free may have been missed (not verified yet), is none.
         let mut sites: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
         for (n, a) in &earlier {
-            sites.entry(a.call_site).or_default().insert(*n);
+            let c = k.kept.iter().find(|c| c.number == *n).expect("kept cycle");
+            if !c.owner.contains_key(&(a.ptr, a.ts_ns)) && !c.window.lazy {
+                sites.entry(a.call_site).or_default().insert(*n);
+            }
         }
-        for a in &current {
-            sites.entry(a.call_site).or_default().insert(cycle);
+        for (a, d) in &current {
+            if d.is_empty() {
+                sites.entry(a.call_site).or_default().insert(cycle);
+            }
         }
         let site_cycles = |site: u64| -> Vec<u64> {
             sites
@@ -236,10 +249,13 @@ impl Ledger {
             kind: kind_name.clone(),
             ..Default::default()
         };
-        for a in current {
+        let mut owner = BTreeMap::new();
+        for (a, d) in current {
             let cs = site_cycles(a.call_site);
             let others: Vec<u64> = cs.iter().copied().filter(|&n| n != cycle).collect();
-            let d = doubts(a);
+            if !d.owner.is_empty() {
+                owner.insert((a.ptr, a.ts_ns), d.owner.clone());
+            }
             let (class, why) = if !d.is_empty() {
                 let mut why = d
                     .owner
@@ -283,7 +299,7 @@ impl Ledger {
                 (
                     Class::Unconfirmed,
                     format!(
-                        "unconfirmed: seen in 1 cycle (cycle {cycle} of {kind_name}; the {} before kept nothing from its call site): a later cycle confirms it or shows it one-time",
+                        "unconfirmed: seen in 1 cycle (cycle {cycle} of {kind_name}; the {} before kept nothing certain from its call site): a later cycle confirms it or shows it one-time",
                         cycles_word((cycle - 1) as usize)
                     ),
                 )
@@ -299,7 +315,12 @@ impl Ledger {
         for (n, a) in earlier {
             let cs = site_cycles(a.call_site);
             let c = k.kept.iter().find(|c| c.number == n).expect("kept cycle");
-            let (class, why) = if c.window.lazy {
+            let (class, why) = if let Some(d) = c.owner.get(&(a.ptr, a.ts_ns)) {
+                (
+                    Class::Uncertain,
+                    format!("from cycle {n} of {kind_name}: {}", d.join("; ")),
+                )
+            } else if c.window.lazy {
                 (
                     Class::Uncertain,
                     format!(
@@ -341,10 +362,231 @@ impl Ledger {
             k.kept.push(Cycle {
                 number: cycle,
                 window: w.clone(),
+                owner,
             });
         }
         out
     }
+}
+
+/// The objects of one class in a report, of its own window or of earlier cycles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Part {
+    pub class: Class,
+    pub earlier: bool,
+    pub objects: u64,
+    pub bytes: u64,
+    /// The objects printed in full (the oldest first, at most `max_objects`), each with the
+    /// rule that decided it.
+    pub shown: Vec<(Allocation, String)>,
+    /// By stack and rule, largest first, at most `top`.
+    pub groups: Vec<(Group, String)>,
+}
+
+/// The parts of a judgement, in the order reports print them: this window's confirmed
+/// leaks, unconfirmed and uncertain objects, then the earlier cycles' objects (confirmed,
+/// one-time, uncertain). Empty parts are left out.
+pub fn parts(j: &Judgement, sort: SortBy, top: usize, max_objects: usize) -> Vec<Part> {
+    let mut out = vec![];
+    for earlier in [false, true] {
+        for class in Class::ALL {
+            let of: Vec<&Judged> = if earlier { &j.earlier } else { &j.current }
+                .iter()
+                .filter(|x| x.class == class)
+                .collect();
+            if of.is_empty() {
+                continue;
+            }
+            let objs: Vec<&Allocation> = of.iter().map(|x| x.obj).collect();
+            let why_of = |a: &Allocation| -> String {
+                of.iter()
+                    .find(|x| std::ptr::eq(x.obj, a))
+                    .map(|x| x.why.clone())
+                    .unwrap_or_default()
+            };
+            let shown = shown_objects(&objs, max_objects)
+                .into_iter()
+                .map(|a| (a.clone(), why_of(a)))
+                .collect();
+            // Grouped by stack within each rule (one rule per call site, mostly).
+            let mut whys: Vec<&str> = of.iter().map(|x| x.why.as_str()).collect();
+            whys.sort_unstable();
+            whys.dedup();
+            let mut groups: Vec<(Group, String)> = vec![];
+            for why in whys {
+                let these = of.iter().filter(|x| x.why == why).map(|x| x.obj);
+                groups.extend(
+                    group(these, sort, 0)
+                        .into_iter()
+                        .map(|g| (g, why.to_string())),
+                );
+            }
+            groups.sort_by(|(a, _), (b, _)| {
+                let k = |g: &Group| match sort {
+                    SortBy::Size => (g.bytes, g.count),
+                    SortBy::Count => (g.count, g.bytes),
+                };
+                k(b).cmp(&k(a))
+                    .then(a.stack_id.cmp(&b.stack_id))
+                    .then(a.call_site.cmp(&b.call_site))
+            });
+            if top > 0 {
+                groups.truncate(top);
+            }
+            out.push(Part {
+                class,
+                earlier,
+                objects: objs.len() as u64,
+                bytes: objs.iter().map(|a| a.size).sum(),
+                shown,
+                groups,
+            });
+        }
+    }
+    out
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `2 confirmed leaks, 1 unconfirmed` of this window's (or the earlier cycles') parts.
+pub fn counts_text(parts: &[Part], earlier: bool) -> String {
+    parts
+        .iter()
+        .filter(|p| p.earlier == earlier)
+        .map(|p| match p.class {
+            Class::Leak => plural(p.objects, "confirmed leak", "confirmed leaks"),
+            Class::OneTime => format!("{} one-time", p.objects),
+            Class::Unconfirmed => format!("{} unconfirmed", p.objects),
+            Class::Uncertain => format!("{} uncertain", p.objects),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn heading(p: &Part, kind: &str) -> String {
+    let what = match p.class {
+        Class::Leak => "confirmed leaks (cycle rule)",
+        Class::OneTime => "one-time allocations, not leaks (first use since boot?)",
+        Class::Unconfirmed => "unconfirmed (seen in 1 cycle)",
+        Class::Uncertain => "uncertain (a free may have been missed, or the owner is unclear)",
+    };
+    let from = if p.earlier {
+        format!(" still allocated from earlier cycles of {kind}")
+    } else {
+        String::new()
+    };
+    format!(
+        "{what}{from}: {}, {} bytes:",
+        plural(p.objects, "object", "objects"),
+        p.bytes
+    )
+}
+
+/// A classified leak report: the header of [`crate::alloc::report_text_of`] with this
+/// window's counts per class, the notes, then each part: its objects (confirmed leaks in
+/// kmemleak's format, `unreferenced object 0x…`; the others as `one-time object`,
+/// `unconfirmed object`, `uncertain object`), each with the rule that decided it, and its
+/// groups by stack.
+#[allow(clippy::too_many_arguments)]
+pub fn report_text(
+    w: &MountWindow,
+    cycle: u64,
+    kind: &str,
+    count: u64,
+    bytes: u64,
+    parts: &[Part],
+    caveats: &Caveats,
+    now_ns: u64,
+    sym: &dyn Symbolizer,
+) -> String {
+    let mut s = String::new();
+    let after = match w.failed {
+        Some(err) => format!("after the mount failed (error {err})"),
+        None => "after umount".to_string(),
+    };
+    let mut summary = counts_text(parts, false);
+    let earlier = counts_text(parts, true);
+    if !earlier.is_empty() {
+        if !summary.is_empty() {
+            summary.push_str("; ");
+        }
+        let _ = write!(summary, "from earlier cycles: {earlier}");
+    }
+    let _ = writeln!(
+        s,
+        "leak report for {} ({} on {}): {} objects, {} bytes still allocated {after} (cycle {cycle} of {kind}){}{summary}",
+        w.target,
+        if w.fs_type.is_empty() {
+            "?"
+        } else {
+            &w.fs_type
+        },
+        if w.source.is_empty() { "?" } else { &w.source },
+        count,
+        bytes,
+        if summary.is_empty() { "" } else { ": " },
+    );
+    for r in &caveats.reasons {
+        let _ = writeln!(s, "  note: {r}");
+    }
+    for p in parts {
+        let _ = writeln!(s, "{}", heading(p, kind));
+        for (a, why) in &p.shown {
+            let obj = kmemleak_object(a, now_ns, sym);
+            let obj = match p.class {
+                Class::Leak => obj,
+                c => obj.replacen(
+                    "unreferenced object",
+                    match c {
+                        Class::OneTime => "one-time object",
+                        Class::Unconfirmed => "unconfirmed object",
+                        _ => "uncertain object",
+                    },
+                    1,
+                ),
+            };
+            // The rule goes after the comm (and cache) lines, before the backtrace.
+            match obj.find("  backtrace") {
+                Some(i) => {
+                    s.push_str(&obj[..i]);
+                    let _ = writeln!(s, "  rule: {why}");
+                    s.push_str(&obj[i..]);
+                }
+                None => {
+                    s.push_str(&obj);
+                    let _ = writeln!(s, "  rule: {why}");
+                }
+            }
+        }
+        if p.objects > p.shown.len() as u64 {
+            let _ = writeln!(
+                s,
+                "... and {} more objects",
+                p.objects - p.shown.len() as u64
+            );
+        }
+        if !p.groups.is_empty() {
+            let _ = writeln!(s, "by stack:");
+            for (g, why) in &p.groups {
+                let _ = writeln!(
+                    s,
+                    "{} objects, {} bytes{}:",
+                    g.count,
+                    g.bytes,
+                    if g.cache.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", g.cache)
+                    }
+                );
+                let _ = writeln!(s, "  rule: {why}");
+                backtrace(&mut s, g.stack_id, g.call_site, sym);
+            }
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -524,6 +766,131 @@ mod tests {
         assert!(!j.current[0].why.contains("not verified yet"));
         let j = judge(&mut l, &win(2, 30, 40), &allocs);
         assert_eq!(classes(&j), vec![(1, Class::Uncertain, true)]);
+    }
+
+    #[test]
+    fn owner_doubts_outlive_later_cycles() {
+        let mut l = Ledger::default();
+        let allocs = vec![obj(1, 15, 0xb), obj(2, 35, 0xb)];
+        let foreign = |a: &Allocation| Doubts {
+            free: vec![],
+            owner: if a.ptr == 1 {
+                vec!["xfs is also mounted at /srv".into()]
+            } else {
+                vec![]
+            },
+        };
+        let cur: Vec<&Allocation> = allocs[..1].iter().collect();
+        let j = l.judge(&win(1, 10, 20), &cur, &allocs, &foreign);
+        assert_eq!(classes(&j), vec![(1, Class::Uncertain, false)]);
+        // Cycle 2 keeps an object from the same site: an object whose owner is unclear
+        // confirms nothing, so the new one is unconfirmed; the old one stays uncertain,
+        // with its reason.
+        let cur: Vec<&Allocation> = allocs[1..].iter().collect();
+        let j = l.judge(&win(2, 30, 40), &cur, &allocs, &foreign);
+        assert_eq!(
+            classes(&j),
+            vec![(1, Class::Uncertain, true), (2, Class::Unconfirmed, false)]
+        );
+        assert!(
+            j.earlier[0].why.contains("also mounted at /srv"),
+            "{}",
+            j.earlier[0].why
+        );
+    }
+
+    struct Syms;
+    impl Symbolizer for Syms {
+        fn frame(&self, addr: u64) -> String {
+            format!("f{addr:x}+0x4/0x10")
+        }
+        fn stack(&self, _: i32, _: u64) -> Vec<u64> {
+            vec![]
+        }
+    }
+
+    /// The whole text of a classified report, as reports print it.
+    #[test]
+    fn report_text_separates_the_verdicts() {
+        let mut l = Ledger::default();
+        let allocs = vec![
+            obj(1, 15, 0xa),
+            obj(2, 16, 0xb),
+            obj(3, 35, 0xb),
+            obj(4, 36, 0xc),
+        ];
+        judge(&mut l, &win(1, 10, 20), &allocs);
+        let w = win(2, 30, 40);
+        let cur: Vec<&Allocation> = allocs[2..].iter().collect();
+        let doubt = |a: &Allocation| Doubts {
+            free: if a.ptr == 4 {
+                vec!["1 runs of the free programs were skipped".into()]
+            } else {
+                vec![]
+            },
+            owner: vec![],
+        };
+        let j = l.judge(&w, &cur, &allocs, &doubt);
+        let p = parts(&j, SortBy::Size, 0, 10);
+        let t = report_text(
+            &w,
+            j.cycle,
+            &j.kind,
+            2,
+            32,
+            &p,
+            &Caveats::default(),
+            1_000_000_036,
+            &Syms,
+        );
+        let want = "\
+leak report for /mnt/2 (xfs on /dev/loop0): 2 objects, 32 bytes still allocated after umount (cycle 2 of xfs): 1 confirmed leak, 1 uncertain; from earlier cycles: 1 confirmed leak, 1 one-time
+confirmed leaks (cycle rule): 1 object, 16 bytes:
+unreferenced object 0x3 (size 16):
+  comm \"mount\", pid 1, age 1.000s
+  rule: cycle rule: its call site kept objects from cycles 1-2 of xfs (of 2 so far), still allocated
+  backtrace (call site only; no stack captured):
+    fb+0x4/0x10
+by stack:
+1 objects, 16 bytes:
+  rule: cycle rule: its call site kept objects from cycles 1-2 of xfs (of 2 so far), still allocated
+  backtrace (call site only; no stack captured):
+    fb+0x4/0x10
+uncertain (a free may have been missed, or the owner is unclear): 1 object, 16 bytes:
+uncertain object 0x4 (size 16):
+  comm \"mount\", pid 1, age 1.000s
+  rule: 1 runs of the free programs were skipped; not verified yet (it is, if still allocated after a later cycle of xfs)
+  backtrace (call site only; no stack captured):
+    fc+0x4/0x10
+by stack:
+1 objects, 16 bytes:
+  rule: 1 runs of the free programs were skipped; not verified yet (it is, if still allocated after a later cycle of xfs)
+  backtrace (call site only; no stack captured):
+    fc+0x4/0x10
+confirmed leaks (cycle rule) still allocated from earlier cycles of xfs: 1 object, 16 bytes:
+unreferenced object 0x2 (size 16):
+  comm \"mount\", pid 1, age 1.000s
+  rule: cycle rule: from cycle 1 (/mnt/1); its call site kept objects from cycles 1-2 of xfs (of 2 so far), still allocated
+  backtrace (call site only; no stack captured):
+    fb+0x4/0x10
+by stack:
+1 objects, 16 bytes:
+  rule: cycle rule: from cycle 1 (/mnt/1); its call site kept objects from cycles 1-2 of xfs (of 2 so far), still allocated
+  backtrace (call site only; no stack captured):
+    fb+0x4/0x10
+one-time allocations, not leaks (first use since boot?) still allocated from earlier cycles of xfs: 1 object, 16 bytes:
+one-time object 0x1 (size 16):
+  comm \"mount\", pid 1, age 1.000s
+  rule: one-time: from cycle 1 of xfs (/mnt/1); its call site kept nothing from the 1 cycle of xfs since: made once and kept for later mounts (a table or cache made at first use since boot?); a leak on a path taken only once looks the same
+  backtrace (call site only; no stack captured):
+    fa+0x4/0x10
+by stack:
+1 objects, 16 bytes:
+  rule: one-time: from cycle 1 of xfs (/mnt/1); its call site kept nothing from the 1 cycle of xfs since: made once and kept for later mounts (a table or cache made at first use since boot?); a leak on a path taken only once looks the same
+  backtrace (call site only; no stack captured):
+    fa+0x4/0x10
+";
+        assert_eq!(t, want, "{t}");
     }
 
     #[test]
