@@ -393,15 +393,22 @@ pub fn kill9(child: &mut Scenario) -> std::process::ExitStatus {
     child.0.wait().unwrap()
 }
 
-/// An xfs filesystem on a loop device, torn down on drop.
+/// An xfs (or another type's) filesystem on a free loop device (`losetup --find`), torn
+/// down on drop.
 pub struct LoopXfs {
     pub img: std::path::PathBuf,
     pub dev: String,
     pub dir: std::path::PathBuf,
+    pub fs_type: &'static str,
 }
 
 impl LoopXfs {
     pub fn new(tag: &str) -> LoopXfs {
+        Self::of_type(tag, "xfs")
+    }
+
+    /// `fs_type`'s mkfs (`mkfs.xfs`, `mkfs.ext4`, ...) on a fresh image.
+    pub fn of_type(tag: &str, fs_type: &'static str) -> LoopXfs {
         let base = std::env::temp_dir().join(format!("tracer-test-{tag}-{}", std::process::id()));
         let img = base.with_extension("img");
         let dir = base;
@@ -410,10 +417,12 @@ impl LoopXfs {
             .unwrap()
             .set_len(320 << 20)
             .unwrap();
-        let out = run("mkfs.xfs", &["-q", "-f", img.to_str().unwrap()]);
+        let mkfs = format!("mkfs.{fs_type}");
+        let force = if fs_type == "xfs" { "-f" } else { "-F" };
+        let out = run(&mkfs, &["-q", force, img.to_str().unwrap()]);
         assert!(
             out.status.success(),
-            "mkfs.xfs: {}",
+            "{mkfs}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let out = run("losetup", &["--find", "--show", img.to_str().unwrap()]);
@@ -423,14 +432,19 @@ impl LoopXfs {
             String::from_utf8_lossy(&out.stderr)
         );
         let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let l = LoopXfs { img, dev, dir };
+        let l = LoopXfs {
+            img,
+            dev,
+            dir,
+            fs_type,
+        };
         l.mount().expect("mounting the fresh xfs");
         l
     }
 
     pub fn mount(&self) -> Result<(), i32> {
         let c = |s: &str| std::ffi::CString::new(s).unwrap();
-        let (dev, dir, ty) = (c(&self.dev), c(self.dir.to_str().unwrap()), c("xfs"));
+        let (dev, dir, ty) = (c(&self.dev), c(self.dir.to_str().unwrap()), c(self.fs_type));
         // SAFETY: valid C strings, no data.
         let rc =
             unsafe { libc::mount(dev.as_ptr(), dir.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
