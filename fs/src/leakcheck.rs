@@ -12,7 +12,8 @@
 //!   more cycles (this one and an earlier one, or two earlier ones);
 //! - **one-time**: an object of an earlier cycle, still allocated, whose call site kept
 //!   objects from that cycle only, none from the cycles since: a first-use allocation (or a
-//!   leak on a path taken once: repeating that path tells);
+//!   leak on a path taken once: repeating that path tells); when the site's only objects of
+//!   this cycle are unverified (below), the earlier object stays uncertain until the next;
 //! - **unconfirmed**: an object of this cycle whose call site has nothing left from any
 //!   earlier cycle: one cycle cannot say (the next cycle of the same type decides);
 //! - **uncertain**: an object of this cycle whose free may have been missed (the kernel
@@ -23,9 +24,10 @@
 //!   later cycle of its type is verified, and judged like the others from then on (doubts
 //!   about its owner stay).
 //!
-//! Failed mounts are compared with failed mounts of the same type only (an error path is
-//! not taken by healthy mounts). Only objects still allocated count: the rule needs no
-//! memory reads, and works the same on a live tracer and on its recording.
+//! Only objects without doubts are evidence for the rule. Failed mounts are compared with
+//! failed mounts of the same type only (an error path is not taken by healthy mounts). Only
+//! objects still allocated count: the rule needs no memory reads, and the verdicts are made
+//! once, live, and recorded, so a report of the recording says the same.
 //!
 //! Reachability (kmemleak's scan of global data and live objects for the object's address)
 //! would decide a first cycle's objects at once; it needs the kernel's memory read at report
@@ -233,9 +235,14 @@ impl Ledger {
                 sites.entry(a.call_site).or_default().insert(*n);
             }
         }
+        // Call sites with objects of this cycle whose free may have been missed: the next
+        // cycle tells whether they count.
+        let mut pending_sites: BTreeSet<u64> = BTreeSet::new();
         for (a, d) in &current {
             if d.is_empty() {
                 sites.entry(a.call_site).or_default().insert(cycle);
+            } else if d.owner.is_empty() {
+                pending_sites.insert(a.call_site);
             }
         }
         let site_cycles = |site: u64| -> Vec<u64> {
@@ -336,6 +343,14 @@ impl Ledger {
                         c.window.target,
                         cycles_word(cs.len()),
                         ranges(&cs)
+                    ),
+                )
+            } else if pending_sites.contains(&a.call_site) {
+                (
+                    Class::Uncertain,
+                    format!(
+                        "from cycle {n} of {kind_name} ({}); its call site also kept objects from this cycle, whose free may have been missed: the next cycle of {kind_name} tells a leak from a one-time allocation",
+                        c.window.target
                     ),
                 )
             } else {
@@ -729,6 +744,32 @@ mod tests {
         // Still there after cycle 2 (which kept nothing): verified, and one-time.
         let j = judge(&mut l, &win(2, 30, 40), &allocs);
         assert_eq!(classes(&j), vec![(1, Class::OneTime, true)]);
+    }
+
+    #[test]
+    fn an_unverified_object_of_this_cycle_leaves_its_site_undecided() {
+        let mut l = Ledger::default();
+        let allocs = vec![obj(1, 15, 0xb), obj(2, 35, 0xb), obj(3, 55, 0xb)];
+        judge(&mut l, &win(1, 10, 20), &allocs[..1]);
+        let missed = |_: &Allocation| Doubts {
+            free: vec!["1 runs of the free programs were skipped".into()],
+            owner: vec![],
+        };
+        let cur: Vec<&Allocation> = allocs[1..2].iter().collect();
+        let j = l.judge(&win(2, 30, 40), &cur, &allocs[..2], &missed);
+        // Neither a leak (cycle 2's object may be gone) nor one-time (it may not).
+        assert_eq!(
+            classes(&j),
+            vec![(1, Class::Uncertain, true), (2, Class::Uncertain, false)]
+        );
+        assert!(
+            j.earlier[0].why.contains("the next cycle of xfs tells"),
+            "{}",
+            j.earlier[0].why
+        );
+        // Cycle 3 keeps one too, and cycle 2's survived: all three confirmed.
+        let j = judge(&mut l, &win(3, 50, 60), &allocs);
+        assert_eq!(j.count(Class::Leak), 3);
     }
 
     #[test]
