@@ -331,10 +331,7 @@ fn allocations(info: &AllocInfo, a: &SectionAlloc, out: &mut String) {
         } else {
             use tracer_fs::leakcheck::Class;
             let n = |c| -> u64 { classified.iter().map(|k| k.count(c, false)).sum() };
-            let earlier: u64 = classified
-                .iter()
-                .map(|k| k.count(Class::Leak, true))
-                .sum();
+            let earlier: u64 = classified.iter().map(|k| k.count(Class::Leak, true)).sum();
             format!(
                 " ({} confirmed leaks, {} unconfirmed, {} uncertain; from earlier cycles: {} confirmed)",
                 n(Class::Leak),
