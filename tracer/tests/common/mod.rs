@@ -474,3 +474,65 @@ impl Drop for LoopXfs {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// The objects of a classified leak report's parts of `class` (`earlier` or this window's):
+/// their addresses.
+pub fn part_ptrs(report: &Value, class: &str, earlier: bool) -> Vec<String> {
+    report["parts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a classified report: {report:#}"))
+        .iter()
+        .filter(|p| p["class"] == class && p["earlier"] == earlier)
+        .flat_map(|p| p["object_list"].as_array().unwrap().clone())
+        .map(|o| o["ptr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Checks the reports of healthy mount cycles of one filesystem type, whatever the machine
+/// did before (the first mount of a type since boot makes tables it keeps, e.g. xfs's UUID
+/// table): no confirmed leak in any of them; what the first cycle kept is unconfirmed (or
+/// uncertain) there, and listed as one-time by every later report while still allocated;
+/// later cycles keep nothing of their own that is not uncertain.
+pub fn assert_healthy_cycles(reports: &[Value]) {
+    let mut first_kept: Vec<String> = vec![];
+    for (i, r) in reports.iter().enumerate() {
+        let text = r["text"].as_str().unwrap();
+        eprintln!("{text}");
+        assert_eq!(r["cycle"], i as u64 + 1, "{text}");
+        assert_eq!(
+            r["confirmed"],
+            0,
+            "confirmed leaks in cycle {}:\n{text}",
+            i + 1
+        );
+        assert!(!text.contains("unreferenced object"), "{text}");
+        let counts = &r["counts"];
+        if i == 0 {
+            assert_eq!(counts["one_time"], 0, "{text}");
+            first_kept = part_ptrs(r, "unconfirmed", false);
+            if !first_kept.is_empty() {
+                assert!(text.contains("unconfirmed object 0x"), "{text}");
+                assert!(
+                    text.contains("rule: unconfirmed: seen in 1 cycle"),
+                    "{text}"
+                );
+            }
+        } else {
+            assert_eq!(counts["unconfirmed"], 0, "cycle {}:\n{text}", i + 1);
+            let one_time = part_ptrs(r, "one_time", true);
+            for p in &first_kept {
+                assert!(
+                    one_time.contains(p),
+                    "{p}, kept by cycle 1, is not one-time in cycle {}:\n{text}",
+                    i + 1
+                );
+            }
+            // Everything from earlier cycles is one-time or uncertain: nothing else.
+            assert_eq!(r["earlier_counts"]["confirmed"], 0, "{text}");
+            if !one_time.is_empty() {
+                assert!(text.contains("one-time object 0x"), "{text}");
+                assert!(text.contains("rule: one-time: from cycle 1 of "), "{text}");
+            }
+        }
+    }
+}
