@@ -304,7 +304,8 @@ pub fn kmemleak_object(a: &Allocation, now_ns: u64, sym: &dyn Symbolizer) -> Str
     s
 }
 
-fn backtrace(s: &mut String, stack_id: i32, call_site: u64, sym: &dyn Symbolizer) {
+/// The backtrace lines of an object or group (`  backtrace...:` and its frames).
+pub fn backtrace(s: &mut String, stack_id: i32, call_site: u64, sym: &dyn Symbolizer) {
     let frames = if stack_id >= 0 {
         sym.stack(stack_id, call_site)
     } else {

@@ -26,6 +26,8 @@ pub mod engine;
 #[cfg(feature = "std")]
 pub mod files;
 #[cfg(feature = "std")]
+pub mod leakcheck;
+#[cfg(feature = "std")]
 pub mod mounts;
 #[cfg(feature = "std")]
 pub mod pins;

@@ -591,6 +591,16 @@ fn alloc_records() -> Vec<tracer::record::alloc::AllocRecord> {
                 call_site: SITE,
                 frames: vec![SITE],
             }],
+            cycle: 1,
+            kind: "tmpfs".into(),
+            parts: vec![PartRecord {
+                class: tracer_fs::leakcheck::Class::Unconfirmed,
+                earlier: false,
+                objects: 1,
+                bytes: 184,
+                shown: vec![],
+                groups: vec![],
+            }],
         }),
     ]
 }

@@ -39,7 +39,7 @@ const MODULES: &[&str] = &["loop", "xfs"];
 
 /// Programs the tests run that busybox lacks (or whose busybox version lacks an option
 /// they use: `losetup --find --show`).
-const TOOLS: &[&str] = &["mkfs.xfs", "losetup", "xfs_io"];
+const TOOLS: &[&str] = &["mkfs.xfs", "mkfs.ext4", "losetup", "xfs_io"];
 
 /// Capabilities `tracer doctor` must find inside the VM (KERNEL.md: this kernel allows
 /// kprobes and fentry on top of everything the machines' own kernel has).

@@ -16,6 +16,7 @@ use tracer_fs::{
         shown_objects,
     },
     event::Event,
+    leakcheck::{self, Class, Doubts, Ledger},
     wire::{
         self,
         alloc::{CACHE_NAME_LEN, Outstanding, PERCPU_CACHE},
@@ -31,7 +32,7 @@ use crate::{
     counters::Figures,
     record::alloc::{
         AllocCounters, AllocRecord, GroupRecord, LeakRecord, LiveAlloc, MountCount, ObjRecord,
-        SiteCount, WindowRecord, addresses, leak_json, live_json, stacks_of,
+        PartRecord, SiteCount, WindowRecord, addresses, leak_json, live_json, stacks_of,
     },
 };
 
@@ -68,6 +69,8 @@ struct Mark {
 struct Pending {
     window: MountWindow,
     due_ns: u64,
+    /// The `rcu_barrier()` before its report was done (at an earlier tick).
+    barrier_done: bool,
 }
 
 pub struct AllocTracker {
@@ -76,6 +79,8 @@ pub struct AllocTracker {
     charging: Charging,
     windows: MountWindows,
     pending: Vec<Pending>,
+    /// The cycles judged so far, per filesystem type (cycle confirmation).
+    ledger: Ledger,
     marks: Vec<Mark>,
     cache_names: HashMap<u64, String>,
     last_total: Option<(u64, u64, u64)>,
@@ -145,6 +150,7 @@ impl AllocTracker {
             charging,
             windows: MountWindows::default(),
             pending: vec![],
+            ledger: Ledger::default(),
             marks: vec![],
             cache_names: HashMap::new(),
             last_total: None,
@@ -244,7 +250,11 @@ impl AllocTracker {
     pub fn on_event(&mut self, ev: &Event) {
         if let Some(w) = self.windows.apply(ev) {
             let due_ns = w.end_ns.unwrap_or(ev.ts_ns) + self.opts.grace.as_nanos() as u64;
-            self.pending.push(Pending { window: w, due_ns });
+            self.pending.push(Pending {
+                window: w,
+                due_ns,
+                barrier_done: !self.opts.rcu_barrier,
+            });
         }
     }
 
@@ -322,8 +332,18 @@ impl AllocTracker {
             self.pending = keep;
             due
         };
-        if !due.is_empty() && self.opts.rcu_barrier {
+        // A report is made one tick after its rcu_barrier(): the RCU callbacks the barrier
+        // runs free in softirqs, and a batch of frees that interrupts a free program's run
+        // is skipped whole (recursion_misses); those skips are in the next tick's figures,
+        // and the report must know them to call its objects uncertain.
+        let (due, barrier): (Vec<Pending>, Vec<Pending>) =
+            due.into_iter().partition(|p| p.barrier_done);
+        if !barrier.is_empty() {
             rcu_barrier();
+            self.pending.extend(barrier.into_iter().map(|p| Pending {
+                barrier_done: true,
+                ..p
+            }));
         }
         // Objects handed to kfree_rcu() whose batch has not been freed yet are released.
         if !due.is_empty()
@@ -355,10 +375,12 @@ impl AllocTracker {
             .rposition(|m| m.ts_ns <= oldest_needed)
             .unwrap_or(0);
         self.marks.drain(..keep_from);
+        // Closed windows are kept while a report to come may overlap them.
         self.windows.forget_closed_before(
             self.pending
                 .iter()
-                .map(|p| p.window.end_ns.unwrap_or(0))
+                .map(|p| p.window.start_ns)
+                .chain(self.windows.open().map(|w| w.start_ns))
                 .min()
                 .unwrap_or(now_ns),
         );
@@ -522,6 +544,31 @@ impl AllocTracker {
         v
     }
 
+    /// Mounts of `w`'s filesystem type in the mount table now that no window of the
+    /// tracker's covers (one per filesystem, `mount point (source)`); a mount of `w`'s own
+    /// target (its next cycle) is not one.
+    fn foreign_mounts(&self, w: &MountWindow) -> Vec<String> {
+        // Without a type in the filter every mount is charged everything anyway.
+        if w.fs_type.is_empty() || self.charging.fs_types.is_empty() || !self.charging.matches(w) {
+            return vec![];
+        }
+        let Ok(table) = crate::mountinfo::read() else {
+            return vec![];
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        table
+            .iter()
+            .filter(|m| m.fs_type == w.fs_type)
+            .filter(|m| {
+                let t = m.mount_point.trim_end_matches('/');
+                let t = if t.is_empty() { "/" } else { t };
+                t != w.target && !self.windows.open().any(|o| o.target == t)
+            })
+            .filter(|m| seen.insert((m.major, m.minor)))
+            .map(|m| format!("{} ({})", m.mount_point, m.source))
+            .collect()
+    }
+
     /// The leak report of `w`; `early_ns`: how long before its grace period ended it is made
     /// (the tracer stops).
     fn report(
@@ -539,20 +586,19 @@ impl AllocTracker {
         let mut c = Caveats::default();
         let missed = now.free_misses.saturating_sub(start.free_misses);
         if missed > 0 {
-            c.uncertain = true;
             c.reasons.push(format!(
                 "{missed} runs of the free programs were skipped by the kernel (recursion_misses) \
-                 since the mount: some objects listed may have been freed unseen"
+                 since the mount: objects allocated before a skipped run are uncertain until a \
+                 later cycle finds them still allocated"
             ));
         }
         let reused = now.reused.saturating_sub(start.reused);
         if reused > 0 {
-            c.uncertain = true;
             c.reasons.push(format!(
                 "{reused} tracked addresses were allocated again before their free was seen \
                  since the mount: some frees pass no tracepoint (kfree_rcu() of slab caches \
                  with sheaves, kfree_rcu() batches freed by the memory shrinker); objects \
-                 listed may have been freed that way"
+                 allocated before are uncertain until a later cycle finds them still allocated"
             ));
         }
         if self.maps.rcu.is_none()
@@ -568,7 +614,6 @@ impl AllocTracker {
             );
         }
         if w.lazy {
-            c.uncertain = true;
             c.reasons.push(
                 "lazy umount (MNT_DETACH): the filesystem may still be alive, its objects in use"
                     .into(),
@@ -581,7 +626,6 @@ impl AllocTracker {
             .filter(|o| o.id != w.id && o.overlaps(w) && self.charging.matches(o))
             .collect();
         if !others.is_empty() {
-            c.uncertain = true;
             c.reasons.push(format!(
                 "other mounts were alive at the same time ({}): allocations in the overlap are \
                  charged to each of them",
@@ -600,17 +644,86 @@ impl AllocTracker {
             ));
         }
         if early_ns > 0 {
-            c.uncertain = true;
             c.reasons.push(format!(
                 "made {} before the end of its grace period (--leak-grace), because the tracer \
                  stopped: objects freed late are listed",
                 tracer_fs::text::dur(early_ns)
             ));
         }
-        // Missed frees and shared lifetimes can only add objects: an empty report stands.
-        if objects.is_empty() {
-            c.uncertain = false;
+        // Filesystems of this type mounted without a window (mounted before the attach, the
+        // root filesystem): what they allocate while this one is mounted is charged to it.
+        let foreign = self.foreign_mounts(w);
+        if !foreign.is_empty() {
+            c.reasons.push(format!(
+                "{} is also mounted at {}, not seen mounted by the tracer: its allocations during \
+                 this mount's lifetime are charged here too, so this mount's objects are uncertain",
+                w.fs_type,
+                foreign.join(", ")
+            ));
         }
+        // Each object judged against the earlier cycles of its filesystem type, with what
+        // may make it wrong: frees missed or addresses reused after it was allocated, another
+        // mount of the type alive then, a lazy umount, a report made early.
+        let other_windows: Vec<MountWindow> = others.iter().map(|o| (*o).clone()).collect();
+        let marks = &self.marks;
+        let doubts = |a: &Allocation| -> Doubts {
+            let at = marks
+                .iter()
+                .rev()
+                .find(|m| m.ts_ns <= a.ts_ns)
+                .copied()
+                .unwrap_or_default();
+            let mut d = Doubts::default();
+            let missed = now.free_misses.saturating_sub(at.free_misses);
+            if missed > 0 {
+                d.free.push(format!(
+                    "{missed} runs of the free programs were skipped by the kernel \
+                     (recursion_misses) since it was allocated: its free may have been missed"
+                ));
+            }
+            let reused = now.reused.saturating_sub(at.reused);
+            if reused > 0 {
+                d.free.push(format!(
+                    "{reused} tracked addresses were reused before their free was seen since \
+                     it was allocated: it may have been freed where no tracepoint shows"
+                ));
+            }
+            if early_ns > 0 {
+                d.free
+                    .push("the report was made before its grace period ended".into());
+            }
+            if w.lazy {
+                d.owner.push(
+                    "lazy umount (MNT_DETACH): the filesystem may still be alive, this object in use"
+                        .into(),
+                );
+            }
+            if !foreign.is_empty() {
+                d.owner.push(format!(
+                    "{} is also mounted at {}: it may be that filesystem's",
+                    w.fs_type,
+                    foreign.join(", ")
+                ));
+            }
+            for o in other_windows.iter().filter(|o| o.contains(a.ts_ns)) {
+                d.owner.push(format!(
+                    "allocated while {} ({}) was mounted too: it may be that mount's",
+                    o.target, o.fs_type
+                ));
+            }
+            d
+        };
+        let judgement = self.ledger.judge(w, &objects, allocs, &doubts);
+        let parts = leakcheck::parts(
+            &judgement,
+            self.opts.sort,
+            self.opts.top,
+            self.opts.max_objects,
+        );
+        c.uncertain = judgement
+            .current
+            .iter()
+            .any(|j| j.class == Class::Uncertain);
         if self.opts.sample_every > 1 {
             c.reasons.push(format!(
                 "sampling: one allocation in {} is tracked",
@@ -622,7 +735,13 @@ impl AllocTracker {
             shown
                 .iter()
                 .map(|a| (a.stack_id, a.call_site))
-                .chain(groups.iter().map(|g| (g.stack_id, g.call_site))),
+                .chain(groups.iter().map(|g| (g.stack_id, g.call_site)))
+                .chain(parts.iter().flat_map(|p| {
+                    p.shown
+                        .iter()
+                        .map(|(a, _)| (a.stack_id, a.call_site))
+                        .chain(p.groups.iter().map(|(g, _)| (g.stack_id, g.call_site)))
+                })),
             &self.syms(),
         );
         let rec = LeakRecord {
@@ -636,6 +755,9 @@ impl AllocTracker {
             shown: shown.iter().map(|a| ObjRecord::of(a)).collect(),
             groups: groups.iter().map(GroupRecord::of).collect(),
             stacks,
+            cycle: judgement.cycle,
+            kind: judgement.kind.clone(),
+            parts: parts.iter().map(PartRecord::of).collect(),
         };
         let rec = AllocRecord::Leak(rec);
         self.learn(&rec, true);

@@ -21,7 +21,10 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tracer_fs::alloc::{Allocation, Caveats, Group, MountWindow, Symbolizer, report_text_of};
+use tracer_fs::{
+    alloc::{Allocation, Caveats, Group, MountWindow, Symbolizer, report_text_of},
+    leakcheck::{self, Class, Part},
+};
 
 use super::{ALLOC_SNAPSHOT_VERSION, MAX_BLOCK_RAW_LEN};
 
@@ -267,12 +270,104 @@ pub struct LeakRecord {
     /// Largest first, at most `--alloc-top`.
     pub groups: Vec<GroupRecord>,
     pub stacks: Vec<StackRecord>,
+    /// The window's cycle number among the cycles of its kind (since snapshot version 2;
+    /// 0: recorded before reports were classified).
+    pub cycle: u64,
+    /// Its kind: the filesystem type, or `failed xfs mounts`.
+    pub kind: String,
+    /// The objects by verdict (this window's, then the earlier cycles' still allocated).
+    pub parts: Vec<PartRecord>,
+}
+
+/// One object of a classified report, with the rule that decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgedObj {
+    pub obj: ObjRecord,
+    pub why: String,
+}
+
+/// A group of a classified report, with the rule that decided its objects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgedGroup {
+    pub group: GroupRecord,
+    pub why: String,
+}
+
+/// The objects of one verdict: `tracer_fs::leakcheck::Part`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub class: Class,
+    pub earlier: bool,
+    pub objects: u64,
+    pub bytes: u64,
+    pub shown: Vec<JudgedObj>,
+    pub groups: Vec<JudgedGroup>,
+}
+
+impl PartRecord {
+    pub fn of(p: &Part) -> Self {
+        PartRecord {
+            class: p.class,
+            earlier: p.earlier,
+            objects: p.objects,
+            bytes: p.bytes,
+            shown: p
+                .shown
+                .iter()
+                .map(|(a, why)| JudgedObj {
+                    obj: ObjRecord::of(a),
+                    why: why.clone(),
+                })
+                .collect(),
+            groups: p
+                .groups
+                .iter()
+                .map(|(g, why)| JudgedGroup {
+                    group: GroupRecord::of(g),
+                    why: why.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn part(&self) -> Part {
+        Part {
+            class: self.class,
+            earlier: self.earlier,
+            objects: self.objects,
+            bytes: self.bytes,
+            shown: self
+                .shown
+                .iter()
+                .map(|o| (o.obj.allocation(), o.why.clone()))
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| (g.group.group(), g.why.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl LeakRecord {
     /// The time the report is filed under: the umount.
     pub fn umount_ns(&self) -> u64 {
         self.window.end_ns.unwrap_or(self.now_ns)
+    }
+
+    /// Whether the report was classified (recorded by a tracer with cycle confirmation).
+    pub fn classified(&self) -> bool {
+        self.cycle > 0
+    }
+
+    /// Objects of `class` in this window (`earlier` false) or from earlier cycles.
+    pub fn count(&self, class: Class, earlier: bool) -> u64 {
+        self.parts
+            .iter()
+            .filter(|p| p.class == class && p.earlier == earlier)
+            .map(|p| p.objects)
+            .sum()
     }
 
     pub fn caveats(&self) -> Caveats {
@@ -361,6 +456,12 @@ pub fn addresses(r: &AllocRecord) -> Vec<u64> {
             .iter()
             .map(|o| o.call_site)
             .chain(k.groups.iter().map(|g| g.call_site))
+            .chain(k.parts.iter().flat_map(|p| {
+                p.shown
+                    .iter()
+                    .map(|o| o.obj.call_site)
+                    .chain(p.groups.iter().map(|g| g.group.call_site))
+            }))
             .chain(stacks(&k.stacks))
             .collect(),
     }
@@ -389,6 +490,20 @@ pub fn leak_text(k: &LeakRecord, names: &HashMap<u64, String>) -> String {
     let sym = RecordSyms::new(names, &k.stacks, k.per_object);
     let shown: Vec<Allocation> = k.shown.iter().map(ObjRecord::allocation).collect();
     let shown: Vec<&Allocation> = shown.iter().collect();
+    if k.classified() {
+        let parts: Vec<Part> = k.parts.iter().map(PartRecord::part).collect();
+        return leakcheck::report_text(
+            &k.window.window(),
+            k.cycle,
+            &k.kind,
+            k.objects,
+            k.bytes,
+            &parts,
+            &k.caveats(),
+            k.now_ns,
+            &sym,
+        );
+    }
     let groups: Vec<Group> = k.groups.iter().map(GroupRecord::group).collect();
     report_text_of(
         &k.window.window(),
@@ -405,7 +520,7 @@ pub fn leak_text(k: &LeakRecord, names: &HashMap<u64, String>) -> String {
 /// A leak report as `tracer attach` prints it (the `leak_report` line, without `type`).
 pub fn leak_json(k: &LeakRecord, names: &HashMap<u64, String>) -> Value {
     let sym = RecordSyms::new(names, &k.stacks, k.per_object);
-    json!({
+    let mut v = json!({
         "mount": k.window.window(),
         "objects": k.objects,
         "bytes": k.bytes,
@@ -418,7 +533,48 @@ pub fn leak_json(k: &LeakRecord, names: &HashMap<u64, String>) -> Value {
             "age_ns": k.now_ns.saturating_sub(a.ts_ns),
         })).collect::<Vec<_>>(),
         "text": leak_text(k, names),
-    })
+    });
+    if k.classified() {
+        let counts = |earlier: bool| {
+            let mut m = serde_json::Map::new();
+            for c in Class::ALL {
+                m.insert(c.name().into(), json!(k.count(c, earlier)));
+            }
+            Value::Object(m)
+        };
+        v["cycle"] = json!(k.cycle);
+        v["kind"] = json!(k.kind);
+        v["confirmed"] = json!(k.count(Class::Leak, false) + k.count(Class::Leak, true));
+        v["counts"] = counts(false);
+        v["earlier_counts"] = counts(true);
+        v["parts"] = k
+            .parts
+            .iter()
+            .map(|p| {
+                json!({
+                    "class": p.class.name(),
+                    "earlier": p.earlier,
+                    "objects": p.objects,
+                    "bytes": p.bytes,
+                    "groups": p.groups.iter().map(|g| {
+                        let mut v = group_json(&g.group, &sym);
+                        v["why"] = json!(g.why);
+                        v
+                    }).collect::<Vec<_>>(),
+                    "object_list": p.shown.iter().map(|o| {
+                        let a = &o.obj;
+                        json!({
+                            "ptr": hex(a.ptr), "size": a.size, "cache": a.cache,
+                            "call_site": hex(a.call_site), "function": sym.frame(a.call_site),
+                            "comm": a.comm, "pid": a.pid, "tgid": a.tgid,
+                            "age_ns": k.now_ns.saturating_sub(a.ts_ns), "why": o.why,
+                        })
+                    }).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
+    v
 }
 
 /// The outstanding allocations as `tracer attach` prints them (the `alloc_live` line,
@@ -498,10 +654,71 @@ pub fn decode(p: &[u8]) -> Result<Vec<AllocRecord>, DecodeError> {
             raw.len()
         )));
     }
-    match postcard::take_from_bytes::<Vec<AllocRecord>>(&raw) {
+    let done = |r: Result<(Vec<AllocRecord>, &[u8]), postcard::Error>| match r {
         Ok((v, [])) => Ok(v),
         Ok((_, rest)) => Err(bad(format!("{} bytes after its records", rest.len()))),
         Err(e) => Err(bad(format!("records do not decode: {e}"))),
+    };
+    match version {
+        1 => done(
+            postcard::take_from_bytes::<Vec<v1::AllocRecord>>(&raw)
+                .map(|(v, rest)| (v.into_iter().map(v1::AllocRecord::upgrade).collect(), rest)),
+        ),
+        _ => done(postcard::take_from_bytes::<Vec<AllocRecord>>(&raw)),
+    }
+}
+
+/// Snapshot version 1 (before leak reports were classified), read into today's records.
+pub(crate) mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{GroupRecord, LiveAlloc, ObjRecord, StackRecord, WindowRecord};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub enum AllocRecord {
+        Setup(String),
+        Frames(Vec<(u64, String)>),
+        Live(LiveAlloc),
+        Leak(LeakRecord),
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct LeakRecord {
+        pub window: WindowRecord,
+        pub now_ns: u64,
+        pub objects: u64,
+        pub bytes: u64,
+        pub uncertain: bool,
+        pub reasons: Vec<String>,
+        pub per_object: bool,
+        pub shown: Vec<ObjRecord>,
+        pub groups: Vec<GroupRecord>,
+        pub stacks: Vec<StackRecord>,
+    }
+
+    impl AllocRecord {
+        pub fn upgrade(self) -> super::AllocRecord {
+            match self {
+                AllocRecord::Setup(s) => super::AllocRecord::Setup(s),
+                AllocRecord::Frames(f) => super::AllocRecord::Frames(f),
+                AllocRecord::Live(l) => super::AllocRecord::Live(l),
+                AllocRecord::Leak(k) => super::AllocRecord::Leak(super::LeakRecord {
+                    window: k.window,
+                    now_ns: k.now_ns,
+                    objects: k.objects,
+                    bytes: k.bytes,
+                    uncertain: k.uncertain,
+                    reasons: k.reasons,
+                    per_object: k.per_object,
+                    shown: k.shown,
+                    groups: k.groups,
+                    stacks: k.stacks,
+                    cycle: 0,
+                    kind: String::new(),
+                    parts: vec![],
+                }),
+            }
+        }
     }
 }
 
@@ -559,6 +776,9 @@ mod tests {
                 call_site: 0xffff_ffff_8100_0010,
                 frames: vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_0200],
             }],
+            cycle: 0,
+            kind: String::new(),
+            parts: vec![],
         }
     }
 
@@ -583,6 +803,85 @@ mod tests {
             Err(DecodeError::Bad(_))
         ));
         assert!(matches!(decode(&[1, 0]), Err(DecodeError::Bad(_))));
+    }
+
+    /// Recordings made before reports were classified (snapshot version 1, like the
+    /// `fake-xfstests-alloc.trace` fixture) read as unclassified reports, in the old text.
+    #[test]
+    fn version_1_snapshots_read_as_unclassified_reports() {
+        let k = sample_leak();
+        let old = vec![
+            v1::AllocRecord::Setup("{}".into()),
+            v1::AllocRecord::Leak(v1::LeakRecord {
+                window: k.window.clone(),
+                now_ns: k.now_ns,
+                objects: k.objects,
+                bytes: k.bytes,
+                uncertain: k.uncertain,
+                reasons: k.reasons.clone(),
+                per_object: k.per_object,
+                shown: k.shown.clone(),
+                groups: k.groups.clone(),
+                stacks: k.stacks.clone(),
+            }),
+        ];
+        let raw = postcard::to_allocvec(&old).unwrap();
+        let mut p = 1u16.to_le_bytes().to_vec();
+        p.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        p.extend_from_slice(&zstd::bulk::compress(&raw, 3).unwrap());
+        let back = decode(&p).unwrap();
+        assert_eq!(
+            back,
+            vec![
+                AllocRecord::Setup("{}".into()),
+                AllocRecord::Leak(k.clone())
+            ]
+        );
+        let AllocRecord::Leak(k) = &back[1] else {
+            unreachable!()
+        };
+        assert!(!k.classified());
+        let t = leak_text(k, &HashMap::new());
+        assert!(t.contains("unreferenced object 0xffff888012345600"), "{t}");
+        assert!(!t.contains("cycle"), "{t}");
+        assert!(leak_json(k, &HashMap::new()).get("parts").is_none());
+        // Today's records carry the verdicts, and read back whole.
+        let mut k2 = k.clone();
+        k2.cycle = 2;
+        k2.kind = "tmpfs".into();
+        k2.parts = vec![PartRecord {
+            class: Class::OneTime,
+            earlier: true,
+            objects: 1,
+            bytes: 256,
+            shown: vec![JudgedObj {
+                obj: k.shown[0].clone(),
+                why: "one-time: from cycle 1".into(),
+            }],
+            groups: vec![JudgedGroup {
+                group: k.groups[0].clone(),
+                why: "one-time: from cycle 1".into(),
+            }],
+        }];
+        let recs = vec![AllocRecord::Leak(k2.clone())];
+        assert_eq!(decode(&encode(&recs).unwrap()).unwrap(), recs);
+        let t = leak_text(&k2, &HashMap::new());
+        assert!(
+            t.contains("(cycle 2 of tmpfs): from earlier cycles: 1 one-time"),
+            "{t}"
+        );
+        assert!(
+            t.contains("one-time object 0xffff888012345600 (size 256):"),
+            "{t}"
+        );
+        assert!(!t.contains("unreferenced object"), "{t}");
+        let v = leak_json(&k2, &HashMap::new());
+        assert_eq!(v["earlier_counts"]["one_time"], 1);
+        assert_eq!(v["confirmed"], 0);
+        assert_eq!(
+            v["parts"][0]["object_list"][0]["why"],
+            "one-time: from cycle 1"
+        );
     }
 
     #[test]

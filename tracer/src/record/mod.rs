@@ -86,8 +86,10 @@ pub const MAX_BLOCK_RAW_LEN: usize = 64 << 20;
 /// Bytes of the block prefix: first item number (u64 LE), item count (u32 LE), raw length (u32 LE).
 pub const BLOCK_PREFIX_LEN: usize = 16;
 
-/// Version of the allocation snapshot payload ([`alloc`]) this build writes and reads.
-pub const ALLOC_SNAPSHOT_VERSION: u16 = 1;
+/// Version of the allocation snapshot payload ([`alloc`]) this build writes and reads (it
+/// also reads every older one). 2: leak reports carry their cycle and the verdict on each
+/// object (cycle confirmation, `tracer_fs::leakcheck`).
+pub const ALLOC_SNAPSHOT_VERSION: u16 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use tracer_fs::{
     Notice,
+    leakcheck::{self, Class},
     text::{boot, count, dur},
     verdict::FileReport,
 };
@@ -277,22 +278,80 @@ fn allocations(info: &AllocInfo, a: &SectionAlloc, o: &mut String) {
     for k in &a.leaks {
         let v = info.leak_json(k);
         let class = if k.objects == 0 { "ok" } else { "bad" };
+        let class =
+            if k.classified() && k.count(Class::Leak, false) + k.count(Class::Leak, true) == 0 {
+                "ok"
+            } else {
+                class
+            };
+        let verdicts = if k.classified() {
+            let parts: Vec<_> = k.parts.iter().map(|p| p.part()).collect();
+            let now = leakcheck::counts_text(&parts, false);
+            let before = leakcheck::counts_text(&parts, true);
+            let mut s = format!(" (cycle {} of {})", k.cycle, k.kind);
+            if !now.is_empty() {
+                s.push_str(": ");
+                s.push_str(&now);
+            }
+            if !before.is_empty() {
+                s.push_str("; from earlier cycles: ");
+                s.push_str(&before);
+            }
+            s
+        } else {
+            String::new()
+        };
         let _ = write!(
             o,
-            "<details open><summary class=\"{class}\">{}: {} objects, {} bytes after umount{}</summary>",
+            "<details open><summary class=\"{class}\">{}: {} objects, {} bytes after umount{}{}</summary>",
             esc(&k.window.target),
             k.objects,
             k.bytes,
-            if k.uncertain { " (uncertain)" } else { "" }
+            if k.uncertain { " (uncertain)" } else { "" },
+            esc(&verdicts)
         );
         for r in &k.reasons {
             let _ = write!(o, "<p class=\"muted\">note: {}</p>", esc(r));
         }
-        if let Some(groups) = v["groups"].as_array().filter(|g| !g.is_empty()) {
+        // Classified: the groups of every verdict, with the rule that decided them.
+        let classified: Vec<serde_json::Value> = v["parts"]
+            .as_array()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .flat_map(|p| {
+                        let verdict = format!(
+                            "{}{}",
+                            p["class"].as_str().unwrap_or(""),
+                            if p["earlier"] == true {
+                                " (earlier cycle)"
+                            } else {
+                                ""
+                            }
+                        );
+                        p["groups"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(move |mut g| {
+                                g["verdict"] = serde_json::json!(verdict);
+                                g
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let groups = if classified.is_empty() {
+            v["groups"].as_array().cloned().unwrap_or_default()
+        } else {
+            classified
+        };
+        if !groups.is_empty() {
             o.push_str(
-                "<table><tr><th>objects</th><th>bytes</th><th>cache</th><th>backtrace</th></tr>",
+                "<table><tr><th>objects</th><th>bytes</th><th>cache</th><th>verdict</th><th>backtrace</th></tr>",
             );
-            for g in groups {
+            for g in &groups {
                 let frames: Vec<&str> = g["backtrace"]
                     .as_array()
                     .map(|b| b.iter().filter_map(|f| f.as_str()).collect())
@@ -302,12 +361,17 @@ fn allocations(info: &AllocInfo, a: &SectionAlloc, o: &mut String) {
                 } else {
                     frames.join("\n")
                 };
+                let verdict = match (g["verdict"].as_str(), g["why"].as_str()) {
+                    (Some(c), Some(w)) => format!("{c}: {w}"),
+                    _ => String::new(),
+                };
                 let _ = write!(
                     o,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
                     g["count"],
                     g["bytes"],
                     esc(g["cache"].as_str().unwrap_or("")),
+                    esc(&verdict),
                     esc(&bt)
                 );
             }

@@ -100,6 +100,15 @@ impl Redactor {
         for g in &k.groups {
             self.name(g.call_site, "site");
         }
+        for p in &k.parts {
+            for o in &p.shown {
+                self.name(o.obj.ptr, "obj");
+                self.name(o.obj.call_site, "site");
+            }
+            for g in &p.groups {
+                self.name(g.group.call_site, "site");
+            }
+        }
     }
 
     /// Learns the call sites of the outstanding allocations (`site#N`).

@@ -324,7 +324,23 @@ fn allocations(info: &AllocInfo, a: &SectionAlloc, out: &mut String) {
             "  leak reports: none (no tracked mount was unmounted in this test)"
         );
     } else {
-        let _ = writeln!(out, "  leak reports: {}", a.leaks.len());
+        // Classified reports (cycle confirmation): this test's objects by verdict first.
+        let classified: Vec<_> = a.leaks.iter().filter(|k| k.classified()).collect();
+        let verdicts = if classified.is_empty() {
+            String::new()
+        } else {
+            use tracer_fs::leakcheck::Class;
+            let n = |c| -> u64 { classified.iter().map(|k| k.count(c, false)).sum() };
+            let earlier: u64 = classified.iter().map(|k| k.count(Class::Leak, true)).sum();
+            format!(
+                " ({} confirmed leaks, {} unconfirmed, {} uncertain; from earlier cycles: {} confirmed)",
+                n(Class::Leak),
+                n(Class::Unconfirmed),
+                n(Class::Uncertain),
+                earlier
+            )
+        };
+        let _ = writeln!(out, "  leak reports: {}{verdicts}", a.leaks.len());
         for k in &a.leaks {
             let _ = writeln!(out, "{}", indent(&info.leak_text(k), "    "));
         }

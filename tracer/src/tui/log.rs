@@ -218,6 +218,33 @@ impl LogEntry {
                 count(objects as usize, "object", "objects")
             )]
         };
+        // A classified report (cycle confirmation): what each object is.
+        if let Some(counts) = v["counts"].as_object() {
+            let mut by: Vec<String> = counts
+                .iter()
+                .filter_map(|(k, n)| Some((k, n.as_u64()?)))
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| format!("{n} {}", k.replace('_', "-")))
+                .collect();
+            let earlier: u64 = v["earlier_counts"]
+                .as_object()
+                .map(|m| m.values().filter_map(|n| n.as_u64()).sum())
+                .unwrap_or(0);
+            if earlier > 0 {
+                by.push(format!(
+                    "{earlier} from earlier cycles ({} confirmed)",
+                    v["earlier_counts"]["confirmed"].as_u64().unwrap_or(0)
+                ));
+            }
+            if !by.is_empty() {
+                lines.push(format!(
+                    "  cycle {} of {}: {}",
+                    v["cycle"].as_u64().unwrap_or(0),
+                    str_of(&v["kind"]),
+                    by.join(", ")
+                ));
+            }
+        }
         let groups = v["groups"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         for g in groups.iter().take(2) {
             let cache = match g["cache"].as_str() {

@@ -11,10 +11,14 @@
  *   hold_ms      every open of the file "hold" takes an extra reference to the file and
  *                drops it from the module's own delayed work (leakyfs_put_work) hold_ms
  *                later: the file, and so the mount, stay busy that long after close
+ *   table_size   the first mount after the module's load allocates a table of table_size
+ *                bytes (leakyfs_table_alloc()) that later mounts reuse and the module frees
+ *                at unload: a one-time allocation, not a leak (0: none)
  */
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 
@@ -36,8 +40,24 @@ static unsigned int hold_ms;
 module_param(hold_ms, uint, 0644);
 MODULE_PARM_DESC(hold_ms, "keep each opened 'hold' file for this long after close");
 
+static unsigned int table_size;
+module_param(table_size, uint, 0644);
+MODULE_PARM_DESC(table_size, "bytes of the table the first mount allocates and keeps");
+
 /* Where leaked pointers go, so the compiler cannot drop the allocations. */
 static void *leakyfs_sink;
+
+/* The table made at first use, like xfs's UUID table: kept for later mounts. */
+static void *leakyfs_table;
+static DEFINE_MUTEX(leakyfs_table_lock);
+
+static noinline void leakyfs_table_alloc(void)
+{
+	mutex_lock(&leakyfs_table_lock);
+	if (table_size && !leakyfs_table)
+		leakyfs_table = kzalloc(table_size, GFP_KERNEL);
+	mutex_unlock(&leakyfs_table_lock);
+}
 
 static noinline void leakyfs_fs_alloc(void)
 {
@@ -100,6 +120,7 @@ static int leakyfs_fill_super(struct super_block *sb, struct fs_context *fc)
 	err = simple_fill_super(sb, LEAKYFS_MAGIC, files);
 	if (err)
 		return err;
+	leakyfs_table_alloc();
 	leakyfs_fs_alloc();
 	return 0;
 }
@@ -134,6 +155,7 @@ static int __init leakyfs_init(void)
 static void __exit leakyfs_exit(void)
 {
 	unregister_filesystem(&leakyfs_type);
+	kfree(leakyfs_table);
 }
 
 module_init(leakyfs_init);
