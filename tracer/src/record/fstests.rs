@@ -152,7 +152,9 @@ pub fn findings(report: &Value) -> Vec<Finding> {
         }
         let reports = t["leaks"]["allocations"]["leak_reports"].as_array();
         for lr in reports.into_iter().flatten() {
-            let objects = lr["objects"].as_u64().unwrap_or(0);
+            // Confirmed leaks only (all objects of a report without classes).
+            let all = lr["objects"].as_u64().unwrap_or(0);
+            let objects = lr["confirmed"].as_u64().unwrap_or(all);
             if objects > 0 {
                 f.leak_reports += 1;
                 f.leaked_objects += objects;
