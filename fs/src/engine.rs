@@ -243,7 +243,9 @@ impl Engine {
             Payload::TaskExit {
                 exit_code,
                 group_dead,
-            } => self.on_task_exit(ev, *exit_code, *group_dead),
+                cwd_mnt,
+                root_mnt,
+            } => self.on_task_exit(ev, *exit_code, *group_dead, (*cwd_mnt, *root_mnt)),
             Payload::Signal {
                 sig,
                 result,
@@ -348,13 +350,21 @@ impl Engine {
                     count: *count,
                     complete: cpus == cpus_possible,
                     files: self.files.alive_count_on(*mnt_id),
-                    pins: self.pins.on_mount(*mnt_id).len(),
+                    pins: self.pins.held_on(*mnt_id),
                     children: self.mounts.children(*mnt_id).len(),
                 };
                 self.mount_refs.insert(*mnt_id, r);
             }
             Payload::PinScanDone { started_ns, mounts } => {
-                for p in self.pins.stale(mounts, *started_ns) {
+                // An exiting process's pin the scan missed went between the EBUSY and the
+                // scan: its exit's end, still queued behind the scan, says when.
+                let tasks = &self.tasks;
+                let awaits = |p: &Pin| {
+                    tasks
+                        .get(p.task)
+                        .is_some_and(|t| t.exit.is_some() && t.fs_gone_ns.is_none())
+                };
+                for p in self.pins.stale(mounts, *started_ns, awaits) {
                     self.pin_released(&p, ev.ts_ns, false, &mut out);
                 }
             }
@@ -1662,10 +1672,19 @@ impl Engine {
 
     // ----- tasks and rings -----
 
-    fn on_task_exit(&mut self, ev: &Event, exit_code: i32, group_dead: bool) {
+    fn on_task_exit(&mut self, ev: &Event, exit_code: i32, group_dead: bool, fs: (i32, i32)) {
         let group_dead = group_dead || (self.cfg.exit_group_dead_unknown && ev.pid == ev.tgid);
-        self.tasks
+        let serial = self
+            .tasks
             .exit(ev.tgid, ev.pid, &ev.comm, exit_code, group_dead, ev.ts_ns);
+        // Its cwd and root, held until exit_fs() (the SIGCHLD of exit_notify at the latest).
+        if let Some(serial) = serial {
+            for (kind, m) in [(PinKind::Cwd, fs.0), (PinKind::Root, fs.1)] {
+                if m >= 0 {
+                    self.pins.at_exit(serial, ev.tgid, kind, m, ev.ts_ns);
+                }
+            }
+        }
         if !group_dead || self.cfg.exit_resources_seen {
             // With the fd table's free seen, its fds go when it goes (`exit_files()`, later
             // in `do_exit()`; an exit can wait long before it, e.g. in `exit_aio`).
@@ -1769,6 +1788,8 @@ impl Engine {
                     task: self.task_desc(Some(p.task), p.tgid, ""),
                     what: vec![p.kind],
                     found_ns: p.first_seen_ns,
+                    from_exit: p.from_exit,
+                    gone_ns: p.gone_ns,
                 }),
             }
         }

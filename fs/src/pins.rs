@@ -1,7 +1,11 @@
 //! What processes hold on mounts besides files: their cwd and root (`fs_struct`). No hook
 //! sees a `chdir` or the `fs_struct` a child inherits, so pins are learnt from task scans
-//! (run when a umount fails) and end when the process's `fs_struct` is freed (its
-//! `exit_fs()`), or when a later scan of the same mount no longer finds them.
+//! (run when a umount fails) and from each process's exit tracepoint (which reads them as
+//! its exit begins: a killed process can take many ms more to let go, and may be gone by
+//! the time a scan runs). A pin ends when the process's `fs_struct` is freed (its
+//! `exit_fs()`), or when a later scan of the same mount no longer finds it; an exiting
+//! process's pin that a scan missed waits for its exit's end (still to come in the
+//! stream, since scans run ahead of it), or for a second scan that misses it.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +20,10 @@ pub struct Pin {
     pub mnt_id: i32,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
+    /// Read at the process's exit tracepoint (not only found by a scan).
+    pub from_exit: bool,
+    /// A scan started then did not find it: let go before the scan, its release not seen yet.
+    pub gone_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -43,10 +51,38 @@ impl Pins {
         mnt_id: i32,
         ts: u64,
     ) -> Option<Pin> {
+        self.learnt(task, tgid, kind, mnt_id, ts, false)
+    }
+
+    /// The exit tracepoint of process instance `task` read its `kind` on `mnt_id`.
+    pub fn at_exit(
+        &mut self,
+        task: u64,
+        tgid: u32,
+        kind: PinKind,
+        mnt_id: i32,
+        ts: u64,
+    ) -> Option<Pin> {
+        self.learnt(task, tgid, kind, mnt_id, ts, true)
+    }
+
+    fn learnt(
+        &mut self,
+        task: u64,
+        tgid: u32,
+        kind: PinKind,
+        mnt_id: i32,
+        ts: u64,
+        from_exit: bool,
+    ) -> Option<Pin> {
         let key = (task, kind);
         match self.by_key.get_mut(&key) {
             Some(p) if p.mnt_id == mnt_id => {
-                p.last_seen_ns = ts;
+                p.last_seen_ns = p.last_seen_ns.max(ts);
+                p.from_exit |= from_exit;
+                if !from_exit {
+                    p.gone_ns = None;
+                }
                 None
             }
             _ => self.by_key.insert(
@@ -58,9 +94,19 @@ impl Pins {
                     mnt_id,
                     first_seen_ns: ts,
                     last_seen_ns: ts,
+                    from_exit,
+                    gone_ns: None,
                 },
             ),
         }
+    }
+
+    /// The pins on `mnt_id` that the last scan did not find gone.
+    pub fn held_on(&self, mnt_id: i32) -> usize {
+        self.by_key
+            .values()
+            .filter(|p| p.mnt_id == mnt_id && p.gone_ns.is_none())
+            .count()
     }
 
     /// The pins on `mnt_id`, by process then kind.
@@ -81,14 +127,27 @@ impl Pins {
         keys.iter().filter_map(|k| self.by_key.remove(k)).collect()
     }
 
-    /// Removes the pins on `mounts` that a scan started at `started_ns` did not find.
-    pub fn stale(&mut self, mounts: &[i32], started_ns: u64) -> Vec<Pin> {
-        let keys: Vec<_> = self
-            .by_key
-            .iter()
-            .filter(|(_, p)| mounts.contains(&p.mnt_id) && p.last_seen_ns < started_ns)
-            .map(|(k, _)| *k)
-            .collect();
+    /// Removes the pins on `mounts` that a scan started at `started_ns` did not find, but
+    /// for those `awaits_release` says will be released by an event still to come (an
+    /// exiting process's): those are marked gone, and removed by the next scan that misses
+    /// them if that event never came.
+    pub fn stale(
+        &mut self,
+        mounts: &[i32],
+        started_ns: u64,
+        awaits_release: impl Fn(&Pin) -> bool,
+    ) -> Vec<Pin> {
+        let mut keys = Vec::new();
+        for (k, p) in self.by_key.iter_mut() {
+            if !mounts.contains(&p.mnt_id) || p.last_seen_ns >= started_ns {
+                continue;
+            }
+            if p.gone_ns.is_none() && awaits_release(p) {
+                p.gone_ns = Some(started_ns);
+            } else {
+                keys.push(*k);
+            }
+        }
         keys.iter().filter_map(|k| self.by_key.remove(k)).collect()
     }
 
@@ -132,7 +191,7 @@ mod tests {
         assert_eq!(old.mnt_id, 40);
         assert_eq!(p.on_mount(40).len(), 1);
         // a scan of mount 41 at 400 did not find process 1 there
-        let gone = p.stale(&[41], 400);
+        let gone = p.stale(&[41], 400, |_| false);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].task, 1);
         // process 1's fs_struct freed: its root pin goes too
@@ -141,5 +200,28 @@ mod tests {
         p.evict_to(0);
         assert!(p.is_empty());
         assert_eq!(p.evicted, 1);
+    }
+
+    #[test]
+    fn exit_pins_missed_by_a_scan_wait_for_their_release() {
+        let mut p = Pins::default();
+        // read at the exit tracepoint of process 7 (cwd on 48) at 100
+        assert_eq!(p.at_exit(7, 70, PinKind::Cwd, 48, 100), None);
+        assert!(p.on_mount(48)[0].from_exit);
+        assert_eq!(p.held_on(48), 1);
+        // a scan at 200 misses it: the exit's end is still to come in the stream
+        assert!(p.stale(&[48], 200, |_| true).is_empty());
+        assert_eq!(p.on_mount(48)[0].gone_ns, Some(200));
+        assert_eq!(p.held_on(48), 0);
+        assert_eq!(p.on_mount(48).len(), 1);
+        // its exit's end never came: the next scan that misses it removes it
+        assert_eq!(p.stale(&[48], 300, |_| true).len(), 1);
+        assert!(p.is_empty());
+        // a scan finding it again clears the mark
+        p.at_exit(8, 80, PinKind::Cwd, 48, 100);
+        p.stale(&[48], 200, |_| true);
+        p.seen(8, 80, PinKind::Cwd, 48, 210);
+        assert_eq!(p.held_on(48), 1);
+        assert!(p.on_mount(48)[0].from_exit);
     }
 }

@@ -638,25 +638,39 @@ impl PinKind {
     }
 }
 
-/// A process whose cwd/root is on the mount, found by a task scan.
+/// A process whose cwd/root is on the mount, found by a task scan or read as its exit
+/// began.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TaskPinDesc {
     pub task: TaskDesc,
     pub what: Vec<PinKind>,
-    /// When a scan first found it.
+    /// When it was first learnt (its exit tracepoint or a scan).
     pub found_ns: u64,
+    /// Read at its exit tracepoint.
+    pub from_exit: bool,
+    /// A scan started then no longer found it (let go in between; release not seen yet).
+    pub gone_ns: Option<u64>,
 }
 
 impl TaskPinDesc {
     pub fn words(&self, a: &Anchor) -> String {
         let what: Vec<&str> = self.what.iter().map(|k| k.word()).collect();
-        format!(
-            "{} of {} [{}], found by a task scan {}",
+        let how = if self.from_exit {
+            "read at its exit tracepoint"
+        } else {
+            "found by a task scan"
+        };
+        let mut s = format!(
+            "{} of {} [{}], {how} {}",
             what.join(" and "),
             self.task.name(),
             self.task.fate(a),
             a.at(self.found_ns)
-        )
+        );
+        if let Some(g) = self.gone_ns {
+            let _ = write!(s, "; already let go by the scan {}", a.at(g));
+        }
+        s
     }
 }
 

@@ -12,7 +12,7 @@
 //! a recording carries `WIRE_VERSION` in its header for the record only.
 
 /// Layout version of every record below.
-pub const WIRE_VERSION: u32 = 3;
+pub const WIRE_VERSION: u32 = 4;
 
 /// Length of a task's `comm` in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -175,6 +175,10 @@ pub struct TaskExit {
     /// `task->exit_code` (signal number in the low 7 bits, exit status in bits 8-15).
     pub exit_code: i32,
     pub group_dead: u32,
+    /// Mount ids of its cwd and root as it starts to exit (`group_dead` only; else -1): a
+    /// dying process holds them until `exit_fs()`, which no tracepoint marks.
+    pub pwd_mnt_id: i32,
+    pub root_mnt_id: i32,
 }
 
 /// `signal_generate` for the signals we care about (SIGKILL): the header is the sender.

@@ -243,6 +243,8 @@ fn group_exit_closes_the_fd_table_but_not_the_ring() {
                 Payload::TaskExit {
                     exit_code: 0,
                     group_dead: false,
+                    cwd_mnt: -1,
+                    root_mnt: -1,
                 },
             ),
         ],
@@ -900,6 +902,8 @@ fn leader_exit_counts_as_group_exit_when_the_kernel_cannot_say() {
                     Payload::TaskExit {
                         exit_code: 9,
                         group_dead: false,
+                        cwd_mnt: -1,
+                        root_mnt: -1,
                     },
                 ),
             ],
@@ -913,6 +917,8 @@ fn leader_exit_counts_as_group_exit_when_the_kernel_cannot_say() {
                 Payload::TaskExit {
                     exit_code: 9,
                     group_dead: false,
+                    cwd_mnt: -1,
+                    root_mnt: -1,
                 },
             )],
         );
@@ -1136,6 +1142,8 @@ fn an_exiting_process_holds_its_fds_and_cwd_until_its_exit_releases_them() {
                 Payload::TaskExit {
                     exit_code: 0,
                     group_dead: true,
+                    cwd_mnt: -1,
+                    root_mnt: -1,
                 },
             ),
             // the task scan after the EBUSY (before the umount's record, as the tracer
@@ -1234,4 +1242,122 @@ fn an_exiting_process_holds_its_fds_and_cwd_until_its_exit_releases_them() {
     assert!(p.seen);
     assert_eq!((p.task.pid, p.pins_alive, p.culprits_alive), (500, 0, 1));
     assert!(p.to_string().contains("exit_fs()"), "{p}");
+}
+
+/// generic/388 with SIGKILL: the killed workers finish their exit between the EBUSY and
+/// the scan (1-2 ms later), so the scan finds no pin and the mount's count reads 1. Their
+/// cwd, read at their exit tracepoint, still names them, the count is set against what
+/// was held when it was read, and their exit's end (queued behind the scan) releases them.
+#[test]
+fn a_cwd_read_at_exit_names_a_pin_gone_before_the_scan() {
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    let w = task(500, "fsstress");
+    let tracer = task(900, "tracer");
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0, &tracer, table(vec![root(), scratch()])),
+            ev(
+                T0 + MS,
+                &w,
+                Payload::TaskExit {
+                    exit_code: 9,
+                    group_dead: true,
+                    cwd_mnt: 42,
+                    root_mnt: 21,
+                },
+            ),
+            // the scans after the EBUSY, handed on before its record: nothing left
+            ev(
+                T0 + 5 * MS,
+                &tracer,
+                Payload::PinScanDone {
+                    started_ns: T0 + 5 * MS,
+                    mounts: vec![42],
+                },
+            ),
+            ev(
+                T0 + 5 * MS,
+                &tracer,
+                Payload::MountRefs {
+                    mnt_id: 42,
+                    count: 1,
+                    cpus: 2,
+                    cpus_possible: 2,
+                },
+            ),
+            ev(
+                T0 + 4 * MS,
+                &task(600, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 4 * MS),
+            ),
+        ],
+    );
+    let v = verdicts(&n);
+    assert_eq!(v.len(), 1, "{n:#?}");
+    assert!(!v[0].unexplained, "{}", v[0]);
+    assert_eq!(v[0].task_pins.len(), 1);
+    let p = &v[0].task_pins[0];
+    assert!(p.from_exit && p.gone_ns == Some(T0 + 5 * MS), "{p:?}");
+    let refs = v[0].refs.as_ref().unwrap();
+    assert_eq!((refs.held(), refs.explained()), (0, 0));
+    let text = v[0].to_string();
+    assert!(text.contains("read at its exit tracepoint"), "{text}");
+    assert!(text.contains("already let go by the scan"), "{text}");
+    // its exit_notify (SIGCHLD) comes after: the story hears of the release
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 2 * MS,
+            &w,
+            Payload::Signal {
+                sig: 17,
+                result: 0,
+                target_pid: 1,
+                group: true,
+                target_comm: "init".into(),
+            },
+        )],
+    );
+    assert!(
+        n.iter()
+            .any(|n| matches!(n, Notice::PinReleased(p) if p.task.pid == 500 && p.seen)),
+        "{n:#?}"
+    );
+}
+
+/// A process that lives on keeps no pin from a thread's exit; a scan that misses a live
+/// process's pin removes it at once.
+#[test]
+fn exit_pins_only_for_a_whole_process_exit() {
+    let mut e = Engine::new(config());
+    let w = task(500, "worker");
+    apply(
+        &mut e,
+        &[
+            ev(T0, &task(900, "tracer"), table(vec![root(), scratch()])),
+            ev(
+                T0 + MS,
+                &w,
+                Payload::TaskExit {
+                    exit_code: 0,
+                    group_dead: false,
+                    cwd_mnt: 42,
+                    root_mnt: 21,
+                },
+            ),
+        ],
+    );
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 4 * MS,
+            &task(600, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 4 * MS),
+        )],
+    );
+    let v = verdicts(&n);
+    assert!(v[0].task_pins.is_empty(), "{}", v[0]);
 }

@@ -102,7 +102,12 @@ fn payload() -> impl Strategy<Value = Payload> {
                 fs_type: "xfs".into(),
             }),
         2 => (select(vec![0i32, 9, 0x100, 0x8b]), any::<bool>())
-            .prop_map(|(exit_code, group_dead)| Payload::TaskExit { exit_code, group_dead }),
+            .prop_map(|(exit_code, group_dead)| Payload::TaskExit {
+                exit_code,
+                group_dead,
+                cwd_mnt: -1,
+                root_mnt: -1
+            }),
         1 => (select(vec![9i32, 15]), select(vec![0i32, 2]), -1i32..6)
             .prop_map(|(sig, result, target_pid)| Payload::Signal {
                 sig,

@@ -23,6 +23,28 @@ pub fn member<T>(base: u64, m: usize) -> Option<T> {
     read(base.wrapping_add(btf(m)?))
 }
 
+/// The mount id of a `struct vfsmount *` (-1 for NULL or unreadable).
+#[inline(always)]
+pub fn vfsmount_id(vfsmount: u64) -> i32 {
+    if vfsmount == 0 {
+        return -1;
+    }
+    member::<i32>(vfsmount, btf_off::VFSMOUNT_TO_MNT_ID).unwrap_or(-1)
+}
+
+/// Mount ids of `task->fs`'s cwd and root; (-1, -1) when it has no fs_struct any more.
+#[inline(always)]
+pub fn fs_mount_ids(task: u64) -> (i32, i32) {
+    let fs = member::<u64>(task, btf_off::TASK_FS).unwrap_or(0);
+    if fs == 0 {
+        return (-1, -1);
+    }
+    (
+        vfsmount_id(member::<u64>(fs, btf_off::FS_PWD_MNT).unwrap_or(0)),
+        vfsmount_id(member::<u64>(fs, btf_off::FS_ROOT_MNT).unwrap_or(0)),
+    )
+}
+
 #[inline(always)]
 pub fn current_task() -> u64 {
     // SAFETY: no preconditions.

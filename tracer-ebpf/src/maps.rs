@@ -12,9 +12,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 /// A copy of each failed umount's record, waking the reader at once: its scans (fds,
 /// tasks, the mount's reference count) must run while the pins are still there, not
-/// when the record's turn comes in `EVENTS`, which can lag by many records.
+/// when the record's turn comes in `EVENTS`, which can lag by many records. Mount-table
+/// changes that went through are copied too (without a wakeup), so the reader tells one
+/// mount's failures from the next's. When it is full, the main ring's record still starts
+/// the scans (later).
 #[map]
-pub static URGENT: RingBuf = RingBuf::with_byte_size(64 << 10, 0);
+pub static URGENT: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
 
 /// Submits per CPU, to look at the ring's fill level only now and then (`emit::submit`).
 #[map]

@@ -99,6 +99,10 @@ fn exit(ctx: &TracePointContext) -> u32 {
         rec.ret = ret;
         if ret == EBUSY && rec.op == MountOp::Umount as u32 {
             let _ = URGENT.output::<MountCall>(rec, BPF_RB_FORCE_WAKEUP as u64);
+        } else if ret == 0 {
+            // In order with the failures, without a wakeup: a new mount (or a umount that
+            // went through) starts a new story, whatever its (reused) mount id.
+            let _ = URGENT.output::<MountCall>(rec, 0);
         }
         submit_now(entry);
     }

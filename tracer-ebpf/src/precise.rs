@@ -227,6 +227,9 @@ fn send_umount_ret(enter_ns: u64, mnt_id: i32, flags: u32, ret: i64) {
         // A copy to the urgent ring: the scans after EBUSY run at once (see maps.rs).
         let _ = crate::maps::URGENT
             .output::<UmountRet>(rec, aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64);
+    } else if ret == 0 {
+        // In order with the failures (no wakeup): the next failure is a new story.
+        let _ = crate::maps::URGENT.output::<UmountRet>(rec, 0);
     }
     // The stream acts on it at once (the fd scan after EBUSY, the mount table).
     submit_now(entry);

@@ -23,18 +23,9 @@ use tracer_fs::wire::{
 
 use crate::{
     config::{btf, percpu_layout},
-    kernel::{member, read},
+    kernel::{member, read, vfsmount_id},
     maps::{PCPU_OFF, SCAN_TARGETS, SCRATCH_REFS, SCRATCH_TASK},
 };
-
-/// `mount.mnt_id` of a `struct vfsmount *`, or -1.
-#[inline(always)]
-fn vfsmount_id(vfsmount: u64) -> i32 {
-    if vfsmount == 0 {
-        return -1;
-    }
-    member::<i32>(vfsmount, btf_off::VFSMOUNT_TO_MNT_ID).unwrap_or(-1)
-}
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task")]

@@ -8,7 +8,7 @@ use tracer_fs::wire::{COMM_LEN, PF_EXITING, RecordKind, Signal, TaskExit, btf_of
 use crate::{
     config::{field, tp},
     emit::{fill_header, reserve, submit},
-    kernel::{current_task, member},
+    kernel::{current_task, fs_mount_ids, member},
 };
 
 const SIGKILL: i32 = 9;
@@ -21,6 +21,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         Some(off) => unsafe { ctx.read_at::<u8>(off) }.unwrap_or(0) as u32,
         None => 0,
     };
+    // Kernels before the field (6.1): a leader's exit stands for its process's.
+    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let whole = group_dead != 0
+        || (tp(tp_field::EXIT_GROUP_DEAD).is_none() && (id >> 32) as u32 == id as u32);
     let Some(mut entry) = reserve::<TaskExit>(RecordKind::TaskExit) else {
         return 0;
     };
@@ -29,6 +33,12 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     fill_header(&mut rec.hdr, RecordKind::TaskExit);
     rec.exit_code = member::<i32>(current_task(), btf_off::TASK_EXIT_CODE).unwrap_or(0);
     rec.group_dead = group_dead;
+    // The process's cwd and root, which it holds until exit_fs() near the end of do_exit.
+    (rec.pwd_mnt_id, rec.root_mnt_id) = if whole {
+        fs_mount_ids(current_task())
+    } else {
+        (-1, -1)
+    };
     submit(entry);
     0
 }

@@ -514,6 +514,14 @@ fn failed_of(p: &Payload) -> Option<Failed<'_>> {
     }
 }
 
+/// A mount-table change that went through (the urgent ring's copies of them).
+fn succeeded(p: &Payload) -> bool {
+    matches!(
+        p,
+        Payload::MountCall { ret: 0, .. } | Payload::UmountRet { ret: 0, .. }
+    )
+}
+
 /// Records of the urgent ring (a copy of each failed umount's record, with a wakeup of
 /// its own): the scans run now, while what pinned the mount is still there.
 fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
@@ -522,6 +530,11 @@ fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
             continue;
         };
         let Some(failed) = failed_of(&ev.payload) else {
+            if succeeded(&ev.payload) {
+                // A mount or umount went through: whatever fails next is a new story, to
+                // scan at once even with the same (reused) mount id.
+                side.scans.last = None;
+            }
             continue;
         };
         let mut out = ScanOut::default();

@@ -188,6 +188,8 @@ pub fn exit(code: i32) -> Payload {
     Payload::TaskExit {
         exit_code: code,
         group_dead: true,
+        cwd_mnt: -1,
+        root_mnt: -1,
     }
 }
 

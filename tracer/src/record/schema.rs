@@ -255,6 +255,14 @@ enum RecPayload<'a> {
         cpus: u32,
         cpus_possible: u32,
     },
+    /// A task exit with the cwd/root it held (written instead of `TaskExit`, which older
+    /// recordings hold).
+    TaskExitFs {
+        exit_code: i32,
+        group_dead: bool,
+        cwd_mnt: i32,
+        root_mnt: i32,
+    },
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -440,9 +448,13 @@ impl<'a> RecEvent<'a> {
             Payload::TaskExit {
                 exit_code,
                 group_dead,
-            } => RecPayload::TaskExit {
+                cwd_mnt,
+                root_mnt,
+            } => RecPayload::TaskExitFs {
                 exit_code: *exit_code,
                 group_dead: *group_dead,
+                cwd_mnt: *cwd_mnt,
+                root_mnt: *root_mnt,
             },
             Payload::Signal {
                 sig,
@@ -677,6 +689,19 @@ impl<'a> RecEvent<'a> {
             } => Payload::TaskExit {
                 exit_code,
                 group_dead,
+                cwd_mnt: -1,
+                root_mnt: -1,
+            },
+            RecPayload::TaskExitFs {
+                exit_code,
+                group_dead,
+                cwd_mnt,
+                root_mnt,
+            } => Payload::TaskExit {
+                exit_code,
+                group_dead,
+                cwd_mnt,
+                root_mnt,
             },
             RecPayload::Signal {
                 sig,
