@@ -1344,6 +1344,113 @@ impl Display for CulpritReleased {
     }
 }
 
+/// Whether two releases say the same but for the file: one story, freed the same way (the
+/// same chain). Real runs free hundreds of culprits in one `delayed_fput` run; they are told
+/// as one group ([`released_group_text`]).
+pub fn same_release(a: &CulpritReleased, b: &CulpritReleased) -> bool {
+    a.story.what == b.story.what
+        && a.story.mount == b.story.mount
+        && a.story.first_ebusy_ns == b.story.first_ebusy_ns
+        && a.listed == b.listed
+        && a.seen == b.seen
+        && chain_text(&a.chain) == chain_text(&b.chain)
+}
+
+/// A notice, or consecutive releases told as one (see [`same_release`]).
+#[derive(Debug)]
+pub enum Told<'a> {
+    One(&'a Notice),
+    Released(Vec<&'a CulpritReleased>),
+}
+
+/// `notices` in order, with runs of [`same_release`] releases gathered.
+pub fn group_released(notices: &[Notice]) -> Vec<Told<'_>> {
+    let mut out: Vec<Told<'_>> = Vec::new();
+    for n in notices {
+        if let Notice::CulpritReleased(c) = n {
+            if let Some(Told::Released(g)) = out.last_mut()
+                && g.last().is_some_and(|p| same_release(p, c))
+            {
+                g.push(c);
+                continue;
+            }
+            out.push(Told::Released(vec![c]));
+        } else {
+            out.push(Told::One(n));
+        }
+    }
+    out
+}
+
+/// How many files a group's text names before "and N more".
+const GROUP_NAMED: usize = 3;
+
+/// Releases that are [`same_release`] as one notice: the files (a few, and a count), the
+/// time span, the chain once, the last holders (a few), and what is still alive after the
+/// last of them. One release is told as [`CulpritReleased`] tells itself.
+pub fn released_group_text(group: &[&CulpritReleased]) -> String {
+    let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        return String::new();
+    };
+    if group.len() == 1 {
+        return first.to_string();
+    }
+    let s = &first.story;
+    let mut files: Vec<String> = group
+        .iter()
+        .take(GROUP_NAMED)
+        .map(|c| c.file.to_string())
+        .collect();
+    if group.len() > GROUP_NAMED {
+        files.push(format!("and {} more", group.len() - GROUP_NAMED));
+    }
+    let when = if first.ts_ns == last.ts_ns {
+        s.after(first.ts_ns)
+    } else {
+        format!(
+            "{} to {}",
+            dur(first.ts_ns.saturating_sub(s.first_ebusy_ns)),
+            s.after(last.ts_ns)
+        )
+    };
+    let what = if first.listed {
+        "culprits released"
+    } else {
+        "files we never saw referenced were released on the mount"
+    };
+    let mut out = format!(
+        "{} {what} {when} of {}: {}\n",
+        group.len(),
+        s.label(),
+        files.join("; ")
+    );
+    if !first.seen {
+        out.push_str(
+            "  their releases were not seen: inferred because their pointers or mount ids were reused\n",
+        );
+    } else if !first.chain.is_empty() {
+        let _ = writeln!(out, "  freed by: {}", chain_text(&first.chain));
+    }
+    let drops: Vec<String> = group
+        .iter()
+        .filter_map(|c| c.last_drop.as_ref().map(|d| d.words()))
+        .collect();
+    if let Some(d) = drops.first() {
+        let more = drops.len() - 1;
+        let _ = write!(out, "  their last holders went away: {d}");
+        if more > 0 {
+            let _ = write!(out, " (and {more} more)");
+        }
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "  listed culprit files still alive: {} of {}",
+        last.culprits_alive, last.culprits_total
+    );
+    out
+}
+
 /// The mount-table syscall finally succeeded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StoryClosed {
@@ -1526,5 +1633,88 @@ mod refcount_tests {
         let mut partial = r(3, 2, 0, 0);
         partial.complete = false;
         assert!(partial.words(&a).contains("3 or more"));
+    }
+}
+
+#[cfg(test)]
+mod release_group_tests {
+    use super::*;
+    use crate::work::LinkRole;
+
+    fn story(first: u64) -> StoryRef {
+        StoryRef {
+            what: "umount /mnt/t".into(),
+            mount: None,
+            first_ebusy_ns: first,
+            last_ebusy_ns: first,
+            failed_attempts: 1,
+        }
+    }
+
+    fn released(file: u64, ts_ns: u64, by: &str, first: u64) -> CulpritReleased {
+        let mut link = ChainLink::unseen(ts_ns);
+        link.role = LinkRole::Ran;
+        link.comm = "kworker/0:1".into();
+        link.function_name = Some(by.into());
+        CulpritReleased {
+            story: story(first),
+            file: FileId {
+                file,
+                generation: 1,
+                mnt_id: 48,
+                ino: file,
+                name_kind: NameKind::Dentry,
+                name: format!("f{file}"),
+                path: None,
+            },
+            listed: true,
+            seen: true,
+            ts_ns,
+            chain: vec![link],
+            last_drop: None,
+            culprits_alive: 0,
+            culprits_total: 5,
+        }
+    }
+
+    #[test]
+    fn releases_freed_the_same_way_are_told_as_one() {
+        let notices: Vec<Notice> = [
+            released(1, 2_000_000, "delayed_fput", 1_000_000),
+            released(2, 2_100_000, "delayed_fput", 1_000_000),
+            released(3, 2_200_000, "delayed_fput", 1_000_000),
+            released(4, 2_300_000, "delayed_fput", 1_000_000),
+            // Another chain, then another story: each starts a group of its own.
+            released(5, 2_400_000, "io_ring_exit_work", 1_000_000),
+            released(6, 2_500_000, "io_ring_exit_work", 2_000_000),
+        ]
+        .into_iter()
+        .map(Notice::CulpritReleased)
+        .collect();
+        let told = group_released(&notices);
+        let sizes: Vec<usize> = told
+            .iter()
+            .map(|t| match t {
+                Told::Released(g) => g.len(),
+                Told::One(_) => 0,
+            })
+            .collect();
+        assert_eq!(sizes, [4, 1, 1]);
+        let Told::Released(g) = &told[0] else {
+            unreachable!()
+        };
+        let text = released_group_text(g);
+        assert!(
+            text.starts_with("4 culprits released 1.0ms to 1.3ms after the EBUSY of umount /mnt/t"),
+            "{text}"
+        );
+        assert!(text.contains("…/f3 (inode 3); and 1 more"), "{text}");
+        assert!(!text.contains("f4"), "{text}");
+        assert_eq!(text.matches("freed by: delayed_fput").count(), 1, "{text}");
+        // One release reads as the notice itself.
+        let Told::Released(one) = &told[1] else {
+            unreachable!()
+        };
+        assert_eq!(released_group_text(one), one[0].to_string());
     }
 }

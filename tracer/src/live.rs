@@ -9,6 +9,7 @@ use serde_json::json;
 use tracer_fs::{
     Engine, EngineConfig, Notice,
     event::{Event, Payload},
+    verdict::{CulpritReleased, released_group_text, same_release},
 };
 
 use crate::{attach::Attached, counters::Figures, kallsyms::Kallsyms, stream::Sink};
@@ -69,6 +70,9 @@ pub struct LiveSink<'a, W: Write> {
     last_drops: u64,
     last_misses: u64,
     pub notices: u64,
+    /// Text format: releases held back to be told as one (`verdict::released_group_text`),
+    /// until a different notice, the next figures tick or the end.
+    released: Vec<CulpritReleased>,
     /// Allocation tracking (`--alloc-filter`), when on.
     pub alloc: Option<crate::alloc::tracker::AllocTracker>,
 }
@@ -85,6 +89,7 @@ impl<'a, W: Write> LiveSink<'a, W> {
             last_drops: 0,
             last_misses: 0,
             notices: 0,
+            released: Vec::new(),
             alloc: None,
         }
     }
@@ -193,9 +198,25 @@ impl<'a, W: Write> LiveSink<'a, W> {
             v["type"] = json!("notice");
             v["text"] = json!(n.to_string());
             self.json(&v)
+        } else if let Notice::CulpritReleased(c) = n {
+            if self.released.last().is_some_and(|p| !same_release(p, c)) {
+                self.flush_released()?;
+            }
+            self.released.push(c.clone());
+            Ok(())
         } else {
+            self.flush_released()?;
             self.text(&n.to_string())
         }
+    }
+
+    fn flush_released(&mut self) -> Result<()> {
+        if self.released.is_empty() {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut self.released);
+        let refs: Vec<&CulpritReleased> = group.iter().collect();
+        self.text(&released_group_text(&refs))
     }
 }
 
@@ -227,6 +248,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
     }
 
     fn figures(&mut self, f: &Figures) -> Result<()> {
+        self.flush_released()?;
         // Lost records and skipped runs weaken every later verdict: say so in them.
         let drops = f.total_drops();
         if drops > self.last_drops {
@@ -260,6 +282,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
     }
 
     fn end(&mut self) -> Result<()> {
+        self.flush_released()?;
         let Some(t) = self.alloc.as_mut() else {
             return Ok(());
         };

@@ -761,14 +761,7 @@ pub fn notice_summary(n: &Notice) -> String {
                 }
             )
         }
-        Notice::CulpritReleased(c) => {
-            let chain = tracer_fs::work::chain_text(&c.chain);
-            let mut s = format!("released: {}", c.file);
-            if !chain.is_empty() {
-                s.push_str(&format!(", freed by {chain}"));
-            }
-            s
-        }
+        Notice::CulpritReleased(c) => text::released_summary(&[c]),
         Notice::PinReleased(p) => format!(
             "released: {} of {}{}",
             p.what.word(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use tracer_fs::{
     Notice,
     text::{boot, count, dur},
-    verdict::FileId,
+    verdict::{CulpritReleased, FileId, Told, group_released, released_group_text},
 };
 
 use super::{
@@ -181,6 +181,28 @@ fn same_culprits(a: &Notice, b: &Notice) -> bool {
     matches!((a, b), (Notice::Verdict(_), Notice::Verdict(_))) && ids(a) == ids(b)
 }
 
+/// A timeline line for releases told as one: `released: a, freed by …`, or
+/// `released 12 files (a; b; c and 9 more), freed by …`.
+pub fn released_summary(g: &[&CulpritReleased]) -> String {
+    let Some(first) = g.first() else {
+        return String::new();
+    };
+    let chain = tracer_fs::work::chain_text(&first.chain);
+    let by = if chain.is_empty() {
+        String::new()
+    } else {
+        format!(", freed by {chain}")
+    };
+    if g.len() == 1 {
+        return format!("released: {}{by}", first.file);
+    }
+    let mut names: Vec<String> = g.iter().take(3).map(|c| c.file.to_string()).collect();
+    if g.len() > 3 {
+        names.push(format!("and {} more", g.len() - 3));
+    }
+    format!("released {} files ({}){by}", g.len(), names.join("; "))
+}
+
 pub fn story_title(s: &Story) -> String {
     let mut t = s.what.clone();
     if let Some(m) = &s.mount {
@@ -212,13 +234,25 @@ fn story(s: &Story, out: &mut String) {
         "    timeline (from the first EBUSY at {}):",
         boot(s.first_ebusy_ns)
     );
-    for n in &s.notices {
-        let t = notice_ts(n).saturating_sub(s.first_ebusy_ns);
-        let _ = writeln!(out, "      +{:<9} {}", dur(t), notice_summary(n));
+    let told = group_released(&s.notices);
+    for t in &told {
+        let (ts, line) = match t {
+            Told::One(n) => (notice_ts(n), notice_summary(n)),
+            Told::Released(g) => (g[0].ts_ns, released_summary(g)),
+        };
+        let at = ts.saturating_sub(s.first_ebusy_ns);
+        let _ = writeln!(out, "      +{:<9} {line}", dur(at));
     }
     let _ = writeln!(out, "    what the engine said:");
     let mut prev: Option<&Notice> = None;
-    for n in &s.notices {
+    for t in &told {
+        let n = match t {
+            Told::One(n) => *n,
+            Told::Released(g) => {
+                let _ = writeln!(out, "{}", indent(&released_group_text(g), "      "));
+                continue;
+            }
+        };
         if let (Some(p), Notice::Verdict(v)) = (prev, n)
             && same_culprits(p, n)
         {
