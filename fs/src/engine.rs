@@ -23,9 +23,9 @@ use crate::tasks::{TaskScanInfo, Tasks};
 use crate::text::normalize_path;
 use crate::verdict::{
     Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
-    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind, PinReleased, PinnedMount,
-    RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc, Unattributed,
-    Verdict, VerdictKind, WorkProgress,
+    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinFoundLate, PinKind, PinReleased,
+    PinnedMount, RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc,
+    Unattributed, Verdict, VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
@@ -245,7 +245,7 @@ impl Engine {
                 group_dead,
                 cwd_mnt,
                 root_mnt,
-            } => self.on_task_exit(ev, *exit_code, *group_dead, (*cwd_mnt, *root_mnt)),
+            } => self.on_task_exit(ev, *exit_code, *group_dead, (*cwd_mnt, *root_mnt), &mut out),
             Payload::Signal {
                 sig,
                 result,
@@ -1672,7 +1672,14 @@ impl Engine {
 
     // ----- tasks and rings -----
 
-    fn on_task_exit(&mut self, ev: &Event, exit_code: i32, group_dead: bool, fs: (i32, i32)) {
+    fn on_task_exit(
+        &mut self,
+        ev: &Event,
+        exit_code: i32,
+        group_dead: bool,
+        fs: (i32, i32),
+        out: &mut Vec<Notice>,
+    ) {
         let group_dead = group_dead || (self.cfg.exit_group_dead_unknown && ev.pid == ev.tgid);
         let serial = self
             .tasks
@@ -1682,6 +1689,7 @@ impl Engine {
             for (kind, m) in [(PinKind::Cwd, fs.0), (PinKind::Root, fs.1)] {
                 if m >= 0 {
                     self.pins.at_exit(serial, ev.tgid, kind, m, ev.ts_ns);
+                    self.pin_found_late(serial, ev.tgid, kind, m, ev.ts_ns, out);
                 }
             }
         }
@@ -1745,6 +1753,34 @@ impl Engine {
             if let Some(old) = self.pins.seen(serial, ev.tgid, kind, m, ev.ts_ns) {
                 self.pin_released(&old, ev.ts_ns, false, out);
             }
+        }
+    }
+
+    /// A pin read at an exit tracepoint after a story's EBUSY, on its mount, that its
+    /// verdicts did not name: the story hears of it (and of its release, later).
+    fn pin_found_late(
+        &mut self,
+        task: u64,
+        tgid: u32,
+        kind: PinKind,
+        mnt_id: i32,
+        ts: u64,
+        out: &mut Vec<Notice>,
+    ) {
+        let desc = self.task_desc(Some(task), tgid, "");
+        for s in self.stories.values_mut() {
+            if ts < s.first_ebusy_ns || !s.mount_ids.contains(&mnt_id) {
+                continue;
+            }
+            if !s.pins.insert((task, kind)) {
+                continue;
+            }
+            out.push(Notice::PinFoundLate(PinFoundLate {
+                story: s.story_ref(),
+                task: desc.clone(),
+                what: kind,
+                ts_ns: ts,
+            }));
         }
     }
 

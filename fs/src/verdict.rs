@@ -1283,6 +1283,40 @@ impl Display for PinReleased {
     }
 }
 
+/// A process's cwd/root on a busy mount, learnt after the story's verdict: its exit
+/// tracepoint, after the EBUSY, read it there (on older kernels the tracepoint comes after
+/// `exit_mm()`, where a killed task waits for its AIO; a scan may run too late to see it).
+/// It held the mount at the EBUSY unless it entered it after (cwd/root change only by
+/// chdir/chroot, rare in the middle of an exit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PinFoundLate {
+    pub story: StoryRef,
+    pub task: TaskDesc,
+    pub what: PinKind,
+    pub ts_ns: u64,
+}
+
+impl Display for PinFoundLate {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = &self.story;
+        let what = if s.failed_attempts > 1 {
+            "first EBUSY"
+        } else {
+            "EBUSY"
+        };
+        write!(
+            f,
+            "pin found after the verdict {} of {}: {} of {} ({}): its exit tracepoint read it \
+             on the mount; it held the mount at the EBUSY (its release follows)",
+            s.after(self.ts_ns),
+            s.label(),
+            self.what.word(),
+            self.task.name(),
+            self.task.fate(&Anchor::event(s.first_ebusy_ns, what)),
+        )
+    }
+}
+
 /// A file that kept a mount busy was freed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CulpritReleased {
@@ -1580,6 +1614,7 @@ pub enum Notice {
     Verdict(Verdict),
     CulpritReleased(CulpritReleased),
     PinReleased(PinReleased),
+    PinFoundLate(PinFoundLate),
     StoryClosed(StoryClosed),
     MountDetachedPinned(MountDetached),
     DetachedMountUnpinned(DetachedMountUnpinned),
@@ -1598,6 +1633,7 @@ impl Display for Notice {
             Notice::Verdict(v) => v.fmt(f),
             Notice::CulpritReleased(c) => c.fmt(f),
             Notice::PinReleased(p) => p.fmt(f),
+            Notice::PinFoundLate(p) => p.fmt(f),
             Notice::StoryClosed(s) => s.fmt(f),
             Notice::MountDetachedPinned(m) => m.fmt(f),
             Notice::DetachedMountUnpinned(m) => m.fmt(f),

@@ -1361,3 +1361,81 @@ fn exit_pins_only_for_a_whole_process_exit() {
     let v = verdicts(&n);
     assert!(v[0].task_pins.is_empty(), "{}", v[0]);
 }
+
+/// Where the exit tracepoint comes after `exit_mm()` (6.1) and the scan runs too late (a
+/// slow CPU), the verdict names nothing; the worker's exit, read after it with its cwd on
+/// the mount, is the pin: the story hears of it, then of its release.
+#[test]
+fn a_cwd_read_at_an_exit_after_the_verdict_is_a_pin_found_late() {
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    let w = task(500, "fsstress");
+    let other = task(501, "elsewhere");
+    let tracer = task(900, "tracer");
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0, &tracer, table(vec![root(), scratch()])),
+            ev(
+                T0 + 4 * MS,
+                &task(600, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 4 * MS),
+            ),
+        ],
+    );
+    let v = verdicts(&n);
+    assert_eq!(v.len(), 1, "{n:#?}");
+    assert!(v[0].unexplained, "{}", v[0]);
+    let exit = |cwd_mnt| Payload::TaskExit {
+        exit_code: 9,
+        group_dead: true,
+        cwd_mnt,
+        root_mnt: 21,
+    };
+    let n = apply(
+        &mut e,
+        &[
+            // not on the mount: nothing
+            ev(T0 + 5 * MS, &other, exit(21)),
+            ev(T0 + 6 * MS, &w, exit(42)),
+        ],
+    );
+    let late: Vec<_> = n
+        .iter()
+        .filter_map(|n| match n {
+            Notice::PinFoundLate(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(late.len(), 1, "{n:#?}");
+    assert_eq!(late[0].task.pid, 500);
+    let text = late[0].to_string();
+    assert!(
+        text.starts_with(
+            "pin found after the verdict 2.0ms after the EBUSY of umount /mnt/scratch"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("cwd of pid 500 (fsstress)"), "{text}");
+    // its exit_notify (SIGCHLD): the story hears of the release
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 7 * MS,
+            &w,
+            Payload::Signal {
+                sig: 17,
+                result: 0,
+                target_pid: 1,
+                group: true,
+                target_comm: "init".into(),
+            },
+        )],
+    );
+    assert!(
+        n.iter()
+            .any(|n| matches!(n, Notice::PinReleased(p) if p.task.pid == 500 && p.seen)),
+        "{n:#?}"
+    );
+}

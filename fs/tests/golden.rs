@@ -414,6 +414,7 @@ fn lazy_umount_then_mount_busy() {
             Notice::Verdict(_) => "verdict",
             Notice::CulpritReleased(_) => "released",
             Notice::PinReleased(_) => "pin released",
+            Notice::PinFoundLate(_) => "pin found late",
             Notice::StoryClosed(_) => "closed",
             Notice::MountDetachedPinned(_) => "detached",
             Notice::DetachedMountUnpinned(_) => "unpinned",

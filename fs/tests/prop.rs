@@ -326,6 +326,7 @@ fn generated_streams_reach_the_interesting_states() {
                     Notice::CulpritReleased(c) if c.listed => "culprit released",
                     Notice::CulpritReleased(_) => "unlisted release",
                     Notice::PinReleased(_) => "pin released",
+                    Notice::PinFoundLate(_) => "pin found late",
                     Notice::StoryClosed(_) => "story closed",
                     Notice::MountDetachedPinned(_) => "detached",
                     Notice::DetachedMountUnpinned(_) => "unpinned",

@@ -301,7 +301,13 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         Failed::Path(p) => p.to_string(),
         Failed::Mount(id) => match table.iter().find(|m| m.mount_id == id) {
             Some(m) => m.mount_point.clone(),
-            None => return Ok(()),
+            None => {
+                // It failed with EBUSY, so it was mounted: say why its verdict has no scan.
+                out.errors.push(format!(
+                    "no scan after EBUSY: mount {id} was already gone from the mount table"
+                ));
+                return Ok(());
+            }
         },
     };
     // Relative targets are not resolved; `/` alone would mean every mount.
@@ -340,6 +346,9 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         .map(|m| m.mount_id)
         .collect();
     if ids.is_empty() {
+        out.errors.push(format!(
+            "no scan after EBUSY: nothing was mounted at {target} any more"
+        ));
         return Ok(());
     }
     let bytes = match crate::attach::snapshot(&mut side.att.ebpf, &side.att.btf) {

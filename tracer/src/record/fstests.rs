@@ -174,14 +174,18 @@ pub fn findings(report: &Value) -> Vec<Finding> {
 }
 
 /// A story is unexplained when one of its verdicts is (`unexplained`, or its text says
-/// nothing traced explains it).
+/// nothing traced explains it) and no pin was found after it.
 pub fn story_unexplained(story: &Value) -> bool {
-    story["notices"].as_array().into_iter().flatten().any(|n| {
-        n["unexplained"].as_bool() == Some(true)
-            || n["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("nothing traced explains"))
-    })
+    let notices = || story["notices"].as_array().into_iter().flatten();
+    // A pin read at an exit after the verdict explains what the verdict could not.
+    let found_late = notices().any(|n| n["notice"] == "pin_found_late");
+    !found_late
+        && notices().any(|n| {
+            n["unexplained"].as_bool() == Some(true)
+                || n["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("nothing traced explains"))
+        })
 }
 
 /// The header of a text report and its sections by test (a test run twice has two).

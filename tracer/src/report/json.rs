@@ -132,6 +132,7 @@ pub fn notice_kind(n: &Notice) -> &'static str {
         Notice::Verdict(_) => "verdict",
         Notice::CulpritReleased(_) => "culprit_released",
         Notice::PinReleased(_) => "pin_released",
+        Notice::PinFoundLate(_) => "pin_found_late",
         Notice::StoryClosed(_) => "story_closed",
         Notice::MountDetachedPinned(_) => "mount_detached_pinned",
         Notice::DetachedMountUnpinned(_) => "detached_mount_unpinned",

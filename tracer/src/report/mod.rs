@@ -98,6 +98,7 @@ impl Story {
             }
             Notice::CulpritReleased(c) => Some((c.story.what.clone(), c.story.first_ebusy_ns)),
             Notice::PinReleased(p) => Some((p.story.what.clone(), p.story.first_ebusy_ns)),
+            Notice::PinFoundLate(p) => Some((p.story.what.clone(), p.story.first_ebusy_ns)),
             Notice::StoryClosed(s) => Some((s.story.what.clone(), s.story.first_ebusy_ns)),
             _ => None,
         }
@@ -726,6 +727,7 @@ pub fn notice_ts(n: &Notice) -> u64 {
         Notice::Verdict(v) => v.ts_ns,
         Notice::CulpritReleased(c) => c.ts_ns,
         Notice::PinReleased(p) => p.ts_ns,
+        Notice::PinFoundLate(p) => p.ts_ns,
         Notice::StoryClosed(s) => s.ts_ns,
         Notice::MountDetachedPinned(m) => m.ts_ns,
         Notice::DetachedMountUnpinned(m) => m.ts_ns,
@@ -771,6 +773,11 @@ pub fn notice_summary(n: &Notice) -> String {
             } else {
                 " (gone by a later scan)"
             }
+        ),
+        Notice::PinFoundLate(p) => format!(
+            "found after the verdict: {} of {} (read at its exit tracepoint)",
+            p.what.word(),
+            p.task.name()
         ),
         Notice::StoryClosed(s) => format!(
             "{}succeeded by pid {} ({})",

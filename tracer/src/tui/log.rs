@@ -348,6 +348,16 @@ impl LogEntry {
                     s.mount.as_ref().map(|m| m.id),
                 )
             }
+            Notice::PinFoundLate(p) => (
+                p.ts_ns,
+                LogKind::Verdict,
+                vec![format!(
+                    "found late: {} of {} was on it at the EBUSY (read at its exit)",
+                    p.what.word(),
+                    p.task.name()
+                )],
+                p.story.mount.as_ref().map(|m| m.id),
+            ),
             Notice::StoryClosed(s) => {
                 let lazy = if s.lazy { " (lazy)" } else { "" };
                 let mut lines = vec![
