@@ -451,7 +451,8 @@ pub struct MountRefs {
     /// CPUs summed (the scan learns a CPU's offset from a task queued on it).
     pub cpus: u32,
     /// CPUs possible (`nr_cpu_ids` as userspace knows it); 0: the mount was not found in
-    /// the reader's mount tree, and `cpus` is how many steps the walk took.
+    /// the reader's mount tree, `cpus` is how many steps the walk took and `count` the id
+    /// of the mount it was at when it stopped.
     pub cpus_possible: u32,
 }
 

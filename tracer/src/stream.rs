@@ -430,11 +430,11 @@ fn scan_tasks(
             match e.payload {
                 Payload::MountRefs {
                     mnt_id,
+                    count: at,
                     cpus,
                     cpus_possible: 0,
-                    ..
                 } => out.errors.push(format!(
-                    "the reference count of mount {mnt_id} was not read: not found in the tracer's mount tree ({cpus} steps walked)"
+                    "the reference count of mount {mnt_id} was not read: not found in the tracer's mount tree ({cpus} steps walked, stopped at mount {at})"
                 )),
                 // After the scan's end, so it is set against the pins the scan left.
                 Payload::MountRefs { .. } => refs = Some(e),
