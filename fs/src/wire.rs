@@ -673,7 +673,12 @@ pub mod btf_off {
     pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
     pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
     pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count
-    pub const COUNT: usize = 48;
+    // The namespace's flat mount list (before 6.8; an rbtree after): missing where absent.
+    pub const TASK_NSPROXY: usize = 64; // task_struct.nsproxy
+    pub const NSPROXY_MNT_NS: usize = 65; // nsproxy.mnt_ns
+    pub const MNT_NS_LIST: usize = 66; // mnt_namespace.list
+    pub const MOUNT_MNT_LIST: usize = 67; // mount.mnt_list
+    pub const COUNT: usize = 72;
 }
 
 /// "This field/offset/argument is not available on this kernel."

@@ -211,6 +211,104 @@ extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
+/// The walk of the reader's namespace's flat mount list (`mnt_namespace.list` through
+/// `mount.mnt_list`, kernels before 6.8), one mount per `bpf_loop` step: each mount once,
+/// in the order of /proc/mounts. (Debian's 6.1 in the VM: the tree walk above does not
+/// find the mount there.)
+#[repr(C)]
+struct ListWalk {
+    head: u64,
+    /// The list node of the mount visited last (`head` at the start).
+    cur: u64,
+    list_off: u64,
+    target: i64,
+    found: u64,
+    steps: u64,
+}
+
+#[inline(never)]
+extern "C" fn list_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `ListWalk`.
+    let w = unsafe { &mut *(ctx as *mut ListWalk) };
+    w.steps += 1;
+    let next = read::<u64>(w.cur).unwrap_or(0);
+    // The end, an unreadable node, or one taken off the list meanwhile (list_del_init).
+    if next == 0 || next == w.head || next == w.cur {
+        return 1;
+    }
+    w.cur = next;
+    let m = next.wrapping_sub(w.list_off);
+    if i64::from(mount_id(m)) == w.target {
+        w.found = m;
+        return 1;
+    }
+    0
+}
+
+/// Finds mount `target` among the reader's mounts: (the `struct mount`, or 0; steps taken;
+/// the mount the walk was at when it stopped).
+#[inline(always)]
+fn find_mount(target: i32) -> (u64, u64, u64) {
+    let task = crate::kernel::current_task();
+    if let (Some(ns_off), Some(list_off)) = (
+        crate::config::btf(btf_off::MNT_NS_LIST),
+        crate::config::btf(btf_off::MOUNT_MNT_LIST),
+    ) {
+        let nsproxy = member::<u64>(task, btf_off::TASK_NSPROXY).unwrap_or(0);
+        let ns = member::<u64>(nsproxy, btf_off::NSPROXY_MNT_NS).unwrap_or(0);
+        if ns != 0 {
+            let head = ns.wrapping_add(ns_off);
+            let mut w = ListWalk {
+                head,
+                cur: head,
+                list_off,
+                target: i64::from(target),
+                found: 0,
+                steps: 0,
+            };
+            // SAFETY: the callback is a static function of this program; `w` outlives
+            // the call.
+            unsafe {
+                bpf_loop(
+                    MAX_WALK,
+                    list_step as *const () as *mut c_void,
+                    &mut w as *mut ListWalk as *mut c_void,
+                    0,
+                );
+            }
+            return (w.found, w.steps, w.cur.wrapping_sub(w.list_off));
+        }
+    }
+    let Some(mnt_off) = crate::config::btf(btf_off::MOUNT_MNT) else {
+        return (0, 0, 0);
+    };
+    // The reader's root: its `fs->root.mnt`, a `struct vfsmount` inside a `struct mount`.
+    let fs = member::<u64>(task, btf_off::TASK_FS).unwrap_or(0);
+    let root_vfs = member::<u64>(fs, btf_off::FS_ROOT_MNT).unwrap_or(0);
+    if root_vfs == 0 {
+        return (0, 0, 0);
+    }
+    let root = root_vfs.wrapping_sub(mnt_off);
+    let mut w = MountWalk {
+        root,
+        cur: root,
+        climbing: 0,
+        target: i64::from(target),
+        found: 0,
+        steps: 0,
+    };
+    // SAFETY: as above.
+    unsafe {
+        bpf_loop(
+            MAX_WALK,
+            walk_step as *const () as *mut c_void,
+            &mut w as *mut MountWalk as *mut c_void,
+            0,
+        );
+    }
+    (w.found, w.steps, w.cur)
+}
+
 /// Summing one mount's per-CPU counts, one CPU per `bpf_loop` step.
 #[repr(C)]
 struct Sum {
@@ -240,10 +338,7 @@ extern "C" fn sum_step(i: u64, ctx: *mut c_void) -> i64 {
 #[inline(always)]
 fn mount_refs(ctx: *mut c_void) {
     let (_, _, nr_cpus) = percpu_layout();
-    let (Some(mnt_off), Some(pcp_off)) = (
-        crate::config::btf(btf_off::MOUNT_MNT),
-        crate::config::btf(btf_off::MOUNT_MNT_PCP),
-    ) else {
+    let Some(pcp_off) = crate::config::btf(btf_off::MOUNT_MNT_PCP) else {
         return;
     };
     let target = SCAN_TARGETS.get(0).copied().unwrap_or(-1);
@@ -256,41 +351,18 @@ fn mount_refs(ctx: *mut c_void) {
         // SAFETY: an i32 slot of an array map.
         unsafe { *t = -1 };
     }
-    // The reader's root: its `fs->root.mnt`, a `struct vfsmount` inside a `struct mount`.
-    let fs = member::<u64>(crate::kernel::current_task(), btf_off::TASK_FS).unwrap_or(0);
-    let root_vfs = member::<u64>(fs, btf_off::FS_ROOT_MNT).unwrap_or(0);
-    if root_vfs == 0 {
-        return;
-    }
-    let root = root_vfs.wrapping_sub(mnt_off);
-    let mut w = MountWalk {
-        root,
-        cur: root,
-        climbing: 0,
-        target: i64::from(target),
-        found: 0,
-        steps: 0,
-    };
-    // SAFETY: the callback is a static function of this program; `w` outlives the call.
-    unsafe {
-        bpf_loop(
-            MAX_WALK,
-            walk_step as *const () as *mut c_void,
-            &mut w as *mut MountWalk as *mut c_void,
-            0,
-        );
-    }
+    let (found, steps, at) = find_mount(target);
     // Not found: said with `cpus_possible` 0 and the steps walked in `cpus`.
     let mut sum = Sum {
-        pcp: if w.found != 0 {
-            read::<u64>(w.found.wrapping_add(pcp_off)).unwrap_or(0)
+        pcp: if found != 0 {
+            read::<u64>(found.wrapping_add(pcp_off)).unwrap_or(0)
         } else {
             0
         },
         count: 0,
         cpus: 0,
     };
-    if w.found != 0 && sum.pcp != 0 {
+    if found != 0 && sum.pcp != 0 {
         // SAFETY: as above.
         unsafe {
             bpf_loop(
@@ -319,13 +391,13 @@ fn mount_refs(ctx: *mut c_void) {
     h.comm[0] = 0;
     rec.mnt_id = target;
     rec.count = sum.count as i32;
-    if w.found != 0 {
+    if found != 0 {
         rec.cpus = sum.cpus as u32;
         rec.cpus_possible = nr_cpus;
     } else {
-        rec.cpus = w.steps as u32;
+        rec.cpus = steps as u32;
         rec.cpus_possible = 0;
-        rec.count = mount_id(w.cur);
+        rec.count = mount_id(at);
     }
     // SAFETY: as for the task records.
     unsafe {

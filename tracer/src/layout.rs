@@ -317,6 +317,19 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             }
         }
     }
+    // The namespace's flat mount list, where the kernel still has one (before 6.8): the
+    // task scan finds a mount by it. Its absence is no gap (the scan walks the mount tree).
+    if let (Ok(nsproxy), Ok(mnt_ns), Ok(list), Ok(mnt_list)) = (
+        btf.offset_of("task_struct", &["nsproxy"]),
+        btf.offset_of("nsproxy", &["mnt_ns"]),
+        btf.offset_of("mnt_namespace", &["list"]),
+        btf.offset_of("mount", &["mnt_list"]),
+    ) {
+        cfg.btf[b::TASK_NSPROXY] = nsproxy;
+        cfg.btf[b::NSPROXY_MNT_NS] = mnt_ns;
+        cfg.btf[b::MNT_NS_LIST] = list;
+        cfg.btf[b::MOUNT_MNT_LIST] = mnt_list;
+    }
     match (
         btf.offset_of("mount", &["mnt_id"]),
         btf.offset_of("mount", &["mnt"]),

@@ -164,11 +164,14 @@ pub fn run(args: &Args) -> Result<()> {
         );
         return Ok(());
     }
-    let tests: Vec<String> = if args.tests.is_empty() {
+    let mut tests: Vec<String> = if args.tests.is_empty() {
         CURATED.iter().map(|s| s.to_string()).collect()
     } else {
         args.tests.clone()
     };
+    // check runs a test named twice once: one row each.
+    let mut named = std::collections::HashSet::new();
+    tests.retain(|t| named.insert(t.clone()));
     let started = Instant::now();
     interrupted_flag();
     setup::ensure_fstests_deps()?;
