@@ -15,6 +15,10 @@ use crate::text::hex;
 pub struct Caps {
     /// Files, alive and released (kept for history).
     pub max_files: usize,
+    /// Released files kept for history, the latest releases: a released file with its
+    /// release chain is about 1.5 KiB, and a busy tracer releases tens of thousands a
+    /// second (kept by the million, they were most of a 560 MiB peak RSS).
+    pub max_released_files: usize,
     /// Work item instances (one per queue/run of a work item).
     pub max_work_instances: usize,
     /// Verdicts kept for [`crate::engine::Engine::verdicts`]; also bounds open EBUSY stories.
@@ -31,6 +35,7 @@ impl Default for Caps {
     fn default() -> Self {
         Caps {
             max_files: 1_000_000,
+            max_released_files: 8_192,
             max_work_instances: 100_000,
             max_verdicts: 10_000,
             max_tasks: 100_000,

@@ -1988,6 +1988,7 @@ impl Engine {
 
     fn enforce_caps(&mut self) {
         let caps = self.cfg.caps.clone();
+        self.files.evict_released_to(caps.max_released_files);
         for f in self.files.evict_to(caps.max_files) {
             if self.mounts.get(f.mnt_id).is_some_and(Mount::detached)
                 && self.files.alive_count_on(f.mnt_id) == 0

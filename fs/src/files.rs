@@ -486,6 +486,19 @@ impl Files {
         self.alive_by_mount.keys().copied()
     }
 
+    /// Keeps at most `cap` released files, dropping the oldest releases.
+    pub fn evict_released_to(&mut self, cap: usize) {
+        while self.objs.len().saturating_sub(self.alive_by_ptr.len()) > cap {
+            let Some(g) = self.released_order.pop_front() else {
+                break;
+            };
+            if self.objs.get(&g).is_some_and(|f| !f.alive()) {
+                self.objs.remove(&g);
+                self.evicted_released += 1;
+            }
+        }
+    }
+
     /// Keeps at most `cap` files: released ones go first (oldest release first), then the
     /// oldest alive ones. Returns the alive files evicted (their mounts may need updating).
     pub fn evict_to(&mut self, cap: usize) -> Vec<FileObj> {
@@ -706,6 +719,29 @@ mod tests {
         assert_eq!(gone[0].key, keys[0]);
         assert_eq!((fs.evicted_released, fs.evicted_alive), (1, 1));
         assert_eq!(fs.alive_count_on(1), 2);
+        fs.check().unwrap();
+    }
+
+    #[test]
+    fn released_history_is_bounded_and_alive_files_stay() {
+        let mut fs = Files::default();
+        let keys: Vec<FileKey> = (0..6)
+            .map(|i| fs.create(0x10 + i, 1, 0, i, NameKind::None, "", RefHow::Open, a(i)))
+            .collect();
+        for &k in &keys[..4] {
+            let release = Release {
+                actor: a(9),
+                chain: vec![],
+                seen: true,
+            };
+            fs.release(k, release);
+            fs.evict_released_to(2);
+        }
+        // the two latest releases kept, the older two dropped; the alive ones untouched
+        assert!(fs.get(keys[0]).is_none() && fs.get(keys[1]).is_none());
+        assert!(fs.get(keys[2]).is_some() && fs.get(keys[3]).is_some());
+        assert_eq!(fs.alive_len(), 2);
+        assert_eq!(fs.evicted_released, 2);
         fs.check().unwrap();
     }
 

@@ -756,6 +756,7 @@ fn caps_evict_released_first_and_are_counted() {
     let mut e = Engine::new(EngineConfig {
         caps: Caps {
             max_files: 3,
+            max_released_files: 8,
             max_work_instances: 2,
             max_verdicts: 1,
             max_tasks: 2,

@@ -172,6 +172,7 @@ fn small_caps() -> EngineConfig {
     EngineConfig {
         caps: Caps {
             max_files: 2,
+            max_released_files: 1,
             max_work_instances: 5,
             max_verdicts: 3,
             max_tasks: 4,

@@ -278,7 +278,7 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
     )?;
     let mut out = Vec::new();
     for (name, kind) in wanted {
-        let addrs = ksyms.addrs(&name).to_vec();
+        let addrs = ksyms.addrs(&name);
         if addrs.is_empty() && kind == followed::USER {
             anyhow::bail!("--follow-work {name}: no such function in /proc/kallsyms");
         }

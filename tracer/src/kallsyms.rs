@@ -2,7 +2,7 @@
 //! functions the programs follow, and (through `alloc::symbols::SymTable`) the frames of
 //! allocation backtraces. Read once per attach; clones share the table.
 
-use std::{collections::HashMap, fs, sync::Arc};
+use std::{fs, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 
@@ -22,7 +22,8 @@ pub const LAST_LEN: u64 = 4096;
 #[derive(Debug, Default, Clone)]
 pub struct Kallsyms {
     syms: Arc<Vec<Symbol>>,
-    by_name: Arc<HashMap<String, Vec<u64>>>,
+    /// Indexes into `syms` sorted by name (then address): a map by name cost 8 MiB.
+    by_name: Arc<Vec<u32>>,
 }
 
 impl Kallsyms {
@@ -74,10 +75,11 @@ impl Kallsyms {
             }
             i = j;
         }
-        let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();
-        for s in &syms {
-            by_name.entry(s.name.clone()).or_default().push(s.addr);
-        }
+        let mut by_name: Vec<u32> = (0..syms.len() as u32).collect();
+        by_name.sort_by(|&a, &b| {
+            let (a, b) = (&syms[a as usize], &syms[b as usize]);
+            a.name.cmp(&b.name).then(a.addr.cmp(&b.addr))
+        });
         Kallsyms {
             syms: Arc::new(syms),
             by_name: Arc::new(by_name),
@@ -107,8 +109,14 @@ impl Kallsyms {
     }
 
     /// Every address of text symbol `name` (static functions may repeat across files).
-    pub fn addrs(&self, name: &str) -> &[u64] {
-        self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
+    pub fn addrs(&self, name: &str) -> Vec<u64> {
+        let name_at = |i: &u32| self.syms[*i as usize].name.as_str();
+        let from = self.by_name.partition_point(|i| name_at(i) < name);
+        self.by_name[from..]
+            .iter()
+            .take_while(|i| name_at(i) == name)
+            .map(|i| self.syms[*i as usize].addr)
+            .collect()
     }
 
     /// The symbol containing `addr` and the offset into it.

@@ -16,7 +16,7 @@ use crate::{kallsyms::Kallsyms, kernel_btf::KernelBtf};
 pub const SCAN_PROGRAM: &str = "alloc_rcu_scan";
 
 fn unique_addr(ksyms: &Kallsyms, name: &str) -> Result<u64> {
-    match ksyms.addrs(name) {
+    match ksyms.addrs(name).as_slice() {
         [a] => Ok(*a),
         [] => bail!("kallsyms has no {name}"),
         _ => bail!("kallsyms has several {name}"),
