@@ -417,6 +417,7 @@ fn lazy_umount_then_mount_busy() {
             Notice::StoryClosed(_) => "closed",
             Notice::MountDetachedPinned(_) => "detached",
             Notice::DetachedMountUnpinned(_) => "unpinned",
+            Notice::LockConflict(_) | Notice::LockStillHeld(_) | Notice::LockReleased(_) => "lock",
         })
         .collect();
     assert_eq!(

@@ -176,6 +176,11 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
     (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_free", "name"),
+    (f::LOCK_FL, "filelock", "flock_lock_inode", "fl"),
+    (f::LOCK_FLAGS, "filelock", "flock_lock_inode", "flags"),
+    (f::LOCK_RET, "filelock", "flock_lock_inode", "ret"),
+    (f::LOCK_SYS_FD, "syscalls", "sys_enter_flock", "fd"),
+    (f::LOCK_SYS_CMD, "syscalls", "sys_enter_flock", "cmd"),
 ];
 
 /// Tracepoints whose fields the programs read through an index shared with another
@@ -205,6 +210,13 @@ pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
     ),
     (f::KMEM_PTR, "kmem", "kmem_cache_alloc", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_alloc", "name"),
+    (f::LOCK_FL, "filelock", "posix_lock_inode", "fl"),
+    (f::LOCK_FLAGS, "filelock", "posix_lock_inode", "flags"),
+    (f::LOCK_RET, "filelock", "posix_lock_inode", "ret"),
+    (f::LOCK_SYS_FD, "syscalls", "sys_enter_fcntl", "fd"),
+    (f::LOCK_SYS_CMD, "syscalls", "sys_enter_fcntl", "cmd"),
+    (f::SYS_RET, "syscalls", "sys_exit_flock", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_fcntl", "ret"),
 ];
 
 /// (index into `Config::btf`, struct, member path)
@@ -249,6 +261,19 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::MOUNT_MNT_PARENT, "mount", &["mnt_parent"]),
     (b::MOUNT_MNT, "mount", &["mnt"]),
     (b::MNT_PCP_COUNT, "mnt_pcp", &["mnt_count"]),
+    (b::INODE_FLCTX, "inode", &["i_flctx"]),
+    (b::FLCTX_FLOCK, "file_lock_context", &["flc_flock"]),
+    (b::FLCTX_POSIX, "file_lock_context", &["flc_posix"]),
+];
+
+/// The lock members the lock programs read: `struct file_lock_core` inside `file_lock`
+/// (6.9+), else the `fl_*` members of older kernels' `struct file_lock`.
+const LOCK_MEMBERS: &[(usize, &str, &str)] = &[
+    (b::LOCK_LIST, "flc_list", "fl_list"),
+    (b::LOCK_FILE, "flc_file", "fl_file"),
+    (b::LOCK_OWNER, "flc_owner", "fl_owner"),
+    (b::LOCK_PID, "flc_pid", "fl_pid"),
+    (b::LOCK_TYPE, "flc_type", "fl_type"),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are
@@ -304,6 +329,17 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             Err(e) => gaps
                 .btf_members
                 .push(format!("{st}.{}: {e}", path.join("."))),
+        }
+    }
+    for &(idx, core, old) in LOCK_MEMBERS {
+        match btf
+            .offset_of("file_lock", &["c", core])
+            .or_else(|_| btf.offset_of("file_lock", &[old]))
+        {
+            Ok(off) => cfg.btf[idx] = off,
+            Err(e) => gaps
+                .btf_members
+                .push(format!("file_lock.c.{core}/{old}: {e}")),
         }
     }
     if let Some(regs) = SYSCALL_ARG_REGS {

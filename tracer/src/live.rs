@@ -38,6 +38,7 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
             cfg.symbols.insert(*a, f.name.clone());
         }
     }
+    cfg.lock_wait_ms = Some(att.lock_wait_ms);
     cfg.ring_exit_work_offset = att.uring.exit_work;
     cfg.ring_fallback_work_offset = att.uring.fallback_work;
     cfg.missing_hooks = att
