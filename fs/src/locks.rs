@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::event::{LockHolderRef, LockHook, LockSys};
 use crate::text::{boot, count, dur, errno_name, hex, rel};
-use crate::verdict::{Anchor, Caller, FileReport, MountDesc, TaskDesc, holder_signature};
+use crate::verdict::{Anchor, Caller, FileReport, MountDesc, TaskDesc};
 use crate::wire::lock_flags as lf;
 use crate::work::{ChainLink, chain_text};
 
@@ -182,7 +182,8 @@ impl LockTable {
             .filter(|(k, s)| {
                 k.dev == dev
                     && k.ino == ino
-                    && s.holder.as_ref().is_some_and(|h| {
+                    // A story whose holder was not found ends with any unlock there.
+                    && s.holder.as_ref().is_none_or(|h| {
                         h.owner == owner || (s.kind.owned_by_file() && h.file == file)
                     })
             })
@@ -601,9 +602,25 @@ impl Display for LockReleased {
     }
 }
 
-/// The holder kinds of a file, for "still held" lines.
+/// A file's holders in short (no times), for "still held" lines.
 pub fn holder_kinds(f: &FileReport) -> Vec<String> {
-    holder_signature(f)
+    use crate::verdict::{DeferVia, HolderDesc};
+    f.holders
+        .iter()
+        .map(|h| match h {
+            HolderDesc::Fd { fd, task, .. } => format!("fd {fd} of {}", task.name()),
+            HolderDesc::UringFixed { ring, .. } => format!("io_uring ring {}", hex(ring.ctx)),
+            HolderDesc::UringReq { ring, .. } => {
+                format!("an in-flight request of io_uring ring {}", hex(ring.ctx))
+            }
+            HolderDesc::DeferredPut {
+                via: DeferVia::DelayedFput,
+                ..
+            } => "a deferred put (delayed_fput)".to_string(),
+            HolderDesc::DeferredPut { .. } => "a deferred put (task_work)".to_string(),
+            HolderDesc::Unattributed { .. } => "no holder we can name".to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -360,7 +360,7 @@ fn a_live_holder_is_named_plainly() {
         assert_eq!(fds[0]["task"]["pid"], pid, "{v:#}");
         assert!(fds[0]["fd"].as_i64().unwrap() >= 0, "{v:#}");
         let text = v["text"].as_str().unwrap();
-        assert!(text.contains(&format!("held by fd")), "{text}");
+        assert!(text.contains("held by fd"), "{text}");
         assert!(text.contains(&format!("of pid {pid}")), "{text}");
         // The two retries are "still held" lines, not verdicts.
         let id = v["id"].clone();

@@ -193,10 +193,10 @@ impl Engine {
             holders_said: now_kinds.unwrap_or_default(),
         };
         out.push(Notice::LockConflict(v));
-        if l.holder.is_some() {
-            self.locks.stories.insert(key, story);
-            self.locks.enforce_cap();
-        }
+        // Followed even without a holder: its retries are "still held", any unlock there
+        // ends it.
+        self.locks.stories.insert(key, story);
+        self.locks.enforce_cap();
     }
 
     fn on_unlock(&mut self, ev: &Event, l: &LockEventArgs, out: &mut Vec<Notice>) {
