@@ -866,7 +866,7 @@ impl Model {
                     s.kind.word(),
                     s.id,
                     tracer_fs::text::count(s.conflicts as usize, "conflict", "conflicts"),
-                    snap_time_words(s.first_ns, now_ns)
+                    tracer_fs::verdict::Anchor::now(now_ns).at(s.first_ns)
                 )
             })
             .collect();
@@ -945,9 +945,4 @@ mod tests {
         assert!(!pinned(&m(0, false, 3)), "was EBUSY, free now");
         assert!(!pinned(&m(5, false, 0)), "busy, never asked to go");
     }
-}
-
-/// "3.0ms ago" for a lock's first conflict in the file view.
-fn snap_time_words(ts: u64, now_ns: u64) -> String {
-    tracer_fs::verdict::Anchor::now(now_ns).at(ts)
 }
