@@ -322,3 +322,62 @@ fn a_holder_not_found_is_said_once() {
     assert!(v.holder.is_none());
     assert!(v.to_string().contains("held by: not found"), "{v}");
 }
+
+/// Without the syscall hooks, a wait is measured from its first deferral to the lock taken.
+#[test]
+fn waits_without_the_syscall_hooks_end_when_the_lock_is_taken() {
+    let parent = task(1100, "harness");
+    let live = task(1300, "holder");
+    let t = T0 + 2 * S;
+    let req = |ret, ty| {
+        lock_ev(
+            LockHook::Posix,
+            MINE,
+            0xffff_8880_0aa0_0000,
+            ret,
+            ty,
+            lf::FL_POSIX | lf::FL_SLEEP,
+            (ret == lf::DEFERRED).then(|| holder(1300, FILES)),
+        )
+    };
+    let evs = vec![
+        ev(T0, &parent, table(vec![root(), scratch()])),
+        ev(T0 + S, &live, opened(F, 1300, 4)),
+        ev(t, &parent, req(lf::DEFERRED, lf::F_WRLCK)),
+        ev(
+            t + 20 * MS,
+            &live,
+            lock_ev(
+                LockHook::Posix,
+                F,
+                FILES,
+                0,
+                lf::F_UNLCK,
+                lf::FL_POSIX,
+                None,
+            ),
+        ),
+        ev(t + 20 * MS + 10 * US, &parent, req(0, lf::F_WRLCK)),
+    ];
+    let mut cfg = config();
+    cfg.missing_hooks = vec!["lock calls (flock(2)/fcntl(2) lock calls)".into()];
+    let mut e = Engine::new(cfg);
+    let n = lock_notices(e.apply_all(&evs));
+    assert_eq!(n.len(), 2, "{n:#?}");
+    let Notice::LockConflict(v) = &n[0] else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(v.call, "fcntl(F_SETLKW, F_WRLCK)");
+    assert!(
+        matches!(v.outcome, LockOutcome::Waited { wait_ns, .. } if wait_ns == 20 * MS + 10 * US),
+        "{v:#?}"
+    );
+    assert!(
+        v.evidence_limits.iter().any(|l| l.contains("lock calls")),
+        "{v:#?}"
+    );
+    assert!(matches!(&n[1], Notice::LockReleased(r) if r.how == LockReleaseHow::Unlocked));
+    // With the hooks, the acquisition alone says nothing (the call's exit decides).
+    let n = run(&evs);
+    assert!(n.is_empty(), "{n:#?}");
+}

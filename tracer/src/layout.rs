@@ -183,6 +183,12 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::LOCK_SYS_CMD, "syscalls", "sys_enter_flock", "cmd"),
 ];
 
+/// Fields whose name changed between kernels: (index, category, tracepoint, older name),
+/// looked up when the name in `TP_FIELDS` is missing (the `filelock` events named their
+/// fields `fl_flags`, ... before 6.9).
+pub const TP_FIELD_ALTERNATIVES: &[(usize, &str, &str, &str)] =
+    &[(f::LOCK_FLAGS, "filelock", "flock_lock_inode", "fl_flags")];
+
 /// Tracepoints whose fields the programs read through an index shared with another
 /// tracepoint: each must have the field at the same offset, or the shared index is wrong.
 pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
@@ -313,6 +319,18 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
         match format(cat, tp).and_then(|f| f.offset(field)) {
             Some(off) => cfg.tp[idx] = off,
             None => gaps.tp_fields.push(format!("{cat}:{tp}.{field}")),
+        }
+    }
+    for &(idx, cat, tp, field) in TP_FIELD_ALTERNATIVES {
+        if cfg.tp[idx] != tracer_fs::wire::MISSING_U16 {
+            continue;
+        }
+        if let Some(off) = format(cat, tp).and_then(|f| f.offset(field)) {
+            cfg.tp[idx] = off;
+            if let Some(&(_, _, _, name)) = TP_FIELDS.iter().find(|t| t.0 == idx) {
+                let gap = format!("{cat}:{tp}.{name}");
+                gaps.tp_fields.retain(|g| *g != gap);
+            }
         }
     }
     for &(idx, cat, tp, field) in SHARED_FIELDS {

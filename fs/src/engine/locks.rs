@@ -43,8 +43,29 @@ impl Engine {
         match l.ret {
             lf::DEFERRED => self.on_lock_wait_begins(ev, l),
             EAGAIN | EACCES => self.on_lock_conflict(ev, l, out),
+            0 => self.on_lock_taken_after_wait(ev, l, out),
             _ => {}
         }
+    }
+
+    /// Without the flock/fcntl syscall hooks, a wait ends when the lock is taken: from the
+    /// request's first deferral to then (the time before the first deferral is not seen).
+    fn on_lock_taken_after_wait(&mut self, ev: &Event, l: &LockEventArgs, out: &mut Vec<Notice>) {
+        let calls_missing = self
+            .cfg
+            .missing_hooks
+            .iter()
+            .any(|m| m.starts_with("lock calls"));
+        let waited = self.locks.waits.get(&ev.pid).is_some_and(|w| w.fl == l.fl);
+        if !calls_missing || !waited {
+            return;
+        }
+        let (since, sys) = match self.locks.waits.get(&ev.pid) {
+            Some(w) if w.hook == LockHook::Flock => (w.since_ns, LockSys::Flock),
+            Some(w) => (w.since_ns, LockSys::Fcntl),
+            None => return,
+        };
+        self.on_lock_call(ev, (sys, 0, -1), 0, since, out);
     }
 
     /// A flock/fcntl call that met a conflict returned: a wait past the threshold is a
