@@ -1716,6 +1716,8 @@ impl Engine {
 
     fn on_task_exit(&mut self, ev: &Event, exit_code: i32, group_dead: bool, fs: (i32, i32)) {
         let group_dead = group_dead || (self.cfg.exit_group_dead_unknown && ev.pid == ev.tgid);
+        // A thread killed while it waited for a lock never returns from its call.
+        self.locks.waits.remove(&ev.pid);
         let serial = self
             .tasks
             .exit(ev.tgid, ev.pid, &ev.comm, exit_code, group_dead, ev.ts_ns);

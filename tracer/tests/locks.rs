@@ -321,7 +321,13 @@ fn flock_held_by_a_killed_tasks_in_flight_read() {
     eprintln!(
         "flock + in-flight read: {rounds} of 10 rounds conflicted, {conflicts} failed attempts"
     );
-    assert!(rounds >= 5, "only {rounds} of 10 rounds saw the conflict");
+    // Measured: 10 of 10 on 6.18 (the cancelled read completes in io_fallback_req_func, a
+    // kworker, and its put goes through delayed_fput); 0 of 10 on Debian's 6.1 in the VM
+    // (the exiting task completes it itself, before it is reaped). Every conflict that
+    // happens is checked above either way.
+    if kernel_at_least(6, 18) {
+        assert!(rounds >= 5, "only {rounds} of 10 rounds saw the conflict");
+    }
 }
 
 /// A live process holding the lock through its fd is named plainly; the story ends with

@@ -1,4 +1,5 @@
-//! Lock-conflict stories: hand-written event streams in, notices out.
+//! Lock-conflict stories: hand-written event streams in, notices out (the live kernel
+//! scenarios are tracer/tests/locks.rs).
 
 mod common;
 
