@@ -201,7 +201,9 @@ extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
     let next = read::<u64>(w.cur.wrapping_add(child_off)).unwrap_or(0);
     // A mount taken off its parent's list meanwhile (umount_tree's list_del_init) links to
     // itself: climb, or the walk would visit it again forever.
-    if next != 0 && next != parent.wrapping_add(mounts_off) && next != w.cur.wrapping_add(child_off)
+    if next != 0
+        && next != parent.wrapping_add(mounts_off)
+        && next != w.cur.wrapping_add(child_off)
     {
         w.cur = next.wrapping_sub(child_off);
         w.climbing = 0;
