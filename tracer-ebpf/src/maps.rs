@@ -121,9 +121,10 @@ pub static SCRATCH_MOUNT: PerCpuArray<MountCall> = PerCpuArray::with_max_entries
 pub static SCRATCH_FILE: PerCpuArray<FileRef> = PerCpuArray::with_max_entries(1, 0);
 
 /// A flock(2)/fcntl(2) lock call between its entry and exit, by `pid_tgid`: the lock
-/// tracepoints inside it mark it, and only marked calls are sent at their exit.
+/// tracepoints inside it mark it, and only marked calls are sent at their exit. LRU: a
+/// thread killed while it waits for a lock never reaches the exit that removes its entry.
 #[map]
-pub static PENDING_LOCK: HashMap<u64, PendingLock> = HashMap::with_max_entries(4096, 0);
+pub static PENDING_LOCK: LruHashMap<u64, PendingLock> = LruHashMap::with_max_entries(4096, 0);
 
 #[derive(Clone, Copy)]
 #[repr(C)]
