@@ -76,10 +76,20 @@ pub struct EngineConfig {
     /// process keeps its fds (and cwd/root) until its `exit_files()`/`exit_fs()`, not just
     /// until its exit tracepoint, which fires early in `do_exit()`.
     pub exit_resources_seen: bool,
+    /// A blocking lock call that waits longer than this (milliseconds) gets a verdict
+    /// (`--lock-wait-ms`); None: [`crate::locks::DEFAULT_LOCK_WAIT_MS`].
+    pub lock_wait_ms: Option<u64>,
     pub caps: Caps,
 }
 
 impl EngineConfig {
+    /// The lock-wait threshold in nanoseconds.
+    pub fn lock_wait_ns(&self) -> u64 {
+        self.lock_wait_ms
+            .unwrap_or(crate::locks::DEFAULT_LOCK_WAIT_MS)
+            .saturating_mul(1_000_000)
+    }
+
     /// A function address by name when known, else as hex.
     pub fn symbol(&self, addr: u64) -> String {
         match self.symbols.get(&addr) {

@@ -29,6 +29,8 @@ use crate::verdict::{
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
+mod locks;
+
 /// The signal a task's `exit_notify()` sends its parent.
 const SIGCHLD: i32 = 17;
 
@@ -113,6 +115,8 @@ pub struct Engine {
     mount_refs: BTreeMap<i32, RefCount>,
     verdicts: VecDeque<Verdict>,
     stories: BTreeMap<StoryKey, Story>,
+    /// Lock conflicts followed to their release.
+    locks: crate::locks::LockTable,
     c: Counters,
     extra_limits: Vec<String>,
     /// Umounts whose result `path_umount`'s return already gave, by thread: the syscall's
@@ -137,6 +141,7 @@ impl Engine {
             mount_refs: BTreeMap::new(),
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
+            locks: Default::default(),
             c: Counters::default(),
             extra_limits: Vec::new(),
             precise_umounts: BTreeMap::new(),
@@ -313,6 +318,42 @@ impl Engine {
             } => self.on_work_armed(ev, *work, *function, *delay_jiffies),
             Payload::UringReqDone { ctx, req, .. } => self.on_req_done(ev, *ctx, *req),
             Payload::TestMarker { test } => self.current_test = Some(test.clone()),
+            Payload::LockEvent {
+                hook,
+                fl,
+                file,
+                owner,
+                ino,
+                dev,
+                mnt_id,
+                flags,
+                ret,
+                lock_pid: _,
+                lock_type,
+                holder,
+            } => {
+                let l = locks::LockEventArgs {
+                    hook: *hook,
+                    fl: *fl,
+                    file: *file,
+                    owner: *owner,
+                    ino: *ino,
+                    dev: *dev,
+                    mnt_id: *mnt_id,
+                    flags: *flags,
+                    ret: *ret,
+                    lock_type: *lock_type,
+                    holder: *holder,
+                };
+                self.on_lock_event(ev, &l, &mut out)
+            }
+            Payload::LockCall {
+                sys,
+                cmd,
+                fd,
+                ret,
+                enter_ns,
+            } => self.on_lock_call(ev, (*sys, *cmd, *fd), *ret, *enter_ns, &mut out),
             Payload::FilePut {
                 file,
                 mnt_id,
@@ -1605,6 +1646,7 @@ impl Engine {
             });
             self.build_chain(&actor, putter)
         };
+        self.locks_on_file_free(file, &actor, &chain, out);
         self.end_file(
             key,
             Release {
@@ -1681,6 +1723,8 @@ impl Engine {
         out: &mut Vec<Notice>,
     ) {
         let group_dead = group_dead || (self.cfg.exit_group_dead_unknown && ev.pid == ev.tgid);
+        // A thread killed while it waited for a lock never returns from its call.
+        self.locks.waits.remove(&ev.pid);
         let serial = self
             .tasks
             .exit(ev.tgid, ev.pid, &ev.comm, exit_code, group_dead, ev.ts_ns);

@@ -175,6 +175,38 @@ pub struct MountInfo {
     pub source: String,
 }
 
+/// Which lock tracepoint a [`Payload::LockEvent`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockHook {
+    /// `flock_lock_inode`: flock(2) locks.
+    Flock,
+    /// `posix_lock_inode`: fcntl record locks (POSIX and OFD).
+    Posix,
+}
+
+/// The lock a conflicting request ran into, as read from the inode's lock list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LockHolderRef {
+    /// The holding lock (`struct file_lock *`).
+    pub lock: u64,
+    /// Its open file description (`struct file *`): the lock lives as long as it does
+    /// (flock, OFD) or until its owner closes it or exits (POSIX).
+    pub file: u64,
+    pub owner: u64,
+    /// The tgid that took it.
+    pub pid: u32,
+    pub lock_type: u8,
+}
+
+/// Which syscall a [`Payload::LockCall`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockSys {
+    Flock,
+    Fcntl,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
@@ -316,6 +348,34 @@ pub enum Payload {
     /// scanned task's): its cwd/root mounts and, when it is exiting, where it waits.
     TaskSeen {
         task: ScannedTask,
+    },
+    /// A file-lock request that conflicted (`ret` -EAGAIN/-EACCES, or 1: it will wait), was
+    /// taken after a wait (`ret` 0), or an unlock (`lock_type` 2) of an inode that had a
+    /// conflict. This event's task made the request.
+    LockEvent {
+        hook: LockHook,
+        /// The request (`struct file_lock *`).
+        fl: u64,
+        file: u64,
+        owner: u64,
+        ino: u64,
+        dev: u32,
+        mnt_id: i32,
+        /// `FL_*` flags.
+        flags: u32,
+        ret: i32,
+        /// The request's `flc_pid`.
+        lock_pid: u32,
+        lock_type: u8,
+        holder: Option<LockHolderRef>,
+    },
+    /// A flock(2)/fcntl(2) lock call that met a conflict returned.
+    LockCall {
+        sys: LockSys,
+        cmd: u32,
+        fd: i32,
+        ret: i64,
+        enter_ns: u64,
     },
     // --- from userspace ---
     /// The whole mount table as read now (at attach, and after each mount-table change).
@@ -586,6 +646,59 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 count: r.count,
                 cpus: r.cpus,
                 cpus_possible: r.cpus_possible,
+            }
+        }
+        RecordKind::LockEvent => {
+            let r: wire::LockEvent = unsafe { wire::read_record(bytes) };
+            let hook = match r.hook {
+                wire::lock_hook::FLOCK => LockHook::Flock,
+                wire::lock_hook::POSIX => LockHook::Posix,
+                _ => {
+                    return Err(DecodeError::BadField {
+                        kind: k,
+                        what: "hook",
+                    });
+                }
+            };
+            Payload::LockEvent {
+                hook,
+                fl: r.fl,
+                file: r.file,
+                owner: r.owner,
+                ino: r.ino,
+                dev: r.dev,
+                mnt_id: r.mnt_id,
+                flags: r.flags,
+                ret: r.ret,
+                lock_pid: r.pid,
+                lock_type: r.lock_type,
+                holder: (r.holder_lock != 0).then_some(LockHolderRef {
+                    lock: r.holder_lock,
+                    file: r.holder_file,
+                    owner: r.holder_owner,
+                    pid: r.holder_pid,
+                    lock_type: r.holder_type,
+                }),
+            }
+        }
+        RecordKind::LockCall => {
+            let r: wire::LockCall = unsafe { wire::read_record(bytes) };
+            let sys = match r.sys {
+                wire::lock_sys::FLOCK => LockSys::Flock,
+                wire::lock_sys::FCNTL => LockSys::Fcntl,
+                _ => {
+                    return Err(DecodeError::BadField {
+                        kind: k,
+                        what: "sys",
+                    });
+                }
+            };
+            Payload::LockCall {
+                sys,
+                cmd: r.cmd,
+                fd: r.fd,
+                ret: r.ret,
+                enter_ns: r.enter_ns,
             }
         }
         RecordKind::TaskScan => {

@@ -28,6 +28,8 @@ pub mod files;
 #[cfg(feature = "std")]
 pub mod leakcheck;
 #[cfg(feature = "std")]
+pub mod locks;
+#[cfg(feature = "std")]
 pub mod mounts;
 #[cfg(feature = "std")]
 pub mod pins;

@@ -88,10 +88,13 @@ pub fn errno_name(ret: i64) -> String {
         0 => "ok",
         -1 => "EPERM",
         -2 => "ENOENT",
+        -4 => "EINTR",
+        -11 => "EAGAIN/EWOULDBLOCK",
         -13 => "EACCES",
         -16 => "EBUSY",
         -20 => "ENOTDIR",
         -22 => "EINVAL",
+        -35 => "EDEADLK",
         _ if ret > 0 => return format!("returned {ret}"),
         _ => return format!("error {}", -ret),
     };

@@ -1618,6 +1618,12 @@ pub enum Notice {
     StoryClosed(StoryClosed),
     MountDetachedPinned(MountDetached),
     DetachedMountUnpinned(DetachedMountUnpinned),
+    /// A lock request failed (or waited past the threshold) on a lock someone holds.
+    LockConflict(crate::locks::LockVerdict),
+    /// A retry of a conflict already explained.
+    LockStillHeld(crate::locks::LockStillHeld),
+    /// The lock of a conflict went away.
+    LockReleased(crate::locks::LockReleased),
 }
 
 impl Notice {
@@ -1637,6 +1643,9 @@ impl Display for Notice {
             Notice::StoryClosed(s) => s.fmt(f),
             Notice::MountDetachedPinned(m) => m.fmt(f),
             Notice::DetachedMountUnpinned(m) => m.fmt(f),
+            Notice::LockConflict(v) => v.fmt(f),
+            Notice::LockStillHeld(s) => s.fmt(f),
+            Notice::LockReleased(r) => r.fmt(f),
         }
     }
 }

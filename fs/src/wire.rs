@@ -12,7 +12,7 @@
 //! a recording carries `WIRE_VERSION` in its header for the record only.
 
 /// Layout version of every record below.
-pub const WIRE_VERSION: u32 = 4;
+pub const WIRE_VERSION: u32 = 5;
 
 /// Length of a task's `comm` in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -42,10 +42,12 @@ pub enum RecordKind {
     TaskScan = 19,
     TaskResFree = 20,
     MountRefs = 21,
+    LockEvent = 30,
+    LockCall = 31,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 21] = [
+    pub const ALL: [RecordKind; 23] = [
         RecordKind::MountCall,
         RecordKind::TaskExit,
         RecordKind::Signal,
@@ -67,6 +69,8 @@ impl RecordKind {
         RecordKind::TaskScan,
         RecordKind::TaskResFree,
         RecordKind::MountRefs,
+        RecordKind::LockEvent,
+        RecordKind::LockCall,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -97,6 +101,8 @@ impl RecordKind {
             RecordKind::TaskScan => core::mem::size_of::<TaskScan>(),
             RecordKind::TaskResFree => core::mem::size_of::<TaskResFree>(),
             RecordKind::MountRefs => core::mem::size_of::<MountRefs>(),
+            RecordKind::LockEvent => core::mem::size_of::<LockEvent>(),
+            RecordKind::LockCall => core::mem::size_of::<LockCall>(),
         }
     }
 }
@@ -507,6 +513,91 @@ pub struct TaskResFree {
     pub ptr: u64,
 }
 
+/// Which lock tracepoint a [`LockEvent`] comes from.
+pub mod lock_hook {
+    /// `filelock:flock_lock_inode` (flock(2), and its release at the file's last close).
+    pub const FLOCK: u8 = 1;
+    /// `filelock:posix_lock_inode` (fcntl POSIX and OFD record locks).
+    pub const POSIX: u8 = 2;
+}
+
+/// `struct file_lock` flags (`FL_*`) and types (`F_*LCK`) the lock records carry.
+pub mod lock_flags {
+    pub const FL_POSIX: u32 = 1;
+    pub const FL_FLOCK: u32 = 2;
+    pub const FL_CLOSE: u32 = 64;
+    pub const FL_SLEEP: u32 = 128;
+    pub const FL_OFDLCK: u32 = 1024;
+    pub const F_RDLCK: u8 = 0;
+    pub const F_WRLCK: u8 = 1;
+    pub const F_UNLCK: u8 = 2;
+    /// `FILE_LOCK_DEFERRED`: the request conflicts and will wait (a blocking call).
+    pub const DEFERRED: i32 = 1;
+}
+
+/// A file-lock request as the `filelock` tracepoints saw it, sent when it conflicts (or
+/// will wait), when it is the lock finally taken after such a wait, and for an unlock of
+/// an inode that had a conflict (the release, e.g. `FL_CLOSE` from the last `__fput`).
+/// For a conflict, the lock in the inode's list that it conflicts with (the holder) is
+/// read too: the tracepoint's own `blocker` is only set once a request waits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LockEvent {
+    pub hdr: Header,
+    /// The request (`struct file_lock *`), the same over a blocking call's retries.
+    pub fl: u64,
+    /// The request's open file description (`struct file *`) and owner (`fl_owner_t`:
+    /// the file for flock/OFD, the `files_struct` for POSIX).
+    pub file: u64,
+    pub owner: u64,
+    pub ino: u64,
+    /// The conflicting lock found in the inode's list (0: none found), its file, owner.
+    pub holder_lock: u64,
+    pub holder_file: u64,
+    pub holder_owner: u64,
+    /// The inode's `s_dev` (kernel encoding).
+    pub dev: u32,
+    /// `FL_*` of the request.
+    pub flags: u32,
+    /// The tracepoint's `ret`: 0, [`lock_flags::DEFERRED`], or -EAGAIN/-EACCES/...
+    pub ret: i32,
+    /// `flc_pid` of the request and of the holder (the tgid that took it).
+    pub pid: u32,
+    pub holder_pid: u32,
+    /// Mount id of the request's file (-1: unreadable).
+    pub mnt_id: i32,
+    /// [`lock_hook`].
+    pub hook: u8,
+    /// `F_RDLCK`/`F_WRLCK`/`F_UNLCK` of the request and of the holder.
+    pub lock_type: u8,
+    pub holder_type: u8,
+    /// Locks looked at in the inode's list.
+    pub walked: u8,
+    pub _pad: u32,
+}
+
+/// Which syscall a [`LockCall`] reports.
+pub mod lock_sys {
+    pub const FLOCK: u32 = 1;
+    pub const FCNTL: u32 = 2;
+}
+
+/// A flock(2) or fcntl(2) lock call that met a conflict (a [`LockEvent`] fired inside it),
+/// sent at its exit: how long it took and what it returned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LockCall {
+    pub hdr: Header,
+    pub enter_ns: u64,
+    pub ret: i64,
+    pub fd: i32,
+    /// flock's operation (`LOCK_*`) or fcntl's command (`F_SETLK`, `F_OFD_SETLKW`, ...).
+    pub cmd: u32,
+    /// [`lock_sys`].
+    pub sys: u32,
+    pub _pad: u32,
+}
+
 /// Per-CPU counters the programs keep (a `PerCpuArray<u64>` indexed by these).
 pub mod counter {
     /// Records sent, per kind: `RECORDS + kind` (room for 32 kinds).
@@ -549,6 +640,8 @@ pub mod counter {
     pub const ALLOC_RCU_FREED: u32 = 84;
     /// kfree_rcu() queue walks cut short by their step limit.
     pub const ALLOC_RCU_TRUNCATED: u32 = 85;
+    /// Lock conflicts whose holder was not found in the inode's first locks.
+    pub const LOCK_HOLDER_NOT_FOUND: u32 = 90;
     pub const COUNT: u32 = 96;
 }
 
@@ -610,6 +703,11 @@ pub mod tp_field {
     pub const FSMOUNT_FLAGS: usize = 52;
     pub const MOVE_MOUNT_FROM_PATH: usize = 53;
     pub const KMEM_CACHE_PTR: usize = 54; // kmem_cache_* classic: the cache is only known by name
+    pub const LOCK_FL: usize = 58; // filelock:flock_lock_inode / posix_lock_inode: `fl`
+    pub const LOCK_FLAGS: usize = 59;
+    pub const LOCK_RET: usize = 60;
+    pub const LOCK_SYS_FD: usize = 61; // sys_enter_flock / sys_enter_fcntl: `fd`
+    pub const LOCK_SYS_CMD: usize = 62; // and `cmd`
     /// Never set: stands for "this syscall has no such argument".
     pub const NONE: usize = 63;
     pub const COUNT: usize = 64;
@@ -673,6 +771,15 @@ pub mod btf_off {
     pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
     pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
     pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count
+    pub const INODE_FLCTX: usize = 56; // inode.i_flctx
+    pub const FLCTX_FLOCK: usize = 57; // file_lock_context.flc_flock
+    pub const FLCTX_POSIX: usize = 58; // file_lock_context.flc_posix
+    /// The lock's members: `file_lock.c.flc_*` (6.9+) or `file_lock.fl_*` (before).
+    pub const LOCK_LIST: usize = 59;
+    pub const LOCK_FILE: usize = 60;
+    pub const LOCK_OWNER: usize = 61;
+    pub const LOCK_PID: usize = 62;
+    pub const LOCK_TYPE: usize = 63;
     // The namespace's flat mount list (before 6.8; an rbtree after): missing where absent.
     pub const TASK_NSPROXY: usize = 64; // task_struct.nsproxy
     pub const NSPROXY_MNT_NS: usize = 65; // nsproxy.mnt_ns

@@ -418,6 +418,7 @@ fn lazy_umount_then_mount_busy() {
             Notice::StoryClosed(_) => "closed",
             Notice::MountDetachedPinned(_) => "detached",
             Notice::DetachedMountUnpinned(_) => "unpinned",
+            Notice::LockConflict(_) | Notice::LockStillHeld(_) | Notice::LockReleased(_) => "lock",
         })
         .collect();
     assert_eq!(
@@ -583,4 +584,102 @@ fn precise_tier_module_reference_through_delayed_fput() {
         panic!("{n:#?}")
     };
     assert_eq!(s.failed_attempts, 1);
+}
+
+/// (5) The TigerBeetle race: a flock held through a killed task's io_uring ring, the
+/// parent's LOCK_NB retries until delayed_fput releases the file; then a blocking wait on a
+/// live holder past the threshold.
+#[test]
+fn lock_held_by_a_dead_owners_ring() {
+    use common::locks::*;
+    use tracer_fs::event::{LockHook, LockSys};
+    use tracer_fs::wire::lock_flags as lf;
+    let mut events = dead_owner_stream(true);
+    let parent = task(1100, "harness");
+    let live = task(1300, "holder");
+    let t = T0 + 4 * S;
+    events.extend([
+        ev(t, &live, {
+            let Payload::FileRef {
+                holder: _,
+                how,
+                mnt_id,
+                dev,
+                ino,
+                name_kind,
+                name,
+                ..
+            } = opened(F, 1300, 4)
+            else {
+                unreachable!()
+            };
+            Payload::FileRef {
+                file: F + 0x100,
+                holder: fd(1300, 4),
+                how,
+                mnt_id,
+                dev,
+                ino,
+                name_kind,
+                name,
+            }
+        }),
+        ev(
+            t + MS,
+            &parent,
+            lock_ev(
+                LockHook::Flock,
+                MINE,
+                MINE,
+                lf::DEFERRED,
+                lf::F_WRLCK,
+                lf::FL_FLOCK | lf::FL_SLEEP,
+                Some(tracer_fs::event::LockHolderRef {
+                    file: F + 0x100,
+                    owner: F + 0x100,
+                    ..holder(1300, F)
+                }),
+            ),
+        ),
+        ev(
+            t + 30 * MS,
+            &live,
+            lock_ev(
+                LockHook::Flock,
+                F + 0x100,
+                F + 0x100,
+                0,
+                lf::F_UNLCK,
+                lf::FL_FLOCK,
+                None,
+            ),
+        ),
+        ev(
+            t + 30 * MS + 20 * US,
+            &parent,
+            Payload::LockCall {
+                sys: LockSys::Flock,
+                cmd: 2,
+                fd: 3,
+                ret: 0,
+                enter_ns: t + MS - 5 * US,
+            },
+        ),
+    ]);
+    let n = run("lock_dead_owner", &events);
+    let kinds: Vec<&str> = n
+        .iter()
+        .map(|n| match n {
+            Notice::LockConflict(_) => "conflict",
+            Notice::LockStillHeld(_) => "held",
+            Notice::LockReleased(_) => "released",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "conflict", "held", "held", "released", "conflict", "released"
+        ]
+    );
 }

@@ -331,6 +331,9 @@ fn generated_streams_reach_the_interesting_states() {
                     Notice::StoryClosed(_) => "story closed",
                     Notice::MountDetachedPinned(_) => "detached",
                     Notice::DetachedMountUnpinned(_) => "unpinned",
+                    Notice::LockConflict(_) => "lock conflict",
+                    Notice::LockStillHeld(_) => "lock still held",
+                    Notice::LockReleased(_) => "lock released",
                 };
                 *seen.entry(k).or_default() += 1;
                 if let Notice::Verdict(v) = &n {

@@ -16,6 +16,7 @@ mod doctor;
 mod files;
 mod floor;
 mod kmem;
+mod locks;
 mod mounts;
 mod precise;
 mod snapshot;

@@ -119,3 +119,28 @@ pub static PRECISE_RELEASE: Array<u32> = Array::with_max_entries(1, 0);
 pub static SCRATCH_MOUNT: PerCpuArray<MountCall> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SCRATCH_FILE: PerCpuArray<FileRef> = PerCpuArray::with_max_entries(1, 0);
+
+/// A flock(2)/fcntl(2) lock call between its entry and exit, by `pid_tgid`: the lock
+/// tracepoints inside it mark it, and only marked calls are sent at their exit. LRU: a
+/// thread killed while it waits for a lock never reaches the exit that removes its entry.
+#[map]
+pub static PENDING_LOCK: LruHashMap<u64, PendingLock> = LruHashMap::with_max_entries(4096, 0);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PendingLock {
+    pub enter_ns: u64,
+    pub fd: i32,
+    pub cmd: u32,
+    pub sys: u32,
+    /// A conflict was seen inside the call.
+    pub conflicted: u8,
+    /// The request was deferred (it waits): its final acquisition is sent too.
+    pub waited: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Inodes (`struct inode *`) some lock request conflicted on: their unlocks are sent (the
+/// release of what was waited for). LRU: old ones fall out by themselves.
+#[map]
+pub static LOCK_WATCH: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1024, 0);

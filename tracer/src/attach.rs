@@ -43,6 +43,8 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Allocation leak tracking (`--alloc-filter`); off when `None`.
     pub alloc: Option<crate::alloc::AllocOptions>,
+    /// A blocking lock call waiting longer than this gets a verdict (`--lock-wait-ms`).
+    pub lock_wait_ms: u64,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             follow_work: Vec::new(),
             ring_bytes: 16 << 20,
             alloc: None,
+            lock_wait_ms: tracer_fs::locks::DEFAULT_LOCK_WAIT_MS,
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct Attached {
     pub btf: aya::Btf,
     /// The maps of allocation tracking, taken out of the object, when it is on.
     pub alloc: Option<crate::alloc::tracker::AllocMaps>,
+    /// `Options::lock_wait_ms`, for the engine.
+    pub lock_wait_ms: u64,
 }
 
 /// Everything about this kernel the loader needs.
@@ -262,6 +267,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         kallsyms: ksyms,
         btf,
         alloc,
+        lock_wait_ms: opts.lock_wait_ms,
     })
 }
 

@@ -26,6 +26,10 @@ pub struct AttachArgs {
     /// Seconds between counter updates (and allocation snapshots).
     #[arg(long, default_value_t = 1.0)]
     pub stats_every: f64,
+    /// A blocking lock call (flock, fcntl F_SETLKW/F_OFD_SETLKW) that waits longer than
+    /// this for a lock someone holds gets a lock-conflict verdict.
+    #[arg(long, default_value_t = tracer_fs::locks::DEFAULT_LOCK_WAIT_MS, value_name = "MS")]
+    pub lock_wait_ms: u64,
     #[command(flatten)]
     pub alloc: AllocArgs,
 }
@@ -48,6 +52,7 @@ impl AttachArgs {
             follow_work: self.follow_work.clone(),
             ring_bytes,
             alloc,
+            lock_wait_ms: self.lock_wait_ms,
         })
     }
 

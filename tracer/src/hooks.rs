@@ -359,6 +359,26 @@ pub const HOOKS: &[Hook] = &[
         precise: false,
     },
     Hook {
+        name: "file locks",
+        why: "lock conflicts (flock, POSIX and OFD locks) with their holder, and the releases",
+        alternatives: &[&[
+            tp("flock_lock_inode", "filelock/flock_lock_inode"),
+            tp("posix_lock_inode", "filelock/posix_lock_inode"),
+        ]],
+        precise: false,
+    },
+    Hook {
+        name: "lock calls",
+        why: "flock(2)/fcntl(2) lock calls that met a conflict: their result and wait time",
+        alternatives: &[&[
+            tp("sys_enter_flock", "syscalls/sys_enter_flock"),
+            tp("sys_enter_fcntl", "syscalls/sys_enter_fcntl"),
+            tp("sys_exit_lock_call", "syscalls/sys_exit_flock"),
+            tp("sys_exit_lock_call", "syscalls/sys_exit_fcntl"),
+        ]],
+        precise: false,
+    },
+    Hook {
         name: "kmem_cache alloc",
         why: "slab allocations (file births are counted here)",
         alternatives: &[

@@ -176,7 +176,18 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
     (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_free", "name"),
+    (f::LOCK_FL, "filelock", "flock_lock_inode", "fl"),
+    (f::LOCK_FLAGS, "filelock", "flock_lock_inode", "flags"),
+    (f::LOCK_RET, "filelock", "flock_lock_inode", "ret"),
+    (f::LOCK_SYS_FD, "syscalls", "sys_enter_flock", "fd"),
+    (f::LOCK_SYS_CMD, "syscalls", "sys_enter_flock", "cmd"),
 ];
+
+/// Fields whose name changed between kernels: (index, category, tracepoint, older name),
+/// looked up when the name in `TP_FIELDS` is missing (the `filelock` events named their
+/// fields `fl_flags`, ... before 6.9).
+pub const TP_FIELD_ALTERNATIVES: &[(usize, &str, &str, &str)] =
+    &[(f::LOCK_FLAGS, "filelock", "flock_lock_inode", "fl_flags")];
 
 /// Tracepoints whose fields the programs read through an index shared with another
 /// tracepoint: each must have the field at the same offset, or the shared index is wrong.
@@ -205,6 +216,13 @@ pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
     ),
     (f::KMEM_PTR, "kmem", "kmem_cache_alloc", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_alloc", "name"),
+    (f::LOCK_FL, "filelock", "posix_lock_inode", "fl"),
+    (f::LOCK_FLAGS, "filelock", "posix_lock_inode", "flags"),
+    (f::LOCK_RET, "filelock", "posix_lock_inode", "ret"),
+    (f::LOCK_SYS_FD, "syscalls", "sys_enter_fcntl", "fd"),
+    (f::LOCK_SYS_CMD, "syscalls", "sys_enter_fcntl", "cmd"),
+    (f::SYS_RET, "syscalls", "sys_exit_flock", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_fcntl", "ret"),
 ];
 
 /// (index into `Config::btf`, struct, member path)
@@ -249,6 +267,19 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::MOUNT_MNT_PARENT, "mount", &["mnt_parent"]),
     (b::MOUNT_MNT, "mount", &["mnt"]),
     (b::MNT_PCP_COUNT, "mnt_pcp", &["mnt_count"]),
+    (b::INODE_FLCTX, "inode", &["i_flctx"]),
+    (b::FLCTX_FLOCK, "file_lock_context", &["flc_flock"]),
+    (b::FLCTX_POSIX, "file_lock_context", &["flc_posix"]),
+];
+
+/// The lock members the lock programs read: `struct file_lock_core` inside `file_lock`
+/// (6.9+), else the `fl_*` members of older kernels' `struct file_lock`.
+const LOCK_MEMBERS: &[(usize, &str, &str)] = &[
+    (b::LOCK_LIST, "flc_list", "fl_list"),
+    (b::LOCK_FILE, "flc_file", "fl_file"),
+    (b::LOCK_OWNER, "flc_owner", "fl_owner"),
+    (b::LOCK_PID, "flc_pid", "fl_pid"),
+    (b::LOCK_TYPE, "flc_type", "fl_type"),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are
@@ -290,6 +321,18 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             None => gaps.tp_fields.push(format!("{cat}:{tp}.{field}")),
         }
     }
+    for &(idx, cat, tp, field) in TP_FIELD_ALTERNATIVES {
+        if cfg.tp[idx] != tracer_fs::wire::MISSING_U16 {
+            continue;
+        }
+        if let Some(off) = format(cat, tp).and_then(|f| f.offset(field)) {
+            cfg.tp[idx] = off;
+            if let Some(&(_, _, _, name)) = TP_FIELDS.iter().find(|t| t.0 == idx) {
+                let gap = format!("{cat}:{tp}.{name}");
+                gaps.tp_fields.retain(|g| *g != gap);
+            }
+        }
+    }
     for &(idx, cat, tp, field) in SHARED_FIELDS {
         let off = format(cat, tp).and_then(|f| f.offset(field));
         if off.is_some() && off != Some(cfg.tp[idx]) {
@@ -304,6 +347,17 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             Err(e) => gaps
                 .btf_members
                 .push(format!("{st}.{}: {e}", path.join("."))),
+        }
+    }
+    for &(idx, core, old) in LOCK_MEMBERS {
+        match btf
+            .offset_of("file_lock", &["c", core])
+            .or_else(|_| btf.offset_of("file_lock", &[old]))
+        {
+            Ok(off) => cfg.btf[idx] = off,
+            Err(e) => gaps
+                .btf_members
+                .push(format!("file_lock.c.{core}/{old}: {e}")),
         }
     }
     if let Some(regs) = SYSCALL_ARG_REGS {

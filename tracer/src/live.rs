@@ -39,6 +39,7 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
             cfg.symbols.insert(*a, f.name.clone());
         }
     }
+    cfg.lock_wait_ms = Some(att.lock_wait_ms);
     cfg.ring_exit_work_offset = att.uring.exit_work;
     cfg.ring_fallback_work_offset = att.uring.fallback_work;
     cfg.missing_hooks = att
@@ -47,6 +48,16 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
         .filter(|h| !h.live())
         .map(|h| format!("{} ({})", h.hook, h.why))
         .collect();
+    // Without the lock members, conflicts are seen but their holders cannot be found.
+    if att
+        .gaps
+        .btf_members
+        .iter()
+        .any(|g| g.starts_with("file_lock") || g.contains("i_flctx"))
+    {
+        cfg.missing_hooks
+            .push("lock holders (struct file_lock members missing from BTF)".to_string());
+    }
     cfg.exit_group_dead_unknown = att.gaps.tp_fields.iter().any(|g| g.contains("group_dead"));
     cfg.exit_resources_seen = att.hooks.iter().any(|h| {
         h.hook == "kmem_cache free" && h.mechanism == Some(crate::hooks::Mechanism::RawTracepoint)

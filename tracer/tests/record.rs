@@ -59,7 +59,12 @@ fn golden_events(name: &str) -> Vec<Event> {
 /// Every kind of item, every payload variant.
 fn sample_items() -> Vec<Item> {
     let mut items = vec![Item::Ready { ts_ns: 99 }];
-    for n in ["fd_held", "uring_killed", "lazy_then_mount"] {
+    for n in [
+        "fd_held",
+        "uring_killed",
+        "lazy_then_mount",
+        "lock_dead_owner",
+    ] {
         items.extend(golden_events(n).into_iter().map(Item::Event));
     }
     items.push(Item::Symbol {

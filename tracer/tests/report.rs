@@ -763,3 +763,68 @@ fn symbols_learnt_while_recording_name_the_work_in_the_report() {
         "{text}"
     );
 }
+
+/// Lock-conflict stories go where the EBUSY stories go: the text report (its own list),
+/// HTML (a timeline each), Perfetto (a "held" slice each) and JSON.
+#[test]
+fn lock_stories_in_every_format() {
+    let mut events = golden_events("lock_dead_owner");
+    events.insert(
+        0,
+        Event {
+            ts_ns: events[0].ts_ns - 1,
+            cpu: 0,
+            pid: 1,
+            tgid: 1,
+            comm: "tracer".into(),
+            work: None,
+            payload: Payload::TestMarker {
+                test: "generic/999".into(),
+            },
+        },
+    );
+    let p = tmp("locks.trace");
+    write_trace(&p, &events);
+    let mut r = report::replay_file(&p, &ReportOptions::default()).unwrap();
+    let s = &r.sections[0];
+    assert_eq!(s.stories.len(), 2);
+    assert!(s.stories.iter().all(|st| st.lock && st.closed_ns.is_some()));
+    assert_eq!(s.stories[0].failed_attempts, 3);
+    let text = r.render(ReportFormat::Text);
+    assert!(text.contains("EBUSY stories: none"), "{text}");
+    assert!(text.contains("lock conflicts: 2"), "{text}");
+    assert!(
+        text.contains("3 conflicts; held for 13.8ms from the first conflict until released"),
+        "{text}"
+    );
+    assert!(
+        text.contains("timeline (from the first conflict at"),
+        "{text}"
+    );
+    assert!(
+        text.contains("released by: delayed_fput (kworker/1:2) ← armed by io_ring_exit_work"),
+        "{text}"
+    );
+    let html = r.render(ReportFormat::Html);
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(html.contains("lock conflict #1 on /mnt/scratch/data"));
+    let v: Value = serde_json::from_str(&r.render(ReportFormat::Perfetto)).unwrap();
+    let held: Vec<&str> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "lock")
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        held,
+        [
+            "held: lock conflict #1 on /mnt/scratch/data",
+            "held: lock conflict #2 on /mnt/scratch/data"
+        ]
+    );
+    let j = r.render(ReportFormat::Json);
+    for kind in ["lock_conflict", "lock_still_held", "lock_released"] {
+        assert!(j.contains(&format!("\"{kind}\"")), "{kind}: {j}");
+    }
+}

@@ -912,3 +912,37 @@ fn a_classified_leak_report_in_the_events_and_in_full() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+/// A lock conflict in the events pane (LOCK, then a "held" line per retry), and the
+/// holding file's view lists the lock it holds.
+#[test]
+fn lock_conflict_in_events_and_file_view_120x32() {
+    let mut m = model("lock_dead_owner", 11);
+    let s = snap(&mut m);
+    let t = render(&App::new(), &s, 120, 32);
+    let screen = lines(t.backend().buffer());
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("LOCK") && l.contains("flock(LOCK_EX|LOCK_NB)")),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("held") && l.contains("still held")),
+        "{}",
+        screen.join("\n")
+    );
+    let key = m.engine.files().alive(0xffff_8880_0000_1000).unwrap();
+    let v = m.file_view(key, s.now_ns).unwrap();
+    assert_eq!(v.locks.len(), 1, "{:?}", v.locks);
+    assert!(
+        v.locks[0].starts_with(
+            "a flock write lock others could not take (lock conflict #1): 2 conflicts since"
+        ),
+        "{:?}",
+        v.locks
+    );
+}

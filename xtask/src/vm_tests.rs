@@ -16,7 +16,7 @@ use crate::util;
 
 /// The integration-test targets of the tracer crate run inside the VM: the EBUSY scenarios
 /// (on the VM's kernel they get the kprobe/fentry hooks), and leakyfs's scenarios.
-pub const TARGETS: &[&str] = &["ebusy", "vm_leakyfs", "fsstress"];
+pub const TARGETS: &[&str] = &["ebusy", "vm_leakyfs", "fsstress", "locks"];
 
 /// Targets run only when `--test` names them: the fsstress kill -9 test does not pass
 /// reliably inside the VM yet (TCG's one slow CPU: some first EBUSYs got no scan results,

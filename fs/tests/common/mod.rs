@@ -1,6 +1,8 @@
 //! Builders for hand-written event streams, shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod locks;
+
 use tracer_fs::EngineConfig;
 use tracer_fs::event::{
     Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx,

@@ -23,8 +23,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use tracer_fs::event::{
-    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, ScannedTask, TaskRes,
-    WorkCtx, WorkFnKind,
+    Event, HolderRef, LockHolderRef, LockHook, LockSys, MountCallOp, MountInfo, NameKind, Payload,
+    RefHow, ScannedTask, TaskRes, WorkCtx, WorkFnKind,
 };
 
 /// One entry of a block, as encoded. Variants are identified by position: append only.
@@ -263,6 +263,76 @@ enum RecPayload<'a> {
         cwd_mnt: i32,
         root_mnt: i32,
     },
+    // File locks (appended: older recordings stay readable).
+    LockEvent {
+        hook: RecLockHook,
+        fl: u64,
+        file: u64,
+        owner: u64,
+        ino: u64,
+        dev: u32,
+        mnt_id: i32,
+        flags: u32,
+        ret: i32,
+        lock_pid: u32,
+        lock_type: u8,
+        holder: Option<RecLockHolder>,
+    },
+    LockCall {
+        sys: RecLockSys,
+        cmd: u32,
+        fd: i32,
+        ret: i64,
+        enter_ns: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum RecLockHook {
+    Flock,
+    Posix,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum RecLockSys {
+    Flock,
+    Fcntl,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RecLockHolder {
+    lock: u64,
+    file: u64,
+    owner: u64,
+    pid: u32,
+    lock_type: u8,
+}
+
+fn lock_holder_to(h: &LockHolderRef) -> RecLockHolder {
+    let LockHolderRef {
+        lock,
+        file,
+        owner,
+        pid,
+        lock_type,
+    } = *h;
+    RecLockHolder {
+        lock,
+        file,
+        owner,
+        pid,
+        lock_type,
+    }
+}
+
+fn lock_holder_from(h: RecLockHolder) -> LockHolderRef {
+    LockHolderRef {
+        lock: h.lock,
+        file: h.file,
+        owner: h.owner,
+        pid: h.pid,
+        lock_type: h.lock_type,
+    }
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -652,6 +722,52 @@ impl<'a> RecEvent<'a> {
                 cpus: *cpus,
                 cpus_possible: *cpus_possible,
             },
+            Payload::LockEvent {
+                hook,
+                fl,
+                file,
+                owner,
+                ino,
+                dev,
+                mnt_id,
+                flags,
+                ret,
+                lock_pid,
+                lock_type,
+                holder,
+            } => RecPayload::LockEvent {
+                hook: match hook {
+                    LockHook::Flock => RecLockHook::Flock,
+                    LockHook::Posix => RecLockHook::Posix,
+                },
+                fl: *fl,
+                file: *file,
+                owner: *owner,
+                ino: *ino,
+                dev: *dev,
+                mnt_id: *mnt_id,
+                flags: *flags,
+                ret: *ret,
+                lock_pid: *lock_pid,
+                lock_type: *lock_type,
+                holder: holder.as_ref().map(lock_holder_to),
+            },
+            Payload::LockCall {
+                sys,
+                cmd,
+                fd,
+                ret,
+                enter_ns,
+            } => RecPayload::LockCall {
+                sys: match sys {
+                    LockSys::Flock => RecLockSys::Flock,
+                    LockSys::Fcntl => RecLockSys::Fcntl,
+                },
+                cmd: *cmd,
+                fd: *fd,
+                ret: *ret,
+                enter_ns: *enter_ns,
+            },
         };
         RecEvent {
             ts_ns: *ts_ns,
@@ -887,6 +1003,52 @@ impl<'a> RecEvent<'a> {
                 count,
                 cpus,
                 cpus_possible,
+            },
+            RecPayload::LockEvent {
+                hook,
+                fl,
+                file,
+                owner,
+                ino,
+                dev,
+                mnt_id,
+                flags,
+                ret,
+                lock_pid,
+                lock_type,
+                holder,
+            } => Payload::LockEvent {
+                hook: match hook {
+                    RecLockHook::Flock => LockHook::Flock,
+                    RecLockHook::Posix => LockHook::Posix,
+                },
+                fl,
+                file,
+                owner,
+                ino,
+                dev,
+                mnt_id,
+                flags,
+                ret,
+                lock_pid,
+                lock_type,
+                holder: holder.map(lock_holder_from),
+            },
+            RecPayload::LockCall {
+                sys,
+                cmd,
+                fd,
+                ret,
+                enter_ns,
+            } => Payload::LockCall {
+                sys: match sys {
+                    RecLockSys::Flock => LockSys::Flock,
+                    RecLockSys::Fcntl => LockSys::Fcntl,
+                },
+                cmd,
+                fd,
+                ret,
+                enter_ns,
             },
         };
         Event {

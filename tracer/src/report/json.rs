@@ -136,6 +136,9 @@ pub fn notice_kind(n: &Notice) -> &'static str {
         Notice::StoryClosed(_) => "story_closed",
         Notice::MountDetachedPinned(_) => "mount_detached_pinned",
         Notice::DetachedMountUnpinned(_) => "detached_mount_unpinned",
+        Notice::LockConflict(_) => "lock_conflict",
+        Notice::LockStillHeld(_) => "lock_still_held",
+        Notice::LockReleased(_) => "lock_released",
     }
 }
 

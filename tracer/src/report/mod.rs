@@ -84,6 +84,9 @@ pub struct Story {
     pub failed_attempts: u32,
     /// When it succeeded (None: still busy at the end of the section).
     pub closed_ns: Option<u64>,
+    /// A lock-conflict story (first "EBUSY" is the first conflict, the close the lock's
+    /// release, failed attempts the conflicts).
+    pub lock: bool,
 }
 
 impl Story {
@@ -100,6 +103,9 @@ impl Story {
             Notice::PinReleased(p) => Some((p.story.what.clone(), p.story.first_ebusy_ns)),
             Notice::PinFoundLate(p) => Some((p.story.what.clone(), p.story.first_ebusy_ns)),
             Notice::StoryClosed(s) => Some((s.story.what.clone(), s.story.first_ebusy_ns)),
+            Notice::LockConflict(v) => Some((v.story_what(), v.first_ns())),
+            Notice::LockStillHeld(h) => Some((h.story.story_what(), h.story.first_ns)),
+            Notice::LockReleased(r) => Some((r.story.story_what(), r.story.first_ns)),
             _ => None,
         }
     }
@@ -441,6 +447,12 @@ impl Replayer {
                             notices: Vec::new(),
                             failed_attempts: 0,
                             closed_ns: None,
+                            lock: matches!(
+                                n,
+                                Notice::LockConflict(_)
+                                    | Notice::LockStillHeld(_)
+                                    | Notice::LockReleased(_)
+                            ),
                         });
                         self.stories.len() - 1
                     }
@@ -462,6 +474,18 @@ impl Replayer {
                         if s.mount.is_none() {
                             s.mount = c.story.mount.clone();
                         }
+                    }
+                    Notice::LockConflict(v) => {
+                        s.failed_attempts = s.failed_attempts.max(1);
+                        s.mount = s.mount.clone().or_else(|| v.mount.clone());
+                    }
+                    Notice::LockStillHeld(h) => {
+                        s.failed_attempts = s.failed_attempts.max(h.story.conflicts);
+                    }
+                    Notice::LockReleased(r) => {
+                        s.closed_ns = Some(r.ts_ns);
+                        s.failed_attempts = s.failed_attempts.max(r.story.conflicts);
+                        s.mount = s.mount.clone().or_else(|| r.story.mount.clone());
                     }
                     _ => {}
                 }
@@ -717,6 +741,7 @@ pub fn notice_chain(n: &Notice) -> Option<&[ChainLink]> {
     match n {
         Notice::CulpritReleased(c) if !c.chain.is_empty() => Some(&c.chain),
         Notice::DetachedMountUnpinned(d) if !d.chain.is_empty() => Some(&d.chain),
+        Notice::LockReleased(r) if !r.chain.is_empty() => Some(&r.chain),
         _ => None,
     }
 }
@@ -731,6 +756,9 @@ pub fn notice_ts(n: &Notice) -> u64 {
         Notice::StoryClosed(s) => s.ts_ns,
         Notice::MountDetachedPinned(m) => m.ts_ns,
         Notice::DetachedMountUnpinned(m) => m.ts_ns,
+        Notice::LockConflict(v) => v.ts_ns,
+        Notice::LockStillHeld(h) => h.ts_ns,
+        Notice::LockReleased(r) => r.ts_ns,
     }
 }
 
@@ -791,6 +819,26 @@ pub fn notice_summary(n: &Notice) -> String {
             count(m.files.len(), "file", "files")
         ),
         Notice::DetachedMountUnpinned(m) => format!("detached mount {} unpinned", m.mount.id),
+        Notice::LockConflict(v) => {
+            let held = match &v.holder {
+                Some(h) => format!(
+                    "held by pid {} ({}), file {}",
+                    h.taken_by.pid,
+                    h.taken_by.comm,
+                    tracer_fs::text::hex(h.file_addr)
+                ),
+                None => "holder not found".to_string(),
+            };
+            format!(
+                "{} by pid {} ({}): {held}",
+                v.call, v.caller.tgid, v.caller.comm
+            )
+        }
+        Notice::LockStillHeld(h) => format!(
+            "still held (attempt {}) by pid {} ({})",
+            h.story.conflicts, h.caller.tgid, h.caller.comm
+        ),
+        Notice::LockReleased(r) => format!("lock released ({:?})", r.how),
     }
 }
 

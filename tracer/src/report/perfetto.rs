@@ -141,8 +141,8 @@ pub fn value(r: &Report) -> Value {
             ev.push(slice(
                 PID_STORIES,
                 tid,
-                &format!("busy: {}", st.what),
-                "ebusy",
+                &format!("{}: {}", if st.lock { "held" } else { "busy" }, st.what),
+                if st.lock { "lock" } else { "ebusy" },
                 st.first_ebusy_ns,
                 end,
                 json!({

@@ -212,6 +212,16 @@ pub fn story_title(s: &Story) -> String {
 }
 
 pub fn story_outcome(s: &Story) -> String {
+    if s.lock {
+        let conflicts = count(s.failed_attempts as usize, "conflict", "conflicts");
+        return match s.closed_ns {
+            Some(c) => format!(
+                "{conflicts}; held for {} from the first conflict until released",
+                dur(c.saturating_sub(s.first_ebusy_ns))
+            ),
+            None => format!("{conflicts}; still held at the end of the test"),
+        };
+    }
     let attempts = count(
         s.failed_attempts as usize,
         "failed attempt",
@@ -231,7 +241,8 @@ fn story(s: &Story, out: &mut String) {
     let _ = writeln!(out, "    {}", story_outcome(s));
     let _ = writeln!(
         out,
-        "    timeline (from the first EBUSY at {}):",
+        "    timeline (from the first {} at {}):",
+        if s.lock { "conflict" } else { "EBUSY" },
         boot(s.first_ebusy_ns)
     );
     let told = group_released(&s.notices);
@@ -398,11 +409,19 @@ fn section(r: &Report, s: &Section, out: &mut String) {
         s.ebusy_calls
     );
     let _ = writeln!(out);
-    if s.stories.is_empty() {
+    let (locks, ebusy): (Vec<&Story>, Vec<&Story>) = s.stories.iter().partition(|st| st.lock);
+    if ebusy.is_empty() {
         let _ = writeln!(out, "EBUSY stories: none");
     } else {
-        let _ = writeln!(out, "EBUSY stories: {}", s.stories.len());
-        for st in &s.stories {
+        let _ = writeln!(out, "EBUSY stories: {}", ebusy.len());
+        for st in ebusy {
+            story(st, out);
+        }
+    }
+    if !locks.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "lock conflicts: {}", locks.len());
+        for st in locks {
             story(st, out);
         }
     }

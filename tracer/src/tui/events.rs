@@ -28,6 +28,9 @@ pub fn kind_style(k: LogKind) -> Style {
         LogKind::Test => Style::new().fg(Color::Blue),
         LogKind::Warning | LogKind::Leak => BAD,
         LogKind::NoLeak => GOOD,
+        LogKind::Lock => BAD,
+        LogKind::LockHeld => WARN,
+        LogKind::Unlocked => GOOD,
     }
 }
 
@@ -37,7 +40,7 @@ fn entry_lines(snap: &Snapshot, e: &LogEntry, width: usize) -> Vec<Line<'static>
     let mut out = Vec::new();
     let text_style = match e.kind {
         LogKind::Umount | LogKind::Mount => DIM,
-        LogKind::Verdict | LogKind::Leak => HEAD,
+        LogKind::Verdict | LogKind::Leak | LogKind::Lock => HEAD,
         _ => Style::new(),
     };
     let time = format!(" {} ", snap.time(e.ts_ns));

@@ -56,6 +56,18 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, key: FileKey)
             }
         }
     }
+    if !v.locks.is_empty() {
+        lines.push(Line::from(Span::styled(" locks it holds:", HEAD)));
+        for l in &v.locks {
+            for (i, row) in wrap(l, width.saturating_sub(5), usize::MAX)
+                .into_iter()
+                .enumerate()
+            {
+                let lead = if i == 0 { "   - " } else { "     " };
+                lines.push(Line::from(Span::styled(format!("{lead}{row}"), BAD)));
+            }
+        }
+    }
     lines.push(Line::from(Span::styled(" history:", HEAD)));
     for (t, what) in &v.history {
         let time = format!("   {}  ", snap.time(*t));

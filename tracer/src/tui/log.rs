@@ -35,6 +35,12 @@ pub enum LogKind {
     Leak,
     /// A leak report that found nothing.
     NoLeak,
+    /// A lock request that failed or waited on a lock someone holds.
+    Lock,
+    /// A retry of an explained lock conflict.
+    LockHeld,
+    /// The lock of a conflict was released.
+    Unlocked,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +190,9 @@ impl LogKind {
             LogKind::Warning => "WARN  ",
             LogKind::Leak => "LEAK  ",
             LogKind::NoLeak => "noleak",
+            LogKind::Lock => "LOCK  ",
+            LogKind::LockHeld => "held  ",
+            LogKind::Unlocked => "unlock",
         }
     }
 }
@@ -281,6 +290,30 @@ impl LogEntry {
     pub fn of_notice(n: &Notice) -> LogEntry {
         let full = n.to_string();
         let (ts_ns, kind, lines, mount_id) = match n {
+            Notice::LockConflict(v) => {
+                let mut lines: Vec<String> = full.lines().take(6).map(str::to_string).collect();
+                if lines.len() < full.lines().count() {
+                    lines.push("  …".to_string());
+                }
+                (
+                    v.ts_ns,
+                    LogKind::Lock,
+                    lines,
+                    v.mount.as_ref().map(|m| m.id),
+                )
+            }
+            Notice::LockStillHeld(h) => (
+                h.ts_ns,
+                LogKind::LockHeld,
+                vec![full.clone()],
+                h.story.mount.as_ref().map(|m| m.id),
+            ),
+            Notice::LockReleased(r) => (
+                r.ts_ns,
+                LogKind::Unlocked,
+                full.lines().map(str::to_string).collect(),
+                r.story.mount.as_ref().map(|m| m.id),
+            ),
             Notice::Verdict(v) => (
                 v.ts_ns,
                 LogKind::Verdict,

@@ -147,6 +147,8 @@ pub struct FileView {
     pub report: FileReport,
     /// (time, what happened), in time order.
     pub history: Vec<(u64, String)>,
+    /// The locks it holds that someone could not take (open lock-conflict stories).
+    pub locks: Vec<String>,
 }
 
 /// Everything the UI draws, built every ~250 ms by the draining task.
@@ -848,10 +850,31 @@ impl Model {
             ));
         }
         history.sort_by_key(|(t, _)| *t);
+        let locks = e
+            .lock_table()
+            .stories
+            .values()
+            .filter(|s| s.holder.as_ref().is_some_and(|h| h.file == key.file))
+            .map(|s| {
+                let ty = s
+                    .holder
+                    .as_ref()
+                    .map(|h| tracer_fs::locks::type_word(h.lock_type))
+                    .unwrap_or("?");
+                format!(
+                    "a {} {ty} lock others could not take (lock conflict #{}): {} since {}",
+                    s.kind.word(),
+                    s.id,
+                    tracer_fs::text::count(s.conflicts as usize, "conflict", "conflicts"),
+                    tracer_fs::verdict::Anchor::now(now_ns).at(s.first_ns)
+                )
+            })
+            .collect();
         Some(FileView {
             key,
             report,
             history,
+            locks,
         })
     }
 }
