@@ -856,6 +856,8 @@ const _: () = {
     let mut i = 0;
     while i < RecordKind::ALL.len() {
         let size = RecordKind::ALL[i].size();
+        // Per-kind counters: a kind's value must fit below `DROPS` (room for 32 kinds).
+        assert!((RecordKind::ALL[i] as u32) < counter::DROPS - counter::RECORDS);
         assert!(size <= MAX_RECORD_SIZE);
         assert!(size.is_multiple_of(8));
         i += 1;
