@@ -355,6 +355,9 @@ impl Engine {
                 };
                 self.mount_refs.insert(*mnt_id, r);
             }
+            Payload::MmapScanDone { started_ns, mounts } => {
+                self.on_mmap_scan_done(ev, *started_ns, mounts)
+            }
             Payload::PinScanDone { started_ns, mounts } => {
                 // An exiting process's pin the scan missed went between the EBUSY and the
                 // scan: its exit's end, still queued behind the scan, says when.
@@ -573,6 +576,16 @@ impl Engine {
                     ring: self.ring_desc(ctx),
                     since_ns: i.since_ns,
                 },
+                HolderRef::Mmap { tgid, start, end } => HolderDesc::Mmap {
+                    start,
+                    end,
+                    task: self.task_desc(i.task, tgid, &i.comm),
+                    since_ns: i.since_ns,
+                    fd_open: f
+                        .holders
+                        .keys()
+                        .any(|k| matches!(k, HolderRef::Fd { tgid: t, .. } if *t == tgid)),
+                },
             })
             .collect();
         match f.state() {
@@ -714,6 +727,7 @@ impl Engine {
                             HolderRef::Fd { .. } => fd = true,
                             HolderRef::UringFixed { .. } => ring = true,
                             HolderRef::UringReq { .. } => req = true,
+                            HolderRef::Mmap { .. } => {}
                         }
                     }
                     s.fd_tables += usize::from(fd);
@@ -1474,9 +1488,18 @@ impl Engine {
             }
             self.c.rescan_found += 1;
         }
+        if r.how == RefHow::VmaScan
+            && let Some(k) = existing
+                .filter(|f| f.holders.contains_key(&r.holder))
+                .map(|f| f.key)
+        {
+            // Found again: still mapped (a later scan that misses it says it went).
+            self.files.refresh_holder(k, &r.holder, ev.ts_ns);
+            return;
+        }
         // A scan reads fd tables as they are: an exiting process still has its own, so a
         // scan finding it says nothing about a new process behind the pid.
-        let task = if matches!(r.how, RefHow::Rescan | RefHow::Snapshot) {
+        let task = if matches!(r.how, RefHow::Rescan | RefHow::Snapshot | RefHow::VmaScan) {
             self.tasks.observe(tgid, pid, &ev.comm, ev.ts_ns, cap)
         } else {
             self.tasks.observe_live(tgid, pid, &ev.comm, ev.ts_ns, cap)
@@ -1518,7 +1541,10 @@ impl Engine {
             self.c.snapshot_files += 1;
         }
         // An fd slot or a request holds one file: a previous file there was dropped unseen.
-        if matches!(r.holder, HolderRef::Fd { .. } | HolderRef::UringReq { .. }) {
+        if matches!(
+            r.holder,
+            HolderRef::Fd { .. } | HolderRef::UringReq { .. } | HolderRef::Mmap { .. }
+        ) {
             for other in self.files.holding(&r.holder) {
                 if other != key {
                     self.c.slot_reused += 1;
@@ -1535,6 +1561,7 @@ impl Engine {
             r.holder,
             HolderInfo {
                 since_ns: ev.ts_ns,
+                seen_ns: ev.ts_ns,
                 how: r.how,
                 pid: ev.pid,
                 tgid: ev.tgid,
@@ -1605,6 +1632,23 @@ impl Engine {
             });
             self.build_chain(&actor, putter)
         };
+        // A mapping still held at the free went with it (munmap, exec: no hook sees them),
+        // its last reference put by the freeing task.
+        let mapped: Vec<HolderRef> = self
+            .files
+            .get(key)
+            .map(|f| {
+                f.holders
+                    .keys()
+                    .filter(|h| matches!(h, HolderRef::Mmap { .. }))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for h in mapped {
+            self.files
+                .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
+        }
         self.end_file(
             key,
             Release {
@@ -1692,9 +1736,38 @@ impl Engine {
         }
         // exit_files: the kernel closes the whole fd table; no close syscalls are seen.
         let actor = self.actor(ev);
-        for (h, k) in self.files.fd_holders_of(ev.tgid) {
+        self.drop_exit_holders(ev.tgid, &actor);
+    }
+
+    /// What a process's exit lets go of: its mappings (`exit_mm()`) and then its fds
+    /// (`exit_files()`).
+    fn drop_exit_holders(&mut self, tgid: u32, actor: &Actor) {
+        for (h, k) in self.files.mmap_holders_of(tgid) {
+            self.files.remove_holder(k, &h, DropReason::ExitMm, actor);
+        }
+        for (h, k) in self.files.fd_holders_of(tgid) {
             self.files
-                .remove_holder(k, &h, DropReason::ExitFiles, &actor);
+                .remove_holder(k, &h, DropReason::ExitFiles, actor);
+        }
+    }
+
+    /// A VMA scan of `mounts` that started at `started_ns` ran to its end: a mapping on
+    /// them it did not find again was unmapped in between (munmap, exec, the mm's end).
+    fn on_mmap_scan_done(&mut self, ev: &Event, started_ns: u64, mounts: &[i32]) {
+        let actor = self.actor(ev);
+        let mut gone = Vec::new();
+        for &m in mounts {
+            for f in self.files.alive_on_mount(m) {
+                for (h, i) in &f.holders {
+                    if matches!(h, HolderRef::Mmap { .. }) && i.seen_ns < started_ns {
+                        gone.push((f.key, *h));
+                    }
+                }
+            }
+        }
+        for (k, h) in gone {
+            self.files
+                .remove_holder(k, &h, DropReason::Unmapped, &actor);
         }
     }
 
@@ -1707,10 +1780,7 @@ impl Engine {
         match what {
             TaskRes::Files if self.cfg.exit_resources_seen => {
                 let actor = self.actor(ev);
-                for (h, k) in self.files.fd_holders_of(ev.tgid) {
-                    self.files
-                        .remove_holder(k, &h, DropReason::ExitFiles, &actor);
-                }
+                self.drop_exit_holders(ev.tgid, &actor);
             }
             TaskRes::Files => {}
             TaskRes::Fs => {

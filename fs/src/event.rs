@@ -39,6 +39,8 @@ pub enum HolderRef {
     UringFixed { ctx: u64 },
     /// In-flight request `req` of ring `ctx`.
     UringReq { ctx: u64, req: u64 },
+    /// A memory mapping `[start, end)` of process `tgid` (`vma->vm_file`).
+    Mmap { tgid: u32, start: u64, end: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,6 +57,9 @@ pub enum RefHow {
     Close,
     UringReqDone,
     UringUnregister,
+    /// Found by the VMA scan the tracer ran when a umount failed with EBUSY (a mapping:
+    /// no hook sees mmap/munmap).
+    VmaScan,
 }
 
 impl From<RefSource> for RefHow {
@@ -67,6 +72,7 @@ impl From<RefSource> for RefHow {
             RefSource::Close => RefHow::Close,
             RefSource::UringReqDone => RefHow::UringReqDone,
             RefSource::UringUnregister => RefHow::UringUnregister,
+            RefSource::VmaScan => RefHow::VmaScan,
         }
     }
 }
@@ -340,6 +346,14 @@ pub enum Payload {
     TestMarker {
         test: String,
     },
+    /// A VMA scan after a failed umount ran to its end: the mappings it found of files on
+    /// `mounts` came before this one (as `FileRef`s by `VmaScan`); a mapping of a file on
+    /// those mounts not found since `started_ns` is gone (munmap, exec, exit). Never sent
+    /// for a scan that failed: its mappings are then not known gone.
+    MmapScanDone {
+        started_ns: u64,
+        mounts: Vec<i32>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -372,6 +386,11 @@ fn holder(
         Some(HolderKind::Fd) => Ok(HolderRef::Fd { tgid: hdr.tgid, fd }),
         Some(HolderKind::UringFixed) => Ok(HolderRef::UringFixed { ctx: obj }),
         Some(HolderKind::UringReq) => Ok(HolderRef::UringReq { ctx, req: obj }),
+        Some(HolderKind::Mmap) => Ok(HolderRef::Mmap {
+            tgid: hdr.tgid,
+            start: obj,
+            end: ctx,
+        }),
         None => Err(DecodeError::BadField {
             kind,
             what: "holder",

@@ -193,6 +193,14 @@ pub fn ser_holder<S: serde::Serializer>(
             st.serialize_field("req", &hex(*req))?;
             st.end()
         }
+        HolderRef::Mmap { tgid, start, end } => {
+            let mut st = s.serialize_struct("HolderRef", 4)?;
+            st.serialize_field("kind", "mmap")?;
+            st.serialize_field("tgid", tgid)?;
+            st.serialize_field("start", &hex(*start))?;
+            st.serialize_field("end", &hex(*end))?;
+            st.end()
+        }
     }
 }
 

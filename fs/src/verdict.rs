@@ -384,6 +384,15 @@ impl DropDesc {
             (HolderRef::UringFixed { ctx }, DropReason::Unregistered) => {
                 format!("unregistered from ring {} by {by}", hex(*ctx))
             }
+            (HolderRef::Mmap { start, tgid, .. }, DropReason::ExitMm) => format!(
+                "mapping at {} unmapped when pid {tgid} ({}) exited",
+                hex(*start),
+                self.by.comm
+            ),
+            (HolderRef::Mmap { start, tgid, .. }, DropReason::Unmapped) => format!(
+                "mapping at {} of pid {tgid} no longer found by a VMA scan (munmap or exec)",
+                hex(*start)
+            ),
             (h, DropReason::SlotReused) => format!(
                 "{} was reused for another file without a release we saw",
                 holder_name(h)
@@ -407,6 +416,9 @@ fn holder_name(h: &HolderRef) -> String {
         HolderRef::UringReq { ctx, req } => {
             format!("io_uring request {} of ring {}", hex(*req), hex(*ctx))
         }
+        HolderRef::Mmap { tgid, start, .. } => {
+            format!("mapping at {} of pid {tgid}", hex(*start))
+        }
     }
 }
 
@@ -429,6 +441,18 @@ pub enum HolderDesc {
         req: u64,
         ring: RingDesc,
         since_ns: u64,
+    },
+    /// A memory mapping of a process (`vm_file`), found by a VMA scan.
+    Mmap {
+        #[serde(serialize_with = "crate::text::ser_hex")]
+        start: u64,
+        #[serde(serialize_with = "crate::text::ser_hex")]
+        end: u64,
+        task: TaskDesc,
+        /// When a scan first found it.
+        since_ns: u64,
+        /// The same process also has it open by an fd.
+        fd_open: bool,
     },
     /// No holder left; the final put is deferred (task_work or delayed_fput) and pending.
     DeferredPut {
@@ -501,6 +525,34 @@ impl HolderDesc {
                 *since_ns,
                 a,
             ),
+            HolderDesc::Mmap {
+                start,
+                end,
+                task,
+                since_ns,
+                fd_open,
+            } => {
+                let state = if task.exiting || (task.alive && task.known) {
+                    format!("[{}]", task.fate(a))
+                } else if task.known {
+                    format!("[exited: {}]", task.fate(a))
+                } else {
+                    "[state unknown]".to_string()
+                };
+                format!(
+                    "mapped by {} {state} at {}-{} ({} KiB), found by a VMA scan {}{}",
+                    task.name(),
+                    hex(*start),
+                    hex(*end),
+                    end.saturating_sub(*start) / 1024,
+                    a.at(*since_ns),
+                    if *fd_open {
+                        ""
+                    } else {
+                        ", fd closed: only the mapping holds it"
+                    }
+                )
+            }
             HolderDesc::DeferredPut {
                 since_ns,
                 via,
@@ -907,6 +959,7 @@ pub(crate) fn holder_signature(f: &FileReport) -> Vec<String> {
             HolderDesc::Fd { task, .. } => format!("fd of {}", task.pid),
             HolderDesc::UringFixed { ring, .. } => format!("ring {:x}", ring.ctx),
             HolderDesc::UringReq { ring, .. } => format!("request on {:x}", ring.ctx),
+            HolderDesc::Mmap { task, .. } => format!("mapped by {}", task.pid),
             HolderDesc::DeferredPut { via, .. } => format!("deferred {via:?}"),
             HolderDesc::Unattributed { .. } => "unattributed".to_string(),
         })
@@ -955,7 +1008,14 @@ fn group_counts(files: &[FileReport]) -> String {
     let mut req = 0;
     let mut pending = 0;
     let mut unatt = 0;
+    let mut mapped = 0;
     for f in files {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Mmap { .. }))
+        {
+            mapped += 1;
+        }
         if f.holders.iter().any(|h| matches!(h, HolderDesc::Fd { .. })) {
             fd += 1;
         }
@@ -993,6 +1053,9 @@ fn group_counts(files: &[FileReport]) -> String {
     }
     if req > 0 {
         parts.push(format!("{req} used by an in-flight io_uring request"));
+    }
+    if mapped > 0 {
+        parts.push(format!("{mapped} mapped into a process's memory"));
     }
     if pending > 0 {
         parts.push(format!("{pending} waiting for a deferred put"));

@@ -12,7 +12,7 @@
 //! a recording carries `WIRE_VERSION` in its header for the record only.
 
 /// Layout version of every record below.
-pub const WIRE_VERSION: u32 = 4;
+pub const WIRE_VERSION: u32 = 5;
 
 /// Length of a task's `comm` in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -226,6 +226,9 @@ pub enum HolderKind {
     UringFixed = 2,
     /// An in-flight io_uring request: `holder_obj` is the `io_kiocb`, `holder_ctx` its ring.
     UringReq = 3,
+    /// A memory mapping (`vma->vm_file`) of process `hdr.tgid`: `holder_obj` is its
+    /// `vm_start`, `holder_ctx` its `vm_end`.
+    Mmap = 4,
 }
 
 impl HolderKind {
@@ -234,6 +237,7 @@ impl HolderKind {
             1 => Some(Self::Fd),
             2 => Some(Self::UringFixed),
             3 => Some(Self::UringReq),
+            4 => Some(Self::Mmap),
             _ => None,
         }
     }
@@ -257,6 +261,8 @@ pub enum RefSource {
     UringReqDone = 6,
     /// `io_uring_register(IORING_UNREGISTER_FILES)`.
     UringUnregister = 7,
+    /// The VMA scan (`iter/task_vma`) run when a umount failed found this mapping.
+    VmaScan = 8,
 }
 
 impl RefSource {
@@ -269,6 +275,7 @@ impl RefSource {
             5 => Some(Self::Close),
             6 => Some(Self::UringReqDone),
             7 => Some(Self::UringUnregister),
+            8 => Some(Self::VmaScan),
             _ => None,
         }
     }
@@ -454,6 +461,10 @@ pub struct MountRefs {
     /// the reader's mount tree, and `cpus` is how many steps the walk took.
     pub cpus_possible: u32,
 }
+
+/// Mounts one VMA scan looks for (the failed mount and those below it): the
+/// `VMA_MOUNTS` map's slots, -1 when unused.
+pub const VMA_SCAN_MOUNTS: usize = 8;
 
 /// Kernel frames kept of a scanned task's stack.
 pub const TASK_STACK_FRAMES: usize = 12;
@@ -672,7 +683,10 @@ pub mod btf_off {
     pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
     pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
     pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count
-    pub const COUNT: usize = 48;
+    pub const VMA_VM_FILE: usize = 47; // vm_area_struct.vm_file
+    pub const VMA_VM_START: usize = 48; // vm_area_struct.vm_start
+    pub const VMA_VM_END: usize = 49; // vm_area_struct.vm_end
+    pub const COUNT: usize = 64;
 }
 
 /// "This field/offset/argument is not available on this kernel."

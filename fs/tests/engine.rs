@@ -1361,3 +1361,112 @@ fn exit_pins_only_for_a_whole_process_exit() {
     let v = verdicts(&n);
     assert!(v[0].task_pins.is_empty(), "{}", v[0]);
 }
+
+/// Mappings found by VMA scans: a scan that finds one again keeps it; a scan that ran to
+/// its end without it says it went (munmap); a scan that failed (no end) leaves them all
+/// as they were; the process's exit takes the rest.
+#[test]
+fn mappings_are_held_until_a_complete_scan_misses_them_or_the_process_exits() {
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
+    let (fa, fb) = (F1, F2);
+    let map = |ts, file, start: u64| {
+        ev(
+            ts,
+            &task(7, "mapper"),
+            file_ref(
+                file,
+                HolderRef::Mmap {
+                    tgid: 7,
+                    start,
+                    end: start + 0x2000,
+                },
+                RefHow::VmaScan,
+                42,
+                file & 0xff,
+                NameKind::Dentry,
+                "m",
+            ),
+        )
+    };
+    let done = |ts| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            Payload::MmapScanDone {
+                started_ns: ts - 30,
+                mounts: vec![42],
+            },
+        )
+    };
+    // Opened, closed, then found mapped by the first scan.
+    apply(
+        &mut e,
+        &[
+            open(T0 + MS, 7, fa, 3, fa & 0xff),
+            ev(
+                T0 + 2 * MS,
+                &task(7, "p"),
+                unref(fa, fd(7, 3), RefHow::Close),
+            ),
+            map(T0 + 5 * MS, fa, 0x7000_0000),
+            map(T0 + 5 * MS, fb, 0x7000_4000),
+            done(T0 + 5 * MS + 20),
+        ],
+    );
+    assert_eq!(state(&e, fa), Some(FileState::Held));
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 6 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 6 * MS),
+        )],
+    );
+    let v = verdicts(&n)[0];
+    assert!(!v.unexplained);
+    assert_eq!(v.culprits.len(), 2);
+    let t = v.to_string();
+    assert!(t.contains("mapped by pid 7"), "{t}");
+    assert!(t.contains("fd closed"), "{t}");
+    assert!(t.contains("2 mapped into a process's memory"), "{t}");
+    // A failed scan sends no end: the mappings stay.
+    apply(&mut e, &[map(T0 + 8 * MS, fa, 0x7000_0000)]);
+    assert_eq!(state(&e, fb), Some(FileState::Held));
+    // A complete scan that finds only the first: the second was unmapped.
+    apply(
+        &mut e,
+        &[map(T0 + 9 * MS, fa, 0x7000_0000), done(T0 + 9 * MS + 20)],
+    );
+    assert_eq!(state(&e, fa), Some(FileState::Held));
+    let k = e.files().alive(fb).unwrap();
+    let f = e.files().get(k).unwrap();
+    assert!(f.holders.is_empty());
+    assert_eq!(f.last_drop.as_ref().unwrap().reason, DropReason::Unmapped);
+    // The process's exit (its fd table freed after exit_mm) takes the first.
+    apply(
+        &mut e,
+        &[
+            ev(T0 + 10 * MS, &task(7, "mapper"), exit(9)),
+            ev(
+                T0 + 11 * MS,
+                &task(7, "mapper"),
+                Payload::TaskResFreed {
+                    what: tracer_fs::event::TaskRes::Files,
+                    ptr: 0x1,
+                },
+            ),
+        ],
+    );
+    let k = e.files().alive(fa).unwrap();
+    let f = e.files().get(k).unwrap();
+    assert!(f.holders.is_empty());
+    assert_eq!(f.last_drop.as_ref().unwrap().reason, DropReason::ExitMm);
+    assert_eq!(state(&e, fa), Some(FileState::PendingRelease));
+}

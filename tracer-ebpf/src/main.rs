@@ -22,6 +22,7 @@ mod snapshot;
 mod task_scan;
 mod tasks;
 mod uring;
+mod vma_scan;
 mod work;
 
 #[cfg(not(test))]

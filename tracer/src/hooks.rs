@@ -403,3 +403,6 @@ pub const SNAPSHOT_PROGRAM: &str = "snapshot_task_file";
 
 /// The task scan after a failed umount (cwd/root, exiting tasks and their stacks).
 pub const TASK_SCAN_PROGRAM: &str = "task_scan";
+
+/// The VMA scan iterator program (`iter/task_vma`), run at a failed umount.
+pub const VMA_SCAN_PROGRAM: &str = "vma_scan";

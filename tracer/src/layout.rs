@@ -249,6 +249,9 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::MOUNT_MNT_PARENT, "mount", &["mnt_parent"]),
     (b::MOUNT_MNT, "mount", &["mnt"]),
     (b::MNT_PCP_COUNT, "mnt_pcp", &["mnt_count"]),
+    (b::VMA_VM_FILE, "vm_area_struct", &["vm_file"]),
+    (b::VMA_VM_START, "vm_area_struct", &["vm_start"]),
+    (b::VMA_VM_END, "vm_area_struct", &["vm_end"]),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are

@@ -70,6 +70,8 @@ enum RecHolder {
     Fd { tgid: u32, fd: i32 },
     UringFixed { ctx: u64 },
     UringReq { ctx: u64, req: u64 },
+    // Appended: older recordings stay readable.
+    Mmap { tgid: u32, start: u64, end: u64 },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -83,6 +85,7 @@ enum RecHow {
     UringUnregister,
     // New variants go last: postcard numbers them in order.
     Rescan,
+    VmaScan,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -263,6 +266,10 @@ enum RecPayload<'a> {
         cwd_mnt: i32,
         root_mnt: i32,
     },
+    MmapScanDone {
+        started_ns: u64,
+        mounts: Vec<i32>,
+    },
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -337,6 +344,7 @@ fn holder_to(h: &HolderRef) -> RecHolder {
         HolderRef::Fd { tgid, fd } => RecHolder::Fd { tgid, fd },
         HolderRef::UringFixed { ctx } => RecHolder::UringFixed { ctx },
         HolderRef::UringReq { ctx, req } => RecHolder::UringReq { ctx, req },
+        HolderRef::Mmap { tgid, start, end } => RecHolder::Mmap { tgid, start, end },
     }
 }
 
@@ -345,6 +353,7 @@ fn holder_from(h: RecHolder) -> HolderRef {
         RecHolder::Fd { tgid, fd } => HolderRef::Fd { tgid, fd },
         RecHolder::UringFixed { ctx } => HolderRef::UringFixed { ctx },
         RecHolder::UringReq { ctx, req } => HolderRef::UringReq { ctx, req },
+        RecHolder::Mmap { tgid, start, end } => HolderRef::Mmap { tgid, start, end },
     }
 }
 
@@ -353,6 +362,7 @@ fn how_to(h: RefHow) -> RecHow {
         RefHow::Open => RecHow::Open,
         RefHow::Snapshot => RecHow::Snapshot,
         RefHow::Rescan => RecHow::Rescan,
+        RefHow::VmaScan => RecHow::VmaScan,
         RefHow::UringRegister => RecHow::UringRegister,
         RefHow::UringFileGet => RecHow::UringFileGet,
         RefHow::Close => RecHow::Close,
@@ -366,6 +376,7 @@ fn how_from(h: RecHow) -> RefHow {
         RecHow::Open => RefHow::Open,
         RecHow::Snapshot => RefHow::Snapshot,
         RecHow::Rescan => RefHow::Rescan,
+        RecHow::VmaScan => RefHow::VmaScan,
         RecHow::UringRegister => RefHow::UringRegister,
         RecHow::UringFileGet => RefHow::UringFileGet,
         RecHow::Close => RefHow::Close,
@@ -641,6 +652,10 @@ impl<'a> RecEvent<'a> {
                 started_ns: *started_ns,
                 mounts: mounts.clone(),
             },
+            Payload::MmapScanDone { started_ns, mounts } => RecPayload::MmapScanDone {
+                started_ns: *started_ns,
+                mounts: mounts.clone(),
+            },
             Payload::MountRefs {
                 mnt_id,
                 count,
@@ -876,6 +891,9 @@ impl<'a> RecEvent<'a> {
             },
             RecPayload::PinScanDone { started_ns, mounts } => {
                 Payload::PinScanDone { started_ns, mounts }
+            }
+            RecPayload::MmapScanDone { started_ns, mounts } => {
+                Payload::MmapScanDone { started_ns, mounts }
             }
             RecPayload::MountRefs {
                 mnt_id,

@@ -1,0 +1,173 @@
+//! Pins that are not fds, named at a failed umount: memory mappings whose fd was closed,
+//! loop devices and swap files backed by a file on the mount. Real mounts, real
+//! processes, real losetup/swapon, on the machine's own kernel.
+
+mod common;
+
+use std::{io::BufRead, os::fd::AsRawFd, path::Path, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+const EBUSY: i32 = 16;
+
+/// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
+#[test]
+fn scenario_child() {
+    let Ok(scenario) = std::env::var("TRACER_SCENARIO") else {
+        return;
+    };
+    let args = std::env::var("TRACER_SCENARIO_ARGS").unwrap_or_default();
+    let paths: Vec<&str> = args.split(',').filter(|p| !p.is_empty()).collect();
+    match scenario.as_str() {
+        // Map each file (8 KiB, shared, read-only), close its fd: the mappings are the only
+        // holders. On the cue `munmap`, unmap the first one; then live on.
+        "map_then_close" => {
+            let mut maps = Vec::new();
+            for p in &paths {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)
+                    .unwrap();
+                f.set_len(8192).unwrap();
+                // SAFETY: a fresh shared read-only mapping of a file we own.
+                let addr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        8192,
+                        libc::PROT_READ,
+                        libc::MAP_SHARED,
+                        f.as_raw_fd(),
+                        0,
+                    )
+                };
+                assert_ne!(addr, libc::MAP_FAILED);
+                drop(f);
+                maps.push(addr);
+            }
+            println!("READY");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).unwrap();
+            // SAFETY: the mapping made above, not used after.
+            assert_eq!(unsafe { libc::munmap(maps[0], 8192) }, 0);
+            println!("UNMAPPED");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn is_verdict_for(v: &Value, target: &str) -> bool {
+    v["kind"] == "umount_busy" && v["target"] == target
+}
+
+fn culprit_named<'a>(verdict: &'a Value, name: &str) -> Option<&'a Value> {
+    verdict["culprits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+/// Retries umount until it succeeds (the references go away out of line).
+fn umount_eventually(path: &Path) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut failures = 0;
+    loop {
+        match umount(path) {
+            Ok(()) => return failures,
+            Err(EBUSY) if std::time::Instant::now() < deadline => {
+                failures += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!(
+                "umount {}: errno {e} after {failures} EBUSY",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// A process maps two files on the mount and closes their fds: only the mappings hold
+/// them. The failed umount's verdict names both mappings and the process (found by the
+/// VMA scan), and counts them in the mount's reference count; munmap of one releases it
+/// (and a later verdict names only the other); the process's death releases the other.
+#[test]
+fn files_mapped_with_their_fds_closed() {
+    if !kernel_tests_allowed("files_mapped_with_their_fds_closed") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("mmap");
+    let id = m.mount_id();
+    let (a, b) = (m.path.join("mapped-a"), m.path.join("mapped-b"));
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let mut child = spawn_scenario("scenario_child", "map_then_close", &format!("{a_s},{b_s}"));
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    let v = tracer.wait_notice("the verdict", "verdict", |v| is_verdict_for(v, &target));
+    let text = v["text"].as_str().unwrap();
+    eprintln!("{text}");
+    assert_eq!(v["mount"]["id"], id, "{v:#}");
+    assert_eq!(v["unexplained"], false, "{v:#}");
+    for name in [a_s, b_s] {
+        let c = culprit_named(&v, name).unwrap_or_else(|| panic!("{name} not named: {v:#}"));
+        assert_eq!(c["state"], "held", "{c:#}");
+        let holders = c["holders"].as_array().unwrap();
+        assert_eq!(holders.len(), 1, "{c:#}");
+        let h = &holders[0];
+        assert_eq!(h["kind"], "mmap", "{c:#}");
+        assert_eq!(h["task"]["pid"], pid, "{c:#}");
+        assert_eq!(h["fd_open"], false, "{c:#}");
+        let start =
+            u64::from_str_radix(h["start"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let end =
+            u64::from_str_radix(h["end"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(end - start, 8192, "{h:#}");
+    }
+    assert!(text.contains(&format!("mapped by pid {pid}")), "{text}");
+    assert!(text.contains("fd closed"), "{text}");
+    // The reference count: 1 for being mounted and one per mapped file.
+    if let Some(r) = v["refs"].as_object().filter(|r| r["complete"] == true) {
+        assert_eq!(r["count"], 3, "{v:#}");
+        assert_eq!(r["files"], 2, "{v:#}");
+        assert!(text.contains("every reference explained"), "{text}");
+    }
+
+    // munmap of the first: its file is released, the umount still fails on the second.
+    let file_a = culprit_named(&v, a_s).unwrap()["file"].clone();
+    child.cue("munmap");
+    wait_line(&mut child, "UNMAPPED");
+    let r = tracer.wait_notice(
+        "the release of the unmapped file",
+        "culprit_released",
+        |n| n["file"]["file"] == file_a,
+    );
+    eprintln!("{}", r["text"].as_str().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let v2 = tracer.wait_notice("the second verdict", "verdict", |v| {
+        is_verdict_for(v, &target) && v["attempt"] == 2
+    });
+    eprintln!("{}", v2["text"].as_str().unwrap());
+    assert!(culprit_named(&v2, a_s).is_none(), "{v2:#}");
+    let c = culprit_named(&v2, b_s).unwrap_or_else(|| panic!("{b_s} not named: {v2:#}"));
+    assert_eq!(c["holders"][0]["kind"], "mmap", "{c:#}");
+
+    // The process dies: its address space goes, and the second file with it.
+    let file_b = c["file"].clone();
+    kill9(&mut child);
+    let r = tracer.wait_notice("the release of the second file", "culprit_released", |n| {
+        n["file"]["file"] == file_b
+    });
+    eprintln!("{}", r["text"].as_str().unwrap());
+    umount_eventually(&m.path);
+    tracer.stop();
+}
