@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::actor::Actor;
 use crate::config::EngineConfig;
+use crate::event::{BackingFile, ScannedTask, TaskRes};
 use crate::event::{
     Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
 };
-use crate::event::{ScannedTask, TaskRes};
 use crate::files::{
     DeferredTo, DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release,
     Removal,
@@ -22,10 +22,10 @@ use crate::summary::{AliveOnMount, MountSummary, WorkFnSummary};
 use crate::tasks::{TaskScanInfo, Tasks};
 use crate::text::normalize_path;
 use crate::verdict::{
-    Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
-    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind, PinReleased, PinnedMount,
-    RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc, Unattributed,
-    Verdict, VerdictKind, WorkProgress,
+    BackingDesc, Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId,
+    FileReport, HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind, PinReleased,
+    PinnedMount, RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc,
+    Unattributed, Verdict, VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
@@ -111,6 +111,9 @@ pub struct Engine {
     /// The latest reference count read of each mount (task scans), with what the engine
     /// named on it at that moment.
     mount_refs: BTreeMap<i32, RefCount>,
+    /// Files on each mount that back a loop device or an active swap file, as the latest
+    /// scan after a failed umount read them (with its time).
+    backing: BTreeMap<i32, (u64, Vec<BackingFile>)>,
     verdicts: VecDeque<Verdict>,
     stories: BTreeMap<StoryKey, Story>,
     c: Counters,
@@ -135,6 +138,7 @@ impl Engine {
             tasks: Tasks::default(),
             pins: Pins::default(),
             mount_refs: BTreeMap::new(),
+            backing: BTreeMap::new(),
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
             c: Counters::default(),
@@ -352,9 +356,11 @@ impl Engine {
                     files: self.files.alive_count_on(*mnt_id),
                     pins: self.pins.held_on(*mnt_id),
                     children: self.mounts.children(*mnt_id).len(),
+                    backing: self.backing_unlisted_on(*mnt_id),
                 };
                 self.mount_refs.insert(*mnt_id, r);
             }
+            Payload::BackingScan { mounts, files } => self.on_backing_scan(ev, mounts, files),
             Payload::MmapScanDone { started_ns, mounts } => {
                 self.on_mmap_scan_done(ev, *started_ns, mounts)
             }
@@ -588,7 +594,22 @@ impl Engine {
                 },
             })
             .collect();
-        match f.state() {
+        // A loop device or swap file holds it: that is its holder, whatever the tracer saw
+        // of the fds that opened it.
+        let backs = self.backing_of(f);
+        if let Some(b) = backs {
+            holders.push(HolderDesc::Backing {
+                what: b.kind,
+                device: b.device.clone(),
+            });
+        }
+        let state = match f.state() {
+            FileState::PendingRelease | FileState::Unattributed if backs.is_some() => {
+                FileState::Held
+            }
+            s => s,
+        };
+        match state {
             FileState::PendingRelease => {
                 let drop = f.last_drop.as_ref();
                 let since = f
@@ -650,7 +671,7 @@ impl Engine {
         FileReport {
             id: Self::file_id(f),
             dev: f.dev,
-            state: f.state(),
+            state,
             first_ref_ns: f.first_ref.ts_ns,
             first_how: f.first_how,
             first_pid: f.first_ref.tgid,
@@ -1069,6 +1090,7 @@ impl Engine {
                     // Gone from the tree: its id may come back with another mount.
                     if let Some(id) = mid {
                         self.pins.clear_mount(id);
+                        self.backing.remove(&id);
                         self.mount_refs.remove(&id);
                     }
                     let lazy = call.flags & MNT_DETACH != 0;
@@ -1172,6 +1194,7 @@ impl Engine {
         let ids: Vec<i32> = mid.into_iter().collect();
         let unattributed = self.unattributed_for(&ids, &culprits.iter().collect::<Vec<_>>());
         let task_pins = mid.map(|id| self.task_pins_on(id)).unwrap_or_default();
+        let backing = mid.map(|id| self.backing_descs(id)).unwrap_or_default();
         let pin_keys: Vec<(u64, PinKind)> = mid
             .map(|id| {
                 self.pins
@@ -1198,6 +1221,12 @@ impl Engine {
                 .map(|p| (p.task.pid, &p.what, p.task.exiting))
                 .collect::<Vec<_>>(),
             child_mounts.iter().map(|m| m.id).collect::<Vec<_>>()
+        ) + &format!(
+            "|{:?}",
+            backing
+                .iter()
+                .map(|b| (&b.device, &b.path))
+                .collect::<Vec<_>>()
         );
         let repeat = self.stories.get(&key).is_some_and(|s| s.last_said == said);
         let (attempt, first) = self.story_ebusy(
@@ -1215,7 +1244,8 @@ impl Engine {
         let unexplained = mount.is_some()
             && culprits.is_empty()
             && child_mounts.is_empty()
-            && task_pins.is_empty();
+            && task_pins.is_empty()
+            && backing.is_empty();
         // A count read for an earlier story (or an earlier mount with the same id) is not
         // this one's: the scan of a failure runs after it.
         let refs = mid
@@ -1235,6 +1265,7 @@ impl Engine {
             culprits,
             child_mounts,
             task_pins,
+            backing,
             repeat,
             refs,
             ..v
@@ -1335,6 +1366,7 @@ impl Engine {
             culprits: Vec::new(),
             child_mounts: Vec::new(),
             task_pins: Vec::new(),
+            backing: Vec::new(),
             repeat: false,
             refs: None,
             pinned_mounts: Vec::new(),
@@ -1749,6 +1781,75 @@ impl Engine {
             self.files
                 .remove_holder(k, &h, DropReason::ExitFiles, actor);
         }
+    }
+
+    /// Loop devices and swap files backed by files on `mounts`, read now: they replace
+    /// what an earlier scan read of those mounts.
+    fn on_backing_scan(&mut self, ev: &Event, mounts: &[i32], files: &[BackingFile]) {
+        for m in mounts {
+            self.backing.remove(m);
+        }
+        for f in files.iter().filter(|f| mounts.contains(&f.mnt_id)) {
+            let e = self
+                .backing
+                .entry(f.mnt_id)
+                .or_insert_with(|| (ev.ts_ns, Vec::new()));
+            e.1.push(f.clone());
+        }
+        // Bounded like the reference counts: the mounts scanned longest ago go first.
+        while self.backing.len() > self.cfg.caps.max_mount_history {
+            let Some(oldest) = self
+                .backing
+                .iter()
+                .min_by_key(|(_, v)| v.0)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.backing.remove(&oldest);
+        }
+    }
+
+    /// The loop device or swap file a file backs, if the latest scan of its mount saw one
+    /// (matched by inode).
+    fn backing_of(&self, f: &FileObj) -> Option<&BackingFile> {
+        if f.ino == 0 || !f.alive() {
+            return None;
+        }
+        self.backing
+            .get(&f.mnt_id)?
+            .1
+            .iter()
+            .find(|b| b.ino == f.ino)
+    }
+
+    /// Backing files on `mnt_id` that are not among the alive files the engine knows (those
+    /// count as files): each is one more reference on the mount.
+    fn backing_unlisted_on(&self, mnt_id: i32) -> usize {
+        let Some((_, v)) = self.backing.get(&mnt_id) else {
+            return 0;
+        };
+        let alive = self.files.alive_on_mount(mnt_id);
+        v.iter()
+            .filter(|b| b.ino == 0 || !alive.iter().any(|f| f.ino == b.ino))
+            .count()
+    }
+
+    fn backing_descs(&self, mnt_id: i32) -> Vec<BackingDesc> {
+        let Some((ts, v)) = self.backing.get(&mnt_id) else {
+            return Vec::new();
+        };
+        let alive = self.files.alive_on_mount(mnt_id);
+        v.iter()
+            .map(|b| BackingDesc {
+                kind: b.kind,
+                device: b.device.clone(),
+                path: b.path.clone(),
+                ino: b.ino,
+                found_ns: *ts,
+                file_listed: b.ino != 0 && alive.iter().any(|f| f.ino == b.ino),
+            })
+            .collect()
     }
 
     /// A VMA scan of `mounts` that started at `started_ns` ran to its end: a mapping on

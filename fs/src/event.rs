@@ -166,6 +166,30 @@ pub struct ScannedTask {
     pub stack: Vec<String>,
 }
 
+/// What a file backs, pinning the mount it is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackingKind {
+    /// The backing file of a loop device (`/sys/block/loopN/loop/backing_file`).
+    Loop,
+    /// An active swap file (`/proc/swaps`).
+    Swap,
+}
+
+/// A file on a mount that a device holds open, found by reading sysfs and /proc/swaps
+/// when a umount failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackingFile {
+    pub kind: BackingKind,
+    /// The loop device (`/dev/loop3`); empty for a swap file.
+    pub device: String,
+    /// The file's path as the kernel gives it.
+    pub path: String,
+    pub mnt_id: i32,
+    /// Its inode number (0: it could not be stat'ed, e.g. deleted).
+    pub ino: u64,
+}
+
 /// One line of `/proc/self/mountinfo`, as far as the engine needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MountInfo {
@@ -353,6 +377,12 @@ pub enum Payload {
     MmapScanDone {
         started_ns: u64,
         mounts: Vec<i32>,
+    },
+    /// Loop devices and swap files backed by files on `mounts`, as read when a umount
+    /// failed (all of them: a device not listed does not hold a file on those mounts).
+    BackingScan {
+        mounts: Vec<i32>,
+        files: Vec<BackingFile>,
     },
 }
 

@@ -134,6 +134,11 @@ pub fn ser_hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex(*v))
 }
 
+/// For `skip_serializing_if`: a count that is zero is left out.
+pub fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// [`ser_hex`] for an optional address.
 pub fn ser_hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {

@@ -6,7 +6,7 @@ use std::fmt::{self, Display, Formatter, Write as _};
 
 use serde::Serialize;
 
-use crate::event::{HolderRef, MountCallOp, NameKind, RefHow};
+use crate::event::{BackingKind, HolderRef, MountCallOp, NameKind, RefHow};
 use crate::files::{DropReason, FileState};
 use crate::mounts::Mount;
 use crate::tasks::{KillInfo, SIGKILL, TaskExitInfo, TaskScanInfo};
@@ -454,6 +454,8 @@ pub enum HolderDesc {
         /// The same process also has it open by an fd.
         fd_open: bool,
     },
+    /// A loop device's backing file or an active swap file (read at the failure).
+    Backing { what: BackingKind, device: String },
     /// No holder left; the final put is deferred (task_work or delayed_fput) and pending.
     DeferredPut {
         since_ns: u64,
@@ -553,6 +555,10 @@ impl HolderDesc {
                     }
                 )
             }
+            HolderDesc::Backing { what, device } => match what {
+                BackingKind::Loop => format!("backing file of loop device {device}"),
+                BackingKind::Swap => "active swap file".to_string(),
+            },
             HolderDesc::DeferredPut {
                 since_ns,
                 via,
@@ -621,6 +627,9 @@ pub struct RefCount {
     pub files: usize,
     pub pins: usize,
     pub children: usize,
+    /// Files backing a loop device or an active swap file that are not among `files`.
+    #[serde(skip_serializing_if = "crate::text::is_zero")]
+    pub backing: usize,
 }
 
 impl RefCount {
@@ -630,7 +639,7 @@ impl RefCount {
     }
 
     pub fn explained(&self) -> i64 {
-        (self.files + self.pins + self.children) as i64
+        (self.files + self.pins + self.children + self.backing) as i64
     }
 
     pub fn words(&self, a: &Anchor) -> String {
@@ -650,13 +659,20 @@ impl RefCount {
             self.children,
             if self.children == 1 { "" } else { "s" },
         );
+        if self.backing > 0 {
+            let _ = write!(
+                s,
+                ", {} more backing a loop device or swap",
+                count(self.backing, "file", "files")
+            );
+        }
         let gap = self.held() - self.explained();
         match gap.cmp(&0) {
             std::cmp::Ordering::Equal => s.push_str(": every reference explained"),
             std::cmp::Ordering::Greater => {
                 let _ = write!(
                     s,
-                    ": {gap} not explained (mmaps, in-flight AIO or io_uring requests, kernel references, a umount in flight)"
+                    ": {gap} not explained (in-flight AIO requests, io_uring requests not traced, other kernel references, a umount in flight)"
                 );
             }
             std::cmp::Ordering::Less => {
@@ -687,6 +703,57 @@ impl PinKind {
             PinKind::Cwd => "cwd",
             PinKind::Root => "root",
         }
+    }
+}
+
+/// A file on the mount that a device holds open: a loop device's backing file or an
+/// active swap file, read from sysfs and /proc/swaps when the umount failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackingDesc {
+    pub kind: BackingKind,
+    /// The loop device; empty for a swap file.
+    pub device: String,
+    pub path: String,
+    pub ino: u64,
+    pub found_ns: u64,
+    /// The file is among the verdict's open files (the tracer knows its `struct file`).
+    pub file_listed: bool,
+}
+
+impl BackingDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        let ino = if self.ino != 0 {
+            format!(" (inode {})", self.ino)
+        } else {
+            String::new()
+        };
+        let mut s = match self.kind {
+            BackingKind::Loop => format!(
+                "backing file of {}: {}{ino}, read from sysfs {}",
+                self.device,
+                self.path,
+                a.at(self.found_ns)
+            ),
+            BackingKind::Swap => format!(
+                "active swap file {}{ino}, read from /proc/swaps {}",
+                self.path,
+                a.at(self.found_ns)
+            ),
+        };
+        let release = match self.kind {
+            BackingKind::Loop => format!("losetup -d {}", self.device),
+            BackingKind::Swap => format!("swapoff {}", self.path),
+        };
+        let _ = write!(
+            s,
+            "; {}; it holds until {release}",
+            if self.file_listed {
+                "its file is listed below"
+            } else {
+                "a file the tracer did not see opened"
+            }
+        );
+        s
     }
 }
 
@@ -931,6 +998,9 @@ pub struct Verdict {
     pub child_mounts: Vec<MountDesc>,
     /// Umount: processes whose cwd/root is on it.
     pub task_pins: Vec<TaskPinDesc>,
+    /// Umount: loop devices and swap files backed by files on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backing: Vec<BackingDesc>,
     /// Umount: the mount's reference count as the task scan read it, against what the
     /// verdict names.
     pub refs: Option<RefCount>,
@@ -960,6 +1030,7 @@ pub(crate) fn holder_signature(f: &FileReport) -> Vec<String> {
             HolderDesc::UringFixed { ring, .. } => format!("ring {:x}", ring.ctx),
             HolderDesc::UringReq { ring, .. } => format!("request on {:x}", ring.ctx),
             HolderDesc::Mmap { task, .. } => format!("mapped by {}", task.pid),
+            HolderDesc::Backing { device, .. } => format!("backing {device}"),
             HolderDesc::DeferredPut { via, .. } => format!("deferred {via:?}"),
             HolderDesc::Unattributed { .. } => "unattributed".to_string(),
         })
@@ -1009,7 +1080,14 @@ fn group_counts(files: &[FileReport]) -> String {
     let mut pending = 0;
     let mut unatt = 0;
     let mut mapped = 0;
+    let mut backing = 0;
     for f in files {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Backing { .. }))
+        {
+            backing += 1;
+        }
         if f.holders
             .iter()
             .any(|h| matches!(h, HolderDesc::Mmap { .. }))
@@ -1053,6 +1131,9 @@ fn group_counts(files: &[FileReport]) -> String {
     }
     if req > 0 {
         parts.push(format!("{req} used by an in-flight io_uring request"));
+    }
+    if backing > 0 {
+        parts.push(format!("{backing} backing a loop device or swap"));
     }
     if mapped > 0 {
         parts.push(format!("{mapped} mapped into a process's memory"));
@@ -1115,6 +1196,16 @@ impl Verdict {
             );
             for p in &self.task_pins {
                 let _ = writeln!(out, "    - {}", p.words(a));
+            }
+        }
+        if !self.backing.is_empty() {
+            let _ = writeln!(
+                out,
+                "  held by {} backed by a file on it:",
+                count(self.backing.len(), "device", "devices")
+            );
+            for b in &self.backing {
+                let _ = writeln!(out, "    - {}", b.words(a));
             }
         }
         if self.culprits.is_empty() {
@@ -1214,6 +1305,13 @@ impl Verdict {
                 group_counts(&self.culprits)
             ));
         }
+        if !self.backing.is_empty() {
+            parts.push(count(
+                self.backing.len(),
+                "loop device or swap file",
+                "loop devices or swap files",
+            ));
+        }
         if !self.child_mounts.is_empty() {
             parts.push(count(
                 self.child_mounts.len(),
@@ -1253,7 +1351,7 @@ impl Display for Verdict {
         if self.unexplained {
             let _ = writeln!(
                 out,
-                "  nothing traced explains this EBUSY: no open file, child mount or process cwd/root on it that we know of; it may be pinned by a memory mapping, a loop device or swap file backed by it, or another kernel-internal reference"
+                "  nothing traced explains this EBUSY: no open file, mapping, child mount, process cwd/root, loop device or swap file on it that we know of; it may be pinned by in-flight AIO requests or another kernel-internal reference"
             );
         }
         if self.evidence_limits.is_empty() {
@@ -1573,6 +1671,7 @@ mod refcount_tests {
             files,
             pins,
             children,
+            backing: 0,
         }
     }
 

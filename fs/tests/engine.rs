@@ -1470,3 +1470,94 @@ fn mappings_are_held_until_a_complete_scan_misses_them_or_the_process_exits() {
     assert_eq!(f.last_drop.as_ref().unwrap().reason, DropReason::ExitMm);
     assert_eq!(state(&e, fa), Some(FileState::PendingRelease));
 }
+
+/// Loop devices and swap files read at a failure: a backing file the engine knows (opened
+/// by losetup, fd closed) is held by its loop device; one it does not know is a reference
+/// of its own in the count; a later scan without them drops them.
+#[test]
+fn backing_files_hold_their_mount_and_count_in_the_reconciliation() {
+    use tracer_fs::event::{BackingFile, BackingKind};
+    let mut e = engine();
+    let scan = |ts, files: Vec<BackingFile>| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            Payload::BackingScan {
+                mounts: vec![42],
+                files,
+            },
+        )
+    };
+    let loop_img = BackingFile {
+        kind: BackingKind::Loop,
+        device: "/dev/loop3".into(),
+        path: "/mnt/scratch/f".into(),
+        mnt_id: 42,
+        ino: 5,
+    };
+    let swap = BackingFile {
+        kind: BackingKind::Swap,
+        device: String::new(),
+        path: "/mnt/scratch/swap".into(),
+        mnt_id: 42,
+        ino: 6,
+    };
+    apply(
+        &mut e,
+        &[
+            open(T0 + MS, 7, F1, 3, 5),
+            ev(
+                T0 + 2 * MS,
+                &task(7, "p"),
+                unref(F1, fd(7, 3), RefHow::Close),
+            ),
+            scan(T0 + 4 * MS, vec![loop_img, swap]),
+            // The scans run after the failure, and are handed on before its record.
+            ev(
+                T0 + 5 * MS + 10,
+                &task(900, "tracer"),
+                Payload::MountRefs {
+                    mnt_id: 42,
+                    count: 3,
+                    cpus: 2,
+                    cpus_possible: 2,
+                },
+            ),
+        ],
+    );
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 5 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 5 * MS),
+        )],
+    );
+    let v = verdicts(&n)[0];
+    assert!(!v.unexplained);
+    assert_eq!(v.backing.len(), 2);
+    assert_eq!(v.culprits[0].state, FileState::Held);
+    assert!(matches!(
+        &v.culprits[0].holders[0],
+        HolderDesc::Backing { device, .. } if device == "/dev/loop3"
+    ));
+    let r = v.refs.as_ref().unwrap();
+    assert_eq!((r.files, r.backing), (1, 1));
+    let t = v.to_string();
+    assert!(t.contains("backing file of /dev/loop3"), "{t}");
+    assert!(t.contains("active swap file /mnt/scratch/swap"), "{t}");
+    assert!(t.contains("every reference explained"), "{t}");
+    // Detached and swapped off: the next scan finds nothing.
+    apply(&mut e, &[scan(T0 + 6 * MS, vec![])]);
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 7 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 7 * MS),
+        )],
+    );
+    let v = verdicts(&n)[0];
+    assert!(v.backing.is_empty());
+    assert_ne!(v.culprits[0].state, FileState::Held);
+}

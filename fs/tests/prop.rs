@@ -338,6 +338,7 @@ fn generated_streams_reach_the_interesting_states() {
                             HolderDesc::UringFixed { .. } => "ring holder",
                             HolderDesc::UringReq { .. } => "request holder",
                             HolderDesc::Mmap { .. } => "mapping holder",
+                            HolderDesc::Backing { .. } => "backing holder",
                             HolderDesc::DeferredPut { .. } => "deferred put",
                             HolderDesc::Unattributed { .. } => "unattributed",
                         };

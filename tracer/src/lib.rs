@@ -6,6 +6,7 @@ pub mod attach;
 pub mod attach_args;
 pub mod clock;
 pub mod counters;
+pub mod devices;
 pub mod doctor;
 pub mod hooks;
 pub mod kallsyms;

@@ -340,13 +340,20 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     }
     side.scans.last = Some((Instant::now(), what));
     let ids: HashSet<i32> = table
-        .into_iter()
+        .iter()
         .filter(|m| m.mount_point == target || m.mount_point.starts_with(&below))
         .map(|m| m.mount_id)
         .collect();
     if ids.is_empty() {
         return Ok(());
     }
+    // Loop devices and swap files backed by files there: read from sysfs and /proc/swaps.
+    let (files, errs) = crate::devices::backing_files(&table, &ids);
+    out.errors.extend(errs);
+    let mut mounts: Vec<i32> = ids.iter().copied().collect();
+    mounts.sort_unstable();
+    out.events
+        .push(userspace_event(Payload::BackingScan { mounts, files }));
     let bytes = match crate::attach::snapshot(&mut side.att.ebpf, &side.att.btf) {
         Ok(b) => b,
         Err(e) => {

@@ -23,8 +23,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use tracer_fs::event::{
-    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, ScannedTask, TaskRes,
-    WorkCtx, WorkFnKind,
+    BackingFile, BackingKind, Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow,
+    ScannedTask, TaskRes, WorkCtx, WorkFnKind,
 };
 
 /// One entry of a block, as encoded. Variants are identified by position: append only.
@@ -270,6 +270,20 @@ enum RecPayload<'a> {
         started_ns: u64,
         mounts: Vec<i32>,
     },
+    BackingScan {
+        mounts: Vec<i32>,
+        files: Vec<RecBacking<'a>>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecBacking<'a> {
+    /// 0: a loop device's backing file, 1: a swap file.
+    kind: u8,
+    device: Cow<'a, str>,
+    path: Cow<'a, str>,
+    mnt_id: i32,
+    ino: u64,
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -656,6 +670,31 @@ impl<'a> RecEvent<'a> {
                 started_ns: *started_ns,
                 mounts: mounts.clone(),
             },
+            Payload::BackingScan { mounts, files } => RecPayload::BackingScan {
+                mounts: mounts.clone(),
+                files: files
+                    .iter()
+                    .map(|f| {
+                        let BackingFile {
+                            kind,
+                            device,
+                            path,
+                            mnt_id,
+                            ino,
+                        } = f;
+                        RecBacking {
+                            kind: match kind {
+                                BackingKind::Loop => 0,
+                                BackingKind::Swap => 1,
+                            },
+                            device: b(device),
+                            path: b(path),
+                            mnt_id: *mnt_id,
+                            ino: *ino,
+                        }
+                    })
+                    .collect(),
+            },
             Payload::MountRefs {
                 mnt_id,
                 count,
@@ -895,6 +934,23 @@ impl<'a> RecEvent<'a> {
             RecPayload::MmapScanDone { started_ns, mounts } => {
                 Payload::MmapScanDone { started_ns, mounts }
             }
+            RecPayload::BackingScan { mounts, files } => Payload::BackingScan {
+                mounts,
+                files: files
+                    .into_iter()
+                    .map(|f| BackingFile {
+                        kind: if f.kind == 0 {
+                            BackingKind::Loop
+                        } else {
+                            BackingKind::Swap
+                        },
+                        device: o(f.device),
+                        path: o(f.path),
+                        mnt_id: f.mnt_id,
+                        ino: f.ino,
+                    })
+                    .collect(),
+            },
             RecPayload::MountRefs {
                 mnt_id,
                 count,
