@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::actor::Actor;
 use crate::config::EngineConfig;
-use crate::event::{BackingFile, ScannedTask, TaskRes};
+use crate::event::{AioTask, BackingFile, ScannedTask, TaskRes};
 use crate::event::{
     Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
 };
@@ -22,10 +22,10 @@ use crate::summary::{AliveOnMount, MountSummary, WorkFnSummary};
 use crate::tasks::{TaskScanInfo, Tasks};
 use crate::text::normalize_path;
 use crate::verdict::{
-    BackingDesc, Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId,
-    FileReport, HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind, PinReleased,
-    PinnedMount, RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc,
-    Unattributed, Verdict, VerdictKind, WorkProgress,
+    AioDesc, BackingDesc, Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc,
+    FileId, FileReport, HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinKind,
+    PinReleased, PinnedMount, RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc,
+    TeardownDesc, Unattributed, Verdict, VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
@@ -114,6 +114,9 @@ pub struct Engine {
     /// Files on each mount that back a loop device or an active swap file, as the latest
     /// scan after a failed umount read them (with its time).
     backing: BTreeMap<i32, (u64, Vec<BackingFile>)>,
+    /// Processes with AIO requests submitted and not reaped, as the latest scan after a
+    /// failed umount read the kernel-side counts (with its time).
+    aio: (u64, BTreeMap<u32, AioTask>),
     verdicts: VecDeque<Verdict>,
     stories: BTreeMap<StoryKey, Story>,
     c: Counters,
@@ -139,6 +142,7 @@ impl Engine {
             pins: Pins::default(),
             mount_refs: BTreeMap::new(),
             backing: BTreeMap::new(),
+            aio: (0, BTreeMap::new()),
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
             c: Counters::default(),
@@ -361,6 +365,18 @@ impl Engine {
                 self.mount_refs.insert(*mnt_id, r);
             }
             Payload::BackingScan { mounts, files } => self.on_backing_scan(ev, mounts, files),
+            Payload::AioScan { tasks } => {
+                // The kernel-side counts of every process: the new list replaces the old.
+                let cap = self.cfg.caps.max_tasks;
+                self.aio = (
+                    ev.ts_ns,
+                    tasks
+                        .iter()
+                        .take(cap)
+                        .map(|t| (t.tgid, t.clone()))
+                        .collect(),
+                );
+            }
             Payload::MmapScanDone { started_ns, mounts } => {
                 self.on_mmap_scan_done(ev, *started_ns, mounts)
             }
@@ -594,6 +610,18 @@ impl Engine {
                 },
             })
             .collect();
+        // AIO requests of a process named it and are not all reaped: those still in flight
+        // hold it (the counts cannot say which).
+        let mut by_aio = false;
+        for t in self.aio.1.values() {
+            if t.unreaped() > 0 && t.files.iter().any(|a| a.file == f.key.file) {
+                by_aio = true;
+                holders.push(HolderDesc::Aio {
+                    task: self.task_desc(None, t.tgid, ""),
+                    unreaped: t.unreaped(),
+                });
+            }
+        }
         // A loop device or swap file holds it: that is its holder, whatever the tracer saw
         // of the fds that opened it.
         let backs = self.backing_of(f);
@@ -603,8 +631,9 @@ impl Engine {
                 device: b.device.clone(),
             });
         }
+        // Alive with no other holder left: a request still in flight is what holds it.
         let state = match f.state() {
-            FileState::PendingRelease | FileState::Unattributed if backs.is_some() => {
+            FileState::PendingRelease | FileState::Unattributed if backs.is_some() || by_aio => {
                 FileState::Held
             }
             s => s,
@@ -1195,6 +1224,9 @@ impl Engine {
         let unattributed = self.unattributed_for(&ids, &culprits.iter().collect::<Vec<_>>());
         let task_pins = mid.map(|id| self.task_pins_on(id)).unwrap_or_default();
         let backing = mid.map(|id| self.backing_descs(id)).unwrap_or_default();
+        let aio = mid
+            .map(|id| self.aio_descs(id, &task_pins, &culprits))
+            .unwrap_or_default();
         let pin_keys: Vec<(u64, PinKind)> = mid
             .map(|id| {
                 self.pins
@@ -1222,10 +1254,13 @@ impl Engine {
                 .collect::<Vec<_>>(),
             child_mounts.iter().map(|m| m.id).collect::<Vec<_>>()
         ) + &format!(
-            "|{:?}",
+            "|{:?}|{:?}",
             backing
                 .iter()
                 .map(|b| (&b.device, &b.path))
+                .collect::<Vec<_>>(),
+            aio.iter()
+                .map(|a| (a.task.pid, a.task.exiting))
                 .collect::<Vec<_>>()
         );
         let repeat = self.stories.get(&key).is_some_and(|s| s.last_said == said);
@@ -1266,6 +1301,7 @@ impl Engine {
             child_mounts,
             task_pins,
             backing,
+            aio,
             repeat,
             refs,
             ..v
@@ -1367,6 +1403,7 @@ impl Engine {
             child_mounts: Vec::new(),
             task_pins: Vec::new(),
             backing: Vec::new(),
+            aio: Vec::new(),
             repeat: false,
             refs: None,
             pinned_mounts: Vec::new(),
@@ -1835,6 +1872,50 @@ impl Engine {
             .count()
     }
 
+    /// The processes with AIO requests not reaped that have to do with `mnt_id`: a file of
+    /// their submissions is on it, or they hold it (cwd/root, an fd on a culprit).
+    fn aio_descs(
+        &self,
+        mnt_id: i32,
+        task_pins: &[TaskPinDesc],
+        culprits: &[FileReport],
+    ) -> Vec<AioDesc> {
+        let holds = |tgid: u32| {
+            task_pins.iter().any(|p| p.task.pid == tgid)
+                || culprits.iter().any(|c| {
+                    c.holders
+                        .iter()
+                        .any(|h| matches!(h, HolderDesc::Fd { task, .. } if task.pid == tgid))
+                })
+        };
+        self.aio
+            .1
+            .values()
+            .filter(|t| t.unreaped() > 0)
+            .filter(|t| t.files.iter().any(|f| f.mnt_id == mnt_id) || holds(t.tgid))
+            .map(|t| AioDesc {
+                task: self.task_desc(None, t.tgid, ""),
+                ctx: t.ctx,
+                submitted: t.submitted,
+                reaped: t.reaped,
+                last_submit_ns: t.last_submit_ns,
+                files_on_mount: t
+                    .files
+                    .iter()
+                    .filter(|f| f.mnt_id == mnt_id)
+                    .map(|f| {
+                        self.files
+                            .alive(f.file)
+                            .and_then(|k| self.files.get(k))
+                            .map(|o| o.path().unwrap_or_else(|| o.name.clone()))
+                            .unwrap_or_else(|| crate::text::hex(f.file))
+                    })
+                    .collect(),
+                found_ns: self.aio.0,
+            })
+            .collect()
+    }
+
     fn backing_descs(&self, mnt_id: i32) -> Vec<BackingDesc> {
         let Some((ts, v)) = self.backing.get(&mnt_id) else {
             return Vec::new();
@@ -1875,6 +1956,10 @@ impl Engine {
     /// An fd table or fs_struct freed: for an exited process, the end of what its exit
     /// still held (`exit_files()`: every fd put; `exit_fs()`: cwd and root let go).
     fn on_task_res_freed(&mut self, ev: &Event, what: TaskRes, out: &mut Vec<Notice>) {
+        if what == TaskRes::Files {
+            // exit_files() comes after exit_aio() (in exit_mm): its requests are done.
+            self.aio.1.remove(&ev.tgid);
+        }
         let Some(serial) = self.tasks.res_freed(ev.tgid, what, ev.ts_ns) else {
             return;
         };

@@ -190,6 +190,34 @@ pub struct BackingFile {
     pub ino: u64,
 }
 
+/// A file an AIO submission named, and its mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AioFile {
+    pub file: u64,
+    pub mnt_id: i32,
+}
+
+/// One process's Linux AIO as the syscall counts stood when a umount failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AioTask {
+    pub tgid: u32,
+    /// The context (`aio_context_t`) of its latest submission.
+    pub ctx: u64,
+    /// iocbs io_submit accepted, and completions io_getevents returned (io_destroy settles
+    /// them): `submitted - reaped` bounds the requests in flight from above.
+    pub submitted: u64,
+    pub reaped: u64,
+    pub last_submit_ns: u64,
+    /// Files of its latest submissions, newest first.
+    pub files: Vec<AioFile>,
+}
+
+impl AioTask {
+    pub fn unreaped(&self) -> u64 {
+        self.submitted.saturating_sub(self.reaped)
+    }
+}
+
 /// One line of `/proc/self/mountinfo`, as far as the engine needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MountInfo {
@@ -383,6 +411,11 @@ pub enum Payload {
     BackingScan {
         mounts: Vec<i32>,
         files: Vec<BackingFile>,
+    },
+    /// The processes with AIO requests submitted and not reaped, as the kernel-side counts
+    /// stood when a umount failed (all of them: the list replaces the previous one).
+    AioScan {
+        tasks: Vec<AioTask>,
     },
 }
 

@@ -454,6 +454,9 @@ pub enum HolderDesc {
         /// The same process also has it open by an fd.
         fd_open: bool,
     },
+    /// AIO requests of a process that named this file and are not all reaped (those in
+    /// flight hold it; the syscall counts cannot say how many are).
+    Aio { task: TaskDesc, unreaped: u64 },
     /// A loop device's backing file or an active swap file (read at the failure).
     Backing { what: BackingKind, device: String },
     /// No holder left; the final put is deferred (task_work or delayed_fput) and pending.
@@ -555,6 +558,12 @@ impl HolderDesc {
                     }
                 )
             }
+            HolderDesc::Aio { task, unreaped } => format!(
+                "named by AIO requests of {} [{}]: {} not reaped (in flight, or completed and not collected; the file alive with no other holder says one is in flight)",
+                task.name(),
+                task.fate(a),
+                unreaped
+            ),
             HolderDesc::Backing { what, device } => match what {
                 BackingKind::Loop => format!("backing file of loop device {device}"),
                 BackingKind::Swap => "active swap file".to_string(),
@@ -752,6 +761,44 @@ impl BackingDesc {
             } else {
                 "a file the tracer did not see opened"
             }
+        );
+        s
+    }
+}
+
+/// A process with Linux AIO requests submitted and not reaped, as the syscall counts
+/// stood at the failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AioDesc {
+    pub task: TaskDesc,
+    #[serde(serialize_with = "crate::text::ser_hex")]
+    pub ctx: u64,
+    pub submitted: u64,
+    pub reaped: u64,
+    pub last_submit_ns: u64,
+    /// Names of the files of its latest submissions that are on this mount.
+    pub files_on_mount: Vec<String>,
+    pub found_ns: u64,
+}
+
+impl AioDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        let n = self.submitted.saturating_sub(self.reaped);
+        let mut s = format!(
+            "{} [{}]: {} submitted and not reaped ({} submitted, {} reaped, the latest {}) on AIO context {}",
+            self.task.name(),
+            self.task.fate(a),
+            count(n as usize, "request", "requests"),
+            self.submitted,
+            self.reaped,
+            a.at(self.last_submit_ns),
+            hex(self.ctx)
+        );
+        if !self.files_on_mount.is_empty() {
+            let _ = write!(s, ", on {}", self.files_on_mount.join(", "));
+        }
+        s.push_str(
+            "; those still in flight hold their files, and a dying process waits for them in exit_aio() before it lets go of its fd table and cwd",
         );
         s
     }
@@ -1001,6 +1048,9 @@ pub struct Verdict {
     /// Umount: loop devices and swap files backed by files on it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backing: Vec<BackingDesc>,
+    /// Umount: processes with AIO requests not reaped that hold it or named files on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aio: Vec<AioDesc>,
     /// Umount: the mount's reference count as the task scan read it, against what the
     /// verdict names.
     pub refs: Option<RefCount>,
@@ -1031,6 +1081,7 @@ pub(crate) fn holder_signature(f: &FileReport) -> Vec<String> {
             HolderDesc::UringReq { ring, .. } => format!("request on {:x}", ring.ctx),
             HolderDesc::Mmap { task, .. } => format!("mapped by {}", task.pid),
             HolderDesc::Backing { device, .. } => format!("backing {device}"),
+            HolderDesc::Aio { task, .. } => format!("aio of {}", task.pid),
             HolderDesc::DeferredPut { via, .. } => format!("deferred {via:?}"),
             HolderDesc::Unattributed { .. } => "unattributed".to_string(),
         })
@@ -1081,7 +1132,14 @@ fn group_counts(files: &[FileReport]) -> String {
     let mut unatt = 0;
     let mut mapped = 0;
     let mut backing = 0;
+    let mut aio = 0;
     for f in files {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Aio { .. }))
+        {
+            aio += 1;
+        }
         if f.holders
             .iter()
             .any(|h| matches!(h, HolderDesc::Backing { .. }))
@@ -1134,6 +1192,9 @@ fn group_counts(files: &[FileReport]) -> String {
     }
     if backing > 0 {
         parts.push(format!("{backing} backing a loop device or swap"));
+    }
+    if aio > 0 {
+        parts.push(format!("{aio} named by AIO requests not reaped"));
     }
     if mapped > 0 {
         parts.push(format!("{mapped} mapped into a process's memory"));
@@ -1206,6 +1267,16 @@ impl Verdict {
             );
             for b in &self.backing {
                 let _ = writeln!(out, "    - {}", b.words(a));
+            }
+        }
+        if !self.aio.is_empty() {
+            let _ = writeln!(
+                out,
+                "  Linux AIO of {} (counted from io_submit/io_getevents; no tracepoint marks a completion):",
+                count(self.aio.len(), "process", "processes")
+            );
+            for x in &self.aio {
+                let _ = writeln!(out, "    - {}", x.words(a));
             }
         }
         if self.culprits.is_empty() {
@@ -1303,6 +1374,12 @@ impl Verdict {
                 "{}: {}",
                 count(self.culprits.len(), "open file", "open files"),
                 group_counts(&self.culprits)
+            ));
+        }
+        if !self.aio.is_empty() {
+            parts.push(format!(
+                "{} with AIO requests not reaped",
+                count(self.aio.len(), "process", "processes")
             ));
         }
         if !self.backing.is_empty() {

@@ -466,6 +466,30 @@ pub struct MountRefs {
 /// `VMA_MOUNTS` map's slots, -1 when unused.
 pub const VMA_SCAN_MOUNTS: usize = 8;
 
+/// Files named per process by the AIO accounting.
+pub const AIO_FILES: usize = 4;
+
+/// One process's Linux AIO as the syscall tracepoints count it: the value of the
+/// `AIO_TASKS` map (by tgid), kept in the kernel and read by userspace when a umount
+/// fails. No tracepoint marks an AIO completion, so `submitted - reaped` is an upper bound
+/// of the requests in flight (completed ones not yet collected by io_getevents count too).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AioAcct {
+    /// iocbs io_submit accepted (the sum of its return values).
+    pub submitted: u64,
+    /// Completions io_getevents/io_pgetevents returned; io_destroy (which waits for
+    /// every request of its context) sets it to `submitted`.
+    pub reaped: u64,
+    /// The context (`aio_context_t`) of the latest submission.
+    pub ctx: u64,
+    pub last_submit_ns: u64,
+    /// The `struct file *` of the latest submissions' iocbs, newest first (0: none), and
+    /// the mounts they are on.
+    pub files: [u64; AIO_FILES],
+    pub mnt_ids: [i32; AIO_FILES],
+}
+
 /// Kernel frames kept of a scanned task's stack.
 pub const TASK_STACK_FRAMES: usize = 12;
 
@@ -620,6 +644,9 @@ pub mod tp_field {
     pub const FSMOUNT_FLAGS: usize = 52;
     pub const MOVE_MOUNT_FROM_PATH: usize = 53;
     pub const KMEM_CACHE_PTR: usize = 54; // kmem_cache_* classic: the cache is only known by name
+    pub const IO_SUBMIT_CTX: usize = 55; // sys_enter_io_submit
+    pub const IO_SUBMIT_NR: usize = 56;
+    pub const IO_SUBMIT_IOCBPP: usize = 57;
     /// Never set: stands for "this syscall has no such argument".
     pub const NONE: usize = 63;
     pub const COUNT: usize = 64;
@@ -686,6 +713,7 @@ pub mod btf_off {
     pub const VMA_VM_FILE: usize = 47; // vm_area_struct.vm_file
     pub const VMA_VM_START: usize = 48; // vm_area_struct.vm_start
     pub const VMA_VM_END: usize = 49; // vm_area_struct.vm_end
+    pub const IOCB_AIO_FILDES: usize = 50; // iocb.aio_fildes (uapi)
     pub const COUNT: usize = 64;
 }
 

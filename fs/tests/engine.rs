@@ -1561,3 +1561,81 @@ fn backing_files_hold_their_mount_and_count_in_the_reconciliation() {
     assert!(v.backing.is_empty());
     assert_ne!(v.culprits[0].state, FileState::Held);
 }
+
+/// Linux AIO counts read at a failure: a process with requests not reaped on a file of the
+/// mount is named, the file (its fd closed, still alive) is held by them; the end of the
+/// process's exit (its fd table freed, after exit_aio) ends them.
+#[test]
+fn aio_requests_not_reaped_are_named_until_the_exit_ends() {
+    use tracer_fs::event::{AioFile, AioTask};
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
+    let aio = |ts, reaped| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            Payload::AioScan {
+                tasks: vec![AioTask {
+                    tgid: 7,
+                    ctx: 0x7f00_0000,
+                    submitted: 3,
+                    reaped,
+                    last_submit_ns: T0 + 2 * MS,
+                    files: vec![AioFile {
+                        file: F1,
+                        mnt_id: 42,
+                    }],
+                }],
+            },
+        )
+    };
+    let busy = |ts| ev(ts, &task(2, "umount"), umount("/mnt/scratch", 0, -16, ts));
+    apply(
+        &mut e,
+        &[
+            open(T0 + MS, 7, F1, 3, 5),
+            ev(
+                T0 + 3 * MS,
+                &task(7, "p"),
+                unref(F1, fd(7, 3), RefHow::Close),
+            ),
+            aio(T0 + 4 * MS, 1),
+        ],
+    );
+    let n = apply(&mut e, &[busy(T0 + 4 * MS)]);
+    let v = verdicts(&n)[0];
+    assert_eq!(v.aio.len(), 1);
+    assert_eq!(v.aio[0].submitted - v.aio[0].reaped, 2);
+    assert_eq!(v.culprits[0].state, FileState::Held);
+    let t = v.to_string();
+    assert!(t.contains("2 requests submitted and not reaped"), "{t}");
+    assert!(t.contains("named by AIO requests of pid 7"), "{t}");
+    // All reaped: nothing to name.
+    apply(&mut e, &[aio(T0 + 5 * MS, 3)]);
+    let n = apply(&mut e, &[busy(T0 + 5 * MS)]);
+    assert!(verdicts(&n)[0].aio.is_empty());
+    // Not reaped again, then the process exits: its fd table's free ends them.
+    apply(
+        &mut e,
+        &[
+            aio(T0 + 6 * MS, 1),
+            ev(T0 + 7 * MS, &task(7, "p"), exit(9)),
+            ev(
+                T0 + 8 * MS,
+                &task(7, "p"),
+                Payload::TaskResFreed {
+                    what: tracer_fs::event::TaskRes::Files,
+                    ptr: 0x1,
+                },
+            ),
+        ],
+    );
+    let n = apply(&mut e, &[busy(T0 + 9 * MS)]);
+    assert!(verdicts(&n)[0].aio.is_empty());
+}

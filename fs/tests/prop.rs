@@ -339,6 +339,7 @@ fn generated_streams_reach_the_interesting_states() {
                             HolderDesc::UringReq { .. } => "request holder",
                             HolderDesc::Mmap { .. } => "mapping holder",
                             HolderDesc::Backing { .. } => "backing holder",
+                            HolderDesc::Aio { .. } => "aio holder",
                             HolderDesc::DeferredPut { .. } => "deferred put",
                             HolderDesc::Unattributed { .. } => "unattributed",
                         };

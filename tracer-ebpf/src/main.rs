@@ -10,6 +10,7 @@ mod emit;
 mod kernel;
 mod maps;
 
+mod aio;
 mod alloc;
 mod alloc_rcu;
 mod doctor;

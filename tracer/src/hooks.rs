@@ -349,6 +349,24 @@ pub const HOOKS: &[Hook] = &[
         precise: false,
     },
     Hook {
+        name: "Linux AIO",
+        why: "AIO requests submitted and reaped per process (in flight ones hold their files; a dying process waits for them in exit_aio)",
+        alternatives: &[&[
+            tp("sys_enter_io_submit", "syscalls/sys_enter_io_submit"),
+            tp("sys_exit_io_submit", "syscalls/sys_exit_io_submit"),
+            tp(
+                "sys_exit_io_getevents_family",
+                "syscalls/sys_exit_io_getevents",
+            ),
+            tp(
+                "sys_exit_io_getevents_family",
+                "syscalls/sys_exit_io_pgetevents",
+            ),
+            tp("sys_exit_io_destroy", "syscalls/sys_exit_io_destroy"),
+        ]],
+        precise: false,
+    },
+    Hook {
         name: "io_uring requests",
         why: "requests holding files while in flight",
         alternatives: &[&[

@@ -176,6 +176,19 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
     (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_free", "name"),
+    (
+        f::IO_SUBMIT_CTX,
+        "syscalls",
+        "sys_enter_io_submit",
+        "ctx_id",
+    ),
+    (f::IO_SUBMIT_NR, "syscalls", "sys_enter_io_submit", "nr"),
+    (
+        f::IO_SUBMIT_IOCBPP,
+        "syscalls",
+        "sys_enter_io_submit",
+        "iocbpp",
+    ),
 ];
 
 /// Tracepoints whose fields the programs read through an index shared with another
@@ -189,6 +202,10 @@ pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::SYS_RET, "syscalls", "sys_exit_open", "ret"),
     (f::SYS_RET, "syscalls", "sys_exit_creat", "ret"),
     (f::SYS_RET, "syscalls", "sys_exit_io_uring_register", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_io_submit", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_io_getevents", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_io_pgetevents", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_io_destroy", "ret"),
     (f::WQ_WORK, "workqueue", "workqueue_execute_start", "work"),
     (
         f::WQ_FUNCTION,
@@ -252,6 +269,7 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::VMA_VM_FILE, "vm_area_struct", &["vm_file"]),
     (b::VMA_VM_START, "vm_area_struct", &["vm_start"]),
     (b::VMA_VM_END, "vm_area_struct", &["vm_end"]),
+    (b::IOCB_AIO_FILDES, "iocb", &["aio_fildes"]),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are

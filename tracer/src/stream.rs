@@ -374,6 +374,12 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     }
     out.errors.extend(errs);
     scan_mappings(side, &ids, failed_id, out);
+    match crate::aio::unreaped(&mut side.att.ebpf) {
+        Ok(tasks) => out.events.push(userspace_event(Payload::AioScan { tasks })),
+        Err(e) => out
+            .errors
+            .push(format!("AIO counts not read after EBUSY: {e:#}")),
+    }
     scan_tasks(side, &ids, failed_id, out)
 }
 

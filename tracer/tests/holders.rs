@@ -56,9 +56,63 @@ fn scenario_child() {
             println!("UNMAPPED");
             std::thread::sleep(Duration::from_secs(600));
         }
+        // An AIO poll (IOCB_CMD_POLL) on a FIFO under the mount: it stays in flight until
+        // the FIFO has data, holding the file; our own fd is closed.
+        "aio_poll_then_close" => {
+            let fifo = std::ffi::CString::new(paths[0]).unwrap();
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+            // Read-only and non-blocking (the kernel refuses an AIO poll of a FIFO opened
+            // read-write); with no writer yet, the poll stays pending.
+            let f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(paths[0])
+                    .unwrap()
+            };
+            let mut ctx: u64 = 0;
+            // SAFETY: io_setup writes the context id into `ctx`.
+            let rc = unsafe { libc::syscall(libc::SYS_io_setup, 8, &mut ctx as *mut u64) };
+            assert_eq!(rc, 0, "io_setup: {}", std::io::Error::last_os_error());
+            let iocb = Iocb {
+                aio_lio_opcode: IOCB_CMD_POLL,
+                aio_fildes: f.as_raw_fd() as u32,
+                aio_buf: libc::POLLIN as u64,
+                ..Default::default()
+            };
+            let list = [&iocb as *const Iocb];
+            // SAFETY: one valid iocb, alive until this process is killed.
+            let rc = unsafe { libc::syscall(libc::SYS_io_submit, ctx, 1, list.as_ptr()) };
+            assert_eq!(rc, 1, "io_submit: {}", std::io::Error::last_os_error());
+            drop(f);
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(600));
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
+
+/// `struct iocb` (uapi, little-endian layout).
+#[repr(C)]
+#[derive(Default)]
+struct Iocb {
+    aio_data: u64,
+    aio_key: u32,
+    aio_rw_flags: i32,
+    aio_lio_opcode: u16,
+    aio_reqprio: i16,
+    aio_fildes: u32,
+    aio_buf: u64,
+    aio_nbytes: u64,
+    aio_offset: i64,
+    aio_reserved2: u64,
+    aio_flags: u32,
+    aio_resfd: u32,
+}
+
+const IOCB_CMD_POLL: u16 = 5;
 
 fn is_verdict_for(v: &Value, target: &str) -> bool {
     v["kind"] == "umount_busy" && v["target"] == target
@@ -345,5 +399,67 @@ fn an_active_swap_file_on_the_mount() {
     assert!(out.status.success(), "swapoff: {out:?}");
     on.0.clear();
     umount_eventually(&fs.dir);
+    tracer.stop();
+}
+
+/// A Linux AIO request in flight (a poll on a FIFO under the mount) holds its file after
+/// the process closed its fd: the verdict names the process's AIO (1 submitted, none
+/// reaped, on that file) and marks the file as named by it; SIGKILL makes exit_aio()
+/// cancel the request, the file is released, and the umount goes through.
+#[test]
+fn an_aio_request_in_flight_holds_its_file() {
+    if !kernel_tests_allowed("an_aio_request_in_flight_holds_its_file") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("aiopoll");
+    let fifo = m.path.join("fifo");
+    let fifo_s = fifo.to_str().unwrap().to_string();
+    let mut child = spawn_scenario("scenario_child", "aio_poll_then_close", &fifo_s);
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+
+    assert_eq!(umount(&m.path), Err(EBUSY));
+    let target = m.str().to_string();
+    let v = tracer.wait_notice("the verdict", "verdict", |v| is_verdict_for(v, &target));
+    let text = v["text"].as_str().unwrap();
+    eprintln!("{text}");
+    let aio = v["aio"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no AIO in {v:#}"))
+        .iter()
+        .find(|a| a["task"]["pid"] == pid)
+        .unwrap_or_else(|| panic!("no AIO of pid {pid} in {v:#}"));
+    assert_eq!(aio["submitted"], 1, "{aio:#}");
+    assert_eq!(aio["reaped"], 0, "{aio:#}");
+    assert_eq!(aio["files_on_mount"][0], fifo_s.as_str(), "{aio:#}");
+    let c = culprit_named(&v, &fifo_s).unwrap_or_else(|| panic!("{fifo_s} not named: {v:#}"));
+    // Its fd closed, the file alive: the request holds it.
+    assert_eq!(c["state"], "held", "{c:#}");
+    assert!(
+        c["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["kind"] == "aio" && h["task"]["pid"] == pid && h["unreaped"] == 1),
+        "{c:#}"
+    );
+    assert!(
+        text.contains("1 request submitted and not reaped"),
+        "{text}"
+    );
+    if let Some(r) = v["refs"].as_object().filter(|r| r["complete"] == true) {
+        assert_eq!(r["count"], 2, "{v:#}");
+        assert!(text.contains("every reference explained"), "{text}");
+    }
+
+    let file = c["file"].clone();
+    kill9(&mut child);
+    let r = tracer.wait_notice("the FIFO's release", "culprit_released", |n| {
+        n["file"]["file"] == file
+    });
+    eprintln!("{}", r["text"].as_str().unwrap());
+    umount_eventually(&m.path);
     tracer.stop();
 }

@@ -23,8 +23,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use tracer_fs::event::{
-    BackingFile, BackingKind, Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow,
-    ScannedTask, TaskRes, WorkCtx, WorkFnKind,
+    AioFile, AioTask, BackingFile, BackingKind, Event, HolderRef, MountCallOp, MountInfo, NameKind,
+    Payload, RefHow, ScannedTask, TaskRes, WorkCtx, WorkFnKind,
 };
 
 /// One entry of a block, as encoded. Variants are identified by position: append only.
@@ -274,6 +274,20 @@ enum RecPayload<'a> {
         mounts: Vec<i32>,
         files: Vec<RecBacking<'a>>,
     },
+    AioScan {
+        tasks: Vec<RecAioTask>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecAioTask {
+    tgid: u32,
+    ctx: u64,
+    submitted: u64,
+    reaped: u64,
+    last_submit_ns: u64,
+    /// (file, mount id)
+    files: Vec<(u64, i32)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -670,6 +684,29 @@ impl<'a> RecEvent<'a> {
                 started_ns: *started_ns,
                 mounts: mounts.clone(),
             },
+            Payload::AioScan { tasks } => RecPayload::AioScan {
+                tasks: tasks
+                    .iter()
+                    .map(|t| {
+                        let AioTask {
+                            tgid,
+                            ctx,
+                            submitted,
+                            reaped,
+                            last_submit_ns,
+                            files,
+                        } = t;
+                        RecAioTask {
+                            tgid: *tgid,
+                            ctx: *ctx,
+                            submitted: *submitted,
+                            reaped: *reaped,
+                            last_submit_ns: *last_submit_ns,
+                            files: files.iter().map(|f| (f.file, f.mnt_id)).collect(),
+                        }
+                    })
+                    .collect(),
+            },
             Payload::BackingScan { mounts, files } => RecPayload::BackingScan {
                 mounts: mounts.clone(),
                 files: files
@@ -934,6 +971,23 @@ impl<'a> RecEvent<'a> {
             RecPayload::MmapScanDone { started_ns, mounts } => {
                 Payload::MmapScanDone { started_ns, mounts }
             }
+            RecPayload::AioScan { tasks } => Payload::AioScan {
+                tasks: tasks
+                    .into_iter()
+                    .map(|t| AioTask {
+                        tgid: t.tgid,
+                        ctx: t.ctx,
+                        submitted: t.submitted,
+                        reaped: t.reaped,
+                        last_submit_ns: t.last_submit_ns,
+                        files: t
+                            .files
+                            .into_iter()
+                            .map(|(file, mnt_id)| AioFile { file, mnt_id })
+                            .collect(),
+                    })
+                    .collect(),
+            },
             RecPayload::BackingScan { mounts, files } => Payload::BackingScan {
                 mounts,
                 files: files
