@@ -70,10 +70,10 @@ pub fn sys_enter_io_submit(ctx: TracePointContext) -> u32 {
     let mut i = 0;
     while i < AIO_FILES && (i as u64) < nr {
         // SAFETY: the helper checks the user addresses.
-        let iocb = unsafe { bpf_probe_read_user((iocbpp + 8 * i as u64) as *const u64) }
-            .unwrap_or(0);
-        let fd = unsafe { bpf_probe_read_user((iocb + fildes_off) as *const u32) }
-            .unwrap_or(u32::MAX);
+        let iocb =
+            unsafe { bpf_probe_read_user((iocbpp + 8 * i as u64) as *const u64) }.unwrap_or(0);
+        let fd =
+            unsafe { bpf_probe_read_user((iocb + fildes_off) as *const u32) }.unwrap_or(u32::MAX);
         i += 1;
         let Some(file) = fd_to_file(task, fd as i32) else {
             continue;
