@@ -1888,11 +1888,24 @@ impl Engine {
                         .any(|h| matches!(h, HolderDesc::Fd { task, .. } if task.pid == tgid))
                 })
         };
+        // A dying holder in exit_aio() with nothing in flight is named too: what it waits
+        // for then is its contexts' teardown, not IO.
+        let in_exit_aio = |tgid: u32| {
+            self.tasks.current(tgid).is_some_and(|t| {
+                t.exiting()
+                    && t.scan
+                        .as_ref()
+                        .and_then(|s| s.waits_in())
+                        .is_some_and(|w| w.starts_with("exit_aio"))
+            })
+        };
         self.aio
             .1
             .values()
-            .filter(|t| t.unreaped() > 0)
-            .filter(|t| t.files.iter().any(|f| f.mnt_id == mnt_id) || holds(t.tgid))
+            .filter(|t| {
+                (t.unreaped() > 0 && t.files.iter().any(|f| f.mnt_id == mnt_id))
+                    || (holds(t.tgid) && (t.unreaped() > 0 || in_exit_aio(t.tgid)))
+            })
             .map(|t| AioDesc {
                 task: self.task_desc(None, t.tgid, ""),
                 ctx: t.ctx,

@@ -412,8 +412,8 @@ pub enum Payload {
         mounts: Vec<i32>,
         files: Vec<BackingFile>,
     },
-    /// The processes with AIO requests submitted and not reaped, as the kernel-side counts
-    /// stood when a umount failed (all of them: the list replaces the previous one).
+    /// The processes with an AIO context and their counts as they stood when a umount
+    /// failed (all of them: the list replaces the previous one).
     AioScan {
         tasks: Vec<AioTask>,
     },

@@ -784,6 +784,15 @@ pub struct AioDesc {
 impl AioDesc {
     pub fn words(&self, a: &Anchor) -> String {
         let n = self.submitted.saturating_sub(self.reaped);
+        if n == 0 {
+            return format!(
+                "{} [{}]: every AIO request it submitted was reaped ({} submitted) on AIO context {}: nothing in flight, so what exit_aio() waits for is the teardown of its contexts (each kill of their percpu refs waits for an RCU grace period), not IO",
+                self.task.name(),
+                self.task.fate(a),
+                self.submitted,
+                hex(self.ctx)
+            );
+        }
         let mut s = format!(
             "{} [{}]: {} submitted and not reaped ({} submitted, {} reaped, the latest {}) on AIO context {}",
             self.task.name(),
@@ -1275,8 +1284,29 @@ impl Verdict {
                 "  Linux AIO of {} (counted from io_submit/io_getevents; no tracepoint marks a completion):",
                 count(self.aio.len(), "process", "processes")
             );
-            for x in &self.aio {
+            // Those with nothing in flight say the same: one line for all of them.
+            let (idle, busy): (Vec<&AioDesc>, Vec<&AioDesc>) =
+                self.aio.iter().partition(|x| x.submitted <= x.reaped);
+            for x in busy {
                 let _ = writeln!(out, "    - {}", x.words(a));
+            }
+            match idle.as_slice() {
+                [] => {}
+                [x] => {
+                    let _ = writeln!(out, "    - {}", x.words(a));
+                }
+                many => {
+                    let who: Vec<String> = many
+                        .iter()
+                        .map(|x| format!("{} ({} submitted)", x.task.pid, x.submitted))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "    - {} ({}): every AIO request they submitted was reaped: nothing in flight, so what exit_aio() waits for is the teardown of their contexts (each kill of their percpu refs waits for an RCU grace period), not IO",
+                        count(many.len(), "process", "processes"),
+                        who.join(", ")
+                    );
+                }
             }
         }
         if self.culprits.is_empty() {
@@ -1378,8 +1408,12 @@ impl Verdict {
         }
         if !self.aio.is_empty() {
             parts.push(format!(
-                "{} with AIO requests not reaped",
-                count(self.aio.len(), "process", "processes")
+                "{} with Linux AIO ({} requests not reaped)",
+                count(self.aio.len(), "process", "processes"),
+                self.aio
+                    .iter()
+                    .map(|x| x.submitted.saturating_sub(x.reaped))
+                    .sum::<u64>()
             ));
         }
         if !self.backing.is_empty() {

@@ -116,6 +116,17 @@ pub fn sys_exit_io_getevents_family(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A process with an AIO context is known even before it submits: its exit waits in
+/// exit_aio() for the context's teardown whatever is in flight.
+#[tracepoint]
+pub fn sys_exit_io_setup(ctx: TracePointContext) -> u32 {
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret == 0 && !is_self() {
+        let _ = entry(true);
+    }
+    0
+}
+
 /// io_destroy waits for every request of the context: none is in flight after it.
 #[tracepoint]
 pub fn sys_exit_io_destroy(ctx: TracePointContext) -> u32 {

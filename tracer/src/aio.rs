@@ -1,5 +1,7 @@
 //! Linux AIO at a failed umount: the kernel-side counts (`AIO_TASKS`, see the eBPF
-//! crate's aio.rs) of every process with requests submitted and not reaped, read now.
+//! crate's aio.rs) of the processes with an AIO context, read now: those with requests
+//! not reaped, and the others too (a dying one waits in exit_aio() for its contexts'
+//! teardown even with nothing in flight, which the verdict tells apart).
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData};
@@ -18,22 +20,20 @@ unsafe impl aya::Pod for PodAio {}
 /// Processes listed per scan at most.
 const MAX_LISTED: usize = 256;
 
-/// The processes with requests not reaped. Entries of processes that are gone (no
-/// `/proc/<tgid>`) are deleted: their requests went with their exit.
-pub fn unreaped(ebpf: &mut aya::Ebpf) -> Result<Vec<AioTask>> {
+/// The processes with an AIO context, those with requests not reaped first. Entries of
+/// processes that are gone (no `/proc/<tgid>`) are deleted: their requests went with
+/// their exit.
+pub fn counts(ebpf: &mut aya::Ebpf) -> Result<Vec<AioTask>> {
     let map = ebpf.map_mut("AIO_TASKS").context("no AIO_TASKS map")?;
     let mut m: BpfHashMap<&mut MapData, u32, PodAio> = BpfHashMap::try_from(map)?;
     let mut out = Vec::new();
     let mut gone = Vec::new();
     for (tgid, PodAio(a)) in m.iter().flatten() {
-        if a.submitted <= a.reaped {
-            continue;
-        }
         if !std::path::Path::new(&format!("/proc/{tgid}")).exists() {
             gone.push(tgid);
             continue;
         }
-        if out.len() < MAX_LISTED {
+        {
             out.push(AioTask {
                 tgid,
                 ctx: a.ctx,
@@ -53,5 +53,7 @@ pub fn unreaped(ebpf: &mut aya::Ebpf) -> Result<Vec<AioTask>> {
     for tgid in gone {
         let _ = m.remove(&tgid);
     }
+    out.sort_by_key(|t| std::cmp::Reverse(t.unreaped()));
+    out.truncate(MAX_LISTED);
     Ok(out)
 }

@@ -363,6 +363,7 @@ pub const HOOKS: &[Hook] = &[
                 "syscalls/sys_exit_io_pgetevents",
             ),
             tp("sys_exit_io_destroy", "syscalls/sys_exit_io_destroy"),
+            tp("sys_exit_io_setup", "syscalls/sys_exit_io_setup"),
         ]],
         precise: false,
     },

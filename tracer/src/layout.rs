@@ -206,6 +206,7 @@ pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::SYS_RET, "syscalls", "sys_exit_io_getevents", "ret"),
     (f::SYS_RET, "syscalls", "sys_exit_io_pgetevents", "ret"),
     (f::SYS_RET, "syscalls", "sys_exit_io_destroy", "ret"),
+    (f::SYS_RET, "syscalls", "sys_exit_io_setup", "ret"),
     (f::WQ_WORK, "workqueue", "workqueue_execute_start", "work"),
     (
         f::WQ_FUNCTION,

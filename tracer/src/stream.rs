@@ -374,7 +374,7 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     }
     out.errors.extend(errs);
     scan_mappings(side, &ids, failed_id, out);
-    match crate::aio::unreaped(&mut side.att.ebpf) {
+    match crate::aio::counts(&mut side.att.ebpf) {
         Ok(tasks) => out.events.push(userspace_event(Payload::AioScan { tasks })),
         Err(e) => out
             .errors

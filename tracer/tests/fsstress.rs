@@ -206,6 +206,7 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     );
     let mut verdicts_seen = 0;
     let (mut counted, mut all_explained, mut unread) = (0, 0, 0);
+    let (mut in_aio, mut in_flight) = (0, 0);
     for (target, busy) in &runs {
         let verdicts: Vec<&Value> = for_target(&notices, target, "/target")
             .into_iter()
@@ -239,6 +240,22 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                         "an exiting pin without its scan:\n{}",
                         v["text"]
                     );
+                }
+                // A worker waiting in exit_aio() (its AIO context was seen made: fsstress
+                // starts after the tracer) has its AIO counts named: what it waits for.
+                let in_exit_aio = t["scan"]["stack"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|f| f.as_str().is_some_and(|f| f.starts_with("exit_aio")))
+                });
+                if t["exiting"] == true && in_exit_aio {
+                    in_aio += 1;
+                    let a = v["aio"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|a| a["task"]["pid"] == t["pid"]))
+                        .unwrap_or_else(|| {
+                            panic!("a worker in exit_aio without its AIO named:\n{}", v["text"])
+                        });
+                    in_flight += a["submitted"].as_u64().unwrap() - a["reaped"].as_u64().unwrap();
                 }
             }
             let text = v["text"].as_str().unwrap();
@@ -298,5 +315,8 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     assert!(
         counted + unread > 0,
         "no verdict with a reference count or a word why"
+    );
+    eprintln!(
+        "workers named waiting in exit_aio: {in_aio}, AIO requests not reaped among them: {in_flight}"
     );
 }
