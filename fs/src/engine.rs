@@ -1891,12 +1891,12 @@ impl Engine {
         // A dying holder in exit_aio() with nothing in flight is named too: what it waits
         // for then is its contexts' teardown, not IO.
         let in_exit_aio = |tgid: u32| {
+            // Anywhere in exit_aio() (waiting, or still killing its contexts).
             self.tasks.current(tgid).is_some_and(|t| {
                 t.exiting()
                     && t.scan
                         .as_ref()
-                        .and_then(|s| s.waits_in())
-                        .is_some_and(|w| w.starts_with("exit_aio"))
+                        .is_some_and(|s| s.stack.iter().any(|f| f.starts_with("exit_aio")))
             })
         };
         self.aio

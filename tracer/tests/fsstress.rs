@@ -253,7 +253,10 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                         .as_array()
                         .and_then(|a| a.iter().find(|a| a["task"]["pid"] == t["pid"]))
                         .unwrap_or_else(|| {
-                            panic!("a worker in exit_aio without its AIO named:\n{}", v["text"])
+                            panic!(
+                                "a worker in exit_aio without its AIO named ({t:#}):\n{}",
+                                v["text"]
+                            )
                         });
                     in_flight += a["submitted"].as_u64().unwrap() - a["reaped"].as_u64().unwrap();
                 }
