@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::actor::Actor;
 use crate::config::EngineConfig;
+use crate::event::{AioTask, BackingFile, ScannedTask, TaskRes};
 use crate::event::{
     Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
 };
-use crate::event::{ScannedTask, TaskRes};
 use crate::files::{
     DeferredTo, DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release,
     Removal,
@@ -22,10 +22,10 @@ use crate::summary::{AliveOnMount, MountSummary, WorkFnSummary};
 use crate::tasks::{TaskScanInfo, Tasks};
 use crate::text::normalize_path;
 use crate::verdict::{
-    Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc, FileId, FileReport,
-    HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinFoundLate, PinKind, PinReleased,
-    PinnedMount, RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc, TaskPinDesc, TeardownDesc,
-    Unattributed, Verdict, VerdictKind, WorkProgress,
+    AioDesc, BackingDesc, Caller, CulpritReleased, DeferVia, DetachedMountUnpinned, DropDesc,
+    FileId, FileReport, HolderDesc, LastPutDesc, MountDesc, MountDetached, Notice, PinFoundLate,
+    PinKind, PinReleased, PinnedMount, RefCount, RingDesc, StoryClosed, StoryRef, TaskDesc,
+    TaskPinDesc, TeardownDesc, Unattributed, Verdict, VerdictKind, WorkProgress,
 };
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
@@ -113,6 +113,12 @@ pub struct Engine {
     /// The latest reference count read of each mount (task scans), with what the engine
     /// named on it at that moment.
     mount_refs: BTreeMap<i32, RefCount>,
+    /// Files on each mount that back a loop device or an active swap file, as the latest
+    /// scan after a failed umount read them (with its time).
+    backing: BTreeMap<i32, (u64, Vec<BackingFile>)>,
+    /// Processes with AIO requests submitted and not reaped, as the latest scan after a
+    /// failed umount read the kernel-side counts (with its time).
+    aio: (u64, BTreeMap<u32, AioTask>),
     verdicts: VecDeque<Verdict>,
     stories: BTreeMap<StoryKey, Story>,
     /// Lock conflicts followed to their release.
@@ -139,6 +145,8 @@ impl Engine {
             tasks: Tasks::default(),
             pins: Pins::default(),
             mount_refs: BTreeMap::new(),
+            backing: BTreeMap::new(),
+            aio: (0, BTreeMap::new()),
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
             locks: Default::default(),
@@ -393,8 +401,25 @@ impl Engine {
                     files: self.files.alive_count_on(*mnt_id),
                     pins: self.pins.held_on(*mnt_id),
                     children: self.mounts.children(*mnt_id).len(),
+                    backing: self.backing_unlisted_on(*mnt_id),
                 };
                 self.mount_refs.insert(*mnt_id, r);
+            }
+            Payload::BackingScan { mounts, files } => self.on_backing_scan(ev, mounts, files),
+            Payload::AioScan { tasks } => {
+                // The kernel-side counts of every process: the new list replaces the old.
+                let cap = self.cfg.caps.max_tasks;
+                self.aio = (
+                    ev.ts_ns,
+                    tasks
+                        .iter()
+                        .take(cap)
+                        .map(|t| (t.tgid, t.clone()))
+                        .collect(),
+                );
+            }
+            Payload::MmapScanDone { started_ns, mounts } => {
+                self.on_mmap_scan_done(ev, *started_ns, mounts)
             }
             Payload::PinScanDone { started_ns, mounts } => {
                 // An exiting process's pin the scan missed went between the EBUSY and the
@@ -614,9 +639,47 @@ impl Engine {
                     ring: self.ring_desc(ctx),
                     since_ns: i.since_ns,
                 },
+                HolderRef::Mmap { tgid, start, end } => HolderDesc::Mmap {
+                    start,
+                    end,
+                    task: self.task_desc(i.task, tgid, &i.comm),
+                    since_ns: i.since_ns,
+                    fd_open: f
+                        .holders
+                        .keys()
+                        .any(|k| matches!(k, HolderRef::Fd { tgid: t, .. } if *t == tgid)),
+                },
             })
             .collect();
-        match f.state() {
+        // AIO requests of a process named it and are not all reaped: those still in flight
+        // hold it (the counts cannot say which).
+        let mut by_aio = false;
+        for t in self.aio.1.values() {
+            if t.unreaped() > 0 && t.files.iter().any(|a| a.file == f.key.file) {
+                by_aio = true;
+                holders.push(HolderDesc::Aio {
+                    task: self.task_desc(None, t.tgid, ""),
+                    unreaped: t.unreaped(),
+                });
+            }
+        }
+        // A loop device or swap file holds it: that is its holder, whatever the tracer saw
+        // of the fds that opened it.
+        let backs = self.backing_of(f);
+        if let Some(b) = backs {
+            holders.push(HolderDesc::Backing {
+                what: b.kind,
+                device: b.device.clone(),
+            });
+        }
+        // Alive with no other holder left: a request still in flight is what holds it.
+        let state = match f.state() {
+            FileState::PendingRelease | FileState::Unattributed if backs.is_some() || by_aio => {
+                FileState::Held
+            }
+            s => s,
+        };
+        match state {
             FileState::PendingRelease => {
                 let drop = f.last_drop.as_ref();
                 let since = f
@@ -678,7 +741,7 @@ impl Engine {
         FileReport {
             id: Self::file_id(f),
             dev: f.dev,
-            state: f.state(),
+            state,
             first_ref_ns: f.first_ref.ts_ns,
             first_how: f.first_how,
             first_pid: f.first_ref.tgid,
@@ -755,6 +818,7 @@ impl Engine {
                             HolderRef::Fd { .. } => fd = true,
                             HolderRef::UringFixed { .. } => ring = true,
                             HolderRef::UringReq { .. } => req = true,
+                            HolderRef::Mmap { .. } => {}
                         }
                     }
                     s.fd_tables += usize::from(fd);
@@ -1096,6 +1160,7 @@ impl Engine {
                     // Gone from the tree: its id may come back with another mount.
                     if let Some(id) = mid {
                         self.pins.clear_mount(id);
+                        self.backing.remove(&id);
                         self.mount_refs.remove(&id);
                     }
                     let lazy = call.flags & MNT_DETACH != 0;
@@ -1199,6 +1264,10 @@ impl Engine {
         let ids: Vec<i32> = mid.into_iter().collect();
         let unattributed = self.unattributed_for(&ids, &culprits.iter().collect::<Vec<_>>());
         let task_pins = mid.map(|id| self.task_pins_on(id)).unwrap_or_default();
+        let backing = mid.map(|id| self.backing_descs(id)).unwrap_or_default();
+        let aio = mid
+            .map(|id| self.aio_descs(id, &task_pins, &culprits))
+            .unwrap_or_default();
         let pin_keys: Vec<(u64, PinKind)> = mid
             .map(|id| {
                 self.pins
@@ -1225,6 +1294,15 @@ impl Engine {
                 .map(|p| (p.task.pid, &p.what, p.task.exiting))
                 .collect::<Vec<_>>(),
             child_mounts.iter().map(|m| m.id).collect::<Vec<_>>()
+        ) + &format!(
+            "|{:?}|{:?}",
+            backing
+                .iter()
+                .map(|b| (&b.device, &b.path))
+                .collect::<Vec<_>>(),
+            aio.iter()
+                .map(|a| (a.task.pid, a.task.exiting))
+                .collect::<Vec<_>>()
         );
         let repeat = self.stories.get(&key).is_some_and(|s| s.last_said == said);
         let (attempt, first) = self.story_ebusy(
@@ -1242,7 +1320,8 @@ impl Engine {
         let unexplained = mount.is_some()
             && culprits.is_empty()
             && child_mounts.is_empty()
-            && task_pins.is_empty();
+            && task_pins.is_empty()
+            && backing.is_empty();
         // A count read for an earlier story (or an earlier mount with the same id) is not
         // this one's: the scan of a failure runs after it.
         let refs = mid
@@ -1262,6 +1341,8 @@ impl Engine {
             culprits,
             child_mounts,
             task_pins,
+            backing,
+            aio,
             repeat,
             refs,
             ..v
@@ -1362,6 +1443,8 @@ impl Engine {
             culprits: Vec::new(),
             child_mounts: Vec::new(),
             task_pins: Vec::new(),
+            backing: Vec::new(),
+            aio: Vec::new(),
             repeat: false,
             refs: None,
             pinned_mounts: Vec::new(),
@@ -1515,9 +1598,18 @@ impl Engine {
             }
             self.c.rescan_found += 1;
         }
+        if r.how == RefHow::VmaScan
+            && let Some(k) = existing
+                .filter(|f| f.holders.contains_key(&r.holder))
+                .map(|f| f.key)
+        {
+            // Found again: still mapped (a later scan that misses it says it went).
+            self.files.refresh_holder(k, &r.holder, ev.ts_ns);
+            return;
+        }
         // A scan reads fd tables as they are: an exiting process still has its own, so a
         // scan finding it says nothing about a new process behind the pid.
-        let task = if matches!(r.how, RefHow::Rescan | RefHow::Snapshot) {
+        let task = if matches!(r.how, RefHow::Rescan | RefHow::Snapshot | RefHow::VmaScan) {
             self.tasks.observe(tgid, pid, &ev.comm, ev.ts_ns, cap)
         } else {
             self.tasks.observe_live(tgid, pid, &ev.comm, ev.ts_ns, cap)
@@ -1559,7 +1651,10 @@ impl Engine {
             self.c.snapshot_files += 1;
         }
         // An fd slot or a request holds one file: a previous file there was dropped unseen.
-        if matches!(r.holder, HolderRef::Fd { .. } | HolderRef::UringReq { .. }) {
+        if matches!(
+            r.holder,
+            HolderRef::Fd { .. } | HolderRef::UringReq { .. } | HolderRef::Mmap { .. }
+        ) {
             for other in self.files.holding(&r.holder) {
                 if other != key {
                     self.c.slot_reused += 1;
@@ -1576,6 +1671,7 @@ impl Engine {
             r.holder,
             HolderInfo {
                 since_ns: ev.ts_ns,
+                seen_ns: ev.ts_ns,
                 how: r.how,
                 pid: ev.pid,
                 tgid: ev.tgid,
@@ -1646,6 +1742,23 @@ impl Engine {
             });
             self.build_chain(&actor, putter)
         };
+        // A mapping still held at the free went with it (munmap, exec: no hook sees them),
+        // its last reference put by the freeing task.
+        let mapped: Vec<HolderRef> = self
+            .files
+            .get(key)
+            .map(|f| {
+                f.holders
+                    .keys()
+                    .filter(|h| matches!(h, HolderRef::Mmap { .. }))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for h in mapped {
+            self.files
+                .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
+        }
         self.locks_on_file_free(file, &actor, &chain, out);
         self.end_file(
             key,
@@ -1744,25 +1857,181 @@ impl Engine {
         }
         // exit_files: the kernel closes the whole fd table; no close syscalls are seen.
         let actor = self.actor(ev);
-        for (h, k) in self.files.fd_holders_of(ev.tgid) {
+        self.drop_exit_holders(ev.tgid, &actor);
+    }
+
+    /// What a process's exit lets go of: its mappings (`exit_mm()`) and then its fds
+    /// (`exit_files()`).
+    fn drop_exit_holders(&mut self, tgid: u32, actor: &Actor) {
+        for (h, k) in self.files.mmap_holders_of(tgid) {
+            self.files.remove_holder(k, &h, DropReason::ExitMm, actor);
+        }
+        for (h, k) in self.files.fd_holders_of(tgid) {
             self.files
-                .remove_holder(k, &h, DropReason::ExitFiles, &actor);
+                .remove_holder(k, &h, DropReason::ExitFiles, actor);
+        }
+    }
+
+    /// Loop devices and swap files backed by files on `mounts`, read now: they replace
+    /// what an earlier scan read of those mounts.
+    fn on_backing_scan(&mut self, ev: &Event, mounts: &[i32], files: &[BackingFile]) {
+        for m in mounts {
+            self.backing.remove(m);
+        }
+        for f in files.iter().filter(|f| mounts.contains(&f.mnt_id)) {
+            let e = self
+                .backing
+                .entry(f.mnt_id)
+                .or_insert_with(|| (ev.ts_ns, Vec::new()));
+            e.1.push(f.clone());
+        }
+        // Bounded like the reference counts: the mounts scanned longest ago go first.
+        while self.backing.len() > self.cfg.caps.max_mount_history {
+            let Some(oldest) = self
+                .backing
+                .iter()
+                .min_by_key(|(_, v)| v.0)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.backing.remove(&oldest);
+        }
+    }
+
+    /// The loop device or swap file a file backs, if the latest scan of its mount saw one
+    /// (matched by inode).
+    fn backing_of(&self, f: &FileObj) -> Option<&BackingFile> {
+        if f.ino == 0 || !f.alive() {
+            return None;
+        }
+        self.backing
+            .get(&f.mnt_id)?
+            .1
+            .iter()
+            .find(|b| b.ino == f.ino)
+    }
+
+    /// Backing files on `mnt_id` that are not among the alive files the engine knows (those
+    /// count as files): each is one more reference on the mount.
+    fn backing_unlisted_on(&self, mnt_id: i32) -> usize {
+        let Some((_, v)) = self.backing.get(&mnt_id) else {
+            return 0;
+        };
+        let alive = self.files.alive_on_mount(mnt_id);
+        v.iter()
+            .filter(|b| b.ino == 0 || !alive.iter().any(|f| f.ino == b.ino))
+            .count()
+    }
+
+    /// The processes with AIO requests not reaped that have to do with `mnt_id`: a file of
+    /// their submissions is on it, or they hold it (cwd/root, an fd on a culprit).
+    fn aio_descs(
+        &self,
+        mnt_id: i32,
+        task_pins: &[TaskPinDesc],
+        culprits: &[FileReport],
+    ) -> Vec<AioDesc> {
+        let holds = |tgid: u32| {
+            task_pins.iter().any(|p| p.task.pid == tgid)
+                || culprits.iter().any(|c| {
+                    c.holders
+                        .iter()
+                        .any(|h| matches!(h, HolderDesc::Fd { task, .. } if task.pid == tgid))
+                })
+        };
+        // A dying holder in exit_aio() with nothing in flight is named too: what it waits
+        // for then is its contexts' teardown, not IO.
+        let in_exit_aio = |tgid: u32| {
+            // Anywhere in exit_aio() (waiting, or still killing its contexts).
+            self.tasks.current(tgid).is_some_and(|t| {
+                t.exiting()
+                    && t.scan
+                        .as_ref()
+                        .is_some_and(|s| s.stack.iter().any(|f| f.starts_with("exit_aio")))
+            })
+        };
+        self.aio
+            .1
+            .values()
+            .filter(|t| {
+                (t.unreaped() > 0 && t.files.iter().any(|f| f.mnt_id == mnt_id))
+                    || (holds(t.tgid) && (t.unreaped() > 0 || in_exit_aio(t.tgid)))
+            })
+            .map(|t| AioDesc {
+                task: self.task_desc(None, t.tgid, ""),
+                ctx: t.ctx,
+                submitted: t.submitted,
+                reaped: t.reaped,
+                last_submit_ns: t.last_submit_ns,
+                files_on_mount: t
+                    .files
+                    .iter()
+                    .filter(|f| f.mnt_id == mnt_id)
+                    .map(|f| {
+                        self.files
+                            .alive(f.file)
+                            .and_then(|k| self.files.get(k))
+                            .map(|o| o.path().unwrap_or_else(|| o.name.clone()))
+                            .unwrap_or_else(|| crate::text::hex(f.file))
+                    })
+                    .collect(),
+                found_ns: self.aio.0,
+            })
+            .collect()
+    }
+
+    fn backing_descs(&self, mnt_id: i32) -> Vec<BackingDesc> {
+        let Some((ts, v)) = self.backing.get(&mnt_id) else {
+            return Vec::new();
+        };
+        let alive = self.files.alive_on_mount(mnt_id);
+        v.iter()
+            .map(|b| BackingDesc {
+                kind: b.kind,
+                device: b.device.clone(),
+                path: b.path.clone(),
+                ino: b.ino,
+                found_ns: *ts,
+                file_listed: b.ino != 0 && alive.iter().any(|f| f.ino == b.ino),
+            })
+            .collect()
+    }
+
+    /// A VMA scan of `mounts` that started at `started_ns` ran to its end: a mapping on
+    /// them it did not find again was unmapped in between (munmap, exec, the mm's end).
+    fn on_mmap_scan_done(&mut self, ev: &Event, started_ns: u64, mounts: &[i32]) {
+        let actor = self.actor(ev);
+        let mut gone = Vec::new();
+        for &m in mounts {
+            for f in self.files.alive_on_mount(m) {
+                for (h, i) in &f.holders {
+                    if matches!(h, HolderRef::Mmap { .. }) && i.seen_ns < started_ns {
+                        gone.push((f.key, *h));
+                    }
+                }
+            }
+        }
+        for (k, h) in gone {
+            self.files
+                .remove_holder(k, &h, DropReason::Unmapped, &actor);
         }
     }
 
     /// An fd table or fs_struct freed: for an exited process, the end of what its exit
     /// still held (`exit_files()`: every fd put; `exit_fs()`: cwd and root let go).
     fn on_task_res_freed(&mut self, ev: &Event, what: TaskRes, out: &mut Vec<Notice>) {
+        if what == TaskRes::Files {
+            // exit_files() comes after exit_aio() (in exit_mm): its requests are done.
+            self.aio.1.remove(&ev.tgid);
+        }
         let Some(serial) = self.tasks.res_freed(ev.tgid, what, ev.ts_ns) else {
             return;
         };
         match what {
             TaskRes::Files if self.cfg.exit_resources_seen => {
                 let actor = self.actor(ev);
-                for (h, k) in self.files.fd_holders_of(ev.tgid) {
-                    self.files
-                        .remove_holder(k, &h, DropReason::ExitFiles, &actor);
-                }
+                self.drop_exit_holders(ev.tgid, &actor);
             }
             TaskRes::Files => {}
             TaskRes::Fs => {

@@ -39,6 +39,8 @@ pub enum HolderRef {
     UringFixed { ctx: u64 },
     /// In-flight request `req` of ring `ctx`.
     UringReq { ctx: u64, req: u64 },
+    /// A memory mapping `[start, end)` of process `tgid` (`vma->vm_file`).
+    Mmap { tgid: u32, start: u64, end: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,6 +57,9 @@ pub enum RefHow {
     Close,
     UringReqDone,
     UringUnregister,
+    /// Found by the VMA scan the tracer ran when a umount failed with EBUSY (a mapping:
+    /// no hook sees mmap/munmap).
+    VmaScan,
 }
 
 impl From<RefSource> for RefHow {
@@ -67,6 +72,7 @@ impl From<RefSource> for RefHow {
             RefSource::Close => RefHow::Close,
             RefSource::UringReqDone => RefHow::UringReqDone,
             RefSource::UringUnregister => RefHow::UringUnregister,
+            RefSource::VmaScan => RefHow::VmaScan,
         }
     }
 }
@@ -158,6 +164,58 @@ pub struct ScannedTask {
     /// Its kernel stack, innermost first: `0x…` addresses as read, replaced by
     /// `function+0xoff` names where userspace could symbolize them.
     pub stack: Vec<String>,
+}
+
+/// What a file backs, pinning the mount it is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackingKind {
+    /// The backing file of a loop device (`/sys/block/loopN/loop/backing_file`).
+    Loop,
+    /// An active swap file (`/proc/swaps`).
+    Swap,
+}
+
+/// A file on a mount that a device holds open, found by reading sysfs and /proc/swaps
+/// when a umount failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackingFile {
+    pub kind: BackingKind,
+    /// The loop device (`/dev/loop3`); empty for a swap file.
+    pub device: String,
+    /// The file's path as the kernel gives it.
+    pub path: String,
+    pub mnt_id: i32,
+    /// Its inode number (0: it could not be stat'ed, e.g. deleted).
+    pub ino: u64,
+}
+
+/// A file an AIO submission named, and its mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AioFile {
+    pub file: u64,
+    pub mnt_id: i32,
+}
+
+/// One process's Linux AIO as the syscall counts stood when a umount failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AioTask {
+    pub tgid: u32,
+    /// The context (`aio_context_t`) of its latest submission.
+    pub ctx: u64,
+    /// iocbs io_submit accepted, and completions io_getevents returned (io_destroy settles
+    /// them): `submitted - reaped` bounds the requests in flight from above.
+    pub submitted: u64,
+    pub reaped: u64,
+    pub last_submit_ns: u64,
+    /// Files of its latest submissions, newest first.
+    pub files: Vec<AioFile>,
+}
+
+impl AioTask {
+    pub fn unreaped(&self) -> u64 {
+        self.submitted.saturating_sub(self.reaped)
+    }
 }
 
 /// One line of `/proc/self/mountinfo`, as far as the engine needs it.
@@ -400,6 +458,25 @@ pub enum Payload {
     TestMarker {
         test: String,
     },
+    /// A VMA scan after a failed umount ran to its end: the mappings it found of files on
+    /// `mounts` came before this one (as `FileRef`s by `VmaScan`); a mapping of a file on
+    /// those mounts not found since `started_ns` is gone (munmap, exec, exit). Never sent
+    /// for a scan that failed: its mappings are then not known gone.
+    MmapScanDone {
+        started_ns: u64,
+        mounts: Vec<i32>,
+    },
+    /// Loop devices and swap files backed by files on `mounts`, as read when a umount
+    /// failed (all of them: a device not listed does not hold a file on those mounts).
+    BackingScan {
+        mounts: Vec<i32>,
+        files: Vec<BackingFile>,
+    },
+    /// The processes with an AIO context and their counts as they stood when a umount
+    /// failed (all of them: the list replaces the previous one).
+    AioScan {
+        tasks: Vec<AioTask>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -432,6 +509,11 @@ fn holder(
         Some(HolderKind::Fd) => Ok(HolderRef::Fd { tgid: hdr.tgid, fd }),
         Some(HolderKind::UringFixed) => Ok(HolderRef::UringFixed { ctx: obj }),
         Some(HolderKind::UringReq) => Ok(HolderRef::UringReq { ctx, req: obj }),
+        Some(HolderKind::Mmap) => Ok(HolderRef::Mmap {
+            tgid: hdr.tgid,
+            start: obj,
+            end: ctx,
+        }),
         None => Err(DecodeError::BadField {
             kind,
             what: "holder",

@@ -24,6 +24,9 @@ pub struct FileKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HolderInfo {
     pub since_ns: u64,
+    /// When a scan last found it (a mapping: a later scan that misses it says it went).
+    #[serde(skip)]
+    pub seen_ns: u64,
     pub how: RefHow,
     pub pid: u32,
     pub tgid: u32,
@@ -56,6 +59,10 @@ pub enum DropReason {
     /// The precise `fput` hook saw the file's last reference go while this holder was
     /// still believed to hold it: its own drop went unseen.
     GoneAtLastPut,
+    /// The process's address space went with its exit (`exit_mm()`).
+    ExitMm,
+    /// A later VMA scan no longer found the mapping (munmap or exec, unseen).
+    Unmapped,
 }
 
 impl DropReason {
@@ -63,7 +70,10 @@ impl DropReason {
     pub fn seen(&self) -> bool {
         !matches!(
             self,
-            DropReason::SlotReused | DropReason::RingGoneUnseen | DropReason::GoneAtLastPut
+            DropReason::SlotReused
+                | DropReason::RingGoneUnseen
+                | DropReason::GoneAtLastPut
+                | DropReason::Unmapped
         )
     }
 }
@@ -438,6 +448,29 @@ impl Files {
         )
     }
 
+    /// Every mapping of process `tgid`.
+    pub fn mmap_holders_of(&self, tgid: u32) -> Vec<(HolderRef, FileKey)> {
+        self.holders_in(
+            HolderRef::Mmap {
+                tgid,
+                start: 0,
+                end: 0,
+            },
+            HolderRef::Mmap {
+                tgid,
+                start: u64::MAX,
+                end: u64::MAX,
+            },
+        )
+    }
+
+    /// A scan found `holder` of `key` again at `ts`.
+    pub fn refresh_holder(&mut self, key: FileKey, holder: &HolderRef, ts: u64) {
+        if let Some(i) = self.get_mut(key).and_then(|f| f.holders.get_mut(holder)) {
+            i.seen_ns = i.seen_ns.max(ts);
+        }
+    }
+
     /// Every holder belonging to ring `ctx`: its registered files and in-flight requests.
     pub fn ring_holders_of(&self, ctx: u64) -> Vec<(HolderRef, FileKey)> {
         let mut v = self.holders_in(HolderRef::UringFixed { ctx }, HolderRef::UringFixed { ctx });
@@ -618,6 +651,7 @@ mod tests {
     fn info(ts: u64) -> HolderInfo {
         HolderInfo {
             since_ns: ts,
+            seen_ns: ts,
             how: RefHow::Open,
             pid: 1,
             tgid: 1,

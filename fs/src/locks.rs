@@ -618,6 +618,11 @@ pub fn holder_kinds(f: &FileReport) -> Vec<String> {
                 ..
             } => "a deferred put (delayed_fput)".to_string(),
             HolderDesc::DeferredPut { .. } => "a deferred put (task_work)".to_string(),
+            HolderDesc::Mmap { task, start, .. } => {
+                format!("a mapping at {} of {}", hex(*start), task.name())
+            }
+            HolderDesc::Aio { task, .. } => format!("AIO requests of {}", task.name()),
+            HolderDesc::Backing { device, .. } => format!("the backing of {device}"),
             HolderDesc::Unattributed { .. } => "no holder we can name".to_string(),
         })
         .collect()

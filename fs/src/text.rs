@@ -137,6 +137,11 @@ pub fn ser_hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex(*v))
 }
 
+/// For `skip_serializing_if`: a count that is zero is left out.
+pub fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// [`ser_hex`] for an optional address.
 pub fn ser_hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -194,6 +199,14 @@ pub fn ser_holder<S: serde::Serializer>(
             st.serialize_field("kind", "uring_req")?;
             st.serialize_field("ctx", &hex(*ctx))?;
             st.serialize_field("req", &hex(*req))?;
+            st.end()
+        }
+        HolderRef::Mmap { tgid, start, end } => {
+            let mut st = s.serialize_struct("HolderRef", 4)?;
+            st.serialize_field("kind", "mmap")?;
+            st.serialize_field("tgid", tgid)?;
+            st.serialize_field("start", &hex(*start))?;
+            st.serialize_field("end", &hex(*end))?;
             st.end()
         }
     }

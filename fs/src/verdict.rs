@@ -6,7 +6,7 @@ use std::fmt::{self, Display, Formatter, Write as _};
 
 use serde::Serialize;
 
-use crate::event::{HolderRef, MountCallOp, NameKind, RefHow};
+use crate::event::{BackingKind, HolderRef, MountCallOp, NameKind, RefHow};
 use crate::files::{DropReason, FileState};
 use crate::mounts::Mount;
 use crate::tasks::{KillInfo, SIGKILL, TaskExitInfo, TaskScanInfo};
@@ -384,6 +384,15 @@ impl DropDesc {
             (HolderRef::UringFixed { ctx }, DropReason::Unregistered) => {
                 format!("unregistered from ring {} by {by}", hex(*ctx))
             }
+            (HolderRef::Mmap { start, tgid, .. }, DropReason::ExitMm) => format!(
+                "mapping at {} unmapped when pid {tgid} ({}) exited",
+                hex(*start),
+                self.by.comm
+            ),
+            (HolderRef::Mmap { start, tgid, .. }, DropReason::Unmapped) => format!(
+                "mapping at {} of pid {tgid} no longer found by a VMA scan (munmap or exec)",
+                hex(*start)
+            ),
             (h, DropReason::SlotReused) => format!(
                 "{} was reused for another file without a release we saw",
                 holder_name(h)
@@ -406,6 +415,9 @@ fn holder_name(h: &HolderRef) -> String {
         HolderRef::UringFixed { ctx } => format!("io_uring ring {}", hex(*ctx)),
         HolderRef::UringReq { ctx, req } => {
             format!("io_uring request {} of ring {}", hex(*req), hex(*ctx))
+        }
+        HolderRef::Mmap { tgid, start, .. } => {
+            format!("mapping at {} of pid {tgid}", hex(*start))
         }
     }
 }
@@ -430,6 +442,23 @@ pub enum HolderDesc {
         ring: RingDesc,
         since_ns: u64,
     },
+    /// A memory mapping of a process (`vm_file`), found by a VMA scan.
+    Mmap {
+        #[serde(serialize_with = "crate::text::ser_hex")]
+        start: u64,
+        #[serde(serialize_with = "crate::text::ser_hex")]
+        end: u64,
+        task: TaskDesc,
+        /// When a scan first found it.
+        since_ns: u64,
+        /// The same process also has it open by an fd.
+        fd_open: bool,
+    },
+    /// AIO requests of a process that named this file and are not all reaped (those in
+    /// flight hold it; the syscall counts cannot say how many are).
+    Aio { task: TaskDesc, unreaped: u64 },
+    /// A loop device's backing file or an active swap file (read at the failure).
+    Backing { what: BackingKind, device: String },
     /// No holder left; the final put is deferred (task_work or delayed_fput) and pending.
     DeferredPut {
         since_ns: u64,
@@ -501,6 +530,44 @@ impl HolderDesc {
                 *since_ns,
                 a,
             ),
+            HolderDesc::Mmap {
+                start,
+                end,
+                task,
+                since_ns,
+                fd_open,
+            } => {
+                let state = if task.exiting || (task.alive && task.known) {
+                    format!("[{}]", task.fate(a))
+                } else if task.known {
+                    format!("[exited: {}]", task.fate(a))
+                } else {
+                    "[state unknown]".to_string()
+                };
+                format!(
+                    "mapped by {} {state} at {}-{} ({} KiB), found by a VMA scan {}{}",
+                    task.name(),
+                    hex(*start),
+                    hex(*end),
+                    end.saturating_sub(*start) / 1024,
+                    a.at(*since_ns),
+                    if *fd_open {
+                        ""
+                    } else {
+                        ", fd closed: only the mapping holds it"
+                    }
+                )
+            }
+            HolderDesc::Aio { task, unreaped } => format!(
+                "named by AIO requests of {} [{}]: {} not reaped (in flight, or completed and not collected; the file alive with no other holder says one is in flight)",
+                task.name(),
+                task.fate(a),
+                unreaped
+            ),
+            HolderDesc::Backing { what, device } => match what {
+                BackingKind::Loop => format!("backing file of loop device {device}"),
+                BackingKind::Swap => "active swap file".to_string(),
+            },
             HolderDesc::DeferredPut {
                 since_ns,
                 via,
@@ -569,6 +636,9 @@ pub struct RefCount {
     pub files: usize,
     pub pins: usize,
     pub children: usize,
+    /// Files backing a loop device or an active swap file that are not among `files`.
+    #[serde(skip_serializing_if = "crate::text::is_zero")]
+    pub backing: usize,
 }
 
 impl RefCount {
@@ -578,7 +648,7 @@ impl RefCount {
     }
 
     pub fn explained(&self) -> i64 {
-        (self.files + self.pins + self.children) as i64
+        (self.files + self.pins + self.children + self.backing) as i64
     }
 
     pub fn words(&self, a: &Anchor) -> String {
@@ -598,13 +668,20 @@ impl RefCount {
             self.children,
             if self.children == 1 { "" } else { "s" },
         );
+        if self.backing > 0 {
+            let _ = write!(
+                s,
+                ", {} more backing a loop device or swap",
+                count(self.backing, "file", "files")
+            );
+        }
         let gap = self.held() - self.explained();
         match gap.cmp(&0) {
             std::cmp::Ordering::Equal => s.push_str(": every reference explained"),
             std::cmp::Ordering::Greater => {
                 let _ = write!(
                     s,
-                    ": {gap} not explained (mmaps, in-flight AIO or io_uring requests, kernel references, a umount in flight)"
+                    ": {gap} not explained (in-flight AIO requests, io_uring requests not traced, other kernel references, a umount in flight)"
                 );
             }
             std::cmp::Ordering::Less => {
@@ -635,6 +712,104 @@ impl PinKind {
             PinKind::Cwd => "cwd",
             PinKind::Root => "root",
         }
+    }
+}
+
+/// A file on the mount that a device holds open: a loop device's backing file or an
+/// active swap file, read from sysfs and /proc/swaps when the umount failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackingDesc {
+    pub kind: BackingKind,
+    /// The loop device; empty for a swap file.
+    pub device: String,
+    pub path: String,
+    pub ino: u64,
+    pub found_ns: u64,
+    /// The file is among the verdict's open files (the tracer knows its `struct file`).
+    pub file_listed: bool,
+}
+
+impl BackingDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        let ino = if self.ino != 0 {
+            format!(" (inode {})", self.ino)
+        } else {
+            String::new()
+        };
+        let mut s = match self.kind {
+            BackingKind::Loop => format!(
+                "backing file of {}: {}{ino}, read from sysfs {}",
+                self.device,
+                self.path,
+                a.at(self.found_ns)
+            ),
+            BackingKind::Swap => format!(
+                "active swap file {}{ino}, read from /proc/swaps {}",
+                self.path,
+                a.at(self.found_ns)
+            ),
+        };
+        let release = match self.kind {
+            BackingKind::Loop => format!("losetup -d {}", self.device),
+            BackingKind::Swap => format!("swapoff {}", self.path),
+        };
+        let _ = write!(
+            s,
+            "; {}; it holds until {release}",
+            if self.file_listed {
+                "its file is listed below"
+            } else {
+                "a file the tracer did not see opened"
+            }
+        );
+        s
+    }
+}
+
+/// A process with Linux AIO requests submitted and not reaped, as the syscall counts
+/// stood at the failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AioDesc {
+    pub task: TaskDesc,
+    #[serde(serialize_with = "crate::text::ser_hex")]
+    pub ctx: u64,
+    pub submitted: u64,
+    pub reaped: u64,
+    pub last_submit_ns: u64,
+    /// Names of the files of its latest submissions that are on this mount.
+    pub files_on_mount: Vec<String>,
+    pub found_ns: u64,
+}
+
+impl AioDesc {
+    pub fn words(&self, a: &Anchor) -> String {
+        let n = self.submitted.saturating_sub(self.reaped);
+        if n == 0 {
+            return format!(
+                "{} [{}]: every AIO request it submitted was reaped ({} submitted) on AIO context {}: nothing in flight, so what exit_aio() waits for is the teardown of its contexts (each kill of their percpu refs waits for an RCU grace period), not IO",
+                self.task.name(),
+                self.task.fate(a),
+                self.submitted,
+                hex(self.ctx)
+            );
+        }
+        let mut s = format!(
+            "{} [{}]: {} submitted and not reaped ({} submitted, {} reaped, the latest {}) on AIO context {}",
+            self.task.name(),
+            self.task.fate(a),
+            count(n as usize, "request", "requests"),
+            self.submitted,
+            self.reaped,
+            a.at(self.last_submit_ns),
+            hex(self.ctx)
+        );
+        if !self.files_on_mount.is_empty() {
+            let _ = write!(s, ", on {}", self.files_on_mount.join(", "));
+        }
+        s.push_str(
+            "; those still in flight hold their files, and a dying process waits for them in exit_aio() before it lets go of its fd table and cwd",
+        );
+        s
     }
 }
 
@@ -879,6 +1054,12 @@ pub struct Verdict {
     pub child_mounts: Vec<MountDesc>,
     /// Umount: processes whose cwd/root is on it.
     pub task_pins: Vec<TaskPinDesc>,
+    /// Umount: loop devices and swap files backed by files on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backing: Vec<BackingDesc>,
+    /// Umount: processes with AIO requests not reaped that hold it or named files on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aio: Vec<AioDesc>,
     /// Umount: the mount's reference count as the task scan read it, against what the
     /// verdict names.
     pub refs: Option<RefCount>,
@@ -907,6 +1088,9 @@ pub(crate) fn holder_signature(f: &FileReport) -> Vec<String> {
             HolderDesc::Fd { task, .. } => format!("fd of {}", task.pid),
             HolderDesc::UringFixed { ring, .. } => format!("ring {:x}", ring.ctx),
             HolderDesc::UringReq { ring, .. } => format!("request on {:x}", ring.ctx),
+            HolderDesc::Mmap { task, .. } => format!("mapped by {}", task.pid),
+            HolderDesc::Backing { device, .. } => format!("backing {device}"),
+            HolderDesc::Aio { task, .. } => format!("aio of {}", task.pid),
             HolderDesc::DeferredPut { via, .. } => format!("deferred {via:?}"),
             HolderDesc::Unattributed { .. } => "unattributed".to_string(),
         })
@@ -955,7 +1139,28 @@ fn group_counts(files: &[FileReport]) -> String {
     let mut req = 0;
     let mut pending = 0;
     let mut unatt = 0;
+    let mut mapped = 0;
+    let mut backing = 0;
+    let mut aio = 0;
     for f in files {
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Aio { .. }))
+        {
+            aio += 1;
+        }
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Backing { .. }))
+        {
+            backing += 1;
+        }
+        if f.holders
+            .iter()
+            .any(|h| matches!(h, HolderDesc::Mmap { .. }))
+        {
+            mapped += 1;
+        }
         if f.holders.iter().any(|h| matches!(h, HolderDesc::Fd { .. })) {
             fd += 1;
         }
@@ -993,6 +1198,15 @@ fn group_counts(files: &[FileReport]) -> String {
     }
     if req > 0 {
         parts.push(format!("{req} used by an in-flight io_uring request"));
+    }
+    if backing > 0 {
+        parts.push(format!("{backing} backing a loop device or swap"));
+    }
+    if aio > 0 {
+        parts.push(format!("{aio} named by AIO requests not reaped"));
+    }
+    if mapped > 0 {
+        parts.push(format!("{mapped} mapped into a process's memory"));
     }
     if pending > 0 {
         parts.push(format!("{pending} waiting for a deferred put"));
@@ -1052,6 +1266,47 @@ impl Verdict {
             );
             for p in &self.task_pins {
                 let _ = writeln!(out, "    - {}", p.words(a));
+            }
+        }
+        if !self.backing.is_empty() {
+            let _ = writeln!(
+                out,
+                "  held by {} backed by a file on it:",
+                count(self.backing.len(), "device", "devices")
+            );
+            for b in &self.backing {
+                let _ = writeln!(out, "    - {}", b.words(a));
+            }
+        }
+        if !self.aio.is_empty() {
+            let _ = writeln!(
+                out,
+                "  Linux AIO of {} (counted from io_submit/io_getevents; no tracepoint marks a completion):",
+                count(self.aio.len(), "process", "processes")
+            );
+            // Those with nothing in flight say the same: one line for all of them.
+            let (idle, busy): (Vec<&AioDesc>, Vec<&AioDesc>) =
+                self.aio.iter().partition(|x| x.submitted <= x.reaped);
+            for x in busy {
+                let _ = writeln!(out, "    - {}", x.words(a));
+            }
+            match idle.as_slice() {
+                [] => {}
+                [x] => {
+                    let _ = writeln!(out, "    - {}", x.words(a));
+                }
+                many => {
+                    let who: Vec<String> = many
+                        .iter()
+                        .map(|x| format!("{} ({} submitted)", x.task.pid, x.submitted))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "    - {} ({}): every AIO request they submitted was reaped: nothing in flight, so what exit_aio() waits for is the teardown of their contexts (each kill of their percpu refs waits for an RCU grace period), not IO",
+                        count(many.len(), "process", "processes"),
+                        who.join(", ")
+                    );
+                }
             }
         }
         if self.culprits.is_empty() {
@@ -1151,6 +1406,23 @@ impl Verdict {
                 group_counts(&self.culprits)
             ));
         }
+        if !self.aio.is_empty() {
+            parts.push(format!(
+                "{} with Linux AIO ({} requests not reaped)",
+                count(self.aio.len(), "process", "processes"),
+                self.aio
+                    .iter()
+                    .map(|x| x.submitted.saturating_sub(x.reaped))
+                    .sum::<u64>()
+            ));
+        }
+        if !self.backing.is_empty() {
+            parts.push(count(
+                self.backing.len(),
+                "loop device or swap file",
+                "loop devices or swap files",
+            ));
+        }
         if !self.child_mounts.is_empty() {
             parts.push(count(
                 self.child_mounts.len(),
@@ -1190,7 +1462,7 @@ impl Display for Verdict {
         if self.unexplained {
             let _ = writeln!(
                 out,
-                "  nothing traced explains this EBUSY: no open file, child mount or process cwd/root on it that we know of; it may be pinned by a memory mapping, a loop device or swap file backed by it, or another kernel-internal reference"
+                "  nothing traced explains this EBUSY: no open file, mapping, child mount, process cwd/root, loop device or swap file on it that we know of; it may be pinned by in-flight AIO requests or another kernel-internal reference"
             );
         }
         if self.evidence_limits.is_empty() {
@@ -1662,6 +1934,7 @@ mod refcount_tests {
             files,
             pins,
             children,
+            backing: 0,
         }
     }
 

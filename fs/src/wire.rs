@@ -232,6 +232,9 @@ pub enum HolderKind {
     UringFixed = 2,
     /// An in-flight io_uring request: `holder_obj` is the `io_kiocb`, `holder_ctx` its ring.
     UringReq = 3,
+    /// A memory mapping (`vma->vm_file`) of process `hdr.tgid`: `holder_obj` is its
+    /// `vm_start`, `holder_ctx` its `vm_end`.
+    Mmap = 4,
 }
 
 impl HolderKind {
@@ -240,6 +243,7 @@ impl HolderKind {
             1 => Some(Self::Fd),
             2 => Some(Self::UringFixed),
             3 => Some(Self::UringReq),
+            4 => Some(Self::Mmap),
             _ => None,
         }
     }
@@ -263,6 +267,8 @@ pub enum RefSource {
     UringReqDone = 6,
     /// `io_uring_register(IORING_UNREGISTER_FILES)`.
     UringUnregister = 7,
+    /// The VMA scan (`iter/task_vma`) run when a umount failed found this mapping.
+    VmaScan = 8,
 }
 
 impl RefSource {
@@ -275,6 +281,7 @@ impl RefSource {
             5 => Some(Self::Close),
             6 => Some(Self::UringReqDone),
             7 => Some(Self::UringUnregister),
+            8 => Some(Self::VmaScan),
             _ => None,
         }
     }
@@ -460,6 +467,34 @@ pub struct MountRefs {
     /// the reader's mount tree, `cpus` is how many steps the walk took and `count` the id
     /// of the mount it was at when it stopped.
     pub cpus_possible: u32,
+}
+
+/// Mounts one VMA scan looks for (the failed mount and those below it): the
+/// `VMA_MOUNTS` map's slots, -1 when unused.
+pub const VMA_SCAN_MOUNTS: usize = 8;
+
+/// Files named per process by the AIO accounting.
+pub const AIO_FILES: usize = 4;
+
+/// One process's Linux AIO as the syscall tracepoints count it: the value of the
+/// `AIO_TASKS` map (by tgid), kept in the kernel and read by userspace when a umount
+/// fails. No tracepoint marks an AIO completion, so `submitted - reaped` is an upper bound
+/// of the requests in flight (completed ones not yet collected by io_getevents count too).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AioAcct {
+    /// iocbs io_submit accepted (the sum of its return values).
+    pub submitted: u64,
+    /// Completions io_getevents/io_pgetevents returned; io_destroy (which waits for
+    /// every request of its context) sets it to `submitted`.
+    pub reaped: u64,
+    /// The context (`aio_context_t`) of the latest submission.
+    pub ctx: u64,
+    pub last_submit_ns: u64,
+    /// The `struct file *` of the latest submissions' iocbs, newest first (0: none), and
+    /// the mounts they are on.
+    pub files: [u64; AIO_FILES],
+    pub mnt_ids: [i32; AIO_FILES],
 }
 
 /// Kernel frames kept of a scanned task's stack.
@@ -703,6 +738,9 @@ pub mod tp_field {
     pub const FSMOUNT_FLAGS: usize = 52;
     pub const MOVE_MOUNT_FROM_PATH: usize = 53;
     pub const KMEM_CACHE_PTR: usize = 54; // kmem_cache_* classic: the cache is only known by name
+    pub const IO_SUBMIT_CTX: usize = 55; // sys_enter_io_submit
+    pub const IO_SUBMIT_NR: usize = 56;
+    pub const IO_SUBMIT_IOCBPP: usize = 57;
     pub const LOCK_FL: usize = 58; // filelock:flock_lock_inode / posix_lock_inode: `fl`
     pub const LOCK_FLAGS: usize = 59;
     pub const LOCK_RET: usize = 60;
@@ -771,6 +809,10 @@ pub mod btf_off {
     pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
     pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
     pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count
+    pub const VMA_VM_FILE: usize = 47; // vm_area_struct.vm_file
+    pub const VMA_VM_START: usize = 48; // vm_area_struct.vm_start
+    pub const VMA_VM_END: usize = 49; // vm_area_struct.vm_end
+    pub const IOCB_AIO_FILDES: usize = 50; // iocb.aio_fildes (uapi)
     pub const INODE_FLCTX: usize = 56; // inode.i_flctx
     pub const FLCTX_FLOCK: usize = 57; // file_lock_context.flc_flock
     pub const FLCTX_POSIX: usize = 58; // file_lock_context.flc_posix

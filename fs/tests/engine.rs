@@ -1363,6 +1363,284 @@ fn exit_pins_only_for_a_whole_process_exit() {
     assert!(v[0].task_pins.is_empty(), "{}", v[0]);
 }
 
+/// Mappings found by VMA scans: a scan that finds one again keeps it; a scan that ran to
+/// its end without it says it went (munmap); a scan that failed (no end) leaves them all
+/// as they were; the process's exit takes the rest.
+#[test]
+fn mappings_are_held_until_a_complete_scan_misses_them_or_the_process_exits() {
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
+    let (fa, fb) = (F1, F2);
+    let map = |ts, file, start: u64| {
+        ev(
+            ts,
+            &task(7, "mapper"),
+            file_ref(
+                file,
+                HolderRef::Mmap {
+                    tgid: 7,
+                    start,
+                    end: start + 0x2000,
+                },
+                RefHow::VmaScan,
+                42,
+                file & 0xff,
+                NameKind::Dentry,
+                "m",
+            ),
+        )
+    };
+    let done = |ts| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            Payload::MmapScanDone {
+                started_ns: ts - 30,
+                mounts: vec![42],
+            },
+        )
+    };
+    // Opened, closed, then found mapped by the first scan.
+    apply(
+        &mut e,
+        &[
+            open(T0 + MS, 7, fa, 3, fa & 0xff),
+            ev(
+                T0 + 2 * MS,
+                &task(7, "p"),
+                unref(fa, fd(7, 3), RefHow::Close),
+            ),
+            map(T0 + 5 * MS, fa, 0x7000_0000),
+            map(T0 + 5 * MS, fb, 0x7000_4000),
+            done(T0 + 5 * MS + 20),
+        ],
+    );
+    assert_eq!(state(&e, fa), Some(FileState::Held));
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 6 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 6 * MS),
+        )],
+    );
+    let v = verdicts(&n)[0];
+    assert!(!v.unexplained);
+    assert_eq!(v.culprits.len(), 2);
+    let t = v.to_string();
+    assert!(t.contains("mapped by pid 7"), "{t}");
+    assert!(t.contains("fd closed"), "{t}");
+    assert!(t.contains("2 mapped into a process's memory"), "{t}");
+    // A failed scan sends no end: the mappings stay.
+    apply(&mut e, &[map(T0 + 8 * MS, fa, 0x7000_0000)]);
+    assert_eq!(state(&e, fb), Some(FileState::Held));
+    // A complete scan that finds only the first: the second was unmapped.
+    apply(
+        &mut e,
+        &[map(T0 + 9 * MS, fa, 0x7000_0000), done(T0 + 9 * MS + 20)],
+    );
+    assert_eq!(state(&e, fa), Some(FileState::Held));
+    let k = e.files().alive(fb).unwrap();
+    let f = e.files().get(k).unwrap();
+    assert!(f.holders.is_empty());
+    assert_eq!(f.last_drop.as_ref().unwrap().reason, DropReason::Unmapped);
+    // The process's exit (its fd table freed after exit_mm) takes the first.
+    apply(
+        &mut e,
+        &[
+            ev(T0 + 10 * MS, &task(7, "mapper"), exit(9)),
+            ev(
+                T0 + 11 * MS,
+                &task(7, "mapper"),
+                Payload::TaskResFreed {
+                    what: tracer_fs::event::TaskRes::Files,
+                    ptr: 0x1,
+                },
+            ),
+        ],
+    );
+    let k = e.files().alive(fa).unwrap();
+    let f = e.files().get(k).unwrap();
+    assert!(f.holders.is_empty());
+    assert_eq!(f.last_drop.as_ref().unwrap().reason, DropReason::ExitMm);
+    assert_eq!(state(&e, fa), Some(FileState::PendingRelease));
+}
+
+/// Loop devices and swap files read at a failure: a backing file the engine knows (opened
+/// by losetup, fd closed) is held by its loop device; one it does not know is a reference
+/// of its own in the count; a later scan without them drops them.
+#[test]
+fn backing_files_hold_their_mount_and_count_in_the_reconciliation() {
+    use tracer_fs::event::{BackingFile, BackingKind};
+    let mut e = engine();
+    let scan = |ts, files: Vec<BackingFile>| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            Payload::BackingScan {
+                mounts: vec![42],
+                files,
+            },
+        )
+    };
+    let loop_img = BackingFile {
+        kind: BackingKind::Loop,
+        device: "/dev/loop3".into(),
+        path: "/mnt/scratch/f".into(),
+        mnt_id: 42,
+        ino: 5,
+    };
+    let swap = BackingFile {
+        kind: BackingKind::Swap,
+        device: String::new(),
+        path: "/mnt/scratch/swap".into(),
+        mnt_id: 42,
+        ino: 6,
+    };
+    apply(
+        &mut e,
+        &[
+            open(T0 + MS, 7, F1, 3, 5),
+            ev(
+                T0 + 2 * MS,
+                &task(7, "p"),
+                unref(F1, fd(7, 3), RefHow::Close),
+            ),
+            scan(T0 + 4 * MS, vec![loop_img, swap]),
+            // The scans run after the failure, and are handed on before its record.
+            ev(
+                T0 + 5 * MS + 10,
+                &task(900, "tracer"),
+                Payload::MountRefs {
+                    mnt_id: 42,
+                    count: 3,
+                    cpus: 2,
+                    cpus_possible: 2,
+                },
+            ),
+        ],
+    );
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 5 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 5 * MS),
+        )],
+    );
+    let v = verdicts(&n)[0];
+    assert!(!v.unexplained);
+    assert_eq!(v.backing.len(), 2);
+    assert_eq!(v.culprits[0].state, FileState::Held);
+    assert!(matches!(
+        &v.culprits[0].holders[0],
+        HolderDesc::Backing { device, .. } if device == "/dev/loop3"
+    ));
+    let r = v.refs.as_ref().unwrap();
+    assert_eq!((r.files, r.backing), (1, 1));
+    let t = v.to_string();
+    assert!(t.contains("backing file of /dev/loop3"), "{t}");
+    assert!(t.contains("active swap file /mnt/scratch/swap"), "{t}");
+    assert!(t.contains("every reference explained"), "{t}");
+    // Detached and swapped off: the next scan finds nothing.
+    apply(&mut e, &[scan(T0 + 6 * MS, vec![])]);
+    let n = apply(
+        &mut e,
+        &[ev(
+            T0 + 7 * MS,
+            &task(2, "umount"),
+            umount("/mnt/scratch", 0, -16, T0 + 7 * MS),
+        )],
+    );
+    let v = verdicts(&n)[0];
+    assert!(v.backing.is_empty());
+    assert_ne!(v.culprits[0].state, FileState::Held);
+}
+
+/// Linux AIO counts read at a failure: a process with requests not reaped on a file of the
+/// mount is named, the file (its fd closed, still alive) is held by them; the end of the
+/// process's exit (its fd table freed, after exit_aio) ends them.
+#[test]
+fn aio_requests_not_reaped_are_named_until_the_exit_ends() {
+    use tracer_fs::event::{AioFile, AioTask};
+    let mut cfg = config();
+    cfg.exit_resources_seen = true;
+    let mut e = Engine::new(cfg);
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
+    let aio = |ts, reaped| {
+        ev(
+            ts,
+            &task(900, "tracer"),
+            Payload::AioScan {
+                tasks: vec![AioTask {
+                    tgid: 7,
+                    ctx: 0x7f00_0000,
+                    submitted: 3,
+                    reaped,
+                    last_submit_ns: T0 + 2 * MS,
+                    files: vec![AioFile {
+                        file: F1,
+                        mnt_id: 42,
+                    }],
+                }],
+            },
+        )
+    };
+    let busy = |ts| ev(ts, &task(2, "umount"), umount("/mnt/scratch", 0, -16, ts));
+    apply(
+        &mut e,
+        &[
+            open(T0 + MS, 7, F1, 3, 5),
+            ev(
+                T0 + 3 * MS,
+                &task(7, "p"),
+                unref(F1, fd(7, 3), RefHow::Close),
+            ),
+            aio(T0 + 4 * MS, 1),
+        ],
+    );
+    let n = apply(&mut e, &[busy(T0 + 4 * MS)]);
+    let v = verdicts(&n)[0];
+    assert_eq!(v.aio.len(), 1);
+    assert_eq!(v.aio[0].submitted - v.aio[0].reaped, 2);
+    assert_eq!(v.culprits[0].state, FileState::Held);
+    let t = v.to_string();
+    assert!(t.contains("2 requests submitted and not reaped"), "{t}");
+    assert!(t.contains("named by AIO requests of pid 7"), "{t}");
+    // All reaped: nothing to name.
+    apply(&mut e, &[aio(T0 + 5 * MS, 3)]);
+    let n = apply(&mut e, &[busy(T0 + 5 * MS)]);
+    assert!(verdicts(&n)[0].aio.is_empty());
+    // Not reaped again, then the process exits: its fd table's free ends them.
+    apply(
+        &mut e,
+        &[
+            aio(T0 + 6 * MS, 1),
+            ev(T0 + 7 * MS, &task(7, "p"), exit(9)),
+            ev(
+                T0 + 8 * MS,
+                &task(7, "p"),
+                Payload::TaskResFreed {
+                    what: tracer_fs::event::TaskRes::Files,
+                    ptr: 0x1,
+                },
+            ),
+        ],
+    );
+    let n = apply(&mut e, &[busy(T0 + 9 * MS)]);
+    assert!(verdicts(&n)[0].aio.is_empty());
+}
+
 /// Where the exit tracepoint comes after `exit_mm()` (6.1) and the scan runs too late (a
 /// slow CPU), the verdict names nothing; the worker's exit, read after it with its cwd on
 /// the mount, is the pin: the story hears of it, then of its release.

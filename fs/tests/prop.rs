@@ -342,6 +342,9 @@ fn generated_streams_reach_the_interesting_states() {
                             HolderDesc::Fd { .. } => "fd holder",
                             HolderDesc::UringFixed { .. } => "ring holder",
                             HolderDesc::UringReq { .. } => "request holder",
+                            HolderDesc::Mmap { .. } => "mapping holder",
+                            HolderDesc::Backing { .. } => "backing holder",
+                            HolderDesc::Aio { .. } => "aio holder",
                             HolderDesc::DeferredPut { .. } => "deferred put",
                             HolderDesc::Unattributed { .. } => "unattributed",
                         };

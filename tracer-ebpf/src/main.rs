@@ -10,6 +10,7 @@ mod emit;
 mod kernel;
 mod maps;
 
+mod aio;
 mod alloc;
 mod alloc_rcu;
 mod doctor;
@@ -23,6 +24,7 @@ mod snapshot;
 mod task_scan;
 mod tasks;
 mod uring;
+mod vma_scan;
 mod work;
 
 #[cfg(not(test))]

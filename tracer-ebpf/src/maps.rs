@@ -83,6 +83,20 @@ pub static CACHES: Array<u64> = Array::with_max_entries(3, 0);
 #[map]
 pub static SCAN_TARGETS: Array<i32> = Array::with_max_entries(1, 0);
 
+/// The mounts the next VMA scan reports mappings on (-1: unused slot), written by
+/// userspace before it runs the scan: only those few of the system's many mappings are
+/// written out.
+#[map]
+pub static VMA_MOUNTS: Array<i32> =
+    Array::with_max_entries(tracer_fs::wire::VMA_SCAN_MOUNTS as u32, 0);
+
+/// Linux AIO per process (tgid): requests submitted and reaped, and their latest files
+/// (see `aio.rs`). Read by userspace when a umount fails; the least recently used
+/// processes make room for new ones.
+#[map]
+pub static AIO_TASKS: LruHashMap<u32, tracer_fs::wire::AioAcct> =
+    LruHashMap::with_max_entries(4096, 0);
+
 /// Per-CPU offsets learnt by task scans (0: not yet), by CPU.
 #[map]
 pub static PCPU_OFF: Array<u64> = Array::with_max_entries(tracer_fs::wire::SCAN_MAX_CPUS as u32, 0);

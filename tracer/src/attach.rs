@@ -598,6 +598,21 @@ pub fn task_scan(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
     run_iter(ebpf, btf, crate::hooks::TASK_SCAN_PROGRAM, "task")
 }
 
+/// Runs the `task_vma` iterator (`vma_scan`) once for the mappings of files on `mounts`
+/// (at most `VMA_SCAN_MOUNTS` of them; empty: only loads it) and returns the raw
+/// `FileRef` records it wrote.
+pub fn vma_scan(ebpf: &mut Ebpf, btf: &aya::Btf, mounts: &[i32]) -> Result<Vec<u8>> {
+    use tracer_fs::wire::VMA_SCAN_MOUNTS;
+    {
+        let map = ebpf.map_mut("VMA_MOUNTS").context("no VMA_MOUNTS map")?;
+        let mut arr: aya::maps::Array<_, i32> = aya::maps::Array::try_from(map)?;
+        for i in 0..VMA_SCAN_MOUNTS {
+            arr.set(i as u32, mounts.get(i).copied().unwrap_or(-1), 0)?;
+        }
+    }
+    run_iter(ebpf, btf, crate::hooks::VMA_SCAN_PROGRAM, "task_vma")
+}
+
 /// Loads (once) the iterator program `name` of `target`, runs it and returns its output.
 fn run_iter(ebpf: &mut Ebpf, btf: &aya::Btf, name: &str, target: &str) -> Result<Vec<u8>> {
     use std::io::Read;

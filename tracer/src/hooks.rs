@@ -349,6 +349,25 @@ pub const HOOKS: &[Hook] = &[
         precise: false,
     },
     Hook {
+        name: "Linux AIO",
+        why: "AIO requests submitted and reaped per process (in flight ones hold their files; a dying process waits for them in exit_aio)",
+        alternatives: &[&[
+            tp("sys_enter_io_submit", "syscalls/sys_enter_io_submit"),
+            tp("sys_exit_io_submit", "syscalls/sys_exit_io_submit"),
+            tp(
+                "sys_exit_io_getevents_family",
+                "syscalls/sys_exit_io_getevents",
+            ),
+            tp(
+                "sys_exit_io_getevents_family",
+                "syscalls/sys_exit_io_pgetevents",
+            ),
+            tp("sys_exit_io_destroy", "syscalls/sys_exit_io_destroy"),
+            tp("sys_exit_io_setup", "syscalls/sys_exit_io_setup"),
+        ]],
+        precise: false,
+    },
+    Hook {
         name: "io_uring requests",
         why: "requests holding files while in flight",
         alternatives: &[&[
@@ -423,3 +442,6 @@ pub const SNAPSHOT_PROGRAM: &str = "snapshot_task_file";
 
 /// The task scan after a failed umount (cwd/root, exiting tasks and their stacks).
 pub const TASK_SCAN_PROGRAM: &str = "task_scan";
+
+/// The VMA scan iterator program (`iter/task_vma`), run at a failed umount.
+pub const VMA_SCAN_PROGRAM: &str = "vma_scan";

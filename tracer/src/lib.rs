@@ -1,11 +1,13 @@
 //! tracer's userspace: loading and attaching the eBPF programs, reading their ring buffer,
 //! and presenting what the `tracer-fs` engine makes of it. All I/O lives here.
 
+pub mod aio;
 pub mod alloc;
 pub mod attach;
 pub mod attach_args;
 pub mod clock;
 pub mod counters;
+pub mod devices;
 pub mod doctor;
 pub mod hooks;
 pub mod kallsyms;

@@ -169,6 +169,11 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
             "task scan unavailable (cwd/root pins and exiting tasks will not be named): {e:#}"
         ))?;
     }
+    if let Err(e) = crate::attach::vma_scan(&mut att.ebpf, &att.btf, &[]) {
+        sink.bad_record(&format!(
+            "VMA scan unavailable (files mapped into memory will not be named): {e:#}"
+        ))?;
+    }
 
     sink.ready()?;
 
@@ -341,7 +346,7 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     }
     side.scans.last = Some((Instant::now(), what));
     let ids: HashSet<i32> = table
-        .into_iter()
+        .iter()
         .filter(|m| m.mount_point == target || m.mount_point.starts_with(&below))
         .map(|m| m.mount_id)
         .collect();
@@ -351,6 +356,13 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         ));
         return Ok(());
     }
+    // Loop devices and swap files backed by files there: read from sysfs and /proc/swaps.
+    let (files, errs) = crate::devices::backing_files(&table, &ids);
+    out.errors.extend(errs);
+    let mut mounts: Vec<i32> = ids.iter().copied().collect();
+    mounts.sort_unstable();
+    out.events
+        .push(userspace_event(Payload::BackingScan { mounts, files }));
     let bytes = match crate::attach::snapshot(&mut side.att.ebpf, &side.att.btf) {
         Ok(b) => b,
         Err(e) => {
@@ -370,7 +382,44 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         }
     }
     out.errors.extend(errs);
+    scan_mappings(side, &ids, failed_id, out);
+    match crate::aio::counts(&mut side.att.ebpf) {
+        Ok(tasks) => out.events.push(userspace_event(Payload::AioScan { tasks })),
+        Err(e) => out
+            .errors
+            .push(format!("AIO counts not read after EBUSY: {e:#}")),
+    }
     scan_tasks(side, &ids, failed_id, out)
+}
+
+/// The VMA scan that goes with the fd scan: every process's mappings of files on `ids`
+/// (a mapped file whose fd was closed pins the mount as well), then the end of the scan,
+/// so the engine knows which mappings on `ids` are gone. A scan that fails says so and
+/// sends no end: the mappings known stay as they were, not taken for unmapped.
+fn scan_mappings(side: &mut Side, ids: &HashSet<i32>, failed_id: Option<i32>, out: &mut ScanOut) {
+    let started_ns = boottime_ns();
+    // The failed mount first: the kernel side looks for a few mounts only.
+    let mut mounts: Vec<i32> = ids.iter().copied().collect();
+    mounts.sort_unstable_by_key(|m| (Some(*m) != failed_id, *m));
+    mounts.truncate(tracer_fs::wire::VMA_SCAN_MOUNTS);
+    let bytes = match crate::attach::vma_scan(&mut side.att.ebpf, &side.att.btf, &mounts) {
+        Ok(b) => b,
+        Err(e) => {
+            out.errors.push(format!(
+                "VMA scan after EBUSY failed (mappings not looked for, those known not re-checked): {e:#}"
+            ));
+            return;
+        }
+    };
+    let (evs, errs) = decode_snapshot(&bytes);
+    out.events.extend(evs);
+    out.errors
+        .extend(errs.into_iter().map(|e| format!("VMA scan: {e}")));
+    mounts.sort_unstable();
+    out.events.push(userspace_event(Payload::MmapScanDone {
+        started_ns,
+        mounts,
+    }));
 }
 
 /// Tells the task scan which mount's reference count to read.

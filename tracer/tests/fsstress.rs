@@ -209,6 +209,7 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     );
     let mut verdicts_seen = 0;
     let (mut counted, mut all_explained, mut unread, mut late) = (0, 0, 0, 0);
+    let (mut in_aio, mut in_flight) = (0, 0);
     for (target, busy) in &runs {
         let verdicts: Vec<&Value> = for_target(&notices, target, "/target")
             .into_iter()
@@ -258,6 +259,26 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                         "an exiting pin without its scan:\n{}",
                         v["text"]
                     );
+                }
+                // A worker waiting in exit_aio() (its AIO context was seen made: fsstress
+                // starts after the tracer) has its AIO counts named: what it waits for.
+                let in_exit_aio = t["scan"]["stack"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|f| f.as_str().is_some_and(|f| f.starts_with("exit_aio")))
+                });
+                // (Not one whose fd table was freed since that scan: it has left exit_aio.)
+                if t["exiting"] == true && in_exit_aio && t["files_gone_ns"].is_null() {
+                    in_aio += 1;
+                    let a = v["aio"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|a| a["task"]["pid"] == t["pid"]))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "a worker in exit_aio without its AIO named ({t:#}):\n{}",
+                                v["text"]
+                            )
+                        });
+                    in_flight += a["submitted"].as_u64().unwrap() - a["reaped"].as_u64().unwrap();
                 }
             }
             let text = v["text"].as_str().unwrap();
@@ -317,5 +338,8 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     assert!(
         counted + unread > 0,
         "no verdict with a reference count or a word why"
+    );
+    eprintln!(
+        "workers named waiting in exit_aio: {in_aio}, AIO requests not reaped among them: {in_flight}"
     );
 }

@@ -23,8 +23,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use tracer_fs::event::{
-    Event, HolderRef, LockHolderRef, LockHook, LockSys, MountCallOp, MountInfo, NameKind, Payload,
-    RefHow, ScannedTask, TaskRes, WorkCtx, WorkFnKind,
+    AioFile, AioTask, BackingFile, BackingKind, Event, HolderRef, LockHolderRef, LockHook, LockSys,
+    MountCallOp, MountInfo, NameKind, Payload, RefHow, ScannedTask, TaskRes, WorkCtx, WorkFnKind,
 };
 
 /// One entry of a block, as encoded. Variants are identified by position: append only.
@@ -70,6 +70,8 @@ enum RecHolder {
     Fd { tgid: u32, fd: i32 },
     UringFixed { ctx: u64 },
     UringReq { ctx: u64, req: u64 },
+    // Appended: older recordings stay readable.
+    Mmap { tgid: u32, start: u64, end: u64 },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -83,6 +85,7 @@ enum RecHow {
     UringUnregister,
     // New variants go last: postcard numbers them in order.
     Rescan,
+    VmaScan,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -285,6 +288,18 @@ enum RecPayload<'a> {
         ret: i64,
         enter_ns: u64,
     },
+    // Holders found at a failed umount (appended after the locks').
+    MmapScanDone {
+        started_ns: u64,
+        mounts: Vec<i32>,
+    },
+    BackingScan {
+        mounts: Vec<i32>,
+        files: Vec<RecBacking<'a>>,
+    },
+    AioScan {
+        tasks: Vec<RecAioTask>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -333,6 +348,27 @@ fn lock_holder_from(h: RecLockHolder) -> LockHolderRef {
         pid: h.pid,
         lock_type: h.lock_type,
     }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecAioTask {
+    tgid: u32,
+    ctx: u64,
+    submitted: u64,
+    reaped: u64,
+    last_submit_ns: u64,
+    /// (file, mount id)
+    files: Vec<(u64, i32)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecBacking<'a> {
+    /// 0: a loop device's backing file, 1: a swap file.
+    kind: u8,
+    device: Cow<'a, str>,
+    path: Cow<'a, str>,
+    mnt_id: i32,
+    ino: u64,
 }
 
 fn rec_mounts(mounts: &[MountInfo]) -> Vec<RecMount<'_>> {
@@ -407,6 +443,7 @@ fn holder_to(h: &HolderRef) -> RecHolder {
         HolderRef::Fd { tgid, fd } => RecHolder::Fd { tgid, fd },
         HolderRef::UringFixed { ctx } => RecHolder::UringFixed { ctx },
         HolderRef::UringReq { ctx, req } => RecHolder::UringReq { ctx, req },
+        HolderRef::Mmap { tgid, start, end } => RecHolder::Mmap { tgid, start, end },
     }
 }
 
@@ -415,6 +452,7 @@ fn holder_from(h: RecHolder) -> HolderRef {
         RecHolder::Fd { tgid, fd } => HolderRef::Fd { tgid, fd },
         RecHolder::UringFixed { ctx } => HolderRef::UringFixed { ctx },
         RecHolder::UringReq { ctx, req } => HolderRef::UringReq { ctx, req },
+        RecHolder::Mmap { tgid, start, end } => HolderRef::Mmap { tgid, start, end },
     }
 }
 
@@ -423,6 +461,7 @@ fn how_to(h: RefHow) -> RecHow {
         RefHow::Open => RecHow::Open,
         RefHow::Snapshot => RecHow::Snapshot,
         RefHow::Rescan => RecHow::Rescan,
+        RefHow::VmaScan => RecHow::VmaScan,
         RefHow::UringRegister => RecHow::UringRegister,
         RefHow::UringFileGet => RecHow::UringFileGet,
         RefHow::Close => RecHow::Close,
@@ -436,6 +475,7 @@ fn how_from(h: RecHow) -> RefHow {
         RecHow::Open => RefHow::Open,
         RecHow::Snapshot => RefHow::Snapshot,
         RecHow::Rescan => RefHow::Rescan,
+        RecHow::VmaScan => RefHow::VmaScan,
         RecHow::UringRegister => RefHow::UringRegister,
         RecHow::UringFileGet => RefHow::UringFileGet,
         RecHow::Close => RefHow::Close,
@@ -710,6 +750,58 @@ impl<'a> RecEvent<'a> {
             Payload::PinScanDone { started_ns, mounts } => RecPayload::PinScanDone {
                 started_ns: *started_ns,
                 mounts: mounts.clone(),
+            },
+            Payload::MmapScanDone { started_ns, mounts } => RecPayload::MmapScanDone {
+                started_ns: *started_ns,
+                mounts: mounts.clone(),
+            },
+            Payload::AioScan { tasks } => RecPayload::AioScan {
+                tasks: tasks
+                    .iter()
+                    .map(|t| {
+                        let AioTask {
+                            tgid,
+                            ctx,
+                            submitted,
+                            reaped,
+                            last_submit_ns,
+                            files,
+                        } = t;
+                        RecAioTask {
+                            tgid: *tgid,
+                            ctx: *ctx,
+                            submitted: *submitted,
+                            reaped: *reaped,
+                            last_submit_ns: *last_submit_ns,
+                            files: files.iter().map(|f| (f.file, f.mnt_id)).collect(),
+                        }
+                    })
+                    .collect(),
+            },
+            Payload::BackingScan { mounts, files } => RecPayload::BackingScan {
+                mounts: mounts.clone(),
+                files: files
+                    .iter()
+                    .map(|f| {
+                        let BackingFile {
+                            kind,
+                            device,
+                            path,
+                            mnt_id,
+                            ino,
+                        } = f;
+                        RecBacking {
+                            kind: match kind {
+                                BackingKind::Loop => 0,
+                                BackingKind::Swap => 1,
+                            },
+                            device: b(device),
+                            path: b(path),
+                            mnt_id: *mnt_id,
+                            ino: *ino,
+                        }
+                    })
+                    .collect(),
             },
             Payload::MountRefs {
                 mnt_id,
@@ -993,6 +1085,43 @@ impl<'a> RecEvent<'a> {
             RecPayload::PinScanDone { started_ns, mounts } => {
                 Payload::PinScanDone { started_ns, mounts }
             }
+            RecPayload::MmapScanDone { started_ns, mounts } => {
+                Payload::MmapScanDone { started_ns, mounts }
+            }
+            RecPayload::AioScan { tasks } => Payload::AioScan {
+                tasks: tasks
+                    .into_iter()
+                    .map(|t| AioTask {
+                        tgid: t.tgid,
+                        ctx: t.ctx,
+                        submitted: t.submitted,
+                        reaped: t.reaped,
+                        last_submit_ns: t.last_submit_ns,
+                        files: t
+                            .files
+                            .into_iter()
+                            .map(|(file, mnt_id)| AioFile { file, mnt_id })
+                            .collect(),
+                    })
+                    .collect(),
+            },
+            RecPayload::BackingScan { mounts, files } => Payload::BackingScan {
+                mounts,
+                files: files
+                    .into_iter()
+                    .map(|f| BackingFile {
+                        kind: if f.kind == 0 {
+                            BackingKind::Loop
+                        } else {
+                            BackingKind::Swap
+                        },
+                        device: o(f.device),
+                        path: o(f.path),
+                        mnt_id: f.mnt_id,
+                        ino: f.ino,
+                    })
+                    .collect(),
+            },
             RecPayload::MountRefs {
                 mnt_id,
                 count,

@@ -45,7 +45,7 @@ impl Redactor {
 
     fn holder(&mut self, h: &HolderRef) {
         match *h {
-            HolderRef::Fd { .. } => {}
+            HolderRef::Fd { .. } | HolderRef::Mmap { .. } => {}
             HolderRef::UringFixed { ctx } => self.name(ctx, "ring"),
             HolderRef::UringReq { ctx, req } => {
                 self.name(ctx, "ring");

@@ -244,6 +244,7 @@ fn holder_words(h: &HolderRef) -> String {
         HolderRef::Fd { tgid, fd } => format!("fd {fd} of pid {tgid}"),
         HolderRef::UringFixed { ctx } => format!("io_uring ring {ctx:#x}"),
         HolderRef::UringReq { ctx, req } => format!("request {req:#x} of io_uring ring {ctx:#x}"),
+        HolderRef::Mmap { tgid, start, .. } => format!("mapping at {start:#x} of pid {tgid}"),
     }
 }
 
@@ -264,6 +265,9 @@ fn took_words(h: &HolderRef, how: RefHow, tgid: u32, comm: &str) -> String {
         }
         (HolderRef::UringReq { ctx, req }, _) => format!(
             "taken by in-flight request {req:#x} of io_uring ring {ctx:#x} (pid {tgid}, {comm})"
+        ),
+        (HolderRef::Mmap { tgid: t, start, .. }, _) => format!(
+            "mapped at {start:#x} by pid {t} ({comm}), found by a VMA scan after a failed umount"
         ),
     }
 }

@@ -1,0 +1,140 @@
+//! Linux AIO, counted from its syscalls alone (the kernel has no aio tracepoints): per
+//! process, the iocbs `io_submit` accepted, the completions `io_getevents` and
+//! `io_pgetevents` returned, and the files of the latest submissions. Nothing goes to the
+//! ring buffer (fsstress submits a lot): the counts stay in `AIO_TASKS`, which userspace
+//! reads when a umount fails. An in-flight request holds its file (`fget` at submission),
+//! and a dying process waits in `exit_aio()` for its requests before it lets go of its fd
+//! table and cwd.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_fs::wire::{AIO_FILES, AioAcct, btf_off, tp_field};
+
+use crate::{
+    config::{btf, field},
+    emit::is_self,
+    kernel::{current_task, fd_to_file, file_mnt_id},
+    maps::AIO_TASKS,
+};
+
+fn tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// This process's entry, made on its first submission.
+#[inline(always)]
+fn entry(create: bool) -> Option<&'static mut AioAcct> {
+    let t = tgid();
+    if let Some(p) = AIO_TASKS.get_ptr_mut(&t) {
+        // SAFETY: a map value, valid while the program runs.
+        return Some(unsafe { &mut *p });
+    }
+    if !create {
+        return None;
+    }
+    let _ = AIO_TASKS.insert(&t, &AioAcct::default(), 0);
+    // SAFETY: as above.
+    AIO_TASKS.get_ptr_mut(&t).map(|p| unsafe { &mut *p })
+}
+
+/// A plain add: the BPF target's `core` has no atomic read-modify-write, so two threads
+/// of one process submitting on two CPUs at the same instant may lose a count (processes,
+/// as fsstress forks them, each have their own entry).
+#[inline(always)]
+fn add(counter: &mut u64, n: u64) {
+    *counter = counter.wrapping_add(n);
+}
+
+/// Notes the files of the first iocbs (those submitted first): newest first, distinct.
+#[tracepoint]
+pub fn sys_enter_io_submit(ctx: TracePointContext) -> u32 {
+    if is_self() {
+        return 0;
+    }
+    let Some(fildes_off) = btf(btf_off::IOCB_AIO_FILDES) else {
+        return 0;
+    };
+    let ctx_id: u64 = field(&ctx, tp_field::IO_SUBMIT_CTX);
+    let nr: u64 = field(&ctx, tp_field::IO_SUBMIT_NR);
+    let iocbpp: u64 = field(&ctx, tp_field::IO_SUBMIT_IOCBPP);
+    let Some(e) = entry(true) else {
+        return 0;
+    };
+    e.ctx = ctx_id;
+    // SAFETY: no preconditions.
+    e.last_submit_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let task = current_task();
+    let mut i = 0;
+    while i < AIO_FILES && (i as u64) < nr {
+        // SAFETY: the helper checks the user addresses.
+        let iocb =
+            unsafe { bpf_probe_read_user((iocbpp + 8 * i as u64) as *const u64) }.unwrap_or(0);
+        let fd =
+            unsafe { bpf_probe_read_user((iocb + fildes_off) as *const u32) }.unwrap_or(u32::MAX);
+        i += 1;
+        let Some(file) = fd_to_file(task, fd as i32) else {
+            continue;
+        };
+        if e.files.contains(&file) {
+            continue;
+        }
+        e.files[3] = e.files[2];
+        e.files[2] = e.files[1];
+        e.files[1] = e.files[0];
+        e.files[0] = file;
+        e.mnt_ids[3] = e.mnt_ids[2];
+        e.mnt_ids[2] = e.mnt_ids[1];
+        e.mnt_ids[1] = e.mnt_ids[0];
+        e.mnt_ids[0] = file_mnt_id(file).unwrap_or(-1);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_io_submit(ctx: TracePointContext) -> u32 {
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret > 0
+        && let Some(e) = entry(false)
+    {
+        add(&mut e.submitted, ret as u64);
+    }
+    0
+}
+
+/// Attached to the exits of io_getevents and io_pgetevents.
+#[tracepoint]
+pub fn sys_exit_io_getevents_family(ctx: TracePointContext) -> u32 {
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret > 0
+        && let Some(e) = entry(false)
+    {
+        add(&mut e.reaped, ret as u64);
+    }
+    0
+}
+
+/// A process with an AIO context is known even before it submits: its exit waits in
+/// exit_aio() for the context's teardown whatever is in flight.
+#[tracepoint]
+pub fn sys_exit_io_setup(ctx: TracePointContext) -> u32 {
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret == 0 && !is_self() {
+        let _ = entry(true);
+    }
+    0
+}
+
+/// io_destroy waits for every request of the context: none is in flight after it.
+#[tracepoint]
+pub fn sys_exit_io_destroy(ctx: TracePointContext) -> u32 {
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret == 0
+        && let Some(e) = entry(false)
+    {
+        e.reaped = e.submitted;
+    }
+    0
+}
