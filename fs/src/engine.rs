@@ -932,7 +932,7 @@ impl Engine {
                     .into(),
             );
         }
-        let evicted = self.stats().evicted_total();
+        let evicted = self.stats().evicted_live();
         if evicted > 0 {
             v.push(format!(
                 "{evicted} objects were evicted to stay within memory caps: older history is incomplete"

@@ -58,6 +58,12 @@ impl Stats {
             + self.evicted_rings
             + self.evicted_mounts
     }
+
+    /// Evictions that can leave a verdict short of what it should name: not the routine
+    /// ones of released files and past verdicts (history only).
+    pub fn evicted_live(&self) -> u64 {
+        self.evicted_total() - self.evicted_files_released - self.evicted_verdicts
+    }
 }
 
 impl Display for Stats {
