@@ -1,6 +1,9 @@
 //! `/proc/self/mountinfo`, parsed into the engine's `MountInfo`.
 
-use std::{collections::HashSet, fs::File};
+use std::{
+    collections::{HashSet, VecDeque},
+    fs::File,
+};
 
 use anyhow::{Context, Result};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -20,7 +23,14 @@ pub struct Feed {
     known: HashSet<i32>,
     /// Batches drained since a mount call asked for the whole table.
     table_due: Option<u32>,
+    /// Mounts read right after the urgent ring said a mount call succeeded, ahead of its
+    /// record: a tracer far behind (seconds, under load) may reach the record after the
+    /// mount is gone again, and would never know the mount its EBUSYs were about.
+    early: VecDeque<MountInfo>,
 }
+
+/// Mounts kept from early reads at most.
+const EARLY_MAX: usize = 256;
 
 /// A ring buffer that never empties still gets the whole table after this many batches.
 const TABLE_DUE_MAX_BATCHES: u32 = 16;
@@ -44,6 +54,7 @@ impl Feed {
             watch,
             known: table.iter().map(|m| m.mount_id).collect(),
             table_due: None,
+            early: VecDeque::new(),
         };
         (feed, err)
     }
@@ -70,6 +81,35 @@ impl Feed {
         Ok(new)
     }
 
+    /// The urgent ring said a mount call succeeded: the table is read now and its mounts
+    /// not handed on yet are kept for the call's record (`appeared_at`).
+    pub fn note_early(&mut self) -> Result<()> {
+        for m in read()? {
+            let kept = self
+                .early
+                .iter()
+                .any(|e| e.mount_id == m.mount_id && e.mount_point == m.mount_point);
+            if !self.known.contains(&m.mount_id) && !kept {
+                if self.early.len() >= EARLY_MAX {
+                    self.early.pop_front();
+                }
+                self.early.push_back(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// A mount call's record at `target`: the mounts not handed on before, and, when the
+    /// table no longer shows one at `target`, the one an early read saw there.
+    pub fn appeared_at(&mut self, target: &str) -> Result<Vec<MountInfo>> {
+        let mut new = self.appeared()?;
+        if let Some(m) = take_early(&mut self.early, target, &new) {
+            self.known.insert(m.mount_id);
+            new.push(m);
+        }
+        Ok(new)
+    }
+
     /// A mount call succeeded: the whole table is due once the ring is drained.
     pub fn table_due(&mut self) {
         self.table_due.get_or_insert(0);
@@ -90,6 +130,22 @@ impl Feed {
         self.known = table.iter().map(|m| m.mount_id).collect();
         Ok(Some(table))
     }
+}
+
+/// The mount an early read saw at `target` (the oldest one, in the order the calls came),
+/// unless `new` has one there: early reads of mounts handed on since are dropped.
+fn take_early(
+    early: &mut VecDeque<MountInfo>,
+    target: &str,
+    new: &[MountInfo],
+) -> Option<MountInfo> {
+    early.retain(|e| !new.iter().any(|n| n.mount_id == e.mount_id));
+    let target = target.trim_end_matches('/');
+    if new.iter().any(|n| n.mount_point == target) {
+        return None;
+    }
+    let i = early.iter().position(|e| e.mount_point == target)?;
+    early.remove(i)
 }
 
 pub fn read() -> Result<Vec<MountInfo>> {
@@ -148,6 +204,37 @@ pub fn parse(text: &str) -> Vec<MountInfo> {
 
 #[cfg(test)]
 mod tests {
+
+    fn at(id: i32, point: &str) -> MountInfo {
+        MountInfo {
+            mount_id: id,
+            parent_id: 1,
+            major: 7,
+            minor: 0,
+            root: "/".into(),
+            mount_point: point.into(),
+            fs_type: "xfs".into(),
+            source: "/dev/loop0".into(),
+        }
+    }
+
+    #[test]
+    fn an_early_read_stands_in_for_a_mount_gone_before_its_record() {
+        let mut early: VecDeque<MountInfo> =
+            [at(48, "/mnt/s"), at(49, "/mnt/t"), at(48, "/mnt/s")].into();
+        // the table still shows it: nothing from the early reads, and that id is dropped
+        assert!(take_early(&mut early, "/mnt/s", &[at(48, "/mnt/s")]).is_none());
+        assert_eq!(early.len(), 1);
+        // gone from the table: the oldest early read at that path, once
+        let mut early: VecDeque<MountInfo> = [at(48, "/mnt/s"), at(49, "/mnt/t")].into();
+        assert_eq!(
+            take_early(&mut early, "/mnt/s/", &[]).map(|m| m.mount_id),
+            Some(48)
+        );
+        assert!(take_early(&mut early, "/mnt/s", &[]).is_none());
+        assert_eq!(early.len(), 1);
+    }
+
     use super::*;
 
     #[test]

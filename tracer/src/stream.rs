@@ -592,6 +592,11 @@ fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
                 // A mount or umount went through: whatever fails next is a new story, to
                 // scan at once even with the same (reused) mount id.
                 side.scans.last = None;
+                if let Payload::MountCall { op, .. } = &ev.payload
+                    && *op != MountCallOp::Umount
+                {
+                    side.mounts.note_early()?;
+                }
             }
             continue;
         };
@@ -654,11 +659,17 @@ fn drain_records(
                 }
                 summary.events += 1;
                 sink.event(&ev)?;
-                if let Payload::MountCall { ret: 0, op, .. } = ev.payload {
+                if let Payload::MountCall {
+                    ret: 0,
+                    op,
+                    ref target,
+                    ..
+                } = ev.payload
+                {
                     // New mounts at once, so the records that follow see them (a umount
                     // adds none); removals once the ring is drained (see `mountinfo::Feed`).
                     if op != MountCallOp::Umount {
-                        appeared(side.mounts.appeared()?, sink, summary)?;
+                        appeared(side.mounts.appeared_at(target)?, sink, summary)?;
                     }
                     side.mounts.table_due();
                 }
