@@ -56,8 +56,11 @@ pub struct EngineConfig {
     pub delayed_fput: Option<u64>,
     /// Address of `io_ring_exit_work`.
     pub io_ring_exit_work: Option<u64>,
-    /// Address of `io_fallback_req_func`.
+    /// Address of `io_fallback_req_func` (the ring's fallback work, a `delayed_work`).
     pub io_fallback_req_func: Option<u64>,
+    /// Address of `io_tctx_fallback_work`: newer kernels' (7.2) fallback work, a plain work
+    /// item of the task context (`io_uring_task`), not of a ring, queued by the exiting task.
+    pub io_tctx_fallback_work: Option<u64>,
     /// Byte offset of `exit_work` in `struct io_ring_ctx` (from BTF): `ctx = work - offset`.
     pub ring_exit_work_offset: Option<u64>,
     /// Byte offset of `fallback_work` in `struct io_ring_ctx` (from BTF).
@@ -101,6 +104,8 @@ impl EngineConfig {
                     "io_ring_exit_work"
                 } else if Some(addr) == self.io_fallback_req_func {
                     "io_fallback_req_func"
+                } else if Some(addr) == self.io_tctx_fallback_work {
+                    "io_tctx_fallback_work"
                 } else {
                     return hex(addr);
                 };
@@ -132,8 +137,14 @@ impl EngineConfig {
         Some(function) == self.io_ring_exit_work
     }
 
+    /// io_uring's fallback work, either kind (only the ring's belongs to a ring).
     pub fn is_ring_fallback_work(&self, function: u64) -> bool {
-        Some(function) == self.io_fallback_req_func
+        Some(function) == self.io_fallback_req_func || Some(function) == self.io_tctx_fallback_work
+    }
+
+    /// The function the precise tier's fallback entry stands for: the kernel has one of them.
+    pub fn fallback_work_fn(&self) -> Option<u64> {
+        self.io_fallback_req_func.or(self.io_tctx_fallback_work)
     }
 }
 
@@ -167,6 +178,24 @@ mod tests {
         // nonsense pointer below the offset
         assert_eq!(c.ring_of_work(0x100, 0x20), None);
         assert!(c.is_delayed_work_fn(0x10) && !c.is_delayed_work_fn(0x20));
+    }
+
+    #[test]
+    fn the_task_contexts_fallback_work() {
+        // 7.2: no io_fallback_req_func; the task context's work is not delayed and belongs
+        // to no ring.
+        let c = EngineConfig {
+            io_fallback_req_func: None,
+            io_tctx_fallback_work: Some(0x40),
+            ring_fallback_work_offset: Some(0x200),
+            ..cfg()
+        };
+        assert_eq!(c.symbol(0x40), "io_tctx_fallback_work");
+        assert_eq!(c.fallback_work_fn(), Some(0x40));
+        assert!(c.is_ring_fallback_work(0x40));
+        assert!(!c.is_delayed_work_fn(0x40));
+        assert_eq!(c.ring_of_work(0x1200, 0x40), None);
+        assert_eq!(cfg().fallback_work_fn(), Some(0x30));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::verdict::{
 use crate::work::{ChainLink, LinkRole, WorkInstance, WorkTable};
 
 mod locks;
+mod space;
 
 /// The signal a task's `exit_notify()` sends its parent.
 const SIGCHLD: i32 = 17;
@@ -56,6 +57,7 @@ struct Counters {
     evicted_verdicts: u64,
     evicted_stories: u64,
     precise_work_entries: u64,
+    space_unknown_file: u64,
 }
 
 /// What an EBUSY story is about: a mount (umount), a path that is no mount we know, or a
@@ -123,6 +125,8 @@ pub struct Engine {
     stories: BTreeMap<StoryKey, Story>,
     /// Lock conflicts followed to their release.
     locks: crate::locks::LockTable,
+    /// Deleted files still held, followed to their release.
+    space: crate::space::SpaceTable,
     c: Counters,
     extra_limits: Vec<String>,
     /// Umounts whose result `path_umount`'s return already gave, by thread: the syscall's
@@ -150,6 +154,7 @@ impl Engine {
             verdicts: VecDeque::new(),
             stories: BTreeMap::new(),
             locks: Default::default(),
+            space: Default::default(),
             c: Counters::default(),
             extra_limits: Vec::new(),
             precise_umounts: BTreeMap::new(),
@@ -362,6 +367,24 @@ impl Engine {
                 ret,
                 enter_ns,
             } => self.on_lock_call(ev, (*sys, *cmd, *fd), *ret, *enter_ns, &mut out),
+            Payload::SpaceHeld {
+                file,
+                ino,
+                dev,
+                mnt_id,
+                size,
+                blocks,
+            } => {
+                let a = space::SpaceArgs {
+                    file: *file,
+                    ino: *ino,
+                    dev: *dev,
+                    mnt_id: *mnt_id,
+                    size: *size,
+                    blocks: *blocks,
+                };
+                self.on_space_held(ev, &a, &mut out)
+            }
             Payload::FilePut {
                 file,
                 mnt_id,
@@ -885,6 +908,7 @@ impl Engine {
             unref_holder_not_found: self.c.unref_holder_not_found,
             unref_holder_not_held: self.c.unref_holder_not_held,
             holder_slot_reused: self.c.slot_reused,
+            space_unknown_file: self.c.space_unknown_file,
             files_lost: self.c.files_lost,
             mount_ids_reused: self.mounts.ids_reused,
             work_unmatched_starts: self.work.unmatched_starts,
@@ -1125,7 +1149,7 @@ impl Engine {
     fn on_work_fn_entered(&mut self, ev: &Event, which: WorkFnKind, work: u64) {
         let function = match which {
             WorkFnKind::DelayedFput => self.cfg.delayed_fput,
-            WorkFnKind::IoFallbackReqFunc => self.cfg.io_fallback_req_func,
+            WorkFnKind::IoFallbackReqFunc => self.cfg.fallback_work_fn(),
             WorkFnKind::IoRingExitWork => self.cfg.io_ring_exit_work,
         };
         let Some(function) = function else { return };
@@ -1760,6 +1784,7 @@ impl Engine {
                 .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
         }
         self.locks_on_file_free(file, &actor, &chain, out);
+        self.space_on_file_free(file, &actor, &chain, out);
         self.end_file(
             key,
             Release {

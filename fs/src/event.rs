@@ -435,6 +435,16 @@ pub enum Payload {
         ret: i64,
         enter_ns: u64,
     },
+    /// A delete left `file` (held by a ring or a request) with no link: its space stays
+    /// allocated until the file's last reference goes.
+    SpaceHeld {
+        file: u64,
+        ino: u64,
+        dev: u32,
+        mnt_id: i32,
+        size: u64,
+        blocks: u64,
+    },
     // --- from userspace ---
     /// The whole mount table as read now (at attach, and after each mount-table change).
     MountTable {
@@ -491,6 +501,14 @@ impl From<WireError> for DecodeError {
     fn from(e: WireError) -> Self {
         DecodeError::Wire(e)
     }
+}
+
+/// The test name in an xfstests `run fstests <test> at <date>` line.
+pub fn test_marker(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("run fstests ")?;
+    let mut words = rest.split_whitespace();
+    let test = words.next()?;
+    (words.next() == Some("at")).then(|| test.to_string())
 }
 
 fn string(field: &[u8]) -> String {
@@ -781,6 +799,29 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 fd: r.fd,
                 ret: r.ret,
                 enter_ns: r.enter_ns,
+            }
+        }
+        RecordKind::Console => {
+            let r: wire::Console = unsafe { wire::read_record(bytes) };
+            match test_marker(&string(&r.text)) {
+                Some(test) => Payload::TestMarker { test },
+                None => {
+                    return Err(DecodeError::BadField {
+                        kind: k,
+                        what: "console text without a test marker",
+                    });
+                }
+            }
+        }
+        RecordKind::SpaceHeld => {
+            let r: wire::SpaceHeld = unsafe { wire::read_record(bytes) };
+            Payload::SpaceHeld {
+                file: r.file,
+                ino: r.ino,
+                dev: r.dev,
+                mnt_id: r.mnt_id,
+                size: r.size,
+                blocks: r.blocks,
             }
         }
         RecordKind::TaskScan => {

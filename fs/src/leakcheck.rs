@@ -32,9 +32,11 @@
 //! objects still allocated count: the rule needs no memory reads, and the verdicts are made
 //! once, live, and recorded, so a report of the recording says the same.
 //!
-//! Reachability (kmemleak's scan of global data and live objects for the object's address)
-//! would decide a first cycle's objects at once; it needs the kernel's memory read at report
-//! time and is not done here.
+//! - **referenced**: reachability, kmemleak's rule, decides before all of the above: an
+//!   object whose address global data holds (the scan of [`crate::reach`], run by the
+//!   tracer when it makes the report) is kept on purpose, in its first cycle already, and is
+//!   no evidence for its call site. Only global data is scanned, not the heap: an object
+//!   reached only through another heap object is judged by the cycle rule.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -54,6 +56,8 @@ pub enum Class {
     Leak,
     /// Kept from one earlier cycle only.
     OneTime,
+    /// Its address is held in global data (kmemleak's rule): kept on purpose.
+    Referenced,
     /// Seen in one cycle: not decided yet.
     Unconfirmed,
     /// Its free may have been missed, or its owner is unclear.
@@ -61,9 +65,10 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 4] = [
+    pub const ALL: [Class; 5] = [
         Class::Leak,
         Class::OneTime,
+        Class::Referenced,
         Class::Unconfirmed,
         Class::Uncertain,
     ];
@@ -73,6 +78,7 @@ impl Class {
         match self {
             Class::Leak => "confirmed",
             Class::OneTime => "one_time",
+            Class::Referenced => "referenced",
             Class::Unconfirmed => "unconfirmed",
             Class::Uncertain => "uncertain",
         }
@@ -194,15 +200,25 @@ impl Ledger {
         self.kinds.get(&kind_of(w)).map_or(0, |k| k.cycles)
     }
 
+    /// Whether earlier cycles of `w`'s kind may still have objects allocated (a report of
+    /// `w` with no objects of its own then still judges those).
+    pub fn keeps_objects_of(&self, w: &MountWindow) -> bool {
+        self.kinds
+            .get(&kind_of(w))
+            .is_some_and(|k| !k.kept.is_empty())
+    }
+
     /// Judges the report of window `w` (closed): `current` are the objects charged to it,
     /// `allocs` everything allocated now, `doubts` says why an object of `current` may be
-    /// wrong. Then `w` becomes the latest cycle of its kind.
+    /// wrong, `held` where global data holds an object's address (the reachability scan;
+    /// `None`: not found, or not scanned). Then `w` becomes the latest cycle of its kind.
     pub fn judge<'a>(
         &mut self,
         w: &MountWindow,
         current: &[&'a Allocation],
         allocs: &'a [Allocation],
         doubts: &dyn Fn(&Allocation) -> Doubts,
+        held: &dyn Fn(&Allocation) -> Option<String>,
     ) -> Judgement<'a> {
         let key = kind_of(w);
         let kind_name = if key.1 {
@@ -240,7 +256,7 @@ impl Ledger {
         let mut certain: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
         for (n, a) in &earlier {
             let c = k.kept.iter().find(|c| c.number == *n).expect("kept cycle");
-            if !c.owner.contains_key(&(a.ptr, a.ts_ns)) && !c.window.lazy {
+            if !c.owner.contains_key(&(a.ptr, a.ts_ns)) && !c.window.lazy && held(a).is_none() {
                 sites.entry(a.call_site).or_default().insert(*n);
                 if !c.free_doubted.contains(&(a.ptr, a.ts_ns)) {
                     certain.entry(a.call_site).or_default().insert(*n);
@@ -251,6 +267,9 @@ impl Ledger {
         // cycle tells whether they count.
         let mut pending_sites: BTreeSet<u64> = BTreeSet::new();
         for (a, d) in &current {
+            if held(a).is_some() {
+                continue;
+            }
             if d.is_empty() {
                 sites.entry(a.call_site).or_default().insert(cycle);
                 certain.entry(a.call_site).or_default().insert(cycle);
@@ -281,7 +300,9 @@ impl Ledger {
             } else if !d.free.is_empty() {
                 free_doubted.insert((a.ptr, a.ts_ns));
             }
-            let (class, why) = if !d.is_empty() {
+            let (class, why) = if let Some(h) = held(a) {
+                (Class::Referenced, referenced_why(&h))
+            } else if !d.is_empty() {
                 let mut why = d
                     .owner
                     .iter()
@@ -340,7 +361,12 @@ impl Ledger {
         for (n, a) in earlier {
             let cs = site_cycles(a.call_site);
             let c = k.kept.iter().find(|c| c.number == n).expect("kept cycle");
-            let (class, why) = if let Some(d) = c.owner.get(&(a.ptr, a.ts_ns)) {
+            let (class, why) = if let Some(h) = held(a) {
+                (
+                    Class::Referenced,
+                    format!("from cycle {n} of {kind_name}: {}", referenced_why(&h)),
+                )
+            } else if let Some(d) = c.owner.get(&(a.ptr, a.ts_ns)) {
                 (
                     Class::Uncertain,
                     format!("from cycle {n} of {kind_name}: {}", d.join("; ")),
@@ -409,6 +435,13 @@ impl Ledger {
         }
         out
     }
+}
+
+fn referenced_why(held: &str) -> String {
+    format!(
+        "referenced: its address is held in global data at {held}: kept on purpose, not \
+         leaked (kmemleak's rule; only global data is scanned, not the heap)"
+    )
 }
 
 /// The objects of one class in a report, of its own window or of earlier cycles.
@@ -500,6 +533,7 @@ pub fn counts_text(parts: &[Part], earlier: bool) -> String {
         .map(|p| match p.class {
             Class::Leak => plural(p.objects, "confirmed leak", "confirmed leaks"),
             Class::OneTime => format!("{} one-time", p.objects),
+            Class::Referenced => format!("{} referenced", p.objects),
             Class::Unconfirmed => format!("{} unconfirmed", p.objects),
             Class::Uncertain => format!("{} uncertain", p.objects),
         })
@@ -511,6 +545,7 @@ fn heading(p: &Part, kind: &str) -> String {
     let what = match p.class {
         Class::Leak => "confirmed leaks (cycle rule)",
         Class::OneTime => "one-time allocations, not leaks (first use since boot?)",
+        Class::Referenced => "referenced from global data, not leaks (kmemleak's rule)",
         Class::Unconfirmed => "unconfirmed (seen in 1 cycle)",
         Class::Uncertain => "uncertain (a free may have been missed, or the owner is unclear)",
     };
@@ -583,6 +618,7 @@ pub fn report_text(
                     "unreferenced object",
                     match c {
                         Class::OneTime => "one-time object",
+                        Class::Referenced => "referenced object",
                         Class::Unconfirmed => "unconfirmed object",
                         _ => "uncertain object",
                     },
@@ -662,6 +698,10 @@ mod tests {
         }
     }
 
+    fn nobody(_: &Allocation) -> Option<String> {
+        None
+    }
+
     fn none(_: &Allocation) -> Doubts {
         Doubts::default()
     }
@@ -680,7 +720,7 @@ mod tests {
     /// Judges window `w` with everything in `allocs` charged by time.
     fn judge<'a>(l: &mut Ledger, w: &MountWindow, allocs: &'a [Allocation]) -> Judgement<'a> {
         let cur: Vec<&Allocation> = allocs.iter().filter(|a| w.contains(a.ts_ns)).collect();
-        l.judge(w, &cur, allocs, &none)
+        l.judge(w, &cur, allocs, &none, &nobody)
     }
 
     #[test]
@@ -752,6 +792,44 @@ mod tests {
         );
     }
 
+    /// An object whose address global data holds is referenced at once, in its first
+    /// cycle, doubts or not, and is no evidence for its call site.
+    #[test]
+    fn referenced_objects_are_kept_not_leaked_and_confirm_nothing() {
+        let mut l = Ledger::default();
+        let allocs = vec![obj(1, 15, 0xb), obj(2, 35, 0xb), obj(3, 36, 0xc)];
+        let held = |a: &Allocation| (a.ptr != 3).then(|| "leakyfs_table+0x0".to_string());
+        let missed = |_: &Allocation| Doubts {
+            free: vec!["1 runs of the free programs were skipped".into()],
+            owner: vec![],
+        };
+        let cur: Vec<&Allocation> = allocs[..1].iter().collect();
+        let j = l.judge(&win(1, 10, 20), &cur, &allocs[..1], &missed, &held);
+        assert_eq!(classes(&j), vec![(1, Class::Referenced, false)]);
+        assert!(
+            j.current[0]
+                .why
+                .contains("held in global data at leakyfs_table+0x0"),
+            "{}",
+            j.current[0].why
+        );
+        // Cycle 2: another object of the same site, referenced too: no cycle rule from
+        // the two; an object of another site is unconfirmed as usual.
+        let cur: Vec<&Allocation> = allocs[1..].iter().collect();
+        let j = l.judge(&win(2, 30, 40), &cur, &allocs, &none, &held);
+        assert_eq!(j.count(Class::Leak), 0);
+        assert_eq!(j.count(Class::Referenced), 2);
+        assert_eq!(j.count(Class::Unconfirmed), 1);
+        assert!(
+            j.earlier[0]
+                .why
+                .starts_with("from cycle 1 of xfs: referenced")
+        );
+        let parts = parts(&j, SortBy::Size, 10, 10);
+        assert_eq!(counts_text(&parts, false), "1 referenced, 1 unconfirmed");
+        assert_eq!(counts_text(&parts, true), "1 referenced");
+    }
+
     #[test]
     fn doubts_make_objects_uncertain_until_a_later_cycle_verifies_them() {
         let mut l = Ledger::default();
@@ -761,7 +839,7 @@ mod tests {
             free: vec!["3 runs of the free programs were skipped".into()],
             owner: vec![],
         };
-        let j = l.judge(&win(1, 10, 20), &cur, &allocs, &missed);
+        let j = l.judge(&win(1, 10, 20), &cur, &allocs, &missed, &nobody);
         assert_eq!(classes(&j), vec![(1, Class::Uncertain, false)]);
         assert!(
             j.current[0].why.contains("skipped; not verified yet"),
@@ -800,7 +878,7 @@ mod tests {
             (3, win(3, 50, 60)),
         ] {
             let cur: Vec<&Allocation> = allocs[n - 1..n].iter().collect();
-            let j = l.judge(&w, &cur, &allocs[..n], &missed);
+            let j = l.judge(&w, &cur, &allocs[..n], &missed, &nobody);
             assert_eq!(j.count(Class::Leak), 0, "cycle {n}");
             assert_eq!(j.count(Class::Uncertain), n, "cycle {n}");
         }
@@ -825,7 +903,7 @@ mod tests {
             owner: vec![],
         };
         let cur: Vec<&Allocation> = allocs[1..2].iter().collect();
-        let j = l.judge(&win(2, 30, 40), &cur, &allocs[..2], &missed);
+        let j = l.judge(&win(2, 30, 40), &cur, &allocs[..2], &missed, &nobody);
         // Neither a leak (cycle 2's object may be gone) nor one-time (it may not).
         assert_eq!(
             classes(&j),
@@ -871,7 +949,7 @@ mod tests {
             free: vec![],
             owner: vec!["lazy umount".into()],
         };
-        let j = l.judge(&w, &cur, &allocs, &lazy);
+        let j = l.judge(&w, &cur, &allocs, &lazy, &nobody);
         assert_eq!(j.current[0].class, Class::Uncertain);
         assert!(!j.current[0].why.contains("not verified yet"));
         let j = judge(&mut l, &win(2, 30, 40), &allocs);
@@ -891,13 +969,13 @@ mod tests {
             },
         };
         let cur: Vec<&Allocation> = allocs[..1].iter().collect();
-        let j = l.judge(&win(1, 10, 20), &cur, &allocs, &foreign);
+        let j = l.judge(&win(1, 10, 20), &cur, &allocs, &foreign, &nobody);
         assert_eq!(classes(&j), vec![(1, Class::Uncertain, false)]);
         // Cycle 2 keeps an object from the same site: an object whose owner is unclear
         // confirms nothing, so the new one is unconfirmed; the old one stays uncertain,
         // with its reason.
         let cur: Vec<&Allocation> = allocs[1..].iter().collect();
-        let j = l.judge(&win(2, 30, 40), &cur, &allocs, &foreign);
+        let j = l.judge(&win(2, 30, 40), &cur, &allocs, &foreign, &nobody);
         assert_eq!(
             classes(&j),
             vec![(1, Class::Uncertain, true), (2, Class::Unconfirmed, false)]
@@ -940,7 +1018,7 @@ mod tests {
             },
             owner: vec![],
         };
-        let j = l.judge(&w, &cur, &allocs, &doubt);
+        let j = l.judge(&w, &cur, &allocs, &doubt, &nobody);
         let p = parts(&j, SortBy::Size, 0, 10);
         let t = report_text(
             &w,

@@ -34,7 +34,11 @@ pub mod mounts;
 #[cfg(feature = "std")]
 pub mod pins;
 #[cfg(feature = "std")]
+pub mod reach;
+#[cfg(feature = "std")]
 pub mod rings;
+#[cfg(feature = "std")]
+pub mod space;
 #[cfg(feature = "std")]
 pub mod stats;
 #[cfg(feature = "std")]

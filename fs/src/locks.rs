@@ -161,7 +161,20 @@ pub struct LockTable {
     pub verdicts: u64,
     pub retries: u64,
     pub short_waits: u64,
+    /// Stories ended lately, with the time of their release: a failed attempt traced just
+    /// after a release (see [`LockTable::raced_release`]) belongs to one of them.
+    pub ended: std::collections::VecDeque<(LockKey, LockStory, u64)>,
 }
+
+/// Ended stories kept for attempts that raced their release.
+pub const MAX_ENDED_STORIES: usize = 64;
+
+/// How long after a release a failed attempt with no holder left is taken as one that
+/// raced it. The kernel traces `flock_lock_inode`/`posix_lock_inode` after dropping the
+/// inode's lock list: an attempt that failed against the holder can be traced after the
+/// holder's unlock, and then finds no holder to name. A preempted tracepoint can lag by
+/// more than a scheduler tick, hence the margin.
+pub const RACED_RELEASE_NS: u64 = 50_000_000;
 
 /// Stories and waits kept at most (oldest dropped): a tracer runs for days.
 pub const MAX_LOCK_STORIES: usize = 4096;
@@ -189,6 +202,35 @@ impl LockTable {
             })
             .map(|(k, _)| *k)
             .collect()
+    }
+
+    /// The open story on the inode whose holder was not named in a conflict (the holder's
+    /// lock went from the list before the conflict was traced).
+    pub fn open_on(&self, dev: u32, ino: u64) -> Option<LockKey> {
+        self.stories
+            .iter()
+            .filter(|(k, _)| k.dev == dev && k.ino == ino)
+            .max_by_key(|(_, s)| s.last_ns)
+            .map(|(k, _)| *k)
+    }
+
+    /// Keeps an ended story for attempts that raced its release.
+    pub fn keep_ended(&mut self, key: LockKey, story: LockStory, released_ns: u64) {
+        self.ended.push_back((key, story, released_ns));
+        while self.ended.len() > MAX_ENDED_STORIES {
+            self.ended.pop_front();
+        }
+    }
+
+    /// The story on the inode released at most [`RACED_RELEASE_NS`] before `ts_ns`.
+    pub fn raced_release(&mut self, dev: u32, ino: u64, ts_ns: u64) -> Option<&mut LockStory> {
+        self.ended
+            .iter_mut()
+            .rev()
+            .find(|(k, _, at)| {
+                k.dev == dev && k.ino == ino && ts_ns.saturating_sub(*at) <= RACED_RELEASE_NS
+            })
+            .map(|(_, s, _)| s)
     }
 
     /// The stories whose holding lock belongs to `file` (ended by its free).
@@ -525,6 +567,10 @@ pub struct LockStillHeld {
     pub ret: i64,
     /// The holding file's holders now, in short, when they changed since the verdict.
     pub holders_now: Option<Vec<String>>,
+    /// Traced after the story's release: the attempt failed against the holder, which
+    /// let go before the kernel traced the failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub raced_release: bool,
 }
 
 impl Display for LockStillHeld {
@@ -540,7 +586,12 @@ impl Display for LockStillHeld {
             errno_name(self.ret),
             rel(self.ts_ns, s.first_ns, "first conflict")
         )?;
-        if let Some(h) = &self.holders_now {
+        if self.raced_release {
+            write!(
+                f,
+                "; the holder let go as this attempt failed (traced after the release)"
+            )?;
+        } else if let Some(h) = &self.holders_now {
             if h.is_empty() {
                 write!(f, "; its file has no holder left, its release is pending")?;
             } else {

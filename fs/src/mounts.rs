@@ -219,9 +219,24 @@ impl Mounts {
     /// not known at all are added. A known id is left alone even when the table says it is
     /// another filesystem now: records about the old mount may still be queued, and the
     /// ordered table read after the umount settles it. Returns the ids added.
+    ///
+    /// Except when the known mount's umount was seen succeed and the id now names another
+    /// mount (point, source or type): the kernel gave the id to a new mount. Under load the ordered table
+    /// that would retire the old one can come after the new mount is gone again, and the
+    /// new mount's EBUSYs would then name no mount.
     pub fn learn(&mut self, ts: u64, table: &[MountInfo]) -> Vec<i32> {
         let mut added = Vec::new();
         for mi in table {
+            let reused = self.live.get(&mi.mount_id).is_some_and(|m| {
+                (m.mount_point != mi.mount_point
+                    || m.source != mi.source
+                    || m.fs_type != mi.fs_type)
+                    && m.umount_attempts.last().is_some_and(|a| a.ret == 0)
+            });
+            if reused {
+                self.retire(mi.mount_id, ts);
+                self.ids_reused += 1;
+            }
             if let std::collections::btree_map::Entry::Vacant(slot) = self.live.entry(mi.mount_id) {
                 slot.insert(Mount::from_info(mi, ts));
                 added.push(mi.mount_id);
@@ -334,6 +349,36 @@ mod tests {
         assert!(
             m.history()
                 .any(|h| h.id == 41 && h.mount_point == "/scratch")
+        );
+    }
+
+    /// CI: under load the ordered table that retires an unmounted mount came after the
+    /// next mount, which got its id, had been used and unmounted: its EBUSYs named no mount.
+    #[test]
+    fn an_id_seen_unmounted_is_learnt_again_for_the_next_mount() {
+        let mut m = Mounts::default();
+        m.apply_table(5, &[mi(40, 1, "/mnt/fss3", "xfs", "/dev/loop0")], |_| false);
+        let ok = UmountAttempt {
+            ts_ns: 6,
+            ret: 0,
+            flags: 0,
+            pid: 9,
+            tgid: 9,
+            comm: "umount".into(),
+        };
+        m.get_mut(40).unwrap().record_attempt(ok);
+        let added = m.learn(7, &[mi(40, 1, "/mnt/fss4", "xfs", "/dev/loop0")]);
+        assert_eq!(added, vec![40]);
+        assert_eq!(m.mount_for_path("/mnt/fss4").unwrap().id, 40);
+        assert!(m.mount_for_path("/mnt/fss3").is_none());
+        assert!(
+            m.history()
+                .any(|h| h.id == 40 && h.mount_point == "/mnt/fss3")
+        );
+        // The same mount handed on again changes nothing.
+        assert!(
+            m.learn(8, &[mi(40, 1, "/mnt/fss4", "xfs", "/dev/loop0")])
+                .is_empty()
         );
     }
 

@@ -28,6 +28,10 @@ pub struct Stats {
     pub unref_holder_not_held: u64,
     /// An fd slot or request taken by another file before its drop was seen.
     pub holder_slot_reused: u64,
+    /// Deletes said to leave space held on a file the engine did not know alive (a slot
+    /// read after the file went): ignored.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub space_unknown_file: u64,
     /// Files whose end was inferred (pointer or mount id reused) rather than seen.
     pub files_lost: u64,
     pub mount_ids_reused: u64,
@@ -86,4 +90,8 @@ impl Display for Stats {
         }
         Ok(())
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -1896,6 +1896,10 @@ pub enum Notice {
     LockStillHeld(crate::locks::LockStillHeld),
     /// The lock of a conflict went away.
     LockReleased(crate::locks::LockReleased),
+    /// A delete left a file with no link while a ring or a request still holds it.
+    SpaceHeld(crate::space::SpaceHeld),
+    /// That file's last reference went: its space is free.
+    SpaceFreed(crate::space::SpaceFreed),
 }
 
 impl Notice {
@@ -1903,6 +1907,23 @@ impl Notice {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("notices serialize")
     }
+}
+
+/// Whether an EBUSY story, as the JSON of a report (its `notices`, each the JSON of a
+/// [`Notice`] with its `text`), is unexplained: one of its verdicts is (`unexplained`, or
+/// its text says nothing traced explains it) and no pin was found after it. Shared by
+/// `tracer record`'s fstests findings and `cargo xtask fstests`.
+pub fn story_unexplained(story: &serde_json::Value) -> bool {
+    let notices = || story["notices"].as_array().into_iter().flatten();
+    // A pin read at an exit after the verdict explains what the verdict could not.
+    let found_late = notices().any(|n| n["notice"] == "pin_found_late");
+    !found_late
+        && notices().any(|n| {
+            n["unexplained"].as_bool() == Some(true)
+                || n["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("nothing traced explains"))
+        })
 }
 
 impl Display for Notice {
@@ -1918,6 +1939,8 @@ impl Display for Notice {
             Notice::LockConflict(v) => v.fmt(f),
             Notice::LockStillHeld(s) => s.fmt(f),
             Notice::LockReleased(r) => r.fmt(f),
+            Notice::SpaceHeld(s) => s.fmt(f),
+            Notice::SpaceFreed(s) => s.fmt(f),
         }
     }
 }

@@ -42,12 +42,14 @@ pub enum RecordKind {
     TaskScan = 19,
     TaskResFree = 20,
     MountRefs = 21,
+    SpaceHeld = 22,
+    Console = 23,
     LockEvent = 30,
     LockCall = 31,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 23] = [
+    pub const ALL: [RecordKind; 25] = [
         RecordKind::MountCall,
         RecordKind::TaskExit,
         RecordKind::Signal,
@@ -69,6 +71,8 @@ impl RecordKind {
         RecordKind::TaskScan,
         RecordKind::TaskResFree,
         RecordKind::MountRefs,
+        RecordKind::SpaceHeld,
+        RecordKind::Console,
         RecordKind::LockEvent,
         RecordKind::LockCall,
     ];
@@ -101,6 +105,8 @@ impl RecordKind {
             RecordKind::TaskScan => core::mem::size_of::<TaskScan>(),
             RecordKind::TaskResFree => core::mem::size_of::<TaskResFree>(),
             RecordKind::MountRefs => core::mem::size_of::<MountRefs>(),
+            RecordKind::SpaceHeld => core::mem::size_of::<SpaceHeld>(),
+            RecordKind::Console => core::mem::size_of::<Console>(),
             RecordKind::LockEvent => core::mem::size_of::<LockEvent>(),
             RecordKind::LockCall => core::mem::size_of::<LockCall>(),
         }
@@ -349,6 +355,41 @@ pub struct FileFree {
     pub mnt_id: i32,
     pub _pad: u32,
 }
+
+/// A delete (`unlink(2)`, `unlinkat(2)`) left a file with no link while an io_uring ring or
+/// an in-flight request still holds it: its blocks stay allocated until the file's last
+/// reference goes ("df says full, du says empty"). Sent once per file, by the deleting
+/// task; the inode's numbers are read right after the delete.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SpaceHeld {
+    pub hdr: Header,
+    pub file: u64,
+    pub ino: u64,
+    /// `inode.i_size` in bytes.
+    pub size: u64,
+    /// `inode.i_blocks`: 512-byte units allocated (what `df` counts).
+    pub blocks: u64,
+    pub mnt_id: i32,
+    pub dev: u32,
+}
+
+/// Bytes of a console message a [`Console`] record keeps.
+pub const CONSOLE_TEXT_LEN: usize = 96;
+
+/// A kernel log message that starts with [`CONSOLE_PREFIX`] (fstests' `run fstests <test>
+/// at <date>`, written to `/dev/kmsg` before each test), from `printk:console`: in the
+/// ring buffer with the records around it, so a test's section starts exactly there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Console {
+    pub hdr: Header,
+    /// NUL-terminated (cut at `CONSOLE_TEXT_LEN - 1` bytes).
+    pub text: [u8; CONSOLE_TEXT_LEN],
+}
+
+/// The messages the console program keeps.
+pub const CONSOLE_PREFIX: &[u8; 12] = b"run fstests ";
 
 /// A work item queued (`WorkQueue`), starting (`WorkStart`) or finished (`WorkEnd`).
 /// Sent for the work functions the tracer follows (see `Config`), not for all work.
@@ -677,6 +718,9 @@ pub mod counter {
     pub const ALLOC_RCU_TRUNCATED: u32 = 85;
     /// Lock conflicts whose holder was not found in the inode's first locks.
     pub const LOCK_HOLDER_NOT_FOUND: u32 = 90;
+    /// Files held by a ring or a request that took the delete check's slot of another
+    /// (that other file's delete would go unsaid).
+    pub const SPACE_SLOT_TAKEN: u32 = 91;
     pub const COUNT: u32 = 96;
 }
 
@@ -748,7 +792,8 @@ pub mod tp_field {
     pub const LOCK_SYS_CMD: usize = 62; // and `cmd`
     /// Never set: stands for "this syscall has no such argument".
     pub const NONE: usize = 63;
-    pub const COUNT: usize = 64;
+    pub const CONSOLE_MSG: usize = 64; // printk:console `msg` (__data_loc)
+    pub const COUNT: usize = 72;
 }
 
 /// Kernel structure member offsets in bytes, read from the running kernel's BTF at attach
@@ -808,7 +853,7 @@ pub mod btf_off {
     pub const MOUNT_MNT_CHILD: usize = 43; // mount.mnt_child
     pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
     pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
-    pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count
+    pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count (7.x: mnt_pcp.mnt_gets)
     pub const VMA_VM_FILE: usize = 47; // vm_area_struct.vm_file
     pub const VMA_VM_START: usize = 48; // vm_area_struct.vm_start
     pub const VMA_VM_END: usize = 49; // vm_area_struct.vm_end
@@ -827,6 +872,12 @@ pub mod btf_off {
     pub const NSPROXY_MNT_NS: usize = 65; // nsproxy.mnt_ns
     pub const MNT_NS_LIST: usize = 66; // mnt_namespace.list
     pub const MOUNT_MNT_LIST: usize = 67; // mount.mnt_list
+    /// `mnt_pcp.mnt_puts` (7.x: a mount's per-CPU counts are `mnt_gets` and `mnt_puts`, the
+    /// count their difference; `MNT_PCP_COUNT` is then `mnt_gets`): missing before.
+    pub const MNT_PCP_PUTS: usize = 68;
+    pub const INODE_NLINK: usize = 69; // inode.i_nlink (in an anonymous union)
+    pub const INODE_SIZE: usize = 70; // inode.i_size
+    pub const INODE_BLOCKS: usize = 71; // inode.i_blocks
     pub const COUNT: usize = 72;
 }
 
@@ -993,6 +1044,14 @@ pub mod alloc {
     /// `AllocConfig.flags`: capture the stack of every tracked allocation (~2 us each)
     /// instead of once per call site.
     pub const STACK_PER_OBJECT: u32 = 4;
+
+    /// The kernel-memory reader (`kmem_peek`, an iterator program run from userspace):
+    /// one run reads up to `PEEK_PIECES` pieces of `PEEK_PIECE` bytes from the address in
+    /// `PEEK_AT[0]` (`PEEK_AT[1]` bytes, rounded up to pieces), each written to the
+    /// iterator's output as a `u64` status (0, or the read's negative errno) and the piece
+    /// (zeroes when unreadable). Seven pieces fit bpf_iter's 32 KiB output buffer.
+    pub const PEEK_PIECE: usize = 4096;
+    pub const PEEK_PIECES: usize = 7;
 
     /// `Outstanding.cache` of a percpu allocation (`alloc_percpu()`): no slab cache.
     pub const PERCPU_CACHE: u64 = 1;

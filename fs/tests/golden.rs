@@ -419,6 +419,7 @@ fn lazy_umount_then_mount_busy() {
             Notice::MountDetachedPinned(_) => "detached",
             Notice::DetachedMountUnpinned(_) => "unpinned",
             Notice::LockConflict(_) | Notice::LockStillHeld(_) | Notice::LockReleased(_) => "lock",
+            Notice::SpaceHeld(_) | Notice::SpaceFreed(_) => "space",
         })
         .collect();
     assert_eq!(

@@ -22,6 +22,18 @@ fn lock_notices(n: Vec<Notice>) -> Vec<Notice> {
         .collect()
 }
 
+/// Each notice's kind in a word, in order.
+fn story_kinds(n: &[Notice]) -> Vec<&'static str> {
+    n.iter()
+        .map(|n| match n {
+            Notice::LockConflict(_) => "conflict",
+            Notice::LockStillHeld(_) => "held",
+            Notice::LockReleased(_) => "released",
+            _ => "other",
+        })
+        .collect()
+}
+
 fn run(events: &[tracer_fs::event::Event]) -> Vec<Notice> {
     let mut e = Engine::new(config());
     lock_notices(e.apply_all(events))
@@ -306,15 +318,7 @@ fn a_holder_not_found_is_said_once() {
         ),
     ];
     let n = run(&evs);
-    let kinds: Vec<&str> = n
-        .iter()
-        .map(|n| match n {
-            Notice::LockConflict(_) => "conflict",
-            Notice::LockStillHeld(_) => "held",
-            Notice::LockReleased(_) => "released",
-            _ => "other",
-        })
-        .collect();
+    let kinds = story_kinds(&n);
     assert_eq!(kinds, ["conflict", "held", "released"]);
     let Notice::LockConflict(v) = &n[0] else {
         panic!()
@@ -381,4 +385,71 @@ fn waits_without_the_syscall_hooks_end_when_the_lock_is_taken() {
     // With the hooks, the acquisition alone says nothing (the call's exit decides).
     let n = run(&evs);
     assert!(n.is_empty(), "{n:#?}");
+}
+
+/// The kernel traces a failed flock after dropping the inode's lock list: the holder can
+/// let go in between, and the failure is traced with no holder, after the release. Those
+/// attempts are retries of the story (open or just released), never a second verdict.
+#[test]
+fn attempts_traced_without_their_holder_stay_in_its_story() {
+    let parent = task(1100, "harness");
+    let nb = |ret, h: Option<tracer_fs::event::LockHolderRef>| {
+        lock_ev(
+            LockHook::Flock,
+            MINE,
+            MINE,
+            ret,
+            lf::F_WRLCK,
+            lf::FL_FLOCK,
+            h,
+        )
+    };
+    let unlock = lock_ev(
+        LockHook::Flock,
+        F,
+        F,
+        0,
+        lf::F_UNLCK,
+        lf::FL_FLOCK | lf::FL_CLOSE,
+        None,
+    );
+    let t = T0 + S;
+    let evs = vec![
+        ev(T0, &parent, table(vec![root(), scratch()])),
+        ev(t, &parent, nb(-11, Some(holder(1234, F)))),
+        // The holder's lock left the list before this one was traced; the story is open.
+        ev(t + MS, &parent, nb(-11, None)),
+        ev(t + 2 * MS, &task(88, "kworker/1:2"), unlock),
+        // Failed against the holder, traced after its release.
+        ev(t + 2 * MS + 30 * US, &parent, nb(-11, None)),
+        ev(t + 3 * MS, &parent, nb(0, None)),
+        // Long after: a new conflict with no holder found is a story of its own.
+        ev(t + S, &parent, nb(-11, None)),
+    ];
+    let n = run(&evs);
+    let kinds = story_kinds(&n);
+    assert_eq!(
+        kinds,
+        ["conflict", "held", "released", "held", "conflict"],
+        "{n:#?}"
+    );
+    let Notice::LockConflict(v) = &n[0] else {
+        panic!()
+    };
+    let Notice::LockStillHeld(open) = &n[1] else {
+        panic!()
+    };
+    assert_eq!(open.story.verdict_id, v.id);
+    assert!(!open.raced_release);
+    let Notice::LockStillHeld(late) = &n[3] else {
+        panic!()
+    };
+    assert_eq!(late.story.verdict_id, v.id);
+    assert_eq!(late.story.conflicts, 3);
+    assert!(late.raced_release);
+    assert!(
+        n[3].to_string().contains("traced after the release"),
+        "{}",
+        n[3]
+    );
 }

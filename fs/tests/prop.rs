@@ -334,6 +334,8 @@ fn generated_streams_reach_the_interesting_states() {
                     Notice::LockConflict(_) => "lock conflict",
                     Notice::LockStillHeld(_) => "lock still held",
                     Notice::LockReleased(_) => "lock released",
+                    Notice::SpaceHeld(_) => "space held",
+                    Notice::SpaceFreed(_) => "space freed",
                 };
                 *seen.entry(k).or_default() += 1;
                 if let Notice::Verdict(v) = &n {

@@ -6,6 +6,8 @@
 //! and a dying process waits in `exit_aio()` for its requests before it lets go of its fd
 //! table and cwd.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
     macros::tracepoint,
@@ -16,7 +18,7 @@ use tracer_fs::wire::{AIO_FILES, AioAcct, btf_off, tp_field};
 use crate::{
     config::{btf, field},
     emit::is_self,
-    kernel::{current_task, fd_to_file, file_mnt_id},
+    kernel::{current_task, fd_to_file, file_mnt_id, for_steps},
     maps::AIO_TASKS,
 };
 
@@ -48,6 +50,46 @@ fn add(counter: &mut u64, n: u64) {
     *counter = counter.wrapping_add(n);
 }
 
+#[repr(C)]
+struct Submit {
+    iocbpp: u64,
+    nr: u64,
+    fildes_off: u64,
+    task: u64,
+}
+
+/// The file of iocb `i`, noted in the submitting process's entry.
+#[inline(never)]
+extern "C" fn submit_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: the caller's `Submit` (bpf_loop passes it through).
+    let w = unsafe { &*(ctx as *const Submit) };
+    if i >= w.nr {
+        return 1;
+    }
+    let Some(e) = entry(false) else {
+        return 1;
+    };
+    // SAFETY: the helper checks the user addresses.
+    let iocb = unsafe { bpf_probe_read_user((w.iocbpp + 8 * i) as *const u64) }.unwrap_or(0);
+    let fd =
+        unsafe { bpf_probe_read_user((iocb + w.fildes_off) as *const u32) }.unwrap_or(u32::MAX);
+    let Some(file) = fd_to_file(w.task, fd as i32) else {
+        return 0;
+    };
+    if e.files.contains(&file) {
+        return 0;
+    }
+    e.files[3] = e.files[2];
+    e.files[2] = e.files[1];
+    e.files[1] = e.files[0];
+    e.files[0] = file;
+    e.mnt_ids[3] = e.mnt_ids[2];
+    e.mnt_ids[2] = e.mnt_ids[1];
+    e.mnt_ids[1] = e.mnt_ids[0];
+    e.mnt_ids[0] = file_mnt_id(file).unwrap_or(-1);
+    0
+}
+
 /// Notes the files of the first iocbs (those submitted first): newest first, distinct.
 #[tracepoint]
 pub fn sys_enter_io_submit(ctx: TracePointContext) -> u32 {
@@ -66,30 +108,16 @@ pub fn sys_enter_io_submit(ctx: TracePointContext) -> u32 {
     e.ctx = ctx_id;
     // SAFETY: no preconditions.
     e.last_submit_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let task = current_task();
-    let mut i = 0;
-    while i < AIO_FILES && (i as u64) < nr {
-        // SAFETY: the helper checks the user addresses.
-        let iocb =
-            unsafe { bpf_probe_read_user((iocbpp + 8 * i as u64) as *const u64) }.unwrap_or(0);
-        let fd =
-            unsafe { bpf_probe_read_user((iocb + fildes_off) as *const u32) }.unwrap_or(u32::MAX);
-        i += 1;
-        let Some(file) = fd_to_file(task, fd as i32) else {
-            continue;
-        };
-        if e.files.contains(&file) {
-            continue;
-        }
-        e.files[3] = e.files[2];
-        e.files[2] = e.files[1];
-        e.files[1] = e.files[0];
-        e.files[0] = file;
-        e.mnt_ids[3] = e.mnt_ids[2];
-        e.mnt_ids[2] = e.mnt_ids[1];
-        e.mnt_ids[1] = e.mnt_ids[0];
-        e.mnt_ids[0] = file_mnt_id(file).unwrap_or(-1);
-    }
+    let mut walk = Submit {
+        iocbpp,
+        nr,
+        fildes_off: fildes_off as u64,
+        task: current_task(),
+    };
+    // A bpf_loop, whose body the verifier checks once: unrolled, the four iocbs (each an fd
+    // table and a mount read) made a path too long for 6.1's verifier ("the sequence of
+    // 8193 jumps is too complex").
+    for_steps(AIO_FILES as u32, submit_step, &mut walk);
     0
 }
 

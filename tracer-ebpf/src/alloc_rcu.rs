@@ -21,7 +21,12 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{helpers::generated::bpf_loop, macros::map, maps::Array};
+use aya_ebpf::{
+    helpers::generated::bpf_loop,
+    macros::{fentry, kprobe, map},
+    maps::Array,
+    programs::{FEntryContext, ProbeContext},
+};
 use tracer_fs::wire::{
     alloc::{RCU_MAX_BATCHES, RCU_MAX_CHANNELS},
     counter,
@@ -30,7 +35,7 @@ use tracer_fs::wire::{
 use crate::{
     alloc::{ALLOC_CONFIG, OUTSTANDING},
     emit::count,
-    kernel::read,
+    kernel::{for_steps, read},
 };
 
 /// Steps (records or pages) one walk of one queue may take.
@@ -119,15 +124,7 @@ fn run(step: extern "C" fn(u64, *mut c_void) -> i64, head: u64, node: u64) {
         nr: 0,
         done: 0,
     };
-    // SAFETY: the callback is a static function of this program; `w` outlives the call.
-    unsafe {
-        bpf_loop(
-            MAX_STEPS,
-            step as *const () as *mut c_void,
-            &mut w as *mut Walk as *mut c_void,
-            0,
-        )
-    };
+    for_steps(MAX_STEPS, step, &mut w);
     if w.done == 0 {
         count(counter::ALLOC_RCU_TRUNCATED);
     }
@@ -223,15 +220,7 @@ fn learn(krcp: u64) {
         krcp,
         hash: krcp >> 6,
     };
-    // SAFETY: as in `run`.
-    unsafe {
-        bpf_loop(
-            MAX_KRCP,
-            learn_step as *const () as *mut c_void,
-            &mut l as *mut Learn as *mut c_void,
-            0,
-        )
-    };
+    for_steps(MAX_KRCP, learn_step, &mut l);
 }
 
 /// At `workqueue_execute_start` (tracking on).
@@ -321,5 +310,41 @@ pub fn alloc_rcu_scan(ctx: *mut c_void) -> i32 {
     if map == 0 && crate::alloc::enabled() {
         scan();
     }
+    0
+}
+
+/// `kvfree_call_rcu()`, where every `kfree_rcu()` and `kvfree_rcu()` enters, on kernels that
+/// allow fentry or kprobes (tracking on): the object is given up there. Needed where the
+/// queues above do not hold it: from 7.x, slab objects go to per-CPU "sheaves" of
+/// to-be-freed objects (`__kfree_rcu_sheaf`) that an RCU callback (`rcu_free_sheaf`) hands
+/// back to the slab in bulk, with no tracepoint and no queue to read. Before 6.4 the
+/// second argument is the offset of the `rcu_head` in the object (or the object itself for
+/// the one-argument form, whose `head` is NULL); from 6.4 it is the object.
+#[inline(always)]
+fn on_kvfree_call(head: u64, ptr: u64) {
+    if !crate::alloc::enabled() {
+        return;
+    }
+    let obj = if ptr < 4096 {
+        head.wrapping_sub(ptr)
+    } else {
+        ptr
+    };
+    if head == 0 && ptr < 4096 {
+        return;
+    }
+    forget(obj);
+}
+
+// void kvfree_call_rcu(struct rcu_head *head, void *ptr)
+#[fentry(function = "kvfree_call_rcu")]
+pub fn fentry_kvfree_call_rcu(ctx: FEntryContext) -> i32 {
+    on_kvfree_call(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_kvfree_call_rcu(ctx: ProbeContext) -> u32 {
+    on_kvfree_call(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
     0
 }

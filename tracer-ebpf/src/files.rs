@@ -124,6 +124,9 @@ pub fn send_file_ref(
     holder_ctx: u64,
     user_path: u64,
 ) {
+    if matches!(holder, HolderKind::UringFixed | HolderKind::UringReq) {
+        crate::space::note_held(file);
+    }
     let Some(mut entry) = reserve::<FileRef>(RecordKind::FileRef) else {
         return;
     };

@@ -1,11 +1,29 @@
 //! Reading kernel structures through offsets from the running kernel's BTF.
 
+use core::ffi::c_void;
+
 use aya_ebpf::helpers::{
-    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated::bpf_get_current_task,
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    generated::{bpf_get_current_task, bpf_loop},
 };
 use tracer_fs::wire::btf_off;
 
 use crate::config::btf;
+
+/// `bpf_loop`: runs `step(i, ctx)` for i in 0..n, until it returns 1. `step` must be a
+/// static function of the program (inlined here, the verifier sees it as a constant).
+#[inline(always)]
+pub fn for_steps<T>(n: u32, step: extern "C" fn(u64, *mut c_void) -> i64, ctx: &mut T) {
+    // SAFETY: `step` is a function of this program; `ctx` outlives the call.
+    unsafe {
+        bpf_loop(
+            n,
+            step as *const () as *mut c_void,
+            (ctx as *mut T).cast(),
+            0,
+        );
+    }
+}
 
 /// Reads a `T` at kernel address `addr`.
 #[inline(always)]

@@ -115,6 +115,7 @@ fn on_file_free(file: u64) {
 /// precise `__fput` hook.
 #[inline(always)]
 pub fn send_file_free(file: u64) {
+    crate::space::forget(file);
     // A file that never got a path (a failed open) pinned no mount: nothing to say.
     let id = file_identity(file);
     if id.mnt_id < 0 {

@@ -6,6 +6,7 @@
 #![no_main]
 
 mod config;
+mod console;
 mod emit;
 mod kernel;
 mod maps;
@@ -19,8 +20,10 @@ mod floor;
 mod kmem;
 mod locks;
 mod mounts;
+mod peek;
 mod precise;
 mod snapshot;
+mod space;
 mod task_scan;
 mod tasks;
 mod uring;

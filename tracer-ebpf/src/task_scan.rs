@@ -12,8 +12,7 @@ use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel_buf,
         generated::{
-            bpf_get_smp_processor_id, bpf_get_task_stack, bpf_ktime_get_boot_ns, bpf_loop,
-            bpf_seq_write,
+            bpf_get_smp_processor_id, bpf_get_task_stack, bpf_ktime_get_boot_ns, bpf_seq_write,
         },
     },
 };
@@ -23,7 +22,7 @@ use tracer_fs::wire::{
 
 use crate::{
     config::{btf, percpu_layout},
-    kernel::{member, read, vfsmount_id},
+    kernel::{for_steps, member, read, vfsmount_id},
     maps::{PCPU_OFF, SCAN_TARGETS, SCRATCH_REFS, SCRATCH_TASK},
 };
 
@@ -266,16 +265,7 @@ fn find_mount(target: i32) -> (u64, u64, u64) {
                 found: 0,
                 steps: 0,
             };
-            // SAFETY: the callback is a static function of this program; `w` outlives
-            // the call.
-            unsafe {
-                bpf_loop(
-                    MAX_WALK,
-                    list_step as *const () as *mut c_void,
-                    &mut w as *mut ListWalk as *mut c_void,
-                    0,
-                );
-            }
+            for_steps(MAX_WALK, list_step, &mut w);
             return (w.found, w.steps, w.cur.wrapping_sub(w.list_off));
         }
     }
@@ -297,15 +287,7 @@ fn find_mount(target: i32) -> (u64, u64, u64) {
         found: 0,
         steps: 0,
     };
-    // SAFETY: as above.
-    unsafe {
-        bpf_loop(
-            MAX_WALK,
-            walk_step as *const () as *mut c_void,
-            &mut w as *mut MountWalk as *mut c_void,
-            0,
-        );
-    }
+    for_steps(MAX_WALK, walk_step, &mut w);
     (w.found, w.steps, w.cur)
 }
 
@@ -323,10 +305,16 @@ extern "C" fn sum_step(i: u64, ctx: *mut c_void) -> i64 {
     let s = unsafe { &mut *(ctx as *mut Sum) };
     let count_off = crate::config::btf(btf_off::MNT_PCP_COUNT).unwrap_or(0);
     let off = PCPU_OFF.get(i as u32).copied().unwrap_or(0);
+    let base = s.pcp.wrapping_add(off);
     if off != 0
-        && let Some(c) = read::<i32>(s.pcp.wrapping_add(off).wrapping_add(count_off))
+        && let Some(c) = read::<i32>(base.wrapping_add(count_off))
     {
-        s.count += i64::from(c);
+        // 7.x: `mnt_gets` less `mnt_puts` (each CPU's may wrap; their sum does not).
+        let puts = match crate::config::btf(btf_off::MNT_PCP_PUTS) {
+            Some(p) => read::<i32>(base.wrapping_add(p)).unwrap_or(0),
+            None => 0,
+        };
+        s.count += i64::from(c.wrapping_sub(puts));
         s.cpus += 1;
     }
     0
@@ -341,6 +329,9 @@ fn mount_refs(ctx: *mut c_void) {
     let Some(pcp_off) = crate::config::btf(btf_off::MOUNT_MNT_PCP) else {
         return;
     };
+    if crate::config::btf(btf_off::MNT_PCP_COUNT).is_none() {
+        return;
+    }
     let target = SCAN_TARGETS.get(0).copied().unwrap_or(-1);
     if target < 0 {
         return;
@@ -363,15 +354,7 @@ fn mount_refs(ctx: *mut c_void) {
         cpus: 0,
     };
     if found != 0 && sum.pcp != 0 {
-        // SAFETY: as above.
-        unsafe {
-            bpf_loop(
-                nr_cpus.min(SCAN_MAX_CPUS as u32),
-                sum_step as *const () as *mut c_void,
-                &mut sum as *mut Sum as *mut c_void,
-                0,
-            );
-        }
+        for_steps(nr_cpus.min(SCAN_MAX_CPUS as u32), sum_step, &mut sum);
     }
     let Some(rec) = SCRATCH_REFS.get_ptr_mut(0) else {
         return;

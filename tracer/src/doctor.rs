@@ -6,10 +6,11 @@ use aya::programs::{BtfTracePoint, FEntry, Iter, KProbe, RawTracePoint, TracePoi
 use serde::Serialize;
 
 use crate::{
-    attach::{self, HookStatus, Options},
-    kallsyms::Kallsyms,
-    kernel_btf::KernelBtf,
-    tracefs,
+    attach::hooks::HookStatus,
+    attach::{self, Options},
+    kernel::btf::KernelBtf,
+    kernel::kallsyms::Kallsyms,
+    kernel::tracefs,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +25,10 @@ pub struct Report {
     pub kernel: String,
     pub capabilities: Vec<Capability>,
     pub hooks: Vec<HookStatus>,
+    /// Tracepoint fields and kernel structure members (read from BTF) the programs would
+    /// read and this kernel does not have: what the attach does without.
+    pub missing_tracepoint_fields: Vec<String>,
+    pub missing_btf_members: Vec<String>,
     /// Whether `tracer attach` can run at all here.
     pub can_run: bool,
 }
@@ -60,20 +65,6 @@ fn cap(name: &'static str, r: Result<String, String>) -> Capability {
     }
 }
 
-fn kernel_release() -> String {
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: uname fills the struct.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return "unknown".into();
-    }
-    let s = |f: &[libc::c_char]| {
-        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    format!("Linux {} {}", s(&u.release), s(&u.machine))
-}
-
 pub fn run() -> Report {
     let mut caps = Vec::new();
     // SAFETY: no preconditions.
@@ -106,6 +97,7 @@ pub fn run() -> Report {
             .map_err(|e| format!("{e:#}")),
     ));
     let mut hooks = Vec::new();
+    let mut gaps = crate::kernel::layout::Gaps::default();
     let (Ok(kbtf), true) = (kbtf, root) else {
         return finish(caps, hooks);
     };
@@ -146,6 +138,7 @@ pub fn run() -> Report {
     }) {
         attach::load_spares(&mut att);
         hooks = att.hooks.clone();
+        gaps = att.gaps.clone();
         let kprobe_ok = caps.iter().any(|c| c.name == KPROBE && c.ok);
         let fentry_ok = caps.iter().any(|c| c.name == FENTRY && c.ok);
         for h in hooks
@@ -159,20 +152,25 @@ pub fn run() -> Report {
             ));
         }
     }
-    finish(caps, hooks)
+    let mut report = finish(caps, hooks);
+    report.missing_tracepoint_fields = gaps.tp_fields;
+    report.missing_btf_members = gaps.btf_members;
+    report
 }
 
 fn kernel_btf_path() -> String {
-    crate::kernel_btf::VMLINUX_BTF.to_string()
+    crate::kernel::btf::VMLINUX_BTF.to_string()
 }
 
 fn finish(capabilities: Vec<Capability>, hooks: Vec<HookStatus>) -> Report {
     let ok = |n: &str| capabilities.iter().any(|c| c.name == n && c.ok);
     let can_run = ok(ROOT) && ok(BTF) && ok(TRACEFS) && ok(RINGBUF) && ok(TRACEPOINT);
     Report {
-        kernel: kernel_release(),
+        kernel: crate::kernel::uname::kernel_line().unwrap_or_else(|| "unknown".into()),
         capabilities,
         hooks,
+        missing_tracepoint_fields: vec![],
+        missing_btf_members: vec![],
         can_run,
     }
 }
@@ -221,7 +219,7 @@ fn try_tp_btf(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
 
 fn try_iter(ebpf: &mut aya::Ebpf, btf: &aya::Btf) -> Result<String, String> {
     let p: &mut Iter = ebpf
-        .program_mut(crate::hooks::SNAPSHOT_PROGRAM)
+        .program_mut(crate::attach::hooks::SNAPSHOT_PROGRAM)
         .ok_or("missing")?
         .try_into()
         .map_err(e("type"))?;
@@ -322,6 +320,14 @@ pub fn print_human(r: &Report) {
                     println!("  {:<24} {:<16}   {line}", "", "");
                 }
             }
+        }
+    }
+    for (what, gaps) in [
+        ("tracepoint field", &r.missing_tracepoint_fields),
+        ("kernel structure member", &r.missing_btf_members),
+    ] {
+        for g in gaps {
+            println!("Missing {what} (done without): {g}");
         }
     }
     let live = r.hooks.iter().filter(|h| h.live()).count();

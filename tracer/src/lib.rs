@@ -1,25 +1,20 @@
 //! tracer's userspace: loading and attaching the eBPF programs, reading their ring buffer,
 //! and presenting what the `tracer-fs` engine makes of it. All I/O lives here.
+//!
+//! The folders follow an event: [`kernel`] reads what the programs need to know of the
+//! running kernel, [`attach`] loads the programs and attaches their hooks ([`alloc`]: the
+//! allocation tracking's part), [`stream`] drains the ring buffer and decodes each record
+//! into the engine's `Event`, the sinks ([`live`], [`record`], [`tui`]) feed the engine and
+//! show, record or draw what it says, and [`report`] replays recordings into reports.
 
-pub mod aio;
 pub mod alloc;
 pub mod attach;
-pub mod attach_args;
-pub mod clock;
-pub mod counters;
-pub mod devices;
 pub mod doctor;
-pub mod hooks;
-pub mod kallsyms;
-pub mod kernel_btf;
-pub mod kmsg;
-pub mod layout;
+pub mod kernel;
 pub mod live;
-pub mod mountinfo;
 pub mod record;
 pub mod report;
 pub mod stream;
-pub mod tracefs;
 pub mod tui;
 
 /// Whether we run as root (needed to load eBPF).

@@ -12,7 +12,9 @@ use tracer_fs::{
     verdict::{CulpritReleased, released_group_text, same_release},
 };
 
-use crate::{attach::Attached, counters::Figures, kallsyms::Kallsyms, stream::Sink};
+use crate::{
+    attach::Attached, kernel::kallsyms::Kallsyms, stream::Sink, stream::counters::Figures,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -34,6 +36,7 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
     cfg.delayed_fput = first("delayed_fput");
     cfg.io_ring_exit_work = first("io_ring_exit_work");
     cfg.io_fallback_req_func = first("io_fallback_req_func");
+    cfg.io_tctx_fallback_work = first("io_tctx_fallback_work");
     for f in &att.followed {
         for a in &f.addrs {
             cfg.symbols.insert(*a, f.name.clone());
@@ -60,14 +63,54 @@ pub fn engine_config(att: &Attached) -> EngineConfig {
     }
     cfg.exit_group_dead_unknown = att.gaps.tp_fields.iter().any(|g| g.contains("group_dead"));
     cfg.exit_resources_seen = att.hooks.iter().any(|h| {
-        h.hook == "kmem_cache free" && h.mechanism == Some(crate::hooks::Mechanism::RawTracepoint)
+        h.hook == "kmem_cache free"
+            && h.mechanism == Some(crate::attach::hooks::Mechanism::RawTracepoint)
     });
     cfg.precise_release = att.hooks.iter().any(|h| {
         h.hook == "__fput"
             && h.mechanism
-                .is_some_and(crate::hooks::Mechanism::on_function)
+                .is_some_and(crate::attach::hooks::Mechanism::on_function)
     });
     cfg
+}
+
+/// `name`, or `name+0xoff`: a work function as the stream and the engine show it.
+pub fn work_fn_name(syms: &Kallsyms, addr: u64) -> Option<String> {
+    syms.resolve(addr).map(|(s, off)| {
+        if off == 0 {
+            s.name.clone()
+        } else {
+            format!("{}+{off:#x}", s.name)
+        }
+    })
+}
+
+/// Teaches `engine` the names of the work functions `ev` names (its worker's, a work
+/// record's own) the first time each appears (`named`: those seen).
+pub fn teach_work_names(
+    engine: &mut Engine,
+    named: &mut HashSet<u64>,
+    syms: &Kallsyms,
+    ev: &Event,
+) {
+    let mut addrs = vec![];
+    if let Some(w) = ev.work {
+        addrs.push(w.function);
+    }
+    if let Payload::WorkQueued { function, .. }
+    | Payload::WorkStart { function, .. }
+    | Payload::WorkEnd { function, .. }
+    | Payload::WorkArmed { function, .. } = ev.payload
+    {
+        addrs.push(function);
+    }
+    for a in addrs {
+        if named.insert(a)
+            && let Some(name) = work_fn_name(syms, a)
+        {
+            engine.add_symbol(a, name);
+        }
+    }
 }
 
 pub struct LiveSink<'a, W: Write> {
@@ -136,7 +179,7 @@ impl<'a, W: Write> LiveSink<'a, W> {
         let Some(t) = self.alloc.as_mut() else {
             return Ok(());
         };
-        let values = t.tick(crate::clock::boottime_ns(), f)?;
+        let values = t.tick(crate::kernel::clock::boottime_ns(), f)?;
         self.alloc_out(values)
     }
 
@@ -171,35 +214,7 @@ impl<'a, W: Write> LiveSink<'a, W> {
     }
 
     fn symbol(&self, addr: u64) -> Option<String> {
-        self.syms.resolve(addr).map(|(s, off)| {
-            if off == 0 {
-                s.name.clone()
-            } else {
-                format!("{}+{off:#x}", s.name)
-            }
-        })
-    }
-
-    /// Teaches the engine the names of work functions as they first appear.
-    fn learn_symbols(&mut self, ev: &Event) {
-        let mut addrs = vec![];
-        if let Some(w) = ev.work {
-            addrs.push(w.function);
-        }
-        if let Payload::WorkQueued { function, .. }
-        | Payload::WorkStart { function, .. }
-        | Payload::WorkEnd { function, .. }
-        | Payload::WorkArmed { function, .. } = ev.payload
-        {
-            addrs.push(function);
-        }
-        for a in addrs {
-            if self.named.insert(a)
-                && let Some(name) = self.symbol(a)
-            {
-                self.engine.add_symbol(a, name);
-            }
-        }
+        work_fn_name(self.syms, addr)
     }
 
     fn notice(&mut self, n: &Notice) -> Result<()> {
@@ -233,7 +248,7 @@ impl<'a, W: Write> LiveSink<'a, W> {
 
 impl<W: Write> Sink for LiveSink<'_, W> {
     fn event(&mut self, ev: &Event) -> Result<()> {
-        self.learn_symbols(ev);
+        teach_work_names(&mut self.engine, &mut self.named, self.syms, ev);
         if let Some(a) = self.alloc.as_mut() {
             a.on_event(ev);
         }
@@ -287,6 +302,11 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         self.text(&format!("ERROR: {err}"))
     }
 
+    fn warning(&mut self, msg: &str) -> Result<()> {
+        self.json(&json!({ "type": "warning", "warning": msg }))?;
+        self.text(&format!("tracer: {msg}"))
+    }
+
     fn ready(&mut self) -> Result<()> {
         self.json(&json!({ "type": "ready" }))?;
         self.text("tracer: attached; watching mounts, files and deferred work (Ctrl-C to stop)")
@@ -297,7 +317,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         let Some(t) = self.alloc.as_mut() else {
             return Ok(());
         };
-        let values = t.finish(crate::clock::boottime_ns());
+        let values = t.finish(crate::kernel::clock::boottime_ns());
         self.alloc_out(values)
     }
 }

@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, hide = true)]
         floor: bool,
         #[command(flatten)]
-        probes: tracer::attach_args::AttachArgs,
+        probes: tracer::attach::args::AttachArgs,
         /// Also record every event to FILE (mode 0600; never overwritten), for `tracer report`.
         #[arg(long, value_name = "FILE")]
         record: Option<std::path::PathBuf>,
@@ -54,6 +54,9 @@ enum Command {
     /// Speed of writing and reading recordings (for `cargo xtask bench`).
     #[command(hide = true)]
     BenchRecord(tracer::record::bench::BenchArgs),
+    /// Speed of the cross-run replay over a generated set of recordings (for `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchRuns(tracer::report::runs::bench::BenchRunsArgs),
     /// Replay a recording (from `--record` or `tracer run`) and report per xfstests test:
     /// what pinned each mount, what leaked, deferred-work latencies.
     Report(tracer::report::ReportArgs),
@@ -110,6 +113,10 @@ fn main() -> Result<()> {
         }
         Command::Run(args) => std::process::exit(tracer::record::run::cli(args)?),
         Command::Report(args) => tracer::report::main(args),
+        Command::BenchRuns(args) => {
+            println!("{}", tracer::report::runs::bench::run(&args)?);
+            Ok(())
+        }
         Command::BenchRecord(args) => {
             println!("{}", tracer::record::bench::run(&args)?);
             Ok(())
@@ -148,6 +155,7 @@ fn main() -> Result<()> {
                 ));
             }
             runtime.block_on(async move {
+                stream::catch_stop_signals_early()?;
                 let mut att = attach::attach(&opts)?;
                 let kallsyms = att.kallsyms.clone();
                 let engine = tracer_fs::Engine::new(live::engine_config(&att));

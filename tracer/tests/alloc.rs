@@ -104,6 +104,13 @@ fn xfs_mount_cycles_on_loop_report_no_leaks() {
         v["type"] == "alloc_filter"
     });
     assert_eq!(filter["filter"]["fs_types"][0], "xfs", "{filter}");
+    // The reachability scan read the kernel's global data at attach.
+    let notes = filter["filter"]["notes"].to_string();
+    assert!(
+        notes.contains("reachability scan: ") && notes.contains("kernel .data, kernel .bss"),
+        "{filter}"
+    );
+    assert!(!notes.contains("reachability is not scanned"), "{filter}");
     let fs = LoopXfs::new("allocxfs");
     let target = fs.dir_s();
     let mut reports = vec![];

@@ -12,15 +12,12 @@ use std::{fs::File, io::BufRead, os::fd::AsRawFd, path::Path, time::Duration};
 use common::*;
 use serde_json::Value;
 
-const EBUSY: i32 = 16;
-
 /// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
 #[test]
 fn scenario_child() {
-    let Ok(scenario) = std::env::var("TRACER_SCENARIO") else {
+    let Some((scenario, args)) = scenario() else {
         return;
     };
-    let args = std::env::var("TRACER_SCENARIO_ARGS").unwrap_or_default();
     let paths: Vec<&str> = args.split(',').filter(|p| !p.is_empty()).collect();
     match scenario.as_str() {
         // Hold the files open until told to close them, then live on.
@@ -123,25 +120,6 @@ fn culprit_named<'a>(verdict: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no culprit named {name} in {verdict:#}"))
-}
-
-/// Retries umount until it succeeds (the references go away out of line).
-fn umount_eventually(path: &Path) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let mut failures = 0;
-    loop {
-        match umount(path) {
-            Ok(()) => return failures,
-            Err(EBUSY) if std::time::Instant::now() < deadline => {
-                failures += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!(
-                "umount {}: errno {e} after {failures} EBUSY",
-                path.display()
-            ),
-        }
-    }
 }
 
 /// A file held only through references no hook sees (a dup2'd fd inherited by a forked

@@ -25,8 +25,6 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-const EBUSY: i32 = 16;
-
 fn fsstress() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("FSSTRESS") {
         return Some(p.into());
@@ -188,8 +186,8 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     // What the tracer could not do (a scan unavailable, ...): said with any failure.
     let errors: Vec<String> = lines
         .iter()
-        .filter(|v| v["type"] == "error")
-        .map(|v| v["error"].to_string())
+        .filter(|v| v["type"] == "error" || v["type"] == "warning")
+        .map(|v| format!("{}{}", v["error"], v["warning"]))
         .collect();
     for e in errors.iter().take(8) {
         eprintln!("tracer said: {e}");

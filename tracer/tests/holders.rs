@@ -9,15 +9,12 @@ use std::{io::BufRead, os::fd::AsRawFd, path::Path, time::Duration};
 use common::*;
 use serde_json::Value;
 
-const EBUSY: i32 = 16;
-
 /// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
 #[test]
 fn scenario_child() {
-    let Ok(scenario) = std::env::var("TRACER_SCENARIO") else {
+    let Some((scenario, args)) = scenario() else {
         return;
     };
-    let args = std::env::var("TRACER_SCENARIO_ARGS").unwrap_or_default();
     let paths: Vec<&str> = args.split(',').filter(|p| !p.is_empty()).collect();
     match scenario.as_str() {
         // Map each file (8 KiB, shared, read-only), close its fd: the mappings are the only
@@ -124,25 +121,6 @@ fn culprit_named<'a>(verdict: &'a Value, name: &str) -> Option<&'a Value> {
         .unwrap()
         .iter()
         .find(|c| c["name"] == name)
-}
-
-/// Retries umount until it succeeds (the references go away out of line).
-fn umount_eventually(path: &Path) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let mut failures = 0;
-    loop {
-        match umount(path) {
-            Ok(()) => return failures,
-            Err(EBUSY) if std::time::Instant::now() < deadline => {
-                failures += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!(
-                "umount {}: errno {e} after {failures} EBUSY",
-                path.display()
-            ),
-        }
-    }
 }
 
 /// A process maps two files on the mount and closes their fds: only the mappings hold

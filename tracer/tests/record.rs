@@ -2,11 +2,10 @@
 //! truncated, corrupted, foreign and newer files (a clear error or a partial read that says
 //! what was skipped; never a panic).
 
-use std::{
-    io::Write,
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-};
+mod common;
+
+use common::tmp;
+use std::{io::Write, os::unix::fs::PermissionsExt, path::Path};
 
 use tracer::record::{
     FORMAT_VERSION, FRAME_HEADER_LEN, Item, MAGIC, Problem, ReadError, TraceEnd, TraceHeader,
@@ -16,14 +15,6 @@ use tracer_fs::{
     EngineConfig,
     event::{Event, HolderRef, NameKind, Payload, RefHow, WorkCtx},
 };
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracer-record-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    p
-}
 
 fn header() -> TraceHeader {
     let mut engine = EngineConfig {

@@ -13,7 +13,7 @@ mod common;
 
 use std::{
     fs::File,
-    os::{fd::AsRawFd, unix::fs::PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -22,46 +22,23 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-const EBUSY: i32 = 16;
-
 /// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
 #[test]
 fn scenario_child() {
-    let Ok(scenario) = std::env::var("TRACER_SCENARIO") else {
+    let Some((scenario, args)) = scenario() else {
         return;
     };
-    let args = std::env::var("TRACER_SCENARIO_ARGS").unwrap_or_default();
     let mut keep: Vec<File> = Vec::new();
     let mut rings = Vec::new();
     match scenario.as_str() {
-        "hold" => {
-            for p in args.split(',') {
-                keep.push(File::create(p).unwrap());
-            }
-        }
+        "hold" => keep = hold_files(&args),
         // Files registered in an io_uring ring, our own fds closed: the ring alone holds
         // them, and after a kill -9 they go through io_ring_exit_work and delayed_fput.
-        "uring" => {
-            let files: Vec<File> = args.split(',').map(|p| File::create(p).unwrap()).collect();
-            let ring = io_uring::IoUring::new(8).unwrap();
-            let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
-            ring.submitter().register_files(&fds).unwrap();
-            drop(files);
-            rings.push(ring);
-        }
+        "uring" => rings.push(ring_holding(&args)),
         other => panic!("unknown scenario {other}"),
     }
-    println!("READY");
-    std::thread::sleep(Duration::from_secs(600));
+    ready_then_sleep();
     drop((keep, rings));
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracer-record-kernel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    p
 }
 
 /// Program ids some live process holds (a program fd or a link fd: `prog_id:` in fdinfo).
@@ -114,14 +91,6 @@ fn orphaned_programs() -> Vec<String> {
 
 fn tracer_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tracer"))
-}
-
-fn umount_eventually(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while umount(path).is_err() {
-        assert!(Instant::now() < deadline, "{} stayed busy", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Every notice of a JSON report (stories and detached mounts), sorted.

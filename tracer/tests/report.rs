@@ -3,6 +3,9 @@
 //! recording (`tests/fixtures/fake-xfstests.trace`, made by `tests/record_kernel.rs`).
 //! `UPDATE_GOLDEN=1 cargo test -p tracer --test report` rewrites the golden reports.
 
+mod common;
+
+use common::tmp;
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -15,43 +18,16 @@ use tracer::{
     report::{self, ReportFormat, ReportOptions},
 };
 use tracer_fs::{
-    Engine, EngineConfig, Notice,
+    Engine, Notice,
     event::{Event, Payload},
 };
 
-const DELAYED_FPUT: u64 = 0xffff_ffff_8145_6780;
-const IO_RING_EXIT_WORK: u64 = 0xffff_ffff_8178_9ab0;
-const IO_FALLBACK_REQ_FUNC: u64 = 0xffff_ffff_8178_8c40;
-
-/// The configuration of the engine's golden streams (fs/tests/common).
-fn config() -> EngineConfig {
-    EngineConfig {
-        symbols: [
-            (DELAYED_FPUT, "delayed_fput".to_string()),
-            (IO_RING_EXIT_WORK, "io_ring_exit_work".to_string()),
-            (IO_FALLBACK_REQ_FUNC, "io_fallback_req_func".to_string()),
-        ]
-        .into_iter()
-        .collect(),
-        delayed_fput: Some(DELAYED_FPUT),
-        io_ring_exit_work: Some(IO_RING_EXIT_WORK),
-        io_fallback_req_func: Some(IO_FALLBACK_REQ_FUNC),
-        ring_exit_work_offset: Some(0x318),
-        ring_fallback_work_offset: Some(0x2c8),
-        ..Default::default()
-    }
-}
+#[path = "../../fs/tests/common/golden_config.rs"]
+mod golden_config;
+use golden_config::config;
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracer-report-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    p
 }
 
 fn golden_events(name: &str) -> Vec<Event> {

@@ -16,8 +16,6 @@ use std::{
 
 use common::*;
 
-const EBUSY: i32 = 16;
-
 /// The screen's words with every run of blanks (line ends included) made one space, so a
 /// phrase is found even when the TUI wrapped it.
 fn flat(s: &str) -> String {

@@ -8,41 +8,23 @@ use std::{os::unix::fs::PermissionsExt, path::PathBuf, sync::Arc};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
-use tracer::counters::Figures;
+use tracer::stream::counters::Figures;
+use tracer::tui::sink::answer;
 use tracer::tui::{
     App, Meta, Model, Request, Snapshot, WallClock,
     app::{Pane, View},
     draw,
     model::HookLine,
 };
-use tracer_fs::{Engine, EngineConfig, event::Event};
+use tracer_fs::{Engine, event::Event};
 
 const MS: u64 = 1_000_000;
 /// The scenarios start at 100 s after boot.
 const T0: u64 = 100_000_000_000;
 
-const DELAYED_FPUT: u64 = 0xffff_ffff_8145_6780;
-const IO_RING_EXIT_WORK: u64 = 0xffff_ffff_8178_9ab0;
-const IO_FALLBACK_REQ_FUNC: u64 = 0xffff_ffff_8178_8c40;
-
-/// The engine configuration the golden scenarios were written for.
-fn config() -> EngineConfig {
-    EngineConfig {
-        symbols: [
-            (DELAYED_FPUT, "delayed_fput".to_string()),
-            (IO_RING_EXIT_WORK, "io_ring_exit_work".to_string()),
-            (IO_FALLBACK_REQ_FUNC, "io_fallback_req_func".to_string()),
-        ]
-        .into_iter()
-        .collect(),
-        delayed_fput: Some(DELAYED_FPUT),
-        io_ring_exit_work: Some(IO_RING_EXIT_WORK),
-        io_fallback_req_func: Some(IO_FALLBACK_REQ_FUNC),
-        ring_exit_work_offset: Some(0x318),
-        ring_fallback_work_offset: Some(0x2c8),
-        ..Default::default()
-    }
-}
+#[path = "../../fs/tests/common/golden_config.rs"]
+mod golden_config;
+use golden_config::config;
 
 /// The hooks as this project's machines serve them (tracepoints only).
 fn meta() -> Arc<Meta> {
@@ -125,7 +107,7 @@ fn render(app: &App, s: &Snapshot, w: u16, h: u16) -> Terminal<TestBackend> {
 
 fn key(app: &mut App, m: &mut Model, s: &mut Snapshot, code: KeyCode) {
     for r in app.handle_key(KeyEvent::new(code, KeyModifiers::NONE), s) {
-        m.request(r, std::path::Path::new("/nonexistent"), s.now_ns);
+        answer(m, r, std::path::Path::new("/nonexistent"), s.now_ns);
     }
     *s = snap(m);
 }
@@ -358,7 +340,7 @@ fn pause_keeps_the_snapshot_but_answers_drill_downs() {
     );
     assert!(app.wants(&s0), "the mount view is awaited");
     for r in reqs {
-        m.request(r, std::path::Path::new("/nonexistent"), s0.now_ns);
+        answer(&mut m, r, std::path::Path::new("/nonexistent"), s0.now_ns);
     }
     let s1 = snap(&mut m);
     app.took(&s1);
@@ -425,7 +407,7 @@ fn save_report_writes_a_private_file() {
     let dir = std::env::temp_dir().join(format!("tracer-tui-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut m = model("uring_killed", 15);
-    m.request(Request::SaveReport, &dir, T0 + 3_000 * MS);
+    answer(&mut m, Request::SaveReport, &dir, T0 + 3_000 * MS);
     let s = snap(&mut m);
     let status = s.status.clone().expect("a status line");
     assert!(status.starts_with("report saved: "), "{status}");
@@ -451,7 +433,7 @@ fn save_report_writes_a_private_file() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     // A second save does not overwrite the first.
-    m.request(Request::SaveReport, &dir, T0 + 3_000 * MS);
+    answer(&mut m, Request::SaveReport, &dir, T0 + 3_000 * MS);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
     // The UI's line says it.
@@ -729,7 +711,7 @@ fn saved_report_holds_the_allocation_state() {
     m.set_alloc(alloc_view());
     let now = T0 + 3_000 * MS;
     m.leak_report(&leak_report(2, now), now);
-    m.request(Request::SaveReport, &dir, now);
+    answer(&mut m, Request::SaveReport, &dir, now);
     let s = snap(&mut m);
     let status = s.status.clone().expect("a status line");
     let path = PathBuf::from(status.trim_start_matches("report saved: "));
@@ -761,7 +743,7 @@ fn mouse(app: &mut App, m: &mut Model, s: &mut Snapshot, kind: MouseEventKind, x
         modifiers: KeyModifiers::NONE,
     };
     for r in app.handle_mouse(ev, s) {
-        m.request(r, std::path::Path::new("/nonexistent"), s.now_ns);
+        answer(m, r, std::path::Path::new("/nonexistent"), s.now_ns);
     }
     *s = snap(m);
 }
@@ -861,8 +843,8 @@ fn a_classified_leak_report_in_the_events_and_in_full() {
     ];
     let mut ledger = Ledger::default();
     let none = |_: &Allocation| Doubts::default();
-    ledger.judge(&w1, &[&allocs[0], &allocs[1]], &allocs, &none);
-    let j = ledger.judge(&w2, &[&allocs[2]], &allocs, &none);
+    ledger.judge(&w1, &[&allocs[0], &allocs[1]], &allocs, &none, &|_| None);
+    let j = ledger.judge(&w2, &[&allocs[2]], &allocs, &none, &|_| None);
     let k = LeakRecord {
         window: WindowRecord::of(&w2),
         now_ns: now,

@@ -229,13 +229,20 @@ pub fn run(args: &Args) -> Result<()> {
     check_interrupted()?;
     devices.teardown();
 
-    let outcome = assess(
+    let mut outcome = assess(
         &tests,
         untraced.as_ref().map(|(d, w)| (d.as_path(), *w)),
         (&dir, traced_wall),
         &report,
     )?;
     print!("{}", outcome.table);
+    // Across the tier's runs: this recording joins the kept ones.
+    if record.is_file() {
+        let runs = crate::fstests_runs::keep(&base, &record, args.fstyp.name())?;
+        outcome
+            .failures
+            .extend(crate::fstests_runs::report(&tracer, &base, &runs, &tests)?);
+    }
     eprintln!(
         "xtask: fstests ({}): {} tests, untraced {}, traced {}; whole step {:.0} s",
         args.fstyp.name(),
@@ -681,21 +688,6 @@ fn ebusy_lines(result_base: &Path, test: &str) -> usize {
         .sum()
 }
 
-/// A story is unexplained when one of its verdicts is (the `unexplained` field, or text
-/// saying nothing traced explains it) and no pin was found after it.
-fn story_unexplained(story: &Value) -> bool {
-    let notices = || story["notices"].as_array().into_iter().flatten();
-    // A pin read at an exit after the verdict explains what the verdict could not.
-    let found_late = notices().any(|n| n["notice"] == "pin_found_late");
-    !found_late
-        && notices().any(|n| {
-            n["unexplained"].as_bool() == Some(true)
-                || n["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("nothing traced explains"))
-        })
-}
-
 struct Outcome {
     table: String,
     failures: Vec<String>,
@@ -778,8 +770,14 @@ fn assess(
         let stories: Vec<&Value> = secs
             .iter()
             .flat_map(|s| s["ebusy_stories"].as_array().into_iter().flatten())
+            // Lock conflicts are stories too, but not EBUSY ones (a conflict of some other
+            // process on this machine, cargo's package-cache lock, can fall in a test).
+            .filter(|s| s["lock"] != true && s["space"] != true)
             .collect();
-        let unexplained = stories.iter().filter(|s| story_unexplained(s)).count();
+        let unexplained = stories
+            .iter()
+            .filter(|s| tracer_fs::verdict::story_unexplained(s))
+            .count();
         let ebusy_calls: u64 = secs
             .iter()
             .map(|s| s["ebusy_calls"].as_u64().unwrap_or(0))

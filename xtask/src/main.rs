@@ -7,12 +7,14 @@ mod bench;
 mod build;
 mod ebpf_route;
 mod fstests;
+mod fstests_runs;
 mod leakyfs;
 mod run;
 mod setup;
 mod test;
 mod util;
 mod vm;
+mod vm_kernel;
 mod vm_tests;
 
 use std::process::ExitCode;
@@ -44,6 +46,9 @@ enum Cmd {
     /// Measure what tracing costs workloads: tracer's configurations, its floor, bpftrace,
     /// bcc's memleak (a few minutes; root; not part of `test`).
     Bench(bench::Args),
+    /// The cross-run report's replay throughput over a generated set of recordings
+    /// (release build; no root; also part of `bench`).
+    BenchRuns(bench::runs::Args),
     /// One benchmark workload run (used by `bench`).
     #[command(hide = true)]
     BenchWorkload(bench::workload::Args),
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Cmd::VmTest(args) => vm::main(args),
         Cmd::Bench(args) => bench::main(args),
         Cmd::BenchWorkload(args) => bench::workload::main(args),
+        Cmd::BenchRuns(args) => bench::runs::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

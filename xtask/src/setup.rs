@@ -76,6 +76,20 @@ pub const TEST_TOOLS: &[Tool] = &[
         package: "cpio",
         program: "cpio",
     },
+    // leakyfs is built for each VM kernel with the host's compiler; 6.12's and 7.2's
+    // modules are `.ko.xz`.
+    Tool {
+        package: "gcc",
+        program: "gcc",
+    },
+    Tool {
+        package: "make",
+        program: "make",
+    },
+    Tool {
+        package: "xz-utils",
+        program: "xz",
+    },
 ];
 
 /// The tools only `cargo xtask bench` uses (not installed for building or testing).

@@ -52,13 +52,7 @@ pub fn main(args: Args) -> Result<()> {
     }
     // The release tracer goes in the VM: under TCG the debug one's start-up takes 3x longer.
     build::build_tracer(true)?;
-    vm::run(&vm::Args {
-        debug: false,
-        timeout: vm::TIMEOUT_SECS,
-        refresh: false,
-        tests: vec![],
-        no_tests: false,
-    })?;
+    vm::run(&vm::Args::default())?;
     fstests
 }
 

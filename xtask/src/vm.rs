@@ -1,22 +1,25 @@
-//! `cargo xtask vm-test`: the full-kernel tier. Boots Debian's cloud kernel (Linux 6.1, with
-//! kprobes and fentry) under qemu (TCG) with a busybox initramfs that holds the tracer, the
-//! test filesystem module leakyfs and the tracer's kernel tests (`vm_tests.rs`), checks what
-//! `tracer doctor` finds inside it and runs the tests there.
+//! `cargo xtask vm-test`: the full-kernel tier. Boots Debian's cloud kernels (`vm_kernel`:
+//! bookworm's 6.1, trixie's 6.12, sid's 7.2; `--kernel` picks some), each with kprobes and
+//! fentry, under qemu (TCG) with a busybox initramfs that holds the same release tracer,
+//! the test filesystem module leakyfs built for that kernel and the tracer's kernel tests
+//! (`vm_tests.rs`), checks what `tracer doctor` finds inside each and runs the tests there.
 //!
-//! 1. The kernel: `apt-get download linux-image-cloud-amd64`, whose `Depends` names the
-//!    versioned `linux-image-<version>-cloud-amd64`, downloaded too and unpacked with
-//!    `dpkg-deb -x` into the cache (`target/vm-cache/`); nothing is installed. Skipped when
-//!    the cache holds a complete unpack (`--refresh` downloads again).
-//! 2. The initramfs (`target/vm/initramfs.cpio.gz`, `cpio -H newc` + gzip): busybox, the
-//!    release tracer and the test binaries (debug info stripped), `TOOLS`, the shared
-//!    libraries `ldd` lists for them, the modules in `MODULES` with their dependencies
-//!    (read from each module's `.modinfo`, as the package ships no `modules.dep`),
+//! 1. The kernels: `vm_kernel::fetch` downloads each suite's image, headers and kbuild tools
+//!    with a private apt configuration and unpacks them into `target/vm-cache/<suite>/`
+//!    (nothing is installed; cached, `--refresh` downloads again).
+//! 2. Per kernel, in `target/vm/<kernel>/`: leakyfs built against its headers, and the
+//!    initramfs (`initramfs.cpio.gz`, `cpio -H newc` + gzip): busybox, the release tracer
+//!    and the test binaries (debug info stripped), `TOOLS`, the shared libraries `ldd`
+//!    lists for them, the modules in `MODULES` with their dependencies (read from each
+//!    module's `.modinfo`, as the packages ship no `modules.dep`; `.ko.xz` decompressed),
 //!    leakyfs, and `/init` (`INIT`).
-//! 3. qemu-system-x86_64 with TCG (KVM does not boot here), serial console captured to
-//!    `target/vm/serial.log`, killed after `--timeout` seconds.
-//! 4. The markers `/init` prints are parsed: the modules loaded, `tracer doctor --json` ran
-//!    and its capabilities are summarised (`REQUIRED` ones must be there), leakyfs's knobs
-//!    work, and every test ran and passed.
+//! 3. qemu-system-x86_64 with TCG (KVM does not boot here), one per kernel, all at once
+//!    (`--sequential`: one after another), serial console captured to
+//!    `target/vm/<kernel>/serial.log`, killed after `--timeout` seconds.
+//! 4. The markers `/init` prints are parsed per kernel: the modules loaded, `tracer doctor
+//!    --json` ran and its capabilities are summarised (`REQUIRED` ones must be there),
+//!    leakyfs's knobs work, and every test ran and passed; the summary ends with a table
+//!    of every hook's mechanism and every test's result and time, per kernel.
 
 use std::{
     collections::BTreeSet,
@@ -29,10 +32,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{build, leakyfs, setup, util, vm_tests};
-
-/// The meta package naming the current cloud kernel.
-const KERNEL_META: &str = "linux-image-cloud-amd64";
+use crate::{build, leakyfs, setup, util, vm_kernel, vm_kernel::Kernel, vm_tests};
 
 /// Modules the tests need (loop devices, xfs); their dependencies come along.
 const MODULES: &[&str] = &["loop", "xfs"];
@@ -53,7 +53,7 @@ const REQUIRED: &[&str] = &[
     "fentry/fexit",
 ];
 
-/// The precise hooks (tracer/src/hooks.rs) that must be served on the kernel function
+/// The precise hooks (tracer/src/attach/hooks.rs) that must be served on the kernel function
 /// itself (fentry/fexit or kprobe/kretprobe) inside the VM, not by a tracepoint stand-in.
 const PRECISE_HOOKS: &[&str] = &[
     "fput",
@@ -136,12 +136,19 @@ pub struct Args {
     /// start-up is about 3x slower: ~35 s per attach instead of ~10 s).
     #[arg(long)]
     pub debug: bool,
-    /// Kill qemu after this many seconds.
+    /// Kill a VM's qemu after this many seconds.
     #[arg(long, default_value_t = TIMEOUT_SECS)]
     pub timeout: u64,
-    /// Download the kernel again even when the cache has one.
+    /// Download the kernels again even when the cache has them.
     #[arg(long)]
     pub refresh: bool,
+    /// The kernels to boot, by version or Debian suite (repeatable or comma-separated:
+    /// `--kernel 6.1 --kernel 7.2`, `--kernel trixie`); all of them by default.
+    #[arg(long = "kernel", value_name = "KERNEL")]
+    pub kernels: Vec<String>,
+    /// Boot the kernels one after another instead of all at once.
+    #[arg(long)]
+    pub sequential: bool,
     /// Run only the tests whose `target::name` contains this (repeatable), e.g.
     /// `--test vm_leakyfs::` or `--test fd_held`.
     #[arg(long = "test", value_name = "FILTER")]
@@ -151,20 +158,44 @@ pub struct Args {
     pub no_tests: bool,
 }
 
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            debug: false,
+            timeout: TIMEOUT_SECS,
+            refresh: false,
+            kernels: vec![],
+            sequential: false,
+            tests: vec![],
+            no_tests: false,
+        }
+    }
+}
+
 pub fn main(args: Args) -> Result<()> {
     setup::ensure(setup::Level::Test)?;
     build::build_tracer(!args.debug)?;
     run(&args)
 }
 
-/// The VM test on an already built tracer (`cargo xtask test` builds it first).
+/// One kernel's VM: what was prepared for it, how its run ended, what its log says.
+struct Vm {
+    spec: &'static vm_kernel::Spec,
+    kernel: Option<Kernel>,
+    initramfs: PathBuf,
+    log: PathBuf,
+    outcome: String,
+    secs: f64,
+    checked: Checked,
+}
+
+/// The VM test on an already built tracer (`cargo xtask test` builds it first): every
+/// selected kernel gets its leakyfs and initramfs, then they boot (at once unless
+/// `--sequential`), then each serial log is checked.
 pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
+    let specs = vm_kernel::select(&args.kernels)?;
     let cache = util::target_dir().join("vm-cache");
-    let work = util::target_dir().join("vm");
-    fs::create_dir_all(&work)?;
-    let kernel = fetch_kernel(&cache, args.refresh)?;
-    let leakyfs = leakyfs::build(&kernel.version, &work)?;
     // fstests' fsstress, for the fsstress test inside the VM (built once, cached).
     crate::fstests::run(&crate::fstests::Args {
         build_only: true,
@@ -175,152 +206,250 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         vm_tests::build(&args.tests)?
     };
-    eprintln!(
-        "vm: kernel {} ({})",
-        kernel.version,
-        kernel.vmlinuz.display()
-    );
-    let initramfs = work.join("initramfs.cpio.gz");
-    build_initramfs(
-        &kernel,
-        &leakyfs,
-        &build::tracer_binary(!args.debug),
-        &tests,
-        &work.join("initramfs"),
-        &initramfs,
-    )?;
-    let log = work.join("serial.log");
-    let booted = Instant::now();
-    let outcome = boot(&kernel, &initramfs, &log, Duration::from_secs(args.timeout))?;
-    let boot_secs = booted.elapsed().as_secs_f64();
-    let serial = fs::read(&log).with_context(|| format!("reading {}", log.display()))?;
-    let serial = String::from_utf8_lossy(&serial).replace('\r', "");
-    let mut result = check(&serial, &kernel.version);
-    check_tests(&serial, &tests, &mut result);
-    println!("vm-test summary");
-    println!(
-        "  kernel:    {} (Debian {})",
-        kernel.version, kernel.package
-    );
-    println!(
-        "  qemu:      {outcome} after {boot_secs:.1}s (total {:.1}s); serial log {}",
-        started.elapsed().as_secs_f64(),
-        log.display()
-    );
-    for line in &result.lines {
-        println!("  {line}");
+    let tracer = build::tracer_binary(!args.debug);
+    let mut vms = vec![];
+    for spec in specs {
+        let work = util::target_dir().join("vm").join(spec.name);
+        let mut vm = Vm {
+            spec,
+            kernel: None,
+            initramfs: work.join("initramfs.cpio.gz"),
+            log: work.join("serial.log"),
+            outcome: "not booted".into(),
+            secs: 0.0,
+            checked: Checked::default(),
+        };
+        let prepared = (|| -> Result<Kernel> {
+            fs::create_dir_all(&work)?;
+            let kernel = vm_kernel::fetch(spec, &cache, args.refresh)?;
+            let leakyfs = leakyfs::build(&kernel, &work)?;
+            build_initramfs(
+                &kernel,
+                &leakyfs,
+                &tracer,
+                &tests,
+                &work.join("initramfs"),
+                &vm.initramfs,
+            )?;
+            Ok(kernel)
+        })();
+        match prepared {
+            Ok(k) => vm.kernel = Some(k),
+            Err(e) => vm
+                .checked
+                .failures
+                .push(format!("preparing the VM failed: {e:#}")),
+        }
+        vms.push(vm);
     }
-    for failure in &result.failures {
-        println!("  FAILED: {failure}");
+    let prepare_secs = started.elapsed().as_secs_f64();
+    let timeout = Duration::from_secs(args.timeout);
+    let boot_one = |vm: &mut Vm| {
+        let Some(kernel) = &vm.kernel else { return };
+        eprintln!(
+            "vm: booting {} ({})",
+            kernel.version,
+            kernel.vmlinuz.display()
+        );
+        let t = Instant::now();
+        match boot(kernel, &vm.initramfs, &vm.log, timeout) {
+            Ok(o) => vm.outcome = o,
+            Err(e) => {
+                vm.outcome = format!("qemu failed: {e:#}");
+                vm.checked.failures.push(vm.outcome.clone());
+            }
+        }
+        vm.secs = t.elapsed().as_secs_f64();
+        eprintln!("vm: {}: {} after {:.1}s", vm.spec.name, vm.outcome, vm.secs);
+    };
+    if args.sequential {
+        vms.iter_mut().for_each(boot_one);
+    } else {
+        std::thread::scope(|s| {
+            for vm in vms.iter_mut() {
+                s.spawn(|| boot_one(vm));
+            }
+        });
     }
-    // A plain closing line: `vm-test: N passed, N failed`.
-    println!(
-        "vm-test: {} passed, {} failed",
-        result.passed,
-        result.failures.len()
-    );
-    if result.failures.is_empty() {
+    for vm in vms.iter_mut() {
+        let Some(kernel) = &vm.kernel else { continue };
+        let serial = match fs::read(&vm.log) {
+            Ok(b) => String::from_utf8_lossy(&b).replace('\r', ""),
+            Err(e) => {
+                vm.checked
+                    .failures
+                    .push(format!("reading {}: {e}", vm.log.display()));
+                continue;
+            }
+        };
+        let mut c = check(&serial, &kernel.version);
+        check_tests(&serial, &tests, &mut c);
+        c.failures.append(&mut vm.checked.failures);
+        vm.checked = c;
+    }
+    print_summary(&vms, prepare_secs, started.elapsed().as_secs_f64());
+    let failed: Vec<String> = vms
+        .iter()
+        .filter(|vm| !vm.checked.failures.is_empty())
+        .map(|vm| {
+            format!(
+                "{} ({} failed, serial log {})",
+                vm.spec.name,
+                vm.checked.failures.len(),
+                vm.log.display()
+            )
+        })
+        .collect();
+    if failed.is_empty() {
         Ok(())
     } else {
-        bail!(
-            "vm-test: {} check(s) failed (serial log: {})",
-            result.failures.len(),
-            log.display()
-        )
+        bail!("vm-test failed on {}", failed.join(", "))
     }
 }
 
-struct Kernel {
-    /// `linux-image-<version>` (Debian's package).
-    package: String,
-    /// `uname -r` of it: the `/lib/modules` directory name.
-    version: String,
-    vmlinuz: PathBuf,
-    /// `<unpack>/lib/modules/<version>`.
-    modules: PathBuf,
-}
-
-/// The cloud kernel, downloaded and unpacked into `cache` unless it is there already.
-fn fetch_kernel(cache: &Path, refresh: bool) -> Result<Kernel> {
-    let unpacked = cache.join("kernel");
-    let complete = unpacked.join(".complete");
-    if refresh || !complete.exists() {
-        if unpacked.exists() {
-            fs::remove_dir_all(&unpacked)?;
-        }
-        let debs = cache.join("debs");
-        if debs.exists() {
-            fs::remove_dir_all(&debs)?;
-        }
-        fs::create_dir_all(&debs)?;
-        apt_download(&debs, KERNEL_META)?;
-        let meta = find_deb(&debs, KERNEL_META)?;
-        let depends = util::probe(Command::new("dpkg-deb").arg("-f").arg(&meta).arg("Depends"))
-            .with_context(|| format!("`dpkg-deb -f {} Depends` failed", meta.display()))?;
-        let package = depends
-            .split(',')
-            .map(|d| d.split_whitespace().next().unwrap_or(""))
-            .find(|d| d.starts_with("linux-image-"))
-            .with_context(|| format!("{KERNEL_META} depends on no linux-image-*: {depends}"))?
-            .to_string();
-        apt_download(&debs, &package)?;
-        let deb = find_deb(&debs, &package)?;
-        fs::create_dir_all(&unpacked)?;
-        util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-        fs::write(&complete, &package)?;
-    } else {
-        eprintln!("vm: kernel cached in {}", unpacked.display());
-    }
-    let package = fs::read_to_string(&complete)?.trim().to_string();
-    let version = package
-        .strip_prefix("linux-image-")
-        .unwrap_or(&package)
-        .to_string();
-    let vmlinuz = unpacked.join("boot").join(format!("vmlinuz-{version}"));
-    let modules = unpacked.join("lib/modules").join(&version);
-    if !vmlinuz.exists() || !modules.is_dir() {
-        bail!(
-            "{} lacks boot/vmlinuz-{version} or lib/modules/{version}: run with --refresh",
-            unpacked.display()
+/// Per kernel its details (capabilities, notes, failures), then one table: per kernel,
+/// each hook's mechanism and each test's result and time.
+fn print_summary(vms: &[Vm], prepare_secs: f64, total_secs: f64) {
+    println!("vm-test summary");
+    for vm in vms {
+        let (version, package) = vm
+            .kernel
+            .as_ref()
+            .map(|k| (k.version.as_str(), k.package.as_str()))
+            .unwrap_or(("?", "?"));
+        println!(
+            "kernel {} (Debian {}: {package}, uname {version})",
+            vm.spec.name, vm.spec.suite
         );
-    }
-    Ok(Kernel {
-        package,
-        version,
-        vmlinuz,
-        modules,
-    })
-}
-
-/// `apt-get download PACKAGE` into `dir`; after an `apt-get update` when the first try
-/// fails (a fresh machine may have no package lists).
-fn apt_download(dir: &Path, package: &str) -> Result<()> {
-    let download = || {
-        let mut cmd = Command::new("apt-get");
-        cmd.current_dir(dir).args(["download", package]);
-        util::status(&mut cmd)
-    };
-    if download()?.success() {
-        return Ok(());
-    }
-    eprintln!("vm: apt-get download {package} failed: updating the package lists and retrying");
-    util::run(Command::new("apt-get").arg("update"))?;
-    if !download()?.success() {
-        bail!("`apt-get download {package}` failed (in {})", dir.display());
-    }
-    Ok(())
-}
-
-fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
-    let prefix = format!("{package}_");
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".deb") {
-            return Ok(path);
+        println!(
+            "  qemu:      {} after {:.1}s; serial log {}",
+            vm.outcome,
+            vm.secs,
+            vm.log.display()
+        );
+        for line in &vm.checked.lines {
+            println!("  {line}");
+        }
+        for failure in &vm.checked.failures {
+            println!("  FAILED: {failure}");
         }
     }
-    bail!("no {package}_*.deb in {}", dir.display())
+    println!();
+    for line in table(vms) {
+        println!("{line}");
+    }
+    println!(
+        "time: {prepare_secs:.0}s preparing (kernels, leakyfs, initramfs), {total_secs:.0}s in all"
+    );
+    // A plain closing line: `vm-test: N passed, N failed` and per kernel.
+    let passed: usize = vms.iter().map(|v| v.checked.passed).sum();
+    let failed: usize = vms.iter().map(|v| v.checked.failures.len()).sum();
+    let per: Vec<String> = vms
+        .iter()
+        .map(|v| {
+            format!(
+                "{}: {} passed, {} failed",
+                v.spec.name,
+                v.checked.passed,
+                v.checked.failures.len()
+            )
+        })
+        .collect();
+    println!(
+        "vm-test: {passed} passed, {failed} failed ({})",
+        per.join("; ")
+    );
+}
+
+/// The table's lines: a column per kernel; rows for the run, every hook, every test.
+fn table(vms: &[Vm]) -> Vec<String> {
+    let mut rows: Vec<(String, Vec<String>)> = vec![];
+    let mut row = |name: String, cell: &dyn Fn(&Vm) -> String| {
+        let cells = vms.iter().map(cell).collect();
+        rows.push((name, cells));
+    };
+    row("kernel".into(), &|vm| {
+        vm.kernel
+            .as_ref()
+            .map(|k| k.version.clone())
+            .unwrap_or("not prepared".into())
+    });
+    row("vm run".into(), &|vm| {
+        format!(
+            "{} {:.0}s",
+            if vm.outcome == "qemu exited" {
+                "exited"
+            } else {
+                vm.outcome.as_str()
+            },
+            vm.secs
+        )
+    });
+    row("checks".into(), &|vm| {
+        format!(
+            "{} ok, {} failed",
+            vm.checked.passed,
+            vm.checked.failures.len()
+        )
+    });
+    let mut hooks: Vec<String> = vec![];
+    let mut test_ids: Vec<String> = vec![];
+    for vm in vms {
+        for (h, _) in &vm.checked.hooks {
+            if !hooks.contains(h) {
+                hooks.push(h.clone());
+            }
+        }
+        for (t, _) in &vm.checked.tests {
+            if !test_ids.contains(t) {
+                test_ids.push(t.clone());
+            }
+        }
+    }
+    for h in &hooks {
+        row(format!("hook {h}"), &|vm| {
+            vm.checked
+                .hooks
+                .iter()
+                .find(|(n, _)| n == h)
+                .map(|(_, m)| m.clone())
+                .unwrap_or("-".into())
+        });
+    }
+    for t in &test_ids {
+        row(t.clone(), &|vm| {
+            vm.checked
+                .tests
+                .iter()
+                .find(|(n, _)| n == t)
+                .map(|(_, r)| r.clone())
+                .unwrap_or("-".into())
+        });
+    }
+    let first = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..vms.len())
+        .map(|i| {
+            rows.iter()
+                .map(|(_, c)| c[i].len())
+                .chain([vms[i].spec.name.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = vec![];
+    let mut header = format!("{:first$}", "");
+    for (vm, w) in vms.iter().zip(&widths) {
+        header.push_str(&format!("  {:w$}", vm.spec.name));
+    }
+    out.push(header.trim_end().to_string());
+    for (name, cells) in rows {
+        let mut line = format!("{name:first$}");
+        for (c, w) in cells.iter().zip(&widths) {
+            line.push_str(&format!("  {c:w$}"));
+        }
+        out.push(line.trim_end().to_string());
+    }
+    out
 }
 
 /// Builds the initramfs in `root` (emptied first) and packs it into `out`.
@@ -391,9 +520,16 @@ fn build_initramfs(
     let modules = module_load_order(&kernel.modules, MODULES)?;
     let mut insmods = String::new();
     for (name, path) in &modules {
-        let rel = path.strip_prefix(&kernel.modules)?;
+        // Uncompressed (6.12 and later ship `.ko.xz`): busybox's insmod reads plain ELF.
+        let rel = path
+            .strip_prefix(&kernel.modules)?
+            .with_file_name(format!("{name}.ko"));
         let inside = Path::new("/lib/modules").join(&kernel.version).join(rel);
-        copy(path, &root.join(inside.strip_prefix("/")?))?;
+        let to = root.join(inside.strip_prefix("/")?);
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&to, read_module(path)?)?;
         insmods.push_str(&format!(
             "if insmod {inside} 2>&1; then echo \"{MARK} MODULE {name} ok\"; \
              else echo \"{MARK} MODULE {name} FAILED\"; fi\n",
@@ -455,7 +591,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     Ok(())
@@ -512,11 +648,11 @@ fn index_modules(
         let path = entry?.path();
         if path.is_dir() {
             index_modules(&path, index)?;
-        } else if let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".ko"))
-        {
+        } else if let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
+            [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+                .iter()
+                .find_map(|ext| n.strip_suffix(ext))
+        }) {
             index.insert(normalize(stem), path);
         }
     }
@@ -539,7 +675,7 @@ fn visit_module(
     let path = index.get(name).with_context(|| {
         format!("module {name} is not in the kernel package (compressed or built in?)")
     })?;
-    let data = fs::read(path)?;
+    let data = read_module(path)?;
     let modinfo = elf_section(&data, ".modinfo")
         .with_context(|| format!("{} has no .modinfo section", path.display()))?;
     for dep in modinfo_depends(modinfo) {
@@ -547,6 +683,27 @@ fn visit_module(
     }
     order.push((name.to_string(), path.clone()));
     Ok(())
+}
+
+/// A module's ELF, decompressed when its name says it is (`.ko.xz`, `.ko.zst`, `.ko.gz`).
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let name = path.to_string_lossy();
+    let tool = [(".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")]
+        .iter()
+        .find(|(ext, _)| name.ends_with(ext))
+        .map(|(_, tool)| *tool);
+    let Some(tool) = tool else {
+        return fs::read(path).with_context(|| format!("reading {}", path.display()));
+    };
+    let out = Command::new(tool)
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .with_context(|| format!("cannot run {tool} (xz-utils, zstd, gzip)"))?;
+    if !out.status.success() {
+        bail!("`{tool} -dc {}` failed ({})", path.display(), out.status);
+    }
+    Ok(out.stdout)
 }
 
 /// The `depends=` entry of a `.modinfo` section (NUL-separated `key=value` strings).
@@ -637,6 +794,10 @@ struct Checked {
     /// How many checks passed.
     passed: usize,
     failures: Vec<String>,
+    /// Every hook the doctor reported, with the mechanism it got.
+    hooks: Vec<(String, String)>,
+    /// Every test expected, with its result and time (`ok 12.3s`).
+    tests: Vec<(String, String)>,
 }
 
 /// Reads the markers `/init` printed.
@@ -754,6 +915,15 @@ fn check(serial: &str, version: &str) -> Checked {
         }
     }
     check_precise_hooks(&report, &mut c);
+    for (what, key) in [
+        ("tracepoint field", "missing_tracepoint_fields"),
+        ("BTF member", "missing_btf_members"),
+    ] {
+        for g in report[key].as_array().into_iter().flatten() {
+            c.lines
+                .push(format!("missing {what}: {}", g.as_str().unwrap_or("?")));
+        }
+    }
     if let Some(hooks) = report["hooks"].as_array() {
         c.lines.push(format!("hooks:     {}", hooks.len()));
         for hook in hooks {
@@ -761,12 +931,11 @@ fn check(serial: &str, version: &str) -> Checked {
                 .as_array()
                 .map(|p| p.iter().filter_map(|p| p.as_str()).collect())
                 .unwrap_or_default();
-            c.lines.push(format!(
-                "  {}: {} ({})",
-                hook["hook"].as_str().unwrap_or("?"),
-                hook["mechanism"].as_str().unwrap_or("not attached"),
-                points.join(", ")
-            ));
+            let name = hook["hook"].as_str().unwrap_or("?");
+            let mech = hook["mechanism"].as_str().unwrap_or("not attached");
+            c.lines
+                .push(format!("  {name}: {mech} ({})", points.join(", ")));
+            c.hooks.push((name.to_string(), mech.to_string()));
             for note in hook["notes"].as_array().into_iter().flatten() {
                 c.lines
                     .push(format!("      note: {}", note.as_str().unwrap_or("?")));
@@ -871,14 +1040,19 @@ fn check_tests(serial: &str, tests: &[vm_tests::TestBinary], c: &mut Checked) {
     ));
     for id in &expected {
         match results.iter().find(|o| &o.id == id) {
-            None => c.failures.push(format!("test {id} never started")),
+            None => {
+                c.failures.push(format!("test {id} never started"));
+                c.tests.push((id.clone(), "not run".into()));
+            }
             Some(o) => {
                 let secs = o.secs.map(|s| format!("{s:.1}s")).unwrap_or("?".into());
                 if o.passed {
                     c.passed += 1;
                     c.lines.push(format!("  ok     {id} ({secs})"));
+                    c.tests.push((id.clone(), format!("ok {secs}")));
                 } else {
                     c.lines.push(format!("  FAILED {id} ({secs})"));
+                    c.tests.push((id.clone(), format!("FAILED {secs}")));
                     let detail: String =
                         o.detail.lines().map(|l| format!("\n      | {l}")).collect();
                     c.failures.push(format!("test {id}:{detail}"));
@@ -954,6 +1128,49 @@ mod tests {
         assert!(c.lines.iter().any(|l| l.contains("yes kprobes")));
         let c = check("nothing", "x");
         assert_eq!(c.failures.len(), 1);
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_kernel() {
+        let vm = |i: usize, mech: &str, test: &str| Vm {
+            spec: &vm_kernel::KERNELS[i],
+            kernel: None,
+            initramfs: PathBuf::new(),
+            log: PathBuf::new(),
+            outcome: "qemu exited".into(),
+            secs: 300.0,
+            checked: Checked {
+                passed: 2,
+                hooks: vec![("fput".into(), mech.into())],
+                tests: vec![("ebusy::a".into(), test.into())],
+                ..Checked::default()
+            },
+        };
+        let mut second = vm(2, "kprobe", "FAILED 3.0s");
+        second
+            .checked
+            .tests
+            .push(("locks::b".into(), "ok 1.0s".into()));
+        let t = table(&[vm(0, "fentry", "ok 12.5s"), second]);
+        assert!(
+            t[0].trim_start().starts_with("6.1") && t[0].ends_with("7.2"),
+            "{t:?}"
+        );
+        let row = |name: &str| {
+            t.iter()
+                .find(|l| l.starts_with(name))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(name.split_whitespace().count())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap()
+        };
+        assert_eq!(row("vm run"), ["exited", "300s", "exited", "300s"]);
+        assert_eq!(row("hook fput"), ["fentry", "kprobe"]);
+        assert_eq!(row("ebusy::a"), ["ok", "12.5s", "FAILED", "3.0s"]);
+        // A test one kernel did not list is `-` there.
+        assert_eq!(row("locks::b"), ["-", "ok", "1.0s"]);
     }
 
     #[test]

@@ -15,8 +15,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::util;
 
 /// The integration-test targets of the tracer crate run inside the VM: the EBUSY scenarios
-/// (on the VM's kernel they get the kprobe/fentry hooks), and leakyfs's scenarios.
-pub const TARGETS: &[&str] = &["ebusy", "vm_leakyfs", "fsstress", "locks"];
+/// (on the VM's kernel they get the kprobe/fentry hooks), leakyfs's scenarios, the lock
+/// conflicts and the space a delete did not free.
+pub const TARGETS: &[&str] = &["ebusy", "vm_leakyfs", "fsstress", "locks", "space"];
 
 /// Targets run only when `--test` names them (none now: the fsstress kill -9 test runs by
 /// default since scans that come too late on TCG's one slow CPU are made up for by pins

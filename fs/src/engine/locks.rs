@@ -163,7 +163,30 @@ impl Engine {
 
     fn on_lock_conflict(&mut self, ev: &Event, l: &LockEventArgs, out: &mut Vec<Notice>) {
         self.locks.conflicts_seen += 1;
-        let key = LockTable::key(l.dev, l.ino, l.holder.as_ref());
+        let mut key = LockTable::key(l.dev, l.ino, l.holder.as_ref());
+        if l.holder.is_none() {
+            // The holder's lock left the list between the conflict and its tracepoint: a
+            // retry of the story open on the inode, or of one just released.
+            match self.locks.open_on(l.dev, l.ino) {
+                Some(k) => key = k,
+                None => {
+                    if let Some(s) = self.locks.raced_release(l.dev, l.ino, ev.ts_ns) {
+                        s.conflicts += 1;
+                        let story = LockStoryRef::of(s, l.ino, l.dev);
+                        self.locks.retries += 1;
+                        out.push(Notice::LockStillHeld(LockStillHeld {
+                            story,
+                            ts_ns: ev.ts_ns,
+                            caller: caller(ev),
+                            ret: i64::from(l.ret),
+                            holders_now: None,
+                            raced_release: true,
+                        }));
+                        return;
+                    }
+                }
+            }
+        }
         let now_kinds = l
             .holder
             .and_then(|h| self.files.alive(h.file))
@@ -187,6 +210,7 @@ impl Engine {
                 caller: caller(ev),
                 ret: i64::from(l.ret),
                 holders_now: changed,
+                raced_release: false,
             }));
             return;
         }
@@ -248,6 +272,7 @@ impl Engine {
                 out.push(Notice::LockReleased(released(
                     &s, key.ino, key.dev, &actor, how, &chain,
                 )));
+                self.locks.keep_ended(key, s, ev.ts_ns);
             }
         }
         for tid in self.locks.waits_on(l.dev, l.ino, l.owner, l.file) {
@@ -286,6 +311,7 @@ impl Engine {
                     LockReleaseHow::FileFreed,
                     chain,
                 )));
+                self.locks.keep_ended(key, s, actor.ts_ns);
             }
         }
     }

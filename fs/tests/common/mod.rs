@@ -1,9 +1,9 @@
 //! Builders for hand-written event streams, shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod golden_config;
 pub mod locks;
 
-use tracer_fs::EngineConfig;
 use tracer_fs::event::{
     Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx,
 };
@@ -14,31 +14,7 @@ pub const S: u64 = 1_000_000_000;
 /// Boot time of the first event of every scenario.
 pub const T0: u64 = 100 * S;
 
-pub const DELAYED_FPUT: u64 = 0xffff_ffff_8145_6780;
-pub const IO_RING_EXIT_WORK: u64 = 0xffff_ffff_8178_9ab0;
-pub const IO_FALLBACK_REQ_FUNC: u64 = 0xffff_ffff_8178_8c40;
-/// `&delayed_fput_work.work` (a static delayed work).
-pub const DELAYED_FPUT_WORK: u64 = 0xffff_ffff_8300_1d40;
-pub const EXIT_WORK_OFF: u64 = 0x318;
-pub const FALLBACK_WORK_OFF: u64 = 0x2c8;
-
-pub fn config() -> EngineConfig {
-    EngineConfig {
-        symbols: [
-            (DELAYED_FPUT, "delayed_fput".to_string()),
-            (IO_RING_EXIT_WORK, "io_ring_exit_work".to_string()),
-            (IO_FALLBACK_REQ_FUNC, "io_fallback_req_func".to_string()),
-        ]
-        .into_iter()
-        .collect(),
-        delayed_fput: Some(DELAYED_FPUT),
-        io_ring_exit_work: Some(IO_RING_EXIT_WORK),
-        io_fallback_req_func: Some(IO_FALLBACK_REQ_FUNC),
-        ring_exit_work_offset: Some(EXIT_WORK_OFF),
-        ring_fallback_work_offset: Some(FALLBACK_WORK_OFF),
-        ..Default::default()
-    }
-}
+pub use golden_config::*;
 
 /// The task (and work item) an event comes from.
 #[derive(Clone, Debug)]

@@ -6,9 +6,13 @@
 //! Off by default: without `--alloc-filter` the kmem programs only count.
 
 pub mod filter;
+pub mod iter;
 pub mod module_syms;
 pub mod percpu;
 pub mod rcu;
+
+pub mod reach;
+pub mod setup;
 pub mod symbols;
 pub mod tracker;
 pub mod view;

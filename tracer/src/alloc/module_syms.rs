@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
-use crate::kallsyms::{Kallsyms, Symbol};
+use crate::kernel::kallsyms::{Kallsyms, Symbol};
 
 /// A function of a relocatable module object: its section, and its place in it.
 #[derive(Debug, Clone, PartialEq, Eq)]

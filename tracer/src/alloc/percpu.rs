@@ -6,7 +6,7 @@
 use anyhow::{Result, anyhow, bail};
 use aya::{Ebpf, programs::RawTracePoint};
 
-use crate::kernel_btf::KernelBtf;
+use crate::kernel::btf::KernelBtf;
 
 /// Argument index and type a program reads.
 type Args = &'static [(usize, &'static str)];
@@ -42,8 +42,12 @@ pub fn attach(ebpf: &mut Ebpf, kbtf: &KernelBtf) -> Result<()> {
             .program_mut(prog)
             .ok_or_else(|| anyhow!("{prog} missing from the object"))?
             .try_into()?;
-        p.load()
-            .map_err(|e| anyhow!("loading {prog}: {}", crate::attach::verifier_error(&e)))?;
+        p.load().map_err(|e| {
+            anyhow!(
+                "loading {prog}: {}",
+                crate::attach::hooks::verifier_error(&e)
+            )
+        })?;
         p.attach(tp)?;
     }
     Ok(())

@@ -2,16 +2,12 @@
 //! from the running kernel's BTF and kallsyms, and the on-demand scan userspace runs before
 //! a leak report.
 
-use std::{
-    io::Read,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
-};
-
 use anyhow::{Context, Result, anyhow, bail};
-use aya::{Ebpf, programs::Iter};
+use aya::Ebpf;
 use tracer_fs::wire::alloc::RcuLayout;
 
-use crate::{kallsyms::Kallsyms, kernel_btf::KernelBtf};
+use super::iter::IterProgram;
+use crate::{kernel::btf::KernelBtf, kernel::kallsyms::Kallsyms};
 
 pub const SCAN_PROGRAM: &str = "alloc_rcu_scan";
 
@@ -55,46 +51,16 @@ pub fn layout(btf: &KernelBtf, ksyms: &Kallsyms) -> Result<RcuLayout> {
     Ok(l)
 }
 
-/// The scan program, loaded; each `scan()` runs it once (a new iterator link each time).
+/// The scan program, loaded; each `scan()` runs it once.
 pub struct RcuScan {
-    prog: OwnedFd,
-}
-
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_ITER_CREATE: libc::c_long = 33;
-const BPF_TRACE_ITER: u32 = 28;
-
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a zeroed `union bpf_attr` prefix large enough for both commands.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    prog: IterProgram,
 }
 
 impl RcuScan {
     pub fn load(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Self> {
-        let prog: &mut Iter = ebpf
-            .program_mut(SCAN_PROGRAM)
-            .ok_or_else(|| anyhow!("{SCAN_PROGRAM} missing from the object"))?
-            .try_into()?;
-        prog.load("bpf_map", btf).map_err(|e| {
-            anyhow!(
-                "loading {SCAN_PROGRAM}: {}",
-                crate::attach::verifier_error(&e)
-            )
-        })?;
-        let fd = prog.fd()?.as_fd().try_clone_to_owned()?;
-        let s = RcuScan { prog: fd };
+        let s = RcuScan {
+            prog: IterProgram::load(ebpf, btf, SCAN_PROGRAM, "bpf_map")?,
+        };
         s.scan().context("a first kfree_rcu() queue scan")?;
         Ok(s)
     }
@@ -102,19 +68,43 @@ impl RcuScan {
     /// Runs the scan once: every kfree_rcu() queue seen so far is read and the tracked
     /// objects in it are forgotten.
     pub fn scan(&self) -> Result<()> {
-        // union bpf_attr.link_create: prog_fd, target_fd, attach_type, flags, then zeroes.
-        let mut attr = [0u64; 8];
-        attr[0] = self.prog.as_raw_fd() as u32 as u64;
-        attr[1] = BPF_TRACE_ITER as u64;
-        let link = bpf(BPF_LINK_CREATE, &mut attr).context("BPF_LINK_CREATE (iterator)")?;
-        // union bpf_attr.iter_create: link_fd, flags.
-        let mut attr = [0u64; 8];
-        attr[0] = link.as_raw_fd() as u32 as u64;
-        let iter = bpf(BPF_ITER_CREATE, &mut attr).context("BPF_ITER_CREATE")?;
-        let mut out = Vec::new();
-        std::fs::File::from(iter)
-            .read_to_end(&mut out)
-            .context("running the kfree_rcu() scan")?;
+        self.prog.run().map(|_| ())
+    }
+}
+
+/// Attaches the `kvfree_call_rcu()` hook (fentry, else kprobe; `tracer-ebpf/src/alloc_rcu.rs`)
+/// that sees objects given to `kfree_rcu()` where the queues do not hold them (7.x's slab
+/// sheaves); the mechanism it got, or why neither could be used (a tracepoint-only kernel:
+/// the queue walks are all there is, and sheaves, where the kernel uses them, are missed).
+pub fn attach_call_hook(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<&'static str> {
+    const FUNCTION: &str = "kvfree_call_rcu";
+    let fentry = (|| -> Result<()> {
+        let p: &mut aya::programs::FEntry = ebpf
+            .program_mut("fentry_kvfree_call_rcu")
+            .ok_or_else(|| anyhow!("fentry_kvfree_call_rcu missing from the object"))?
+            .try_into()?;
+        p.load(FUNCTION, btf)
+            .map_err(|e| anyhow!("{}", crate::attach::hooks::verifier_error(&e)))?;
+        p.attach()?;
         Ok(())
+    })();
+    let Err(fentry_err) = fentry else {
+        return Ok("fentry");
+    };
+    let kprobe = (|| -> Result<()> {
+        let p: &mut aya::programs::KProbe = ebpf
+            .program_mut("kprobe_kvfree_call_rcu")
+            .ok_or_else(|| anyhow!("kprobe_kvfree_call_rcu missing from the object"))?
+            .try_into()?;
+        p.load()
+            .map_err(|e| anyhow!("{}", crate::attach::hooks::verifier_error(&e)))?;
+        p.attach(FUNCTION, 0)?;
+        Ok(())
+    })();
+    match kprobe {
+        Ok(()) => Ok("kprobe"),
+        Err(kprobe_err) => {
+            bail!("fentry {FUNCTION}: {fentry_err:#}; kprobe {FUNCTION}: {kprobe_err:#}")
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Kernel text symbols for allocation backtraces: `symbol+0xoff/0xlen [module]` frames and
 //! the filter's address ranges; resolved frames are cached. The symbols are the attach's
-//! `/proc/kallsyms` (`crate::kallsyms::Kallsyms`, read once and shared), plus the modules
+//! `/proc/kallsyms` (`crate::kernel::kallsyms::Kallsyms`, read once and shared), plus the modules
 //! loaded after it, read from their `.ko` files (`module_syms`) while they are loaded, so
 //! that frames of a module unloaded before the report still get names.
 //!
@@ -13,8 +13,8 @@ use std::{cell::RefCell, collections::HashMap};
 use anyhow::{Result, bail};
 
 use super::module_syms::ModuleSyms;
-pub use crate::kallsyms::Symbol as Sym;
-use crate::kallsyms::{Kallsyms, Symbol};
+pub use crate::kernel::kallsyms::Symbol as Sym;
+use crate::kernel::kallsyms::{Kallsyms, Symbol};
 
 /// Text symbols by address, with the modules learnt since.
 #[derive(Debug, Default)]

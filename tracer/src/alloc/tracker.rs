@@ -29,11 +29,11 @@ use super::{
     symbols::{SymTable, trim_to_call_site},
 };
 use crate::{
-    counters::Figures,
     record::alloc::{
         AllocCounters, AllocRecord, GroupRecord, LeakRecord, LiveAlloc, MountCount, ObjRecord,
         PartRecord, SiteCount, WindowRecord, addresses, leak_json, live_json, stacks_of,
     },
+    stream::counters::Figures,
 };
 
 /// `Outstanding` as aya's plain-old-data map value.
@@ -52,6 +52,8 @@ pub struct AllocMaps {
     pub syms: SymTable,
     /// The scan of kfree_rcu()'s queues run before reports (`None`: not available).
     pub rcu: Option<super::rcu::RcuScan>,
+    /// The reachability scan run before reports (`Err`: why not available).
+    pub reach: std::result::Result<super::reach::GlobalScan, String>,
 }
 
 /// Programs whose skipped runs mean frees we did not see.
@@ -140,7 +142,7 @@ impl AllocTracker {
             fs_types: maps.summary.fs_types.clone(),
         };
         let rcu_ready_ns = if maps.rcu.is_some() {
-            crate::clock::boottime_ns() + KFREE_DRAIN.as_nanos() as u64
+            crate::kernel::clock::boottime_ns() + KFREE_DRAIN.as_nanos() as u64
         } else {
             0
         };
@@ -233,10 +235,10 @@ impl AllocTracker {
 
     /// Notes when the kmem hooks did not get their raw tracepoints, the only programs that
     /// track (the classic fallbacks only count).
-    pub fn check_hooks(&mut self, hooks: &[crate::attach::HookStatus]) {
+    pub fn check_hooks(&mut self, hooks: &[crate::attach::hooks::HookStatus]) {
         for h in hooks {
             if matches!(h.hook, "__fput" | "kmem_cache alloc" | "kmalloc/kfree")
-                && h.mechanism != Some(crate::hooks::Mechanism::RawTracepoint)
+                && h.mechanism != Some(crate::attach::hooks::Mechanism::RawTracepoint)
             {
                 self.maps.summary.notes.push(format!(
                     "hook {} is not on its raw tracepoint: allocation tracking through it is off",
@@ -552,7 +554,7 @@ impl AllocTracker {
         if w.fs_type.is_empty() || self.charging.fs_types.is_empty() || !self.charging.matches(w) {
             return vec![];
         }
-        let Ok(table) = crate::mountinfo::read() else {
+        let Ok(table) = crate::kernel::mountinfo::read() else {
             return vec![];
         };
         let mut seen = std::collections::BTreeSet::new();
@@ -661,6 +663,29 @@ impl AllocTracker {
                 foreign.join(", ")
             ));
         }
+        // Reachability: objects whose address global data holds are kept on purpose.
+        let held = match &mut self.maps.reach {
+            // Only when there is something to judge: a scan reads megabytes.
+            Ok(scan) if !objects.is_empty() || self.ledger.keeps_objects_of(w) => {
+                match scan.scan(allocs.iter().map(|a| (a.ptr, a.size))) {
+                    Ok(r) => {
+                        if !objects.is_empty() {
+                            c.reasons.push(r.summary);
+                        }
+                        r.held
+                    }
+                    Err(e) => {
+                        c.reasons.push(format!("reachability not scanned: {e:#}"));
+                        Default::default()
+                    }
+                }
+            }
+            Err(e) if !objects.is_empty() => {
+                c.reasons.push(format!("reachability not scanned: {e}"));
+                Default::default()
+            }
+            _ => Default::default(),
+        };
         // Each object judged against the earlier cycles of its filesystem type, with what
         // may make it wrong: frees missed or addresses reused after it was allocated, another
         // mount of the type alive then, a lazy umount, a report made early.
@@ -713,7 +738,9 @@ impl AllocTracker {
             }
             d
         };
-        let judgement = self.ledger.judge(w, &objects, allocs, &doubts);
+        let judgement = self
+            .ledger
+            .judge(w, &objects, allocs, &doubts, &|a| held.get(&a.ptr).cloned());
         let parts = leakcheck::parts(
             &judgement,
             self.opts.sort,

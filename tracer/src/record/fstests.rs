@@ -65,6 +65,100 @@ impl Checkout {
     }
 }
 
+/// fstests' own verdicts, from the `check.log` files under a checkout's results: their
+/// lengths before the command ran, so that only what this run appended is read.
+#[derive(Clone, Debug)]
+pub struct CheckLogs {
+    base: PathBuf,
+    before: BTreeMap<PathBuf, u64>,
+}
+
+impl CheckLogs {
+    /// For `tracer run CMD` from the current directory: `None` when CMD is not fstests'
+    /// `check` in a checkout.
+    pub fn before_run(command: &[String]) -> Option<CheckLogs> {
+        let cwd = std::env::current_dir().ok()?;
+        let base = std::env::var("RESULT_BASE").ok();
+        let co = Checkout::detect(&cwd, command, base.as_deref())?;
+        Some(Self::at(&co.result_base))
+    }
+
+    pub fn at(base: &Path) -> CheckLogs {
+        let before = Self::logs(base)
+            .into_iter()
+            .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len())))
+            .collect();
+        CheckLogs {
+            base: base.to_path_buf(),
+            before,
+        }
+    }
+
+    /// `check.log` in the results directory and in its config sections' subdirectories.
+    fn logs(base: &Path) -> Vec<PathBuf> {
+        base_and_sections(base)
+            .into_iter()
+            .map(|d| d.join("check.log"))
+            .filter(|p| p.is_file())
+            .collect()
+    }
+
+    /// The verdicts check appended since [`CheckLogs::at`]: (test, `pass`/`fail`/`notrun`),
+    /// sorted, each pair once.
+    pub fn results(&self) -> Vec<(String, String)> {
+        let mut out = std::collections::BTreeSet::new();
+        for p in Self::logs(&self.base) {
+            let from = self.before.get(&p).copied().unwrap_or(0);
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            // Shorter than before: rewritten, read it all.
+            let from = if (bytes.len() as u64) < from { 0 } else { from };
+            let text = String::from_utf8_lossy(&bytes[from as usize..]);
+            out.extend(parse_check_log(&text));
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// The verdicts in check.log text: each block's `Ran:`, `Not run:` and `Failures:` lines
+/// (a failure or a test not run is also listed in `Ran:` by some versions of check).
+pub fn parse_check_log(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut block: BTreeMap<String, &str> = BTreeMap::new();
+    let mut flush = |block: &mut BTreeMap<String, &str>| {
+        out.extend(
+            std::mem::take(block)
+                .into_iter()
+                .map(|(t, s)| (t, s.to_string())),
+        );
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Kernel version:") {
+            flush(&mut block);
+            continue;
+        }
+        let (list, status) = if let Some(l) = line.strip_prefix("Ran:") {
+            (l, "pass")
+        } else if let Some(l) = line.strip_prefix("Not run:") {
+            (l, "notrun")
+        } else if let Some(l) = line.strip_prefix("Failures:") {
+            (l, "fail")
+        } else {
+            continue;
+        };
+        for t in list.split_whitespace() {
+            let e = block.entry(t.to_string()).or_insert(status);
+            if status != "pass" {
+                *e = status;
+            }
+        }
+    }
+    flush(&mut block);
+    out
+}
+
 /// What the report says of one test, when it says something worth a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Finding {
@@ -144,9 +238,10 @@ pub fn findings(report: &Value) -> Vec<Finding> {
                 ..Default::default()
             }
         });
-        for s in t["ebusy_stories"].as_array().into_iter().flatten() {
+        let ebusy = t["ebusy_stories"].as_array().into_iter().flatten();
+        for s in ebusy.filter(|s| s["lock"] != true && s["space"] != true) {
             f.ebusy_stories += 1;
-            if story_unexplained(s) {
+            if tracer_fs::verdict::story_unexplained(s) {
                 f.unexplained += 1;
             }
         }
@@ -171,21 +266,6 @@ pub fn findings(report: &Value) -> Vec<Finding> {
             f.ebusy_stories > 0 || f.leak_reports > 0 || f.pinned_at_end > 0 || f.records_lost > 0
         })
         .collect()
-}
-
-/// A story is unexplained when one of its verdicts is (`unexplained`, or its text says
-/// nothing traced explains it) and no pin was found after it.
-pub fn story_unexplained(story: &Value) -> bool {
-    let notices = || story["notices"].as_array().into_iter().flatten();
-    // A pin read at an exit after the verdict explains what the verdict could not.
-    let found_late = notices().any(|n| n["notice"] == "pin_found_late");
-    !found_late
-        && notices().any(|n| {
-            n["unexplained"].as_bool() == Some(true)
-                || n["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("nothing traced explains"))
-        })
 }
 
 /// The header of a text report and its sections by test (a test run twice has two).
@@ -216,11 +296,9 @@ fn split_text(text: &str) -> (String, BTreeMap<String, Vec<String>>) {
     (header, sections)
 }
 
-/// The directories check wrote `test`'s results to in this run: `result_base` or one of
-/// its subdirectories (config sections) with `<test>.full`, `.out.bad` or `.notrun`
-/// modified since `since`.
-fn result_dirs(base: &Path, test: &str, since: SystemTime) -> Vec<PathBuf> {
-    let mut candidates = vec![base.to_path_buf()];
+/// A results directory and its subdirectories (config sections), sorted.
+fn base_and_sections(base: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![base.to_path_buf()];
     if let Ok(rd) = std::fs::read_dir(base) {
         let mut subs: Vec<PathBuf> = rd
             .filter_map(|e| e.ok())
@@ -228,9 +306,16 @@ fn result_dirs(base: &Path, test: &str, since: SystemTime) -> Vec<PathBuf> {
             .map(|e| e.path())
             .collect();
         subs.sort();
-        candidates.extend(subs);
+        dirs.extend(subs);
     }
-    candidates
+    dirs
+}
+
+/// The directories check wrote `test`'s results to in this run: `result_base` or one of
+/// its subdirectories (config sections) with `<test>.full`, `.out.bad` or `.notrun`
+/// modified since `since`.
+fn result_dirs(base: &Path, test: &str, since: SystemTime) -> Vec<PathBuf> {
+    base_and_sections(base)
         .into_iter()
         .filter(|dir| {
             ["full", "out.bad", "notrun"].iter().any(|ext| {
@@ -576,5 +661,38 @@ mod tests {
         assert!(found.iter().all(|f| f.files.is_empty()));
         let xml = std::fs::read_to_string(co.result_base.join("xfs_4k/result.xml")).unwrap();
         assert!(!xml.contains("tracer:"), "{xml}");
+    }
+
+    #[test]
+    fn check_log_verdicts_of_this_run_only() {
+        let dir = TempDir::new("checklog");
+        let log = dir.0.join("check.log");
+        std::fs::write(
+            &log,
+            "\nKernel version: 6.18\nFri Dec  4 10:00:00 UTC 2026\nRan: generic/001\nFailures: generic/001\nFailed 1 of 1 tests\n",
+        )
+        .unwrap();
+        let logs = CheckLogs::at(&dir.0);
+        std::fs::create_dir_all(dir.0.join("xfs")).unwrap();
+        let block = "\nKernel version: 6.18\nSat Dec  5 10:00:00 UTC 2026\nRan: generic/001 generic/002 generic/003\nNot run: generic/003\nFailures: generic/002\nFailed 1 of 3 tests\n";
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(block.as_bytes()).unwrap();
+        // A config section's own log (a new file: read whole).
+        std::fs::write(
+            dir.0.join("xfs/check.log"),
+            "\nKernel version: 6.18\nSat Dec  5 10:00:00 UTC 2026\nRan: xfs/100\nPassed all 1 tests\n",
+        )
+        .unwrap();
+        let got = logs.results();
+        let want: Vec<(String, String)> = [
+            ("generic/001", "pass"),
+            ("generic/002", "fail"),
+            ("generic/003", "notrun"),
+            ("xfs/100", "pass"),
+        ]
+        .iter()
+        .map(|(t, s)| (t.to_string(), s.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 }

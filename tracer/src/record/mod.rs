@@ -133,6 +133,8 @@ pub struct TraceHeader {
     pub tracer_version: String,
     /// `uname -r` of the traced machine.
     pub kernel_release: String,
+    /// `uname -n` of the traced machine (empty in recordings made before it was written).
+    pub hostname: String,
     /// Wall clock at the start (ns since the Unix epoch) and the boot clock events use, read
     /// together: `wall = started_unix_ns + (ts_ns - started_boot_ns)`.
     pub started_unix_ns: u64,
@@ -199,11 +201,14 @@ pub enum Item {
     },
     /// What allocation tracking concluded (its own frames, not counted among the items).
     Alloc(alloc::AllocRecord),
+    /// fstests' own verdict on each test the command ran (`./check` in a checkout), read
+    /// from its `check.log` after it exited: (test, `pass` / `fail` / `notrun`).
+    TestResults(Vec<(String, String)>),
 }
 
-/// `uname -r`.
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+/// `uname -n`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }

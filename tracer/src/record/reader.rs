@@ -624,6 +624,11 @@ fn item_of(w: WireItem) -> Item {
             status,
             signal,
         },
+        WireItem::TestResults(v) => Item::TestResults(
+            v.into_iter()
+                .map(|(t, s)| (t.into_owned(), s.into_owned()))
+                .collect(),
+        ),
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::Notify,
@@ -18,17 +18,16 @@ use tokio::{
 use tracer_fs::wire::WIRE_VERSION;
 
 use super::{
-    EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, TraceHeader, TraceWriter,
-    kernel_release, unix_now_ns,
+    EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, TraceHeader, TraceWriter, unix_now_ns,
 };
 use crate::{
     NOT_ROOT,
     attach::{self, Attached},
-    clock::boottime_ns,
-    counters::Figures,
     is_root,
+    kernel::clock::boottime_ns,
     live::{self, Format, LiveSink},
     report::{self, ReportFormat, ReportOptions},
+    stream::counters::Figures,
     stream::{self, Sink, StreamOptions, Summary},
 };
 
@@ -44,7 +43,8 @@ pub fn header(
         format_version: FORMAT_VERSION,
         wire_version: WIRE_VERSION,
         tracer_version: env!("CARGO_PKG_VERSION").to_string(),
-        kernel_release: kernel_release(),
+        kernel_release: crate::kernel::uname::kernel_release(),
+        hostname: super::hostname(),
         started_unix_ns: unix_now_ns(),
         started_boot_ns: boottime_ns(),
         engine: engine.clone(),
@@ -145,7 +145,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub linger: Duration,
     #[command(flatten)]
-    pub probes: crate::attach_args::AttachArgs,
+    pub probes: crate::attach::args::AttachArgs,
     /// The command to run and its arguments (after `--`).
     #[arg(
         value_name = "CMD",
@@ -305,6 +305,10 @@ impl<S: EngineSink> Sink for RunSink<S> {
         self.rec.bad_record(err)
     }
 
+    fn warning(&mut self, msg: &str) -> Result<()> {
+        self.rec.warning(msg)
+    }
+
     fn ready(&mut self) -> Result<()> {
         self.rec.ready()?;
         self.spawn()
@@ -375,7 +379,7 @@ pub fn main(opts: RunOptions) -> Result<i32> {
     );
     match replayed {
         Ok(mut r) => {
-            match write_rendered(&mut r, &report_path, opts.report_format) {
+            match report::write_rendered(&mut r, &report_path, opts.report_format) {
                 Ok(()) => eprintln!("tracer: report {}", report_path.display()),
                 Err(e) => eprintln!("tracer: no report: {e:#}"),
             }
@@ -388,32 +392,12 @@ pub fn main(opts: RunOptions) -> Result<i32> {
     Ok(status)
 }
 
-/// Replays `record` and writes the report (mode 0600) to `out`.
-pub fn write_report(
-    record: &Path,
-    out: &Path,
-    format: ReportFormat,
-    opts: &ReportOptions,
-) -> Result<()> {
-    let mut r = report::replay_file(record, opts)?;
-    write_rendered(&mut r, out, format)
-}
-
-/// Writes the report `r` in `format` (mode 0600) to `out`.
-fn write_rendered(r: &mut report::Report, out: &Path, format: ReportFormat) -> Result<()> {
-    let text = r.render(format);
-    let mut f = super::create_private(out, true)
-        .with_context(|| format!("creating the report {}", out.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing the report {}", out.display()))?;
-    Ok(())
-}
-
 async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)> {
     // Our own handlers first: from here on SIGINT/SIGTERM do not kill the tracer, the
     // command gets them and the recording goes on until it exits.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let check_logs = super::fstests::CheckLogs::before_run(&opts.command);
     let mut att = attach::attach(&opts.attach)?;
     let kallsyms = att.kallsyms.clone();
     let engine = tracer_fs::Engine::new(live::engine_config(&att));
@@ -500,6 +484,13 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
             status: e.status,
             signal: e.signal,
         });
+    }
+    // fstests' own verdicts, so reports and CI exports can join them with the findings.
+    if let Some(logs) = &check_logs {
+        let results = logs.results();
+        if !results.is_empty() {
+            sink.rec.push(&Item::TestResults(results));
+        }
     }
     let stopped_by = match (&result, exit) {
         (Err(_), _) => "error",

@@ -52,6 +52,7 @@ pub(crate) enum WireItem<'a> {
         status: i32,
         signal: Option<i32>,
     },
+    TestResults(Vec<(Cow<'a, str>, Cow<'a, str>)>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -299,6 +300,15 @@ enum RecPayload<'a> {
     },
     AioScan {
         tasks: Vec<RecAioTask>,
+    },
+    // Deletes that did not free space (appended).
+    SpaceHeld {
+        file: u64,
+        ino: u64,
+        dev: u32,
+        mnt_id: i32,
+        size: u64,
+        blocks: u64,
     },
 }
 
@@ -860,6 +870,21 @@ impl<'a> RecEvent<'a> {
                 ret: *ret,
                 enter_ns: *enter_ns,
             },
+            Payload::SpaceHeld {
+                file,
+                ino,
+                dev,
+                mnt_id,
+                size,
+                blocks,
+            } => RecPayload::SpaceHeld {
+                file: *file,
+                ino: *ino,
+                dev: *dev,
+                mnt_id: *mnt_id,
+                size: *size,
+                blocks: *blocks,
+            },
         };
         RecEvent {
             ts_ns: *ts_ns,
@@ -1178,6 +1203,21 @@ impl<'a> RecEvent<'a> {
                 fd,
                 ret,
                 enter_ns,
+            },
+            RecPayload::SpaceHeld {
+                file,
+                ino,
+                dev,
+                mnt_id,
+                size,
+                blocks,
+            } => Payload::SpaceHeld {
+                file,
+                ino,
+                dev,
+                mnt_id,
+                size,
+                blocks,
             },
         };
         Event {

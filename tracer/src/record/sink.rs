@@ -8,7 +8,7 @@ use anyhow::Result;
 use tracer_fs::{Engine, event::Event};
 
 use super::{Item, TraceEnd, TraceWriter, alloc::AllocRecord, unix_now_ns};
-use crate::{clock::boottime_ns, counters::Figures, live::LiveSink, stream::Sink};
+use crate::{kernel::clock::boottime_ns, live::LiveSink, stream::Sink, stream::counters::Figures};
 
 /// A sink that runs an engine the recording must mirror.
 pub trait EngineSink: Sink {
@@ -206,6 +206,10 @@ impl<S: EngineSink> Sink for RecordSink<S> {
         let r = self.inner.end();
         self.write_alloc();
         r
+    }
+
+    fn warning(&mut self, msg: &str) -> Result<()> {
+        self.inner.warning(msg)
     }
 
     fn bad_record(&mut self, err: &str) -> Result<()> {

@@ -93,6 +93,11 @@ fn wire_item(item: &Item) -> Option<WireItem<'_>> {
             status: *status,
             signal: *signal,
         },
+        Item::TestResults(v) => WireItem::TestResults(
+            v.iter()
+                .map(|(t, s)| (t.as_str().into(), s.as_str().into()))
+                .collect(),
+        ),
         Item::Alloc(_) => return None,
     })
 }

@@ -498,21 +498,8 @@ pub fn render(r: &Report) -> String {
             None => "cut short: no end mark (the tracer crashed or was killed)".into(),
         },
     );
-    row(
-        "events",
-        format!(
-            "{} ({} records lost by the kernel side, {} undecodable)",
-            r.events,
-            r.records_lost(),
-            r.bad_records
-        ),
-    );
-    let missing: Vec<&str> = h
-        .hooks
-        .iter()
-        .filter(|k| k.mechanism.is_none())
-        .map(|k| k.hook.as_str())
-        .collect();
+    row("events", r.events_line());
+    let missing = r.hooks_not_attached();
     row(
         "hooks not attached",
         if missing.is_empty() {

@@ -9,7 +9,7 @@
 //!                  allocation_tracking: { filter, options } (with --alloc-filter) },
 //!   "tests": [ { test (null before the first marker), start_ns, end_ns, started_at,
 //!                events, mount_calls, ebusy_calls,
-//!                ebusy_stories: [ { what, mount, first_ebusy_ns, failed_attempts,
+//!                ebusy_stories: [ { what, lock, mount, first_ebusy_ns, failed_attempts,
 //!                                   closed_ns, busy_ns,
 //!                                   timeline: [ { offset_ns, ts_ns, notice, summary } ],
 //!                                   notices: [ <notice as `tracer attach` prints it> ] } ],
@@ -82,6 +82,9 @@ enum Allocations {
 #[derive(Serialize)]
 struct Test<'a> {
     test: Option<&'a str>,
+    /// fstests' own verdict (`pass`, `fail`, `notrun`), when the recording has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fstests_status: Option<&'static str>,
     start_ns: u64,
     end_ns: u64,
     started_at: Option<String>,
@@ -96,6 +99,11 @@ struct Test<'a> {
 #[derive(Serialize)]
 struct StoryDoc<'a> {
     what: &'a str,
+    /// A lock conflict's story, not a umount's.
+    lock: bool,
+    /// A deleted file's space held until its release.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    space: bool,
     mount: Option<&'a MountDesc>,
     first_ebusy_ns: u64,
     failed_attempts: u32,
@@ -139,12 +147,16 @@ pub fn notice_kind(n: &Notice) -> &'static str {
         Notice::LockConflict(_) => "lock_conflict",
         Notice::LockStillHeld(_) => "lock_still_held",
         Notice::LockReleased(_) => "lock_released",
+        Notice::SpaceHeld(_) => "space_held",
+        Notice::SpaceFreed(_) => "space_freed",
     }
 }
 
 fn story(s: &Story) -> StoryDoc<'_> {
     StoryDoc {
         what: &s.what,
+        lock: s.lock,
+        space: s.space,
         mount: s.mount.as_ref(),
         first_ebusy_ns: s.first_ebusy_ns,
         failed_attempts: s.failed_attempts,
@@ -167,6 +179,7 @@ fn story(s: &Story) -> StoryDoc<'_> {
 fn section<'a>(r: &Report, s: &'a Section) -> Test<'a> {
     Test {
         test: s.test.as_deref(),
+        fstests_status: s.test.as_deref().and_then(|t| r.fstests_status(t)),
         start_ns: s.start_ns,
         end_ns: s.end_ns,
         started_at: r.wall(s.start_ns),
@@ -223,12 +236,7 @@ fn doc(r: &Report) -> Doc<'_> {
             kernel_release: &h.kernel_release,
             started_at: r.wall(h.started_boot_ns),
             started_boot_ns: h.started_boot_ns,
-            duration_ns: r
-                .end
-                .as_ref()
-                .map(|e| e.ended_boot_ns)
-                .unwrap_or(r.last_ns)
-                .saturating_sub(h.started_boot_ns),
+            duration_ns: r.duration_ns(),
             command: r.command.as_ref(),
             clean_end: r.end.is_some(),
             stopped_by: r.end.as_ref().map(|e| e.stopped_by.as_str()),

@@ -12,11 +12,12 @@ pub mod html;
 pub mod json;
 pub mod perfetto;
 pub mod redact;
+pub mod runs;
 pub mod text;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::Read,
+    io::{Read, Write as _},
     path::Path,
 };
 
@@ -47,6 +48,9 @@ pub enum ReportFormat {
     Html,
     /// Chrome trace JSON, to open in Perfetto (ui.perfetto.dev) or chrome://tracing.
     Perfetto,
+    /// KernelCI's KCIDB I/O JSON (schema v5.3): one test result per test per recording,
+    /// with the tracer's findings.
+    Kcidb,
 }
 
 impl ReportFormat {
@@ -56,6 +60,7 @@ impl ReportFormat {
             ReportFormat::Json => "report.json",
             ReportFormat::Html => "report.html",
             ReportFormat::Perfetto => "perfetto.json",
+            ReportFormat::Kcidb => "kcidb.json",
         }
     }
 }
@@ -87,6 +92,15 @@ pub struct Story {
     /// A lock-conflict story (first "EBUSY" is the first conflict, the close the lock's
     /// release, failed attempts the conflicts).
     pub lock: bool,
+    /// A deleted file's space held (from the delete to the file's release).
+    pub space: bool,
+}
+
+impl Story {
+    /// A failed umount's or mount's story (not a lock's, not a deleted file's).
+    pub fn is_ebusy(&self) -> bool {
+        !self.lock && !self.space
+    }
 }
 
 impl Story {
@@ -106,6 +120,8 @@ impl Story {
             Notice::LockConflict(v) => Some((v.story_what(), v.first_ns())),
             Notice::LockStillHeld(h) => Some((h.story.story_what(), h.story.first_ns)),
             Notice::LockReleased(r) => Some((r.story.story_what(), r.story.first_ns)),
+            Notice::SpaceHeld(s) => Some((s.story.story_what(), s.story.first_ns)),
+            Notice::SpaceFreed(s) => Some((s.story.story_what(), s.story.first_ns)),
             _ => None,
         }
     }
@@ -253,9 +269,33 @@ pub struct Report {
     pub redactor: Redactor,
     /// Allocation tracking (`None`: the recording was made without `--alloc-filter`).
     pub alloc: Option<alloc::AllocInfo>,
+    /// fstests' own verdicts, when the recorded command was `./check` (test, status).
+    pub fstests_results: Vec<(String, String)>,
 }
 
 impl Report {
+    /// fstests' verdict on `test` in this run: `fail` when any of its runs failed, then
+    /// `notrun`, then `pass`; `None` when the recording holds no verdicts for it.
+    pub fn fstests_status(&self, test: &str) -> Option<&'static str> {
+        let mut found = None;
+        for (t, s) in &self.fstests_results {
+            if t != test {
+                continue;
+            }
+            let s = match s.as_str() {
+                "fail" => "fail",
+                "notrun" => "notrun",
+                _ => "pass",
+            };
+            found = match (found, s) {
+                (Some("fail"), _) | (_, "fail") => Some("fail"),
+                (Some("notrun"), _) | (_, "notrun") => Some("notrun"),
+                _ => Some("pass"),
+            };
+        }
+        found
+    }
+
     /// Wall-clock time of a boot-clock timestamp, RFC 3339 (UTC), when the header has both
     /// clocks.
     pub fn wall(&self, ts_ns: u64) -> Option<String> {
@@ -270,6 +310,37 @@ impl Report {
     }
 
     /// Records the kernel side lost, per the last counters.
+    /// From the start of the recording to its end line, or to its last item when it ended
+    /// without one.
+    pub fn duration_ns(&self) -> u64 {
+        self.end
+            .as_ref()
+            .map(|e| e.ended_boot_ns)
+            .unwrap_or(self.last_ns)
+            .saturating_sub(self.header.started_boot_ns)
+    }
+
+    /// The header's count of events: `N (L records lost by the kernel side, B undecodable)`
+    /// (text and HTML).
+    pub fn events_line(&self) -> String {
+        format!(
+            "{} ({} records lost by the kernel side, {} undecodable)",
+            self.events,
+            self.records_lost(),
+            self.bad_records
+        )
+    }
+
+    /// The hooks of the recording that nothing served.
+    pub fn hooks_not_attached(&self) -> Vec<&str> {
+        self.header
+            .hooks
+            .iter()
+            .filter(|k| k.mechanism.is_none())
+            .map(|k| k.hook.as_str())
+            .collect()
+    }
+
     pub fn records_lost(&self) -> u64 {
         self.figures
             .as_ref()
@@ -286,6 +357,19 @@ impl Report {
             ReportFormat::Json => json::render(self),
             ReportFormat::Html => html::render(self),
             ReportFormat::Perfetto => perfetto::render(self),
+            // One recording's KCIDB export goes through the cross-run report (`main`).
+            ReportFormat::Kcidb => {
+                let run = runs::digest::digest(self);
+                let summary = runs::summary::summarize(vec![run], Vec::new());
+                let o = runs::kcidb::KcidbOptions {
+                    origin: "tracer".to_string(),
+                    build_id: None,
+                };
+                let mut s = serde_json::to_string_pretty(&runs::kcidb::export(&summary, &o))
+                    .unwrap_or_default();
+                s.push('\n');
+                s
+            }
         };
         if self.redactor.enabled() {
             self.redactor.apply(&s)
@@ -453,6 +537,7 @@ impl Replayer {
                                     | Notice::LockStillHeld(_)
                                     | Notice::LockReleased(_)
                             ),
+                            space: matches!(n, Notice::SpaceHeld(_) | Notice::SpaceFreed(_)),
                         });
                         self.stories.len() - 1
                     }
@@ -486,6 +571,13 @@ impl Replayer {
                         s.closed_ns = Some(r.ts_ns);
                         s.failed_attempts = s.failed_attempts.max(r.story.conflicts);
                         s.mount = s.mount.clone().or_else(|| r.story.mount.clone());
+                    }
+                    Notice::SpaceHeld(h) => {
+                        s.mount = s.mount.clone().or_else(|| h.story.mount.clone());
+                    }
+                    Notice::SpaceFreed(f) => {
+                        s.closed_ns = Some(f.ts_ns);
+                        s.mount = s.mount.clone().or_else(|| f.story.mount.clone());
                     }
                     _ => {}
                 }
@@ -626,6 +718,7 @@ pub fn replay<R: Read>(
     let mut ready_ns = None;
     let mut first_ns = None;
     let mut last_ns = 0u64;
+    let mut fstests_results = Vec::new();
     while let Some(item) = reader.next_item()? {
         match item {
             Item::Event(ev) => {
@@ -664,6 +757,7 @@ pub fn replay<R: Read>(
                 c.status = Some(status);
                 c.signal = signal;
             }
+            Item::TestResults(v) => fstests_results.extend(v),
             Item::Alloc(rec) => {
                 match &rec {
                     AllocRecord::Leak(k) => r.redactor.observe_leak(k),
@@ -715,6 +809,7 @@ pub fn replay<R: Read>(
         timeline: r.timeline,
         redactor: r.redactor,
         alloc: r.alloc.tracked().then(|| r.alloc.info.clone()),
+        fstests_results,
     })
 }
 
@@ -742,6 +837,7 @@ pub fn notice_chain(n: &Notice) -> Option<&[ChainLink]> {
         Notice::CulpritReleased(c) if !c.chain.is_empty() => Some(&c.chain),
         Notice::DetachedMountUnpinned(d) if !d.chain.is_empty() => Some(&d.chain),
         Notice::LockReleased(r) if !r.chain.is_empty() => Some(&r.chain),
+        Notice::SpaceFreed(s) if !s.chain.is_empty() => Some(&s.chain),
         _ => None,
     }
 }
@@ -759,6 +855,8 @@ pub fn notice_ts(n: &Notice) -> u64 {
         Notice::LockConflict(v) => v.ts_ns,
         Notice::LockStillHeld(h) => h.ts_ns,
         Notice::LockReleased(r) => r.ts_ns,
+        Notice::SpaceHeld(s) => s.ts_ns,
+        Notice::SpaceFreed(s) => s.ts_ns,
     }
 }
 
@@ -839,38 +937,88 @@ pub fn notice_summary(n: &Notice) -> String {
             h.story.conflicts, h.caller.tgid, h.caller.comm
         ),
         Notice::LockReleased(r) => format!("lock released ({:?})", r.how),
+        Notice::SpaceHeld(s) => format!(
+            "deleted by pid {} ({}) while held: {} ({})",
+            s.deleted_by.tgid,
+            s.deleted_by.comm,
+            tracer_fs::space::bytes(s.story.allocated),
+            tracer_fs::locks::holder_kinds(&s.file).join(", ")
+        ),
+        Notice::SpaceFreed(s) => format!("space freed after {}", tracer_fs::text::dur(s.held_ns)),
     }
 }
 
 /// `tracer report`'s command line.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The recording (`tracer attach --record FILE`, `tracer run`).
-    pub file: std::path::PathBuf,
+    /// The recording (`tracer attach --record FILE`, `tracer run`); or several recordings
+    /// and directories (searched recursively for recordings) for the cross-run report.
+    #[arg(value_name = "RECORDING", required_unless_present = "json_schema")]
+    pub files: Vec<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Only this xfstests test (e.g. `generic/388`).
     #[arg(long, value_name = "TEST")]
     pub test: Option<String>,
     /// Replace kernel addresses by stable tokens (`file#3`, `ring#1`, ...), for sharing.
+    /// One recording only (the cross-run report names functions, not addresses).
     #[arg(long)]
     pub redact: bool,
     /// Write the report to FILE (mode 0600) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
+    /// Cross-run report: recordings replayed at once (default: one per core).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// `--format kcidb`: the submitting CI system's name (KCIDB `origin`).
+    #[arg(long, value_name = "ORIGIN", default_value = "tracer")]
+    pub kcidb_origin: String,
+    /// `--format kcidb`: an existing KCIDB build the tests belong to (`origin:id`);
+    /// without it one checkout and build per kernel release are written.
+    #[arg(long, value_name = "ID")]
+    pub kcidb_build_id: Option<String>,
+    /// Print the JSON schema of the cross-run report and exit.
+    #[arg(long)]
+    pub json_schema: bool,
 }
 
 /// `tracer report`.
 pub fn main(a: ReportArgs) -> Result<()> {
+    if a.json_schema {
+        print!("{}", runs::schema::json_schema());
+        return Ok(());
+    }
+    let many =
+        a.files.len() > 1 || a.files.iter().any(|f| f.is_dir()) || a.format == ReportFormat::Kcidb;
+    if many {
+        if a.redact {
+            anyhow::bail!(
+                "--redact is for one recording: the cross-run report names functions, not kernel addresses"
+            );
+        }
+        return runs::main(runs::RunsOptions {
+            paths: a.files,
+            format: a.format,
+            test: a.test,
+            jobs: a.jobs,
+            output: a.output,
+            kcidb: runs::kcidb::KcidbOptions {
+                origin: a.kcidb_origin,
+                build_id: a.kcidb_build_id,
+            },
+            progress: true,
+        });
+    }
+    let file = &a.files[0];
     let opts = ReportOptions {
         test: a.test,
         redact: a.redact,
         timeline: a.format == ReportFormat::Perfetto,
     };
     match &a.output {
-        Some(out) => crate::record::run::write_report(&a.file, out, a.format, &opts),
+        Some(out) => write_report(file, out, a.format, &opts),
         None => {
-            let mut r = replay_file(&a.file, &opts)?;
+            let mut r = replay_file(file, &opts)?;
             let text = r.render(a.format);
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
@@ -880,6 +1028,27 @@ pub fn main(a: ReportArgs) -> Result<()> {
             }
         }
     }
+}
+
+/// Replays `record` and writes the report (mode 0600) to `out`.
+pub fn write_report(
+    record: &Path,
+    out: &Path,
+    format: ReportFormat,
+    opts: &ReportOptions,
+) -> Result<()> {
+    let mut r = replay_file(record, opts)?;
+    write_rendered(&mut r, out, format)
+}
+
+/// Writes the report `r` in `format` (mode 0600) to `out`.
+pub fn write_rendered(r: &mut Report, out: &Path, format: ReportFormat) -> Result<()> {
+    let text = r.render(format);
+    let mut f = crate::record::create_private(out, true)
+        .with_context(|| format!("creating the report {}", out.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing the report {}", out.display()))?;
+    Ok(())
 }
 
 /// A command line as a shell would take it back: `sh -c 'exit 3'`.

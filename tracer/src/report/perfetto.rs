@@ -141,8 +141,18 @@ pub fn value(r: &Report) -> Value {
             ev.push(slice(
                 PID_STORIES,
                 tid,
-                &format!("{}: {}", if st.lock { "held" } else { "busy" }, st.what),
-                if st.lock { "lock" } else { "ebusy" },
+                &format!(
+                    "{}: {}",
+                    if st.is_ebusy() { "busy" } else { "held" },
+                    st.what
+                ),
+                if st.lock {
+                    "lock"
+                } else if st.space {
+                    "space"
+                } else {
+                    "ebusy"
+                },
                 st.first_ebusy_ns,
                 end,
                 json!({

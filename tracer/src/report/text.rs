@@ -93,19 +93,8 @@ fn header(r: &Report, out: &mut String) {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "events: {} ({} records lost by the kernel side, {} undecodable)",
-        r.events,
-        r.records_lost(),
-        r.bad_records
-    );
-    let missing: Vec<&str> = h
-        .hooks
-        .iter()
-        .filter(|k| k.mechanism.is_none())
-        .map(|k| k.hook.as_str())
-        .collect();
+    let _ = writeln!(out, "events: {}", r.events_line());
+    let missing = r.hooks_not_attached();
     if !missing.is_empty() {
         let _ = writeln!(out, "hooks not attached: {}", missing.join(", "));
     }
@@ -212,6 +201,15 @@ pub fn story_title(s: &Story) -> String {
 }
 
 pub fn story_outcome(s: &Story) -> String {
+    if s.space {
+        return match s.closed_ns {
+            Some(c) => format!(
+                "held for {} from the delete until the file's release",
+                dur(c.saturating_sub(s.first_ebusy_ns))
+            ),
+            None => "still held at the end of the test".to_string(),
+        };
+    }
     if s.lock {
         let conflicts = count(s.failed_attempts as usize, "conflict", "conflicts");
         return match s.closed_ns {
@@ -242,7 +240,13 @@ fn story(s: &Story, out: &mut String) {
     let _ = writeln!(
         out,
         "    timeline (from the first {} at {}):",
-        if s.lock { "conflict" } else { "EBUSY" },
+        if s.lock {
+            "conflict"
+        } else if s.space {
+            "delete"
+        } else {
+            "EBUSY"
+        },
         boot(s.first_ebusy_ns)
     );
     let told = group_released(&s.notices);
@@ -408,8 +412,13 @@ fn section(r: &Report, s: &Section, out: &mut String) {
         s.mount_calls,
         s.ebusy_calls
     );
+    if let Some(v) = s.test.as_deref().and_then(|t| r.fstests_status(t)) {
+        let _ = writeln!(out, "fstests' verdict: {v}");
+    }
     let _ = writeln!(out);
-    let (locks, ebusy): (Vec<&Story>, Vec<&Story>) = s.stories.iter().partition(|st| st.lock);
+    let ebusy: Vec<&Story> = s.stories.iter().filter(|st| st.is_ebusy()).collect();
+    let locks: Vec<&Story> = s.stories.iter().filter(|st| st.lock).collect();
+    let space: Vec<&Story> = s.stories.iter().filter(|st| st.space).collect();
     if ebusy.is_empty() {
         let _ = writeln!(out, "EBUSY stories: none");
     } else {
@@ -422,6 +431,17 @@ fn section(r: &Report, s: &Section, out: &mut String) {
         let _ = writeln!(out);
         let _ = writeln!(out, "lock conflicts: {}", locks.len());
         for st in locks {
+            story(st, out);
+        }
+    }
+    if !space.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "deleted files still held (space not freed): {}",
+            space.len()
+        );
+        for st in space {
             story(st, out);
         }
     }

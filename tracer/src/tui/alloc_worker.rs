@@ -17,8 +17,8 @@ use tracer_fs::event::{Event, Payload};
 
 use crate::{
     alloc::{tracker::AllocTracker, view::AllocView},
-    counters::Figures,
     record::alloc::AllocRecord,
+    stream::counters::Figures,
 };
 
 enum ToWorker {

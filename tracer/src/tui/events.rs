@@ -14,7 +14,7 @@ use super::{
     app::{App, Pane, Target, entry_rows},
     log::{LogEntry, LogKind},
     model::Snapshot,
-    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, pane_block, wrap},
+    style::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, pane_block, wrap},
 };
 
 pub fn kind_style(k: LogKind) -> Style {
@@ -30,7 +30,8 @@ pub fn kind_style(k: LogKind) -> Style {
         LogKind::NoLeak => GOOD,
         LogKind::Lock => BAD,
         LogKind::LockHeld => WARN,
-        LogKind::Unlocked => GOOD,
+        LogKind::Unlocked | LogKind::SpaceFreed => GOOD,
+        LogKind::SpaceHeld => WARN,
     }
 }
 

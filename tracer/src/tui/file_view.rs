@@ -13,7 +13,7 @@ use super::{
     app::App,
     log::file_name,
     model::Snapshot,
-    ui::{BAD, DIM, GOOD, HEAD, WARN, pane_block, wrap},
+    style::{BAD, DIM, GOOD, HEAD, WARN, pane_block, wrap},
 };
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, snap: &Snapshot, key: FileKey) {

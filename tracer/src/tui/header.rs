@@ -12,7 +12,7 @@ use ratatui::{
 use super::{
     app::App,
     model::Snapshot,
-    ui::{BAD, DIM, GOOD, HEAD, TITLE, WARN, clock, si, tail},
+    style::{BAD, DIM, GOOD, HEAD, TITLE, WARN, clock, si, tail},
 };
 
 /// Four lines; five with allocation tracking.

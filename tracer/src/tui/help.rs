@@ -11,7 +11,7 @@ use ratatui::{
 use super::{
     app::App,
     model::Snapshot,
-    ui::{BAD, DIM, GOOD, HEAD, KEY, TITLE, wrap},
+    style::{BAD, DIM, GOOD, HEAD, KEY, TITLE, wrap},
 };
 
 const MOUNTS_HELP: &str = "  Files alive on each mount, by what holds them: fd = an fd table, ring = registered in an io_uring ring, req = an in-flight io_uring request, defer = no holder left but the final put is pending (task_work or delayed_fput), unatt = no holder we can name. Red: pinned after a failed umount, or detached by a lazy umount and still pinned. With --alloc-filter: ALLOC and BYTES = allocations made by the filtered code during the mount's lifetime and not freed yet (- for mounts older than the tracer); Enter shows them by call site; after an umount and the grace period a LEAK (or noleak) event holds the kmemleak-style report (Enter opens it).";

@@ -41,6 +41,10 @@ pub enum LogKind {
     LockHeld,
     /// The lock of a conflict was released.
     Unlocked,
+    /// A deleted file's space held by a ring or a request.
+    SpaceHeld,
+    /// That space freed.
+    SpaceFreed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +197,8 @@ impl LogKind {
             LogKind::Lock => "LOCK  ",
             LogKind::LockHeld => "held  ",
             LogKind::Unlocked => "unlock",
+            LogKind::SpaceHeld => "SPACE ",
+            LogKind::SpaceFreed => "spfree",
         }
     }
 }
@@ -307,6 +313,18 @@ impl LogEntry {
                 LogKind::LockHeld,
                 vec![full.clone()],
                 h.story.mount.as_ref().map(|m| m.id),
+            ),
+            Notice::SpaceHeld(s) => (
+                s.ts_ns,
+                LogKind::SpaceHeld,
+                full.lines().take(6).map(str::to_string).collect(),
+                s.story.mount.as_ref().map(|m| m.id),
+            ),
+            Notice::SpaceFreed(s) => (
+                s.ts_ns,
+                LogKind::SpaceFreed,
+                full.lines().map(str::to_string).collect(),
+                s.story.mount.as_ref().map(|m| m.id),
             ),
             Notice::LockReleased(r) => (
                 r.ts_ns,

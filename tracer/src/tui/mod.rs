@@ -19,6 +19,7 @@ pub mod mount_view;
 pub mod mounts;
 pub mod report;
 pub mod sink;
+pub mod style;
 pub mod term;
 pub mod trail;
 pub mod ui;
@@ -40,27 +41,10 @@ pub use ui::draw;
 use crate::{
     alloc::{tracker::AllocTracker, view::AllocView},
     attach::{self, Options},
-    clock::boottime_ns,
+    kernel::clock::boottime_ns,
     live,
     stream::{self, StreamOptions},
 };
-
-/// `Linux 6.18.0 x86_64`.
-pub fn kernel_release() -> String {
-    // SAFETY: uname fills a zeroed struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return "Linux".into();
-    }
-    let s = |f: &[libc::c_char]| {
-        // SAFETY: uname's fields are NUL-terminated.
-        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    format!("Linux {} {}", s(&u.release), s(&u.machine))
-}
 
 impl WallClock {
     /// The offsets as they are now.
@@ -97,7 +81,7 @@ pub async fn attach(
     let kallsyms = att.kallsyms.clone();
     let engine = tracer_fs::Engine::new(live::engine_config(&att));
     let meta = Arc::new(Meta {
-        kernel: kernel_release(),
+        kernel: crate::kernel::uname::kernel_line().unwrap_or_else(|| "Linux".into()),
         hooks: att.hooks.iter().map(model::HookLine::of).collect(),
         recording: record.map(|p| p.display().to_string()),
     });

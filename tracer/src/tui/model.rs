@@ -5,7 +5,6 @@
 
 use std::{
     collections::VecDeque,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,7 +26,7 @@ use super::{
 };
 use crate::{
     alloc::view::{AllocView, MountAlloc},
-    counters::Figures,
+    stream::counters::Figures,
 };
 
 /// How many log entries the events pane keeps.
@@ -59,7 +58,7 @@ pub struct HookLine {
 }
 
 impl HookLine {
-    pub fn of(h: &crate::attach::HookStatus) -> Self {
+    pub fn of(h: &crate::attach::hooks::HookStatus) -> Self {
         HookLine {
             name: h.hook.to_string(),
             why: h.why.to_string(),
@@ -555,18 +554,9 @@ impl Model {
         self.ended = Some(why.into());
     }
 
-    /// Handles a request from the UI; `dir` is where reports go.
-    pub fn request(&mut self, r: Request, dir: &Path, now_ns: u64) {
-        match r {
-            Request::Focus { mount, file } => self.focus = (mount, file),
-            Request::SaveReport => {
-                let status = match super::report::save(self, dir, now_ns) {
-                    Ok(p) => format!("report saved: {}", p.display()),
-                    Err(e) => format!("report not saved: {e:#}"),
-                };
-                self.status = Some(status);
-            }
-        }
+    /// The mount and file the UI shows in detail (`Request::Focus`).
+    pub fn set_focus(&mut self, mount: Option<i32>, file: Option<FileKey>) {
+        self.focus = (mount, file);
     }
 
     fn rate(&mut self, now_ns: u64, events: u64) -> u64 {

@@ -17,7 +17,7 @@ use super::{
     app::{App, Target, file_rows},
     log::file_name,
     model::{Snapshot, pinned},
-    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
+    style::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
 };
 
 /// `+12/s`, `-3/s`, `+0.5/s`.

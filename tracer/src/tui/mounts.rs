@@ -13,7 +13,7 @@ use tracer_fs::summary::MountSummary;
 use super::{
     app::{App, Pane, Target, mount_rows},
     model::{Snapshot, pinned},
-    ui::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
+    style::{BAD, DIM, GOOD, HEAD, SELECTED, WARN, head, pane_block, si, tail},
 };
 
 /// Widths of the columns after the mount point (FS to unatt, then STATE).

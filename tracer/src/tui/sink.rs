@@ -4,25 +4,39 @@
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, mpsc},
 };
 
 use anyhow::Result;
 use tokio::sync::watch;
-use tracer_fs::event::{Event, Payload};
+use tracer_fs::event::Event;
 
 use super::{
     alloc_worker::AllocWorker,
     model::{Model, Request, Snapshot},
 };
 use crate::{
-    clock::boottime_ns,
-    counters::Figures,
-    kallsyms::Kallsyms,
+    kernel::clock::boottime_ns,
+    kernel::kallsyms::Kallsyms,
     record::{EngineSink, alloc::AllocRecord},
     stream::Sink,
+    stream::counters::Figures,
 };
+
+/// Answers a request from the UI; `dir` is where reports go.
+pub fn answer(model: &mut Model, r: Request, dir: &Path, now_ns: u64) {
+    match r {
+        Request::Focus { mount, file } => model.set_focus(mount, file),
+        Request::SaveReport => {
+            let status = match super::report::save(model, dir, now_ns) {
+                Ok(p) => format!("report saved: {}", p.display()),
+                Err(e) => format!("report not saved: {e:#}"),
+            };
+            model.set_status(status);
+        }
+    }
+}
 
 /// How often allocation tracking reads the kernel's map (a syscall or two per entry: not
 /// at every snapshot).
@@ -96,38 +110,11 @@ impl TuiSink {
         }
     }
 
-    /// Teaches the engine the names of work functions as they first appear.
-    fn learn_symbols(&mut self, ev: &Event) {
-        let mut addrs = vec![];
-        if let Some(w) = ev.work {
-            addrs.push(w.function);
-        }
-        if let Payload::WorkQueued { function, .. }
-        | Payload::WorkStart { function, .. }
-        | Payload::WorkEnd { function, .. }
-        | Payload::WorkArmed { function, .. } = ev.payload
-        {
-            addrs.push(function);
-        }
-        for a in addrs {
-            if self.named.insert(a)
-                && let Some((s, off)) = self.syms.resolve(a)
-            {
-                let name = if off == 0 {
-                    s.name.clone()
-                } else {
-                    format!("{}+{off:#x}", s.name)
-                };
-                self.model.engine.add_symbol(a, name);
-            }
-        }
-    }
-
     /// Handles the UI's requests and publishes a snapshot.
     pub fn publish(&mut self) {
         let now = boottime_ns();
         while let Ok(r) = self.requests.try_recv() {
-            self.model.request(r, &self.dir, now);
+            answer(&mut self.model, r, &self.dir, now);
         }
         let snap = self.model.snapshot(now);
         self.tx.send_replace(Arc::new(snap));
@@ -136,7 +123,7 @@ impl TuiSink {
 
 impl Sink for TuiSink {
     fn event(&mut self, ev: &Event) -> Result<()> {
-        self.learn_symbols(ev);
+        crate::live::teach_work_names(&mut self.model.engine, &mut self.named, &self.syms, ev);
         if let Some(a) = self.alloc.as_mut() {
             a.on_event(ev);
         }
@@ -154,6 +141,11 @@ impl Sink for TuiSink {
 
     fn bad_record(&mut self, err: &str) -> Result<()> {
         self.model.bad_record(err, boottime_ns());
+        Ok(())
+    }
+
+    fn warning(&mut self, _msg: &str) -> Result<()> {
+        // The verdicts say when a scan could not run; the TUI's log shows those.
         Ok(())
     }
 

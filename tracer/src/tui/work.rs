@@ -11,7 +11,7 @@ use tracer_fs::text::dur;
 
 use super::{
     model::Snapshot,
-    ui::{BAD, DIM, HEAD, WARN, head, pane_block},
+    style::{BAD, DIM, HEAD, WARN, head, pane_block},
 };
 
 const FIXED: [u16; 8] = [4, 3, 7, 7, 7, 7, 7, 5];

@@ -14,6 +14,7 @@
 //! Writes a table to stdout and `target/bench.json`. Never asserts a timing.
 
 mod record;
+pub mod runs;
 pub mod workload;
 
 use std::{
@@ -165,6 +166,11 @@ pub fn main(args: Args) -> Result<()> {
     record::print(&writer);
     if let Value::Object(m) = &mut out {
         m.insert("record_writer".into(), writer);
+    }
+    let replay = runs::measure(&tracer, &env.tmpfs, args.rounds, runs::COUNT)?;
+    runs::print(&replay);
+    if let Value::Object(m) = &mut out {
+        m.insert("cross_run_replay".into(), replay);
     }
     let path = util::target_dir().join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
@@ -564,6 +570,14 @@ fn map_memlock(pid: u32) -> u64 {
 }
 
 // ---------------------------------------------------------------- the report
+
+/// `{median, min, max}` of figure `k` over the runs' JSON lines (null without one).
+fn figure_over(runs: &[Value], k: &str) -> Value {
+    match median_min_max(runs.iter().filter_map(|r| r[k].as_f64()).collect()) {
+        Some((m, lo, hi)) => json!({ "median": m, "min": lo, "max": hi }),
+        None => Value::Null,
+    }
+}
 
 fn median_min_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     if v.is_empty() {

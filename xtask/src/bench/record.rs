@@ -9,7 +9,7 @@ use std::{path::Path, process::Command};
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use super::{median_min_max, output};
+use super::output;
 use crate::util;
 
 /// Runs the writer bench `rounds` times; the summary.
@@ -35,12 +35,7 @@ pub fn measure(tracer: &Path, dir: &Path, rounds: usize) -> Result<Value> {
 
 /// Medians (with min-max) of the runs' figures.
 pub fn summary(runs: &[Value]) -> Value {
-    let figure = |k: &str| -> Value {
-        match median_min_max(runs.iter().filter_map(|r| r[k].as_f64()).collect()) {
-            Some((m, lo, hi)) => json!({ "median": m, "min": lo, "max": hi }),
-            None => Value::Null,
-        }
-    };
+    let figure = |k: &str| super::figure_over(runs, k);
     json!({
         "events": runs.first().map_or(Value::Null, |r| r["events"].clone()),
         "bytes_per_event": figure("bytes_per_event"),

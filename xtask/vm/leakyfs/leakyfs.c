@@ -20,6 +20,7 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/slab.h>
+#include <linux/version.h>
 #include <linux/workqueue.h>
 
 #define LEAKYFS_MAGIC 0x4c45414b
@@ -44,8 +45,12 @@ static unsigned int table_size;
 module_param(table_size, uint, 0644);
 MODULE_PARM_DESC(table_size, "bytes of the table the first mount allocates and keeps");
 
-/* Where leaked pointers go, so the compiler cannot drop the allocations. */
-static void *leakyfs_sink;
+/*
+ * Where leaked pointers go, so the compiler cannot drop the allocations: inverted, so that
+ * nothing holds a leak's address (kmemleak, and tracer's reachability scan, would take a
+ * pointer kept in a global as a reference, and the leak would not be one).
+ */
+static unsigned long leakyfs_sink;
 
 /* The table made at first use, like xfs's UUID table: kept for later mounts. */
 static void *leakyfs_table;
@@ -64,12 +69,12 @@ static noinline void leakyfs_fs_alloc(void)
 	unsigned int i;
 
 	for (i = 0; i < leak_count; i++)
-		WRITE_ONCE(leakyfs_sink, kmalloc(leak_size, GFP_KERNEL));
+		WRITE_ONCE(leakyfs_sink, ~(unsigned long)kmalloc(leak_size, GFP_KERNEL));
 }
 
 static noinline int leakyfs_fill_super_error(void)
 {
-	WRITE_ONCE(leakyfs_sink, kmalloc(leak_size, GFP_KERNEL));
+	WRITE_ONCE(leakyfs_sink, ~(unsigned long)kmalloc(leak_size, GFP_KERNEL));
 	return -EIO;
 }
 
@@ -144,7 +149,13 @@ static struct file_system_type leakyfs_type = {
 	.owner = THIS_MODULE,
 	.name = "leakyfs",
 	.init_fs_context = leakyfs_init_fs_context,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
+	/* kill_litter_super is gone: simple_fill_super's dentries are persistent and
+	 * kill_anon_super drops them. */
+	.kill_sb = kill_anon_super,
+#else
 	.kill_sb = kill_litter_super,
+#endif
 };
 
 static int __init leakyfs_init(void)

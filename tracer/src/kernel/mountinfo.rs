@@ -100,7 +100,12 @@ impl Feed {
     }
 
     /// A mount call's record at `target`: the mounts not handed on before, and, when the
-    /// table no longer shows one at `target`, the one an early read saw there.
+    /// table no longer shows one at `target`, the one an early read saw there. That one
+    /// may have been handed on by the watcher already: handing it on again, in stream
+    /// order, is what makes it known when the watcher's hand-on came while the engine still
+    /// held its id for the mount before (the kernel reuses ids; CI's fsstress test saw
+    /// EBUSYs that named no mount when the early read was dropped at the watcher's).
+    /// The engine adds a known id only once.
     pub fn appeared_at(&mut self, target: &str) -> Result<Vec<MountInfo>> {
         let mut new = self.appeared()?;
         if let Some(m) = take_early(&mut self.early, target, &new) {

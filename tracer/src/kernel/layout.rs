@@ -3,7 +3,7 @@
 
 use tracer_fs::wire::{Config, btf_off as b, tp_field as f};
 
-use crate::{kernel_btf::KernelBtf, tracefs};
+use crate::{kernel::btf::KernelBtf, kernel::tracefs};
 
 /// (index into `Config::tp`, category, tracepoint, field)
 pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
@@ -176,6 +176,7 @@ pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
     (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
     (f::KMEM_NAME, "kmem", "kmem_cache_free", "name"),
+    (f::CONSOLE_MSG, "printk", "console", "msg"),
     (
         f::IO_SUBMIT_CTX,
         "syscalls",
@@ -284,12 +285,14 @@ pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
     (b::MOUNT_MNT_CHILD, "mount", &["mnt_child"]),
     (b::MOUNT_MNT_PARENT, "mount", &["mnt_parent"]),
     (b::MOUNT_MNT, "mount", &["mnt"]),
-    (b::MNT_PCP_COUNT, "mnt_pcp", &["mnt_count"]),
     (b::VMA_VM_FILE, "vm_area_struct", &["vm_file"]),
     (b::VMA_VM_START, "vm_area_struct", &["vm_start"]),
     (b::VMA_VM_END, "vm_area_struct", &["vm_end"]),
     (b::IOCB_AIO_FILDES, "iocb", &["aio_fildes"]),
     (b::INODE_FLCTX, "inode", &["i_flctx"]),
+    (b::INODE_NLINK, "inode", &["i_nlink"]),
+    (b::INODE_SIZE, "inode", &["i_size"]),
+    (b::INODE_BLOCKS, "inode", &["i_blocks"]),
     (b::FLCTX_FLOCK, "file_lock_context", &["flc_flock"]),
     (b::FLCTX_POSIX, "file_lock_context", &["flc_posix"]),
 ];
@@ -392,6 +395,23 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
                 Err(e) => gaps.btf_members.push(format!("pt_regs.{reg}: {e}")),
             }
         }
+    }
+    // A mount's per-CPU reference counts: `mnt_count` up to 6.x; 7.x counts gets and puts
+    // apart (the count is their difference).
+    match btf.offset_of("mnt_pcp", &["mnt_count"]) {
+        Ok(off) => cfg.btf[b::MNT_PCP_COUNT] = off,
+        Err(e) => match (
+            btf.offset_of("mnt_pcp", &["mnt_gets"]),
+            btf.offset_of("mnt_pcp", &["mnt_puts"]),
+        ) {
+            (Ok(gets), Ok(puts)) => {
+                cfg.btf[b::MNT_PCP_COUNT] = gets;
+                cfg.btf[b::MNT_PCP_PUTS] = puts;
+            }
+            _ => gaps
+                .btf_members
+                .push(format!("mnt_pcp.mnt_count (or mnt_gets/mnt_puts): {e}")),
+        },
     }
     // The namespace's flat mount list, where the kernel still has one (before 6.8): the
     // task scan finds a mount by it. Its absence is no gap (the scan walks the mount tree).

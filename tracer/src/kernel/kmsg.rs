@@ -89,13 +89,7 @@ pub fn message(record: &[u8]) -> Option<String> {
     Some(msg.to_string())
 }
 
-/// The test name in an xfstests `run fstests <test> at <date>` line.
-pub fn test_marker(message: &str) -> Option<String> {
-    let (_, rest) = message.split_once("run fstests ")?;
-    let mut words = rest.split_whitespace();
-    let test = words.next()?;
-    (words.next() == Some("at")).then(|| test.to_string())
-}
+pub use tracer_fs::event::test_marker;
 
 #[cfg(test)]
 mod tests {

@@ -113,6 +113,27 @@ impl KernelBtf {
         Ok(bits / 8)
     }
 
+    /// The value of enumerator `member` of `enum enum_name`.
+    pub fn enum_value(&self, enum_name: &str, member: &str) -> Result<u32> {
+        for t in self
+            .btf
+            .resolve_types_by_name(enum_name)
+            .unwrap_or_default()
+        {
+            if let Type::Enum(e) = t
+                && let Some(m) = e
+                    .members
+                    .iter()
+                    .find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == member))
+            {
+                return Ok(m.val());
+            }
+        }
+        Err(anyhow!(
+            "enum {enum_name} has no {member} in the kernel's BTF"
+        ))
+    }
+
     /// Size in bytes of a struct.
     pub fn struct_size(&self, struct_name: &str) -> Result<u32> {
         Ok(self.struct_by_name(struct_name)?.size() as u32)

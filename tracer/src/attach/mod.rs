@@ -3,6 +3,12 @@
 //! links are file descriptors owned by this process, nothing is pinned, so not even a
 //! crash of the tracer leaves a probe behind.
 
+pub mod args;
+pub mod floor;
+pub mod hooks;
+
+pub use floor::{Floor, attach_floor};
+
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result, anyhow};
@@ -16,11 +22,11 @@ use serde::Serialize;
 use tracer_fs::wire::{Config, alloc::AllocConfig, followed};
 
 use crate::{
-    hooks::{HOOKS, Hook, Mechanism, Point},
-    kallsyms::Kallsyms,
-    kernel_btf::KernelBtf,
-    layout::{self, Gaps, UringLayout},
-    tracefs,
+    attach::hooks::{HOOKS, Hook, HookStatus, Mechanism, Point, SpareLoad, verifier_error},
+    kernel::btf::KernelBtf,
+    kernel::kallsyms::Kallsyms,
+    kernel::layout::{self, Gaps, UringLayout},
+    kernel::tracefs,
 };
 
 /// The eBPF object built from `tracer-ebpf` by build.rs.
@@ -59,40 +65,6 @@ impl Default for Options {
     }
 }
 
-/// What became of one logical hook.
-#[derive(Debug, Clone, Serialize)]
-pub struct HookStatus {
-    pub hook: &'static str,
-    pub why: &'static str,
-    /// The mechanism that serves it, if any.
-    pub mechanism: Option<Mechanism>,
-    /// The attach points used (`category/name` or function).
-    pub points: Vec<String>,
-    /// Why better mechanisms, or all of them, failed.
-    pub notes: Vec<String>,
-    /// A hook of the full-kernel tier (fentry/kprobe on the kernel function).
-    pub precise: bool,
-    /// `tracer doctor`: the function-level programs of this hook that were not used, loaded
-    /// anyway to show they pass this kernel's verifier.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub spare_loads: Vec<SpareLoad>,
-}
-
-/// One unused program of a precise hook, loaded (not attached) by `tracer doctor`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SpareLoad {
-    pub program: &'static str,
-    pub mechanism: Mechanism,
-    pub ok: bool,
-    pub detail: String,
-}
-
-impl HookStatus {
-    pub fn live(&self) -> bool {
-        self.mechanism.is_some()
-    }
-}
-
 /// A followed work function.
 #[derive(Debug, Clone, Serialize)]
 pub struct FollowedFn {
@@ -114,6 +86,36 @@ pub struct Attached {
     /// `Options::lock_wait_ms`, for the engine.
     pub lock_wait_ms: u64,
 }
+
+impl Drop for Attached {
+    /// Detaching a classic tracepoint (a perf event) waits for an RCU grace period; done in
+    /// turn, the default set took 2 s. The programs are unloaded from a few threads at once,
+    /// so the waits overlap. (The object's own drop then finds nothing left to detach.)
+    fn drop(&mut self) {
+        let mut progs: Vec<&mut Program> = self.ebpf.programs_mut().map(|(_, p)| p).collect();
+        let per_thread = progs.len().div_ceil(DETACH_THREADS).max(1);
+        std::thread::scope(|s| {
+            for chunk in progs.chunks_mut(per_thread) {
+                s.spawn(move || {
+                    for p in chunk {
+                        let _ = match p {
+                            Program::TracePoint(t) => t.unload(),
+                            Program::RawTracePoint(t) => t.unload(),
+                            Program::KProbe(t) => t.unload(),
+                            Program::FEntry(t) => t.unload(),
+                            Program::FExit(t) => t.unload(),
+                            Program::BtfTracePoint(t) => t.unload(),
+                            _ => Ok(()),
+                        };
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// Threads that detach at exit (each detach mostly waits).
+const DETACH_THREADS: usize = 16;
 
 /// Everything about this kernel the loader needs.
 pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Config, Gaps) {
@@ -166,26 +168,6 @@ pub fn load_object_with_alloc(
         .context("loading the eBPF object (creating its maps)")
 }
 
-/// Takes the tracking maps out of the object.
-fn take_alloc_maps(
-    ebpf: &mut Ebpf,
-    summary: crate::alloc::filter::FilterSummary,
-    syms: crate::alloc::symbols::SymTable,
-) -> Result<crate::alloc::tracker::AllocMaps> {
-    let mut take = |name: &str| {
-        ebpf.take_map(name)
-            .ok_or_else(|| anyhow!("no {name} map in the object"))
-    };
-    Ok(crate::alloc::tracker::AllocMaps {
-        outstanding: aya::maps::HashMap::try_from(take("OUTSTANDING")?)?,
-        stacks: aya::maps::StackTraceMap::try_from(take("STACKS")?)?,
-        cache_names: aya::maps::HashMap::try_from(take("CACHE_NAMES")?)?,
-        summary,
-        syms,
-        rcu: None,
-    })
-}
-
 /// Loads the object and attaches every hook it can.
 pub fn attach(opts: &Options) -> Result<Attached> {
     tracefs::ensure_mounted()?;
@@ -193,57 +175,24 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let ksyms = Kallsyms::load()?;
     let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
-    let built = match &opts.alloc {
-        Some(a) => {
-            // One kallsyms read serves the attach and the allocation backtraces.
-            let syms = crate::alloc::symbols::SymTable::from_kallsyms(ksyms.clone());
-            let mut b = crate::alloc::filter::build(a, &syms)?;
-            match crate::alloc::rcu::layout(&kbtf, &ksyms) {
-                Ok(l) => b.config.rcu = l,
-                Err(e) => b.summary.notes.push(format!(
-                    "kfree_rcu() queues not followed ({e:#}): objects freed through them \
-                     stay listed until their address is reused"
-                )),
-            }
-            Some((a.max_entries, b, syms))
-        }
+    let prepared = match &opts.alloc {
+        Some(a) => Some(crate::alloc::setup::prepare(a, &kbtf, &ksyms)?),
         None => None,
     };
     let mut ebpf = load_object_with_alloc(
         &cfg,
         opts.ring_bytes,
-        built.as_ref().map(|(n, b, _)| (&b.config, *n)),
+        prepared.as_ref().map(|p| (&p.built.config, p.max_entries)),
     )?;
-    let alloc = match built {
-        Some((_, mut b, syms)) => {
-            let rcu = if b.config.rcu.kfree_rcu_work != 0 {
-                match crate::alloc::rcu::RcuScan::load(&mut ebpf, &btf) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        b.summary.notes.push(format!(
-                            "kfree_rcu() queues are followed when their work runs, but not \
-                             scanned before reports ({e:#})"
-                        ));
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            if let Err(e) = crate::alloc::percpu::attach(&mut ebpf, &kbtf) {
-                b.summary
-                    .notes
-                    .push(format!("percpu allocations are not tracked: {e:#}"));
-            }
-            let mut maps = take_alloc_maps(&mut ebpf, b.summary, syms)?;
-            maps.rcu = rcu;
-            Some(maps)
-        }
+    let alloc = match prepared {
+        Some(p) => Some(crate::alloc::setup::finish(
+            &mut ebpf, &btf, &kbtf, &ksyms, p,
+        )?),
         None => None,
     };
 
     let followed = follow_work(&mut ebpf, &ksyms, opts)?;
-    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
+    let mut loaded = Loaded::new();
     let mut shared = HashSet::new();
     let mut hooks = Vec::new();
     for h in HOOKS {
@@ -275,6 +224,8 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
     let mut wanted: Vec<(String, u8)> = vec![
         ("delayed_fput".into(), followed::DELAYED_FPUT),
         ("io_fallback_req_func".into(), followed::URING_FALLBACK),
+        // Its successor on newer kernels (7.2): the task context's fallback work.
+        ("io_tctx_fallback_work".into(), followed::URING_FALLBACK),
         ("io_ring_exit_work".into(), followed::URING_EXIT),
     ];
     wanted.extend(opts.follow_work.iter().map(|n| (n.clone(), followed::USER)));
@@ -298,7 +249,7 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
 }
 
 /// Checks a raw tracepoint's argument types against what the program assumes.
-fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
+pub(crate) fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
     if p.raw_args.is_empty() {
         return Ok(());
     }
@@ -319,15 +270,24 @@ fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
     Ok(())
 }
 
+/// Programs loaded, by (program, function for fentry/fexit): the load of a fentry or fexit
+/// program names its function, so one that found no such function (a function renamed in
+/// a later kernel) can be tried again on another.
+type Loaded = HashMap<(&'static str, &'static str), Result<(), String>>;
+
 /// Loads a program (once) for the point it serves.
 fn load_program(
     prog: &mut Program,
     p: &Point,
     btf: &aya::Btf,
-    loaded: &mut HashMap<&'static str, Result<(), String>>,
+    loaded: &mut Loaded,
 ) -> Result<(), String> {
+    let function = match p.mechanism {
+        Mechanism::Fentry | Mechanism::Fexit => p.target,
+        _ => "",
+    };
     loaded
-        .entry(p.program)
+        .entry((p.program, function))
         .or_insert_with(|| {
             match prog {
                 Program::TracePoint(t) => t.load(),
@@ -359,7 +319,7 @@ fn attach_point(
     ebpf: &mut Ebpf,
     p: &Point,
     btf: &aya::Btf,
-    loaded: &mut HashMap<&'static str, Result<(), String>>,
+    loaded: &mut Loaded,
 ) -> Result<(), String> {
     let prog = ebpf
         .program_mut(p.program)
@@ -409,14 +369,6 @@ fn attach_point(
     }
 }
 
-pub(crate) fn verifier_error(e: &aya::programs::ProgramError) -> String {
-    // The verifier log is long; its last lines say why.
-    let full = format!("{e:#}");
-    let lines: Vec<&str> = full.lines().collect();
-    let tail = lines.len().saturating_sub(12);
-    lines[tail..].join("\n")
-}
-
 /// Names mechanisms (`fentry,fexit`, comma-separated) the attach must not use, so that the
 /// fallbacks can be exercised on a kernel where the better ones work (the VM tier).
 pub const AVOID_ENV: &str = "TRACER_AVOID_MECHANISMS";
@@ -452,7 +404,7 @@ const OPEN_ENTRIES: &[&str] = &[
 ];
 
 /// Whether point `p` is needed with this configuration.
-fn needed(p: &Point, cfg: &Config) -> bool {
+pub(crate) fn needed(p: &Point, cfg: &Config) -> bool {
     !(OPEN_ENTRIES.contains(&p.program)
         && cfg.btf[tracer_fs::wire::btf_off::PT_REGS_SYSCALL_ARG0] != tracer_fs::wire::MISSING_U32)
 }
@@ -467,7 +419,7 @@ fn attach_hook(
     btf: &aya::Btf,
     cfg: &Config,
     hook: &Hook,
-    loaded: &mut HashMap<&'static str, Result<(), String>>,
+    loaded: &mut Loaded,
     shared: &mut Shared,
 ) -> HookStatus {
     let mut status = HookStatus {
@@ -544,19 +496,25 @@ fn attach_hook(
 /// hooks that the attach did not use, so that a verifier rejection of a fallback shows on
 /// the kernel that has it, not only once the preferred mechanism is gone.
 pub fn load_spares(att: &mut Attached) {
-    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
+    let mut loaded = Loaded::new();
     for (hook, status) in HOOKS.iter().zip(att.hooks.iter_mut()) {
         let Some(chosen) = status.mechanism.filter(|m| m.on_function()) else {
             continue; // every function-level alternative was tried: the notes say why
         };
         // The alternatives after the chosen one were never tried.
+        let is_chosen = |a: &&&[Point]| {
+            a.first().is_some_and(|p| {
+                p.mechanism == chosen && status.points.iter().any(|t| t == p.target)
+            })
+        };
         let rest = hook
             .alternatives
             .iter()
-            .skip_while(|a| a.first().map(|p| p.mechanism) != Some(chosen))
+            .skip_while(|a| !is_chosen(a))
             .skip(1);
         for p in rest.flat_map(|a| a.iter()) {
-            if !p.mechanism.on_function() {
+            // Nor are a function this kernel does not have (the name of another version).
+            if !p.mechanism.on_function() || att.kallsyms.addrs(p.target).is_empty() {
                 continue;
             }
             let Some(prog) = att.ebpf.program_mut(p.program) else {
@@ -590,12 +548,17 @@ fn detach_program(ebpf: &mut Ebpf, name: &str) {
 
 /// Runs the `task_file` iterator once and returns the raw records it wrote.
 pub fn snapshot(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
-    run_iter(ebpf, btf, crate::hooks::SNAPSHOT_PROGRAM, "task_file")
+    run_iter(
+        ebpf,
+        btf,
+        crate::attach::hooks::SNAPSHOT_PROGRAM,
+        "task_file",
+    )
 }
 
 /// Runs the `task` iterator (`task_scan`) once and returns the raw records it wrote.
 pub fn task_scan(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<u8>> {
-    run_iter(ebpf, btf, crate::hooks::TASK_SCAN_PROGRAM, "task")
+    run_iter(ebpf, btf, crate::attach::hooks::TASK_SCAN_PROGRAM, "task")
 }
 
 /// Runs the `task_vma` iterator (`vma_scan`) once for the mappings of files on `mounts`
@@ -610,7 +573,12 @@ pub fn vma_scan(ebpf: &mut Ebpf, btf: &aya::Btf, mounts: &[i32]) -> Result<Vec<u
             arr.set(i as u32, mounts.get(i).copied().unwrap_or(-1), 0)?;
         }
     }
-    run_iter(ebpf, btf, crate::hooks::VMA_SCAN_PROGRAM, "task_vma")
+    run_iter(
+        ebpf,
+        btf,
+        crate::attach::hooks::VMA_SCAN_PROGRAM,
+        "task_vma",
+    )
 }
 
 /// Loads (once) the iterator program `name` of `target`, runs it and returns its output.
@@ -632,203 +600,6 @@ fn run_iter(ebpf: &mut Ebpf, btf: &aya::Btf, name: &str, target: &str) -> Result
     let mut buf = Vec::new();
     file.read_to_end(&mut buf).context("reading the iterator")?;
     Ok(buf)
-}
-
-/// The benchmarks' floor (`tracer attach --floor`): count-only programs (`floor_raw`,
-/// `floor_tp`) attached to exactly the points the default configuration would use. The
-/// same `HOOKS` walk decides: each real program is loaded (so a verifier rejection falls
-/// back as it would), raw argument types are checked, and the floor program of the same
-/// kind takes the real one's place at the attach point.
-pub struct Floor {
-    pub ebpf: Ebpf,
-    pub hooks: Vec<HookStatus>,
-}
-
-impl Floor {
-    /// Runs of the floor programs so far, summed over CPUs.
-    pub fn count(&self) -> Result<u64> {
-        let map = self.ebpf.map("FLOOR_COUNT").context("no FLOOR_COUNT map")?;
-        let arr: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
-        Ok(arr.get(&0, 0)?.iter().sum())
-    }
-}
-
-pub fn attach_floor() -> Result<Floor> {
-    tracefs::ensure_mounted()?;
-    let kbtf = KernelBtf::load()?;
-    let ksyms = Kallsyms::load()?;
-    let (cfg, _) = build_config(&kbtf, &ksyms, &Options::default());
-    let mut ebpf = load_object(&cfg, 1 << 16)?;
-    let mut real: HashMap<&'static str, Result<(), String>> = HashMap::new();
-    let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
-    let mut hooks = Vec::new();
-    let mut floor_shared = HashSet::new();
-    for hook in HOOKS {
-        let mut rejected = Vec::new();
-        let mut alternatives: Vec<&'static [Point]> = Vec::new();
-        for alt in hook.alternatives {
-            if alt.iter().any(|p| p.mechanism.on_function()) {
-                rejected.push(format!(
-                    "{}: the floor has no fentry/kprobe programs",
-                    alt[0].mechanism
-                ));
-                continue;
-            }
-            // The real programs must pass the verifier, as they must in the default mode.
-            let mut ok = true;
-            for p in alt.iter() {
-                let r = real.entry(p.program).or_insert_with(|| {
-                    match ebpf.program_mut(p.program) {
-                        Some(Program::TracePoint(t)) => t.load(),
-                        Some(Program::RawTracePoint(t)) => t.load(),
-                        _ => return Err(format!("program {} missing", p.program)),
-                    }
-                    .map_err(|e| verifier_error(&e))
-                });
-                if let Err(e) = r {
-                    rejected.push(format!("{} {}: {e}", p.mechanism, p.target));
-                    ok = false;
-                }
-            }
-            if !ok {
-                continue;
-            }
-            let floor: Vec<Point> = alt
-                .iter()
-                .filter(|p| needed(p, &cfg))
-                .map(|p| Point {
-                    program: match p.mechanism {
-                        Mechanism::RawTracepoint => "floor_raw",
-                        _ => "floor_tp",
-                    },
-                    ..*p
-                })
-                .collect();
-            alternatives.push(Box::leak(floor.into_boxed_slice()));
-        }
-        let floor_hook = Hook {
-            alternatives: Box::leak(alternatives.into_boxed_slice()),
-            ..*hook
-        };
-        // No partial undo here: `detach_program` would drop every link of the shared floor
-        // program, so an alternative is attached point by point and kept only when whole.
-        let mut status = attach_floor_hook(
-            &mut ebpf,
-            &kbtf,
-            &floor_hook,
-            &mut loaded,
-            &mut floor_shared,
-        );
-        status.notes.splice(0..0, rejected);
-        hooks.push(status);
-    }
-    Ok(Floor { ebpf, hooks })
-}
-
-fn attach_floor_hook(
-    ebpf: &mut Ebpf,
-    kbtf: &KernelBtf,
-    hook: &Hook,
-    loaded: &mut HashMap<&'static str, Result<(), String>>,
-    shared: &mut HashSet<(Mechanism, &'static str)>,
-) -> HookStatus {
-    let mut status = HookStatus {
-        hook: hook.name,
-        why: hook.why,
-        mechanism: None,
-        points: vec![],
-        notes: vec![],
-        precise: hook.precise,
-        spare_loads: vec![],
-    };
-    'alternatives: for alt in hook.alternatives {
-        for p in alt.iter() {
-            if let Err(e) = raw_args_match(kbtf, p) {
-                status
-                    .notes
-                    .push(format!("{} {}: {e}", p.mechanism, p.target));
-                continue 'alternatives;
-            }
-        }
-        let mut links = vec![];
-        for p in alt.iter() {
-            // A point another hook attached counts once, as in the default mode.
-            if shared.contains(&(p.mechanism, p.target)) {
-                continue;
-            }
-            match floor_attach_point(ebpf, p, loaded) {
-                Ok(link) => links.push((p.program, link)),
-                Err(e) => {
-                    status
-                        .notes
-                        .push(format!("{} {}: {e}", p.mechanism, p.target));
-                    for (prog, link) in links {
-                        floor_detach(ebpf, prog, link);
-                    }
-                    continue 'alternatives;
-                }
-            }
-        }
-        shared.extend(alt.iter().map(|p| (p.mechanism, p.target)));
-        status.mechanism = alt.first().map(|p| p.mechanism);
-        status.points = alt.iter().map(|p| p.target.to_string()).collect();
-        break;
-    }
-    status
-}
-
-enum FloorLink {
-    Tp(aya::programs::trace_point::TracePointLinkId),
-    Raw(aya::programs::raw_trace_point::RawTracePointLinkId),
-}
-
-fn floor_attach_point(
-    ebpf: &mut Ebpf,
-    p: &Point,
-    loaded: &mut HashMap<&'static str, Result<(), String>>,
-) -> Result<FloorLink, String> {
-    let prog = ebpf
-        .program_mut(p.program)
-        .ok_or_else(|| format!("program {} missing from the object", p.program))?;
-    let load = loaded.entry(p.program).or_insert_with(|| {
-        match prog {
-            Program::TracePoint(t) => t.load(),
-            Program::RawTracePoint(t) => t.load(),
-            _ => return Err(format!("program {} has an unexpected type", p.program)),
-        }
-        .map_err(|e| verifier_error(&e))
-    });
-    load.clone()?;
-    match (p.mechanism, prog) {
-        (Mechanism::Tracepoint, Program::TracePoint(t)) => {
-            let (cat, name) = p.target.split_once('/').expect("category/name");
-            if !tracefs::exists(cat, name) {
-                return Err(format!(
-                    "tracepoint {} does not exist on this kernel",
-                    p.target
-                ));
-            }
-            t.attach(cat, name)
-                .map(FloorLink::Tp)
-                .map_err(|e| format!("attaching {}: {e}", p.target))
-        }
-        (Mechanism::RawTracepoint, Program::RawTracePoint(t)) => t
-            .attach(p.target)
-            .map(FloorLink::Raw)
-            .map_err(|e| format!("attaching raw {}: {e}", p.target)),
-        _ => Err(format!(
-            "program {} does not match mechanism {}",
-            p.program, p.mechanism
-        )),
-    }
-}
-
-fn floor_detach(ebpf: &mut Ebpf, program: &str, link: FloorLink) {
-    match (ebpf.program_mut(program), link) {
-        (Some(Program::TracePoint(t)), FloorLink::Tp(id)) => drop(t.detach(id)),
-        (Some(Program::RawTracePoint(t)), FloorLink::Raw(id)) => drop(t.detach(id)),
-        _ => {}
-    }
 }
 
 /// A raw tracepoint or tracepoint program by name, for tests and doctor.

@@ -7,7 +7,7 @@ use std::{collections::HashSet, os::unix::fs::MetadataExt};
 
 use tracer_fs::event::{BackingFile, BackingKind, MountInfo};
 
-use crate::mountinfo::unescape;
+use crate::kernel::mountinfo::unescape;
 
 /// The loop devices and swap files backed by files on one of `ids`, and what could not
 /// be read.

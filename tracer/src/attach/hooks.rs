@@ -1,5 +1,7 @@
 //! The logical hooks tracer wants, and for each the attach points that can serve it, best
-//! first. `attach.rs` walks this table; `doctor` prints it.
+//! first. `attach` (mod.rs) walks this table; `doctor` prints it. What became of each hook
+//! ([`HookStatus`]) lives here too, so the allocation tracker and the sinks can read it
+//! without depending on the attach code.
 
 /// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -218,15 +220,26 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         name: "io_fallback_req_func",
-        why: "io_uring completing an exiting task's requests (entry)",
+        why: "io_uring completing an exiting task's requests (entry; the ring's \
+              `io_fallback_req_func`, or on newer kernels (7.2) the task context's \
+              `io_tctx_fallback_work`)",
+        // Both take the `struct work_struct *` of the work item they run.
         alternatives: &[
             &[fentry(
                 "fentry_io_fallback_req_func",
                 "io_fallback_req_func",
             )],
+            &[fentry(
+                "fentry_io_fallback_req_func",
+                "io_tctx_fallback_work",
+            )],
             &[kprobe(
                 "kprobe_io_fallback_req_func",
                 "io_fallback_req_func",
+            )],
+            &[kprobe(
+                "kprobe_io_fallback_req_func",
+                "io_tctx_fallback_work",
             )],
             WORK_START_RAW,
             WORK_START_TP,
@@ -398,6 +411,21 @@ pub const HOOKS: &[Hook] = &[
         precise: false,
     },
     Hook {
+        name: "test markers",
+        why: "fstests' `run fstests <test>` kernel log lines, in order with the records",
+        alternatives: &[&[tp("console", "printk/console")]],
+        precise: false,
+    },
+    Hook {
+        name: "deletes",
+        why: "a delete that left a file held by an io_uring ring or request: space not freed",
+        alternatives: &[&[
+            tp("sys_exit_unlink_family", "syscalls/sys_exit_unlink"),
+            tp("sys_exit_unlink_family", "syscalls/sys_exit_unlinkat"),
+        ]],
+        precise: false,
+    },
+    Hook {
         name: "kmem_cache alloc",
         why: "slab allocations (file births are counted here)",
         alternatives: &[
@@ -445,3 +473,46 @@ pub const TASK_SCAN_PROGRAM: &str = "task_scan";
 
 /// The VMA scan iterator program (`iter/task_vma`), run at a failed umount.
 pub const VMA_SCAN_PROGRAM: &str = "vma_scan";
+
+/// What became of one logical hook.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HookStatus {
+    pub hook: &'static str,
+    pub why: &'static str,
+    /// The mechanism that serves it, if any.
+    pub mechanism: Option<Mechanism>,
+    /// The attach points used (`category/name` or function).
+    pub points: Vec<String>,
+    /// Why better mechanisms, or all of them, failed.
+    pub notes: Vec<String>,
+    /// A hook of the full-kernel tier (fentry/kprobe on the kernel function).
+    pub precise: bool,
+    /// `tracer doctor`: the function-level programs of this hook that were not used, loaded
+    /// anyway to show they pass this kernel's verifier.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spare_loads: Vec<SpareLoad>,
+}
+
+/// One unused program of a precise hook, loaded (not attached) by `tracer doctor`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpareLoad {
+    pub program: &'static str,
+    pub mechanism: Mechanism,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl HookStatus {
+    pub fn live(&self) -> bool {
+        self.mechanism.is_some()
+    }
+}
+
+/// Why a program did not load: the last lines of the verifier's log.
+pub(crate) fn verifier_error(e: &aya::programs::ProgramError) -> String {
+    // The verifier log is long; its last lines say why.
+    let full = format!("{e:#}");
+    let lines: Vec<&str> = full.lines().collect();
+    let tail = lines.len().saturating_sub(12);
+    lines[tail..].join("\n")
+}

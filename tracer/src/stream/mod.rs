@@ -1,6 +1,8 @@
 //! The live stream: drains the ring buffer, decodes records into events, adds the events
 //! userspace makes (the fd snapshot, mount tables), and hands them to a sink in order.
 
+pub mod counters;
+
 use std::{
     collections::{HashSet, VecDeque},
     sync::Arc,
@@ -20,8 +22,48 @@ use tracer_fs::{
 };
 
 use crate::{
-    attach::Attached, clock::boottime_ns, counters, counters::Figures, kmsg::Kmsg, mountinfo,
+    attach::Attached, kernel::clock::boottime_ns, kernel::kmsg::Kmsg, kernel::mountinfo,
+    stream::counters::Figures,
 };
+
+/// SIGINT and SIGTERM seen since [`catch_stop_signals_early`]. A signal that comes while the
+/// programs load and attach (before the stream's loop listens) used to be lost, and the
+/// tracer ran its whole `--duration`; these flags are set by the signal handler itself, so
+/// the stream stops as soon as it starts.
+static EARLY_SIGNALS: std::sync::OnceLock<[Arc<std::sync::atomic::AtomicBool>; 2]> =
+    std::sync::OnceLock::new();
+
+/// Starts catching SIGINT and SIGTERM for the stream, before anything slow happens.
+pub fn catch_stop_signals_early() -> Result<()> {
+    let flags = EARLY_SIGNALS.get_or_init(Default::default);
+    // A second signal ends the process at once (exit code 1), as Ctrl-C twice would expect
+    // of a tracer stuck anywhere; the programs go with it (their links are our fds).
+    for (sig, flag) in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .zip(flags.iter())
+    {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone())
+            .context("catching a second stop signal")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGINT, flags[0].clone())
+        .context("catching SIGINT")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, flags[1].clone())
+        .context("catching SIGTERM")?;
+    Ok(())
+}
+
+/// The signal [`catch_stop_signals_early`] saw, if any.
+fn early_signal() -> Option<&'static str> {
+    let flags = EARLY_SIGNALS.get()?;
+    let seen = |i: usize| flags[i].load(std::sync::atomic::Ordering::Relaxed);
+    if seen(0) {
+        Some("SIGINT")
+    } else if seen(1) {
+        Some("SIGTERM")
+    } else {
+        None
+    }
+}
 
 /// Where events go: JSON lines, the engine, a recording, the TUI.
 pub trait Sink {
@@ -29,6 +71,9 @@ pub trait Sink {
     fn figures(&mut self, f: &Figures) -> Result<()>;
     /// A record that could not be decoded (counted and shown, never silently dropped).
     fn bad_record(&mut self, err: &str) -> Result<()>;
+    /// Something the tracer could not do (a scan after EBUSY that found its mount gone, a
+    /// sysfs file it could not read): said, but no record was lost or undecodable.
+    fn warning(&mut self, msg: &str) -> Result<()>;
     /// Hooks attached and the snapshot of existing files taken: from here on nothing is missed.
     fn ready(&mut self) -> Result<()>;
     /// The stream stopped (after the last events and counters): what is still pending is
@@ -109,7 +154,7 @@ async fn kmsg_readable(
 fn kmsg_markers(kmsg: &mut Kmsg, sink: &mut dyn Sink, summary: &mut Summary) -> Result<bool> {
     let (lines, at_end) = kmsg.read_available();
     for line in lines {
-        if let Some(test) = crate::kmsg::test_marker(&line) {
+        if let Some(test) = crate::kernel::kmsg::test_marker(&line) {
             summary.events += 1;
             sink.event(&userspace_event(Payload::TestMarker { test }))?;
         }
@@ -133,8 +178,15 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         unsafe { AsyncFd::register_with_interest(urgent, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("watching the urgent ring buffer: {e}"))?;
 
-    // xfstests' `run fstests <test> at` lines from now on; no /dev/kmsg, no markers.
-    let mut kmsg = Kmsg::open().and_then(|k| {
+    // xfstests' `run fstests <test> at` lines from now on; no /dev/kmsg, no markers. Read
+    // only where the console hook is missing: its records are in order with the others,
+    // while a line read here is stamped when it is read.
+    let console_hooked = att
+        .hooks
+        .iter()
+        .any(|h| h.hook == "test markers" && h.live());
+    let kmsg = if console_hooked { None } else { Kmsg::open() };
+    let mut kmsg = kmsg.and_then(|k| {
         // SAFETY: `Kmsg` owns its file and always returns the same open fd.
         unsafe { AsyncFd::register_with_interest(k, tokio::io::Interest::READABLE) }.ok()
     });
@@ -188,7 +240,11 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     // emit.rs); this bounds how late a trickle of records is seen.
     let mut poll = tokio::time::interval(RING_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut early = if signals { early_signal() } else { None };
     summary.stopped_by = loop {
+        if let Some(s) = early.take() {
+            break s;
+        }
         let sleep_until =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -357,7 +413,7 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         return Ok(());
     }
     // Loop devices and swap files backed by files there: read from sysfs and /proc/swaps.
-    let (files, errs) = crate::devices::backing_files(&table, &ids);
+    let (files, errs) = crate::kernel::devices::backing_files(&table, &ids);
     out.errors.extend(errs);
     let mut mounts: Vec<i32> = ids.iter().copied().collect();
     mounts.sort_unstable();
@@ -383,7 +439,7 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     }
     out.errors.extend(errs);
     scan_mappings(side, &ids, failed_id, out);
-    match crate::aio::counts(&mut side.att.ebpf) {
+    match crate::kernel::aio::counts(&mut side.att.ebpf) {
         Ok(tasks) => out.events.push(userspace_event(Payload::AioScan { tasks })),
         Err(e) => out
             .errors
@@ -529,8 +585,7 @@ impl ScanOut {
             sink.event(e)?;
         }
         for e in &self.errors {
-            summary.bad_records += 1;
-            sink.bad_record(e)?;
+            sink.warning(e)?;
         }
         Ok(())
     }

@@ -1,0 +1,47 @@
+//! fstests' test markers from the kernel log: `printk:console` fires in the task that
+//! wrote to `/dev/kmsg`, so a `run fstests <test> at <date>` line lands in the ring buffer
+//! in order with the records around it (reading `/dev/kmsg` instead stamps it late).
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_fs::wire::{CONSOLE_PREFIX, Console, RecordKind, tp_field};
+
+use crate::{
+    config::tp,
+    emit::{fill_header, reserve, submit},
+};
+
+#[tracepoint]
+pub fn console(ctx: TracePointContext) -> u32 {
+    let Some(off) = tp(tp_field::CONSOLE_MSG) else {
+        return 0;
+    };
+    // SAFETY: offset from the format file; `msg` is a `__data_loc` (offset | len << 16).
+    let Ok(loc) = (unsafe { ctx.read_at::<u32>(off) }) else {
+        return 0;
+    };
+    let src = (ctx.as_ptr() as u64).wrapping_add((loc & 0xffff) as u64);
+    let mut head = [0u8; 12];
+    // SAFETY: the helper checks the address and bounds the copy.
+    if unsafe { bpf_probe_read_kernel_buf(src as *const u8, &mut head) }.is_err()
+        || &head != CONSOLE_PREFIX
+    {
+        return 0;
+    }
+    let Some(mut entry) = reserve::<Console>(RecordKind::Console) else {
+        return 0;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::Console);
+    // SAFETY: as above; the copy is NUL-terminated within `text`.
+    if unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, &mut rec.text) }.is_err() {
+        rec.text[0] = 0;
+    }
+    submit(entry);
+    0
+}

@@ -1,0 +1,130 @@
+//! Space a delete did not free: files held by an io_uring ring or an in-flight request are
+//! kept in a small slot table; after each successful unlink, the slots whose inode has no
+//! link left are sent once (`SpaceHeld`). Nothing else has the inode at hand there on the
+//! tracepoint tier (the syscall only names a path, gone by its exit), and a dead task's
+//! ring is exactly what keeps such a file after its process is gone.
+
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::Array,
+    programs::TracePointContext,
+};
+use tracer_fs::wire::{RecordKind, SpaceHeld, btf_off, counter, tp_field};
+
+use crate::{
+    config::field,
+    emit::{count, fill_header, reserve, submit},
+    kernel::{file_identity, member},
+};
+
+const SLOTS: u32 = 64;
+
+/// Files (`struct file *`) held by a ring or a request, by `slot(file)`; 0: free.
+#[map]
+static HELD_ELSEWHERE: Array<u64> = Array::with_max_entries(SLOTS, 0);
+
+/// The file each slot's `SpaceHeld` was sent for, so a file is said once.
+#[map]
+static SPACE_SAID: Array<u64> = Array::with_max_entries(SLOTS, 0);
+
+#[inline(always)]
+fn slot(file: u64) -> u32 {
+    // `struct file`s are 256-byte slab objects: the bits above those spread them.
+    ((file >> 8) as u32) % SLOTS
+}
+
+/// A ring or a request took a reference to `file`.
+#[inline(always)]
+pub fn note_held(file: u64) {
+    let i = slot(file);
+    let Some(p) = HELD_ELSEWHERE.get_ptr_mut(i) else {
+        return;
+    };
+    // SAFETY: an element of an array map; a racing writer only costs one file's notice.
+    unsafe {
+        if *p == file {
+            return;
+        }
+        if *p != 0 {
+            count(counter::SPACE_SLOT_TAKEN);
+        }
+        *p = file;
+    }
+    // A file already without a link (unlinked before, O_TMPFILE) is no delete's doing:
+    // marked said, so the next unlink of anything does not claim it.
+    let said = if nlink(file) == Some(0) { file } else { 0 };
+    if let Some(p) = SPACE_SAID.get_ptr_mut(i) {
+        // SAFETY: as above.
+        unsafe { *p = said };
+    }
+}
+
+#[inline(always)]
+fn nlink(file: u64) -> Option<u32> {
+    let inode = member::<u64>(file, btf_off::FILE_INODE)?;
+    member::<u32>(inode, btf_off::INODE_NLINK)
+}
+
+/// `file` was released: its slot is free again (and a new file at its address may be
+/// said again).
+#[inline(always)]
+pub fn forget(file: u64) {
+    let i = slot(file);
+    for map in [&HELD_ELSEWHERE, &SPACE_SAID] {
+        if let Some(p) = map.get_ptr_mut(i) {
+            // SAFETY: as in `note_held`.
+            unsafe {
+                if *p == file {
+                    *p = 0;
+                }
+            }
+        }
+    }
+}
+
+/// The exits of `unlink(2)` and `unlinkat(2)`.
+#[tracepoint]
+pub fn sys_exit_unlink_family(ctx: TracePointContext) -> u32 {
+    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    if ret != 0 {
+        return 0;
+    }
+    let mut i: u32 = 0;
+    while i < SLOTS {
+        check_slot(i);
+        i += 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn check_slot(i: u32) {
+    let Some(&file) = HELD_ELSEWHERE.get(i) else {
+        return;
+    };
+    if file == 0 || SPACE_SAID.get(i).is_some_and(|f| *f == file) {
+        return;
+    }
+    if nlink(file) != Some(0) {
+        return;
+    }
+    let inode = member::<u64>(file, btf_off::FILE_INODE).unwrap_or(0);
+    if let Some(p) = SPACE_SAID.get_ptr_mut(i) {
+        // SAFETY: an element of an array map.
+        unsafe { *p = file };
+    }
+    let Some(mut entry) = reserve::<SpaceHeld>(RecordKind::SpaceHeld) else {
+        return;
+    };
+    // SAFETY: the reserved record is written whole before submit.
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut rec.hdr, RecordKind::SpaceHeld);
+    let id = file_identity(file);
+    rec.file = file;
+    rec.ino = id.ino;
+    rec.size = member(inode, btf_off::INODE_SIZE).unwrap_or(0);
+    rec.blocks = member(inode, btf_off::INODE_BLOCKS).unwrap_or(0);
+    rec.mnt_id = id.mnt_id;
+    rec.dev = id.dev;
+    submit(entry);
+}
