@@ -238,6 +238,11 @@ impl Engine {
             Payload::MountsAppeared { mounts } => {
                 self.mounts.learn(ev.ts_ns, mounts);
             }
+            Payload::MountMade { mount } => {
+                if let Some(id) = self.mounts.made(ev.ts_ns, mount) {
+                    self.lose_files_on(id, ev, &mut out);
+                }
+            }
             Payload::MountCall {
                 op,
                 flags,
@@ -1003,17 +1008,7 @@ impl Engine {
             .mounts
             .apply_table(ev.ts_ns, table, |id| files.alive_count_on(id) > 0);
         for id in ch.replaced {
-            // The kernel reuses a mount id only once the old mount is freed, so the files we
-            // believed alive on it were freed unseen.
-            let keys: Vec<FileKey> = self
-                .files
-                .alive_on_mount(id)
-                .iter()
-                .map(|f| f.key)
-                .collect();
-            for k in keys {
-                self.lose_file(k, ev, out);
-            }
+            self.lose_files_on(id, ev, out);
         }
         for id in ch.detached {
             let Some(m) = self.mounts.get(id) else {
@@ -1030,6 +1025,20 @@ impl Engine {
                 ts_ns: ev.ts_ns,
                 files,
             }));
+        }
+    }
+
+    /// The kernel reuses a mount id only once the old mount is freed, so the files we
+    /// believed alive on the mount that had `id` were freed unseen.
+    fn lose_files_on(&mut self, id: i32, ev: &Event, out: &mut Vec<Notice>) {
+        let keys: Vec<FileKey> = self
+            .files
+            .alive_on_mount(id)
+            .iter()
+            .map(|f| f.key)
+            .collect();
+        for k in keys {
+            self.lose_file(k, ev, out);
         }
     }
 

@@ -457,6 +457,13 @@ pub enum Payload {
     MountsAppeared {
         mounts: Vec<MountInfo>,
     },
+    /// The mount a successful mount call made, as its record read it from the kernel
+    /// ([`made_mount`]), handed on right after that record: in stream order, so the engine
+    /// knows it (and that its id no longer names the mount before) however far the stream
+    /// lags behind the mount table.
+    MountMade {
+        mount: MountInfo,
+    },
     /// A task scan after a failed umount is complete: the `TaskSeen` events of tasks whose
     /// cwd/root is on one of `mounts`, or that are exiting, came before this one; a pin on
     /// those mounts not seen since `started_ns` is gone.
@@ -549,6 +556,47 @@ fn how(kind: u16, s: u8) -> Result<RefHow, DecodeError> {
 }
 
 /// Decodes one record as it came from the ring buffer (or a snapshot iterator).
+/// The mount a successful mount call's record says it made, as a mountinfo line would
+/// show it as far as the record knows: root `/`, the source and type the call passed (a
+/// mount table read later fills in the rest). None unless the mount's mountpoint is named
+/// as the target's last component (the newest mount of the namespace can be another, a
+/// propagated copy) and the target is absolute.
+pub fn made_mount(bytes: &[u8]) -> Option<MountInfo> {
+    let (RecordKind::MountCall, _) = wire::parse_header(bytes).ok()? else {
+        return None;
+    };
+    // SAFETY: parse_header checked the kind and the length.
+    let r: wire::MountCall = unsafe { wire::read_record(bytes) };
+    if r.ret != 0 || r.made_mnt_id < 0 {
+        return None;
+    }
+    let target = string(&r.target);
+    let point = match target.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    };
+    let name = string(&r.made_name);
+    let last = point.rsplit('/').next().unwrap_or("");
+    let named = if name.len() + 1 >= wire::MOUNT_MADE_NAME_LEN {
+        last.starts_with(&name) // cut at the record's length
+    } else {
+        last == name
+    };
+    if !point.starts_with('/') || point == "/" || !named {
+        return None;
+    }
+    Some(MountInfo {
+        mount_id: r.made_mnt_id,
+        parent_id: r.made_parent_id,
+        major: r.made_dev >> 20,
+        minor: r.made_dev & 0xf_ffff,
+        root: "/".into(),
+        mount_point: point.to_string(),
+        fs_type: string(&r.fstype),
+        source: string(&r.source),
+    })
+}
+
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let (kind, hdr) = wire::parse_header(bytes)?;
     let k = hdr.kind;
@@ -885,6 +933,45 @@ mod tests {
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: records are plain old data.
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn a_mount_call_tells_the_mount_it_made_when_its_name_fits() {
+        let mut r = wire::MountCall {
+            hdr: hdr(RecordKind::MountCall),
+            op: MountOp::Mount as u32,
+            flags: 0,
+            ret: 0,
+            enter_ns: 1,
+            made_mnt_id: 48,
+            made_parent_id: 30,
+            made_dev: (7 << 20) | 3,
+            _pad: 0,
+            made_name: [0; wire::MOUNT_MADE_NAME_LEN],
+            source: [0; wire::MOUNT_SOURCE_LEN],
+            target: [0; wire::MOUNT_TARGET_LEN],
+            fstype: [0; wire::MOUNT_FSTYPE_LEN],
+        };
+        r.made_name[..4].copy_from_slice(b"fss4");
+        r.target[..12].copy_from_slice(b"/tmp/x/fss4/");
+        r.source[..10].copy_from_slice(b"/dev/loop3");
+        r.fstype[..3].copy_from_slice(b"xfs");
+        let m = made_mount(&bytes_of(&r)).expect("made");
+        assert_eq!((m.mount_id, m.parent_id, m.major, m.minor), (48, 30, 7, 3));
+        assert_eq!(m.mount_point, "/tmp/x/fss4");
+        assert_eq!(
+            (m.fs_type.as_str(), m.source.as_str()),
+            ("xfs", "/dev/loop3")
+        );
+        // another name (a propagated copy), a failed call, no mount told: nothing
+        r.made_name[..4].copy_from_slice(b"fss5");
+        assert!(made_mount(&bytes_of(&r)).is_none());
+        r.made_name[..4].copy_from_slice(b"fss4");
+        r.made_mnt_id = -1;
+        assert!(made_mount(&bytes_of(&r)).is_none());
+        r.made_mnt_id = 48;
+        r.ret = -16;
+        assert!(made_mount(&bytes_of(&r)).is_none());
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct Mount {
     pub umount_attempts: Vec<UmountAttempt>,
     pub umount_attempts_total: u32,
     pub umount_ebusy_total: u32,
+    /// Known from its mount call's record only (`Mounts::made`): its root, source and type
+    /// are the call's, until a mount table read says (its identity is then its device).
+    #[serde(skip)]
+    pub from_call: bool,
 }
 
 impl Mount {
@@ -69,6 +73,7 @@ impl Mount {
             umount_attempts: Vec::new(),
             umount_attempts_total: 0,
             umount_ebusy_total: 0,
+            from_call: false,
         }
     }
 
@@ -89,6 +94,9 @@ impl Mount {
 
     /// Same filesystem instance as a mountinfo line (a changed mount point is a move).
     fn same_identity(&self, mi: &MountInfo) -> bool {
+        if self.from_call {
+            return self.major == mi.major && self.minor == mi.minor;
+        }
         self.major == mi.major
             && self.minor == mi.minor
             && self.fs_type == mi.fs_type
@@ -99,6 +107,17 @@ impl Mount {
     fn update(&mut self, mi: &MountInfo) {
         self.parent_id = mi.parent_id;
         self.mount_point = normalize_path(&mi.mount_point);
+        if self.from_call {
+            self.root = mi.root.clone();
+            self.fs_type = mi.fs_type.clone();
+            self.source = mi.source.clone();
+            self.from_call = false;
+        }
+    }
+
+    /// Its last umount went through: whatever has its id next is another mount.
+    fn unmounted(&self) -> bool {
+        self.umount_attempts.last().is_some_and(|a| a.ret == 0)
     }
 
     pub fn record_attempt(&mut self, a: UmountAttempt) {
@@ -231,7 +250,7 @@ impl Mounts {
                 (m.mount_point != mi.mount_point
                     || m.source != mi.source
                     || m.fs_type != mi.fs_type)
-                    && m.umount_attempts.last().is_some_and(|a| a.ret == 0)
+                    && m.unmounted()
             });
             if reused {
                 self.retire(mi.mount_id, ts);
@@ -243,6 +262,34 @@ impl Mounts {
             }
         }
         added
+    }
+
+    /// The mount a mount call's record says the call made (`Payload::MountMade`), in stream
+    /// order. The kernel gives a live mount's id to no other, so a different mount known
+    /// under that id (another device or type, or one whose umount went through) is gone:
+    /// it goes to the history and its id is returned, for its files to be let go. The
+    /// same mount known already (a move, or the watcher was first) is updated.
+    pub fn made(&mut self, ts: u64, mi: &MountInfo) -> Option<i32> {
+        let mut replaced = None;
+        match self.live.get_mut(&mi.mount_id) {
+            Some(m)
+                if m.in_table() && !m.unmounted() && m.major == mi.major && m.minor == mi.minor =>
+            {
+                m.parent_id = mi.parent_id;
+                m.mount_point = normalize_path(&mi.mount_point);
+                return None;
+            }
+            Some(_) => {
+                self.retire(mi.mount_id, ts);
+                self.ids_reused += 1;
+                replaced = Some(mi.mount_id);
+            }
+            None => {}
+        }
+        let mut m = Mount::from_info(mi, ts);
+        m.from_call = true;
+        self.live.insert(mi.mount_id, m);
+        replaced
     }
 
     /// A detached mount's last file went away (or a mount is otherwise gone): to history.
@@ -350,6 +397,47 @@ mod tests {
             m.history()
                 .any(|h| h.id == 41 && h.mount_point == "/scratch")
         );
+    }
+
+    /// A mount call's record names the mount it made, in stream order: a different mount
+    /// under that id is gone (its id returned), the same one (the watcher was first) is
+    /// kept, and a table read later fills in what the record could not say.
+    #[test]
+    fn a_mount_made_replaces_what_had_its_id_before() {
+        let mut m = Mounts::default();
+        m.apply_table(5, &[mi(40, 1, "/mnt/fss3", "xfs", "/dev/loop0")], |_| false);
+        // still mounted, same device: the same mount (moved, or seen early)
+        assert_eq!(m.made(6, &mi(40, 1, "/mnt/fss3", "", "")), None);
+        assert_eq!(m.get(40).unwrap().fs_type, "xfs");
+        // its umount went through: the same device at the same id is a new mount
+        let ok = UmountAttempt {
+            ts_ns: 7,
+            ret: 0,
+            flags: 0,
+            pid: 9,
+            tgid: 9,
+            comm: "umount".into(),
+        };
+        m.get_mut(40).unwrap().record_attempt(ok);
+        let mut ext4 = mi(40, 1, "/mnt/fss3", "ext4", "/dev/loop0");
+        ext4.root = "/".into();
+        assert_eq!(m.made(8, &ext4), Some(40));
+        assert_eq!(m.mount_for_path("/mnt/fss3").unwrap().fs_type, "ext4");
+        // another device under the id: replaced, whatever its umount said
+        let mut other = mi(40, 1, "/mnt/fss4", "xfs", "/dev/loop1");
+        other.minor = 1;
+        assert_eq!(m.made(9, &other), Some(40));
+        assert!(m.mount_for_path("/mnt/fss3").is_none());
+        assert_eq!(m.mount_for_path("/mnt/fss4").unwrap().id, 40);
+        // the table agrees on the device: kept, with the table's fields
+        let mut listed = other.clone();
+        listed.source = "/dev/loop1p0".into();
+        listed.root = "/sub".into();
+        let ch = m.apply_table(10, &[listed], |_| false);
+        assert!(ch.replaced.is_empty() && ch.added.is_empty());
+        assert_eq!(m.get(40).unwrap().root, "/sub");
+        assert!(!m.get(40).unwrap().from_call);
+        assert_eq!(m.history().filter(|h| h.id == 40).count(), 2);
     }
 
     /// CI: under load the ordered table that retires an unmounted mount came after the

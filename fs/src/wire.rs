@@ -161,6 +161,7 @@ impl MountOp {
 pub const MOUNT_SOURCE_LEN: usize = 64;
 pub const MOUNT_TARGET_LEN: usize = 128;
 pub const MOUNT_FSTYPE_LEN: usize = 16;
+pub const MOUNT_MADE_NAME_LEN: usize = 64;
 
 /// A mount-family syscall, emitted at its exit with the arguments captured at its entry.
 #[repr(C)]
@@ -174,6 +175,17 @@ pub struct MountCall {
     pub ret: i64,
     /// Time of the syscall's entry (the exit is `hdr.ts_ns`).
     pub enter_ns: u64,
+    /// The mount a successful mount(2) or move_mount(2) attached, read from the kernel at
+    /// the syscall's exit (the namespace's newest mount, checked against the target's last
+    /// component): its id, its parent's id and its superblock's `s_dev`. `made_mnt_id` is
+    /// -1 when no mount was made or it could not be told.
+    pub made_mnt_id: i32,
+    pub made_parent_id: i32,
+    pub made_dev: u32,
+    pub _pad: u32,
+    /// The made mount's mountpoint dentry name: userspace takes the mount for the call's
+    /// only when it is the target's last component (a propagated copy is not).
+    pub made_name: [u8; MOUNT_MADE_NAME_LEN],
     pub source: [u8; MOUNT_SOURCE_LEN],
     pub target: [u8; MOUNT_TARGET_LEN],
     pub fstype: [u8; MOUNT_FSTYPE_LEN],
@@ -878,7 +890,13 @@ pub mod btf_off {
     pub const INODE_NLINK: usize = 69; // inode.i_nlink (in an anonymous union)
     pub const INODE_SIZE: usize = 70; // inode.i_size
     pub const INODE_BLOCKS: usize = 71; // inode.i_blocks
-    pub const COUNT: usize = 72;
+    // The mount a mount call made: the namespace's newest mount.
+    pub const MNT_NS_LAST_NODE: usize = 72; // mnt_namespace.mnt_last_node (6.12+)
+    pub const MNT_NS_MOUNTS: usize = 73; // mnt_namespace.mounts (rb_root, 6.8+)
+    pub const MOUNT_MNT_NODE: usize = 74; // mount.mnt_node (6.8+)
+    pub const MOUNT_MNT_MOUNTPOINT: usize = 75; // mount.mnt_mountpoint (a dentry)
+    pub const VFSMOUNT_SB: usize = 76; // vfsmount.mnt_sb
+    pub const COUNT: usize = 80;
 }
 
 /// "This field/offset/argument is not available on this kernel."

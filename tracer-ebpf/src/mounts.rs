@@ -4,21 +4,109 @@
 use aya_ebpf::{
     bindings::BPF_RB_FORCE_WAKEUP,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes, generated::bpf_ktime_get_boot_ns,
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+        generated::bpf_ktime_get_boot_ns,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_fs::wire::{MountCall, MountOp, RecordKind, counter, tp_field};
+use tracer_fs::wire::{MountCall, MountOp, RecordKind, btf_off, counter, tp_field};
 
 use crate::{
-    config::tp,
+    config::{btf, tp},
     emit::{count, fill_header, is_self, reserve, submit_now},
+    kernel::{current_task, member, read},
     maps::{PENDING_MOUNT, SCRATCH_MOUNT, URGENT},
 };
 
 /// `-EBUSY` as syscalls return it.
 const EBUSY: i64 = -16;
+
+/// mount(2) flags that change an existing mount instead of making one: MS_REMOUNT,
+/// MS_MOVE and the propagation changes (MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED).
+const MS_CHANGES: u32 = 32 | 8192 | (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20);
+
+/// Depth of the mount rbtree walked at most (a red-black tree of 2^20 mounts is < 40 deep).
+const MAX_RB_DEPTH: u32 = 40;
+
+/// The calling task's mount namespace's newest mount (a `struct mount`), or 0:
+/// `mnt_last_node` (6.12+), the rightmost node of the `mounts` rbtree (6.8+, ordered by
+/// `mnt_id_unique`), or the tail of the flat `list` (before; mounts are appended).
+#[inline(always)]
+fn newest_mount() -> u64 {
+    let nsproxy = member::<u64>(current_task(), btf_off::TASK_NSPROXY).unwrap_or(0);
+    let ns = member::<u64>(nsproxy, btf_off::NSPROXY_MNT_NS).unwrap_or(0);
+    if ns == 0 {
+        return 0;
+    }
+    if let Some(node_off) = btf(btf_off::MOUNT_MNT_NODE) {
+        let mut node = match btf(btf_off::MNT_NS_LAST_NODE) {
+            Some(off) => read::<u64>(ns.wrapping_add(off)).unwrap_or(0),
+            None => {
+                // `rb_root.rb_node`, then `rb_right` (after `__rb_parent_color`) down.
+                let mut n = member::<u64>(ns, btf_off::MNT_NS_MOUNTS).unwrap_or(0);
+                for _ in 0..MAX_RB_DEPTH {
+                    match read::<u64>(n.wrapping_add(8)) {
+                        Some(right) if right != 0 => n = right,
+                        _ => break,
+                    }
+                }
+                n
+            }
+        };
+        if node == 0 {
+            return 0;
+        }
+        node = node.wrapping_sub(node_off);
+        return node;
+    }
+    if let (Some(list), Some(mnt_list)) = (btf(btf_off::MNT_NS_LIST), btf(btf_off::MOUNT_MNT_LIST))
+    {
+        // `list_head.prev` of the namespace's list: its last mount.
+        let last = read::<u64>(ns.wrapping_add(list).wrapping_add(8)).unwrap_or(0);
+        if last != 0 && last != ns.wrapping_add(list) {
+            return last.wrapping_sub(mnt_list);
+        }
+    }
+    0
+}
+
+/// Fills the `made_*` fields of a successful mount call's record with the mount it made.
+#[inline(always)]
+fn note_made_mount(rec: &mut MountCall) {
+    rec.made_mnt_id = -1;
+    let makes = (rec.op == MountOp::Mount as u32 && rec.flags & MS_CHANGES == 0)
+        || rec.op == MountOp::MoveMount as u32;
+    if !makes {
+        return;
+    }
+    let m = newest_mount();
+    if m == 0 {
+        return;
+    }
+    let Some(id) = member::<i32>(m, btf_off::MOUNT_MNT_ID) else {
+        return;
+    };
+    let parent = member::<u64>(m, btf_off::MOUNT_MNT_PARENT).unwrap_or(0);
+    rec.made_parent_id = member::<i32>(parent, btf_off::MOUNT_MNT_ID).unwrap_or(-1);
+    let sb = match btf(btf_off::MOUNT_MNT) {
+        Some(mnt) => member::<u64>(m.wrapping_add(mnt), btf_off::VFSMOUNT_SB).unwrap_or(0),
+        None => 0,
+    };
+    rec.made_dev = member::<u32>(sb, btf_off::SB_DEV).unwrap_or(0);
+    let dentry = member::<u64>(m, btf_off::MOUNT_MNT_MOUNTPOINT).unwrap_or(0);
+    let name = member::<u64>(dentry, btf_off::DENTRY_NAME).unwrap_or(0);
+    rec.made_name[0] = 0;
+    // SAFETY: the helper checks the address and bounds the copy.
+    if name == 0
+        || unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut rec.made_name) }
+            .is_err()
+    {
+        rec.made_name[0] = 0;
+        return;
+    }
+    rec.made_mnt_id = id;
+}
 
 #[inline(always)]
 fn user_str(ctx: &TracePointContext, field: usize, buf: &mut [u8]) {
@@ -61,6 +149,10 @@ fn enter(
         None => 0,
     };
     rec.ret = 0;
+    rec.made_mnt_id = -1;
+    rec.made_parent_id = -1;
+    rec.made_dev = 0;
+    rec.made_name[0] = 0;
     // SAFETY: no preconditions.
     rec.enter_ns = unsafe { bpf_ktime_get_boot_ns() };
     user_str(ctx, source, &mut rec.source);
@@ -97,6 +189,10 @@ fn exit(ctx: &TracePointContext) -> u32 {
         *rec = unsafe { *pending };
         fill_header(&mut rec.hdr, RecordKind::MountCall);
         rec.ret = ret;
+        rec.made_mnt_id = -1;
+        if ret == 0 {
+            note_made_mount(rec);
+        }
         if ret == EBUSY && rec.op == MountOp::Umount as u32 {
             let _ = URGENT.output::<MountCall>(rec, BPF_RB_FORCE_WAKEUP as u64);
         } else if ret == 0 {

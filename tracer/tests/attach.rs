@@ -64,22 +64,35 @@ fn mount_and_umount_are_recorded_with_paths_and_results() {
                     .is_some_and(|ms| ms.iter().any(|x| x["mount_id"] == id))
         },
     );
-    // New mounts are also handed on at once, ahead of the ordered table (the watcher or the
-    // mount call's record, whichever comes first).
+    // The mount call's record says which mount it made, read from the kernel (its id, its
+    // parent, its device), right after it in the stream: the engine knows the mount in
+    // order, whatever the mount table says by the time the record is read.
+    let line = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').next() == Some(&id.to_string()))
+        .map(str::to_string)
+        .expect("the mount in mountinfo");
+    let cols: Vec<&str> = line.split(' ').collect();
+    let (major, minor) = cols[2].split_once(':').unwrap();
+    let made = |v: &Value| v["event"]["payload"]["type"] == "mount_made";
+    let seen = tracer.wait_for("the mount the call made", Duration::from_secs(10), made);
+    let mi = &seen["event"]["payload"]["mount"];
+    assert_eq!(mi["mount_id"], id, "{seen:#}");
+    assert_eq!(mi["mount_point"], target.as_str());
+    assert_eq!(mi["parent_id"].to_string(), cols[1]);
+    assert_eq!(mi["major"].to_string(), major);
+    assert_eq!(mi["minor"].to_string(), minor);
+    assert_eq!(mi["fs_type"], "tmpfs");
+    assert_eq!(seen["event"]["pid"], mount["pid"]);
+    // New mounts are also handed on at once by the mount table's watcher, ahead of the
+    // ordered stream.
     let appeared = |v: &Value| {
         v["event"]["payload"]["type"] == "mounts_appeared"
             && v["event"]["payload"]["mounts"]
                 .as_array()
                 .is_some_and(|ms| ms.iter().any(|x| x["mount_id"] == id))
     };
-    let seen = tracer.wait_for(
-        "the new mount, seen early",
-        Duration::from_secs(10),
-        appeared,
-    );
-    let mi = &seen["event"]["payload"]["mounts"][0];
-    assert_eq!(mi["mount_point"], target.as_str());
-    assert_eq!(mi["fs_type"], "tmpfs");
     umount(&m.path).expect("umount");
     let um = tracer.wait_event("the umount call", |e| {
         payload_is(e, "mount_call")
@@ -89,16 +102,19 @@ fn mount_and_umount_are_recorded_with_paths_and_results() {
     assert_eq!(um["payload"]["ret"], 0);
     assert!(um["payload"]["enter_ns"].as_u64().unwrap() <= um["ts_ns"].as_u64().unwrap());
     let lines = tracer.stop();
-    // Handed on once; twice when the kernel reused an earlier mount's id (the mount call's
-    // record hands it on again in stream order, after that mount's umount), always as this
-    // mount.
+    // The watcher hands it on once at most, always as this mount; the record, once.
     let seen: Vec<&Value> = lines.iter().filter(|v| appeared(v)).collect();
-    assert!((1..=2).contains(&seen.len()), "{seen:#?}");
+    assert!(seen.len() <= 1, "{seen:#?}");
     for v in seen {
         let ms = v["event"]["payload"]["mounts"].as_array().unwrap();
         let m = ms.iter().find(|x| x["mount_id"] == id).unwrap();
         assert_eq!(m["mount_point"], target.as_str(), "{v:#}");
     }
+    let made: Vec<&Value> = lines
+        .iter()
+        .filter(|v| made(v) && v["event"]["payload"]["mount"]["mount_id"] == id)
+        .collect();
+    assert_eq!(made.len(), 1, "{made:#?}");
 }
 
 #[test]

@@ -187,7 +187,10 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     let errors: Vec<String> = lines
         .iter()
         .filter(|v| v["type"] == "error" || v["type"] == "warning")
-        .map(|v| format!("{}{}", v["error"], v["warning"]))
+        .map(|v| {
+            let s = v["error"].as_str().or(v["warning"].as_str());
+            s.map_or_else(|| v.to_string(), str::to_string)
+        })
         .collect();
     for e in errors.iter().take(8) {
         eprintln!("tracer said: {e}");

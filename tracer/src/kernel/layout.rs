@@ -415,16 +415,41 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
     }
     // The namespace's flat mount list, where the kernel still has one (before 6.8): the
     // task scan finds a mount by it. Its absence is no gap (the scan walks the mount tree).
-    if let (Ok(nsproxy), Ok(mnt_ns), Ok(list), Ok(mnt_list)) = (
-        btf.offset_of("task_struct", &["nsproxy"]),
-        btf.offset_of("nsproxy", &["mnt_ns"]),
+    if let (Ok(list), Ok(mnt_list)) = (
         btf.offset_of("mnt_namespace", &["list"]),
         btf.offset_of("mount", &["mnt_list"]),
     ) {
-        cfg.btf[b::TASK_NSPROXY] = nsproxy;
-        cfg.btf[b::NSPROXY_MNT_NS] = mnt_ns;
         cfg.btf[b::MNT_NS_LIST] = list;
         cfg.btf[b::MOUNT_MNT_LIST] = mnt_list;
+    }
+    // The mount a mount call made: the namespace's newest (its flat list's tail before
+    // 6.8, its rbtree's last node since). Without them the stream reads it from mountinfo.
+    let newest = [
+        (b::TASK_NSPROXY, "task_struct", "nsproxy"),
+        (b::NSPROXY_MNT_NS, "nsproxy", "mnt_ns"),
+        (b::MOUNT_MNT_MOUNTPOINT, "mount", "mnt_mountpoint"),
+        (b::VFSMOUNT_SB, "vfsmount", "mnt_sb"),
+    ];
+    for (idx, st, m) in newest {
+        match btf.offset_of(st, &[m]) {
+            Ok(off) => cfg.btf[idx] = off,
+            Err(e) => gaps.btf_members.push(format!("{st}.{m}: {e}")),
+        }
+    }
+    if cfg.btf[b::MNT_NS_LIST] == tracer_fs::wire::MISSING_U32 {
+        for (idx, st, m) in [
+            (b::MNT_NS_MOUNTS, "mnt_namespace", "mounts"),
+            (b::MOUNT_MNT_NODE, "mount", "mnt_node"),
+        ] {
+            match btf.offset_of(st, &[m]) {
+                Ok(off) => cfg.btf[idx] = off,
+                Err(e) => gaps.btf_members.push(format!("{st}.{m}: {e}")),
+            }
+        }
+        // 6.12+ keeps the last node; before, the rbtree is walked down its right side.
+        if let Ok(off) = btf.offset_of("mnt_namespace", &["mnt_last_node"]) {
+            cfg.btf[b::MNT_NS_LAST_NODE] = off;
+        }
     }
     match (
         btf.offset_of("mount", &["mnt_id"]),

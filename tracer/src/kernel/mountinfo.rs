@@ -23,11 +23,15 @@ pub struct Feed {
     known: HashSet<i32>,
     /// Batches drained since a mount call asked for the whole table.
     table_due: Option<u32>,
-    /// Mounts read right after the urgent ring said a mount call succeeded, ahead of its
-    /// record: a tracer far behind (seconds, under load) may reach the record after the
-    /// mount is gone again, and would never know the mount its EBUSYs were about.
-    early: VecDeque<MountInfo>,
+    /// The mount at a successful mount call's target, read when the urgent ring brought
+    /// the call (at once), by the call's (thread, time), for its record in the main ring:
+    /// a tracer far behind (seconds, under load) may reach the record after the mount is
+    /// gone again, and would never know the mount its EBUSYs were about.
+    early: VecDeque<(CallKey, MountInfo)>,
 }
+
+/// A record's (thread id, time): the same on its urgent copy and in the main ring.
+pub type CallKey = (u32, u64);
 
 /// Mounts kept from early reads at most.
 const EARLY_MAX: usize = 256;
@@ -81,35 +85,36 @@ impl Feed {
         Ok(new)
     }
 
-    /// The urgent ring said a mount call succeeded: the table is read now and its mounts
-    /// not handed on yet are kept for the call's record (`appeared_at`).
-    pub fn note_early(&mut self) -> Result<()> {
-        for m in read()? {
-            let kept = self
-                .early
-                .iter()
-                .any(|e| e.mount_id == m.mount_id && e.mount_point == m.mount_point);
-            if !self.known.contains(&m.mount_id) && !kept {
-                if self.early.len() >= EARLY_MAX {
-                    self.early.pop_front();
-                }
-                self.early.push_back(m);
+    /// The urgent ring said the mount call `key` at `target` succeeded: the mount now at
+    /// `target` is kept for the call's record (`appeared_at`), whether handed on before or
+    /// not (the watcher's hand-on may have reached the engine while it still held that id
+    /// for the mount before: the kernel reuses the smallest free id).
+    pub fn note_early(&mut self, key: CallKey, target: &str) -> Result<()> {
+        if let Some(m) = top_at(read()?, target) {
+            if self.early.len() >= EARLY_MAX {
+                self.early.pop_front();
             }
+            self.early.push_back((key, m));
         }
         Ok(())
     }
 
-    /// A mount call's record at `target`: the mounts not handed on before, and, when the
-    /// table no longer shows one at `target`, the one an early read saw there. That one
-    /// may have been handed on by the watcher already: handing it on again, in stream
-    /// order, is what makes it known when the watcher's hand-on came while the engine still
-    /// held its id for the mount before (the kernel reuses ids; CI's fsstress test saw
-    /// EBUSYs that named no mount when the early read was dropped at the watcher's).
-    /// The engine adds a known id only once.
-    pub fn appeared_at(&mut self, target: &str) -> Result<Vec<MountInfo>> {
+    /// The mount call `key`'s record told the mount it made: its early read is not needed.
+    pub fn made(&mut self, key: CallKey) {
+        take_early(&mut self.early, key);
+    }
+
+    /// The mount call `key`'s record: the mounts not handed on before, and the mount the
+    /// early read saw at its target, again, in stream order, where the engine can tell it
+    /// from the mount that had its id before (CI's fsstress test saw EBUSYs that named no
+    /// mount when that hand-on depended on whether the watcher had been first).
+    pub fn appeared_at(&mut self, key: CallKey) -> Result<Vec<MountInfo>> {
         let mut new = self.appeared()?;
-        if let Some(m) = take_early(&mut self.early, target, &new) {
-            self.known.insert(m.mount_id);
+        if let Some(m) = take_early(&mut self.early, key)
+            && !new
+                .iter()
+                .any(|n| n.mount_id == m.mount_id && n.mount_point == m.mount_point)
+        {
             new.push(m);
         }
         Ok(new)
@@ -137,20 +142,24 @@ impl Feed {
     }
 }
 
-/// The mount an early read saw at `target` (the oldest one, in the order the calls came),
-/// unless `new` has one there: early reads of mounts handed on since are dropped.
-fn take_early(
-    early: &mut VecDeque<MountInfo>,
-    target: &str,
-    new: &[MountInfo],
-) -> Option<MountInfo> {
-    early.retain(|e| !new.iter().any(|n| n.mount_id == e.mount_id));
-    let target = target.trim_end_matches('/');
-    if new.iter().any(|n| n.mount_point == target) {
-        return None;
+/// The topmost mount at `target` (mountinfo lists a mount stacked on another after it).
+fn top_at(table: Vec<MountInfo>, target: &str) -> Option<MountInfo> {
+    if target.is_empty() {
+        return None; // fsmount(): no path yet
     }
-    let i = early.iter().position(|e| e.mount_point == target)?;
-    early.remove(i)
+    let target = match target.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    };
+    table.into_iter().rfind(|m| m.mount_point == target)
+}
+
+/// The early read kept for `key`. Calls reach the main ring in the order their urgent
+/// copies came, so reads kept for earlier calls (whose records were lost) go too.
+fn take_early(early: &mut VecDeque<(CallKey, MountInfo)>, key: CallKey) -> Option<MountInfo> {
+    let i = early.iter().position(|(k, _)| *k == key)?;
+    early.drain(..i);
+    early.pop_front().map(|(_, m)| m)
 }
 
 pub fn read() -> Result<Vec<MountInfo>> {
@@ -224,20 +233,37 @@ mod tests {
     }
 
     #[test]
-    fn an_early_read_stands_in_for_a_mount_gone_before_its_record() {
-        let mut early: VecDeque<MountInfo> =
-            [at(48, "/mnt/s"), at(49, "/mnt/t"), at(48, "/mnt/s")].into();
-        // the table still shows it: nothing from the early reads, and that id is dropped
-        assert!(take_early(&mut early, "/mnt/s", &[at(48, "/mnt/s")]).is_none());
-        assert_eq!(early.len(), 1);
-        // gone from the table: the oldest early read at that path, once
-        let mut early: VecDeque<MountInfo> = [at(48, "/mnt/s"), at(49, "/mnt/t")].into();
+    fn an_early_read_is_kept_for_its_own_call() {
+        let mut early: VecDeque<(CallKey, MountInfo)> = [
+            ((1, 10), at(48, "/mnt/s")),
+            ((2, 20), at(49, "/mnt/t")),
+            ((1, 30), at(48, "/mnt/u")),
+        ]
+        .into();
+        // an unknown call takes nothing and drops nothing
+        assert!(take_early(&mut early, (9, 9)).is_none());
+        assert_eq!(early.len(), 3);
+        // the second call's read; the first one's (its record lost) goes with it
         assert_eq!(
-            take_early(&mut early, "/mnt/s/", &[]).map(|m| m.mount_id),
+            take_early(&mut early, (2, 20)).map(|m| m.mount_point),
+            Some("/mnt/t".into())
+        );
+        assert_eq!(early.len(), 1);
+        assert!(take_early(&mut early, (1, 10)).is_none());
+        assert_eq!(
+            take_early(&mut early, (1, 30)).map(|m| m.mount_id),
             Some(48)
         );
-        assert!(take_early(&mut early, "/mnt/s", &[]).is_none());
-        assert_eq!(early.len(), 1);
+    }
+
+    #[test]
+    fn the_top_mount_at_a_path_is_the_last_listed() {
+        let table = vec![at(40, "/mnt/s"), at(41, "/mnt/t"), at(42, "/mnt/s")];
+        assert_eq!(
+            top_at(table.clone(), "/mnt/s/").map(|m| m.mount_id),
+            Some(42)
+        );
+        assert!(top_at(table, "/mnt").is_none());
     }
 
     use super::*;

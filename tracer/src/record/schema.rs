@@ -310,6 +310,10 @@ enum RecPayload<'a> {
         size: u64,
         blocks: u64,
     },
+    // The mount a mount call made, from its record (appended).
+    MountMade {
+        mount: RecMount<'a>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -685,6 +689,9 @@ impl<'a> RecEvent<'a> {
             Payload::MountsAppeared { mounts } => RecPayload::MountsAppeared {
                 mounts: rec_mounts(mounts),
             },
+            Payload::MountMade { mount } => RecPayload::MountMade {
+                mount: rec_mounts(std::slice::from_ref(mount)).remove(0),
+            },
             Payload::TestMarker { test } => RecPayload::TestMarker { test: b(test) },
             Payload::FilePut {
                 file,
@@ -1034,6 +1041,9 @@ impl<'a> RecEvent<'a> {
             },
             RecPayload::MountsAppeared { mounts } => Payload::MountsAppeared {
                 mounts: own_mounts(mounts),
+            },
+            RecPayload::MountMade { mount } => Payload::MountMade {
+                mount: own_mounts(vec![mount]).remove(0),
             },
             RecPayload::TestMarker { test } => Payload::TestMarker { test: o(test) },
             RecPayload::FilePut {

@@ -647,10 +647,10 @@ fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
                 // A mount or umount went through: whatever fails next is a new story, to
                 // scan at once even with the same (reused) mount id.
                 side.scans.last = None;
-                if let Payload::MountCall { op, .. } = &ev.payload
+                if let Payload::MountCall { op, target, .. } = &ev.payload
                     && *op != MountCallOp::Umount
                 {
-                    side.mounts.note_early()?;
+                    side.mounts.note_early((ev.pid, ev.ts_ns), target)?;
                 }
             }
             continue;
@@ -714,17 +714,25 @@ fn drain_records(
                 }
                 summary.events += 1;
                 sink.event(&ev)?;
-                if let Payload::MountCall {
-                    ret: 0,
-                    op,
-                    ref target,
-                    ..
-                } = ev.payload
-                {
+                if let Payload::MountCall { ret: 0, op, .. } = ev.payload {
                     // New mounts at once, so the records that follow see them (a umount
                     // adds none); removals once the ring is drained (see `mountinfo::Feed`).
                     if op != MountCallOp::Umount {
-                        appeared(side.mounts.appeared_at(target)?, sink, summary)?;
+                        // The mount the record says the call made, in order; the mount
+                        // table read at its urgent copy where the record could not tell.
+                        let key = (ev.pid, ev.ts_ns);
+                        match event::made_mount(&item) {
+                            Some(mount) => {
+                                side.mounts.made(key);
+                                let made = Event {
+                                    payload: Payload::MountMade { mount },
+                                    ..ev.clone()
+                                };
+                                summary.events += 1;
+                                sink.event(&made)?;
+                            }
+                            None => appeared(side.mounts.appeared_at(key)?, sink, summary)?,
+                        }
                     }
                     side.mounts.table_due();
                 }
