@@ -562,11 +562,7 @@ fn how(kind: u16, s: u8) -> Result<RefHow, DecodeError> {
 /// as the target's last component (the newest mount of the namespace can be another, a
 /// propagated copy) and the target is absolute.
 pub fn made_mount(bytes: &[u8]) -> Option<MountInfo> {
-    let (RecordKind::MountCall, _) = wire::parse_header(bytes).ok()? else {
-        return None;
-    };
-    // SAFETY: parse_header checked the kind and the length.
-    let r: wire::MountCall = unsafe { wire::read_record(bytes) };
+    let r: wire::MountCall = wire::read(bytes).ok()?;
     if r.ret != 0 || r.made_mnt_id < 0 {
         return None;
     }
@@ -600,10 +596,9 @@ pub fn made_mount(bytes: &[u8]) -> Option<MountInfo> {
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let (kind, hdr) = wire::parse_header(bytes)?;
     let k = hdr.kind;
-    // SAFETY (all read_record calls): parse_header checked the kind and the length.
     let payload = match kind {
         RecordKind::MountCall => {
-            let r: wire::MountCall = unsafe { wire::read_record(bytes) };
+            let r: wire::MountCall = wire::read(bytes)?;
             let op = MountOp::from_u32(r.op).ok_or(DecodeError::BadField {
                 kind: k,
                 what: "op",
@@ -619,7 +614,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::TaskExit => {
-            let r: wire::TaskExit = unsafe { wire::read_record(bytes) };
+            let r: wire::TaskExit = wire::read(bytes)?;
             Payload::TaskExit {
                 exit_code: r.exit_code,
                 group_dead: r.group_dead != 0,
@@ -628,7 +623,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::Signal => {
-            let r: wire::Signal = unsafe { wire::read_record(bytes) };
+            let r: wire::Signal = wire::read(bytes)?;
             Payload::Signal {
                 sig: r.sig,
                 result: r.result,
@@ -638,7 +633,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::UringCreate => {
-            let r: wire::UringCreate = unsafe { wire::read_record(bytes) };
+            let r: wire::UringCreate = wire::read(bytes)?;
             Payload::UringCreate {
                 ctx: r.ctx,
                 fd: r.fd,
@@ -648,7 +643,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::UringRegister => {
-            let r: wire::UringRegister = unsafe { wire::read_record(bytes) };
+            let r: wire::UringRegister = wire::read(bytes)?;
             Payload::UringRegister {
                 ctx: r.ctx,
                 opcode: r.opcode,
@@ -657,7 +652,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::FileRef => {
-            let r: wire::FileRef = unsafe { wire::read_record(bytes) };
+            let r: wire::FileRef = wire::read(bytes)?;
             let name_kind = match r.name_kind {
                 wire::NAME_NONE => NameKind::None,
                 wire::NAME_USER_PATH => NameKind::UserPath,
@@ -681,7 +676,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::FileUnref => {
-            let r: wire::FileUnref = unsafe { wire::read_record(bytes) };
+            let r: wire::FileUnref = wire::read(bytes)?;
             Payload::FileUnref {
                 file: r.file,
                 holder: holder(k, r.holder, &hdr, r.fd, r.holder_obj, r.holder_ctx)?,
@@ -689,7 +684,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::FileFree => {
-            let r: wire::FileFree = unsafe { wire::read_record(bytes) };
+            let r: wire::FileFree = wire::read(bytes)?;
             Payload::FileFree {
                 file: r.file,
                 mnt_id: r.mnt_id,
@@ -697,7 +692,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::WorkQueue | RecordKind::WorkStart | RecordKind::WorkEnd => {
-            let r: wire::Work = unsafe { wire::read_record(bytes) };
+            let r: wire::Work = wire::read(bytes)?;
             match kind {
                 RecordKind::WorkQueue => Payload::WorkQueued {
                     work: r.work,
@@ -715,7 +710,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::WorkArm => {
-            let r: wire::WorkArm = unsafe { wire::read_record(bytes) };
+            let r: wire::WorkArm = wire::read(bytes)?;
             Payload::WorkArmed {
                 work: r.work,
                 function: r.function,
@@ -723,7 +718,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::UringReqDone => {
-            let r: wire::UringReqDone = unsafe { wire::read_record(bytes) };
+            let r: wire::UringReqDone = wire::read(bytes)?;
             Payload::UringReqDone {
                 ctx: r.ctx,
                 req: r.req,
@@ -732,7 +727,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::FilePut => {
-            let r: wire::FilePut = unsafe { wire::read_record(bytes) };
+            let r: wire::FilePut = wire::read(bytes)?;
             Payload::FilePut {
                 file: r.file,
                 mnt_id: r.mnt_id,
@@ -742,7 +737,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::FputDeferred => {
-            let r: wire::FputDeferred = unsafe { wire::read_record(bytes) };
+            let r: wire::FputDeferred = wire::read(bytes)?;
             Payload::FputDeferred {
                 file: r.file,
                 mnt_id: r.mnt_id,
@@ -751,7 +746,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::WorkFnEntry => {
-            let r: wire::WorkFnEntry = unsafe { wire::read_record(bytes) };
+            let r: wire::WorkFnEntry = wire::read(bytes)?;
             Payload::WorkFnEntered {
                 which: WorkFnKind::from_followed(r.which).ok_or(DecodeError::BadField {
                     kind: k,
@@ -761,7 +756,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::UmountRet => {
-            let r: wire::UmountRet = unsafe { wire::read_record(bytes) };
+            let r: wire::UmountRet = wire::read(bytes)?;
             Payload::UmountRet {
                 mnt_id: r.mnt_id,
                 ret: r.ret,
@@ -770,11 +765,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::MountCleanup => {
-            let r: wire::MountCleanup = unsafe { wire::read_record(bytes) };
+            let r: wire::MountCleanup = wire::read(bytes)?;
             Payload::MountCleanup { mnt_id: r.mnt_id }
         }
         RecordKind::TaskResFree => {
-            let r: wire::TaskResFree = unsafe { wire::read_record(bytes) };
+            let r: wire::TaskResFree = wire::read(bytes)?;
             let what = match r.what {
                 wire::task_res::FILES => TaskRes::Files,
                 wire::task_res::FS => TaskRes::Fs,
@@ -788,7 +783,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             Payload::TaskResFreed { what, ptr: r.ptr }
         }
         RecordKind::MountRefs => {
-            let r: wire::MountRefs = unsafe { wire::read_record(bytes) };
+            let r: wire::MountRefs = wire::read(bytes)?;
             Payload::MountRefs {
                 mnt_id: r.mnt_id,
                 count: r.count,
@@ -797,7 +792,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::LockEvent => {
-            let r: wire::LockEvent = unsafe { wire::read_record(bytes) };
+            let r: wire::LockEvent = wire::read(bytes)?;
             let hook = match r.hook {
                 wire::lock_hook::FLOCK => LockHook::Flock,
                 wire::lock_hook::POSIX => LockHook::Posix,
@@ -830,7 +825,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::LockCall => {
-            let r: wire::LockCall = unsafe { wire::read_record(bytes) };
+            let r: wire::LockCall = wire::read(bytes)?;
             let sys = match r.sys {
                 wire::lock_sys::FLOCK => LockSys::Flock,
                 wire::lock_sys::FCNTL => LockSys::Fcntl,
@@ -850,7 +845,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::Console => {
-            let r: wire::Console = unsafe { wire::read_record(bytes) };
+            let r: wire::Console = wire::read(bytes)?;
             match test_marker(&string(&r.text)) {
                 Some(test) => Payload::TestMarker { test },
                 None => {
@@ -862,7 +857,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::SpaceHeld => {
-            let r: wire::SpaceHeld = unsafe { wire::read_record(bytes) };
+            let r: wire::SpaceHeld = wire::read(bytes)?;
             Payload::SpaceHeld {
                 file: r.file,
                 ino: r.ino,
@@ -873,7 +868,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         RecordKind::TaskScan => {
-            let r: wire::TaskScan = unsafe { wire::read_record(bytes) };
+            let r: wire::TaskScan = wire::read(bytes)?;
             let n = (r.nr_frames as usize).min(wire::TASK_STACK_FRAMES);
             Payload::TaskSeen {
                 task: ScannedTask {

@@ -83,34 +83,68 @@ impl RecordKind {
 
     /// The exact size of a record of this kind on the wire.
     pub const fn size(self) -> usize {
-        match self {
-            RecordKind::MountCall => core::mem::size_of::<MountCall>(),
-            RecordKind::TaskExit => core::mem::size_of::<TaskExit>(),
-            RecordKind::Signal => core::mem::size_of::<Signal>(),
-            RecordKind::UringCreate => core::mem::size_of::<UringCreate>(),
-            RecordKind::UringRegister => core::mem::size_of::<UringRegister>(),
-            RecordKind::FileRef => core::mem::size_of::<FileRef>(),
-            RecordKind::FileUnref => core::mem::size_of::<FileUnref>(),
-            RecordKind::FileFree => core::mem::size_of::<FileFree>(),
-            RecordKind::WorkQueue | RecordKind::WorkStart | RecordKind::WorkEnd => {
-                core::mem::size_of::<Work>()
-            }
-            RecordKind::WorkArm => core::mem::size_of::<WorkArm>(),
-            RecordKind::UringReqDone => core::mem::size_of::<UringReqDone>(),
-            RecordKind::FilePut => core::mem::size_of::<FilePut>(),
-            RecordKind::FputDeferred => core::mem::size_of::<FputDeferred>(),
-            RecordKind::WorkFnEntry => core::mem::size_of::<WorkFnEntry>(),
-            RecordKind::UmountRet => core::mem::size_of::<UmountRet>(),
-            RecordKind::MountCleanup => core::mem::size_of::<MountCleanup>(),
-            RecordKind::TaskScan => core::mem::size_of::<TaskScan>(),
-            RecordKind::TaskResFree => core::mem::size_of::<TaskResFree>(),
-            RecordKind::MountRefs => core::mem::size_of::<MountRefs>(),
-            RecordKind::SpaceHeld => core::mem::size_of::<SpaceHeld>(),
-            RecordKind::Console => core::mem::size_of::<Console>(),
-            RecordKind::LockEvent => core::mem::size_of::<LockEvent>(),
-            RecordKind::LockCall => core::mem::size_of::<LockCall>(),
-        }
+        record_size(self)
     }
+}
+
+/// A record type of the wire: `#[repr(C)]` plain old data that starts with a [`Header`],
+/// paired with the kind(s) its header carries. The pairing is made once, in `records!`
+/// below; the eBPF side reserves by type (`emit::<T>`) and userspace reads by type
+/// ([`read`]), so neither names a kind and a type side by side.
+pub trait Record: Copy + 'static {
+    /// The kind a record of this type is sent as (`Work` is also sent as its siblings).
+    const KIND: RecordKind;
+    /// Whether a header of `kind` announces a record of this type.
+    fn is_kind(kind: RecordKind) -> bool;
+    fn hdr_mut(&mut self) -> &mut Header;
+}
+
+/// Pairs each record type with its kinds: the `Record` impls and the size table.
+macro_rules! records {
+    ($($t:ident => $k:ident $(| $more:ident)*;)*) => {
+        $(impl Record for $t {
+            const KIND: RecordKind = RecordKind::$k;
+            #[inline(always)]
+            fn is_kind(kind: RecordKind) -> bool {
+                matches!(kind, RecordKind::$k $(| RecordKind::$more)*)
+            }
+            #[inline(always)]
+            fn hdr_mut(&mut self) -> &mut Header {
+                &mut self.hdr
+            }
+        })*
+        const fn record_size(kind: RecordKind) -> usize {
+            match kind {
+                $(RecordKind::$k $(| RecordKind::$more)* => core::mem::size_of::<$t>(),)*
+            }
+        }
+    };
+}
+
+records! {
+    MountCall => MountCall;
+    TaskExit => TaskExit;
+    Signal => Signal;
+    UringCreate => UringCreate;
+    UringRegister => UringRegister;
+    FileRef => FileRef;
+    FileUnref => FileUnref;
+    FileFree => FileFree;
+    Work => WorkQueue | WorkStart | WorkEnd;
+    WorkArm => WorkArm;
+    UringReqDone => UringReqDone;
+    FilePut => FilePut;
+    FputDeferred => FputDeferred;
+    WorkFnEntry => WorkFnEntry;
+    UmountRet => UmountRet;
+    MountCleanup => MountCleanup;
+    TaskScan => TaskScan;
+    TaskResFree => TaskResFree;
+    MountRefs => MountRefs;
+    SpaceHeld => SpaceHeld;
+    Console => Console;
+    LockEvent => LockEvent;
+    LockCall => LockCall;
 }
 
 /// Common to every record: what happened, when, where, and in which task.
@@ -993,15 +1027,18 @@ pub fn parse_header(bytes: &[u8]) -> Result<(RecordKind, Header), WireError> {
     Ok((kind, hdr))
 }
 
-/// Reads a whole record of type `T` (which must match the header's kind).
-///
-/// # Safety
-/// `T` must be the record type of `kind` as given by [`parse_header`], and `bytes` at least
-/// `size_of::<T>()` long (which `parse_header` checked).
-pub unsafe fn read_record<T: Copy>(bytes: &[u8]) -> T {
-    debug_assert!(bytes.len() >= core::mem::size_of::<T>());
-    // SAFETY: upheld by the caller.
-    unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) }
+/// Reads a whole record of type `T`, checking that the header announces one.
+pub fn read<T: Record>(bytes: &[u8]) -> Result<T, WireError> {
+    let (kind, hdr) = parse_header(bytes)?;
+    if !T::is_kind(kind) {
+        return Err(WireError::OtherKind {
+            kind: hdr.kind,
+            wanted: T::KIND as u16,
+        });
+    }
+    // SAFETY: `T` is the record type of `kind` (`records!`), and parse_header checked that
+    // `bytes` holds `kind.size()` = `size_of::<T>()` bytes; records are plain old data.
+    Ok(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1016,6 +1053,10 @@ pub enum WireError {
         kind: u16,
         declared: u32,
         len: usize,
+    },
+    OtherKind {
+        kind: u16,
+        wanted: u16,
     },
 }
 
@@ -1032,6 +1073,9 @@ impl core::fmt::Display for WireError {
                 f,
                 "record of kind {kind} declares {declared} bytes but {len} are available or expected"
             ),
+            WireError::OtherKind { kind, wanted } => {
+                write!(f, "record of kind {kind} read as kind {wanted}")
+            }
         }
     }
 }

@@ -8,11 +8,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_fs::wire::{CONSOLE_PREFIX, Console, RecordKind, tp_field};
+use tracer_fs::wire::{CONSOLE_PREFIX, Console, tp_field};
 
 use crate::{
     config::tp,
-    emit::{fill_header, reserve, submit},
+    emit::{record, reserve, submit},
 };
 
 #[tracepoint]
@@ -32,12 +32,10 @@ pub fn console(ctx: TracePointContext) -> u32 {
     {
         return 0;
     }
-    let Some(mut entry) = reserve::<Console>(RecordKind::Console) else {
+    let Some(mut entry) = reserve::<Console>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::Console);
+    let rec = record(&mut entry);
     // SAFETY: as above; the copy is NUL-terminated within `text`.
     if unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, &mut rec.text) }.is_err() {
         rec.text[0] = 0;

@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     maps::ring_buf::RingBufEntry,
 };
-use tracer_fs::wire::{COMM_LEN, Header, RecordKind, counter};
+use tracer_fs::wire::{COMM_LEN, Header, Record, RecordKind, counter};
 
 use crate::maps::{COUNTERS, EVENTS, RUNNING_WORK, SUBMITS};
 
@@ -20,7 +20,7 @@ pub fn count(index: u32) {
 
 /// The header for an event of the current task.
 #[inline(always)]
-pub fn fill_header(h: &mut Header, kind: RecordKind) {
+fn fill_header(h: &mut Header, kind: RecordKind) {
     let pid_tgid = bpf_get_current_pid_tgid();
     h.kind = kind as u16;
     h.size = kind.size() as u32;
@@ -44,12 +44,20 @@ pub fn fill_header(h: &mut Header, kind: RecordKind) {
     }
 }
 
-/// Reserves a record of kind `kind`, counting a drop when the ring buffer is full.
+/// Reserves a `T` record, its header filled for the current task; counts the record, or
+/// a drop when the ring buffer is full. The rest is the caller's to write before submit.
 #[inline(always)]
-pub fn reserve<T: 'static>(kind: RecordKind) -> Option<RingBufEntry<T>> {
+pub fn reserve<T: Record>() -> Option<RingBufEntry<T>> {
+    reserve_as::<T>(T::KIND)
+}
+
+/// [`reserve`] for a record type sent as several kinds (`Work`).
+#[inline(always)]
+pub fn reserve_as<T: Record>(kind: RecordKind) -> Option<RingBufEntry<T>> {
     match EVENTS.reserve::<T>(0) {
-        Some(e) => {
+        Some(mut e) => {
             count(counter::RECORDS + kind as u32);
+            fill_header(record(&mut e).hdr_mut(), kind);
             Some(e)
         }
         None => {
@@ -57,6 +65,25 @@ pub fn reserve<T: 'static>(kind: RecordKind) -> Option<RingBufEntry<T>> {
             None
         }
     }
+}
+
+/// The record a reservation holds, to be written whole before it is submitted.
+#[inline(always)]
+pub fn record<T>(entry: &mut RingBufEntry<T>) -> &mut T {
+    // SAFETY: the reservation is ours until submitted; records are plain old data, so any
+    // bytes are a valid `T`, and every caller writes all of it (the header at reserve).
+    unsafe { &mut *entry.as_mut_ptr() }
+}
+
+/// Reserves a `T` record, lets `fill` write it and submits it; false when it was dropped.
+#[inline(always)]
+pub fn emit<T: Record>(fill: impl FnOnce(&mut T)) -> bool {
+    let Some(mut entry) = reserve::<T>() else {
+        return false;
+    };
+    fill(record(&mut entry));
+    submit(entry);
+    true
 }
 
 /// Whether the current task is the tracer itself (whose own syscalls are not traced).

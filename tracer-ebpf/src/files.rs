@@ -10,13 +10,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_fs::wire::{
-    FileRef, FileUnref, HolderKind, NAME_DENTRY, NAME_NONE, NAME_USER_PATH, RecordKind, RefSource,
-    btf_off, counter, tp_field,
+    FileRef, FileUnref, HolderKind, NAME_DENTRY, NAME_NONE, NAME_USER_PATH, RefSource, btf_off,
+    counter, tp_field,
 };
 
 use crate::{
     config::{btf, tp},
-    emit::{count, fill_header, is_self, reserve, submit},
+    emit::{count, is_self, record, reserve, submit},
     kernel::{current_task, fd_to_file, file_dentry_name, file_identity, read},
     maps::{PENDING_OPEN, SCRATCH_FILE},
 };
@@ -127,12 +127,10 @@ pub fn send_file_ref(
     if matches!(holder, HolderKind::UringFixed | HolderKind::UringReq) {
         crate::space::note_held(file);
     }
-    let Some(mut entry) = reserve::<FileRef>(RecordKind::FileRef) else {
+    let Some(mut entry) = reserve::<FileRef>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::FileRef);
+    let rec = record(&mut entry);
     fill_file_ref(
         rec, file, holder, source, fd, holder_obj, holder_ctx, user_path,
     );
@@ -189,12 +187,10 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Some(file) = fd_to_file(current_task(), fd) else {
         return 0;
     };
-    let Some(mut entry) = reserve::<FileUnref>(RecordKind::FileUnref) else {
+    let Some(mut entry) = reserve::<FileUnref>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::FileUnref);
+    let rec = record(&mut entry);
     rec.file = file;
     rec.holder_obj = 0;
     rec.holder_ctx = 0;

@@ -11,12 +11,12 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use tracer_fs::wire::{FileFree, RecordKind, TaskResFree, btf_off, counter, task_res, tp_field};
+use tracer_fs::wire::{FileFree, TaskResFree, btf_off, counter, task_res, tp_field};
 
 use crate::{
     alloc,
     config::{btf, field, tp},
-    emit::{count, fill_header, reserve, submit},
+    emit::{count, emit},
     kernel::{file_identity, member, read},
     maps::{CACHES, PRECISE_RELEASE},
 };
@@ -88,16 +88,11 @@ fn on_cache_alloc(cache_ptr: u64) {
 /// An exiting task's fd table or fs_struct freed (or any task's: the engine decides).
 #[inline(always)]
 fn send_task_res_free(what: u32, ptr: u64) {
-    let Some(mut entry) = reserve::<TaskResFree>(RecordKind::TaskResFree) else {
-        return;
-    };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::TaskResFree);
-    rec.what = what;
-    rec._pad = 0;
-    rec.ptr = ptr;
-    submit(entry);
+    emit::<TaskResFree>(|rec| {
+        rec.what = what;
+        rec._pad = 0;
+        rec.ptr = ptr;
+    });
 }
 
 #[inline(always)]
@@ -121,17 +116,12 @@ pub fn send_file_free(file: u64) {
     if id.mnt_id < 0 {
         return;
     }
-    let Some(mut entry) = reserve::<FileFree>(RecordKind::FileFree) else {
-        return;
-    };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::FileFree);
-    rec.file = file;
-    rec.ino = id.ino;
-    rec.mnt_id = id.mnt_id;
-    rec._pad = 0;
-    submit(entry);
+    emit::<FileFree>(|rec| {
+        rec.file = file;
+        rec.ino = id.ino;
+        rec.mnt_id = id.mnt_id;
+        rec._pad = 0;
+    });
 }
 
 #[inline(always)]

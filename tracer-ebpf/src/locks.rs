@@ -8,13 +8,12 @@ use aya_ebpf::{
     macros::tracepoint, programs::TracePointContext,
 };
 use tracer_fs::wire::{
-    LockCall, LockEvent, RecordKind, btf_off, counter, lock_flags as lf, lock_hook, lock_sys,
-    tp_field,
+    LockCall, LockEvent, btf_off, counter, lock_flags as lf, lock_hook, lock_sys, tp_field,
 };
 
 use crate::{
     config::field,
-    emit::{count, fill_header, is_self, reserve, submit},
+    emit::{count, is_self, record, reserve, submit},
     kernel::{file_identity, member, read},
     maps::{LOCK_WATCH, PENDING_LOCK, PendingLock},
 };
@@ -79,12 +78,10 @@ fn lock_event(ctx: &TracePointContext, hook: u8) -> u32 {
         }
         let _ = LOCK_WATCH.insert(&inode, &1u8, 0);
     }
-    let Some(mut entry) = reserve::<LockEvent>(RecordKind::LockEvent) else {
+    let Some(mut entry) = reserve::<LockEvent>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::LockEvent);
+    let rec = record(&mut entry);
     let id = file_identity(file);
     rec.fl = fl;
     rec.file = file;
@@ -210,12 +207,10 @@ fn call_exit(ctx: &TracePointContext) -> u32 {
     if p.conflicted == 0 {
         return 0;
     }
-    let Some(mut entry) = reserve::<LockCall>(RecordKind::LockCall) else {
+    let Some(mut entry) = reserve::<LockCall>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::LockCall);
+    let rec = record(&mut entry);
     rec.enter_ns = p.enter_ns;
     rec.ret = field(ctx, tp_field::SYS_RET);
     rec.fd = p.fd;

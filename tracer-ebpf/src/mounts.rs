@@ -10,11 +10,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_fs::wire::{MountCall, MountOp, RecordKind, btf_off, counter, tp_field};
+use tracer_fs::wire::{MountCall, MountOp, btf_off, counter, tp_field};
 
 use crate::{
     config::{btf, tp},
-    emit::{count, fill_header, is_self, reserve, submit_now},
+    emit::{count, is_self, record, reserve, submit_now},
     kernel::{current_task, member, read},
     maps::{PENDING_MOUNT, SCRATCH_MOUNT, URGENT},
 };
@@ -182,12 +182,12 @@ fn exit(ctx: &TracePointContext) -> u32 {
         Some(off) => unsafe { ctx.read_at::<i64>(off) }.unwrap_or(0),
         None => 0,
     };
-    if let Some(mut entry) = reserve::<MountCall>(RecordKind::MountCall) {
-        // SAFETY: the reserved record is written whole before submit.
-        let rec = unsafe { &mut *entry.as_mut_ptr() };
+    if let Some(mut entry) = reserve::<MountCall>() {
+        let rec = record(&mut entry);
+        let hdr = rec.hdr;
         // SAFETY: `pending` points at a live map value.
         *rec = unsafe { *pending };
-        fill_header(&mut rec.hdr, RecordKind::MountCall);
+        rec.hdr = hdr;
         rec.ret = ret;
         rec.made_mnt_id = -1;
         if ret == 0 {

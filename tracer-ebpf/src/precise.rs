@@ -10,13 +10,12 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use tracer_fs::wire::{
-    FilePut, FputDeferred, MountCleanup, RecordKind, UmountRet, WorkFnEntry, btf_off, counter,
-    followed,
+    FilePut, FputDeferred, MountCleanup, UmountRet, WorkFnEntry, btf_off, counter, followed,
 };
 
 use crate::{
     config::{btf, file_one_ref, fput_callback},
-    emit::{count, fill_header, is_self, reserve, submit, submit_now},
+    emit::{count, is_self, record, reserve, submit, submit_now},
     kernel::{file_identity, file_mnt_id, member, read},
     maps::{PENDING_UMOUNT, PendingUmount},
 };
@@ -38,12 +37,10 @@ fn on_fput(file: u64) {
         return;
     };
     let id = file_identity(file);
-    let Some(mut entry) = reserve::<FilePut>(RecordKind::FilePut) else {
+    let Some(mut entry) = reserve::<FilePut>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::FilePut);
+    let rec = record(&mut entry);
     rec.file = file;
     rec.ino = id.ino;
     // Normalized to references held: `f_ref` reads one less than `f_count` would.
@@ -86,12 +83,10 @@ fn on_task_work_add(task: u64, work: u64) {
         return;
     };
     let file = work.wrapping_sub(off);
-    let Some(mut entry) = reserve::<FputDeferred>(RecordKind::FputDeferred) else {
+    let Some(mut entry) = reserve::<FputDeferred>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::FputDeferred);
+    let rec = record(&mut entry);
     rec.file = file;
     rec.mnt_id = file_mnt_id(file).unwrap_or(-1);
     rec.target_pid = member::<u32>(task, btf_off::TASK_PID).unwrap_or(0);
@@ -143,12 +138,10 @@ pub fn kprobe_real_fput(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn on_work_fn(which: u8, work: u64) {
-    let Some(mut entry) = reserve::<WorkFnEntry>(RecordKind::WorkFnEntry) else {
+    let Some(mut entry) = reserve::<WorkFnEntry>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::WorkFnEntry);
+    let rec = record(&mut entry);
     rec.work = work;
     rec.which = which as u32;
     rec._pad = 0;
@@ -213,12 +206,10 @@ fn path_mnt_id(path: u64) -> i32 {
 
 #[inline(always)]
 fn send_umount_ret(enter_ns: u64, mnt_id: i32, flags: u32, ret: i64) {
-    let Some(mut entry) = reserve::<UmountRet>(RecordKind::UmountRet) else {
+    let Some(mut entry) = reserve::<UmountRet>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::UmountRet);
+    let rec = record(&mut entry);
     rec.enter_ns = enter_ns;
     rec.ret = ret;
     rec.mnt_id = mnt_id;
@@ -290,12 +281,10 @@ pub fn kretprobe_path_umount(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn on_cleanup_mnt(mnt: u64) {
     let mnt_id = member::<i32>(mnt, btf_off::MOUNT_MNT_ID).unwrap_or(-1);
-    let Some(mut entry) = reserve::<MountCleanup>(RecordKind::MountCleanup) else {
+    let Some(mut entry) = reserve::<MountCleanup>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::MountCleanup);
+    let rec = record(&mut entry);
     rec.mnt_id = mnt_id;
     rec._pad = 0;
     // The stream acts on it at once (the fd scan after EBUSY, the mount table).

@@ -9,11 +9,11 @@ use aya_ebpf::{
     maps::Array,
     programs::TracePointContext,
 };
-use tracer_fs::wire::{RecordKind, SpaceHeld, btf_off, counter, tp_field};
+use tracer_fs::wire::{SpaceHeld, btf_off, counter, tp_field};
 
 use crate::{
     config::field,
-    emit::{count, fill_header, reserve, submit},
+    emit::{count, record, reserve, submit},
     kernel::{file_identity, member},
 };
 
@@ -113,12 +113,10 @@ fn check_slot(i: u32) {
         // SAFETY: an element of an array map.
         unsafe { *p = file };
     }
-    let Some(mut entry) = reserve::<SpaceHeld>(RecordKind::SpaceHeld) else {
+    let Some(mut entry) = reserve::<SpaceHeld>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::SpaceHeld);
+    let rec = record(&mut entry);
     let id = file_identity(file);
     rec.file = file;
     rec.ino = id.ino;

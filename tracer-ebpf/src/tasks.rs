@@ -3,11 +3,11 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel_buf, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_fs::wire::{COMM_LEN, PF_EXITING, RecordKind, Signal, TaskExit, btf_off, tp_field};
+use tracer_fs::wire::{COMM_LEN, PF_EXITING, Signal, TaskExit, btf_off, tp_field};
 
 use crate::{
     config::{field, tp},
-    emit::{fill_header, reserve, submit},
+    emit::{record, reserve, submit},
     kernel::{current_task, fs_mount_ids, member},
 };
 
@@ -25,12 +25,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     let whole = group_dead != 0
         || (tp(tp_field::EXIT_GROUP_DEAD).is_none() && (id >> 32) as u32 == id as u32);
-    let Some(mut entry) = reserve::<TaskExit>(RecordKind::TaskExit) else {
+    let Some(mut entry) = reserve::<TaskExit>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::TaskExit);
+    let rec = record(&mut entry);
     rec.exit_code = member::<i32>(current_task(), btf_off::TASK_EXIT_CODE).unwrap_or(0);
     rec.group_dead = group_dead;
     // The process's cwd and root, which it holds until exit_fs() near the end of do_exit.
@@ -54,12 +52,10 @@ pub fn signal_generate(ctx: TracePointContext) -> u32 {
     {
         return 0;
     }
-    let Some(mut entry) = reserve::<Signal>(RecordKind::Signal) else {
+    let Some(mut entry) = reserve::<Signal>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::Signal);
+    let rec = record(&mut entry);
     rec.sig = sig;
     rec.result = field(&ctx, tp_field::SIG_RESULT);
     rec.target_pid = field(&ctx, tp_field::SIG_PID);

@@ -7,13 +7,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_fs::wire::{
-    FileUnref, HolderKind, RecordKind, RefSource, UringCreate, UringRegister, UringReqDone,
-    btf_off, counter, tp_field,
+    FileUnref, HolderKind, RefSource, UringCreate, UringRegister, UringReqDone, btf_off, counter,
+    tp_field,
 };
 
 use crate::{
     config::field,
-    emit::{count, fill_header, is_self, reserve, submit},
+    emit::{count, is_self, record, reserve, submit},
     files::send_file_ref,
     kernel::{current_task, fd_to_file, member},
     maps::{INFLIGHT, PENDING_REGISTER, PendingRegister},
@@ -30,12 +30,10 @@ const MAX_REGISTER_WALK: u32 = 128;
 
 #[tracepoint]
 pub fn io_uring_create(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<UringCreate>(RecordKind::UringCreate) else {
+    let Some(mut entry) = reserve::<UringCreate>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::UringCreate);
+    let rec = record(&mut entry);
     rec.ctx = field(&ctx, tp_field::URING_CREATE_CTX);
     rec.fd = field(&ctx, tp_field::URING_CREATE_FD);
     rec.sq_entries = field(&ctx, tp_field::URING_CREATE_SQ);
@@ -47,12 +45,10 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn io_uring_register(ctx: TracePointContext) -> u32 {
-    let Some(mut entry) = reserve::<UringRegister>(RecordKind::UringRegister) else {
+    let Some(mut entry) = reserve::<UringRegister>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::UringRegister);
+    let rec = record(&mut entry);
     rec.ctx = field(&ctx, tp_field::URING_REG_CTX);
     rec.opcode = field(&ctx, tp_field::URING_REG_OPCODE);
     rec.nr_files = field(&ctx, tp_field::URING_REG_NR_FILES);
@@ -134,10 +130,8 @@ pub fn sys_exit_io_uring_register(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if p.opcode == IORING_UNREGISTER_FILES {
-        if let Some(mut entry) = reserve::<FileUnref>(RecordKind::FileUnref) {
-            // SAFETY: the reserved record is written whole before submit.
-            let rec = unsafe { &mut *entry.as_mut_ptr() };
-            fill_header(&mut rec.hdr, RecordKind::FileUnref);
+        if let Some(mut entry) = reserve::<FileUnref>() {
+            let rec = record(&mut entry);
             rec.file = 0;
             rec.holder_obj = p.ctx;
             rec.holder_ctx = p.ctx;
@@ -207,12 +201,10 @@ fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
         return;
     }
     let _ = INFLIGHT.remove(&req);
-    let Some(mut entry) = reserve::<UringReqDone>(RecordKind::UringReqDone) else {
+    let Some(mut entry) = reserve::<UringReqDone>() else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::UringReqDone);
+    let rec = record(&mut entry);
     rec.ctx = ring;
     rec.req = req;
     rec.res = res;

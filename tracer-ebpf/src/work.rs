@@ -14,7 +14,7 @@ use tracer_fs::wire::{RecordKind, Work, WorkArm, btf_off, counter, tp_field};
 
 use crate::{
     config::{all_work, btf, delayed_work_timer_fn, field},
-    emit::{count, fill_header, reserve, submit},
+    emit::{count, record, reserve, reserve_as, submit},
     kernel::member,
     maps::{FOLLOWED_WORK, RUNNING_WORK, RunningWork},
 };
@@ -27,12 +27,10 @@ fn followed(function: u64) -> bool {
 
 #[inline(always)]
 fn send(kind: RecordKind, work: u64, function: u64, target_cpu: i32) {
-    let Some(mut entry) = reserve::<Work>(kind) else {
+    let Some(mut entry) = reserve_as::<Work>(kind) else {
         return;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, kind);
+    let rec = record(&mut entry);
     rec.work = work;
     rec.function = function;
     rec.target_cpu = target_cpu;
@@ -154,12 +152,10 @@ pub fn timer_start(ctx: TracePointContext) -> u32 {
     }
     let expires: u64 = field(&ctx, tp_field::TIMER_START_EXPIRES);
     let now: u64 = field(&ctx, tp_field::TIMER_START_NOW);
-    let Some(mut entry) = reserve::<WorkArm>(RecordKind::WorkArm) else {
+    let Some(mut entry) = reserve::<WorkArm>() else {
         return 0;
     };
-    // SAFETY: the reserved record is written whole before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.hdr, RecordKind::WorkArm);
+    let rec = record(&mut entry);
     rec.work = work;
     rec.function = work_fn;
     rec.delay_jiffies = expires.wrapping_sub(now);
