@@ -22,6 +22,8 @@ pub mod alloc;
 #[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
+pub mod desc;
+#[cfg(feature = "std")]
 pub mod engine;
 #[cfg(feature = "std")]
 pub mod files;

@@ -11,9 +11,9 @@ use std::fmt::{self, Display, Formatter, Write as _};
 
 use serde::Serialize;
 
+use crate::desc::{Anchor, Caller, FileReport, MountDesc, TaskDesc};
 use crate::event::{LockHolderRef, LockHook, LockSys};
 use crate::text::{boot, count, dur, errno_name, hex, rel};
-use crate::verdict::{Anchor, Caller, FileReport, MountDesc, TaskDesc};
 use crate::wire::lock_flags as lf;
 use crate::work::{ChainLink, chain_text};
 
@@ -332,7 +332,7 @@ impl LockHolderDesc {
             .holders
             .iter()
             .filter_map(|h| match h {
-                crate::verdict::HolderDesc::Fd { fd, task, .. } => {
+                crate::desc::HolderDesc::Fd { fd, task, .. } => {
                     Some(format!("fd {fd} of {}", task.name()))
                 }
                 _ => None,
@@ -655,7 +655,7 @@ impl Display for LockReleased {
 
 /// A file's holders in short (no times), for "still held" lines.
 pub fn holder_kinds(f: &FileReport) -> Vec<String> {
-    use crate::verdict::{DeferVia, HolderDesc};
+    use crate::desc::{DeferVia, HolderDesc};
     f.holders
         .iter()
         .map(|h| match h {

@@ -9,8 +9,8 @@ use std::fmt::{self, Display, Formatter, Write as _};
 
 use serde::Serialize;
 
+use crate::desc::{Anchor, Caller, FileReport, MountDesc};
 use crate::text::{boot, dur, rel};
-use crate::verdict::{Anchor, Caller, FileReport, MountDesc};
 use crate::work::{ChainLink, chain_text};
 
 /// A deleted file still held, by `struct file *`.

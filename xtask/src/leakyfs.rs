@@ -40,7 +40,7 @@ pub fn build(kernel: &Kernel, work: &Path) -> Result<PathBuf> {
     }
     let cc = work.join("cc-compat");
     fs::write(&cc, CC_COMPAT)?;
-    crate::vm::set_mode(&cc, 0o755)?;
+    crate::util::set_mode(&cc, 0o755)?;
     util::run(
         Command::new("make")
             .arg("-s")

@@ -115,3 +115,9 @@ pub fn in_ci() -> bool {
 pub fn find_program(name: &str) -> Option<PathBuf> {
     crate::ebpf_route::find_program(name)
 }
+
+pub fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}

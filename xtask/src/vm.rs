@@ -71,7 +71,7 @@ const ON_FUNCTION: &[&str] = &["fentry", "fexit", "kprobe", "kretprobe"];
 /// How long the VM may run before qemu is killed (the whole tier, tests included).
 pub const TIMEOUT_SECS: u64 = 600;
 
-pub const MARK: &str = "@@TRACER-VM";
+pub use crate::vm_tests::MARK;
 
 /// `/init`: mounts, modules, `tracer doctor --json` between markers, power off. `@MODULES@`
 /// is replaced with the `insmod` lines.
@@ -543,7 +543,7 @@ fn build_initramfs(
         INIT.replace("@MODULES@", insmods.trim_end())
             .replace("@TESTS@", vm_tests::init_lines(tests).trim_end()),
     )?;
-    set_mode(&init, 0o755)?;
+    util::set_mode(&init, 0o755)?;
 
     // cpio -H newc, gzip.
     let script = format!(
@@ -588,12 +588,6 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     }
     fs::copy(from, to)
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    Ok(())
-}
-
-pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     Ok(())
 }
 

@@ -298,7 +298,7 @@ fn wrap_elves(dir: &Path, loader: &Path, libdir: &str) -> Result<usize> {
                 real.display()
             ),
         )?;
-        crate::vm::set_mode(&path, 0o755)?;
+        crate::util::set_mode(&path, 0o755)?;
         n += 1;
     }
     Ok(n)
