@@ -3,6 +3,7 @@
 use std::{
     collections::{HashSet, VecDeque},
     fs::File,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -28,7 +29,18 @@ pub struct Feed {
     /// a tracer far behind (seconds, under load) may reach the record after the mount is
     /// gone again, and would never know the mount its EBUSYs were about.
     early: VecDeque<(CallKey, MountInfo)>,
+    /// When the whole table was last read for the engine, and by the watcher: a loop of
+    /// mounts would otherwise have the table read (and parsed) several times per mount.
+    table_read: Option<Instant>,
+    watch_read: Option<Instant>,
 }
+
+/// The whole table is handed on at most this often (removals wait that long at most;
+/// additions come from the records, or the watcher).
+const TABLE_GAP: Duration = Duration::from_millis(250);
+
+/// The watcher reads the table at most this often.
+const WATCH_GAP: Duration = Duration::from_millis(100);
 
 /// A record's (thread id, time): the same on its urgent copy and in the main ring.
 pub type CallKey = (u32, u64);
@@ -59,17 +71,28 @@ impl Feed {
             known: table.iter().map(|m| m.mount_id).collect(),
             table_due: None,
             early: VecDeque::new(),
+            table_read: None,
+            watch_read: None,
         };
         (feed, err)
     }
 
     /// Waits for the kernel to flag a table change (never, without the watcher), then
     /// returns the mounts not handed on before (often none: a umount, or already seen).
+    /// Changes coming faster than `WATCH_GAP` are read together.
     pub async fn changed(&mut self) -> Result<Vec<MountInfo>> {
-        match &mut self.watch {
-            Some(w) => w.ready_mut(Interest::PRIORITY).await?.clear_ready(),
-            None => std::future::pending().await,
+        let last = self.watch_read;
+        let Some(w) = &mut self.watch else {
+            return std::future::pending().await;
+        };
+        let mut ready = w.ready_mut(Interest::PRIORITY).await?;
+        if let Some(t) = last {
+            // Cancel-safe: dropped while asleep, the readiness is still set.
+            tokio::time::sleep(WATCH_GAP.saturating_sub(t.elapsed())).await;
         }
+        ready.clear_ready();
+        drop(ready);
+        self.watch_read = Some(Instant::now());
         self.appeared()
     }
 
@@ -131,11 +154,13 @@ impl Feed {
         let Some(batches) = self.table_due else {
             return Ok(None);
         };
-        if !drained && batches < TABLE_DUE_MAX_BATCHES {
-            self.table_due = Some(batches + 1);
+        let recent = self.table_read.is_some_and(|t| t.elapsed() < TABLE_GAP);
+        if (!drained && batches < TABLE_DUE_MAX_BATCHES) || recent {
+            self.table_due = Some(batches.saturating_add(1));
             return Ok(None);
         }
         self.table_due = None;
+        self.table_read = Some(Instant::now());
         let table = read()?;
         self.known = table.iter().map(|m| m.mount_id).collect();
         Ok(Some(table))

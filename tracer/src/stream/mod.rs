@@ -647,8 +647,11 @@ fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
                 // A mount or umount went through: whatever fails next is a new story, to
                 // scan at once even with the same (reused) mount id.
                 side.scans.last = None;
+                // The table is read for the record only where the record cannot tell
+                // which mount the call made.
                 if let Payload::MountCall { op, target, .. } = &ev.payload
                     && *op != MountCallOp::Umount
+                    && event::made_mount(&item).is_none()
                 {
                     side.mounts.note_early((ev.pid, ev.ts_ns), target)?;
                 }
