@@ -87,7 +87,7 @@ impl MountWindows {
     /// Follows a successful mount or umount; returns the window it closed, if any. A failed
     /// `mount(2)` is a window of its own, closed at once: from the call's entry to its exit.
     pub fn apply(&mut self, ev: &Event) -> Option<MountWindow> {
-        let Payload::MountCall {
+        let Payload::MountCall(crate::event::MountCall {
             op,
             flags,
             ret,
@@ -95,7 +95,7 @@ impl MountWindows {
             source,
             target,
             fs_type,
-        } = &ev.payload
+        }) = &ev.payload
         else {
             return None;
         };
@@ -456,7 +456,7 @@ mod tests {
             tgid: 1,
             comm: "mount".into(),
             work: None,
-            payload: Payload::MountCall {
+            payload: Payload::MountCall(crate::event::MountCall {
                 op,
                 flags,
                 ret: 0,
@@ -464,7 +464,7 @@ mod tests {
                 source: "/dev/loop0".into(),
                 target: target.into(),
                 fs_type: fs.into(),
-            },
+            }),
         }
     }
 
@@ -516,7 +516,7 @@ mod tests {
     fn a_failed_mount_is_a_closed_window_of_its_own() {
         let mut m = MountWindows::default();
         let mut ev = mount_ev(MountCallOp::Mount, 100, "/mnt/l", "leakyfs", 0);
-        if let Payload::MountCall { ret, .. } = &mut ev.payload {
+        if let Payload::MountCall(crate::event::MountCall { ret, .. }) = &mut ev.payload {
             *ret = -5;
         }
         let w = m
@@ -542,7 +542,7 @@ mod tests {
         );
         // A failed umount or remount is no window.
         let mut ev = mount_ev(MountCallOp::Umount, 300, "/mnt/x", "", 0);
-        if let Payload::MountCall { ret, .. } = &mut ev.payload {
+        if let Payload::MountCall(crate::event::MountCall { ret, .. }) = &mut ev.payload {
             *ret = -16;
         }
         assert!(m.apply(&ev).is_none());

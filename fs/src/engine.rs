@@ -8,7 +8,8 @@ use crate::actor::Actor;
 use crate::config::EngineConfig;
 use crate::event::{AioTask, BackingFile, ScannedTask, TaskRes};
 use crate::event::{
-    Event, HolderRef, MountCallOp, MountInfo, NameKind, Payload, RefHow, WorkCtx, WorkFnKind,
+    Event, FileRef, HolderRef, MountCall, MountCallOp, MountInfo, NameKind, Payload, RefHow,
+    WorkCtx, WorkFnKind,
 };
 use crate::files::{
     DeferredTo, DropReason, FileKey, FileObj, FileState, Files, HolderDrop, HolderInfo, Release,
@@ -249,26 +250,7 @@ impl Engine {
                     self.lose_files_on(id, ev, &mut out);
                 }
             }
-            Payload::MountCall {
-                op,
-                flags,
-                ret,
-                enter_ns,
-                source,
-                target,
-                fs_type,
-            } => {
-                let call = MountCallArgs {
-                    op: *op,
-                    flags: *flags,
-                    ret: *ret,
-                    enter_ns: *enter_ns,
-                    source,
-                    target,
-                    fs_type,
-                };
-                self.on_mount_call(ev, &call, &mut out)
-            }
+            Payload::MountCall(call) => self.on_mount_call(ev, call, &mut out),
             Payload::TaskExit {
                 exit_code,
                 group_dead,
@@ -300,28 +282,7 @@ impl Engine {
                 flags,
             } => self.on_uring_create(ev, *ctx, *fd, *sq_entries, *cq_entries, *flags),
             Payload::UringRegister { ctx, ret, .. } => self.on_uring_register(ev, *ctx, *ret),
-            Payload::FileRef {
-                file,
-                holder,
-                how,
-                mnt_id,
-                dev,
-                ino,
-                name_kind,
-                name,
-            } => {
-                let r = FileRefArgs {
-                    file: *file,
-                    holder: *holder,
-                    how: *how,
-                    mnt_id: *mnt_id,
-                    dev: *dev,
-                    ino: *ino,
-                    name_kind: *name_kind,
-                    name,
-                };
-                self.on_file_ref(ev, &r, &mut out)
-            }
+            Payload::FileRef(r) => self.on_file_ref(ev, r, &mut out),
             Payload::FileUnref { file, holder, how } => {
                 self.on_file_unref(ev, *file, *holder, *how)
             }
@@ -517,25 +478,4 @@ impl Engine {
         self.rings.evict_to(caps.max_rings);
         self.mounts.evict_history_to(caps.max_mount_history);
     }
-}
-
-struct MountCallArgs<'a> {
-    op: MountCallOp,
-    flags: u32,
-    ret: i64,
-    enter_ns: u64,
-    source: &'a str,
-    target: &'a str,
-    fs_type: &'a str,
-}
-
-struct FileRefArgs<'a> {
-    file: u64,
-    holder: HolderRef,
-    how: RefHow,
-    mnt_id: i32,
-    dev: u32,
-    ino: u64,
-    name_kind: NameKind,
-    name: &'a str,
 }

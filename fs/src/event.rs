@@ -265,19 +265,36 @@ pub enum LockSys {
     Fcntl,
 }
 
+/// A mount-family syscall: its arguments, captured at entry, and its result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountCall {
+    pub op: MountCallOp,
+    pub flags: u32,
+    pub ret: i64,
+    pub enter_ns: u64,
+    pub source: String,
+    pub target: String,
+    pub fs_type: String,
+}
+
+/// A reference to a file taken by a holder (an fd, a ring, a request, a mapping ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub file: u64,
+    pub holder: HolderRef,
+    pub how: RefHow,
+    pub mnt_id: i32,
+    pub dev: u32,
+    pub ino: u64,
+    pub name_kind: NameKind,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
     // --- from the kernel ---
-    MountCall {
-        op: MountCallOp,
-        flags: u32,
-        ret: i64,
-        enter_ns: u64,
-        source: String,
-        target: String,
-        fs_type: String,
-    },
+    MountCall(MountCall),
     TaskExit {
         exit_code: i32,
         group_dead: bool,
@@ -309,16 +326,7 @@ pub enum Payload {
         nr_files: u32,
         ret: i64,
     },
-    FileRef {
-        file: u64,
-        holder: HolderRef,
-        how: RefHow,
-        mnt_id: i32,
-        dev: u32,
-        ino: u64,
-        name_kind: NameKind,
-        name: String,
-    },
+    FileRef(FileRef),
     FileUnref {
         /// 0 when the kernel side did not know the file (the engine looks it up by holder).
         file: u64,
@@ -603,7 +611,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 kind: k,
                 what: "op",
             })?;
-            Payload::MountCall {
+            Payload::MountCall(MountCall {
                 op: op.into(),
                 flags: r.flags,
                 ret: r.ret,
@@ -611,7 +619,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 source: string(&r.source),
                 target: string(&r.target),
                 fs_type: string(&r.fstype),
-            }
+            })
         }
         RecordKind::TaskExit => {
             let r: wire::TaskExit = wire::read(bytes)?;
@@ -664,7 +672,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     });
                 }
             };
-            Payload::FileRef {
+            Payload::FileRef(FileRef {
                 file: r.file,
                 holder: holder(k, r.holder, &hdr, r.fd, r.holder_obj, r.holder_ctx)?,
                 how: how(k, r.source)?,
@@ -673,7 +681,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ino: r.ino,
                 name_kind,
                 name: string(&r.name),
-            }
+            })
         }
         RecordKind::FileUnref => {
             let r: wire::FileUnref = wire::read(bytes)?;
@@ -993,7 +1001,7 @@ mod tests {
         assert_eq!(e.tgid, 9);
         assert_eq!(
             e.payload,
-            Payload::FileRef {
+            Payload::FileRef(FileRef {
                 file: 0xffff_8880_0000_1000,
                 holder: HolderRef::Fd { tgid: 9, fd: 3 },
                 how: RefHow::Open,
@@ -1002,7 +1010,7 @@ mod tests {
                 ino: 12,
                 name_kind: NameKind::UserPath,
                 name: "/a/b".into(),
-            }
+            })
         );
     }
 

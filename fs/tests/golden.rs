@@ -354,7 +354,7 @@ fn lazy_then_mount_stream() -> Vec<Event> {
         ev(
             T0 + 500 * MS,
             &hold_bdev,
-            Payload::FileRef {
+            Payload::FileRef(tracer_fs::event::FileRef {
                 file: F_BDEV,
                 holder: fd(4000, 5),
                 how: RefHow::Open,
@@ -363,7 +363,7 @@ fn lazy_then_mount_stream() -> Vec<Event> {
                 ino: 310,
                 name_kind: NameKind::UserPath,
                 name: "/dev/loop1".into(),
-            },
+            }),
         ),
         ev(
             t,
@@ -601,7 +601,7 @@ fn lock_held_by_a_dead_owners_ring() {
     let t = T0 + 4 * S;
     events.extend([
         ev(t, &live, {
-            let Payload::FileRef {
+            let Payload::FileRef(tracer_fs::event::FileRef {
                 holder: _,
                 how,
                 mnt_id,
@@ -610,11 +610,11 @@ fn lock_held_by_a_dead_owners_ring() {
                 name_kind,
                 name,
                 ..
-            } = opened(F, 1300, 4)
+            }) = opened(F, 1300, 4)
             else {
                 unreachable!()
             };
-            Payload::FileRef {
+            Payload::FileRef(tracer_fs::event::FileRef {
                 file: F + 0x100,
                 holder: fd(1300, 4),
                 how,
@@ -623,7 +623,7 @@ fn lock_held_by_a_dead_owners_ring() {
                 ino,
                 name_kind,
                 name,
-            }
+            })
         }),
         ev(
             t + MS,

@@ -92,7 +92,7 @@ fn payload() -> impl Strategy<Value = Payload> {
             select(vec!["/mnt/scratch", "/mnt/scratch/", "/", "/nope", "", "/mnt/scratch/sub"]),
             select(vec!["/dev/loop1", "/dev/loop2", "tmpfs", ""]),
         )
-            .prop_map(|(op, flags, ret, target, source)| Payload::MountCall {
+            .prop_map(|(op, flags, ret, target, source)| Payload::MountCall(tracer_fs::event::MountCall {
                 op,
                 flags,
                 ret,
@@ -100,7 +100,7 @@ fn payload() -> impl Strategy<Value = Payload> {
                 source: source.into(),
                 target: target.into(),
                 fs_type: "xfs".into(),
-            }),
+            })),
         2 => (select(vec![0i32, 9, 0x100, 0x8b]), any::<bool>())
             .prop_map(|(exit_code, group_dead)| Payload::TaskExit {
                 exit_code,
@@ -127,7 +127,7 @@ fn payload() -> impl Strategy<Value = Payload> {
             select(vec![NameKind::None, NameKind::UserPath, NameKind::Dentry]),
             select(vec!["", "/mnt/scratch/a", "a/b", "/dev/loop1", "f"]),
         )
-            .prop_map(|(file, holder, how, mnt_id, ino, name_kind, name)| Payload::FileRef {
+            .prop_map(|(file, holder, how, mnt_id, ino, name_kind, name)| Payload::FileRef(tracer_fs::event::FileRef {
                 file,
                 holder,
                 how,
@@ -136,7 +136,7 @@ fn payload() -> impl Strategy<Value = Payload> {
                 ino,
                 name_kind,
                 name: name.into(),
-            }),
+            })),
         5 => (file.clone(), holder(), how()).prop_map(|(file, holder, how)| Payload::FileUnref { file, holder, how }),
         4 => (file, mnt_id(), 0u64..3).prop_map(|(file, mnt_id, ino)| Payload::FileFree { file, mnt_id, ino }),
         3 => (work.clone(), func.clone(), -1i32..2).prop_map(|(work, function, target_cpu)| Payload::WorkQueued { work, function, target_cpu }),

@@ -101,7 +101,7 @@ fn file_ref(i: u64) -> Event {
         tgid: 1000 + (i % 50) as u32,
         comm: "fsstress".into(),
         work: None,
-        payload: Payload::FileRef {
+        payload: Payload::FileRef(tracer_fs::event::FileRef {
             file: 0xffff_8880_0000_0000 + i * 0x100,
             holder: HolderRef::Fd {
                 tgid: 1000 + (i % 50) as u32,
@@ -113,7 +113,7 @@ fn file_ref(i: u64) -> Event {
             ino: 100 + i,
             name_kind: NameKind::UserPath,
             name: format!("/mnt/scratch/p{}/f{}", i % 7, i),
-        },
+        }),
     }
 }
 

@@ -72,7 +72,8 @@ fn xfstests_like_events() -> Vec<Event> {
         }
         for mut e in evs {
             e.ts_ns += shift;
-            if let Payload::MountCall { enter_ns, .. } = &mut e.payload {
+            if let Payload::MountCall(tracer_fs::event::MountCall { enter_ns, .. }) = &mut e.payload
+            {
                 *enter_ns += shift;
             }
             all.push(e);

@@ -135,7 +135,7 @@ impl Engine {
         );
     }
 
-    pub(super) fn on_file_ref(&mut self, ev: &Event, r: &FileRefArgs, out: &mut Vec<Notice>) {
+    pub(super) fn on_file_ref(&mut self, ev: &Event, r: &FileRef, out: &mut Vec<Notice>) {
         if r.file == 0 {
             self.c.nonsense += 1;
             return;
@@ -190,7 +190,7 @@ impl Engine {
         };
         let key = match key {
             Some(k) => {
-                self.files.update_name(k, r.name_kind, r.name);
+                self.files.update_name(k, r.name_kind, &r.name);
                 if r.mnt_id != -1 {
                     self.files.set_mount(k, r.mnt_id);
                 }
@@ -202,7 +202,7 @@ impl Engine {
                 r.dev,
                 r.ino,
                 r.name_kind,
-                r.name,
+                &r.name,
                 r.how,
                 actor.clone(),
             ),

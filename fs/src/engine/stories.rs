@@ -49,12 +49,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_mount_call(
-        &mut self,
-        ev: &Event,
-        call: &MountCallArgs,
-        out: &mut Vec<Notice>,
-    ) {
+    pub(super) fn on_mount_call(&mut self, ev: &Event, call: &MountCall, out: &mut Vec<Notice>) {
         match call.op {
             MountCallOp::Umount => {
                 // path_umount's return came first, from inside this very syscall.
@@ -64,7 +59,7 @@ impl Engine {
                 {
                     return;
                 }
-                let mid = self.mounts.mount_for_path(call.target).map(|m| m.id);
+                let mid = self.mounts.mount_for_path(&call.target).map(|m| m.id);
                 self.umount_result(ev, call, mid, out);
             }
             MountCallOp::Mount => {
@@ -95,14 +90,14 @@ impl Engine {
             return;
         };
         self.precise_umounts.insert(ev.pid, ev.ts_ns);
-        let call = MountCallArgs {
+        let call = MountCall {
             op: MountCallOp::Umount,
             flags,
             ret,
             enter_ns: if enter_ns == 0 { ev.ts_ns } else { enter_ns },
-            source: "",
-            target: &target,
-            fs_type: "",
+            source: String::new(),
+            target,
+            fs_type: String::new(),
         };
         self.umount_result(ev, &call, Some(mnt_id), out);
     }
@@ -131,7 +126,7 @@ impl Engine {
     pub(super) fn umount_result(
         &mut self,
         ev: &Event,
-        call: &MountCallArgs,
+        call: &MountCall,
         mid: Option<i32>,
         out: &mut Vec<Notice>,
     ) {
@@ -160,7 +155,7 @@ impl Engine {
                     let still = mid.map_or(0, |id| self.files.alive_count_on(id));
                     let keys = [
                         mid.map(StoryKey::Mount),
-                        Some(StoryKey::Target(normalize_path(call.target))),
+                        Some(StoryKey::Target(normalize_path(&call.target))),
                     ];
                     for k in keys.into_iter().flatten() {
                         if self.close_story(&k, ev, lazy, if lazy { still } else { 0 }, out) {
@@ -239,7 +234,7 @@ impl Engine {
     pub(super) fn umount_busy(
         &mut self,
         ev: &Event,
-        call: &MountCallArgs,
+        call: &MountCall,
         mid: Option<i32>,
         out: &mut Vec<Notice>,
     ) {
@@ -276,7 +271,7 @@ impl Engine {
             .unwrap_or_default();
         let key = match mid {
             Some(id) => StoryKey::Mount(id),
-            None => StoryKey::Target(normalize_path(call.target)),
+            None => StoryKey::Target(normalize_path(&call.target)),
         };
         // Nothing new since the story's last verdict: the text says so instead of
         // repeating every culprit (real runs retry dozens of times).
@@ -347,11 +342,11 @@ impl Engine {
         self.push_verdict(v, out);
     }
 
-    pub(super) fn mount_busy(&mut self, ev: &Event, call: &MountCallArgs, out: &mut Vec<Notice>) {
+    pub(super) fn mount_busy(&mut self, ev: &Event, call: &MountCall, out: &mut Vec<Notice>) {
         let mut pinned = Vec::new();
         let mut keys = Vec::new();
         let mut ids = Vec::new();
-        for m in self.mounts.by_source(call.source) {
+        for m in self.mounts.by_source(&call.source) {
             let files = self.files.alive_on_mount(m.id);
             keys.extend(files.iter().map(|f| f.key));
             ids.push(m.id);
@@ -366,7 +361,7 @@ impl Engine {
                     .collect(),
             });
         }
-        let dev_path = normalize_path(call.source);
+        let dev_path = normalize_path(&call.source);
         let openers: Vec<&FileObj> = if dev_path.starts_with('/') {
             self.files
                 .alive_iter()
@@ -414,7 +409,7 @@ impl Engine {
     pub(super) fn verdict(
         &mut self,
         ev: &Event,
-        call: &MountCallArgs,
+        call: &MountCall,
         kind: VerdictKind,
         attempt: u32,
         first_ebusy_ns: u64,

@@ -114,7 +114,7 @@ pub fn file_ref(
     kind: NameKind,
     name: &str,
 ) -> Payload {
-    Payload::FileRef {
+    Payload::FileRef(tracer_fs::event::FileRef {
         file,
         holder,
         how,
@@ -123,7 +123,7 @@ pub fn file_ref(
         ino,
         name_kind: kind,
         name: name.into(),
-    }
+    })
 }
 
 pub fn fd(tgid: u32, fd: i32) -> HolderRef {
@@ -139,7 +139,7 @@ pub fn free(file: u64, mnt_id: i32, ino: u64) -> Payload {
 }
 
 pub fn umount(target: &str, flags: u32, ret: i64, enter_ns: u64) -> Payload {
-    Payload::MountCall {
+    Payload::MountCall(tracer_fs::event::MountCall {
         op: MountCallOp::Umount,
         flags,
         ret,
@@ -147,11 +147,11 @@ pub fn umount(target: &str, flags: u32, ret: i64, enter_ns: u64) -> Payload {
         source: String::new(),
         target: target.into(),
         fs_type: String::new(),
-    }
+    })
 }
 
 pub fn mount(source: &str, target: &str, fs: &str, ret: i64, enter_ns: u64) -> Payload {
-    Payload::MountCall {
+    Payload::MountCall(tracer_fs::event::MountCall {
         op: MountCallOp::Mount,
         flags: 0,
         ret,
@@ -159,7 +159,7 @@ pub fn mount(source: &str, target: &str, fs: &str, ret: i64, enter_ns: u64) -> P
         source: source.into(),
         target: target.into(),
         fs_type: fs.into(),
-    }
+    })
 }
 
 pub fn exit(code: i32) -> Payload {

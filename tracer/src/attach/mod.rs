@@ -87,6 +87,25 @@ pub struct Attached {
     pub lock_wait_ms: u64,
 }
 
+impl Attached {
+    /// Frees aya's parsed kernel BTF (about 18 MiB of heap) once every program that needs
+    /// it is loaded (the scans' iterators: a scan that could not load then stays
+    /// unavailable), and hands freed heap back to the system, which glibc would keep.
+    pub fn release_btf(&mut self) {
+        self.btf = aya::Btf::new();
+        trim_heap();
+    }
+}
+
+/// Returns the heap's free memory to the system (glibc's `malloc_trim`).
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Drop for Attached {
     /// Detaching a classic tracepoint (a perf event) waits for an RCU grace period; done in
     /// turn, the default set took 2 s. The programs are unloaded from a few threads at once,

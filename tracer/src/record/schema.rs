@@ -552,7 +552,7 @@ impl<'a> RecEvent<'a> {
             payload,
         } = ev;
         let payload = match payload {
-            Payload::MountCall {
+            Payload::MountCall(tracer_fs::event::MountCall {
                 op,
                 flags,
                 ret,
@@ -560,7 +560,7 @@ impl<'a> RecEvent<'a> {
                 source,
                 target,
                 fs_type,
-            } => RecPayload::MountCall {
+            }) => RecPayload::MountCall {
                 op: op_to(*op),
                 flags: *flags,
                 ret: *ret,
@@ -617,7 +617,7 @@ impl<'a> RecEvent<'a> {
                 nr_files: *nr_files,
                 ret: *ret,
             },
-            Payload::FileRef {
+            Payload::FileRef(tracer_fs::event::FileRef {
                 file,
                 holder,
                 how,
@@ -626,7 +626,7 @@ impl<'a> RecEvent<'a> {
                 ino,
                 name_kind,
                 name,
-            } => RecPayload::FileRef {
+            }) => RecPayload::FileRef {
                 file: *file,
                 holder: holder_to(holder),
                 how: how_to(*how),
@@ -914,7 +914,7 @@ impl<'a> RecEvent<'a> {
                 source,
                 target,
                 fs_type,
-            } => Payload::MountCall {
+            } => Payload::MountCall(tracer_fs::event::MountCall {
                 op: op_from(op),
                 flags,
                 ret,
@@ -922,7 +922,7 @@ impl<'a> RecEvent<'a> {
                 source: o(source),
                 target: o(target),
                 fs_type: o(fs_type),
-            },
+            }),
             RecPayload::TaskExit {
                 exit_code,
                 group_dead,
@@ -989,7 +989,7 @@ impl<'a> RecEvent<'a> {
                 ino,
                 name_kind,
                 name,
-            } => Payload::FileRef {
+            } => Payload::FileRef(tracer_fs::event::FileRef {
                 file,
                 holder: holder_from(holder),
                 how: how_from(how),
@@ -998,7 +998,7 @@ impl<'a> RecEvent<'a> {
                 ino,
                 name_kind: name_kind_from(name_kind),
                 name: o(name),
-            },
+            }),
             RecPayload::FileUnref { file, holder, how } => Payload::FileUnref {
                 file,
                 holder: holder_from(holder),

@@ -613,14 +613,14 @@ impl Replayer {
                     self.timeline.work_runs[i].end_ns = Some(ev.ts_ns);
                 }
             }
-            Payload::MountCall {
+            Payload::MountCall(tracer_fs::event::MountCall {
                 op,
                 ret,
                 enter_ns,
                 source,
                 target,
                 ..
-            } => self.timeline.mount_calls.push(MountCallMark {
+            }) => self.timeline.mount_calls.push(MountCallMark {
                 ts_ns: ev.ts_ns,
                 enter_ns: *enter_ns,
                 op: *op,
@@ -663,7 +663,7 @@ impl Replayer {
         let s = &mut self.cur;
         s.events += 1;
         s.end_ns = s.end_ns.max(ev.ts_ns);
-        if let Payload::MountCall { ret, .. } = ev.payload {
+        if let Payload::MountCall(tracer_fs::event::MountCall { ret, .. }) = ev.payload {
             s.mount_calls += 1;
             if ret == tracer_fs::engine::EBUSY {
                 s.ebusy_calls += 1;

@@ -64,7 +64,8 @@ impl Redactor {
             self.name(w.function, "fn");
         }
         match &ev.payload {
-            Payload::FileRef { file, holder, .. } | Payload::FileUnref { file, holder, .. } => {
+            Payload::FileRef(tracer_fs::event::FileRef { file, holder, .. })
+            | Payload::FileUnref { file, holder, .. } => {
                 self.name(*file, "file");
                 self.holder(holder);
             }
@@ -188,7 +189,7 @@ mod tests {
     #[test]
     fn tokens_follow_first_appearance_and_replace_hex() {
         let mut r = Redactor::new(true);
-        r.observe(&ev(Payload::FileRef {
+        r.observe(&ev(Payload::FileRef(tracer_fs::event::FileRef {
             file: 0xffff_8880_0000_1000,
             holder: HolderRef::UringFixed {
                 ctx: 0xffff_8880_0000_2000,
@@ -199,7 +200,7 @@ mod tests {
             ino: 1,
             name_kind: NameKind::None,
             name: String::new(),
-        }));
+        })));
         r.observe(&ev(Payload::FileFree {
             file: 0xffff_8880_0000_3000,
             mnt_id: 1,

@@ -226,6 +226,8 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
             "VMA scan unavailable (files mapped into memory will not be named): {e:#}"
         ))?;
     }
+    // Every program is loaded: the parsed kernel BTF is not needed any more.
+    att.release_btf();
 
     sink.ready()?;
 
@@ -429,7 +431,7 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     };
     let (evs, errs) = decode_snapshot(&bytes);
     for mut e in evs {
-        if let Payload::FileRef { how, mnt_id, .. } = &mut e.payload {
+        if let Payload::FileRef(tracer_fs::event::FileRef { how, mnt_id, .. }) = &mut e.payload {
             if !ids.contains(mnt_id) {
                 continue;
             }
@@ -614,12 +616,12 @@ impl Prescans {
 /// The failure an EBUSY record reports, if it is one.
 fn failed_of(p: &Payload) -> Option<Failed<'_>> {
     match p {
-        Payload::MountCall {
+        Payload::MountCall(tracer_fs::event::MountCall {
             op: MountCallOp::Umount,
             ret: EBUSY,
             target,
             ..
-        } => Some(Failed::Path(target)),
+        }) => Some(Failed::Path(target)),
         Payload::UmountRet {
             ret: EBUSY, mnt_id, ..
         } => Some(Failed::Mount(*mnt_id)),
@@ -631,7 +633,8 @@ fn failed_of(p: &Payload) -> Option<Failed<'_>> {
 fn succeeded(p: &Payload) -> bool {
     matches!(
         p,
-        Payload::MountCall { ret: 0, .. } | Payload::UmountRet { ret: 0, .. }
+        Payload::MountCall(tracer_fs::event::MountCall { ret: 0, .. })
+            | Payload::UmountRet { ret: 0, .. }
     )
 }
 
@@ -649,7 +652,8 @@ fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
                 side.scans.last = None;
                 // The table is read for the record only where the record cannot tell
                 // which mount the call made.
-                if let Payload::MountCall { op, target, .. } = &ev.payload
+                if let Payload::MountCall(tracer_fs::event::MountCall { op, target, .. }) =
+                    &ev.payload
                     && *op != MountCallOp::Umount
                     && event::made_mount(&item).is_none()
                 {
@@ -717,7 +721,9 @@ fn drain_records(
                 }
                 summary.events += 1;
                 sink.event(&ev)?;
-                if let Payload::MountCall { ret: 0, op, .. } = ev.payload {
+                if let Payload::MountCall(tracer_fs::event::MountCall { ret: 0, op, .. }) =
+                    ev.payload
+                {
                     // New mounts at once, so the records that follow see them (a umount
                     // adds none); removals once the ring is drained (see `mountinfo::Feed`).
                     if op != MountCallOp::Umount {

@@ -102,7 +102,10 @@ impl AllocWorker {
     /// Hands on the events the tracker follows (successful mount-table calls and the rest
     /// of the mount calls: it picks what it needs).
     pub fn on_event(&mut self, ev: &Event) {
-        if matches!(ev.payload, Payload::MountCall { .. }) {
+        if matches!(
+            ev.payload,
+            Payload::MountCall(tracer_fs::event::MountCall { .. })
+        ) {
             self.send(ToWorker::Mount(ev.clone()));
         }
     }

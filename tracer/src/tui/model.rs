@@ -427,7 +427,7 @@ impl Model {
                     format!("xfstests: run fstests {test}"),
                 );
             }
-            Payload::MountCall {
+            Payload::MountCall(tracer_fs::event::MountCall {
                 op,
                 ret,
                 target,
@@ -435,7 +435,7 @@ impl Model {
                 fs_type,
                 flags,
                 ..
-            } => {
+            }) => {
                 // EBUSY has its verdict, and a success that ends a story its notice.
                 let covered = *ret == tracer_fs::engine::EBUSY
                     || notices.iter().any(|n| matches!(n, Notice::StoryClosed(_)));

@@ -75,7 +75,7 @@ impl Trails {
         };
         match &ev.payload {
             // Most events change no holder: nothing to look up.
-            Payload::FileRef { file, holder, .. } => {
+            Payload::FileRef(tracer_fs::event::FileRef { file, holder, .. }) => {
                 keys.extend(files.alive(*file));
                 keys.extend(files.holding(holder));
             }
@@ -112,7 +112,7 @@ impl Trails {
     /// Call after the engine applied `ev`.
     pub fn after(&mut self, engine: &Engine, ev: &Event, before: Before) {
         // A file's first reference is its first step.
-        if let Payload::FileRef { file, .. } = &ev.payload
+        if let Payload::FileRef(tracer_fs::event::FileRef { file, .. }) = &ev.payload
             && let Some(key) = engine.files().alive(*file)
             && !before.0.iter().any(|(k, _)| *k == key)
             && let Some(f) = engine.files().get(key)
