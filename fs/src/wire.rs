@@ -770,143 +770,233 @@ pub mod counter {
     pub const COUNT: u32 = 96;
 }
 
+/// Each index of the tables below with the one place its offset is read from: the
+/// indexes and the loader's list (`tracer`'s `kernel/layout.rs` reads `SOURCES`) come from
+/// this one list. Indexes set another way (alternatives, derived offsets) are plain
+/// constants after it.
+macro_rules! tp_field {
+    ($($(#[$m:meta])* $name:ident = $idx:literal => ($cat:literal, $tp:literal, $field:literal),)*) => {
+        $($(#[$m])* pub const $name: usize = $idx;)*
+        /// (index, category, tracepoint, field): where each index above is read from.
+        pub const SOURCES: &[(usize, &str, &str, &str)] = &[$(($idx, $cat, $tp, $field)),*];
+    };
+}
+
+/// As `tp_field!`, for structure members: (index, structure, member path).
+macro_rules! btf_off {
+    ($($(#[$m:meta])* $name:ident = $idx:literal => ($st:literal, [$($path:literal),*]),)*) => {
+        $($(#[$m])* pub const $name: usize = $idx;)*
+        /// (index, structure, member path): where each index above is read from.
+        pub const SOURCES: &[(usize, &str, &[&str])] = &[$(($idx, $st, &[$($path),*])),*];
+    };
+}
+
 /// Classic-tracepoint field offsets the programs read, filled by userspace from each
 /// tracepoint's `format` file at attach time (index into `Config::tp`).
 pub mod tp_field {
-    pub const SYS_RET: usize = 0; // every sys_exit_*: `ret`
-    pub const MOUNT_DEV_NAME: usize = 1;
-    pub const MOUNT_DIR_NAME: usize = 2;
-    pub const MOUNT_TYPE: usize = 3;
-    pub const MOUNT_FLAGS: usize = 4;
-    pub const UMOUNT_NAME: usize = 5;
-    pub const UMOUNT_FLAGS: usize = 6;
-    pub const MOVE_MOUNT_TO_PATH: usize = 7;
-    pub const OPENAT_FILENAME: usize = 8;
-    pub const OPEN_FILENAME: usize = 9;
-    pub const CLOSE_FD: usize = 10;
-    pub const URING_REGISTER_FD: usize = 11; // sys_enter_io_uring_register
-    pub const URING_REGISTER_OPCODE: usize = 12;
-    pub const URING_REGISTER_ARG: usize = 13;
-    pub const URING_REGISTER_NR_ARGS: usize = 14;
-    pub const EXIT_PID: usize = 15; // sched_process_exit
-    pub const EXIT_GROUP_DEAD: usize = 16;
-    pub const SIG_SIG: usize = 17; // signal_generate
-    pub const SIG_PID: usize = 18;
-    pub const SIG_GROUP: usize = 19;
-    pub const SIG_RESULT: usize = 20;
-    pub const SIG_COMM: usize = 21;
-    pub const URING_CREATE_FD: usize = 22;
-    pub const URING_CREATE_CTX: usize = 23;
-    pub const URING_CREATE_SQ: usize = 24;
-    pub const URING_CREATE_CQ: usize = 25;
-    pub const URING_CREATE_FLAGS: usize = 26;
-    pub const URING_REG_CTX: usize = 27; // io_uring:io_uring_register
-    pub const URING_REG_OPCODE: usize = 28;
-    pub const URING_REG_NR_FILES: usize = 29;
-    pub const URING_REG_RET: usize = 30;
-    pub const URING_FILE_GET_CTX: usize = 31;
-    pub const URING_FILE_GET_REQ: usize = 32;
-    pub const URING_FILE_GET_FD: usize = 33;
-    pub const URING_COMPLETE_CTX: usize = 34;
-    pub const URING_COMPLETE_REQ: usize = 35;
-    pub const URING_COMPLETE_RES: usize = 36;
-    pub const URING_FAILED_CTX: usize = 37;
-    pub const URING_FAILED_REQ: usize = 38;
-    pub const TIMER_START_TIMER: usize = 39;
-    pub const TIMER_START_FUNCTION: usize = 40;
-    pub const TIMER_START_EXPIRES: usize = 41;
-    pub const TIMER_START_NOW: usize = 42;
-    pub const WQ_WORK: usize = 43; // workqueue_* classic fallback
-    pub const WQ_FUNCTION: usize = 44;
-    pub const WQ_CPU: usize = 45;
-    pub const KMEM_CALL_SITE: usize = 46; // kmem_* classic fallback
-    pub const KMEM_PTR: usize = 47;
-    pub const KMEM_NAME: usize = 48; // __data_loc
-    pub const OPENAT2_FILENAME: usize = 49;
-    pub const CREAT_PATHNAME: usize = 50;
-    pub const URING_COMPLETE_CFLAGS: usize = 51;
-    pub const FSMOUNT_FLAGS: usize = 52;
-    pub const MOVE_MOUNT_FROM_PATH: usize = 53;
+    tp_field! {
+        /// every sys_exit_*: `ret`
+        SYS_RET = 0 => ("syscalls", "sys_exit_umount", "ret"),
+        MOUNT_DEV_NAME = 1 => ("syscalls", "sys_enter_mount", "dev_name"),
+        MOUNT_DIR_NAME = 2 => ("syscalls", "sys_enter_mount", "dir_name"),
+        MOUNT_TYPE = 3 => ("syscalls", "sys_enter_mount", "type"),
+        MOUNT_FLAGS = 4 => ("syscalls", "sys_enter_mount", "flags"),
+        UMOUNT_NAME = 5 => ("syscalls", "sys_enter_umount", "name"),
+        UMOUNT_FLAGS = 6 => ("syscalls", "sys_enter_umount", "flags"),
+        MOVE_MOUNT_TO_PATH = 7 => ("syscalls", "sys_enter_move_mount", "to_pathname"),
+        OPENAT_FILENAME = 8 => ("syscalls", "sys_enter_openat", "filename"),
+        OPEN_FILENAME = 9 => ("syscalls", "sys_enter_open", "filename"),
+        CLOSE_FD = 10 => ("syscalls", "sys_enter_close", "fd"),
+        /// sys_enter_io_uring_register
+        URING_REGISTER_FD = 11 => ("syscalls", "sys_enter_io_uring_register", "fd"),
+        URING_REGISTER_OPCODE = 12 => ("syscalls", "sys_enter_io_uring_register", "opcode"),
+        URING_REGISTER_ARG = 13 => ("syscalls", "sys_enter_io_uring_register", "arg"),
+        URING_REGISTER_NR_ARGS = 14 => ("syscalls", "sys_enter_io_uring_register", "nr_args"),
+        /// sched_process_exit
+        EXIT_PID = 15 => ("sched", "sched_process_exit", "pid"),
+        EXIT_GROUP_DEAD = 16 => ("sched", "sched_process_exit", "group_dead"),
+        /// signal_generate
+        SIG_SIG = 17 => ("signal", "signal_generate", "sig"),
+        SIG_PID = 18 => ("signal", "signal_generate", "pid"),
+        SIG_GROUP = 19 => ("signal", "signal_generate", "group"),
+        SIG_RESULT = 20 => ("signal", "signal_generate", "result"),
+        SIG_COMM = 21 => ("signal", "signal_generate", "comm"),
+        URING_CREATE_FD = 22 => ("io_uring", "io_uring_create", "fd"),
+        URING_CREATE_CTX = 23 => ("io_uring", "io_uring_create", "ctx"),
+        URING_CREATE_SQ = 24 => ("io_uring", "io_uring_create", "sq_entries"),
+        URING_CREATE_CQ = 25 => ("io_uring", "io_uring_create", "cq_entries"),
+        URING_CREATE_FLAGS = 26 => ("io_uring", "io_uring_create", "flags"),
+        /// io_uring:io_uring_register
+        URING_REG_CTX = 27 => ("io_uring", "io_uring_register", "ctx"),
+        URING_REG_OPCODE = 28 => ("io_uring", "io_uring_register", "opcode"),
+        URING_REG_NR_FILES = 29 => ("io_uring", "io_uring_register", "nr_files"),
+        URING_REG_RET = 30 => ("io_uring", "io_uring_register", "ret"),
+        URING_FILE_GET_CTX = 31 => ("io_uring", "io_uring_file_get", "ctx"),
+        URING_FILE_GET_REQ = 32 => ("io_uring", "io_uring_file_get", "req"),
+        URING_FILE_GET_FD = 33 => ("io_uring", "io_uring_file_get", "fd"),
+        URING_COMPLETE_CTX = 34 => ("io_uring", "io_uring_complete", "ctx"),
+        URING_COMPLETE_REQ = 35 => ("io_uring", "io_uring_complete", "req"),
+        URING_COMPLETE_RES = 36 => ("io_uring", "io_uring_complete", "res"),
+        URING_FAILED_CTX = 37 => ("io_uring", "io_uring_req_failed", "ctx"),
+        URING_FAILED_REQ = 38 => ("io_uring", "io_uring_req_failed", "req"),
+        TIMER_START_TIMER = 39 => ("timer", "timer_start", "timer"),
+        TIMER_START_FUNCTION = 40 => ("timer", "timer_start", "function"),
+        TIMER_START_EXPIRES = 41 => ("timer", "timer_start", "expires"),
+        TIMER_START_NOW = 42 => ("timer", "timer_start", "now"),
+        /// workqueue_* classic fallback
+        WQ_WORK = 43 => ("workqueue", "workqueue_queue_work", "work"),
+        WQ_FUNCTION = 44 => ("workqueue", "workqueue_queue_work", "function"),
+        WQ_CPU = 45 => ("workqueue", "workqueue_queue_work", "cpu"),
+        /// kmem_* classic fallback
+        KMEM_CALL_SITE = 46 => ("kmem", "kmem_cache_free", "call_site"),
+        KMEM_PTR = 47 => ("kmem", "kmem_cache_free", "ptr"),
+        /// __data_loc
+        KMEM_NAME = 48 => ("kmem", "kmem_cache_free", "name"),
+        OPENAT2_FILENAME = 49 => ("syscalls", "sys_enter_openat2", "filename"),
+        CREAT_PATHNAME = 50 => ("syscalls", "sys_enter_creat", "pathname"),
+        URING_COMPLETE_CFLAGS = 51 => ("io_uring", "io_uring_complete", "cflags"),
+        FSMOUNT_FLAGS = 52 => ("syscalls", "sys_enter_fsmount", "flags"),
+        MOVE_MOUNT_FROM_PATH = 53 => ("syscalls", "sys_enter_move_mount", "from_pathname"),
+        /// sys_enter_io_submit
+        IO_SUBMIT_CTX = 55 => ("syscalls", "sys_enter_io_submit", "ctx_id"),
+        IO_SUBMIT_NR = 56 => ("syscalls", "sys_enter_io_submit", "nr"),
+        IO_SUBMIT_IOCBPP = 57 => ("syscalls", "sys_enter_io_submit", "iocbpp"),
+        /// filelock:flock_lock_inode / posix_lock_inode: `fl`
+        LOCK_FL = 58 => ("filelock", "flock_lock_inode", "fl"),
+        LOCK_FLAGS = 59 => ("filelock", "flock_lock_inode", "flags"),
+        LOCK_RET = 60 => ("filelock", "flock_lock_inode", "ret"),
+        /// sys_enter_flock / sys_enter_fcntl: `fd`
+        LOCK_SYS_FD = 61 => ("syscalls", "sys_enter_flock", "fd"),
+        /// and `cmd`
+        LOCK_SYS_CMD = 62 => ("syscalls", "sys_enter_flock", "cmd"),
+        /// printk:console `msg` (__data_loc)
+        CONSOLE_MSG = 64 => ("printk", "console", "msg"),
+    }
     pub const KMEM_CACHE_PTR: usize = 54; // kmem_cache_* classic: the cache is only known by name
-    pub const IO_SUBMIT_CTX: usize = 55; // sys_enter_io_submit
-    pub const IO_SUBMIT_NR: usize = 56;
-    pub const IO_SUBMIT_IOCBPP: usize = 57;
-    pub const LOCK_FL: usize = 58; // filelock:flock_lock_inode / posix_lock_inode: `fl`
-    pub const LOCK_FLAGS: usize = 59;
-    pub const LOCK_RET: usize = 60;
-    pub const LOCK_SYS_FD: usize = 61; // sys_enter_flock / sys_enter_fcntl: `fd`
-    pub const LOCK_SYS_CMD: usize = 62; // and `cmd`
     /// Never set: stands for "this syscall has no such argument".
     pub const NONE: usize = 63;
-    pub const CONSOLE_MSG: usize = 64; // printk:console `msg` (__data_loc)
     pub const COUNT: usize = 72;
 }
 
 /// Kernel structure member offsets in bytes, read from the running kernel's BTF at attach
 /// time (index into `Config::btf`). Never baked in at build time.
 pub mod btf_off {
-    pub const TASK_FILES: usize = 0; // task_struct.files
-    pub const FILES_FDT: usize = 1; // files_struct.fdt
-    pub const FDT_MAX_FDS: usize = 2; // fdtable.max_fds
-    pub const FDT_FD: usize = 3; // fdtable.fd
-    pub const FILE_PATH_MNT: usize = 4; // file.f_path.mnt
-    pub const FILE_PATH_DENTRY: usize = 5; // file.f_path.dentry
-    pub const FILE_INODE: usize = 6; // file.f_inode
-    pub const INODE_INO: usize = 7; // inode.i_ino
-    pub const INODE_SB: usize = 8; // inode.i_sb
-    pub const SB_DEV: usize = 9; // super_block.s_dev
-    pub const DENTRY_NAME: usize = 10; // dentry.d_name.name
+    btf_off! {
+        /// task_struct.files
+        TASK_FILES = 0 => ("task_struct", ["files"]),
+        /// files_struct.fdt
+        FILES_FDT = 1 => ("files_struct", ["fdt"]),
+        /// fdtable.max_fds
+        FDT_MAX_FDS = 2 => ("fdtable", ["max_fds"]),
+        /// fdtable.fd
+        FDT_FD = 3 => ("fdtable", ["fd"]),
+        /// file.f_path.mnt
+        FILE_PATH_MNT = 4 => ("file", ["f_path", "mnt"]),
+        /// file.f_path.dentry
+        FILE_PATH_DENTRY = 5 => ("file", ["f_path", "dentry"]),
+        /// file.f_inode
+        FILE_INODE = 6 => ("file", ["f_inode"]),
+        /// inode.i_ino
+        INODE_INO = 7 => ("inode", ["i_ino"]),
+        /// inode.i_sb
+        INODE_SB = 8 => ("inode", ["i_sb"]),
+        /// super_block.s_dev
+        SB_DEV = 9 => ("super_block", ["s_dev"]),
+        /// dentry.d_name.name
+        DENTRY_NAME = 10 => ("dentry", ["d_name", "name"]),
+        /// kmem_cache.name
+        KMEM_CACHE_NAME = 12 => ("kmem_cache", ["name"]),
+        /// work_struct.func
+        WORK_FUNC = 13 => ("work_struct", ["func"]),
+        /// timer_list.function
+        TIMER_FUNCTION = 15 => ("timer_list", ["function"]),
+        /// task_struct.exit_code
+        TASK_EXIT_CODE = 16 => ("task_struct", ["exit_code"]),
+        /// file.private_data (an io_uring file's ring)
+        FILE_PRIVATE_DATA = 18 => ("file", ["private_data"]),
+        /// task_struct.pid
+        TASK_PID = 19 => ("task_struct", ["pid"]),
+        /// task_struct.tgid
+        TASK_TGID = 20 => ("task_struct", ["tgid"]),
+        /// task_struct.comm
+        TASK_COMM = 21 => ("task_struct", ["comm"]),
+        /// kmem_cache.object_size
+        KMEM_CACHE_OBJECT_SIZE = 22 => ("kmem_cache", ["object_size"]),
+        /// callback_head.func
+        CALLBACK_FUNC = 25 => ("callback_head", ["func"]),
+        /// mount.mnt_id (from a `struct mount *`)
+        MOUNT_MNT_ID = 26 => ("mount", ["mnt_id"]),
+        /// path.mnt
+        PATH_MNT = 27 => ("path", ["mnt"]),
+        /// task_struct.fs
+        TASK_FS = 30 => ("task_struct", ["fs"]),
+        /// fs_struct.pwd.mnt
+        FS_PWD_MNT = 31 => ("fs_struct", ["pwd", "mnt"]),
+        /// fs_struct.root.mnt
+        FS_ROOT_MNT = 32 => ("fs_struct", ["root", "mnt"]),
+        /// task_struct.flags
+        TASK_FLAGS = 33 => ("task_struct", ["flags"]),
+        /// task_struct.exit_state
+        TASK_EXIT_STATE = 34 => ("task_struct", ["exit_state"]),
+        /// task_struct.mm
+        TASK_MM = 35 => ("task_struct", ["mm"]),
+        /// task_struct.__state
+        TASK_STATE = 36 => ("task_struct", ["__state"]),
+        /// kmem_cache.refcount (>1: merged aliases)
+        KMEM_CACHE_REFCOUNT = 37 => ("kmem_cache", ["refcount"]),
+        /// task_struct.se.cfs_rq
+        TASK_SE_CFS_RQ = 38 => ("task_struct", ["se", "cfs_rq"]),
+        /// cfs_rq.rq
+        CFS_RQ_RQ = 39 => ("cfs_rq", ["rq"]),
+        /// rq.cpu
+        RQ_CPU = 40 => ("rq", ["cpu"]),
+        /// mount.mnt_pcp
+        MOUNT_MNT_PCP = 41 => ("mount", ["mnt_pcp"]),
+        /// mount.mnt_mounts
+        MOUNT_MNT_MOUNTS = 42 => ("mount", ["mnt_mounts"]),
+        /// mount.mnt_child
+        MOUNT_MNT_CHILD = 43 => ("mount", ["mnt_child"]),
+        /// mount.mnt_parent
+        MOUNT_MNT_PARENT = 44 => ("mount", ["mnt_parent"]),
+        /// mount.mnt (the embedded vfsmount)
+        MOUNT_MNT = 45 => ("mount", ["mnt"]),
+        /// vm_area_struct.vm_file
+        VMA_VM_FILE = 47 => ("vm_area_struct", ["vm_file"]),
+        /// vm_area_struct.vm_start
+        VMA_VM_START = 48 => ("vm_area_struct", ["vm_start"]),
+        /// vm_area_struct.vm_end
+        VMA_VM_END = 49 => ("vm_area_struct", ["vm_end"]),
+        /// iocb.aio_fildes (uapi)
+        IOCB_AIO_FILDES = 50 => ("iocb", ["aio_fildes"]),
+        /// inode.i_flctx
+        INODE_FLCTX = 56 => ("inode", ["i_flctx"]),
+        /// file_lock_context.flc_flock
+        FLCTX_FLOCK = 57 => ("file_lock_context", ["flc_flock"]),
+        /// file_lock_context.flc_posix
+        FLCTX_POSIX = 58 => ("file_lock_context", ["flc_posix"]),
+        /// inode.i_nlink (in an anonymous union)
+        INODE_NLINK = 69 => ("inode", ["i_nlink"]),
+        /// inode.i_size
+        INODE_SIZE = 70 => ("inode", ["i_size"]),
+        /// inode.i_blocks
+        INODE_BLOCKS = 71 => ("inode", ["i_blocks"]),
+    }
     /// `mount.mnt_id - mount.mnt`: from a `struct vfsmount *` to its mount id.
     /// (Signed, stored as `u32`.)
     pub const VFSMOUNT_TO_MNT_ID: usize = 11;
-    pub const KMEM_CACHE_NAME: usize = 12; // kmem_cache.name
-    pub const WORK_FUNC: usize = 13; // work_struct.func
     /// `delayed_work.timer - delayed_work.work`: from a timer to its work item.
     pub const DWORK_TIMER: usize = 14;
-    pub const TIMER_FUNCTION: usize = 15; // timer_list.function
-    pub const TASK_EXIT_CODE: usize = 16; // task_struct.exit_code
     pub const POOL_WORKQUEUE_WQ: usize = 17; // pool_workqueue.wq (unused for now)
-    pub const FILE_PRIVATE_DATA: usize = 18; // file.private_data (an io_uring file's ring)
-    pub const TASK_PID: usize = 19; // task_struct.pid
-    pub const TASK_TGID: usize = 20; // task_struct.tgid
-    pub const TASK_COMM: usize = 21; // task_struct.comm
-    pub const KMEM_CACHE_OBJECT_SIZE: usize = 22; // kmem_cache.object_size
     /// `file.f_count` (up to 6.12) or `file.f_ref` (later): see `Config::file_one_ref`.
     pub const FILE_COUNT: usize = 23;
     /// Where `fput()` puts the `callback_head` it hands to `task_work_add()`:
     /// `file.f_task_work` (6.7+), else `file.f_rcuhead` (the union member of older kernels).
     pub const FILE_TASK_WORK: usize = 24;
-    pub const CALLBACK_FUNC: usize = 25; // callback_head.func
-    pub const MOUNT_MNT_ID: usize = 26; // mount.mnt_id (from a `struct mount *`)
-    pub const PATH_MNT: usize = 27; // path.mnt
     /// Where a syscall's first and second arguments sit in the `struct pt_regs` it saved
     /// (still there at its exit): per architecture, missing where unknown.
     pub const PT_REGS_SYSCALL_ARG0: usize = 28;
     pub const PT_REGS_SYSCALL_ARG1: usize = 29;
-    pub const TASK_FS: usize = 30; // task_struct.fs
-    pub const FS_PWD_MNT: usize = 31; // fs_struct.pwd.mnt
-    pub const FS_ROOT_MNT: usize = 32; // fs_struct.root.mnt
-    pub const TASK_FLAGS: usize = 33; // task_struct.flags
-    pub const TASK_EXIT_STATE: usize = 34; // task_struct.exit_state
-    pub const TASK_MM: usize = 35; // task_struct.mm
-    pub const TASK_STATE: usize = 36; // task_struct.__state
-    pub const KMEM_CACHE_REFCOUNT: usize = 37; // kmem_cache.refcount (>1: merged aliases)
-    pub const TASK_SE_CFS_RQ: usize = 38; // task_struct.se.cfs_rq
-    pub const CFS_RQ_RQ: usize = 39; // cfs_rq.rq
-    pub const RQ_CPU: usize = 40; // rq.cpu
-    pub const MOUNT_MNT_PCP: usize = 41; // mount.mnt_pcp
-    pub const MOUNT_MNT_MOUNTS: usize = 42; // mount.mnt_mounts
-    pub const MOUNT_MNT_CHILD: usize = 43; // mount.mnt_child
-    pub const MOUNT_MNT_PARENT: usize = 44; // mount.mnt_parent
-    pub const MOUNT_MNT: usize = 45; // mount.mnt (the embedded vfsmount)
     pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count (7.x: mnt_pcp.mnt_gets)
-    pub const VMA_VM_FILE: usize = 47; // vm_area_struct.vm_file
-    pub const VMA_VM_START: usize = 48; // vm_area_struct.vm_start
-    pub const VMA_VM_END: usize = 49; // vm_area_struct.vm_end
-    pub const IOCB_AIO_FILDES: usize = 50; // iocb.aio_fildes (uapi)
-    pub const INODE_FLCTX: usize = 56; // inode.i_flctx
-    pub const FLCTX_FLOCK: usize = 57; // file_lock_context.flc_flock
-    pub const FLCTX_POSIX: usize = 58; // file_lock_context.flc_posix
     /// The lock's members: `file_lock.c.flc_*` (6.9+) or `file_lock.fl_*` (before).
     pub const LOCK_LIST: usize = 59;
     pub const LOCK_FILE: usize = 60;
@@ -921,9 +1011,6 @@ pub mod btf_off {
     /// `mnt_pcp.mnt_puts` (7.x: a mount's per-CPU counts are `mnt_gets` and `mnt_puts`, the
     /// count their difference; `MNT_PCP_COUNT` is then `mnt_gets`): missing before.
     pub const MNT_PCP_PUTS: usize = 68;
-    pub const INODE_NLINK: usize = 69; // inode.i_nlink (in an anonymous union)
-    pub const INODE_SIZE: usize = 70; // inode.i_size
-    pub const INODE_BLOCKS: usize = 71; // inode.i_blocks
     // The mount a mount call made: the namespace's newest mount.
     pub const MNT_NS_LAST_NODE: usize = 72; // mnt_namespace.mnt_last_node (6.12+)
     pub const MNT_NS_MOUNTS: usize = 73; // mnt_namespace.mounts (rb_root, 6.8+)
@@ -1242,4 +1329,28 @@ pub mod alloc {
     }
 
     const _: () = assert!(core::mem::size_of::<Outstanding>() == 56);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one list's indexes: each read from one place, each inside its table.
+    #[test]
+    fn every_index_has_one_source_inside_its_table() {
+        let mut seen = [false; tp_field::COUNT];
+        for &(i, cat, tp, field) in tp_field::SOURCES {
+            assert!(i < tp_field::COUNT && i != tp_field::NONE, "{tp}.{field}");
+            assert!(!seen[i], "tp_field {i} listed twice");
+            seen[i] = true;
+            assert!(!cat.is_empty() && !tp.is_empty() && !field.is_empty());
+        }
+        let mut seen = [false; btf_off::COUNT];
+        for &(i, st, path) in btf_off::SOURCES {
+            assert!(i < btf_off::COUNT, "{st}");
+            assert!(!seen[i], "btf_off {i} listed twice");
+            seen[i] = true;
+            assert!(!path.is_empty(), "{st}");
+        }
+    }
 }

@@ -5,200 +5,8 @@ use tracer_fs::wire::{Config, btf_off as b, tp_field as f};
 
 use crate::{kernel::btf::KernelBtf, kernel::tracefs};
 
-/// (index into `Config::tp`, category, tracepoint, field)
-pub const TP_FIELDS: &[(usize, &str, &str, &str)] = &[
-    (f::SYS_RET, "syscalls", "sys_exit_umount", "ret"),
-    (f::MOUNT_DEV_NAME, "syscalls", "sys_enter_mount", "dev_name"),
-    (f::MOUNT_DIR_NAME, "syscalls", "sys_enter_mount", "dir_name"),
-    (f::MOUNT_TYPE, "syscalls", "sys_enter_mount", "type"),
-    (f::MOUNT_FLAGS, "syscalls", "sys_enter_mount", "flags"),
-    (f::UMOUNT_NAME, "syscalls", "sys_enter_umount", "name"),
-    (f::UMOUNT_FLAGS, "syscalls", "sys_enter_umount", "flags"),
-    (
-        f::MOVE_MOUNT_FROM_PATH,
-        "syscalls",
-        "sys_enter_move_mount",
-        "from_pathname",
-    ),
-    (
-        f::MOVE_MOUNT_TO_PATH,
-        "syscalls",
-        "sys_enter_move_mount",
-        "to_pathname",
-    ),
-    (f::FSMOUNT_FLAGS, "syscalls", "sys_enter_fsmount", "flags"),
-    (
-        f::OPENAT_FILENAME,
-        "syscalls",
-        "sys_enter_openat",
-        "filename",
-    ),
-    (
-        f::OPENAT2_FILENAME,
-        "syscalls",
-        "sys_enter_openat2",
-        "filename",
-    ),
-    (f::OPEN_FILENAME, "syscalls", "sys_enter_open", "filename"),
-    (f::CREAT_PATHNAME, "syscalls", "sys_enter_creat", "pathname"),
-    (f::CLOSE_FD, "syscalls", "sys_enter_close", "fd"),
-    (
-        f::URING_REGISTER_FD,
-        "syscalls",
-        "sys_enter_io_uring_register",
-        "fd",
-    ),
-    (
-        f::URING_REGISTER_OPCODE,
-        "syscalls",
-        "sys_enter_io_uring_register",
-        "opcode",
-    ),
-    (
-        f::URING_REGISTER_ARG,
-        "syscalls",
-        "sys_enter_io_uring_register",
-        "arg",
-    ),
-    (
-        f::URING_REGISTER_NR_ARGS,
-        "syscalls",
-        "sys_enter_io_uring_register",
-        "nr_args",
-    ),
-    (f::EXIT_PID, "sched", "sched_process_exit", "pid"),
-    (
-        f::EXIT_GROUP_DEAD,
-        "sched",
-        "sched_process_exit",
-        "group_dead",
-    ),
-    (f::SIG_SIG, "signal", "signal_generate", "sig"),
-    (f::SIG_PID, "signal", "signal_generate", "pid"),
-    (f::SIG_GROUP, "signal", "signal_generate", "group"),
-    (f::SIG_RESULT, "signal", "signal_generate", "result"),
-    (f::SIG_COMM, "signal", "signal_generate", "comm"),
-    (f::URING_CREATE_FD, "io_uring", "io_uring_create", "fd"),
-    (f::URING_CREATE_CTX, "io_uring", "io_uring_create", "ctx"),
-    (
-        f::URING_CREATE_SQ,
-        "io_uring",
-        "io_uring_create",
-        "sq_entries",
-    ),
-    (
-        f::URING_CREATE_CQ,
-        "io_uring",
-        "io_uring_create",
-        "cq_entries",
-    ),
-    (
-        f::URING_CREATE_FLAGS,
-        "io_uring",
-        "io_uring_create",
-        "flags",
-    ),
-    (f::URING_REG_CTX, "io_uring", "io_uring_register", "ctx"),
-    (
-        f::URING_REG_OPCODE,
-        "io_uring",
-        "io_uring_register",
-        "opcode",
-    ),
-    (
-        f::URING_REG_NR_FILES,
-        "io_uring",
-        "io_uring_register",
-        "nr_files",
-    ),
-    (f::URING_REG_RET, "io_uring", "io_uring_register", "ret"),
-    (
-        f::URING_FILE_GET_CTX,
-        "io_uring",
-        "io_uring_file_get",
-        "ctx",
-    ),
-    (
-        f::URING_FILE_GET_REQ,
-        "io_uring",
-        "io_uring_file_get",
-        "req",
-    ),
-    (f::URING_FILE_GET_FD, "io_uring", "io_uring_file_get", "fd"),
-    (
-        f::URING_COMPLETE_CTX,
-        "io_uring",
-        "io_uring_complete",
-        "ctx",
-    ),
-    (
-        f::URING_COMPLETE_REQ,
-        "io_uring",
-        "io_uring_complete",
-        "req",
-    ),
-    (
-        f::URING_COMPLETE_RES,
-        "io_uring",
-        "io_uring_complete",
-        "res",
-    ),
-    (
-        f::URING_COMPLETE_CFLAGS,
-        "io_uring",
-        "io_uring_complete",
-        "cflags",
-    ),
-    (
-        f::URING_FAILED_CTX,
-        "io_uring",
-        "io_uring_req_failed",
-        "ctx",
-    ),
-    (
-        f::URING_FAILED_REQ,
-        "io_uring",
-        "io_uring_req_failed",
-        "req",
-    ),
-    (f::TIMER_START_TIMER, "timer", "timer_start", "timer"),
-    (f::TIMER_START_FUNCTION, "timer", "timer_start", "function"),
-    (f::TIMER_START_EXPIRES, "timer", "timer_start", "expires"),
-    (f::TIMER_START_NOW, "timer", "timer_start", "now"),
-    (f::WQ_WORK, "workqueue", "workqueue_queue_work", "work"),
-    (
-        f::WQ_FUNCTION,
-        "workqueue",
-        "workqueue_queue_work",
-        "function",
-    ),
-    (f::WQ_CPU, "workqueue", "workqueue_queue_work", "cpu"),
-    (f::KMEM_CALL_SITE, "kmem", "kmem_cache_free", "call_site"),
-    (f::KMEM_PTR, "kmem", "kmem_cache_free", "ptr"),
-    (f::KMEM_NAME, "kmem", "kmem_cache_free", "name"),
-    (f::CONSOLE_MSG, "printk", "console", "msg"),
-    (
-        f::IO_SUBMIT_CTX,
-        "syscalls",
-        "sys_enter_io_submit",
-        "ctx_id",
-    ),
-    (f::IO_SUBMIT_NR, "syscalls", "sys_enter_io_submit", "nr"),
-    (
-        f::IO_SUBMIT_IOCBPP,
-        "syscalls",
-        "sys_enter_io_submit",
-        "iocbpp",
-    ),
-    (f::LOCK_FL, "filelock", "flock_lock_inode", "fl"),
-    (f::LOCK_FLAGS, "filelock", "flock_lock_inode", "flags"),
-    (f::LOCK_RET, "filelock", "flock_lock_inode", "ret"),
-    (f::LOCK_SYS_FD, "syscalls", "sys_enter_flock", "fd"),
-    (f::LOCK_SYS_CMD, "syscalls", "sys_enter_flock", "cmd"),
-];
-
 /// Fields whose name changed between kernels: (index, category, tracepoint, older name),
-/// looked up when the name in `TP_FIELDS` is missing (the `filelock` events named their
+/// looked up when the name in `tp_field::SOURCES` is missing (the `filelock` events named their
 /// fields `fl_flags`, ... before 6.9).
 pub const TP_FIELD_ALTERNATIVES: &[(usize, &str, &str, &str)] =
     &[(f::LOCK_FLAGS, "filelock", "flock_lock_inode", "fl_flags")];
@@ -244,59 +52,6 @@ pub const SHARED_FIELDS: &[(usize, &str, &str, &str)] = &[
     (f::SYS_RET, "syscalls", "sys_exit_fcntl", "ret"),
 ];
 
-/// (index into `Config::btf`, struct, member path)
-pub const BTF_MEMBERS: &[(usize, &str, &[&str])] = &[
-    (b::TASK_FILES, "task_struct", &["files"]),
-    (b::FILES_FDT, "files_struct", &["fdt"]),
-    (b::FDT_MAX_FDS, "fdtable", &["max_fds"]),
-    (b::FDT_FD, "fdtable", &["fd"]),
-    (b::FILE_PATH_MNT, "file", &["f_path", "mnt"]),
-    (b::FILE_PATH_DENTRY, "file", &["f_path", "dentry"]),
-    (b::FILE_INODE, "file", &["f_inode"]),
-    (b::INODE_INO, "inode", &["i_ino"]),
-    (b::INODE_SB, "inode", &["i_sb"]),
-    (b::SB_DEV, "super_block", &["s_dev"]),
-    (b::DENTRY_NAME, "dentry", &["d_name", "name"]),
-    (b::KMEM_CACHE_NAME, "kmem_cache", &["name"]),
-    (b::KMEM_CACHE_OBJECT_SIZE, "kmem_cache", &["object_size"]),
-    (b::WORK_FUNC, "work_struct", &["func"]),
-    (b::TIMER_FUNCTION, "timer_list", &["function"]),
-    (b::TASK_EXIT_CODE, "task_struct", &["exit_code"]),
-    (b::FILE_PRIVATE_DATA, "file", &["private_data"]),
-    (b::TASK_PID, "task_struct", &["pid"]),
-    (b::TASK_TGID, "task_struct", &["tgid"]),
-    (b::TASK_COMM, "task_struct", &["comm"]),
-    (b::CALLBACK_FUNC, "callback_head", &["func"]),
-    (b::MOUNT_MNT_ID, "mount", &["mnt_id"]),
-    (b::PATH_MNT, "path", &["mnt"]),
-    (b::TASK_FS, "task_struct", &["fs"]),
-    (b::FS_PWD_MNT, "fs_struct", &["pwd", "mnt"]),
-    (b::FS_ROOT_MNT, "fs_struct", &["root", "mnt"]),
-    (b::TASK_FLAGS, "task_struct", &["flags"]),
-    (b::TASK_EXIT_STATE, "task_struct", &["exit_state"]),
-    (b::TASK_MM, "task_struct", &["mm"]),
-    (b::TASK_STATE, "task_struct", &["__state"]),
-    (b::KMEM_CACHE_REFCOUNT, "kmem_cache", &["refcount"]),
-    (b::TASK_SE_CFS_RQ, "task_struct", &["se", "cfs_rq"]),
-    (b::CFS_RQ_RQ, "cfs_rq", &["rq"]),
-    (b::RQ_CPU, "rq", &["cpu"]),
-    (b::MOUNT_MNT_PCP, "mount", &["mnt_pcp"]),
-    (b::MOUNT_MNT_MOUNTS, "mount", &["mnt_mounts"]),
-    (b::MOUNT_MNT_CHILD, "mount", &["mnt_child"]),
-    (b::MOUNT_MNT_PARENT, "mount", &["mnt_parent"]),
-    (b::MOUNT_MNT, "mount", &["mnt"]),
-    (b::VMA_VM_FILE, "vm_area_struct", &["vm_file"]),
-    (b::VMA_VM_START, "vm_area_struct", &["vm_start"]),
-    (b::VMA_VM_END, "vm_area_struct", &["vm_end"]),
-    (b::IOCB_AIO_FILDES, "iocb", &["aio_fildes"]),
-    (b::INODE_FLCTX, "inode", &["i_flctx"]),
-    (b::INODE_NLINK, "inode", &["i_nlink"]),
-    (b::INODE_SIZE, "inode", &["i_size"]),
-    (b::INODE_BLOCKS, "inode", &["i_blocks"]),
-    (b::FLCTX_FLOCK, "file_lock_context", &["flc_flock"]),
-    (b::FLCTX_POSIX, "file_lock_context", &["flc_posix"]),
-];
-
 /// The lock members the lock programs read: `struct file_lock_core` inside `file_lock`
 /// (6.9+), else the `fl_*` members of older kernels' `struct file_lock`.
 const LOCK_MEMBERS: &[(usize, &str, &str)] = &[
@@ -340,7 +95,7 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             .or_insert_with(|| tracefs::format(cat, name).ok())
             .clone()
     };
-    for &(idx, cat, tp, field) in TP_FIELDS {
+    for &(idx, cat, tp, field) in f::SOURCES {
         match format(cat, tp).and_then(|f| f.offset(field)) {
             Some(off) => cfg.tp[idx] = off,
             None => gaps.tp_fields.push(format!("{cat}:{tp}.{field}")),
@@ -352,7 +107,7 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
         }
         if let Some(off) = format(cat, tp).and_then(|f| f.offset(field)) {
             cfg.tp[idx] = off;
-            if let Some(&(_, _, _, name)) = TP_FIELDS.iter().find(|t| t.0 == idx) {
+            if let Some(&(_, _, _, name)) = f::SOURCES.iter().find(|t| t.0 == idx) {
                 let gap = format!("{cat}:{tp}.{name}");
                 gaps.tp_fields.retain(|g| *g != gap);
             }
@@ -366,7 +121,7 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
             ));
         }
     }
-    for &(idx, st, path) in BTF_MEMBERS {
+    for &(idx, st, path) in b::SOURCES {
         match btf.offset_of(st, path) {
             Ok(off) => cfg.btf[idx] = off,
             Err(e) => gaps

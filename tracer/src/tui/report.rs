@@ -1,6 +1,8 @@
-//! `s` in the TUI: the verdicts, notices and mount summaries as they stand, written to
-//! `tracer-report-<timestamp>.txt` (mode 0600: it holds kernel addresses). A small
-//! stand-in until the full `tracer report` exists.
+//! `s` in the TUI, written to `tracer-report-<timestamp>.txt` (mode 0600: it holds kernel
+//! addresses). With `--record`, the report `tracer report` makes of the recording so far
+//! (the same code, replaying what is written: up to a second behind). Without a
+//! recording there are no events to replay: the verdicts, notices and mount summaries as
+//! they stand, under a first line that says so.
 
 use std::{
     fmt::Write as _,
@@ -180,10 +182,26 @@ fn alloc_section(s: &mut String, a: &AllocView, model: &Model) {
     let _ = writeln!(s);
 }
 
+/// The first line of a report saved without a recording.
+pub const LIVE_ONLY: &str = "live summary (no recording: run with --record for the full report)";
+
 /// Writes the report into `dir`; returns its path.
 pub fn save(model: &Model, dir: &Path, now_ns: u64) -> Result<PathBuf> {
     let (stamp, when) = local_now();
-    let body = text(model, now_ns, &when);
+    let body = match &model.meta().recording {
+        Some(rec) => {
+            let opts = crate::report::ReportOptions::default();
+            let mut r = crate::report::replay_file(Path::new(rec), &opts)?;
+            // Not cut short: still being written.
+            r.problems
+                .retain(|p| !matches!(p, crate::record::reader::Problem::NoEnd));
+            format!(
+                "report of {rec} so far (still recording: its last second may be missing)\n{}",
+                r.render(crate::report::ReportFormat::Text)
+            )
+        }
+        None => format!("{LIVE_ONLY}\n{}", text(model, now_ns, &when)),
+    };
     for n in 0.. {
         let name = if n == 0 {
             format!("tracer-report-{stamp}.txt")
