@@ -136,6 +136,20 @@ fn the_files_free_ends_the_story_when_the_unlock_is_not_seen() {
     );
 }
 
+/// With precise release hooks the file's free is `__fput`'s entry, which unlocks it just
+/// after (`locks_remove_file`): the lock went with the file's last close.
+#[test]
+fn a_precise_release_says_the_lock_went_with_the_last_close() {
+    let mut cfg = config();
+    cfg.precise_release = true;
+    let mut e = Engine::new(cfg);
+    let n = lock_notices(e.apply_all(&dead_owner_stream(false)));
+    let Some(Notice::LockReleased(r)) = n.last() else {
+        panic!("{n:#?}")
+    };
+    assert_eq!(r.how, LockReleaseHow::FileClosed);
+}
+
 /// A blocking call: a verdict only when it waits past the threshold, with the release
 /// seen during the wait.
 #[test]

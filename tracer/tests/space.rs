@@ -173,11 +173,15 @@ fn a_file_deleted_after_its_owner_was_killed_is_said_held_by_the_dead_tasks_ring
             continue;
         };
         said += 1;
+        // Held by the dead owner's ring, or already by the put its teardown deferred to
+        // delayed_fput (the VM's precise hooks see that step).
         let holders = v["file"]["holders"].as_array().unwrap();
+        assert!(!holders.is_empty(), "{v:#}");
         assert!(
-            holders.iter().all(|h| h["kind"] == "uring_fixed"
+            holders.iter().all(|h| (h["kind"] == "uring_fixed"
                 && h["ring"]["owner"]["pid"] == pid
-                && h["ring"]["owner"]["alive"] == false),
+                && h["ring"]["owner"]["alive"] == false)
+                || h["kind"] == "deferred_put"),
             "{v:#}"
         );
         assert!(

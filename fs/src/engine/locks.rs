@@ -294,6 +294,9 @@ impl Engine {
     }
 
     /// A freed file ends the stories of the locks it held (when their unlock was not seen).
+    /// Where releases are hooked precisely the "free" is `__fput`'s entry, whose
+    /// `locks_remove_file()` is what unlocks them, just after: they went with the file's
+    /// last close, said so (their own unlock record, which follows, finds no story left).
     pub(super) fn locks_on_file_free(
         &mut self,
         file: u64,
@@ -301,15 +304,15 @@ impl Engine {
         chain: &[ChainLink],
         out: &mut Vec<Notice>,
     ) {
+        let how = if self.cfg.precise_release {
+            LockReleaseHow::FileClosed
+        } else {
+            LockReleaseHow::FileFreed
+        };
         for key in self.locks.held_by_file(file) {
             if let Some(s) = self.locks.stories.remove(&key) {
                 out.push(Notice::LockReleased(released(
-                    &s,
-                    key.ino,
-                    key.dev,
-                    actor,
-                    LockReleaseHow::FileFreed,
-                    chain,
+                    &s, key.ino, key.dev, actor, how, chain,
                 )));
                 self.locks.keep_ended(key, s, actor.ts_ns);
             }
