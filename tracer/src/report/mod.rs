@@ -246,6 +246,8 @@ pub struct Report {
     pub source: String,
     pub header: TraceHeader,
     pub end: Option<TraceEnd>,
+    /// Replayed while still being written (the TUI's `s`): no end mark is no crash.
+    pub in_progress: bool,
     pub problems: Vec<Problem>,
     pub items: u64,
     pub events: u64,
@@ -789,6 +791,7 @@ pub fn replay<R: Read>(
     Ok(Report {
         source: source.to_string(),
         end: reader.end().cloned(),
+        in_progress: false,
         problems: reader.problems().to_vec(),
         items: reader.items_read(),
         header,

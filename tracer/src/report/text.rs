@@ -86,6 +86,9 @@ fn header(r: &Report, out: &mut String) {
         Some(e) => {
             let _ = writeln!(out, "recording ended cleanly (stopped by {})", e.stopped_by);
         }
+        None if r.in_progress => {
+            let _ = writeln!(out, "recording still in progress");
+        }
         None => {
             let _ = writeln!(
                 out,

@@ -193,6 +193,7 @@ pub fn save(model: &Model, dir: &Path, now_ns: u64) -> Result<PathBuf> {
             let opts = crate::report::ReportOptions::default();
             let mut r = crate::report::replay_file(Path::new(rec), &opts)?;
             // Not cut short: still being written.
+            r.in_progress = true;
             r.problems
                 .retain(|p| !matches!(p, crate::record::reader::Problem::NoEnd));
             format!(
