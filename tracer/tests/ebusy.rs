@@ -172,6 +172,7 @@ fn fd_held_by_a_live_process() {
     let tracer = Tracer::start(&[]);
     let m = TmpMount::new("fdheld");
     let id = m.mount_id();
+    mount_made_agrees(&tracer, id, m.str());
     let held = m.path.join("held-file");
     let held_s = held.to_str().unwrap().to_string();
     let mut child = spawn_scenario("scenario_child", "hold_until_cue", &held_s);

@@ -190,32 +190,46 @@ pub fn load_object_with_alloc(
 /// Loads the object and attaches every hook it can.
 pub fn attach(opts: &Options) -> Result<Attached> {
     tracefs::ensure_mounted()?;
-    let kbtf = KernelBtf::load()?;
     let ksyms = Kallsyms::load()?;
-    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
+    // btf-rs's parse of the kernel's BTF is the biggest allocation of the attach (about
+    // 40 MiB): all that needs it is read first, and it goes before aya parses the BTF
+    // again (about 24 MiB) and loads the object, so the two never peak together.
+    let kbtf = KernelBtf::load()?;
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
+    let uring = layout::uring_layout(&kbtf);
+    let raw = raw_checks(&kbtf);
     let prepared = match &opts.alloc {
         Some(a) => Some(crate::alloc::setup::prepare(a, &kbtf, &ksyms)?),
         None => None,
     };
+    // Allocation tracking still needs it once the object is loaded.
+    let kbtf = if prepared.is_some() {
+        Some(kbtf)
+    } else {
+        drop(kbtf);
+        trim_heap();
+        None
+    };
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
     let mut ebpf = load_object_with_alloc(
         &cfg,
         opts.ring_bytes,
         prepared.as_ref().map(|p| (&p.built.config, p.max_entries)),
     )?;
-    let alloc = match prepared {
-        Some(p) => Some(crate::alloc::setup::finish(
-            &mut ebpf, &btf, &kbtf, &ksyms, p,
+    let alloc = match (prepared, &kbtf) {
+        (Some(p), Some(kbtf)) => Some(crate::alloc::setup::finish(
+            &mut ebpf, &btf, kbtf, &ksyms, p,
         )?),
-        None => None,
+        _ => None,
     };
+    drop(kbtf);
 
     let followed = follow_work(&mut ebpf, &ksyms, opts)?;
     let mut loaded = Loaded::new();
     let mut shared = HashSet::new();
     let mut hooks = Vec::new();
     for h in HOOKS {
-        let status = attach_hook(&mut ebpf, &kbtf, &btf, &cfg, h, &mut loaded, &mut shared);
+        let status = attach_hook(&mut ebpf, &raw, &btf, &cfg, h, &mut loaded, &mut shared);
         if h.name == "__fput" && status.mechanism.is_some_and(Mechanism::on_function) {
             // From now on the `filp` slab free only counts: `__fput` reports releases.
             let mut flag: BpfArray<_, u32> = BpfArray::try_from(
@@ -231,7 +245,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         hooks,
         followed,
         gaps,
-        uring: layout::uring_layout(&kbtf),
+        uring,
         kallsyms: ksyms,
         btf,
         alloc,
@@ -268,6 +282,20 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
 }
 
 /// Checks a raw tracepoint's argument types against what the program assumes.
+/// What `raw_args_match` says of each raw point of `HOOKS`, by (program, target): read
+/// while btf-rs's parse is at hand, so it can go before the object is loaded.
+type RawChecks = HashMap<(&'static str, &'static str), Result<(), String>>;
+
+fn raw_checks(kbtf: &KernelBtf) -> RawChecks {
+    HOOKS
+        .iter()
+        .flat_map(|h| h.alternatives.iter())
+        .flat_map(|a| a.iter())
+        .filter(|p| !p.raw_args.is_empty())
+        .map(|p| ((p.program, p.target), raw_args_match(kbtf, p)))
+        .collect()
+}
+
 pub(crate) fn raw_args_match(kbtf: &KernelBtf, p: &Point) -> Result<(), String> {
     if p.raw_args.is_empty() {
         return Ok(());
@@ -434,7 +462,7 @@ type Shared = HashSet<(&'static str, &'static str)>;
 
 fn attach_hook(
     ebpf: &mut Ebpf,
-    kbtf: &KernelBtf,
+    raw: &RawChecks,
     btf: &aya::Btf,
     cfg: &Config,
     hook: &Hook,
@@ -460,7 +488,7 @@ fn attach_hook(
             continue;
         }
         for p in alt.iter() {
-            if let Err(e) = raw_args_match(kbtf, p) {
+            if let Some(Err(e)) = raw.get(&(p.program, p.target)) {
                 status
                     .notes
                     .push(format!("{} {}: {e}", p.mechanism, p.target));

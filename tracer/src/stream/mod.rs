@@ -165,19 +165,6 @@ fn kmsg_markers(kmsg: &mut Kmsg, sink: &mut dyn Sink, summary: &mut Summary) -> 
 /// Runs until the duration ends, SIGINT, SIGTERM or `opts.stop` is notified.
 pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -> Result<Summary> {
     let mut summary = Summary::default();
-    let ring = RingBuf::try_from(att.ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
-    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd holds it.
-    let mut ring: AsyncFd<RingBuf<MapData>> =
-        unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
-
-    // Failed umounts, copied to a small ring of their own that wakes us at once.
-    let urgent = RingBuf::try_from(att.ebpf.take_map("URGENT").context("no URGENT map")?)?;
-    // SAFETY: as above.
-    let mut urgent: AsyncFd<RingBuf<MapData>> =
-        unsafe { AsyncFd::register_with_interest(urgent, tokio::io::Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("watching the urgent ring buffer: {e}"))?;
-
     // xfstests' `run fstests <test> at` lines from now on; no /dev/kmsg, no markers. Read
     // only where the console hook is missing: its records are in order with the others,
     // while a line read here is stamped when it is read.
@@ -228,6 +215,20 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     }
     // Every program is loaded: the parsed kernel BTF is not needed any more.
     att.release_btf();
+    // Mapped only now (its data pages count twice in RSS: the ring is mapped twice for
+    // its wrap-around), after the BTF went: the records wait in the kernel meanwhile.
+    let ring = RingBuf::try_from(att.ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd holds it.
+    let mut ring: AsyncFd<RingBuf<MapData>> =
+        unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
+
+    // Failed umounts, copied to a small ring of their own that wakes us at once.
+    let urgent = RingBuf::try_from(att.ebpf.take_map("URGENT").context("no URGENT map")?)?;
+    // SAFETY: as above.
+    let mut urgent: AsyncFd<RingBuf<MapData>> =
+        unsafe { AsyncFd::register_with_interest(urgent, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("watching the urgent ring buffer: {e}"))?;
 
     sink.ready()?;
 

@@ -619,3 +619,27 @@ pub fn assert_healthy_cycles(reports: &[Value]) {
         }
     }
 }
+
+/// The `mount_made` event the mount call of mount `id` at `target` got agrees with
+/// mountinfo: id, parent, device, mount point (what the program read from the kernel's
+/// `struct mount` at the call's exit).
+pub fn mount_made_agrees(tracer: &Tracer, id: i64, target: &str) -> Value {
+    let line = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').next() == Some(&id.to_string()))
+        .map(str::to_string)
+        .expect("the mount in mountinfo");
+    let cols: Vec<&str> = line.split(' ').collect();
+    let (major, minor) = cols[2].split_once(':').unwrap();
+    let seen = tracer.wait_for("the mount the call made", Duration::from_secs(30), |v| {
+        v["event"]["payload"]["type"] == "mount_made"
+            && v["event"]["payload"]["mount"]["mount_id"] == id
+            && v["event"]["payload"]["mount"]["mount_point"] == target
+    });
+    let mi = &seen["event"]["payload"]["mount"];
+    assert_eq!(mi["parent_id"].to_string(), cols[1], "{seen:#}");
+    assert_eq!(mi["major"].to_string(), major, "{seen:#}");
+    assert_eq!(mi["minor"].to_string(), minor, "{seen:#}");
+    seen
+}
