@@ -136,18 +136,58 @@ fn the_files_free_ends_the_story_when_the_unlock_is_not_seen() {
     );
 }
 
-/// With precise release hooks the file's free is `__fput`'s entry, which unlocks it just
-/// after (`locks_remove_file`): the lock went with the file's last close.
+/// With precise release hooks the file's free is `__fput`'s entry, and the lock is held
+/// until its `locks_remove_file()` unlocks it just after: a conflict in between is still
+/// the same story, and the unlock ends it, as the file's last close.
 #[test]
-fn a_precise_release_says_the_lock_went_with_the_last_close() {
+fn a_precise_release_ends_the_story_at_the_unlock_that_follows() {
+    let mut s = dead_owner_stream(true);
+    let is_unlock = |e: &tracer_fs::event::Event| {
+        matches!(e.payload, tracer_fs::event::Payload::LockEvent { ret: 0, flags, .. }
+            if flags & tracer_fs::wire::lock_flags::FL_CLOSE != 0)
+    };
+    let u = s.iter().position(is_unlock).unwrap();
+    let f = s
+        .iter()
+        .position(|e| matches!(e.payload, tracer_fs::event::Payload::FileFree { .. }))
+        .unwrap();
+    // `__fput`'s entry first, then a retry that still conflicts, then the unlock.
+    let (tu, tf) = (s[u].ts_ns, s[f].ts_ns);
+    s.swap(u, f);
+    s[u].ts_ns = tu;
+    s[f].ts_ns = tf;
+    let mut retry = s
+        .iter()
+        .rev()
+        .find(|e| {
+            matches!(
+                e.payload,
+                tracer_fs::event::Payload::LockEvent { ret: -11, .. }
+            )
+        })
+        .unwrap()
+        .clone();
+    retry.ts_ns = tu + 50_000;
+    s.insert(u + 1, retry);
     let mut cfg = config();
     cfg.precise_release = true;
     let mut e = Engine::new(cfg);
-    let n = lock_notices(e.apply_all(&dead_owner_stream(false)));
-    let Some(Notice::LockReleased(r)) = n.last() else {
-        panic!("{n:#?}")
-    };
-    assert_eq!(r.how, LockReleaseHow::FileClosed);
+    let n = lock_notices(e.apply_all(&s));
+    let kinds = story_kinds(&n);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "conflict").count(),
+        1,
+        "{kinds:?}"
+    );
+    let released: Vec<_> = n
+        .iter()
+        .filter_map(|n| match n {
+            Notice::LockReleased(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released.len(), 1, "{n:#?}");
+    assert_eq!(released[0].how, LockReleaseHow::FileClosed);
 }
 
 /// A blocking call: a verdict only when it waits past the threshold, with the release

@@ -294,9 +294,9 @@ impl Engine {
     }
 
     /// A freed file ends the stories of the locks it held (when their unlock was not seen).
-    /// Where releases are hooked precisely the "free" is `__fput`'s entry, whose
-    /// `locks_remove_file()` is what unlocks them, just after: they went with the file's
-    /// last close, said so (their own unlock record, which follows, finds no story left).
+    /// Where releases are hooked precisely the "free" is `__fput`'s entry, and the locks
+    /// are still held until its `locks_remove_file()`, whose unlock record follows: that
+    /// ends them (a conflict in between is still the same story, not a new verdict).
     pub(super) fn locks_on_file_free(
         &mut self,
         file: u64,
@@ -304,15 +304,18 @@ impl Engine {
         chain: &[ChainLink],
         out: &mut Vec<Notice>,
     ) {
-        let how = if self.cfg.precise_release {
-            LockReleaseHow::FileClosed
-        } else {
-            LockReleaseHow::FileFreed
-        };
+        if self.cfg.precise_release {
+            return;
+        }
         for key in self.locks.held_by_file(file) {
             if let Some(s) = self.locks.stories.remove(&key) {
                 out.push(Notice::LockReleased(released(
-                    &s, key.ino, key.dev, actor, how, chain,
+                    &s,
+                    key.ino,
+                    key.dev,
+                    actor,
+                    LockReleaseHow::FileFreed,
+                    chain,
                 )));
                 self.locks.keep_ended(key, s, actor.ts_ns);
             }
