@@ -68,29 +68,15 @@ impl Engine {
             .filter(|(_, s)| s.culprits.contains(&key))
             .map(|(k, _)| k.clone())
             .collect();
-        for sk in keys {
-            let files = &self.files;
-            let Some(s) = self.stories.get_mut(&sk) else {
-                continue;
-            };
-            s.released += 1;
-            let alive = s
-                .culprits
-                .iter()
-                .filter(|k| files.get(**k).is_some_and(FileObj::alive))
-                .count();
-            out.push(Notice::CulpritReleased(CulpritReleased {
-                story: s.story_ref(),
-                file: id.clone(),
-                listed: true,
-                seen,
-                ts_ns: ts,
-                chain: chain.clone(),
-                last_drop: last_drop.clone(),
-                culprits_alive: alive,
-                culprits_total: s.culprits.len(),
-            }));
-        }
+        let went = Went {
+            file: id.clone(),
+            listed: true,
+            seen,
+            ts_ns: ts,
+            chain: chain.clone(),
+            last_drop,
+        };
+        self.culprits_went(&keys, &went, out);
         self.check_unpinned(mnt, ts, &id, &chain, out);
     }
 
@@ -338,6 +324,38 @@ impl Engine {
         );
     }
 
+    /// A file went that pinned the stories `keys`' mounts: one of their culprits
+    /// (`listed`), or one on the mount they did not list (its free was all that was seen).
+    fn culprits_went(&mut self, keys: &[StoryKey], w: &Went, out: &mut Vec<Notice>) {
+        for sk in keys {
+            let files = &self.files;
+            let Some(s) = self.stories.get_mut(sk) else {
+                continue;
+            };
+            if w.listed {
+                s.released += 1;
+            } else {
+                s.unlisted_released += 1;
+            }
+            let alive = s
+                .culprits
+                .iter()
+                .filter(|k| files.get(**k).is_some_and(FileObj::alive))
+                .count();
+            out.push(Notice::CulpritReleased(CulpritReleased {
+                story: s.story_ref(),
+                file: w.file.clone(),
+                listed: w.listed,
+                seen: w.seen,
+                ts_ns: w.ts_ns,
+                chain: w.chain.clone(),
+                last_drop: w.last_drop.clone(),
+                culprits_alive: alive,
+                culprits_total: s.culprits.len(),
+            }));
+        }
+    }
+
     pub(super) fn unknown_free(
         &mut self,
         actor: &Actor,
@@ -367,29 +385,15 @@ impl Engine {
             name: String::new(),
             path: None,
         };
-        for sk in keys {
-            let files = &self.files;
-            let Some(s) = self.stories.get_mut(&sk) else {
-                continue;
-            };
-            s.unlisted_released += 1;
-            let alive = s
-                .culprits
-                .iter()
-                .filter(|k| files.get(**k).is_some_and(FileObj::alive))
-                .count();
-            out.push(Notice::CulpritReleased(CulpritReleased {
-                story: s.story_ref(),
-                file: id.clone(),
-                listed: false,
-                seen: true,
-                ts_ns: actor.ts_ns,
-                chain: chain.clone(),
-                last_drop: None,
-                culprits_alive: alive,
-                culprits_total: s.culprits.len(),
-            }));
-        }
+        let went = Went {
+            file: id,
+            listed: false,
+            seen: true,
+            ts_ns: actor.ts_ns,
+            chain,
+            last_drop: None,
+        };
+        self.culprits_went(&keys, &went, out);
     }
 
     pub(super) fn on_task_exit(
@@ -436,4 +440,14 @@ impl Engine {
                 .remove_holder(k, &h, DropReason::ExitFiles, actor);
         }
     }
+}
+
+/// A file that went, as every story it pinned is told.
+struct Went {
+    file: FileId,
+    listed: bool,
+    seen: bool,
+    ts_ns: u64,
+    chain: Vec<ChainLink>,
+    last_drop: Option<DropDesc>,
 }
