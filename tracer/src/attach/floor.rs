@@ -110,15 +110,7 @@ fn attach_floor_hook(
     loaded: &mut HashMap<&'static str, Result<(), String>>,
     shared: &mut HashSet<(Mechanism, &'static str)>,
 ) -> HookStatus {
-    let mut status = HookStatus {
-        hook: hook.name,
-        why: hook.why,
-        mechanism: None,
-        points: vec![],
-        notes: vec![],
-        precise: hook.precise,
-        spare_loads: vec![],
-    };
+    let mut status = HookStatus::unserved(hook);
     'alternatives: for alt in hook.alternatives {
         for p in alt.iter() {
             if let Err(e) = raw_args_match(kbtf, p) {

@@ -503,6 +503,19 @@ pub struct SpareLoad {
 }
 
 impl HookStatus {
+    /// `hook`, served by nothing yet.
+    pub fn unserved(hook: &Hook) -> HookStatus {
+        HookStatus {
+            hook: hook.name,
+            why: hook.why,
+            mechanism: None,
+            points: vec![],
+            notes: vec![],
+            precise: hook.precise,
+            spare_loads: vec![],
+        }
+    }
+
     pub fn live(&self) -> bool {
         self.mechanism.is_some()
     }

@@ -469,15 +469,7 @@ fn attach_hook(
     loaded: &mut Loaded,
     shared: &mut Shared,
 ) -> HookStatus {
-    let mut status = HookStatus {
-        hook: hook.name,
-        why: hook.why,
-        mechanism: None,
-        points: vec![],
-        notes: vec![],
-        precise: hook.precise,
-        spare_loads: vec![],
-    };
+    let mut status = HookStatus::unserved(hook);
     let avoided = avoided_mechanisms();
     'alternatives: for alt in hook.alternatives {
         if let Some(p) = alt.iter().find(|p| avoided.contains(&p.mechanism)) {
