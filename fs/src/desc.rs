@@ -481,6 +481,17 @@ pub enum HolderDesc {
     },
 }
 
+/// A holding task's state in brackets: alive or exiting (its fate), exited, or unknown.
+fn task_state(task: &TaskDesc, a: &Anchor) -> String {
+    if task.exiting || (task.alive && task.known) {
+        format!("[{}]", task.fate(a))
+    } else if task.known {
+        format!("[exited: {}]", task.fate(a))
+    } else {
+        "[state unknown]".to_string()
+    }
+}
+
 /// `what` since when, who owns the ring, and how far its teardown got.
 fn ring_holder(what: String, ring: &RingDesc, since_ns: u64, a: &Anchor) -> String {
     let mut s = format!("{what} since {} — {}", a.at(since_ns), ring.owner_words(a));
@@ -500,13 +511,7 @@ impl HolderDesc {
                 since_ns,
                 how,
             } => {
-                let state = if task.exiting || (task.alive && task.known) {
-                    format!("[{}]", task.fate(a))
-                } else if task.known {
-                    format!("[exited: {}]", task.fate(a))
-                } else {
-                    "[state unknown]".to_string()
-                };
+                let state = task_state(task, a);
                 let since = match how {
                     RefHow::Snapshot => "open since before the tracer attached".to_string(),
                     RefHow::Rescan => format!(
@@ -537,13 +542,7 @@ impl HolderDesc {
                 since_ns,
                 fd_open,
             } => {
-                let state = if task.exiting || (task.alive && task.known) {
-                    format!("[{}]", task.fate(a))
-                } else if task.known {
-                    format!("[exited: {}]", task.fate(a))
-                } else {
-                    "[state unknown]".to_string()
-                };
+                let state = task_state(task, a);
                 format!(
                     "mapped by {} {state} at {}-{} ({} KiB), found by a VMA scan {}{}",
                     task.name(),
