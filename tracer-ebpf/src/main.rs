@@ -8,6 +8,7 @@
 mod config;
 mod console;
 mod emit;
+mod iter_out;
 mod kernel;
 mod maps;
 

@@ -7,21 +7,12 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    bindings::seq_file,
-    helpers::{
-        bpf_probe_read_kernel_buf,
-        generated::{
-            bpf_get_smp_processor_id, bpf_get_task_stack, bpf_ktime_get_boot_ns, bpf_seq_write,
-        },
-    },
-};
-use tracer_fs::wire::{
-    MountRefs, PF_EXITING, RecordKind, SCAN_MAX_CPUS, TASK_STACK_FRAMES, TaskScan, btf_off,
-};
+use aya_ebpf::helpers::generated::bpf_get_task_stack;
+use tracer_fs::wire::{PF_EXITING, SCAN_MAX_CPUS, TASK_STACK_FRAMES, btf_off};
 
 use crate::{
-    config::{btf, percpu_layout},
+    config::percpu_layout,
+    iter_out::{fill_task_header, seq_write},
     kernel::{for_steps, member, read, vfsmount_id},
     maps::{PCPU_OFF, SCAN_TARGETS, SCRATCH_REFS, SCRATCH_TASK},
 };
@@ -45,25 +36,7 @@ pub fn task_scan(ctx: *mut c_void) -> i32 {
     };
     // SAFETY: per-CPU slot, ours for the duration of this program.
     let rec = unsafe { &mut *rec };
-    let h = &mut rec.hdr;
-    h.kind = RecordKind::TaskScan as u16;
-    h.size = RecordKind::TaskScan.size() as u32;
-    // SAFETY: helpers without preconditions.
-    h.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
-    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    h.pid = member::<u32>(task, btf_off::TASK_PID).unwrap_or(0);
-    h.tgid = member::<u32>(task, btf_off::TASK_TGID).unwrap_or(0);
-    h.work = 0;
-    h.work_fn = 0;
-    h.comm[0] = 0;
-    if let Some(off) = btf(btf_off::TASK_COMM) {
-        // SAFETY: the helper checks the address and bounds the copy.
-        if unsafe { bpf_probe_read_kernel_buf(task.wrapping_add(off) as *const u8, &mut h.comm) }
-            .is_err()
-        {
-            h.comm[0] = 0;
-        }
-    }
+    fill_task_header(rec, task);
     rec.flags = member::<u32>(task, btf_off::TASK_FLAGS).unwrap_or(0);
     rec.state = member::<u32>(task, btf_off::TASK_STATE).unwrap_or(0);
     rec.exit_state = member::<u32>(task, btf_off::TASK_EXIT_STATE).unwrap_or(0);
@@ -97,20 +70,7 @@ pub fn task_scan(ctx: *mut c_void) -> i32 {
             rec.nr_frames = (n / 8) as u32;
         }
     }
-    // SAFETY: slot 0 of an iterator context is `struct bpf_iter_meta *`; `meta->seq` is its
-    // first member (see snapshot.rs).
-    let seq = unsafe {
-        let meta = *(ctx as *const *const *mut seq_file);
-        *meta
-    };
-    // SAFETY: writes the record into the iterator's output.
-    unsafe {
-        bpf_seq_write(
-            seq,
-            (rec as *const TaskScan).cast(),
-            size_of::<TaskScan>() as u32,
-        );
-    }
+    seq_write(ctx, rec);
     0
 }
 
@@ -361,17 +321,7 @@ fn mount_refs(ctx: *mut c_void) {
     };
     // SAFETY: per-CPU slot, ours for the duration of this program.
     let rec = unsafe { &mut *rec };
-    let h = &mut rec.hdr;
-    h.kind = RecordKind::MountRefs as u16;
-    h.size = RecordKind::MountRefs.size() as u32;
-    // SAFETY: helpers without preconditions.
-    h.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
-    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    h.pid = 0;
-    h.tgid = 0;
-    h.work = 0;
-    h.work_fn = 0;
-    h.comm[0] = 0;
+    fill_task_header(rec, 0);
     rec.mnt_id = target;
     rec.count = sum.count as i32;
     if found != 0 {
@@ -382,15 +332,7 @@ fn mount_refs(ctx: *mut c_void) {
         rec.cpus_possible = 0;
         rec.count = mount_id(at);
     }
-    // SAFETY: as for the task records.
-    unsafe {
-        let meta = *(ctx as *const *const *mut seq_file);
-        bpf_seq_write(
-            *meta,
-            (rec as *const MountRefs).cast(),
-            size_of::<MountRefs>() as u32,
-        );
-    }
+    seq_write(ctx, rec);
 }
 
 /// Mount-tree moves one walk may take.

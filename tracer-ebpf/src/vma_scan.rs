@@ -6,18 +6,12 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    bindings::seq_file,
-    helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_seq_write},
-    },
-};
-use tracer_fs::wire::{FileRef, HolderKind, RecordKind, RefSource, VMA_SCAN_MOUNTS, btf_off};
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use tracer_fs::wire::{HolderKind, RefSource, VMA_SCAN_MOUNTS, btf_off};
 
 use crate::{
-    config::btf,
     files::{fill_file_ref, scratch_file_ref},
+    iter_out::{fill_task_header, seq_write},
     kernel::{file_mnt_id, member},
     maps::VMA_MOUNTS,
 };
@@ -80,38 +74,7 @@ pub fn vma_scan(ctx: *mut c_void) -> i32 {
         end,
         0,
     );
-    let h = &mut rec.hdr;
-    h.kind = RecordKind::FileRef as u16;
-    h.size = RecordKind::FileRef.size() as u32;
-    // SAFETY: helpers without preconditions.
-    h.cpu = unsafe { bpf_get_smp_processor_id() } as u16;
-    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    h.pid = member::<u32>(task, btf_off::TASK_PID).unwrap_or(0);
-    h.tgid = member::<u32>(task, btf_off::TASK_TGID).unwrap_or(0);
-    h.work = 0;
-    h.work_fn = 0;
-    h.comm[0] = 0;
-    if let Some(off) = btf(btf_off::TASK_COMM) {
-        // SAFETY: the helper checks the address and bounds the copy.
-        if unsafe { bpf_probe_read_kernel_buf(task.wrapping_add(off) as *const u8, &mut h.comm) }
-            .is_err()
-        {
-            h.comm[0] = 0;
-        }
-    }
-    // SAFETY: slot 0 of an iterator context is `struct bpf_iter_meta *`; `meta->seq` is its
-    // first member (see snapshot.rs).
-    let seq = unsafe {
-        let meta = *(ctx as *const *const *mut seq_file);
-        *meta
-    };
-    // SAFETY: writes the record into the iterator's output.
-    unsafe {
-        bpf_seq_write(
-            seq,
-            (rec as *const FileRef).cast(),
-            size_of::<FileRef>() as u32,
-        );
-    }
+    fill_task_header(rec, task);
+    seq_write(ctx, rec);
     0
 }
