@@ -11,11 +11,7 @@ use common::*;
 use serde_json::Value;
 
 fn wait_report(t: &Tracer, target: &str) -> Value {
-    t.wait_for(
-        &format!("the leak report of {target}"),
-        Duration::from_secs(30),
-        |v| v["type"] == "leak_report" && v["mount"]["target"] == target,
-    )
+    t.leak_report(target, Duration::from_secs(30))
 }
 
 #[test]
@@ -24,18 +20,9 @@ fn tmpfs_mount_cycles_leave_empty_reports_and_show_live_allocations() {
         return;
     }
     let _g = serial();
-    let tracer = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
-        "sym:shmem_",
-        "--leak-grace",
-        "1s",
-    ]);
-    let filter = tracer.wait_for("the filter line", Duration::from_secs(5), |v| {
-        v["type"] == "alloc_filter"
-    });
-    assert!(filter["filter"]["ranges"].as_u64().unwrap() > 0, "{filter}");
-    assert_eq!(filter["filter"]["fs_types"][0], "tmpfs", "{filter}");
+    let (tracer, filter) = Tracer::tracking("sym:shmem_", &[], Duration::from_secs(5));
+    assert!(filter["ranges"].as_u64().unwrap() > 0, "{filter}");
+    assert_eq!(filter["fs_types"][0], "tmpfs", "{filter}");
     for round in 0..3 {
         let m = TmpMount::new(&format!("alloc{round}"));
         let target = m.str().to_string();
@@ -93,19 +80,10 @@ fn xfs_mount_cycles_on_loop_report_no_leaks() {
         return;
     }
     let _g = serial();
-    let tracer = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
-        "module:xfs",
-        "--leak-grace",
-        "1s",
-    ]);
-    let filter = tracer.wait_for("the filter line", Duration::from_secs(5), |v| {
-        v["type"] == "alloc_filter"
-    });
-    assert_eq!(filter["filter"]["fs_types"][0], "xfs", "{filter}");
+    let (tracer, filter) = Tracer::tracking("module:xfs", &[], Duration::from_secs(5));
+    assert_eq!(filter["fs_types"][0], "xfs", "{filter}");
     // The reachability scan read the kernel's global data at attach.
-    let notes = filter["filter"]["notes"].to_string();
+    let notes = filter["notes"].to_string();
     assert!(
         notes.contains("reachability scan: ") && notes.contains("kernel .data, kernel .bss"),
         "{filter}"
@@ -169,17 +147,8 @@ fn ext4_mount_cycles_on_loop_report_no_confirmed_leaks() {
         return;
     }
     let _g = serial();
-    let tracer = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
-        "sym:ext4_",
-        "--leak-grace",
-        "1s",
-    ]);
-    let filter = tracer.wait_for("the filter line", Duration::from_secs(5), |v| {
-        v["type"] == "alloc_filter"
-    });
-    assert_eq!(filter["filter"]["fs_types"][0], "ext4", "{filter}");
+    let (tracer, filter) = Tracer::tracking("sym:ext4_", &[], Duration::from_secs(5));
+    assert_eq!(filter["fs_types"][0], "ext4", "{filter}");
     let fs = LoopXfs::of_type("allocext4", "ext4");
     let target = fs.dir_s();
     let mut reports = vec![];
@@ -226,14 +195,11 @@ fn files_kept_open_across_a_mount_are_reported_exactly() {
     let _g = serial();
     const N: usize = 5;
     let tgid = std::process::id() as u64;
-    let tracer = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
+    let (tracer, _) = Tracer::tracking(
         "cache:filp",
-        "--alloc-stack-per-object",
-        "--leak-grace",
-        "1s",
-    ]);
+        &["--alloc-stack-per-object"],
+        Duration::from_secs(5),
+    );
     let m = TmpMount::new("allocfilp");
     let target = m.str().to_string();
     // Let the mount's event reach the tracer before the opens.

@@ -12,22 +12,9 @@ use serde_json::Value;
 /// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
 #[test]
 fn scenario_child() {
-    let Some((scenario, args)) = scenario() else {
-        return;
-    };
-    let mut keep: Vec<File> = Vec::new();
-    let mut rings = Vec::new();
-    match scenario.as_str() {
-        // Hold the named files open.
-        "hold" => keep = hold_files(&args),
-        // Register the named files in an io_uring ring, then close our own fds so the ring
-        // is their only holder.
-        "uring" => rings.push(ring_holding(&args)),
-        "sleep" => {}
-        other => panic!("unknown scenario {other}"),
+    if let Some((scenario, args)) = scenario() {
+        play_shared_scenario(&scenario, &args);
     }
-    ready_then_sleep();
-    drop((keep, rings));
 }
 
 fn payload_is(e: &Value, ty: &str) -> bool {

@@ -25,20 +25,9 @@ use serde_json::Value;
 /// Not a test of its own: the child side of the scenarios (see `spawn_scenario`).
 #[test]
 fn scenario_child() {
-    let Some((scenario, args)) = scenario() else {
-        return;
-    };
-    let mut keep: Vec<File> = Vec::new();
-    let mut rings = Vec::new();
-    match scenario.as_str() {
-        "hold" => keep = hold_files(&args),
-        // Files registered in an io_uring ring, our own fds closed: the ring alone holds
-        // them, and after a kill -9 they go through io_ring_exit_work and delayed_fput.
-        "uring" => rings.push(ring_holding(&args)),
-        other => panic!("unknown scenario {other}"),
+    if let Some((scenario, args)) = scenario() {
+        play_shared_scenario(&scenario, &args);
     }
-    ready_then_sleep();
-    drop((keep, rings));
 }
 
 /// Program ids some live process holds (a program fd or a link fd: `prog_id:` in fdinfo).

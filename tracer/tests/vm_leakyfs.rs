@@ -104,18 +104,11 @@ fn umount_eventually(path: &Path) -> usize {
 
 /// The tracer, tracking allocations of leakyfs's code, one stack per object.
 fn alloc_tracer() -> Tracer {
-    let t = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
+    let (t, f) = Tracer::tracking(
         "module:leakyfs",
-        "--alloc-stack-per-object",
-        "--leak-grace",
-        "1s",
-    ]);
-    let f = t.wait_for("the filter line", Duration::from_secs(30), |v| {
-        v["type"] == "alloc_filter"
-    });
-    let f = &f["filter"];
+        &["--alloc-stack-per-object"],
+        Duration::from_secs(30),
+    );
     // The module's text, from kallsyms and /sys/module: no fallback to a name prefix.
     assert!(f["ranges"].as_u64().unwrap() >= 1, "{f:#}");
     assert!(f["matched_functions"].as_u64().unwrap() >= 5, "{f:#}");
@@ -133,11 +126,7 @@ fn alloc_tracer() -> Tracer {
 }
 
 fn wait_report(t: &Tracer, target: &str) -> Value {
-    t.wait_for(
-        &format!("the leak report of {target}"),
-        Duration::from_secs(90),
-        |v| v["type"] == "leak_report" && v["mount"]["target"] == target,
-    )
+    t.leak_report(target, Duration::from_secs(90))
 }
 
 /// Checks that `report` lists exactly `n` objects of `size` bytes, all allocated by
@@ -551,16 +540,7 @@ fn vm_xfs_cycles_after_boot_report_no_leaks() {
         "vm_xfs_cycles_after_boot_report_no_leaks"
     ));
     let _g = serial();
-    let tracer = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
-        "module:xfs",
-        "--leak-grace",
-        "1s",
-    ]);
-    tracer.wait_for("the filter line", Duration::from_secs(30), |v| {
-        v["type"] == "alloc_filter"
-    });
+    let (tracer, _) = Tracer::tracking("module:xfs", &[], Duration::from_secs(30));
     let fs = LoopXfs::new("vmxfs");
     let target = fs.dir_s();
     let mut reports = vec![];
@@ -611,16 +591,7 @@ fn vm_ext4_cycles_report_no_confirmed_leaks() {
         "vm_ext4_cycles_report_no_confirmed_leaks"
     ));
     let _g = serial();
-    let tracer = Tracer::start(&[
-        "--no-events",
-        "--alloc-filter",
-        "sym:ext4_",
-        "--leak-grace",
-        "1s",
-    ]);
-    tracer.wait_for("the filter line", Duration::from_secs(30), |v| {
-        v["type"] == "alloc_filter"
-    });
+    let (tracer, _) = Tracer::tracking("sym:ext4_", &[], Duration::from_secs(30));
     let fs = LoopXfs::of_type("vmext4", "ext4");
     let target = fs.dir_s();
     let mut reports = vec![];

@@ -102,6 +102,30 @@ impl Tracer {
             .collect()
     }
 
+    /// A tracer tracking allocations of `filter` (no event lines, a 1 s leak grace, then
+    /// `extra`), once its filter line has come (within `wait`: a VM is slower); with that
+    /// line's `filter` object.
+    pub fn tracking(filter: &str, extra: &[&str], wait: Duration) -> (Tracer, Value) {
+        let mut args = vec![
+            "--no-events",
+            "--alloc-filter",
+            filter,
+            "--leak-grace",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        let t = Tracer::start(&args);
+        let line = t.wait_for("the filter line", wait, |v| v["type"] == "alloc_filter");
+        (t, line["filter"].clone())
+    }
+
+    /// The leak report of the mount at `target`.
+    pub fn leak_report(&self, target: &str, timeout: Duration) -> Value {
+        self.wait_for(&format!("the leak report of {target}"), timeout, |v| {
+            v["type"] == "leak_report" && v["mount"]["target"] == target
+        })
+    }
+
     /// Waits for a line matching `pred`; panics with the tail of the stream if none comes.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
@@ -393,6 +417,20 @@ pub fn ring_holding(args: &str) -> io_uring::IoUring {
     ring.submitter().register_files(&fds).unwrap();
     drop(files);
     ring
+}
+
+/// Plays the scenarios several test binaries share (`hold`: the files kept open; `uring`:
+/// held by a ring alone, which after a kill -9 lets them go through io_ring_exit_work and
+/// delayed_fput; `sleep`: nothing held), then READY and the long sleep.
+pub fn play_shared_scenario(scenario: &str, args: &str) {
+    let held: (Vec<std::fs::File>, Option<io_uring::IoUring>) = match scenario {
+        "hold" => (hold_files(args), None),
+        "uring" => (vec![], Some(ring_holding(args))),
+        "sleep" => (vec![], None),
+        other => panic!("unknown scenario {other}"),
+    };
+    ready_then_sleep();
+    drop(held);
 }
 
 /// A scenario child's last words: READY to the test, then a long sleep (the test kills it).
