@@ -23,9 +23,14 @@ pub static URGENT: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
 #[map]
 pub static SUBMITS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// `wire::counter::*`, per CPU.
+/// `wire::counter::*`, one block of `counter::COUNT` per CPU (`cpu * COUNT + index`).
+/// Not a per-CPU map: userspace reads it through `mmap`, never with bpf(2) lookups, which
+/// run inside `bpf_disable_instrumentation()`; a reader preempted there (7.x kernels
+/// preempt in the kernel) makes every classic tracepoint program on that CPU skip its runs
+/// until it is scheduled again. Userspace sizes it for the possible CPUs.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+pub static COUNTERS: Array<u64> =
+    Array::with_max_entries(counter::COUNT * 64, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 /// The work item each kworker (by thread id) is executing right now. Keyed by thread, not
 /// CPU: unbound workers (io_uring's exit work runs on one) migrate while they sleep.

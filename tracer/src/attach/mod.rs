@@ -180,6 +180,7 @@ pub fn load_object_with_alloc(
         .override_global("CONFIG", &pod, true)
         .override_global("ALLOC_CONFIG", &apod, true)
         .map_max_entries("EVENTS", ring_bytes)
+        .map_max_entries("COUNTERS", crate::stream::counters::entries(cfg.nr_cpus))
         .map_max_entries("OUTSTANDING", entries)
         .map_max_entries("STACKS", stacks)
         .map_max_entries("CALLSITE_STACK", stacks)

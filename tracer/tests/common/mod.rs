@@ -52,6 +52,11 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn start(extra: &[&str]) -> Tracer {
+        Tracer::start_ticking("0.2", extra)
+    }
+
+    /// [`Tracer::start`] with stats (and the counters' reads) every `secs` seconds.
+    pub fn start_ticking(secs: &str, extra: &[&str]) -> Tracer {
         let mut child = Command::new(tracer_bin())
             .args([
                 "attach",
@@ -59,7 +64,7 @@ impl Tracer {
                 "--duration",
                 "120s",
                 "--stats-every",
-                "0.2",
+                secs,
             ])
             .args(extra)
             .stdout(Stdio::piped())
@@ -227,6 +232,19 @@ impl Tracer {
 
 impl Drop for Tracer {
     fn drop(&mut self) {
+        // A failed test shows what the kernel side counted: records lost, runs skipped
+        // by recursion (per program), records sent per kind.
+        if std::thread::panicking()
+            && let Some(s) = self.lines().iter().rev().find(|v| v["type"] == "stats")
+        {
+            eprintln!(
+                "tracer's last stats: drops {} recursion_misses {} records {} engine {}",
+                s["stats"]["drops"],
+                s["stats"]["recursion_misses"],
+                s["stats"]["records"],
+                s["engine"]
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
