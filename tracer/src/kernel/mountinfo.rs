@@ -20,9 +20,13 @@ use tracer_fs::event::MountInfo;
 /// - new mounts are handed on as soon as they are seen (`MountsAppeared`: the engine only
 ///   adds unknown ids from it), by the watcher the kernel wakes with POLLPRI on every
 ///   change of our namespace's table, and right after each mount call's record;
-/// - the whole table, with its removals, only once the ring buffer has been drained after
-///   a mount call, so the removal of a mount is not applied before records of that mount
-///   that were still queued (a mount made, used and unmounted while the ring lagged).
+/// - the whole table, with its removals, in stream order: it is read once the ring buffer
+///   has been drained after a mount call (or after `TABLE_DUE_MAX_BATCHES` batches of a
+///   ring that never empties), stamped with the time of the read, and handed on only when
+///   every record made before that time has been (a record stamped later comes, or the
+///   ring is drained again). So the removal of a mount is never applied before records of
+///   that mount still queued (a mount made, used and unmounted while the ring lagged, or
+///   while the tracer waited for a CPU between a drain and the read).
 pub struct Feed {
     watch: Option<AsyncFd<File>>,
     known: HashSet<i32>,
@@ -37,6 +41,49 @@ pub struct Feed {
     /// mounts would otherwise have the table read (and parsed) several times per mount.
     table_read: Option<Instant>,
     watch_read: Option<Instant>,
+    /// The whole table as read at a time (boot clock), waiting for the records before it.
+    table: TableGate,
+}
+
+/// A whole-table read waiting for its place in the stream: the records made before the
+/// read. Reading it "now" and handing it on at once put it ahead of queued records: under
+/// load (a lagging ring, or the tracer waiting for a CPU right after a drain), the umount
+/// of a mount whose opens were still queued was applied first, the mount retired, and its
+/// files' opens then belonged to no mount we knew ("no open file on it that we know of").
+#[derive(Debug, Default)]
+pub struct TableGate {
+    pending: Option<(u64, Vec<MountInfo>)>,
+}
+
+impl TableGate {
+    /// A table read at `ts_ns`; true when none was waiting (else this one is dropped: the
+    /// waiting one goes first, and the next is read after it).
+    pub fn offer(&mut self, ts_ns: u64, table: Vec<MountInfo>) -> bool {
+        if self.pending.is_some() {
+            return false;
+        }
+        self.pending = Some((ts_ns, table));
+        true
+    }
+
+    pub fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The table, with its time, if a record stamped `ts_ns` is about to be handed on and
+    /// the table was read before it.
+    pub fn before(&mut self, ts_ns: u64) -> Option<(u64, Vec<MountInfo>)> {
+        if self.pending.as_ref().is_some_and(|(t, _)| *t <= ts_ns) {
+            self.pending.take()
+        } else {
+            None
+        }
+    }
+
+    /// The table, with its time, once the ring was drained after the read.
+    pub fn drained(&mut self) -> Option<(u64, Vec<MountInfo>)> {
+        self.pending.take()
+    }
 }
 
 /// The whole table is handed on at most this often (removals wait that long at most;
@@ -77,6 +124,7 @@ impl Feed {
             early: VecDeque::new(),
             table_read: None,
             watch_read: None,
+            table: TableGate::default(),
         };
         (feed, err)
     }
@@ -152,22 +200,34 @@ impl Feed {
         self.table_due.get_or_insert(0);
     }
 
-    /// The whole table, if it is due: `drained` says the ring buffer was emptied (else one
-    /// more batch went by).
-    pub fn table_if_due(&mut self, drained: bool) -> Result<Option<Vec<MountInfo>>> {
+    /// Reads the whole table if it is due (`drained`: the ring buffer was emptied, else one
+    /// more batch went by), for `table_before`/`table_drained` to hand on in its place.
+    pub fn read_table_if_due(&mut self, drained: bool) -> Result<()> {
         let Some(batches) = self.table_due else {
-            return Ok(None);
+            return Ok(());
         };
         let recent = self.table_read.is_some_and(|t| t.elapsed() < TABLE_GAP);
-        if (!drained && batches < TABLE_DUE_MAX_BATCHES) || recent {
+        if (!drained && batches < TABLE_DUE_MAX_BATCHES) || recent || self.table.waiting() {
             self.table_due = Some(batches.saturating_add(1));
-            return Ok(None);
+            return Ok(());
         }
         self.table_due = None;
         self.table_read = Some(Instant::now());
+        let at = crate::kernel::clock::boottime_ns();
         let table = read()?;
         self.known = table.iter().map(|m| m.mount_id).collect();
-        Ok(Some(table))
+        self.table.offer(at, table);
+        Ok(())
+    }
+
+    /// The table read before a record stamped `ts_ns`, to hand on before that record.
+    pub fn table_before(&mut self, ts_ns: u64) -> Option<(u64, Vec<MountInfo>)> {
+        self.table.before(ts_ns)
+    }
+
+    /// The table waiting, once the ring was drained after it was read.
+    pub fn table_drained(&mut self) -> Option<(u64, Vec<MountInfo>)> {
+        self.table.drained()
     }
 }
 
@@ -259,6 +319,26 @@ mod tests {
             fs_type: "xfs".into(),
             source: "/dev/loop0".into(),
         }
+    }
+
+    #[test]
+    fn a_table_waits_for_the_records_made_before_its_read() {
+        let mut g = TableGate::default();
+        assert!(g.offer(100, vec![at(7, "/a")]));
+        // Another read while one waits is not taken: the waiting one goes first.
+        assert!(!g.offer(150, vec![]));
+        // Records made before the read are handed on first.
+        assert!(g.before(40).is_none());
+        assert!(g.before(99).is_none());
+        let (ts, t) = g
+            .before(100)
+            .expect("the table, before the first later record");
+        assert_eq!((ts, t[0].mount_id), (100, 7));
+        assert!(g.before(500).is_none());
+        // A drained ring hands on what waits, whatever the records' times.
+        assert!(g.offer(300, vec![]));
+        assert!(g.drained().is_some());
+        assert!(g.drained().is_none());
     }
 
     #[test]

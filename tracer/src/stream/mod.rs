@@ -165,6 +165,7 @@ fn kmsg_markers(kmsg: &mut Kmsg, sink: &mut dyn Sink, summary: &mut Summary) -> 
 /// Runs until the duration ends, SIGINT, SIGTERM or `opts.stop` is notified.
 pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -> Result<Summary> {
     let mut summary = Summary::default();
+    let counters = counters::Counters::map(&att.ebpf)?;
     // xfstests' `run fstests <test> at` lines from now on; no /dev/kmsg, no markers. Read
     // only where the console hook is missing: its records are in order with the others,
     // while a line read here is stamped when it is read.
@@ -275,7 +276,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 drain(ring.get_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)?;
             }
             _ = tick.tick() => {
-                let f = counters::read(&att.ebpf)?;
+                let f = counters.read(&att.ebpf);
                 sink.figures(&f)?;
             }
             new = mounts.changed() => appeared(new?, sink, &mut summary)?,
@@ -299,7 +300,10 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         urgent: Some(urgent.get_mut()),
     };
     drain(ring.get_mut(), &mut side, sink, &mut summary, usize::MAX)?;
-    summary.figures = counters::read(&att.ebpf)?;
+    if let Some(table) = side.mounts.table_drained() {
+        hand_on_table(table, sink, &mut summary)?;
+    }
+    summary.figures = counters.read(&att.ebpf);
     sink.figures(&summary.figures)?;
     sink.end()?;
     Ok(summary)
@@ -682,11 +686,25 @@ fn drain(
     max: usize,
 ) -> Result<bool> {
     let drained = drain_records(ring, side, sink, summary, max)?;
-    if let Some(table) = side.mounts.table_if_due(drained)? {
-        summary.events += 1;
-        sink.event(&userspace_event(Payload::MountTable { mounts: table }))?;
+    // Every record made before the waiting table's read has been handed on.
+    if drained && let Some(table) = side.mounts.table_drained() {
+        hand_on_table(table, sink, summary)?;
     }
+    side.mounts.read_table_if_due(drained)?;
     Ok(drained)
+}
+
+/// The whole mount table, as read at its time.
+fn hand_on_table(
+    (ts_ns, mounts): (u64, Vec<tracer_fs::event::MountInfo>),
+    sink: &mut dyn Sink,
+    summary: &mut Summary,
+) -> Result<()> {
+    summary.events += 1;
+    sink.event(&Event {
+        ts_ns,
+        ..userspace_event(Payload::MountTable { mounts })
+    })
 }
 
 fn drain_records(
@@ -709,6 +727,9 @@ fn drain_records(
         };
         match event::decode(&item) {
             Ok(ev) => {
+                if let Some(table) = side.mounts.table_before(ev.ts_ns) {
+                    hand_on_table(table, sink, summary)?;
+                }
                 if let Some(failed) = failed_of(&ev.payload) {
                     let out = match side.prescans.take((ev.pid, ev.ts_ns)) {
                         Some(out) => out,
