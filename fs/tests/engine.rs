@@ -16,22 +16,7 @@ const RING: u64 = 0xffff_8880_0456_0000;
 const REQ: u64 = 0xffff_8880_0999_0000;
 
 fn engine() -> Engine {
-    let mut e = Engine::new(config());
-    e.apply(&ev(
-        T0,
-        &task(900, "tracer"),
-        table(vec![root(), scratch()]),
-    ));
-    e
-}
-
-fn apply(e: &mut Engine, evs: &[Event]) -> Vec<Notice> {
-    let mut out = Vec::new();
-    for x in evs {
-        out.extend(e.apply(x));
-        e.check_invariants().unwrap();
-    }
-    out
+    engine_with(config())
 }
 
 fn open(ts: u64, pid: u32, file: u64, fdn: i32, ino: u64) -> Event {

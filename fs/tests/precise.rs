@@ -15,22 +15,7 @@ const F1: u64 = 0xffff_8880_0000_1000;
 fn engine(precise_release: bool) -> Engine {
     let mut cfg = config();
     cfg.precise_release = precise_release;
-    let mut e = Engine::new(cfg);
-    e.apply(&ev(
-        T0,
-        &task(900, "tracer"),
-        table(vec![root(), scratch()]),
-    ));
-    e
-}
-
-fn apply(e: &mut Engine, evs: &[Event]) -> Vec<Notice> {
-    let mut out = Vec::new();
-    for x in evs {
-        out.extend(e.apply(x));
-        e.check_invariants().unwrap();
-    }
-    out
+    engine_with(cfg)
 }
 
 fn open(ts: u64, pid: u32, fdn: i32) -> Event {

@@ -16,6 +16,28 @@ pub const T0: u64 = 100 * S;
 
 pub use golden_config::*;
 
+/// An engine with `cfg` that has read the mount table (the root and the scratch mount)
+/// at `T0`.
+pub fn engine_with(cfg: tracer_fs::EngineConfig) -> tracer_fs::Engine {
+    let mut e = tracer_fs::Engine::new(cfg);
+    e.apply(&ev(
+        T0,
+        &task(900, "tracer"),
+        table(vec![root(), scratch()]),
+    ));
+    e
+}
+
+/// Applies `evs` in order, checking the engine's invariants after each; all notices.
+pub fn apply(e: &mut tracer_fs::Engine, evs: &[Event]) -> Vec<tracer_fs::verdict::Notice> {
+    let mut out = Vec::new();
+    for x in evs {
+        out.extend(e.apply(x));
+        e.check_invariants().unwrap();
+    }
+    out
+}
+
 /// The task (and work item) an event comes from.
 #[derive(Clone, Debug)]
 pub struct Who {
