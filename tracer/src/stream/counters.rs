@@ -48,6 +48,8 @@ pub struct Figures {
     pub alloc_rcu_truncated: u64,
     /// Tracked frees lost because the map's bucket was locked by the run they interrupted.
     pub alloc_free_busy: u64,
+    /// Lock calls whose exit run the kernel skipped (told by the next exit's syscall).
+    pub lock_exit_missed: u64,
     /// Frees a free program's twin handled because they interrupted the program itself
     /// (`free_twin` in the eBPF crate): runs the kernel skipped, but not lost. By program.
     pub free_twin_handled: BTreeMap<String, u64>,
@@ -205,6 +207,7 @@ impl Counters {
             }
         }
         f.alloc_free_busy = get(counter::ALLOC_FREE_BUSY);
+        f.lock_exit_missed = get(counter::LOCK_EXIT_MISSED);
         f.take_twins_off(FREE_TWINS.map(|(_, _, slot)| get(counter::FREE_TWIN + slot)));
         f
     }
