@@ -18,7 +18,6 @@ mod alloc_rcu;
 mod doctor;
 mod files;
 mod floor;
-mod free_twin;
 mod kmem;
 mod locks;
 mod mounts;

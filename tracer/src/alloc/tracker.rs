@@ -316,8 +316,7 @@ impl AllocTracker {
         let free_misses: u64 = FREE_PROGRAMS
             .iter()
             .filter_map(|p| f.recursion_misses.get(*p))
-            .sum::<u64>()
-            + f.alloc_free_busy;
+            .sum();
         let mark = Mark {
             ts_ns: now_ns,
             free_misses,

@@ -156,19 +156,11 @@ pub const HOOKS: &[Hook] = &[
         alternatives: &[
             &[fexit("fexit_real_fput", "__fput")],
             &[kprobe("kprobe_real_fput", "__fput")],
-            &[
-                raw(
-                    "raw_kmem_cache_free",
-                    "kmem_cache_free",
-                    &[(1, "void *"), (2, "struct kmem_cache *")],
-                ),
-                // Attached after it: does its work for a free that interrupts it.
-                raw(
-                    "raw_kmem_cache_free_twin",
-                    "kmem_cache_free",
-                    &[(1, "void *"), (2, "struct kmem_cache *")],
-                ),
-            ],
+            &[raw(
+                "raw_kmem_cache_free",
+                "kmem_cache_free",
+                &[(1, "void *"), (2, "struct kmem_cache *")],
+            )],
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
         precise: true,
@@ -450,19 +442,11 @@ pub const HOOKS: &[Hook] = &[
         name: "kmem_cache free",
         why: "slab frees (counted; allocation tracking; file releases without a __fput hook; exiting tasks' fd tables and cwd/root let go)",
         alternatives: &[
-            &[
-                raw(
-                    "raw_kmem_cache_free",
-                    "kmem_cache_free",
-                    &[(1, "void *"), (2, "struct kmem_cache *")],
-                ),
-                // Attached after it: does its work for a free that interrupts it.
-                raw(
-                    "raw_kmem_cache_free_twin",
-                    "kmem_cache_free",
-                    &[(1, "void *"), (2, "struct kmem_cache *")],
-                ),
-            ],
+            &[raw(
+                "raw_kmem_cache_free",
+                "kmem_cache_free",
+                &[(1, "void *"), (2, "struct kmem_cache *")],
+            )],
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
         precise: false,
@@ -474,7 +458,6 @@ pub const HOOKS: &[Hook] = &[
             &[
                 raw("raw_kmalloc", "kmalloc", &[]),
                 raw("raw_kfree", "kfree", &[]),
-                raw("raw_kfree_twin", "kfree", &[]),
             ],
             &[tp("kmalloc", "kmem/kmalloc"), tp("kfree", "kmem/kfree")],
         ],
