@@ -291,9 +291,17 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
             // limit).
             let refs = &v["refs"];
             let id = v["mount"]["id"].to_string();
-            let said_why = errors
-                .iter()
-                .any(|e| e.contains(&format!("reference count of mount {id} was not read")));
+            // Or the mount was gone before the scan could run (the tracer far behind: its
+            // ring full under fsstress on a loaded machine).
+            let gone = format!(
+                "nothing was mounted at {} any more",
+                v["mount"]["mount_point"].as_str().unwrap_or("?")
+            );
+            let said_why = errors.iter().any(|e| {
+                e.contains(&format!("reference count of mount {id} was not read"))
+                    || (e.contains(&gone)
+                        && e.contains("reference count of the mount was not read"))
+            });
             assert!(
                 refs.is_object() || said_why,
                 "no reference count read, and no word why:\n{text}\ntracer errors: {errors:?}"

@@ -415,7 +415,7 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         .collect();
     if ids.is_empty() {
         out.errors.push(format!(
-            "no scan after EBUSY: nothing was mounted at {target} any more"
+            "no scan after EBUSY: nothing was mounted at {target} any more (the umount went through before the scan: no fd scan, and the reference count of the mount was not read)"
         ));
         return Ok(());
     }
