@@ -767,9 +767,6 @@ pub mod counter {
     /// Files held by a ring or a request that took the delete check's slot of another
     /// (that other file's delete would go unsaid).
     pub const SPACE_SLOT_TAKEN: u32 = 91;
-    /// Lock calls whose exit was not seen (the kernel skipped the exit program's run): the
-    /// thread's next flock/fcntl exit was another call's.
-    pub const LOCK_EXIT_MISSED: u32 = 92;
     pub const COUNT: u32 = 96;
 }
 
@@ -874,8 +871,6 @@ pub mod tp_field {
         LOCK_SYS_CMD = 62 => ("syscalls", "sys_enter_flock", "cmd"),
         /// printk:console `msg` (__data_loc)
         CONSOLE_MSG = 64 => ("printk", "console", "msg"),
-        /// every sys_enter_* / sys_exit_*: `__syscall_nr`
-        SYS_NR = 65 => ("syscalls", "sys_exit_umount", "__syscall_nr"),
     }
     pub const KMEM_CACHE_PTR: usize = 54; // kmem_cache_* classic: the cache is only known by name
     /// Never set: stands for "this syscall has no such argument".

@@ -186,8 +186,6 @@ fn call_enter(ctx: &TracePointContext, sys: u32) -> u32 {
         conflicted: 0,
         waited: 0,
         _pad: [0; 2],
-        nr: field::<i32>(ctx, tp_field::SYS_NR),
-        _pad2: 0,
     };
     if PENDING_LOCK
         .insert(&bpf_get_current_pid_tgid(), &p, 0)
@@ -206,13 +204,6 @@ fn call_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     };
     let _ = PENDING_LOCK.remove(&key);
-    if field::<i32>(ctx, tp_field::SYS_NR) != p.nr {
-        // The pending call's own exit was skipped (classic tracepoint programs are, while
-        // another holds the CPU's `bpf_prog_active`): this exit is a later call's, and its
-        // return value is not the lock call's.
-        count(counter::LOCK_EXIT_MISSED);
-        return 0;
-    }
     if p.conflicted == 0 {
         return 0;
     }

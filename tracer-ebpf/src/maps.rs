@@ -157,10 +157,6 @@ pub struct PendingLock {
     /// The request was deferred (it waits): its final acquisition is sent too.
     pub waited: u8,
     pub _pad: [u8; 2],
-    /// The call's syscall number, to tell its exit from a later call's when its own exit
-    /// program run was skipped.
-    pub nr: i32,
-    pub _pad2: u32,
 }
 
 /// Inodes (`struct inode *`) some lock request conflicted on: their unlocks are sent (the

@@ -46,8 +46,6 @@ pub struct Figures {
     /// no tracepoint), and walks of those queues cut short by their step limit.
     pub alloc_rcu_freed: u64,
     pub alloc_rcu_truncated: u64,
-    /// Lock calls whose exit run the kernel skipped (told by the next exit's syscall).
-    pub lock_exit_missed: u64,
     /// Program runs the kernel skipped, by program.
     pub recursion_misses: BTreeMap<String, u64>,
 }
@@ -173,7 +171,6 @@ impl Counters {
                 f.recursion_misses.insert(name.to_string(), m);
             }
         }
-        f.lock_exit_missed = get(counter::LOCK_EXIT_MISSED);
         f
     }
 }
