@@ -768,6 +768,8 @@ pub mod counter {
     /// (that other file's delete would go unsaid).
     pub const SPACE_SLOT_TAKEN: u32 = 91;
     pub const COUNT: u32 = 96;
+    /// CPU blocks of the COUNTERS map in the object, before userspace sizes it.
+    pub const DEFAULT_CPU_BLOCKS: u32 = 64;
 }
 
 /// Each index of the tables below with the one place its offset is read from: the

@@ -25,12 +25,14 @@ pub static SUBMITS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// `wire::counter::*`, one block of `counter::COUNT` per CPU (`cpu * COUNT + index`).
 /// Not a per-CPU map: userspace reads it through `mmap`, never with bpf(2) lookups, which
-/// run inside `bpf_disable_instrumentation()`; a reader preempted there (7.x kernels
-/// preempt in the kernel) makes every classic tracepoint program on that CPU skip its runs
-/// until it is scheduled again. Userspace sizes it for the possible CPUs.
+/// run inside `bpf_disable_instrumentation()`; a reader preempted there (possible where the
+/// kernel preempts in kernel code, as 7.2 does) makes every classic tracepoint program on
+/// that CPU skip its runs until it is scheduled again. Userspace sizes it for the possible CPUs.
 #[map]
-pub static COUNTERS: Array<u64> =
-    Array::with_max_entries(counter::COUNT * 64, aya_ebpf::bindings::BPF_F_MMAPABLE);
+pub static COUNTERS: Array<u64> = Array::with_max_entries(
+    counter::COUNT * counter::DEFAULT_CPU_BLOCKS,
+    aya_ebpf::bindings::BPF_F_MMAPABLE,
+);
 
 /// The work item each kworker (by thread id) is executing right now. Keyed by thread, not
 /// CPU: unbound workers (io_uring's exit work runs on one) migrate while they sleep.

@@ -70,7 +70,8 @@ fn kind_name(k: RecordKind) -> String {
 
 /// The programs' counters, mapped read-only. Read without bpf(2): a map lookup runs inside
 /// `bpf_disable_instrumentation()`, and while a reader is preempted there every classic
-/// tracepoint program on its CPU skips its runs (a 7.2 VM missed opens that way).
+/// tracepoint program on its CPU skips its runs (possible on kernels that preempt in the
+/// kernel, such as 7.2's lazy preemption).
 pub struct Counters {
     base: NonNull<u64>,
     bytes: usize,
@@ -183,9 +184,14 @@ impl Drop for Counters {
 }
 
 /// Entries the COUNTERS map needs: a block of `counter::COUNT` per possible CPU id
-/// (`nr_cpus` from `/sys/devices/system/cpu/possible`; unknown: the object's 64 blocks).
+/// (`nr_cpus` from `/sys/devices/system/cpu/possible`; unknown: the object's default).
 pub fn entries(nr_cpus: u32) -> u32 {
-    counter::COUNT * if nr_cpus == 0 { 64 } else { nr_cpus }
+    counter::COUNT
+        * if nr_cpus == 0 {
+            counter::DEFAULT_CPU_BLOCKS
+        } else {
+            nr_cpus
+        }
 }
 
 /// `bpf_prog_info.recursion_misses` through `BPF_OBJ_GET_INFO_BY_FD` (aya does not expose it).
