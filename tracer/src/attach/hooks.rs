@@ -128,6 +128,22 @@ const fn raw(
     }
 }
 
+/// The raw `kmem_cache_free` programs (the `filp` free stands for `__fput` on the
+/// tracepoint tier, and the slab hook counts): the program, then its twin, attached after
+/// it, which does its work for a free that interrupts it (`free_twin` in the eBPF crate).
+const CACHE_FREE_RAW: &[Point] = &[
+    raw(
+        "raw_kmem_cache_free",
+        "kmem_cache_free",
+        &[(1, "void *"), (2, "struct kmem_cache *")],
+    ),
+    raw(
+        "raw_kmem_cache_free_twin",
+        "kmem_cache_free",
+        &[(1, "void *"), (2, "struct kmem_cache *")],
+    ),
+];
+
 /// A work item starting, as the workqueue hook attaches it (shared, never attached twice).
 const WORK_START_RAW: &[Point] = &[raw(
     "raw_workqueue_execute_start",
@@ -156,11 +172,7 @@ pub const HOOKS: &[Hook] = &[
         alternatives: &[
             &[fexit("fexit_real_fput", "__fput")],
             &[kprobe("kprobe_real_fput", "__fput")],
-            &[raw(
-                "raw_kmem_cache_free",
-                "kmem_cache_free",
-                &[(1, "void *"), (2, "struct kmem_cache *")],
-            )],
+            CACHE_FREE_RAW,
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
         precise: true,
@@ -442,11 +454,7 @@ pub const HOOKS: &[Hook] = &[
         name: "kmem_cache free",
         why: "slab frees (counted; allocation tracking; file releases without a __fput hook; exiting tasks' fd tables and cwd/root let go)",
         alternatives: &[
-            &[raw(
-                "raw_kmem_cache_free",
-                "kmem_cache_free",
-                &[(1, "void *"), (2, "struct kmem_cache *")],
-            )],
+            CACHE_FREE_RAW,
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
         precise: false,
