@@ -762,6 +762,14 @@ pub mod counter {
     pub const ALLOC_RCU_FREED: u32 = 84;
     /// kfree_rcu() queue walks cut short by their step limit.
     pub const ALLOC_RCU_TRUNCATED: u32 = 85;
+    /// Frees handled by a free program's twin because they came while the program itself
+    /// ran on that CPU (a free in an interrupt): the runs the kernel skipped and counted
+    /// as the program's `recursion_misses` that were not lost. By program: the
+    /// `kmem_cache_free`, `kfree` and `percpu_free_percpu` ones (`FREE_TWIN + slot`).
+    pub const FREE_TWIN: u32 = 86;
+    /// Tracked frees whose map delete failed because the map's bucket was locked by the
+    /// interrupted run on the same CPU (lost, counted as skipped).
+    pub const ALLOC_FREE_BUSY: u32 = 89;
     /// Lock conflicts whose holder was not found in the inode's first locks.
     pub const LOCK_HOLDER_NOT_FOUND: u32 = 90;
     /// Files held by a ring or a request that took the delete check's slot of another

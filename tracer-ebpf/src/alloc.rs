@@ -319,10 +319,16 @@ pub fn on_free(ptr: u64) {
     if ptr < 4096 {
         return;
     }
-    if OUTSTANDING.remove(&ptr).is_ok() {
-        count(counter::ALLOC_FREED);
+    match OUTSTANDING.remove(&ptr) {
+        Ok(()) => count(counter::ALLOC_FREED),
+        // The bucket is locked by the run this free interrupted (a twin's run, see
+        // `free_twin`): the free is lost, and said.
+        Err(e) if e == -EBUSY => count(counter::ALLOC_FREE_BUSY),
+        Err(_) => {}
     }
 }
+
+const EBUSY: i32 = 16;
 
 // percpu_alloc_percpu(unsigned long call_site, bool reserved, bool is_atomic, size_t size,
 //     size_t align, void *base_addr, int off, void __percpu *ptr, size_t bytes_alloc,
@@ -340,6 +346,15 @@ pub fn raw_percpu_alloc(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
 #[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_free_percpu")]
 pub fn raw_percpu_free(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
     if enabled() {
+        crate::free_twin::running(crate::free_twin::SLOT_PERCPU, || on_free(ctx.arg(2)));
+    }
+    0
+}
+
+/// `raw_percpu_free`'s twin (see `free_twin`), attached right after it.
+#[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_free_percpu")]
+pub fn raw_percpu_free_twin(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
+    if enabled() && crate::free_twin::interrupted(crate::free_twin::SLOT_PERCPU) {
         on_free(ctx.arg(2));
     }
     0

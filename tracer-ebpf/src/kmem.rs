@@ -17,6 +17,7 @@ use crate::{
     alloc,
     config::{btf, field, tp},
     emit::{count, emit},
+    free_twin,
     kernel::{file_identity, member, read},
     maps::{CACHES, PRECISE_RELEASE},
 };
@@ -155,11 +156,25 @@ pub fn raw_kmem_cache_alloc(ctx: RawTracePointContext) -> i32 {
 }
 
 // kmem_cache_free(unsigned long call_site, const void *ptr, const struct kmem_cache *s)
-#[raw_tracepoint(tracepoint = "kmem_cache_free")]
-pub fn raw_kmem_cache_free(ctx: RawTracePointContext) -> i32 {
+#[inline(always)]
+fn cache_free(ctx: &RawTracePointContext) {
     on_cache_free(ctx.arg(1), ctx.arg(2));
     if alloc::enabled() {
         alloc::on_free(ctx.arg(1));
+    }
+}
+
+#[raw_tracepoint(tracepoint = "kmem_cache_free")]
+pub fn raw_kmem_cache_free(ctx: RawTracePointContext) -> i32 {
+    free_twin::running(free_twin::SLOT_CACHE, || cache_free(&ctx));
+    0
+}
+
+/// `raw_kmem_cache_free`'s twin (see `free_twin`), attached right after it.
+#[raw_tracepoint(tracepoint = "kmem_cache_free")]
+pub fn raw_kmem_cache_free_twin(ctx: RawTracePointContext) -> i32 {
+    if free_twin::interrupted(free_twin::SLOT_CACHE) {
+        cache_free(&ctx);
     }
     0
 }
@@ -175,11 +190,25 @@ pub fn raw_kmalloc(ctx: RawTracePointContext) -> i32 {
 }
 
 // kfree(unsigned long call_site, const void *ptr)
-#[raw_tracepoint(tracepoint = "kfree")]
-pub fn raw_kfree(ctx: RawTracePointContext) -> i32 {
+#[inline(always)]
+fn on_kfree(ctx: &RawTracePointContext) {
     count(counter::KFREE);
     if alloc::enabled() {
         alloc::on_free(ctx.arg(1));
+    }
+}
+
+#[raw_tracepoint(tracepoint = "kfree")]
+pub fn raw_kfree(ctx: RawTracePointContext) -> i32 {
+    free_twin::running(free_twin::SLOT_KFREE, || on_kfree(&ctx));
+    0
+}
+
+/// `raw_kfree`'s twin (see `free_twin`), attached right after it.
+#[raw_tracepoint(tracepoint = "kfree")]
+pub fn raw_kfree_twin(ctx: RawTracePointContext) -> i32 {
+    if free_twin::interrupted(free_twin::SLOT_KFREE) {
+        on_kfree(&ctx);
     }
     0
 }

@@ -18,6 +18,7 @@ mod alloc_rcu;
 mod doctor;
 mod files;
 mod floor;
+mod free_twin;
 mod kmem;
 mod locks;
 mod mounts;

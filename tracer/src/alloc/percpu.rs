@@ -19,6 +19,12 @@ const POINTS: &[(&str, &str, Args)] = &[
         &[(0, "long unsigned int"), (7, "void *"), (8, "size_t")],
     ),
     ("percpu_free_percpu", "raw_percpu_free", &[(2, "void *")]),
+    // After the program it stands in for when a free interrupts it (`free_twin`).
+    (
+        "percpu_free_percpu",
+        "raw_percpu_free_twin",
+        &[(2, "void *")],
+    ),
 ];
 
 /// Whether a BTF type description matches what the program assumes (`size_t` may show as

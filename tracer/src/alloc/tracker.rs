@@ -316,7 +316,8 @@ impl AllocTracker {
         let free_misses: u64 = FREE_PROGRAMS
             .iter()
             .filter_map(|p| f.recursion_misses.get(*p))
-            .sum();
+            .sum::<u64>()
+            + f.alloc_free_busy;
         let mark = Mark {
             ts_ns: now_ns,
             free_misses,

@@ -466,6 +466,7 @@ pub const HOOKS: &[Hook] = &[
             &[
                 raw("raw_kmalloc", "kmalloc", &[]),
                 raw("raw_kfree", "kfree", &[]),
+                raw("raw_kfree_twin", "kfree", &[]),
             ],
             &[tp("kmalloc", "kmem/kmalloc"), tp("kfree", "kmem/kfree")],
         ],
