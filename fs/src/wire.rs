@@ -1270,6 +1270,16 @@ pub mod alloc {
         pub bnode_records: u32,
         pub rcu_head_next: u32,
         pub rcu_head_func: u32,
+        /// The kfree_rcu() shrinker's scan function, which runs `kfree_rcu_monitor()`
+        /// directly (not as work) under memory pressure or `drop_caches`: 0 where unknown.
+        pub kfree_rcu_shrink_scan: u64,
+        /// Offset of `scan_objects` in `struct shrinker`.
+        pub shrinker_scan_objects: u32,
+        /// Offset of the per-CPU `krc` (each CPU's `kfree_rcu_cpu`) in the per-CPU section:
+        /// with where each CPU's copy of the section starts (`PCPU_BASE`) it finds every CPU's queues, where waiting
+        /// for each CPU's monitor to show its own misses the queues filled before attach.
+        /// 0 where unknown.
+        pub krc_pcpu: u32,
     }
 
     impl RcuLayout {
@@ -1293,6 +1303,9 @@ pub mod alloc {
                 bnode_records: 0,
                 rcu_head_next: 0,
                 rcu_head_func: 0,
+                kfree_rcu_shrink_scan: 0,
+                shrinker_scan_objects: 0,
+                krc_pcpu: 0,
             }
         }
     }

@@ -9,9 +9,13 @@
 //! as freed: kfree_rcu() cannot be taken back. So the queues are read:
 //! - at `workqueue_execute_start` of `kfree_rcu_monitor` (its CPU's pages) and of
 //!   `kfree_rcu_work` (the batch it is about to free): exactly where the bulk frees happen;
+//! - at `mm_shrink_slab_start` of kfree_rcu()'s shrinker, which calls `kfree_rcu_monitor()`
+//!   directly (no work item starts) under memory pressure or `drop_caches`: every queue;
 //! - on demand, from userspace before a leak report (`alloc_rcu_scan`, an iterator
-//!   program that userspace runs): every queue of every `kfree_rcu_cpu` seen so far, for
-//!   objects whose monitor has not run yet (it waits up to 5 s).
+//!   program that userspace runs): every queue of every `kfree_rcu_cpu` known, for
+//!   objects whose monitor has not run yet (it waits up to 5 s). Each CPU's is known from
+//!   its per-CPU area (learnt at the first work item it runs) plus `krc`'s offset in the
+//!   per-CPU section, and from its monitor being armed or run.
 //!
 //! The queues are read without their lock: pages filled meanwhile may be missed (the next
 //! walk sees them), and a page recycled meanwhile holds addresses freed already.
@@ -23,19 +27,22 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::generated::bpf_loop,
-    macros::{fentry, kprobe, map},
+    macros::{fentry, kprobe, map, raw_tracepoint},
     maps::Array,
-    programs::{FEntryContext, ProbeContext},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext},
 };
 use tracer_fs::wire::{
+    SCAN_MAX_CPUS,
     alloc::{RCU_MAX_BATCHES, RCU_MAX_CHANNELS},
     counter,
 };
 
 use crate::{
     alloc::{ALLOC_CONFIG, OUTSTANDING},
+    config::percpu_layout,
     emit::count,
-    kernel::{for_steps, read},
+    kernel::{current_task, for_steps, learn_cpu_offset, read},
+    maps::{PCPU_BASE, PCPU_OFF},
 };
 
 /// Steps (records or pages) one walk of one queue may take.
@@ -223,6 +230,52 @@ fn learn(krcp: u64) {
     for_steps(MAX_KRCP, learn_step, &mut l);
 }
 
+/// Learns this CPU's per-CPU offset, once: its `kfree_rcu_cpu` is then known to the walks
+/// below without waiting for its monitor to run (up to 5 s after a queue began to fill).
+#[inline(always)]
+fn learn_this_cpu() {
+    if rcfg!(krc_pcpu) == 0 {
+        return;
+    }
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() };
+    if PCPU_OFF.get(cpu).is_some_and(|v| *v == 0) {
+        learn_cpu_offset(current_task());
+    }
+}
+
+/// Every CPU's `kfree_rcu_cpu` whose per-CPU offset is known, into `KRCPS`.
+#[inline(never)]
+extern "C" fn seed_step(i: u64, _ctx: *mut c_void) -> i64 {
+    let base = PCPU_BASE.get(i as u32).copied().unwrap_or(0);
+    if base != 0 {
+        learn(base.wrapping_add(rcfg!(krc_pcpu) as u64));
+    }
+    0
+}
+
+#[inline(always)]
+fn seed() {
+    let (_, _, nr_cpus) = percpu_layout();
+    if rcfg!(krc_pcpu) == 0 || nr_cpus == 0 {
+        return;
+    }
+    let n = if nr_cpus as usize > SCAN_MAX_CPUS {
+        SCAN_MAX_CPUS as u32
+    } else {
+        nr_cpus
+    };
+    // SAFETY: as in `scan`.
+    unsafe {
+        bpf_loop(
+            n,
+            seed_step as *const () as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+}
+
 /// At `workqueue_execute_start` (tracking on).
 #[inline(always)]
 pub fn on_work_start(work: u64, function: u64) {
@@ -230,6 +283,7 @@ pub fn on_work_start(work: u64, function: u64) {
     if work_fn == 0 || work == 0 {
         return;
     }
+    learn_this_cpu();
     if function == work_fn {
         let krw = work.wrapping_sub(rcfg!(krw_work) as u64);
         walk_batch(krw);
@@ -286,6 +340,7 @@ fn scan() {
     if rcfg!(kfree_rcu_work) == 0 {
         return;
     }
+    seed();
     // SAFETY: as in `run`; the callback takes no context.
     unsafe {
         bpf_loop(
@@ -295,6 +350,22 @@ fn scan() {
             0,
         )
     };
+}
+
+// mm_shrink_slab_start(struct shrinker *shr, struct shrink_control *sc, ...): attached only
+// with tracking on and the layout known (`tracer/src/alloc/rcu.rs`).
+#[raw_tracepoint(tracepoint = "mm_shrink_slab_start")]
+pub fn raw_mm_shrink_slab_start(ctx: RawTracePointContext) -> i32 {
+    let target = rcfg!(kfree_rcu_shrink_scan);
+    if target == 0 || !crate::alloc::enabled() {
+        return 0;
+    }
+    let shr: u64 = ctx.arg(0);
+    let scan_fn = read::<u64>(shr.wrapping_add(rcfg!(shrinker_scan_objects) as u64)).unwrap_or(0);
+    if scan_fn == target {
+        scan();
+    }
+    0
 }
 
 /// Run by userspace before a leak report: a `bpf_map` iterator, called once per map and

@@ -6,9 +6,12 @@ use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
     generated::{bpf_get_current_task, bpf_loop},
 };
-use tracer_fs::wire::btf_off;
+use tracer_fs::wire::{SCAN_MAX_CPUS, btf_off};
 
-use crate::config::btf;
+use crate::{
+    config::{btf, percpu_layout},
+    maps::{PCPU_BASE, PCPU_OFF},
+};
 
 /// `bpf_loop`: runs `step(i, ctx)` for i in 0..n, until it returns 1. `step` must be a
 /// static function of the program (inlined here, the verifier sees it as a constant).
@@ -146,4 +149,43 @@ pub fn file_dentry_name(file: u64, buf: &mut [u8]) -> bool {
     }
     // SAFETY: the helper bounds the copy by `buf`.
     unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, buf) }.is_ok()
+}
+
+/// Learns the per-CPU offset of the CPU whose run queue `task` is queued on: a run queue
+/// is the per-CPU `runqueues` of its CPU, so its address less the variable's offset in the
+/// per-CPU section is where that CPU's per-CPU area starts, as seen from the section; the
+/// CPU's own `this_cpu_off` there holds the kernel's offset for it (equal to that when the
+/// section is zero-based, and right either way).
+/// The task scan learns every CPU's this way; allocation tracking, its own CPU's at a work
+/// item's start (where kfree_rcu()'s per-CPU queues are found from it).
+#[inline(always)]
+pub fn learn_cpu_offset(task: u64) {
+    let (rq_var, off_var, _) = percpu_layout();
+    if rq_var == 0 {
+        return;
+    }
+    let Some(cfs_rq) = member::<u64>(task, btf_off::TASK_SE_CFS_RQ) else {
+        return;
+    };
+    let Some(rq) = member::<u64>(cfs_rq, btf_off::CFS_RQ_RQ) else {
+        return;
+    };
+    let Some(cpu) = member::<u32>(rq, btf_off::RQ_CPU) else {
+        return;
+    };
+    if cpu as usize >= SCAN_MAX_CPUS || PCPU_OFF.get(cpu).is_some_and(|v| *v != 0) {
+        return;
+    }
+    let base = rq.wrapping_sub(rq_var);
+    let Some(off) = read::<u64>(base.wrapping_add(off_var)) else {
+        return;
+    };
+    if let Some(slot) = PCPU_BASE.get_ptr_mut(cpu) {
+        // SAFETY: a u64 slot of an array map.
+        unsafe { *slot = base };
+    }
+    if let Some(slot) = PCPU_OFF.get_ptr_mut(cpu) {
+        // SAFETY: as above; written last, as the sign that both are known.
+        unsafe { *slot = off };
+    }
 }

@@ -104,9 +104,17 @@ pub static VMA_MOUNTS: Array<i32> =
 pub static AIO_TASKS: LruHashMap<u32, tracer_fs::wire::AioAcct> =
     LruHashMap::with_max_entries(4096, 0);
 
-/// Per-CPU offsets learnt by task scans (0: not yet), by CPU.
+/// Per-CPU offsets learnt by task scans (0: not yet), by CPU: the kernel's (`this_cpu_off`,
+/// what a dynamic per-CPU pointer is added to).
 #[map]
 pub static PCPU_OFF: Array<u64> = Array::with_max_entries(tracer_fs::wire::SCAN_MAX_CPUS as u32, 0);
+
+/// Where each CPU's copy of the per-CPU section starts (a static per-CPU variable is there
+/// plus its offset in the section's BTF): `this_cpu_off` itself only where the section is
+/// linked at 0 (x86-64 before 6.15; from then on it is the copy less `__per_cpu_start`).
+#[map]
+pub static PCPU_BASE: Array<u64> =
+    Array::with_max_entries(tracer_fs::wire::SCAN_MAX_CPUS as u32, 0);
 
 /// Scratch for the task scan's mount reference counts.
 #[map]

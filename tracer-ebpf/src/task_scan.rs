@@ -13,7 +13,7 @@ use tracer_fs::wire::{PF_EXITING, SCAN_MAX_CPUS, TASK_STACK_FRAMES, btf_off};
 use crate::{
     config::percpu_layout,
     iter_out::{fill_task_header, seq_write},
-    kernel::{for_steps, member, read, vfsmount_id},
+    kernel::{for_steps, learn_cpu_offset, member, read, vfsmount_id},
     maps::{PCPU_OFF, SCAN_TARGETS, SCRATCH_REFS, SCRATCH_TASK},
 };
 
@@ -72,39 +72,6 @@ pub fn task_scan(ctx: *mut c_void) -> i32 {
     }
     seq_write(ctx, rec);
     0
-}
-
-/// Learns the per-CPU offset of the CPU whose run queue `task` is queued on: a run queue
-/// is the per-CPU `runqueues` of its CPU, so its address less the variable's offset in the
-/// per-CPU section is where that CPU's per-CPU area starts, as seen from the section; the
-/// CPU's own `this_cpu_off` there holds the kernel's offset for it (equal to that when the
-/// section is zero-based, and right either way).
-#[inline(always)]
-fn learn_cpu_offset(task: u64) {
-    let (rq_var, off_var, _) = percpu_layout();
-    if rq_var == 0 {
-        return;
-    }
-    let Some(cfs_rq) = member::<u64>(task, btf_off::TASK_SE_CFS_RQ) else {
-        return;
-    };
-    let Some(rq) = member::<u64>(cfs_rq, btf_off::CFS_RQ_RQ) else {
-        return;
-    };
-    let Some(cpu) = member::<u32>(rq, btf_off::RQ_CPU) else {
-        return;
-    };
-    if cpu as usize >= SCAN_MAX_CPUS || PCPU_OFF.get(cpu).is_some_and(|v| *v != 0) {
-        return;
-    }
-    let base = rq.wrapping_sub(rq_var);
-    let Some(off) = read::<u64>(base.wrapping_add(off_var)) else {
-        return;
-    };
-    if let Some(slot) = PCPU_OFF.get_ptr_mut(cpu) {
-        // SAFETY: a u64 slot of an array map.
-        unsafe { *slot = off };
-    }
 }
 
 /// The walk of the mount tree (`next_mnt()`'s order) that finds the target mount, one

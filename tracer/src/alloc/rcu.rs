@@ -44,6 +44,10 @@ pub fn layout(btf: &KernelBtf, ksyms: &Kallsyms) -> Result<RcuLayout> {
         bnode_records: btf.offset_of(bnode, &["records"])?,
         rcu_head_next: btf.offset_of("callback_head", &["next"])?,
         rcu_head_func: btf.offset_of("callback_head", &["func"])?,
+        // Optional: without them the shrinker's direct drain is not followed (a note says so).
+        kfree_rcu_shrink_scan: unique_addr(ksyms, "kfree_rcu_shrink_scan").unwrap_or(0),
+        shrinker_scan_objects: btf.offset_of("shrinker", &["scan_objects"]).unwrap_or(0),
+        krc_pcpu: btf.percpu_var_offset("krc").unwrap_or(0),
     };
     if btf.array_len(krw, "bulk_head_free")? != l.channels {
         bail!("kfree_rcu_cpu_work.bulk_head_free and kfree_rcu_cpu.bulk_head differ in size");
@@ -70,6 +74,27 @@ impl RcuScan {
     pub fn scan(&self) -> Result<()> {
         self.prog.run().map(|_| ())
     }
+}
+
+pub const SHRINK_PROGRAM: &str = "raw_mm_shrink_slab_start";
+
+/// Attaches the program at `vmscan/mm_shrink_slab_start` that reads kfree_rcu()'s queues
+/// when its shrinker is about to drain them: `kfree_rcu_shrink_scan()` calls
+/// `kfree_rcu_monitor()` directly, so the monitor's work-start walk does not run, and the
+/// pages whose grace period is over are freed in bulk right there (under memory pressure,
+/// or at `drop_caches`). An error says why it could not be.
+pub fn attach_shrink_hook(ebpf: &mut Ebpf, l: &RcuLayout) -> Result<()> {
+    if l.kfree_rcu_shrink_scan == 0 || l.shrinker_scan_objects == 0 {
+        bail!("kallsyms has no kfree_rcu_shrink_scan, or BTF no shrinker.scan_objects");
+    }
+    let p: &mut aya::programs::RawTracePoint = ebpf
+        .program_mut(SHRINK_PROGRAM)
+        .ok_or_else(|| anyhow!("{SHRINK_PROGRAM} missing from the object"))?
+        .try_into()?;
+    p.load()
+        .map_err(|e| anyhow!("{}", crate::attach::hooks::verifier_error(&e)))?;
+    p.attach("mm_shrink_slab_start")?;
+    Ok(())
 }
 
 /// Attaches the `kvfree_call_rcu()` hook (fentry, else kprobe; `tracer-ebpf/src/alloc_rcu.rs`)

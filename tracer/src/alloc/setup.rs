@@ -69,6 +69,15 @@ pub fn finish(
     } else {
         None
     };
+    if b.config.rcu.kfree_rcu_work != 0
+        && let Err(e) = rcu::attach_shrink_hook(ebpf, &b.config.rcu)
+    {
+        b.summary.notes.push(format!(
+            "kfree_rcu() queues drained by its shrinker (memory pressure, drop_caches) are \
+             not read first ({e:#}): objects freed there stay listed until their address \
+             is reused"
+        ));
+    }
     match rcu::attach_call_hook(ebpf, btf) {
         Ok(m) => b.summary.notes.push(format!(
             "kfree_rcu() objects are forgotten at kvfree_call_rcu ({m})"

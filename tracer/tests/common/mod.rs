@@ -111,13 +111,10 @@ impl Tracer {
     /// `extra`), once its filter line has come (within `wait`: a VM is slower); with that
     /// line's `filter` object.
     pub fn tracking(filter: &str, extra: &[&str], wait: Duration) -> (Tracer, Value) {
-        let mut args = vec![
-            "--no-events",
-            "--alloc-filter",
-            filter,
-            "--leak-grace",
-            "1s",
-        ];
+        let mut args = vec!["--no-events", "--alloc-filter", filter];
+        if !extra.contains(&"--leak-grace") {
+            args.extend_from_slice(&["--leak-grace", "1s"]);
+        }
         args.extend_from_slice(extra);
         let t = Tracer::start(&args);
         let line = t.wait_for("the filter line", wait, |v| v["type"] == "alloc_filter");
