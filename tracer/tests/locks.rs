@@ -289,9 +289,11 @@ fn flock_held_by_a_killed_tasks_registered_file() {
         return;
     }
     let _g = serial();
-    let (rounds, conflicts) = dead_holder_rounds("lock-flock-ring", "flock", "register", 20, 20);
+    // Up to 20 rounds, until 10 conflicted (each one's verdict and release checked): the
+    // same bar as 10 of 20, in half the time where the race is lost every time.
+    let (rounds, conflicts) = dead_holder_rounds("lock-flock-ring", "flock", "register", 20, 10);
     eprintln!(
-        "flock + registered file: {rounds} of 20 rounds conflicted, {conflicts} failed attempts"
+        "flock + registered file: {rounds} rounds conflicted (of up to 20), {conflicts} failed attempts"
     );
     // The race the issue is about: on this kernel it is lost nearly every time.
     assert!(rounds >= 10, "only {rounds} of 20 rounds saw the conflict");
