@@ -118,7 +118,7 @@ pub struct GlobalScan {
 }
 
 /// One scan's outcome.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Scan {
     /// Where each object found referenced is held, by its address, in words.
     pub held: BTreeMap<u64, String>,

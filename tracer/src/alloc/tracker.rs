@@ -360,8 +360,11 @@ impl AllocTracker {
         }
         let allocs = self.read(now_ns);
         out.push(self.live(now_ns, f, free_misses, &allocs));
+        // The reports made together share one reachability scan: it reads megabytes, and
+        // a mount loop makes thousands of reports.
+        let mut memo = None;
         for p in due {
-            out.push(self.report(&p.window, now_ns, mark, &allocs, 0));
+            out.push(self.report(&p.window, now_ns, mark, &allocs, 0, &mut memo));
         }
         self.update_view(now_ns, f, &allocs);
         // Forget what no report will need any more.
@@ -443,11 +446,12 @@ impl AllocTracker {
             ..self.marks.last().copied().unwrap_or_default()
         };
         let allocs = self.read(now_ns);
+        let mut memo = None;
         pending
             .into_iter()
             .map(|p| {
                 let early = p.due_ns.saturating_sub(now_ns);
-                self.report(&p.window, now_ns, mark, &allocs, early)
+                self.report(&p.window, now_ns, mark, &allocs, early, &mut memo)
             })
             .collect()
     }
@@ -573,7 +577,8 @@ impl AllocTracker {
     }
 
     /// The leak report of `w`; `early_ns`: how long before its grace period ended it is made
-    /// (the tracer stops).
+    /// (the tracer stops); `reach_memo`: the reachability scan of `allocs`, made by the first
+    /// report of a batch that needs it.
     fn report(
         &mut self,
         w: &MountWindow,
@@ -581,6 +586,7 @@ impl AllocTracker {
         now: Mark,
         allocs: &[Allocation],
         early_ns: u64,
+        reach_memo: &mut Option<Result<super::reach::Scan, String>>,
     ) -> Value {
         self.reports += 1;
         let objects: Vec<&Allocation> = self.charging.charged(w, allocs).collect();
@@ -668,15 +674,19 @@ impl AllocTracker {
         let held = match &mut self.maps.reach {
             // Only when there is something to judge: a scan reads megabytes.
             Ok(scan) if !objects.is_empty() || self.ledger.keeps_objects_of(w) => {
-                match scan.scan(allocs.iter().map(|a| (a.ptr, a.size))) {
+                let r = reach_memo.get_or_insert_with(|| {
+                    scan.scan(allocs.iter().map(|a| (a.ptr, a.size)))
+                        .map_err(|e| format!("{e:#}"))
+                });
+                match r {
                     Ok(r) => {
                         if !objects.is_empty() {
-                            c.reasons.push(r.summary);
+                            c.reasons.push(r.summary.clone());
                         }
-                        r.held
+                        r.held.clone()
                     }
                     Err(e) => {
-                        c.reasons.push(format!("reachability not scanned: {e:#}"));
+                        c.reasons.push(format!("reachability not scanned: {e}"));
                         Default::default()
                     }
                 }
