@@ -33,10 +33,6 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -122,30 +118,6 @@ pub fn main(args: Args) -> Result<()> {
     run(&args)
 }
 
-/// Ctrl-C seen (the terminal sent it to check and the tracer too).
-fn interrupted_flag() -> Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        if let Err(e) = ctrlc::set_handler(move || {
-            f.store(true, Ordering::SeqCst);
-            eprintln!("xtask: interrupted: tearing down after the running command exits");
-        }) {
-            eprintln!("xtask: warning: no Ctrl-C handler ({e}); Ctrl-C may leave loop devices");
-        }
-        flag
-    })
-    .clone()
-}
-
-fn check_interrupted() -> Result<()> {
-    if interrupted_flag().load(Ordering::SeqCst) {
-        bail!("interrupted (Ctrl-C)");
-    }
-    Ok(())
-}
-
 pub fn run(args: &Args) -> Result<()> {
     if args.build_only {
         setup::ensure_fstests_deps()?;
@@ -173,7 +145,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut named = std::collections::HashSet::new();
     tests.retain(|t| named.insert(t.clone()));
     let started = Instant::now();
-    interrupted_flag();
+    util::interrupted_flag();
     setup::ensure_fstests_deps()?;
     build::build_tracer(args.release)?;
     let tracer = build::tracer_binary(args.release);
@@ -185,7 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
     let tree = build_fstests(&base)?;
     install_our_tests(&tree)?;
     ensure_users()?;
-    check_interrupted()?;
+    util::check_interrupted()?;
 
     let mut devices = Devices::create(&base, args.fstyp)?;
     devices.write_local_config(&tree)?;
@@ -200,7 +172,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut cmd = Command::new("./check");
         cmd.arg("-R").arg("xunit").args(&tests);
         let wall = run_check(&mut cmd, &tree, &dir, &soak)?;
-        check_interrupted()?;
+        util::check_interrupted()?;
         Some((dir, wall))
     };
 
@@ -226,7 +198,7 @@ pub fn run(args: &Args) -> Result<()> {
         .arg("xunit")
         .args(&tests);
     let traced_wall = run_check(&mut cmd, &tree, &dir, &soak)?;
-    check_interrupted()?;
+    util::check_interrupted()?;
     devices.teardown();
 
     let mut outcome = assess(

@@ -121,3 +121,30 @@ pub fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
 }
+
+/// Ctrl-C or SIGTERM seen (a terminal's Ctrl-C reaches the running command too): the
+/// long commands stop at their next step and tear down what they set up.
+pub fn interrupted_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::{Arc, OnceLock, atomic::AtomicBool, atomic::Ordering};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        if let Err(e) = ctrlc::set_handler(move || {
+            f.store(true, Ordering::SeqCst);
+            eprintln!("xtask: interrupted: tearing down after the running command exits");
+        }) {
+            eprintln!("xtask: warning: no Ctrl-C handler ({e}); Ctrl-C may leave loop devices");
+        }
+        flag
+    })
+    .clone()
+}
+
+/// An error once [`interrupted_flag`] is set.
+pub fn check_interrupted() -> Result<()> {
+    if interrupted_flag().load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("interrupted (Ctrl-C or SIGTERM)");
+    }
+    Ok(())
+}

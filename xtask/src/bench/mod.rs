@@ -62,6 +62,7 @@ const CONFIGS: &[&str] = &[
 const BPFTRACE_SCRIPT: &str = include_str!("../../bench/equivalent.bt");
 
 pub fn main(args: Args) -> Result<()> {
+    let args = &args;
     if !util::is_root() {
         bail!("cargo xtask bench attaches eBPF programs and mounts filesystems: run it as root");
     }
@@ -112,41 +113,43 @@ pub fn main(args: Args) -> Result<()> {
     // samples[workload][config] = one Sample per round.
     let mut samples: BTreeMap<String, BTreeMap<String, Vec<Sample>>> = BTreeMap::new();
     let mut procs: BTreeMap<String, Vec<ProcFigures>> = BTreeMap::new();
+    let path = util::target_dir().join("bench.json");
+    util::interrupted_flag();
     for round in 0..args.rounds {
-        for k in 0..configs.len() {
-            let config = configs[(k + round) % configs.len()];
-            eprintln!("bench: round {}/{}: {config}", round + 1, args.rounds);
-            let traced = match config {
-                "untraced" => None,
-                c => Some(Traced::start(c, &tracer, &script)?),
-            };
-            for w in &workloads {
-                let before = traced.as_ref().map(|t| t.snapshot());
-                let ops_per_s = env.run(w, &args)?;
-                let mut s = Sample {
-                    ops_per_s,
-                    ..Default::default()
-                };
-                if let (Some(t), Some(b)) = (&traced, before) {
-                    thread::sleep(Duration::from_millis(350)); // the next stats line
-                    let a = t.snapshot();
-                    let dt = (a.at - b.at).as_secs_f64().max(1e-3);
-                    s.events_per_s = a.events.zip(b.events).map(|(a, b)| (a - b) as f64 / dt);
-                    s.drops = a.drops.zip(b.drops).map(|(a, b)| a - b);
-                    s.cpu = Some((a.cpu_s - b.cpu_s) / dt);
-                }
-                samples
-                    .entry(w.to_string())
-                    .or_default()
-                    .entry(config.to_string())
-                    .or_default()
-                    .push(s);
+        if let Err(e) = run_round(
+            round,
+            args,
+            &env,
+            &configs,
+            &workloads,
+            &tracer,
+            &script,
+            &mut samples,
+            &mut procs,
+        ) {
+            // The tracer of the round was stopped, and `env` goes on drop (umount, loop).
+            if round > 0 {
+                eprintln!(
+                    "bench: stopped in round {} ({e:#}); the {round} whole rounds are in {}",
+                    round + 1,
+                    path.display()
+                );
             }
-            if let Some(t) = traced {
-                let f = t.stop()?;
-                procs.entry(config.to_string()).or_default().push(f);
-            }
+            return Err(e);
         }
+        // Every whole round is written at once: a bench stopped later keeps them.
+        let mut partial = report(
+            &mut std::io::sink(),
+            &samples,
+            &procs,
+            &unavailable,
+            &configs,
+        );
+        if let Value::Object(m) = &mut partial {
+            m.insert("rounds_done".into(), json!(round + 1));
+            m.insert("complete".into(), json!(false));
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&partial)?)?;
     }
 
     println!(
@@ -161,7 +164,17 @@ pub fn main(args: Args) -> Result<()> {
         args.secs,
         args.real_secs
     );
-    let mut out = report(&samples, &procs, &unavailable, &configs);
+    let mut out = report(
+        &mut std::io::stdout(),
+        &samples,
+        &procs,
+        &unavailable,
+        &configs,
+    );
+    if let Value::Object(m) = &mut out {
+        m.insert("rounds_done".into(), json!(args.rounds));
+        m.insert("complete".into(), json!(true));
+    }
     let writer = record::measure(&tracer, &env.tmpfs, args.rounds)?;
     record::print(&writer);
     if let Value::Object(m) = &mut out {
@@ -172,10 +185,62 @@ pub fn main(args: Args) -> Result<()> {
     if let Value::Object(m) = &mut out {
         m.insert("cross_run_replay".into(), replay);
     }
-    let path = util::target_dir().join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     eprintln!("bench: wrote {}", path.display());
     drop(env);
+    Ok(())
+}
+
+/// One round: every configuration once, over every workload; stops early (with the
+/// round's tracer stopped) on Ctrl-C or SIGTERM.
+#[allow(clippy::too_many_arguments)]
+fn run_round(
+    round: usize,
+    args: &Args,
+    env: &Env,
+    configs: &[&str],
+    workloads: &[&str],
+    tracer: &Path,
+    script: &Path,
+    samples: &mut BTreeMap<String, BTreeMap<String, Vec<Sample>>>,
+    procs: &mut BTreeMap<String, Vec<ProcFigures>>,
+) -> Result<()> {
+    for k in 0..configs.len() {
+        util::check_interrupted()?;
+        let config = configs[(k + round) % configs.len()];
+        eprintln!("bench: round {}/{}: {config}", round + 1, args.rounds);
+        let traced = match config {
+            "untraced" => None,
+            c => Some(Traced::start(c, tracer, script)?),
+        };
+        for w in workloads {
+            util::check_interrupted()?;
+            let before = traced.as_ref().map(|t| t.snapshot());
+            let ops_per_s = env.run(w, args)?;
+            let mut s = Sample {
+                ops_per_s,
+                ..Default::default()
+            };
+            if let (Some(t), Some(b)) = (&traced, before) {
+                thread::sleep(Duration::from_millis(350)); // the next stats line
+                let a = t.snapshot();
+                let dt = (a.at - b.at).as_secs_f64().max(1e-3);
+                s.events_per_s = a.events.zip(b.events).map(|(a, b)| (a - b) as f64 / dt);
+                s.drops = a.drops.zip(b.drops).map(|(a, b)| a - b);
+                s.cpu = Some((a.cpu_s - b.cpu_s) / dt);
+            }
+            samples
+                .entry(w.to_string())
+                .or_default()
+                .entry(config.to_string())
+                .or_default()
+                .push(s);
+        }
+        if let Some(t) = traced {
+            let f = t.stop()?;
+            procs.entry(config.to_string()).or_default().push(f);
+        }
+    }
     Ok(())
 }
 
@@ -490,6 +555,27 @@ impl Traced {
     }
 }
 
+/// A tracing process the bench did not stop (an error or an interrupt in its round) is
+/// stopped here, so that no probes stay attached behind a failed bench.
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: a child we started and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let t = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Cumulative figures from a `stats` or `end` line of `tracer attach` (or `--floor`).
 fn take_figures(v: &Value, s: &mut Shared) {
     let sum = |m: &Value| -> u64 {
@@ -594,6 +680,7 @@ fn median_min_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
 }
 
 fn report(
+    w_out: &mut dyn std::io::Write,
     samples: &BTreeMap<String, BTreeMap<String, Vec<Sample>>>,
     procs: &BTreeMap<String, Vec<ProcFigures>>,
     unavailable: &BTreeMap<&str, String>,
@@ -607,7 +694,8 @@ fn report(
         "fio" => "IOPS",
         _ => "ops/s",
     };
-    println!(
+    let _ = writeln!(
+        w_out,
         "{:<8} {:<11} {:>21} {:>12} {:>10} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "workload",
         "config",
@@ -632,7 +720,8 @@ fn report(
             "untraced".into(),
             json!({ "throughput_median": base_med, "unit": unit(w) }),
         );
-        println!(
+        let _ = writeln!(
+            w_out,
             "{w:<8} {:<11} {:>21} {:>12.0} {:>10} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8}",
             "untraced", "1", base_med, "-", "-", "-", "-", "-", "-", "-"
         );
@@ -668,7 +757,8 @@ fn report(
                 }),
             );
             let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
-            println!(
+            let _ = writeln!(
+                w_out,
                 "{w:<8} {c:<11} {:>21} {:>12.0} {:>10} {:>6} {:>7} {:>8} {:>8} {:>8.1} {:>8.1}",
                 format!("{rm:.3} [{rmin:.3}-{rmax:.3}]"),
                 thr,
@@ -686,12 +776,12 @@ fn report(
                 c.to_string(),
                 json!({ "status": "unavailable", "why": why }),
             );
-            println!("{w:<8} {c:<11} unavailable");
+            let _ = writeln!(w_out, "{w:<8} {c:<11} unavailable");
         }
         out.insert(w.into(), Value::Object(wj));
     }
     for (c, why) in unavailable {
-        println!("{c}: unavailable: {why}");
+        let _ = writeln!(w_out, "{c}: unavailable: {why}");
     }
     Value::Object(out)
 }
