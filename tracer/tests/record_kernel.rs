@@ -400,6 +400,54 @@ fn recorded_leak_reports_replay_to_what_the_live_tracer_said() {
     );
 }
 
+/// `tracer run` with allocation tracking stays after the command for the leak report of its
+/// last umount (made a grace period after it), and only then: the report is whole, not one
+/// made early because the tracer stopped. (Without a pending report it does not wait the
+/// grace period at all: that is measured in `cargo xtask bench`, not asserted here.)
+#[test]
+fn run_stays_for_the_leak_report_of_the_commands_last_umount() {
+    if !kernel_tests_allowed("run_stays_for_the_leak_report_of_the_commands_last_umount") {
+        return;
+    }
+    let _g = serial();
+    let rec = tmp("last-umount.trace");
+    let report = tmp("last-umount.report.json");
+    let dir = tmp("last-umount-mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = tracer_cmd()
+        .args(["run", "--alloc-filter", "sym:shmem_", "--format", "json"])
+        .args(["--record", rec.to_str().unwrap()])
+        .args(["--report", report.to_str().unwrap(), "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("mount -t tmpfs lastumount {d} && echo x > {d}/f && umount {d}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let reports: Vec<&Value> = r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["leaks"]["allocations"]["leak_reports"]
+                .as_array()
+                .unwrap()
+        })
+        .filter(|l| l["mount"]["target"] == d)
+        .collect();
+    assert_eq!(reports.len(), 1, "{r:#}");
+    let text = reports[0]["text"].as_str().unwrap();
+    assert!(!text.contains("because the tracer stopped"), "{text}");
+}
+
 #[test]
 fn run_exits_with_the_command_status_and_leaves_nothing_attached() {
     if !kernel_tests_allowed("run_exits_with_the_command_status_and_leaves_nothing_attached") {

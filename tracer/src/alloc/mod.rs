@@ -161,7 +161,8 @@ pub struct AllocArgs {
     /// 2s covers the usual RCU grace periods and work queues; before reporting, tracer also
     /// asks for an rcu_barrier() (see --no-rcu-barrier), which flushes lazy callbacks, and
     /// reads kfree_rcu()'s queues (objects in them count as freed). Reports also wait until
-    /// 6s after the attach (a kfree_rcu() queue is found when its monitor runs).
+    /// 1.5s after the attach (each CPU's kfree_rcu() queues are found at the first work item
+    /// it runs; 6s where the kernel's BTF does not show them: then when its monitor runs).
     #[arg(long = "leak-grace", value_name = "TIME", value_parser = humantime::parse_duration,
           default_value = "2s")]
     pub grace: Duration,

@@ -58,12 +58,17 @@ pub fn layout(btf: &KernelBtf, ksyms: &Kallsyms) -> Result<RcuLayout> {
 /// The scan program, loaded; each `scan()` runs it once.
 pub struct RcuScan {
     prog: IterProgram,
+    /// Every CPU's queues are found from its per-CPU area (`krc` in the per-CPU section's
+    /// BTF), learnt at the first work item the CPU runs; else only once its monitor is
+    /// armed or runs (up to 5 s after the attach).
+    pub per_cpu_known: bool,
 }
 
 impl RcuScan {
-    pub fn load(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Self> {
+    pub fn load(ebpf: &mut Ebpf, btf: &aya::Btf, l: &RcuLayout) -> Result<Self> {
         let s = RcuScan {
             prog: IterProgram::load(ebpf, btf, SCAN_PROGRAM, "bpf_map")?,
+            per_cpu_known: l.krc_pcpu != 0,
         };
         s.scan().context("a first kfree_rcu() queue scan")?;
         Ok(s)

@@ -56,7 +56,7 @@ pub fn finish(
         built: mut b, syms, ..
     } = p;
     let rcu = if b.config.rcu.kfree_rcu_work != 0 {
-        match rcu::RcuScan::load(ebpf, btf) {
+        match rcu::RcuScan::load(ebpf, btf, &b.config.rcu) {
             Ok(s) => Some(s),
             Err(e) => {
                 b.summary.notes.push(format!(

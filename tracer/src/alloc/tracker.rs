@@ -86,8 +86,9 @@ pub struct AllocTracker {
     marks: Vec<Mark>,
     cache_names: HashMap<u64, String>,
     last_total: Option<(u64, u64, u64)>,
-    /// Reports wait until then: a CPU's kfree_rcu() queue is learnt when its monitor is
-    /// armed or runs, and one armed before the attach runs within `KFREE_DRAIN` of it.
+    /// Reports wait until then: a CPU's kfree_rcu() queue is learnt at the first work item
+    /// it runs (`FIRST_WORK`), or, where `krc` is not in BTF, when its monitor is armed or
+    /// runs (one armed before the attach runs within `KFREE_DRAIN` of it).
     rcu_ready_ns: u64,
     pub reports: u64,
     growth: super::view::Growth,
@@ -103,6 +104,9 @@ pub struct AllocTracker {
 /// The longest a kfree_rcu() batch waits for its monitor (`KFREE_DRAIN_JIFFIES`, 5 s since
 /// Linux 6.0), plus a margin.
 const KFREE_DRAIN: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Within this every CPU runs a work item (`vmstat_update` runs on each CPU every second).
+const FIRST_WORK: std::time::Duration = std::time::Duration::from_millis(1500);
 
 struct Syms<'a> {
     syms: &'a SymTable,
@@ -141,10 +145,12 @@ impl AllocTracker {
         let charging = Charging {
             fs_types: maps.summary.fs_types.clone(),
         };
-        let rcu_ready_ns = if maps.rcu.is_some() {
-            crate::kernel::clock::boottime_ns() + KFREE_DRAIN.as_nanos() as u64
-        } else {
-            0
+        let rcu_ready_ns = match &maps.rcu {
+            Some(r) if r.per_cpu_known => {
+                crate::kernel::clock::boottime_ns() + FIRST_WORK.as_nanos() as u64
+            }
+            Some(_) => crate::kernel::clock::boottime_ns() + KFREE_DRAIN.as_nanos() as u64,
+            None => 0,
         };
         AllocTracker {
             maps,
@@ -429,6 +435,14 @@ impl AllocTracker {
             })
             .collect();
         self.view = Some(v);
+    }
+
+    /// When the last report waiting for its grace period is due (`None`: none waits).
+    pub fn reports_due_ns(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .map(|p| p.due_ns.max(self.rcu_ready_ns))
+            .max()
     }
 
     /// The tracer stops: the reports still waiting for their grace period are made now

@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use tracer_fs::{EngineConfig, event::Event};
 
 pub use reader::{Problem, ReadError, TraceReader};
-pub use sink::{EngineSink, RecordSink};
+pub use sink::{EngineSink, RecordSink, ReportsDue};
 pub use writer::TraceWriter;
 
 /// The first bytes of every recording (a high byte first, so it is never mistaken for text).

@@ -18,7 +18,8 @@ use tokio::{
 use tracer_fs::wire::WIRE_VERSION;
 
 use super::{
-    EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, TraceHeader, TraceWriter, unix_now_ns,
+    EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, ReportsDue, TraceHeader, TraceWriter,
+    unix_now_ns,
 };
 use crate::{
     NOT_ROOT,
@@ -141,7 +142,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub live: Option<Format>,
     /// Keep recording this long after the command exits, for deferred releases to finish
-    /// (with --alloc-filter, at least --leak-grace, for the last umount's leak report).
+    /// (with --alloc-filter, also until the leak report of the command's last umount is made,
+    /// a grace period after it; not at all when no report waits).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub linger: Duration,
     #[command(flatten)]
@@ -227,7 +229,41 @@ struct RunSink<S: EngineSink> {
     argv: Vec<String>,
     shared: Arc<Mutex<Shared>>,
     stop: Arc<Notify>,
-    linger: Duration,
+    linger: Linger,
+    stats_every: Duration,
+    /// `ReportsDue::encode` of the live sink's pending leak reports, kept current for the
+    /// thread that stops the stream after the command.
+    due: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// How long the recording goes on after the command exits.
+#[derive(Clone, Copy, Debug)]
+struct Linger {
+    /// Always (`--linger`): deferred releases of the command's last files finishing.
+    base: Duration,
+    /// With allocation tracking, the leak grace: waited after `base` while a leak report
+    /// waits for its grace period, or whole where that is not known (the TUI); never when
+    /// no report waits.
+    grace: Option<Duration>,
+}
+
+impl Linger {
+    /// Runs in the thread that saw the command exit: returns when the stream may stop.
+    fn wait(self, due: &std::sync::atomic::AtomicU64, stats_every: Duration) {
+        std::thread::sleep(self.base);
+        let Some(grace) = self.grace else { return };
+        let start = std::time::Instant::now();
+        // A report is made at the first tick after its due time; then none waits.
+        let cap = grace + 2 * stats_every + Duration::from_secs(1);
+        loop {
+            match ReportsDue::decode(due.load(std::sync::atomic::Ordering::SeqCst)) {
+                ReportsDue::None => return,
+                ReportsDue::Unknown if start.elapsed() + self.base >= grace => return,
+                _ if start.elapsed() >= cap => return,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
 }
 
 impl<S: EngineSink> RunSink<S> {
@@ -255,6 +291,8 @@ impl<S: EngineSink> RunSink<S> {
         let shared = self.shared.clone();
         let stop = self.stop.clone();
         let linger = self.linger;
+        let due = self.due.clone();
+        let stats_every = self.stats_every;
         std::thread::spawn(move || {
             use std::os::unix::process::ExitStatusExt;
             let st = child.wait();
@@ -284,21 +322,39 @@ impl<S: EngineSink> RunSink<S> {
                 },
             };
             shared.lock().unwrap().exit = Some(exit);
-            // Deferred releases of the command's last files finish after it is reaped.
-            std::thread::sleep(linger);
+            // Deferred releases of the command's last files finish after it is reaped, and
+            // the leak report of its last umount comes a grace period after that umount.
+            linger.wait(&due, stats_every);
             stop.notify_one();
         });
         Ok(())
     }
 }
 
+impl<S: EngineSink> RunSink<S> {
+    fn note_reports_due(&self) {
+        self.due.store(
+            self.rec.inner.reports_due().encode(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
 impl<S: EngineSink> Sink for RunSink<S> {
     fn event(&mut self, ev: &tracer_fs::event::Event) -> Result<()> {
-        self.rec.event(ev)
+        self.rec.event(ev)?;
+        // An umount starts a report's grace period.
+        if matches!(ev.payload, tracer_fs::event::Payload::MountCall { .. }) {
+            self.note_reports_due();
+        }
+        Ok(())
     }
 
     fn figures(&mut self, f: &Figures) -> Result<()> {
-        self.rec.figures(f)
+        self.rec.figures(f)?;
+        // Due reports are made at the tick.
+        self.note_reports_due();
+        Ok(())
     }
 
     fn bad_record(&mut self, err: &str) -> Result<()> {
@@ -435,11 +491,14 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
         stop: stop.clone(),
         // With allocation tracking, long enough for the leak report of the command's last
         // umount (made a grace period after it) to be made and recorded.
-        linger: match &opts.attach.alloc {
-            Some(a) => opts.linger.max(a.grace),
-            None => opts.linger,
+        linger: Linger {
+            base: opts.linger,
+            grace: opts.attach.alloc.as_ref().map(|a| a.grace),
         },
+        due: Default::default(),
+        stats_every: opts.stats_every,
     };
+    sink.note_reports_due();
     let sopts = StreamOptions {
         stats_every: opts.stats_every,
         stop: Some(stop.clone()),

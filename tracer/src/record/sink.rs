@@ -22,6 +22,39 @@ pub trait EngineSink: Sink {
     fn take_alloc_records(&mut self) -> Vec<AllocRecord> {
         Vec::new()
     }
+    /// Leak reports still waiting for their grace period.
+    fn reports_due(&self) -> ReportsDue {
+        ReportsDue::Unknown
+    }
+}
+
+/// Whether leak reports wait for their grace period (`tracer run` lingers for them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportsDue {
+    /// None waits (or tracking is off).
+    None,
+    /// The last is due then (boot clock, ns); it is made at the first tick after.
+    Until(u64),
+    /// Not known here (the TUI's tracker runs on its own thread).
+    Unknown,
+}
+
+impl ReportsDue {
+    /// As one word for an atomic: 0 none, `u64::MAX` unknown.
+    pub fn encode(self) -> u64 {
+        match self {
+            ReportsDue::None => 0,
+            ReportsDue::Until(t) => t.clamp(1, u64::MAX - 1),
+            ReportsDue::Unknown => u64::MAX,
+        }
+    }
+    pub fn decode(v: u64) -> Self {
+        match v {
+            0 => ReportsDue::None,
+            u64::MAX => ReportsDue::Unknown,
+            t => ReportsDue::Until(t),
+        }
+    }
 }
 
 impl<W: Write> EngineSink for LiveSink<'_, W> {
@@ -39,6 +72,12 @@ impl<W: Write> EngineSink for LiveSink<'_, W> {
             .as_mut()
             .map(|t| t.take_records())
             .unwrap_or_default()
+    }
+    fn reports_due(&self) -> ReportsDue {
+        match self.alloc.as_ref().map(|t| t.reports_due_ns()) {
+            Some(Some(t)) => ReportsDue::Until(t),
+            _ => ReportsDue::None,
+        }
     }
 }
 
