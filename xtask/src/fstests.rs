@@ -275,7 +275,7 @@ fn tarball() -> Result<PathBuf> {
 }
 
 /// Unpacks and builds fstests under `base` unless the stamp says this tarball was built.
-fn build_fstests(base: &Path) -> Result<PathBuf> {
+pub(crate) fn build_fstests(base: &Path) -> Result<PathBuf> {
     let tarball = tarball()?;
     let meta = std::fs::metadata(&tarball)?;
     let mtime = meta
@@ -355,7 +355,7 @@ fn build_fstests(base: &Path) -> Result<PathBuf> {
 
 /// Copies `xtask/fstests/tests/<group>/<test>{,.out}` into the tree, and adds each test to
 /// its group's `group.list` (check ignores tests that are not listed there).
-fn install_our_tests(tree: &Path) -> Result<()> {
+pub(crate) fn install_our_tests(tree: &Path) -> Result<()> {
     let ours = util::workspace_root().join("xtask/fstests/tests");
     for group in std::fs::read_dir(&ours)? {
         let group = group?.path();
@@ -399,7 +399,7 @@ fn groups_of(script: &str) -> Option<String> {
         .map(|g| g.trim().to_string())
 }
 
-fn ensure_users() -> Result<()> {
+pub(crate) fn ensure_users() -> Result<()> {
     for user in USERS {
         if util::probe(Command::new("getent").args(["passwd", user])).is_some() {
             continue;
@@ -410,7 +410,7 @@ fn ensure_users() -> Result<()> {
 }
 
 /// The loop devices, their files and mount points; torn down on drop.
-struct Devices {
+pub(crate) struct Devices {
     files: Vec<PathBuf>,
     loops: Vec<String>,
     mount_points: Vec<PathBuf>,
@@ -418,7 +418,7 @@ struct Devices {
 }
 
 impl Devices {
-    fn create(base: &Path, fstyp: Fstyp) -> Result<Devices> {
+    pub(crate) fn create(base: &Path, fstyp: Fstyp) -> Result<Devices> {
         let mut d = Devices {
             files: vec![base.join("test.img"), base.join("scratch.img")],
             loops: vec![],
@@ -468,7 +468,7 @@ impl Devices {
         Ok(d)
     }
 
-    fn write_local_config(&self, tree: &Path) -> Result<()> {
+    pub(crate) fn write_local_config(&self, tree: &Path) -> Result<()> {
         let text = format!(
             "# Written by `cargo xtask fstests`.\nexport FSTYP={}\nexport TEST_DEV={}\n\
              export TEST_DIR={}\nexport SCRATCH_DEV={}\nexport SCRATCH_MNT={}\n",
@@ -501,7 +501,7 @@ impl Devices {
         }
     }
 
-    fn teardown(&mut self) {
+    pub(crate) fn teardown(&mut self) {
         for m in &self.mount_points {
             unmount_all(m);
         }
@@ -565,7 +565,12 @@ fn unmount_source(dev: &str) {
 
 /// Runs `cmd` (check, or the tracer running check) in the tree with its own RESULT_BASE;
 /// its wall time. A failing check is no error here: verdicts are read from result.xml.
-fn run_check(cmd: &mut Command, tree: &Path, result_base: &Path, soak: &str) -> Result<Duration> {
+pub(crate) fn run_check(
+    cmd: &mut Command,
+    tree: &Path,
+    result_base: &Path,
+    soak: &str,
+) -> Result<Duration> {
     cmd.current_dir(tree)
         .env("RESULT_BASE", result_base)
         .env("SOAK_DURATION", soak);

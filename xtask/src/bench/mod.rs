@@ -10,9 +10,11 @@
 //! - `memleak`: bcc's `memleak-bpfcc` in kernel mode, where it runs.
 //!
 //! Workloads: the micro loops of `workload.rs` (tmpfs files, io_uring on tmpfs, metadata on
-//! xfs on loop, mount/umount), `dbench` and `fio --ioengine=io_uring` on the xfs mount.
+//! xfs on loop, mount/umount), `dbench` and `fio --ioengine=io_uring` on the xfs mount, and
+//! fstests' quick list through `tracer run` (`fstests.rs`).
 //! Writes a table to stdout and `target/bench.json`. Never asserts a timing.
 
+mod fstests;
 mod record;
 pub mod runs;
 pub mod workload;
@@ -46,6 +48,9 @@ pub struct Args {
     /// Skip the realistic workloads (dbench, fio).
     #[arg(long)]
     no_real: bool,
+    /// Skip the fstests workload (the quick list, untraced and through `tracer run`).
+    #[arg(long)]
+    no_fstests: bool,
 }
 
 const MICRO: &[&str] = &["files", "uring", "meta", "mount"];
@@ -184,6 +189,13 @@ pub fn main(args: Args) -> Result<()> {
     runs::print(&replay);
     if let Value::Object(m) = &mut out {
         m.insert("cross_run_replay".into(), replay);
+    }
+    if !args.no_fstests {
+        let f = fstests::measure(&tracer, args.rounds)?;
+        fstests::print(&f);
+        if let Value::Object(m) = &mut out {
+            m.insert("fstests_quick".into(), f);
+        }
     }
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     eprintln!("bench: wrote {}", path.display());
