@@ -123,6 +123,9 @@ pub struct Judgement<'a> {
     pub kind: String,
     pub current: Vec<Judged<'a>>,
     pub earlier: Vec<Judged<'a>>,
+    /// Earlier cycles of this kind no longer followed (`MAX_KEPT_CYCLES`): objects they
+    /// still had allocated are not judged any more.
+    pub forgotten_cycles: u64,
 }
 
 impl Judgement<'_> {
@@ -149,9 +152,17 @@ struct Cycle {
 struct Kind {
     cycles: u64,
     /// Earlier cycles that may still have objects allocated (emptied ones are dropped: a
-    /// window gains no objects after it closed).
+    /// window gains no objects after it closed); the latest `MAX_KEPT_CYCLES` of them.
     kept: Vec<Cycle>,
+    /// Cycles with objects still allocated that were let go for the cap.
+    forgotten: u64,
 }
+
+/// Earlier cycles followed per kind. Each holds its window and its objects' doubts, and
+/// every report walks them per object; a mount loop tracked with `--alloc-filter all`
+/// (where every cycle is charged some long-lived kernel object) would add one per cycle
+/// for good. Older ones are forgotten, and the reports say so.
+pub const MAX_KEPT_CYCLES: usize = 64;
 
 /// The cycles seen so far, per filesystem type (and failed or not).
 #[derive(Clone, Debug, Default)]
@@ -433,6 +444,12 @@ impl Ledger {
                 free_doubted,
             });
         }
+        if k.kept.len() > MAX_KEPT_CYCLES {
+            let excess = k.kept.len() - MAX_KEPT_CYCLES;
+            k.kept.drain(..excess);
+            k.forgotten += excess as u64;
+        }
+        out.forgotten_cycles = k.forgotten;
         out
     }
 }
@@ -721,6 +738,36 @@ mod tests {
     fn judge<'a>(l: &mut Ledger, w: &MountWindow, allocs: &'a [Allocation]) -> Judgement<'a> {
         let cur: Vec<&Allocation> = allocs.iter().filter(|a| w.contains(a.ts_ns)).collect();
         l.judge(w, &cur, allocs, &none, &nobody)
+    }
+
+    /// A loop of mounts each keeping one object for good: the ledger follows the latest
+    /// `MAX_KEPT_CYCLES` cycles, not all of them, and says how many it let go.
+    #[test]
+    fn the_ledger_follows_a_bounded_number_of_cycles() {
+        let mut l = Ledger::default();
+        let n = MAX_KEPT_CYCLES as u64 + 10;
+        let allocs: Vec<Allocation> = (0..n).map(|i| obj(i + 1, i * 10 + 5, 0xa)).collect();
+        let mut last = 0;
+        for i in 0..n {
+            let j = judge(&mut l, &win(i + 1, i * 10, i * 10 + 9), &allocs);
+            // Its own object, and those of the cycles still followed.
+            assert_eq!(
+                j.earlier.len() as u64,
+                i.min(MAX_KEPT_CYCLES as u64),
+                "cycle {}",
+                i + 1
+            );
+            assert_eq!(
+                j.forgotten_cycles,
+                (i + 1).saturating_sub(MAX_KEPT_CYCLES as u64)
+            );
+            last = j.forgotten_cycles;
+        }
+        assert_eq!(last, 10);
+        let k = l.kinds.values().next().unwrap();
+        assert_eq!(k.kept.len(), MAX_KEPT_CYCLES);
+        // The latest are the ones kept.
+        assert_eq!(k.kept.last().unwrap().number, n);
     }
 
     #[test]

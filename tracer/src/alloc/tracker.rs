@@ -776,6 +776,15 @@ impl AllocTracker {
             .current
             .iter()
             .any(|j| j.class == Class::Uncertain);
+        if judgement.forgotten_cycles > 0 {
+            c.reasons.push(format!(
+                "{} earlier cycles of {} that still had objects allocated are no longer \
+                 followed (the latest {} are): their objects are not judged here",
+                judgement.forgotten_cycles,
+                judgement.kind,
+                leakcheck::MAX_KEPT_CYCLES
+            ));
+        }
         if self.opts.sample_every > 1 {
             c.reasons.push(format!(
                 "sampling: one allocation in {} is tracked",
