@@ -60,11 +60,7 @@ fn tmpfs_mount_cycles_leave_empty_reports_and_show_live_allocations() {
         );
     }
     let lines = tracer.stop();
-    let last = lines
-        .iter()
-        .rev()
-        .find(|v| v["type"] == "alloc_live")
-        .unwrap();
+    let last = last_of(&lines, "alloc_live");
     assert!(last["tracked_total"].as_u64().unwrap() >= 60, "{last}");
     assert!(last["stacks"].as_u64().unwrap() > 0, "{last}");
 }
@@ -128,11 +124,7 @@ fn xfs_mount_cycles_on_loop_report_no_leaks() {
     }
     assert_healthy_cycles(&reports);
     let lines = tracer.stop();
-    let last = lines
-        .iter()
-        .rev()
-        .find(|v| v["type"] == "alloc_live")
-        .unwrap();
+    let last = last_of(&lines, "alloc_live");
     assert!(last["tracked_total"].as_u64().unwrap() > 0, "{last}");
     // The per-AG structures went through kfree_rcu()'s queues, not through kfree.
     assert!(last["freed_by_kfree_rcu"].as_u64().unwrap() >= 3, "{last}");
@@ -187,11 +179,7 @@ fn xfs_structures_the_kfree_rcu_shrinker_frees_are_seen() {
         assert_eq!(r["confirmed"], 0, "{text}");
     }
     let lines = tracer.stop();
-    let last = lines
-        .iter()
-        .rev()
-        .find(|v| v["type"] == "alloc_live")
-        .unwrap();
+    let last = last_of(&lines, "alloc_live");
     // At least one per-AG structure per cycle went through kfree_rcu()'s queues.
     assert!(
         last["freed_by_kfree_rcu"].as_u64().unwrap() >= CYCLES,

@@ -360,11 +360,7 @@ fn recorded_leak_reports_replay_to_what_the_live_tracer_said() {
     assert!(text.contains(&indent(live_text, "    ")), "{text}");
 
     // The outstanding allocations at the end: the last live view.
-    let last_live = lines
-        .iter()
-        .rev()
-        .find(|v| v["type"] == "alloc_live")
-        .unwrap();
+    let last_live = last_of(&lines, "alloc_live");
     let at_end =
         &report["tests"].as_array().unwrap().last().unwrap()["leaks"]["allocations"]["at_end"];
     for k in [

@@ -405,11 +405,7 @@ fn vm_leaks_at_mount_are_reported_exactly() {
         "{live:#}"
     );
     let lines = tracer.stop();
-    let last = lines
-        .iter()
-        .rev()
-        .find(|v| v["type"] == "alloc_live")
-        .unwrap();
+    let last = last_of(&lines, "alloc_live");
     // The hold record was tracked, and its free seen.
     assert!(last["tracked_total"].as_u64().unwrap() > N as u64, "{last}");
     assert!(last["freed_total"].as_u64().unwrap() >= 1, "{last}");

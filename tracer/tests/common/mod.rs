@@ -696,3 +696,12 @@ pub fn mount_made_agrees(tracer: &Tracer, id: i64, target: &str) -> Value {
     assert_eq!(mi["minor"].to_string(), minor, "{seen:#}");
     seen
 }
+
+/// The last line of type `kind` in a stopped tracer's output.
+pub fn last_of<'a>(lines: &'a [Value], kind: &str) -> &'a Value {
+    lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} line in the tracer's output"))
+}
