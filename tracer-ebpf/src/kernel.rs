@@ -151,11 +151,12 @@ pub fn file_dentry_name(file: u64, buf: &mut [u8]) -> bool {
     unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, buf) }.is_ok()
 }
 
-/// Learns the per-CPU offset of the CPU whose run queue `task` is queued on: a run queue
-/// is the per-CPU `runqueues` of its CPU, so its address less the variable's offset in the
-/// per-CPU section is where that CPU's per-CPU area starts, as seen from the section; the
-/// CPU's own `this_cpu_off` there holds the kernel's offset for it (equal to that when the
-/// section is zero-based, and right either way).
+/// Learns where the per-CPU area of the CPU whose run queue `task` is queued on starts
+/// (`PCPU_BASE`), and the kernel's per-CPU offset for it (`PCPU_OFF`): a run queue is the
+/// per-CPU `runqueues` of its CPU, so its address less the variable's offset in the per-CPU
+/// section is the area's start; the CPU's own `this_cpu_off` there holds the kernel's
+/// offset (the same value only where the section is linked at 0).
+///
 /// The task scan learns every CPU's this way; allocation tracking, its own CPU's at a work
 /// item's start (where kfree_rcu()'s per-CPU queues are found from it).
 #[inline(always)]

@@ -267,6 +267,14 @@ impl Linger {
 }
 
 impl<S: EngineSink> RunSink<S> {
+    /// Keeps `due` current for the thread that stops the stream after the command.
+    fn note_reports_due(&self) {
+        self.due.store(
+            self.rec.inner.reports_due().encode(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
     fn spawn(&mut self) -> Result<()> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
@@ -328,15 +336,6 @@ impl<S: EngineSink> RunSink<S> {
             stop.notify_one();
         });
         Ok(())
-    }
-}
-
-impl<S: EngineSink> RunSink<S> {
-    fn note_reports_due(&self) {
-        self.due.store(
-            self.rec.inner.reports_due().encode(),
-            std::sync::atomic::Ordering::SeqCst,
-        );
     }
 }
 
