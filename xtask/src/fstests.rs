@@ -153,14 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let base = util::target_dir().join("fstests");
-    std::fs::create_dir_all(&base)?;
-    let tree = build_fstests(&base)?;
-    install_our_tests(&tree)?;
-    ensure_users()?;
-    util::check_interrupted()?;
-
-    let mut devices = Devices::create(&base, args.fstyp)?;
-    devices.write_local_config(&tree)?;
+    let (tree, mut devices) = prepare(&base, args.fstyp)?;
     let results_root = base.join("results");
     let soak = args.soak_duration.to_string();
 
@@ -238,6 +231,19 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The fstests tree built (our tests in it), its users, and its loop devices with the tree's
+/// `local.config` naming them: what the tier and the bench's fstests workload run check on.
+pub(crate) fn prepare(base: &Path, fstyp: Fstyp) -> Result<(PathBuf, Devices)> {
+    std::fs::create_dir_all(base)?;
+    let tree = build_fstests(base)?;
+    install_our_tests(&tree)?;
+    ensure_users()?;
+    util::check_interrupted()?;
+    let devices = Devices::create(base, fstyp)?;
+    devices.write_local_config(&tree)?;
+    Ok((tree, devices))
+}
+
 /// `tracer doctor --json`'s `can_run`; under CI a tracer that cannot run is an error,
 /// elsewhere a skip.
 fn bpf_usable(tracer: &Path) -> Result<bool> {
@@ -275,7 +281,7 @@ fn tarball() -> Result<PathBuf> {
 }
 
 /// Unpacks and builds fstests under `base` unless the stamp says this tarball was built.
-pub(crate) fn build_fstests(base: &Path) -> Result<PathBuf> {
+fn build_fstests(base: &Path) -> Result<PathBuf> {
     let tarball = tarball()?;
     let meta = std::fs::metadata(&tarball)?;
     let mtime = meta
@@ -355,7 +361,7 @@ pub(crate) fn build_fstests(base: &Path) -> Result<PathBuf> {
 
 /// Copies `xtask/fstests/tests/<group>/<test>{,.out}` into the tree, and adds each test to
 /// its group's `group.list` (check ignores tests that are not listed there).
-pub(crate) fn install_our_tests(tree: &Path) -> Result<()> {
+fn install_our_tests(tree: &Path) -> Result<()> {
     let ours = util::workspace_root().join("xtask/fstests/tests");
     for group in std::fs::read_dir(&ours)? {
         let group = group?.path();
@@ -399,7 +405,7 @@ fn groups_of(script: &str) -> Option<String> {
         .map(|g| g.trim().to_string())
 }
 
-pub(crate) fn ensure_users() -> Result<()> {
+fn ensure_users() -> Result<()> {
     for user in USERS {
         if util::probe(Command::new("getent").args(["passwd", user])).is_some() {
             continue;
@@ -418,7 +424,7 @@ pub(crate) struct Devices {
 }
 
 impl Devices {
-    pub(crate) fn create(base: &Path, fstyp: Fstyp) -> Result<Devices> {
+    fn create(base: &Path, fstyp: Fstyp) -> Result<Devices> {
         let mut d = Devices {
             files: vec![base.join("test.img"), base.join("scratch.img")],
             loops: vec![],
@@ -468,7 +474,7 @@ impl Devices {
         Ok(d)
     }
 
-    pub(crate) fn write_local_config(&self, tree: &Path) -> Result<()> {
+    fn write_local_config(&self, tree: &Path) -> Result<()> {
         let text = format!(
             "# Written by `cargo xtask fstests`.\nexport FSTYP={}\nexport TEST_DEV={}\n\
              export TEST_DIR={}\nexport SCRATCH_DEV={}\nexport SCRATCH_MNT={}\n",

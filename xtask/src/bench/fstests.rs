@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::{
-    fstests::{self, Devices, Fstyp},
+    fstests::{self, Fstyp},
     setup, util,
 };
 
@@ -31,12 +31,7 @@ const CONFIGS: &[&str] = &["untraced", "default", "alloc"];
 pub fn measure(tracer: &Path, rounds: usize) -> Result<Value> {
     setup::ensure_fstests_deps()?;
     let base = util::target_dir().join("fstests");
-    std::fs::create_dir_all(&base)?;
-    let tree = fstests::build_fstests(&base)?;
-    fstests::install_our_tests(&tree)?;
-    fstests::ensure_users()?;
-    let mut devices = Devices::create(&base, Fstyp::Xfs)?;
-    devices.write_local_config(&tree)?;
+    let (tree, mut devices) = fstests::prepare(&base, Fstyp::Xfs)?;
     let results = base.join("bench-results");
     // walls[config][round]
     let mut walls: Vec<Vec<f64>> = vec![vec![]; CONFIGS.len()];

@@ -150,10 +150,7 @@ pub fn main(args: Args) -> Result<()> {
             &unavailable,
             &configs,
         );
-        if let Value::Object(m) = &mut partial {
-            m.insert("rounds_done".into(), json!(round + 1));
-            m.insert("complete".into(), json!(false));
-        }
+        mark_rounds(&mut partial, round + 1, false);
         std::fs::write(&path, serde_json::to_string_pretty(&partial)?)?;
     }
 
@@ -176,10 +173,7 @@ pub fn main(args: Args) -> Result<()> {
         &unavailable,
         &configs,
     );
-    if let Value::Object(m) = &mut out {
-        m.insert("rounds_done".into(), json!(args.rounds));
-        m.insert("complete".into(), json!(true));
-    }
+    mark_rounds(&mut out, args.rounds, true);
     let writer = record::measure(&tracer, &env.tmpfs, args.rounds)?;
     record::print(&writer);
     if let Value::Object(m) = &mut out {
@@ -201,6 +195,14 @@ pub fn main(args: Args) -> Result<()> {
     eprintln!("bench: wrote {}", path.display());
     drop(env);
     Ok(())
+}
+
+/// Says in the results how many whole rounds they hold, and whether that is all of them.
+fn mark_rounds(out: &mut Value, rounds_done: usize, complete: bool) {
+    if let Value::Object(m) = out {
+        m.insert("rounds_done".into(), json!(rounds_done));
+        m.insert("complete".into(), json!(complete));
+    }
 }
 
 /// One round: every configuration once, over every workload; stops early (with the
