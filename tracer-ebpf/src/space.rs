@@ -1,5 +1,5 @@
 //! Space a delete did not free: files held by an io_uring ring or an in-flight request are
-//! kept in a small slot table; after each successful unlink, the slots whose inode has no
+//! kept in a small slot table (a file in its own slot or one of the next `PROBES - 1`); after each successful unlink, the slots whose inode has no
 //! link left are sent once (`SpaceHeld`). Nothing else has the inode at hand there on the
 //! tracepoint tier (the syscall only names a path, gone by its exit), and a dead task's
 //! ring is exactly what keeps such a file after its process is gone.
@@ -35,22 +35,40 @@ fn slot(file: u64) -> u32 {
     ((file >> 8) as u32) % SLOTS
 }
 
+/// Slots a file may sit in: its own and the next ones, so that two held files whose
+/// addresses share a slot are both kept (one overwriting the other lost the first's
+/// notice: three rings in one test meet that a few times in a hundred).
+const PROBES: u32 = 4;
+
 /// A ring or a request took a reference to `file`.
 #[inline(always)]
 pub fn note_held(file: u64) {
-    let i = slot(file);
-    let Some(p) = HELD_ELSEWHERE.get_ptr_mut(i) else {
-        return;
-    };
-    // SAFETY: an element of an array map; a racing writer only costs one file's notice.
-    unsafe {
-        if *p == file {
+    let home = slot(file);
+    let mut free = None;
+    for k in 0..PROBES {
+        let i = (home + k) % SLOTS;
+        let Some(p) = HELD_ELSEWHERE.get_ptr_mut(i) else {
+            return;
+        };
+        // SAFETY: an element of an array map; a racing writer only costs one file's notice.
+        let v = unsafe { *p };
+        if v == file {
             return;
         }
-        if *p != 0 {
-            count(counter::SPACE_SLOT_TAKEN);
+        if v == 0 && free.is_none() {
+            free = Some(i);
         }
-        *p = file;
+    }
+    let i = match free {
+        Some(i) => i,
+        None => {
+            count(counter::SPACE_SLOT_TAKEN);
+            home
+        }
+    };
+    if let Some(p) = HELD_ELSEWHERE.get_ptr_mut(i) {
+        // SAFETY: as above.
+        unsafe { *p = file };
     }
     // A file already without a link (unlinked before, O_TMPFILE) is no delete's doing:
     // marked said, so the next unlink of anything does not claim it.
@@ -71,13 +89,16 @@ fn nlink(file: u64) -> Option<u32> {
 /// said again).
 #[inline(always)]
 pub fn forget(file: u64) {
-    let i = slot(file);
-    for map in [&HELD_ELSEWHERE, &SPACE_SAID] {
-        if let Some(p) = map.get_ptr_mut(i) {
-            // SAFETY: as in `note_held`.
-            unsafe {
-                if *p == file {
-                    *p = 0;
+    let home = slot(file);
+    for k in 0..PROBES {
+        let i = (home + k) % SLOTS;
+        for map in [&HELD_ELSEWHERE, &SPACE_SAID] {
+            if let Some(p) = map.get_ptr_mut(i) {
+                // SAFETY: as in `note_held`.
+                unsafe {
+                    if *p == file {
+                        *p = 0;
+                    }
                 }
             }
         }
