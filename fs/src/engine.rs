@@ -122,6 +122,9 @@ pub struct Engine {
     /// The latest reference count read of each mount (task scans), with what the engine
     /// named on it at that moment.
     mount_refs: BTreeMap<i32, RefCount>,
+    /// (mount, process) pairs the running task scan found pinning the mount with a thread
+    /// inside a syscall: counted into the mount's `RefCount` at the scan's end.
+    in_syscall: BTreeSet<(i32, u32)>,
     /// Files on each mount that back a loop device or an active swap file, as the latest
     /// scan after a failed umount read them (with its time).
     backing: BTreeMap<i32, (u64, Vec<BackingFile>)>,
@@ -156,6 +159,7 @@ impl Engine {
             tasks: Tasks::default(),
             pins: Pins::default(),
             mount_refs: BTreeMap::new(),
+            in_syscall: BTreeSet::new(),
             backing: BTreeMap::new(),
             aio: (0, BTreeMap::new()),
             verdicts: VecDeque::new(),
@@ -397,7 +401,13 @@ impl Engine {
                     pins: self.pins.held_on(*mnt_id),
                     children: self.mounts.children(*mnt_id).len(),
                     backing: self.backing_unlisted_on(*mnt_id),
+                    in_syscall: self
+                        .in_syscall
+                        .range((*mnt_id, 0)..=(*mnt_id, u32::MAX))
+                        .count(),
                 };
+                // The end of a scan: the next one finds its own.
+                self.in_syscall.clear();
                 self.mount_refs.insert(*mnt_id, r);
             }
             Payload::BackingScan { mounts, files } => self.on_backing_scan(ev, mounts, files),

@@ -83,6 +83,36 @@ impl TaskScanInfo {
             .collect();
         (!frames.is_empty()).then(|| frames.join(" ← "))
     }
+
+    /// The syscall a living thread was inside at the scan, from its stack's entry frame
+    /// (`__x64_sys_renameat2` → "renameat2"; "a syscall" when only the entry code shows).
+    /// None for a thread in user space (its stack, if any, is an interrupt's).
+    pub fn syscall(&self) -> Option<String> {
+        const ENTRY: &[&str] = &[
+            "__x64_sys_",
+            "__ia32_sys_",
+            "__arm64_sys_",
+            "__riscv_sys_",
+            "__s390x_sys_",
+            "__se_sys_",
+            "__do_sys_",
+        ];
+        let names = self.stack.iter().map(|f| f.split('+').next().unwrap_or(f));
+        for f in names.clone() {
+            if let Some(name) = ENTRY.iter().find_map(|p| f.strip_prefix(p)) {
+                return Some(name.to_string());
+            }
+        }
+        names
+            .into_iter()
+            .any(|f| {
+                matches!(
+                    f,
+                    "do_syscall_64" | "x64_sys_call" | "el0_svc" | "invoke_syscall"
+                )
+            })
+            .then(|| "a syscall".to_string())
+    }
 }
 
 /// One process instance.
@@ -387,6 +417,55 @@ mod tests {
         assert_ne!(s1, s2);
         assert!(t.current(100).unwrap().alive());
         assert_eq!(t.current(100).unwrap().comm, "cat");
+    }
+
+    fn scan_of(stack: &[&str], exiting: bool) -> TaskScanInfo {
+        TaskScanInfo {
+            ts_ns: 1,
+            pid: 1,
+            exiting,
+            zombie: false,
+            state: 2,
+            has_files: true,
+            has_fs: true,
+            has_mm: true,
+            stack: stack.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_syscall_a_thread_is_in_comes_from_its_entry_frame() {
+        let rename = scan_of(
+            &[
+                "__schedule+0x2d1",
+                "xfs_ilock+0x5a",
+                "xfs_rename+0x10c",
+                "vfs_rename+0x3b2",
+                "do_renameat2+0x411",
+                "__x64_sys_renameat2+0x4c",
+                "do_syscall_64+0x7d",
+                "entry_SYSCALL_64_after_hwframe+0x76",
+            ],
+            false,
+        );
+        assert_eq!(rename.syscall().as_deref(), Some("renameat2"));
+        assert_eq!(
+            rename.waits_in().as_deref(),
+            Some("xfs_ilock ← xfs_rename ← vfs_rename ← do_renameat2")
+        );
+        // Only the dispatcher symbolized: a syscall all the same.
+        let bare = scan_of(&["0xffffffff81000000", "do_syscall_64+0x7d"], false);
+        assert_eq!(bare.syscall().as_deref(), Some("a syscall"));
+        // Interrupted in user space: no syscall.
+        let user = scan_of(
+            &[
+                "irqentry_exit_to_user_mode+0x1c",
+                "asm_sysvec_apic_timer_interrupt+0x1a",
+            ],
+            false,
+        );
+        assert_eq!(user.syscall(), None);
+        assert_eq!(scan_of(&[], false).syscall(), None);
     }
 
     #[test]

@@ -1230,6 +1230,101 @@ fn an_exiting_process_holds_its_fds_and_cwd_until_its_exit_releases_them() {
     assert!(p.to_string().contains("exit_fs()"), "{p}");
 }
 
+/// generic/388 with SIGKILL: a worker the SIGKILL has not stopped yet is inside a rename,
+/// whose two parent paths hold the mount beyond its cwd. The scan reads its stack, the
+/// verdict names the syscall, and the count's gap is set beside it.
+#[test]
+fn a_holder_inside_a_syscall_is_named_beside_the_references_it_may_hold() {
+    let mut e = Engine::new(config());
+    let w = task(500, "fsstress");
+    let tracer = task(900, "tracer");
+    let scanned = |cwd_mnt: i32, stack: &[&str]| Payload::TaskSeen {
+        task: tracer_fs::event::ScannedTask {
+            exiting: false,
+            zombie: false,
+            state: 2,
+            cwd_mnt,
+            root_mnt: 21,
+            has_files: true,
+            has_fs: true,
+            has_mm: true,
+            stack: stack.iter().map(|f| f.to_string()).collect(),
+        },
+    };
+    let rename = [
+        "__schedule+0x1",
+        "xfs_ilock+0x5a",
+        "xfs_rename+0x10c",
+        "vfs_rename+0x3b2",
+        "do_renameat2+0x411",
+        "__x64_sys_renameat2+0x4c",
+        "do_syscall_64+0x7d",
+    ];
+    let refs = |count| Payload::MountRefs {
+        mnt_id: 42,
+        count,
+        cpus: 2,
+        cpus_possible: 2,
+    };
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0, &tracer, table(vec![root(), scratch()])),
+            ev(
+                T0 + MS,
+                &task(77, "pkill"),
+                Payload::Signal {
+                    sig: 9,
+                    result: 0,
+                    target_pid: 500,
+                    group: true,
+                    target_comm: "fsstress".into(),
+                },
+            ),
+            // another process in a syscall, its cwd elsewhere: not counted on 42
+            ev(T0 + 3 * MS, &task(501, "cat"), scanned(21, &rename)),
+            ev(T0 + 3 * MS, &w, scanned(42, &rename)),
+            ev(T0 + 3 * MS, &tracer, refs(4)),
+            ev(
+                T0 + 2 * MS,
+                &task(600, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 2 * MS),
+            ),
+        ],
+    );
+    let v = verdicts(&n);
+    assert_eq!(v.len(), 1, "{n:#?}");
+    let r = v[0].refs.as_ref().unwrap();
+    assert_eq!((r.held(), r.explained(), r.in_syscall), (3, 1, 1));
+    let text = v[0].to_string();
+    assert!(
+        text.contains(
+            "alive, but SIGKILL sent by pid 77 (pkill) 1.0ms before the EBUSY; inside renameat2 (in xfs_ilock ← xfs_rename ← vfs_rename ← do_renameat2 (D))"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 not explained: 1 holder was inside a syscall at the scan"),
+        "{text}"
+    );
+    // The next scan finds it back in user space: nothing counted from the last one.
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 8 * MS, &w, scanned(42, &[])),
+            ev(T0 + 8 * MS, &tracer, refs(2)),
+            ev(
+                T0 + 7 * MS,
+                &task(601, "umount"),
+                umount("/mnt/scratch", 0, -16, T0 + 7 * MS),
+            ),
+        ],
+    );
+    let v = verdicts(&n);
+    let r = v[0].refs.as_ref().unwrap();
+    assert_eq!((r.held(), r.explained(), r.in_syscall), (1, 1, 0));
+}
+
 /// generic/388 with SIGKILL: the killed workers finish their exit between the EBUSY and
 /// the scan (1-2 ms later), so the scan finds no pin and the mount's count reads 1. Their
 /// cwd, read at their exit tracepoint, still names them, the count is set against what

@@ -1,9 +1,10 @@
 //! The on-demand task scan (`iter/task`), run by userspace when a umount fails with EBUSY:
 //! one `TaskScan` record per thread into the iterator's seq file, with its cwd and root
-//! mounts and whether it still has its fd table, fs_struct and mm; for a thread inside
-//! `do_exit()`, its kernel stack (where it waits: e.g. `exit_aio` ← `__mmput`). Threads that
-//! neither exit nor have a cwd/root are written too (the reader filters by mount): a scan
-//! of a few hundred tasks is a few tens of KiB.
+//! mounts and whether it still has its fd table, fs_struct and mm. Its kernel stack is read
+//! for a thread inside `do_exit()` (where it waits: e.g. `exit_aio` ← `__mmput`) and for one
+//! whose cwd or root is the scanned mount (the syscall it is in). Threads that neither exit
+//! nor have a cwd/root are written too (the reader filters by mount): a scan of a few
+//! hundred tasks is a few tens of KiB.
 
 use core::ffi::c_void;
 
@@ -55,7 +56,12 @@ pub fn task_scan(ctx: *mut c_void) -> i32 {
         rec.root_mnt_id = -1;
     }
     rec.nr_frames = 0;
-    if rec.flags & PF_EXITING != 0 && rec.exit_state == 0 {
+    // Stacks of the exiting (where they wait) and of the living that pin the scanned
+    // mount (inside a syscall, a path lookup or an open holds references on it until it
+    // returns): the only tasks a verdict names.
+    let target = SCAN_TARGETS.get(0).copied().unwrap_or(-1);
+    let pins_target = target >= 0 && (rec.pwd_mnt_id == target || rec.root_mnt_id == target);
+    if (rec.flags & PF_EXITING != 0 || pins_target) && rec.exit_state == 0 {
         // SAFETY: `task_ptr` is the iterator's own (non-NULL) task; the helper bounds the
         // copy by the buffer's size.
         let n = unsafe {

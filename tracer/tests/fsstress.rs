@@ -210,6 +210,7 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     );
     let mut verdicts_seen = 0;
     let (mut counted, mut all_explained, mut unread, mut late) = (0, 0, 0, 0);
+    let (mut by_syscalls, mut named_syscalls) = (0, 0);
     let (mut in_aio, mut in_flight) = (0, 0);
     for (target, busy) in &runs {
         let verdicts: Vec<&Value> = for_target(&notices, target, "/target")
@@ -283,6 +284,9 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                 }
             }
             let text = v["text"].as_str().unwrap();
+            if text.contains("; inside ") {
+                named_syscalls += 1;
+            }
             assert!(!text.contains("nothing traced explains"), "{text}");
             // The mount's own reference count, read by the scan, against what is named:
             // nothing left over but, at most, the next umount's own lookup in flight.
@@ -316,7 +320,14 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                     .iter()
                     .map(|k| refs[k].as_i64().unwrap())
                     .sum::<i64>();
-                assert!(held - named <= 1, "references not explained:\n{text}");
+                // Beyond that, only what holders the scan found inside a syscall may hold
+                // (a rename's two parent paths, an open's lookup and file, …).
+                let in_syscall = refs["in_syscall"].as_i64().unwrap_or(0);
+                let bound = 1 + in_syscall * tracer_fs::desc::SYSCALL_REFS_MAX as i64;
+                assert!(held - named <= bound, "references not explained:\n{text}");
+                if held - named > 1 {
+                    by_syscalls += 1;
+                }
                 if held == named {
                     all_explained += 1;
                 }
@@ -342,7 +353,7 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     }
     assert_eq!(verdicts_seen as u32, total_busy);
     eprintln!(
-        "reference counts read: {counted}; every reference named in {all_explained} of them; not read (and said why): {unread}; stories explained by a pin found after the verdict: {late}"
+        "reference counts read: {counted}; every reference named in {all_explained} of them; not read (and said why): {unread}; stories explained by a pin found after the verdict: {late}; holders named inside a syscall in {named_syscalls} verdicts, beside a gap in {by_syscalls}"
     );
     assert!(
         counted + unread > 0,

@@ -186,6 +186,7 @@ impl Engine {
             has_mm: t.has_mm,
             stack: t.stack.clone(),
         };
+        let in_syscall = !t.exiting && info.syscall().is_some();
         let cap = self.cfg.caps.max_tasks;
         let serial = self.tasks.scanned(ev.tgid, ev.pid, &ev.comm, info, cap);
         if t.zombie || !t.has_fs {
@@ -194,6 +195,9 @@ impl Engine {
         for (kind, m) in [(PinKind::Cwd, t.cwd_mnt), (PinKind::Root, t.root_mnt)] {
             if m < 0 {
                 continue;
+            }
+            if in_syscall && self.in_syscall.len() < cap {
+                self.in_syscall.insert((m, ev.tgid));
             }
             if let Some(old) = self.pins.seen(serial, ev.tgid, kind, m, ev.ts_ns) {
                 self.pin_released(&old, ev.ts_ns, false, out);
