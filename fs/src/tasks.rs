@@ -75,9 +75,7 @@ impl TaskScanInfo {
             "wait_for_completion",
         ];
         let frames: Vec<&str> = self
-            .stack
-            .iter()
-            .map(|f| f.split('+').next().unwrap_or(f))
+            .frame_names()
             .filter(|f| !SCHED.contains(f))
             .take(4)
             .collect();
@@ -97,21 +95,27 @@ impl TaskScanInfo {
             "__se_sys_",
             "__do_sys_",
         ];
-        let names = self.stack.iter().map(|f| f.split('+').next().unwrap_or(f));
-        for f in names.clone() {
-            if let Some(name) = ENTRY.iter().find_map(|p| f.strip_prefix(p)) {
-                return Some(name.to_string());
-            }
-        }
-        names
-            .into_iter()
-            .any(|f| {
-                matches!(
-                    f,
-                    "do_syscall_64" | "x64_sys_call" | "el0_svc" | "invoke_syscall"
-                )
-            })
-            .then(|| "a syscall".to_string())
+        let entry = |f: &str| {
+            ENTRY
+                .iter()
+                .find_map(|p| f.strip_prefix(p))
+                .map(str::to_string)
+        };
+        self.frame_names().find_map(entry).or_else(|| {
+            self.frame_names()
+                .any(|f| {
+                    matches!(
+                        f,
+                        "do_syscall_64" | "x64_sys_call" | "el0_svc" | "invoke_syscall"
+                    )
+                })
+                .then(|| "a syscall".to_string())
+        })
+    }
+
+    /// The stack's function names, innermost first, without their offsets.
+    fn frame_names(&self) -> impl Iterator<Item = &str> {
+        self.stack.iter().map(|f| f.split('+').next().unwrap_or(f))
     }
 }
 
@@ -419,11 +423,11 @@ mod tests {
         assert_eq!(t.current(100).unwrap().comm, "cat");
     }
 
-    fn scan_of(stack: &[&str], exiting: bool) -> TaskScanInfo {
+    fn scan_of(stack: &[&str]) -> TaskScanInfo {
         TaskScanInfo {
             ts_ns: 1,
             pid: 1,
-            exiting,
+            exiting: false,
             zombie: false,
             state: 2,
             has_files: true,
@@ -435,37 +439,31 @@ mod tests {
 
     #[test]
     fn the_syscall_a_thread_is_in_comes_from_its_entry_frame() {
-        let rename = scan_of(
-            &[
-                "__schedule+0x2d1",
-                "xfs_ilock+0x5a",
-                "xfs_rename+0x10c",
-                "vfs_rename+0x3b2",
-                "do_renameat2+0x411",
-                "__x64_sys_renameat2+0x4c",
-                "do_syscall_64+0x7d",
-                "entry_SYSCALL_64_after_hwframe+0x76",
-            ],
-            false,
-        );
+        let rename = scan_of(&[
+            "__schedule+0x2d1",
+            "xfs_ilock+0x5a",
+            "xfs_rename+0x10c",
+            "vfs_rename+0x3b2",
+            "do_renameat2+0x411",
+            "__x64_sys_renameat2+0x4c",
+            "do_syscall_64+0x7d",
+            "entry_SYSCALL_64_after_hwframe+0x76",
+        ]);
         assert_eq!(rename.syscall().as_deref(), Some("renameat2"));
         assert_eq!(
             rename.waits_in().as_deref(),
             Some("xfs_ilock ← xfs_rename ← vfs_rename ← do_renameat2")
         );
         // Only the dispatcher symbolized: a syscall all the same.
-        let bare = scan_of(&["0xffffffff81000000", "do_syscall_64+0x7d"], false);
+        let bare = scan_of(&["0xffffffff81000000", "do_syscall_64+0x7d"]);
         assert_eq!(bare.syscall().as_deref(), Some("a syscall"));
         // Interrupted in user space: no syscall.
-        let user = scan_of(
-            &[
-                "irqentry_exit_to_user_mode+0x1c",
-                "asm_sysvec_apic_timer_interrupt+0x1a",
-            ],
-            false,
-        );
+        let user = scan_of(&[
+            "irqentry_exit_to_user_mode+0x1c",
+            "asm_sysvec_apic_timer_interrupt+0x1a",
+        ]);
         assert_eq!(user.syscall(), None);
-        assert_eq!(scan_of(&[], false).syscall(), None);
+        assert_eq!(scan_of(&[]).syscall(), None);
     }
 
     #[test]
