@@ -191,6 +191,9 @@ impl<'a, W: Write> LiveSink<'a, W> {
                     self.text(text)?;
                 }
             }
+            if let Some(w) = v["warning"].as_str() {
+                self.text(&format!("tracer: {w}"))?;
+            }
             self.json(&v)?;
         }
         Ok(())

@@ -382,3 +382,60 @@ fn a_full_map_counts_what_it_could_not_track() {
     drop(kept);
     tracer.stop();
 }
+
+/// A mount loop faster than its leak reports: at most `MAX_PENDING_REPORTS` (32) wait for
+/// their grace period; the unmounts beyond get no report, and a warning says how many, once
+/// while tracing and again at the end, when the waiting reports are made early.
+#[test]
+fn a_mount_loop_faster_than_its_reports_is_bounded_and_says_what_it_dropped() {
+    if !kernel_tests_allowed(
+        "a_mount_loop_faster_than_its_reports_is_bounded_and_says_what_it_dropped",
+    ) {
+        return;
+    }
+    let _g = serial();
+    let (tracer, _) = Tracer::tracking(
+        "sym:shmem_",
+        &["--leak-grace", "60s"],
+        Duration::from_secs(5),
+    );
+    const CAP: u64 = 32;
+    const CYCLES: u64 = CAP + 8;
+    for i in 0..CYCLES {
+        let m = TmpMount::new(&format!("loop{i}"));
+        std::fs::write(m.path.join("f"), b"data").unwrap();
+        umount(&m.path).expect("umount");
+    }
+    let said = tracer.wait_for("the warning", Duration::from_secs(10), |v| {
+        v["type"] == "warning" && v["leak_reports_not_made"].as_u64().is_some()
+    });
+    assert!(
+        said["leak_reports_not_made"].as_u64().unwrap() >= 1,
+        "{said}"
+    );
+    let lines = tracer.stop();
+    let reports = lines.iter().filter(|v| v["type"] == "leak_report").count() as u64;
+    assert_eq!(
+        reports, CAP,
+        "the waiting reports are made at the end, no more"
+    );
+    let warnings: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["type"] == "warning" && v["leak_reports_not_made"].is_u64())
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        2,
+        "said once while tracing, once at the end: {warnings:#?}"
+    );
+    let at_end = warnings[1]["leak_reports_not_made"].as_u64().unwrap();
+    assert!(at_end >= CYCLES - CAP, "{:#}", warnings[1]);
+    assert!(
+        warnings[1]["warning"]
+            .as_str()
+            .unwrap()
+            .contains("got no leak report"),
+        "{:#}",
+        warnings[1]
+    );
+}

@@ -99,7 +99,17 @@ pub struct AllocTracker {
     records: Option<Vec<AllocRecord>>,
     /// The last live state recorded (an unchanged state is not recorded again).
     last_recorded: Option<LiveAlloc>,
+    /// Mounts that got no leak report: [`MAX_PENDING_REPORTS`] were waiting already.
+    reports_not_made: u64,
+    /// Whether the first of them was said (once, at the next tick).
+    said_not_made: bool,
 }
+
+/// Leak reports waiting for their grace period at most. A mount loop closes thousands of
+/// mounts a second and each report reads every tracked allocation: held without a bound,
+/// they took the tracer's memory to a gigabyte and its exit to half a minute. The mounts
+/// beyond it get no report; they are counted and said.
+pub const MAX_PENDING_REPORTS: usize = 32;
 
 /// The longest a kfree_rcu() batch waits for its monitor (`KFREE_DRAIN_JIFFIES`, 5 s since
 /// Linux 6.0), plus a margin.
@@ -169,6 +179,8 @@ impl AllocTracker {
             names: HashMap::new(),
             records: None,
             last_recorded: None,
+            reports_not_made: 0,
+            said_not_made: false,
         }
     }
 
@@ -257,6 +269,10 @@ impl AllocTracker {
     /// Follows mounts and umounts.
     pub fn on_event(&mut self, ev: &Event) {
         if let Some(w) = self.windows.apply(ev) {
+            if self.pending.len() >= MAX_PENDING_REPORTS {
+                self.reports_not_made += 1;
+                return;
+            }
             let due_ns = w.end_ns.unwrap_or(ev.ts_ns) + self.opts.grace.as_nanos() as u64;
             self.pending.push(Pending {
                 window: w,
@@ -364,6 +380,10 @@ impl AllocTracker {
                 .notes
                 .push(format!("kfree_rcu() scan failed: {e:#}"));
         }
+        if self.reports_not_made > 0 && !self.said_not_made {
+            self.said_not_made = true;
+            out.push(self.not_made_warning());
+        }
         let allocs = self.read(now_ns);
         out.push(self.live(now_ns, f, free_misses, &allocs));
         // The reports made together share one reachability scan: it reads megabytes, and
@@ -399,6 +419,23 @@ impl AllocTracker {
         Ok(out)
     }
 
+    /// A `warning` notice: how many mounts got no leak report so far, and why.
+    fn not_made_warning(&self) -> Value {
+        json!({
+            "type": "warning",
+            "warning": self.not_made_text(),
+            "leak_reports_not_made": self.reports_not_made,
+        })
+    }
+
+    fn not_made_text(&self) -> String {
+        format!(
+            "{} unmounts got no leak report: {MAX_PENDING_REPORTS} reports were already waiting \
+             for their grace period (a mount loop; their cycles are not judged)",
+            self.reports_not_made
+        )
+    }
+
     /// The state at the latest tick, for the TUI (None before the first).
     pub fn view(&self) -> Option<&super::view::AllocView> {
         self.view.as_ref()
@@ -414,6 +451,9 @@ impl AllocTracker {
         let s = &self.maps.summary;
         v.filter = s.terms.clone();
         v.notes = s.notes.clone();
+        if self.reports_not_made > 0 {
+            v.notes.push(self.not_made_text());
+        }
         v.cap = self.opts.max_entries;
         v.sample_every = self.opts.sample_every;
         v.tracked_total = f.alloc_tracked;
@@ -449,8 +489,9 @@ impl AllocTracker {
     /// (marked uncertain when they list objects: some may have been freed later).
     pub fn finish(&mut self, now_ns: u64) -> Vec<Value> {
         let pending = std::mem::take(&mut self.pending);
+        let said = (self.reports_not_made > 0).then(|| self.not_made_warning());
         if pending.is_empty() {
-            return vec![];
+            return said.into_iter().collect();
         }
         if self.opts.rcu_barrier {
             rcu_barrier();
@@ -467,6 +508,7 @@ impl AllocTracker {
                 let early = p.due_ns.saturating_sub(now_ns);
                 self.report(&p.window, now_ns, mark, &allocs, early, &mut memo)
             })
+            .chain(said)
             .collect()
     }
 
