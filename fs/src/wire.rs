@@ -920,6 +920,8 @@ pub mod btf_off {
         WORK_FUNC = 13 => ("work_struct", ["func"]),
         /// timer_list.function
         TIMER_FUNCTION = 15 => ("timer_list", ["function"]),
+        /// timer_list.expires
+        TIMER_EXPIRES = 86 => ("timer_list", ["expires"]),
         /// task_struct.exit_code
         TASK_EXIT_CODE = 16 => ("task_struct", ["exit_code"]),
         /// file.private_data (an io_uring file's ring)
@@ -1006,6 +1008,14 @@ pub mod btf_off {
     /// (still there at its exit): per architecture, missing where unknown.
     pub const PT_REGS_SYSCALL_ARG0: usize = 28;
     pub const PT_REGS_SYSCALL_ARG1: usize = 29;
+    /// The third to sixth arguments (`PT_REGS_SYSCALL_ARG2 + i - 2`), for the handlers the
+    /// `raw_syscalls` dispatch calls, which read every argument from the registers.
+    pub const PT_REGS_SYSCALL_ARG2: usize = 80;
+    /// `pt_regs.orig_ax` (x86_64): the syscall's number, still there at its exit.
+    pub const PT_REGS_SYSCALL_NR: usize = 84;
+    /// `task_struct.thread_info.status` (x86_64): `TS_COMPAT` marks a 32-bit syscall, whose
+    /// number means another syscall than the 64-bit one of the same number.
+    pub const THREAD_INFO_STATUS: usize = 85;
     pub const MNT_PCP_COUNT: usize = 46; // mnt_pcp.mnt_count (7.x: mnt_pcp.mnt_gets)
     /// The lock's members: `file_lock.c.flc_*` (6.9+) or `file_lock.fl_*` (before).
     pub const LOCK_LIST: usize = 59;
@@ -1027,10 +1037,14 @@ pub mod btf_off {
     pub const MOUNT_MNT_NODE: usize = 74; // mount.mnt_node (6.8+)
     pub const MOUNT_MNT_MOUNTPOINT: usize = 75; // mount.mnt_mountpoint (a dentry)
     pub const VFSMOUNT_SB: usize = 76; // vfsmount.mnt_sb
-    pub const COUNT: usize = 80;
+    pub const COUNT: usize = 88;
 }
 
 /// "This field/offset/argument is not available on this kernel."
+/// Entries of the `raw_syscalls` dispatch tables (`SYS_ENTER_PROGS`, `SYS_EXIT_PROGS`),
+/// indexed by syscall number: x86_64 numbers its syscalls below 512.
+pub const SYSCALL_SLOTS: u32 = 512;
+
 pub const MISSING_U16: u16 = u16::MAX;
 pub const MISSING_U32: u32 = u32::MAX;
 

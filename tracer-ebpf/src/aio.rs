@@ -8,18 +8,17 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_ktime_get_boot_ns,
 };
 use tracer_fs::wire::{AIO_FILES, AioAcct, btf_off, tp_field};
 
 use crate::{
-    config::{btf, field},
+    config::btf,
     emit::is_self,
     kernel::{current_task, fd_to_file, file_mnt_id, for_steps},
     maps::AIO_TASKS,
+    sys::{SysCtx, sys_programs},
 };
 
 fn tgid() -> u32 {
@@ -90,18 +89,20 @@ extern "C" fn submit_step(i: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
-/// Notes the files of the first iocbs (those submitted first): newest first, distinct.
-#[tracepoint]
-pub fn sys_enter_io_submit(ctx: TracePointContext) -> u32 {
+// Notes the files of the first iocbs (those submitted first): newest first, distinct.
+sys_programs!(enter sys_enter_io_submit, raw_sys_enter_io_submit => io_submit_enter);
+
+#[inline(always)]
+fn io_submit_enter(ctx: &impl SysCtx) -> u32 {
     if is_self() {
         return 0;
     }
     let Some(fildes_off) = btf(btf_off::IOCB_AIO_FILDES) else {
         return 0;
     };
-    let ctx_id: u64 = field(&ctx, tp_field::IO_SUBMIT_CTX);
-    let nr: u64 = field(&ctx, tp_field::IO_SUBMIT_NR);
-    let iocbpp: u64 = field(&ctx, tp_field::IO_SUBMIT_IOCBPP);
+    let ctx_id = ctx.arg(tp_field::IO_SUBMIT_CTX);
+    let nr = ctx.arg(tp_field::IO_SUBMIT_NR);
+    let iocbpp = ctx.arg(tp_field::IO_SUBMIT_IOCBPP);
     let Some(e) = entry(true) else {
         return 0;
     };
@@ -121,9 +122,11 @@ pub fn sys_enter_io_submit(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sys_exit_io_submit(ctx: TracePointContext) -> u32 {
-    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+sys_programs!(exit sys_exit_io_submit, raw_sys_exit_io_submit => io_submit_exit);
+
+#[inline(always)]
+fn io_submit_exit(ctx: &impl SysCtx) -> u32 {
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if ret > 0
         && let Some(e) = entry(false)
     {
@@ -132,10 +135,12 @@ pub fn sys_exit_io_submit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Attached to the exits of io_getevents and io_pgetevents.
-#[tracepoint]
-pub fn sys_exit_io_getevents_family(ctx: TracePointContext) -> u32 {
-    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+// Attached to the exits of io_getevents and io_pgetevents.
+sys_programs!(exit sys_exit_io_getevents_family, raw_sys_exit_io_getevents_family => io_getevents_exit);
+
+#[inline(always)]
+fn io_getevents_exit(ctx: &impl SysCtx) -> u32 {
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if ret > 0
         && let Some(e) = entry(false)
     {
@@ -144,21 +149,25 @@ pub fn sys_exit_io_getevents_family(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// A process with an AIO context is known even before it submits: its exit waits in
-/// exit_aio() for the context's teardown whatever is in flight.
-#[tracepoint]
-pub fn sys_exit_io_setup(ctx: TracePointContext) -> u32 {
-    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+// A process with an AIO context is known even before it submits: its exit waits in
+// exit_aio() for the context's teardown whatever is in flight.
+sys_programs!(exit sys_exit_io_setup, raw_sys_exit_io_setup => io_setup_exit);
+
+#[inline(always)]
+fn io_setup_exit(ctx: &impl SysCtx) -> u32 {
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if ret == 0 && !is_self() {
         let _ = entry(true);
     }
     0
 }
 
-/// io_destroy waits for every request of the context: none is in flight after it.
-#[tracepoint]
-pub fn sys_exit_io_destroy(ctx: TracePointContext) -> u32 {
-    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+// io_destroy waits for every request of the context: none is in flight after it.
+sys_programs!(exit sys_exit_io_destroy, raw_sys_exit_io_destroy => io_destroy_exit);
+
+#[inline(always)]
+fn io_destroy_exit(ctx: &impl SysCtx) -> u32 {
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if ret == 0
         && let Some(e) = entry(false)
     {

@@ -19,6 +19,7 @@ use crate::{
     emit::{count, is_self, record, reserve, submit},
     kernel::{current_task, fd_to_file, file_dentry_name, file_identity, read},
     maps::{PENDING_OPEN, SCRATCH_FILE},
+    sys::{SysCtx, sys_programs},
 };
 
 #[inline(always)]
@@ -80,15 +81,14 @@ fn open_path(arg: usize) -> Option<u64> {
 }
 
 #[inline(always)]
-fn open_exit(ctx: &TracePointContext, path_arg: usize) -> u32 {
+fn open_exit(ctx: &impl SysCtx, path_arg: usize) -> u32 {
     let Some(path) = open_path(path_arg) else {
         return 0;
     };
-    let Some(off) = tp(tp_field::SYS_RET) else {
+    if tp(tp_field::SYS_RET).is_none() {
         return 0;
-    };
-    // SAFETY: offset from the format file.
-    let fd = unsafe { ctx.read_at::<i64>(off) }.unwrap_or(-1);
+    }
+    let fd = ctx.arg(tp_field::SYS_RET) as i64;
     if fd < 0 {
         return 0;
     }
@@ -100,17 +100,11 @@ fn open_exit(ctx: &TracePointContext, path_arg: usize) -> u32 {
     0
 }
 
-/// Attached to the exits of open and creat (the path is their first argument).
-#[tracepoint]
-pub fn sys_exit_open_family(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx, 0)
-}
+// The exits of open and creat (the path is their first argument).
+sys_programs!(exit sys_exit_open_family, raw_sys_exit_open_family => |ctx| open_exit(ctx, 0));
 
-/// Attached to the exits of openat and openat2 (the path is their second argument).
-#[tracepoint]
-pub fn sys_exit_openat_family(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx, 1)
-}
+// The exits of openat and openat2 (the path is their second argument).
+sys_programs!(exit sys_exit_openat_family, raw_sys_exit_openat_family => |ctx| open_exit(ctx, 1));
 
 /// Sends a `FileRef` for `file`. The name is the user path at `user_path` when non-zero,
 /// else the dentry's own name.
@@ -174,16 +168,17 @@ pub fn fill_file_ref(
     }
 }
 
-#[tracepoint]
-pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+sys_programs!(enter sys_enter_close, raw_sys_enter_close => close_enter);
+
+#[inline(always)]
+fn close_enter(ctx: &impl SysCtx) -> u32 {
     if is_self() {
         return 0;
     }
-    let Some(off) = tp(tp_field::CLOSE_FD) else {
+    if tp(tp_field::CLOSE_FD).is_none() {
         return 0;
-    };
-    // SAFETY: offset from the format file.
-    let fd = unsafe { ctx.read_at::<u64>(off) }.unwrap_or(u64::MAX) as i64 as i32;
+    }
+    let fd = ctx.arg(tp_field::CLOSE_FD) as i64 as i32;
     let Some(file) = fd_to_file(current_task(), fd) else {
         return 0;
     };

@@ -16,6 +16,7 @@ use crate::{
     emit::{count, is_self, record, reserve, submit},
     kernel::{file_identity, member, read},
     maps::{LOCK_WATCH, PENDING_LOCK, PendingLock},
+    sys::{SysCtx, sys_programs},
 };
 
 /// Locks looked at in an inode's list before giving up on finding the holder.
@@ -165,11 +166,11 @@ fn find_holder(rec: &mut LockEvent, inode: u64, hook: u8) {
 }
 
 #[inline(always)]
-fn call_enter(ctx: &TracePointContext, sys: u32) -> u32 {
+fn call_enter(ctx: &impl SysCtx, sys: u32) -> u32 {
     if is_self() {
         return 0;
     }
-    let cmd = field::<u64>(ctx, tp_field::LOCK_SYS_CMD) as u32;
+    let cmd = ctx.arg(tp_field::LOCK_SYS_CMD) as u32;
     let wanted = match sys {
         lock_sys::FLOCK => cmd & LOCK_UN == 0,
         _ => matches!(cmd, F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW),
@@ -180,7 +181,7 @@ fn call_enter(ctx: &TracePointContext, sys: u32) -> u32 {
     let p = PendingLock {
         // SAFETY: no preconditions.
         enter_ns: unsafe { bpf_ktime_get_boot_ns() },
-        fd: field::<u64>(ctx, tp_field::LOCK_SYS_FD) as i32,
+        fd: ctx.arg(tp_field::LOCK_SYS_FD) as i32,
         cmd,
         sys,
         conflicted: 0,
@@ -197,7 +198,7 @@ fn call_enter(ctx: &TracePointContext, sys: u32) -> u32 {
 }
 
 #[inline(always)]
-fn call_exit(ctx: &TracePointContext) -> u32 {
+fn call_exit(ctx: &impl SysCtx) -> u32 {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: copied out at once.
     let Some(p) = (unsafe { PENDING_LOCK.get(&key) }).copied() else {
@@ -212,7 +213,7 @@ fn call_exit(ctx: &TracePointContext) -> u32 {
     };
     let rec = record(&mut entry);
     rec.enter_ns = p.enter_ns;
-    rec.ret = field(ctx, tp_field::SYS_RET);
+    rec.ret = ctx.arg(tp_field::SYS_RET) as _;
     rec.fd = p.fd;
     rec.cmd = p.cmd;
     rec.sys = p.sys;
@@ -221,17 +222,8 @@ fn call_exit(ctx: &TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sys_enter_flock(ctx: TracePointContext) -> u32 {
-    call_enter(&ctx, lock_sys::FLOCK)
-}
+sys_programs!(enter sys_enter_flock, raw_sys_enter_flock => |ctx| call_enter(ctx, lock_sys::FLOCK));
 
-#[tracepoint]
-pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
-    call_enter(&ctx, lock_sys::FCNTL)
-}
+sys_programs!(enter sys_enter_fcntl, raw_sys_enter_fcntl => |ctx| call_enter(ctx, lock_sys::FCNTL));
 
-#[tracepoint]
-pub fn sys_exit_lock_call(ctx: TracePointContext) -> u32 {
-    call_exit(&ctx)
-}
+sys_programs!(exit sys_exit_lock_call, raw_sys_exit_lock_call => call_exit);

@@ -26,6 +26,7 @@ mod peek;
 mod precise;
 mod snapshot;
 mod space;
+mod sys;
 mod task_scan;
 mod tasks;
 mod uring;

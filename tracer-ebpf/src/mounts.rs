@@ -7,16 +7,15 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::bpf_ktime_get_boot_ns,
     },
-    macros::tracepoint,
-    programs::TracePointContext,
 };
 use tracer_fs::wire::{MountCall, MountOp, btf_off, counter, tp_field};
 
 use crate::{
-    config::{btf, tp},
+    config::btf,
     emit::{count, is_self, record, reserve, submit_now},
     kernel::{current_task, member, read},
     maps::{PENDING_MOUNT, SCRATCH_MOUNT, URGENT},
+    sys::{SysCtx, sys_programs},
 };
 
 /// `-EBUSY` as syscalls return it.
@@ -109,13 +108,9 @@ fn note_made_mount(rec: &mut MountCall) {
 }
 
 #[inline(always)]
-fn user_str(ctx: &TracePointContext, field: usize, buf: &mut [u8]) {
+fn user_str(ctx: &impl SysCtx, field: usize, buf: &mut [u8]) {
     buf[0] = 0;
-    let Some(off) = tp(field) else { return };
-    // SAFETY: reading the tracepoint record at an offset from its format file.
-    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(off) }) else {
-        return;
-    };
+    let ptr = ctx.arg(field);
     if ptr == 0 {
         return;
     }
@@ -127,7 +122,7 @@ fn user_str(ctx: &TracePointContext, field: usize, buf: &mut [u8]) {
 
 #[inline(always)]
 fn enter(
-    ctx: &TracePointContext,
+    ctx: &impl SysCtx,
     op: MountOp,
     source: usize,
     target: usize,
@@ -143,11 +138,7 @@ fn enter(
     // SAFETY: per-CPU scratch slot, ours for the duration of this program.
     let rec = unsafe { &mut *rec };
     rec.op = op as u32;
-    rec.flags = match tp(flags) {
-        // SAFETY: offset from the format file.
-        Some(off) => unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0) as u32,
-        None => 0,
-    };
+    rec.flags = ctx.arg(flags) as u32;
     rec.ret = 0;
     rec.made_mnt_id = -1;
     rec.made_parent_id = -1;
@@ -168,7 +159,7 @@ fn enter(
 }
 
 #[inline(always)]
-fn exit(ctx: &TracePointContext) -> u32 {
+fn exit(ctx: &impl SysCtx) -> u32 {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: the pointer is used before the entry is removed below.
     let Some(pending) = PENDING_MOUNT.get_ptr(&key) else {
@@ -177,11 +168,7 @@ fn exit(ctx: &TracePointContext) -> u32 {
         }
         return 0;
     };
-    let ret = match tp(tp_field::SYS_RET) {
-        // SAFETY: offset from the format file.
-        Some(off) => unsafe { ctx.read_at::<i64>(off) }.unwrap_or(0),
-        None => 0,
-    };
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if let Some(mut entry) = reserve::<MountCall>() {
         let rec = record(&mut entry);
         let hdr = rec.hdr;
@@ -206,57 +193,42 @@ fn exit(ctx: &TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
-    enter(
-        &ctx,
-        MountOp::Mount,
-        tp_field::MOUNT_DEV_NAME,
-        tp_field::MOUNT_DIR_NAME,
-        tp_field::MOUNT_TYPE,
-        tp_field::MOUNT_FLAGS,
-    )
-}
+sys_programs!(enter sys_enter_mount, raw_sys_enter_mount => |ctx| enter(
+    ctx,
+    MountOp::Mount,
+    tp_field::MOUNT_DEV_NAME,
+    tp_field::MOUNT_DIR_NAME,
+    tp_field::MOUNT_TYPE,
+    tp_field::MOUNT_FLAGS,
+));
 
-#[tracepoint]
-pub fn sys_enter_umount(ctx: TracePointContext) -> u32 {
-    // No source or type for umount: the field indexes point at fields it does not have.
-    enter(
-        &ctx,
-        MountOp::Umount,
-        tp_field::NONE,
-        tp_field::UMOUNT_NAME,
-        tp_field::NONE,
-        tp_field::UMOUNT_FLAGS,
-    )
-}
+// No source or type for umount: the field indexes point at fields it does not have.
+sys_programs!(enter sys_enter_umount, raw_sys_enter_umount => |ctx| enter(
+    ctx,
+    MountOp::Umount,
+    tp_field::NONE,
+    tp_field::UMOUNT_NAME,
+    tp_field::NONE,
+    tp_field::UMOUNT_FLAGS,
+));
 
-#[tracepoint]
-pub fn sys_enter_move_mount(ctx: TracePointContext) -> u32 {
-    enter(
-        &ctx,
-        MountOp::MoveMount,
-        tp_field::MOVE_MOUNT_FROM_PATH,
-        tp_field::MOVE_MOUNT_TO_PATH,
-        tp_field::NONE,
-        tp_field::NONE,
-    )
-}
+sys_programs!(enter sys_enter_move_mount, raw_sys_enter_move_mount => |ctx| enter(
+    ctx,
+    MountOp::MoveMount,
+    tp_field::MOVE_MOUNT_FROM_PATH,
+    tp_field::MOVE_MOUNT_TO_PATH,
+    tp_field::NONE,
+    tp_field::NONE,
+));
 
-#[tracepoint]
-pub fn sys_enter_fsmount(ctx: TracePointContext) -> u32 {
-    enter(
-        &ctx,
-        MountOp::Fsmount,
-        tp_field::NONE,
-        tp_field::NONE,
-        tp_field::NONE,
-        tp_field::FSMOUNT_FLAGS,
-    )
-}
+sys_programs!(enter sys_enter_fsmount, raw_sys_enter_fsmount => |ctx| enter(
+    ctx,
+    MountOp::Fsmount,
+    tp_field::NONE,
+    tp_field::NONE,
+    tp_field::NONE,
+    tp_field::FSMOUNT_FLAGS,
+));
 
-/// Attached to the exits of all four syscalls.
-#[tracepoint]
-pub fn sys_exit_mount_family(ctx: TracePointContext) -> u32 {
-    exit(&ctx)
-}
+// The exits of all four syscalls.
+sys_programs!(exit sys_exit_mount_family, raw_sys_exit_mount_family => exit);

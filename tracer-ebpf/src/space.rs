@@ -6,17 +6,13 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    macros::{map, tracepoint},
-    maps::Array,
-    programs::TracePointContext,
-};
+use aya_ebpf::{macros::map, maps::Array};
 use tracer_fs::wire::{SpaceHeld, btf_off, counter, tp_field};
 
 use crate::{
-    config::field,
     emit::{count, record, reserve, submit},
     kernel::{file_identity, for_steps, member},
+    sys::{SysCtx, sys_programs},
 };
 
 const SLOTS: u32 = 64;
@@ -105,10 +101,12 @@ pub fn forget(file: u64) {
     }
 }
 
-/// The exits of `unlink(2)` and `unlinkat(2)`.
-#[tracepoint]
-pub fn sys_exit_unlink_family(ctx: TracePointContext) -> u32 {
-    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+// The exits of `unlink(2)` and `unlinkat(2)`.
+sys_programs!(exit sys_exit_unlink_family, raw_sys_exit_unlink_family => unlink_exit);
+
+#[inline(always)]
+fn unlink_exit(ctx: &impl SysCtx) -> u32 {
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if ret != 0 {
         return 0;
     }

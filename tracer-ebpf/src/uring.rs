@@ -17,6 +17,7 @@ use crate::{
     files::send_file_ref,
     kernel::{current_task, fd_to_file, member},
     maps::{INFLIGHT, PENDING_REGISTER, PendingRegister},
+    sys::{SysCtx, sys_programs},
 };
 
 const IORING_REGISTER_FILES: u32 = 2;
@@ -57,14 +58,15 @@ pub fn io_uring_register(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `io_uring_register(2)` entry: remember the ring and the fd array of a file registration.
-#[tracepoint]
-pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
+// `io_uring_register(2)` entry: remember the ring and the fd array of a file registration.
+sys_programs!(enter sys_enter_io_uring_register, raw_sys_enter_io_uring_register => register_enter);
+
+#[inline(always)]
+fn register_enter(ctx: &impl SysCtx) -> u32 {
     if is_self() {
         return 0;
     }
-    let opcode: u64 = field(&ctx, tp_field::URING_REGISTER_OPCODE);
-    let opcode = opcode as u32;
+    let opcode = ctx.arg(tp_field::URING_REGISTER_OPCODE) as u32;
     if opcode & IORING_REGISTER_USE_REGISTERED_RING != 0 {
         // The ring is named by a registered-ring index, not an fd: not resolvable here.
         return 0;
@@ -75,9 +77,9 @@ pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
     {
         return 0;
     }
-    let ring_fd: u64 = field(&ctx, tp_field::URING_REGISTER_FD);
-    let arg: u64 = field(&ctx, tp_field::URING_REGISTER_ARG);
-    let nr_args: u64 = field(&ctx, tp_field::URING_REGISTER_NR_ARGS);
+    let ring_fd = ctx.arg(tp_field::URING_REGISTER_FD);
+    let arg = ctx.arg(tp_field::URING_REGISTER_ARG);
+    let nr_args = ctx.arg(tp_field::URING_REGISTER_NR_ARGS);
     let Some(ring_file) = fd_to_file(current_task(), ring_fd as i32) else {
         count(counter::FD_WALK_FAILED);
         return 0;
@@ -115,17 +117,19 @@ pub fn sys_enter_io_uring_register(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `io_uring_register(2)` exit: on success, send the ring's new references (or the drop of
-/// all of them for an unregister).
-#[tracepoint]
-pub fn sys_exit_io_uring_register(ctx: TracePointContext) -> u32 {
+// `io_uring_register(2)` exit: on success, send the ring's new references (or the drop of
+// all of them for an unregister).
+sys_programs!(exit sys_exit_io_uring_register, raw_sys_exit_io_uring_register => register_exit);
+
+#[inline(always)]
+fn register_exit(ctx: &impl SysCtx) -> u32 {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: copied out at once.
     let Some(p) = (unsafe { PENDING_REGISTER.get(&key) }).copied() else {
         return 0;
     };
     let _ = PENDING_REGISTER.remove(&key);
-    let ret: i64 = field(&ctx, tp_field::SYS_RET);
+    let ret = ctx.arg(tp_field::SYS_RET) as i64;
     if ret < 0 {
         return 0;
     }

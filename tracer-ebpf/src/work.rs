@@ -7,6 +7,7 @@
 //! programs instead when they differ.
 
 use aya_ebpf::{
+    helpers::generated::bpf_jiffies64,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -133,32 +134,52 @@ pub fn workqueue_execute_end(ctx: TracePointContext) -> u32 {
 /// from the timer, where the current task says nothing.
 #[tracepoint]
 pub fn timer_start(ctx: TracePointContext) -> u32 {
-    let function: u64 = field(&ctx, tp_field::TIMER_START_FUNCTION);
+    on_timer_start(
+        field(&ctx, tp_field::TIMER_START_TIMER),
+        field(&ctx, tp_field::TIMER_START_FUNCTION),
+        field(&ctx, tp_field::TIMER_START_EXPIRES),
+        field(&ctx, tp_field::TIMER_START_NOW),
+    );
+    0
+}
+
+/// `timer_start(timer, ...)`: the function and expiry are read from the timer, the time
+/// from the jiffies counter, as the classic tracepoint's record does (the arguments after
+/// the timer differ between kernels).
+#[raw_tracepoint(tracepoint = "timer_start")]
+pub fn raw_timer_start(ctx: RawTracePointContext) -> i32 {
+    let timer: u64 = ctx.arg(0);
+    let function = member::<u64>(timer, btf_off::TIMER_FUNCTION).unwrap_or(0);
+    let expires = member::<u64>(timer, btf_off::TIMER_EXPIRES).unwrap_or(0);
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_jiffies64() };
+    on_timer_start(timer, function, expires, now);
+    0
+}
+
+#[inline(always)]
+fn on_timer_start(timer: u64, function: u64, expires: u64, now: u64) {
     let timer_fn = delayed_work_timer_fn();
     if timer_fn == 0 || function != timer_fn {
-        return 0;
+        return;
     }
     let Some(timer_off) = btf(btf_off::DWORK_TIMER) else {
-        return 0;
+        return;
     };
-    let timer: u64 = field(&ctx, tp_field::TIMER_START_TIMER);
     let work = timer.wrapping_sub(timer_off);
     let work_fn = work_func(work);
     if crate::alloc::enabled() {
         crate::alloc_rcu::on_work_armed(work, work_fn);
     }
     if !followed(work_fn) {
-        return 0;
+        return;
     }
-    let expires: u64 = field(&ctx, tp_field::TIMER_START_EXPIRES);
-    let now: u64 = field(&ctx, tp_field::TIMER_START_NOW);
     let Some(mut entry) = reserve::<WorkArm>() else {
-        return 0;
+        return;
     };
     let rec = record(&mut entry);
     rec.work = work;
     rec.function = work_fn;
     rec.delay_jiffies = expires.wrapping_sub(now);
     submit(entry);
-    0
 }

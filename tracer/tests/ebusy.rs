@@ -274,7 +274,11 @@ fn files_of_a_killed_tasks_io_uring_ring() {
     });
     assert_eq!(v["mount"]["id"], id, "{v:#}");
     let culprits = v["culprits"].as_array().unwrap();
-    assert_eq!(culprits.len(), 2, "{v:#}");
+    // The exit work drops the two files one after the other, each fput from a kworker
+    // arming delayed_fput a jiffy out: on a loaded machine that timer can fire between the
+    // two drops, and the first file is gone before the umount. One culprit is then the
+    // whole truth; none would have let the umount through.
+    assert!((1..=2).contains(&culprits.len()), "{v:#}");
     for c in culprits {
         // Opened by the task, then registered; the fd is closed, the ring is the holder.
         assert_eq!(c["first_how"], "open", "{c:#}");
@@ -308,7 +312,10 @@ fn files_of_a_killed_tasks_io_uring_ring() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, [a.to_str().unwrap(), b.to_str().unwrap()]);
+    names.dedup();
+    assert_eq!(names.len(), culprits.len(), "{v:#}");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    assert!(names.iter().all(|n| *n == a || *n == b), "{v:#}");
     let text = v["text"].as_str().unwrap();
     eprintln!("{text}");
     assert!(
@@ -346,7 +353,7 @@ fn files_of_a_killed_tasks_io_uring_ring() {
     });
     assert_eq!(s["failed_attempts"], 1 + failed_more as u64, "{s:#}");
     if in_place {
-        assert_eq!(s["culprits_released"], 2, "{s:#}");
+        assert_eq!(s["culprits_released"], culprits.len() as u64, "{s:#}");
     }
     tracer.stop();
 }
@@ -726,7 +733,11 @@ fn syscall_programs_skip_no_runs_beside_the_tracers_own_reads() {
         .expect("a stats line at the end");
     let skipped: Vec<(&String, &Value)> = stats["stats"]["recursion_misses"]
         .as_object()
-        .map(|m| m.iter().filter(|(k, _)| k.starts_with("sys_")).collect())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("sys_") || k.starts_with("raw_sys_"))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(
         skipped.is_empty(),

@@ -17,7 +17,7 @@ pub struct AttachArgs {
     #[arg(long = "follow-work", value_name = "FUNCTION")]
     pub follow_work: Vec<String>,
     /// Ring buffer size in MiB (a power of two).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = super::DEFAULT_RING_MIB)]
     pub ring_mib: u32,
     /// Ring buffer size in KiB instead (a power of two, at least the page size): tiny
     /// rings show how lost records are reported.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use aya::{Ebpf, programs::Program};
 
-use super::{Options, build_config, load_object, needed, raw_args_match};
+use super::{Options, build_config, load_object, needed, raw_args_match, syscalls};
 use crate::{
     attach::hooks::{HOOKS, Hook, HookStatus, Mechanism, Point, verifier_error},
     kernel::{btf::KernelBtf, kallsyms::Kallsyms, tracefs},
@@ -41,6 +41,9 @@ pub fn attach_floor() -> Result<Floor> {
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
     let mut hooks = Vec::new();
     let mut floor_shared = HashSet::new();
+    // The dispatch programs themselves, with `floor_raw` in their tables.
+    let sys_route =
+        syscalls::route_allowed(&kbtf).and_then(|()| syscalls::attach_dispatch(&mut ebpf, &cfg));
     for hook in HOOKS {
         let mut rejected = Vec::new();
         let mut alternatives: Vec<&'static [Point]> = Vec::new();
@@ -76,7 +79,7 @@ pub fn attach_floor() -> Result<Floor> {
                 .filter(|p| needed(p, &cfg))
                 .map(|p| Point {
                     program: match p.mechanism {
-                        Mechanism::RawTracepoint => "floor_raw",
+                        Mechanism::RawTracepoint | Mechanism::RawSyscalls => "floor_raw",
                         _ => "floor_tp",
                     },
                     ..*p
@@ -93,6 +96,7 @@ pub fn attach_floor() -> Result<Floor> {
         let mut status = attach_floor_hook(
             &mut ebpf,
             &kbtf,
+            &sys_route,
             &floor_hook,
             &mut loaded,
             &mut floor_shared,
@@ -106,6 +110,7 @@ pub fn attach_floor() -> Result<Floor> {
 fn attach_floor_hook(
     ebpf: &mut Ebpf,
     kbtf: &KernelBtf,
+    sys_route: &Result<(), String>,
     hook: &Hook,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
     shared: &mut HashSet<(Mechanism, &'static str)>,
@@ -126,7 +131,7 @@ fn attach_floor_hook(
             if shared.contains(&(p.mechanism, p.target)) {
                 continue;
             }
-            match floor_attach_point(ebpf, p, loaded) {
+            match floor_attach_point(ebpf, p, loaded, sys_route) {
                 Ok(link) => links.push((p.program, link)),
                 Err(e) => {
                     status
@@ -150,12 +155,15 @@ fn attach_floor_hook(
 enum FloorLink {
     Tp(aya::programs::trace_point::TracePointLinkId),
     Raw(aya::programs::raw_trace_point::RawTracePointLinkId),
+    /// An entry of a `raw_syscalls` dispatch table.
+    Sys(Point),
 }
 
 fn floor_attach_point(
     ebpf: &mut Ebpf,
     p: &Point,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
+    sys_route: &Result<(), String>,
 ) -> Result<FloorLink, String> {
     let prog = ebpf
         .program_mut(p.program)
@@ -186,6 +194,10 @@ fn floor_attach_point(
             .attach(p.target)
             .map(FloorLink::Raw)
             .map_err(|e| format!("attaching raw {}: {e}", p.target)),
+        (Mechanism::RawSyscalls, Program::RawTracePoint(_)) => {
+            sys_route.clone()?;
+            syscalls::set(ebpf, p).map(|()| FloorLink::Sys(*p))
+        }
         _ => Err(format!(
             "program {} does not match mechanism {}",
             p.program, p.mechanism
@@ -197,6 +209,7 @@ fn floor_detach(ebpf: &mut Ebpf, program: &str, link: FloorLink) {
     match (ebpf.program_mut(program), link) {
         (Some(Program::TracePoint(t)), FloorLink::Tp(id)) => drop(t.detach(id)),
         (Some(Program::RawTracePoint(t)), FloorLink::Raw(id)) => drop(t.detach(id)),
+        (_, FloorLink::Sys(p)) => syscalls::unset(ebpf, &p),
         _ => {}
     }
 }

@@ -15,6 +15,9 @@ pub enum Mechanism {
     Tracepoint,
     TpBtf,
     Iterator,
+    /// A syscall handler called through the `raw_syscalls` dispatch (two raw tracepoints,
+    /// a table of handlers by syscall number) instead of its own classic tracepoint.
+    RawSyscalls,
 }
 
 impl std::fmt::Display for Mechanism {
@@ -28,6 +31,7 @@ impl std::fmt::Display for Mechanism {
             Mechanism::Tracepoint => "tracepoint",
             Mechanism::TpBtf => "BTF tracepoint",
             Mechanism::Iterator => "BPF iterator",
+            Mechanism::RawSyscalls => "raw_syscalls",
         })
     }
 }
@@ -73,6 +77,17 @@ pub struct Hook {
 const fn tp(program: &'static str, target: &'static str) -> Point {
     Point {
         mechanism: Mechanism::Tracepoint,
+        program,
+        target,
+        raw_args: &[],
+    }
+}
+
+/// A syscall handler for the `raw_syscalls` dispatch; `target` names the classic tracepoint
+/// it stands for (`sys_enter_close`), whose format says where the arguments are.
+const fn sys(program: &'static str, target: &'static str) -> Point {
+    Point {
+        mechanism: Mechanism::RawSyscalls,
         program,
         target,
         raw_args: &[],
@@ -272,18 +287,33 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         name: "delayed work armed",
         why: "who scheduled delayed_fput (its queue event fires from a timer)",
-        alternatives: &[&[tp("timer_start", "timer/timer_start")]],
+        alternatives: &[
+            &[raw(
+                "raw_timer_start",
+                "timer_start",
+                &[(0, "struct timer_list *")],
+            )],
+            &[tp("timer_start", "timer/timer_start")],
+        ],
         precise: false,
     },
     Hook {
         name: "mount/umount result",
         why: "mount(2), umount2(2), move_mount(2), fsmount(2) with path and return value",
-        alternatives: &[&[
-            tp("sys_enter_mount", "syscalls/sys_enter_mount"),
-            tp("sys_enter_umount", "syscalls/sys_enter_umount"),
-            tp("sys_exit_mount_family", "syscalls/sys_exit_mount"),
-            tp("sys_exit_mount_family", "syscalls/sys_exit_umount"),
-        ]],
+        alternatives: &[
+            &[
+                sys("raw_sys_enter_mount", "sys_enter_mount"),
+                sys("raw_sys_enter_umount", "sys_enter_umount"),
+                sys("raw_sys_exit_mount_family", "sys_exit_mount"),
+                sys("raw_sys_exit_mount_family", "sys_exit_umount"),
+            ],
+            &[
+                tp("sys_enter_mount", "syscalls/sys_enter_mount"),
+                tp("sys_enter_umount", "syscalls/sys_enter_umount"),
+                tp("sys_exit_mount_family", "syscalls/sys_exit_mount"),
+                tp("sys_exit_mount_family", "syscalls/sys_exit_umount"),
+            ],
+        ],
         precise: false,
     },
     Hook {
@@ -295,6 +325,10 @@ pub const HOOKS: &[Hook] = &[
             &[
                 kprobe("kprobe_path_umount", "path_umount"),
                 kretprobe("kretprobe_path_umount", "path_umount"),
+            ],
+            &[
+                sys("raw_sys_enter_umount", "sys_enter_umount"),
+                sys("raw_sys_exit_mount_family", "sys_exit_umount"),
             ],
             &[
                 tp("sys_enter_umount", "syscalls/sys_enter_umount"),
@@ -315,81 +349,143 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         name: "new mount API",
         why: "move_mount(2) and fsmount(2)",
-        alternatives: &[&[
-            tp("sys_enter_move_mount", "syscalls/sys_enter_move_mount"),
-            tp("sys_enter_fsmount", "syscalls/sys_enter_fsmount"),
-            tp("sys_exit_mount_family", "syscalls/sys_exit_move_mount"),
-            tp("sys_exit_mount_family", "syscalls/sys_exit_fsmount"),
-        ]],
+        alternatives: &[
+            &[
+                sys("raw_sys_enter_move_mount", "sys_enter_move_mount"),
+                sys("raw_sys_enter_fsmount", "sys_enter_fsmount"),
+                sys("raw_sys_exit_mount_family", "sys_exit_move_mount"),
+                sys("raw_sys_exit_mount_family", "sys_exit_fsmount"),
+            ],
+            &[
+                tp("sys_enter_move_mount", "syscalls/sys_enter_move_mount"),
+                tp("sys_enter_fsmount", "syscalls/sys_enter_fsmount"),
+                tp("sys_exit_mount_family", "syscalls/sys_exit_move_mount"),
+                tp("sys_exit_mount_family", "syscalls/sys_exit_fsmount"),
+            ],
+        ],
         precise: false,
     },
     Hook {
         name: "open",
         why: "fd -> file -> mount for open, openat, openat2, creat",
-        alternatives: &[&[
-            tp("sys_enter_openat", "syscalls/sys_enter_openat"),
-            tp("sys_enter_openat2", "syscalls/sys_enter_openat2"),
-            tp("sys_enter_open", "syscalls/sys_enter_open"),
-            tp("sys_enter_creat", "syscalls/sys_enter_creat"),
-            tp("sys_exit_openat_family", "syscalls/sys_exit_openat"),
-            tp("sys_exit_openat_family", "syscalls/sys_exit_openat2"),
-            tp("sys_exit_open_family", "syscalls/sys_exit_open"),
-            tp("sys_exit_open_family", "syscalls/sys_exit_creat"),
-        ]],
+        alternatives: &[
+            &[
+                sys("raw_sys_exit_openat_family", "sys_exit_openat"),
+                sys("raw_sys_exit_openat_family", "sys_exit_openat2"),
+                sys("raw_sys_exit_open_family", "sys_exit_open"),
+                sys("raw_sys_exit_open_family", "sys_exit_creat"),
+            ],
+            &[
+                tp("sys_enter_openat", "syscalls/sys_enter_openat"),
+                tp("sys_enter_openat2", "syscalls/sys_enter_openat2"),
+                tp("sys_enter_open", "syscalls/sys_enter_open"),
+                tp("sys_enter_creat", "syscalls/sys_enter_creat"),
+                tp("sys_exit_openat_family", "syscalls/sys_exit_openat"),
+                tp("sys_exit_openat_family", "syscalls/sys_exit_openat2"),
+                tp("sys_exit_open_family", "syscalls/sys_exit_open"),
+                tp("sys_exit_open_family", "syscalls/sys_exit_creat"),
+            ],
+        ],
         precise: false,
     },
     Hook {
         name: "close",
         why: "an fd dropped its file",
-        alternatives: &[&[tp("sys_enter_close", "syscalls/sys_enter_close")]],
+        alternatives: &[
+            &[sys("raw_sys_enter_close", "sys_enter_close")],
+            &[tp("sys_enter_close", "syscalls/sys_enter_close")],
+        ],
         precise: false,
     },
     Hook {
         name: "task exit",
         why: "a task exited (its fd table is closed by the kernel)",
-        alternatives: &[&[tp("sched_process_exit", "sched/sched_process_exit")]],
+        alternatives: &[
+            &[raw(
+                "raw_sched_process_exit",
+                "sched_process_exit",
+                &[(0, "struct task_struct *")],
+            )],
+            &[tp("sched_process_exit", "sched/sched_process_exit")],
+        ],
         precise: false,
     },
     Hook {
         name: "SIGKILL",
         why: "who killed whom",
-        alternatives: &[&[tp("signal_generate", "signal/signal_generate")]],
+        alternatives: &[
+            &[raw(
+                "raw_signal_generate",
+                "signal_generate",
+                &[
+                    (0, "int"),
+                    (2, "struct task_struct *"),
+                    (3, "int"),
+                    (4, "int"),
+                ],
+            )],
+            &[tp("signal_generate", "signal/signal_generate")],
+        ],
         precise: false,
     },
     Hook {
         name: "io_uring rings",
         why: "rings created, files registered into them",
-        alternatives: &[&[
-            tp("io_uring_create", "io_uring/io_uring_create"),
-            tp("io_uring_register", "io_uring/io_uring_register"),
-            tp(
-                "sys_enter_io_uring_register",
-                "syscalls/sys_enter_io_uring_register",
-            ),
-            tp(
-                "sys_exit_io_uring_register",
-                "syscalls/sys_exit_io_uring_register",
-            ),
-        ]],
+        alternatives: &[
+            &[
+                tp("io_uring_create", "io_uring/io_uring_create"),
+                tp("io_uring_register", "io_uring/io_uring_register"),
+                sys(
+                    "raw_sys_enter_io_uring_register",
+                    "sys_enter_io_uring_register",
+                ),
+                sys(
+                    "raw_sys_exit_io_uring_register",
+                    "sys_exit_io_uring_register",
+                ),
+            ],
+            &[
+                tp("io_uring_create", "io_uring/io_uring_create"),
+                tp("io_uring_register", "io_uring/io_uring_register"),
+                tp(
+                    "sys_enter_io_uring_register",
+                    "syscalls/sys_enter_io_uring_register",
+                ),
+                tp(
+                    "sys_exit_io_uring_register",
+                    "syscalls/sys_exit_io_uring_register",
+                ),
+            ],
+        ],
         precise: false,
     },
     Hook {
         name: "Linux AIO",
         why: "AIO requests submitted and reaped per process (in flight ones hold their files; a dying process waits for them in exit_aio)",
-        alternatives: &[&[
-            tp("sys_enter_io_submit", "syscalls/sys_enter_io_submit"),
-            tp("sys_exit_io_submit", "syscalls/sys_exit_io_submit"),
-            tp(
-                "sys_exit_io_getevents_family",
-                "syscalls/sys_exit_io_getevents",
-            ),
-            tp(
-                "sys_exit_io_getevents_family",
-                "syscalls/sys_exit_io_pgetevents",
-            ),
-            tp("sys_exit_io_destroy", "syscalls/sys_exit_io_destroy"),
-            tp("sys_exit_io_setup", "syscalls/sys_exit_io_setup"),
-        ]],
+        alternatives: &[
+            &[
+                sys("raw_sys_enter_io_submit", "sys_enter_io_submit"),
+                sys("raw_sys_exit_io_submit", "sys_exit_io_submit"),
+                sys("raw_sys_exit_io_getevents_family", "sys_exit_io_getevents"),
+                sys("raw_sys_exit_io_getevents_family", "sys_exit_io_pgetevents"),
+                sys("raw_sys_exit_io_destroy", "sys_exit_io_destroy"),
+                sys("raw_sys_exit_io_setup", "sys_exit_io_setup"),
+            ],
+            &[
+                tp("sys_enter_io_submit", "syscalls/sys_enter_io_submit"),
+                tp("sys_exit_io_submit", "syscalls/sys_exit_io_submit"),
+                tp(
+                    "sys_exit_io_getevents_family",
+                    "syscalls/sys_exit_io_getevents",
+                ),
+                tp(
+                    "sys_exit_io_getevents_family",
+                    "syscalls/sys_exit_io_pgetevents",
+                ),
+                tp("sys_exit_io_destroy", "syscalls/sys_exit_io_destroy"),
+                tp("sys_exit_io_setup", "syscalls/sys_exit_io_setup"),
+            ],
+        ],
         precise: false,
     },
     Hook {
@@ -414,27 +510,48 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         name: "lock calls",
         why: "flock(2)/fcntl(2) lock calls that met a conflict: their result and wait time",
-        alternatives: &[&[
-            tp("sys_enter_flock", "syscalls/sys_enter_flock"),
-            tp("sys_enter_fcntl", "syscalls/sys_enter_fcntl"),
-            tp("sys_exit_lock_call", "syscalls/sys_exit_flock"),
-            tp("sys_exit_lock_call", "syscalls/sys_exit_fcntl"),
-        ]],
+        alternatives: &[
+            &[
+                sys("raw_sys_enter_flock", "sys_enter_flock"),
+                sys("raw_sys_enter_fcntl", "sys_enter_fcntl"),
+                sys("raw_sys_exit_lock_call", "sys_exit_flock"),
+                sys("raw_sys_exit_lock_call", "sys_exit_fcntl"),
+            ],
+            &[
+                tp("sys_enter_flock", "syscalls/sys_enter_flock"),
+                tp("sys_enter_fcntl", "syscalls/sys_enter_fcntl"),
+                tp("sys_exit_lock_call", "syscalls/sys_exit_flock"),
+                tp("sys_exit_lock_call", "syscalls/sys_exit_fcntl"),
+            ],
+        ],
         precise: false,
     },
     Hook {
         name: "test markers",
         why: "fstests' `run fstests <test>` kernel log lines, in order with the records",
-        alternatives: &[&[tp("console", "printk/console")]],
+        alternatives: &[
+            &[raw(
+                "raw_console",
+                "console",
+                &[(0, "char *"), (1, "long unsigned int")],
+            )],
+            &[tp("console", "printk/console")],
+        ],
         precise: false,
     },
     Hook {
         name: "deletes",
         why: "a delete that left a file held by an io_uring ring or request: space not freed",
-        alternatives: &[&[
-            tp("sys_exit_unlink_family", "syscalls/sys_exit_unlink"),
-            tp("sys_exit_unlink_family", "syscalls/sys_exit_unlinkat"),
-        ]],
+        alternatives: &[
+            &[
+                sys("raw_sys_exit_unlink_family", "sys_exit_unlink"),
+                sys("raw_sys_exit_unlink_family", "sys_exit_unlinkat"),
+            ],
+            &[
+                tp("sys_exit_unlink_family", "syscalls/sys_exit_unlink"),
+                tp("sys_exit_unlink_family", "syscalls/sys_exit_unlinkat"),
+            ],
+        ],
         precise: false,
     },
     Hook {

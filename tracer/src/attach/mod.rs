@@ -6,6 +6,7 @@
 pub mod args;
 pub mod floor;
 pub mod hooks;
+pub mod syscalls;
 
 pub use floor::{Floor, attach_floor};
 
@@ -53,12 +54,18 @@ pub struct Options {
     pub lock_wait_ms: u64,
 }
 
+/// The ring buffer's default size. Its pages are mapped into the tracer at once, and twice
+/// (for the wrap-around), so each MiB here is 2 MiB of resident memory; 4 MiB holds about
+/// a quarter of a second of the heaviest bench workload's records while the reader is busy
+/// (it drains every 10 ms), and what does not fit is counted and shown as lost.
+pub const DEFAULT_RING_MIB: u32 = 4;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             all_work: false,
             follow_work: Vec::new(),
-            ring_bytes: 16 << 20,
+            ring_bytes: DEFAULT_RING_MIB << 20,
             alloc: None,
             lock_wait_ms: tracer_fs::locks::DEFAULT_LOCK_WAIT_MS,
         }
@@ -199,6 +206,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
     let uring = layout::uring_layout(&kbtf);
     let raw = raw_checks(&kbtf);
+    let sys_allowed = syscalls::route_allowed(&kbtf);
     let prepared = match &opts.alloc {
         Some(a) => Some(crate::alloc::setup::prepare(a, &kbtf, &ksyms)?),
         None => None,
@@ -229,8 +237,19 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let mut loaded = Loaded::new();
     let mut shared = HashSet::new();
     let mut hooks = Vec::new();
+    let sys_route = if avoided_mechanisms().contains(&Mechanism::RawSyscalls) {
+        Err(format!("{AVOID_ENV} says to avoid raw_syscalls"))
+    } else {
+        sys_allowed.and_then(|()| syscalls::attach_dispatch(&mut ebpf, &cfg))
+    };
+    let ctx = HookCtx {
+        raw: &raw,
+        btf: &btf,
+        cfg: &cfg,
+        sys_route: &sys_route,
+    };
     for h in HOOKS {
-        let status = attach_hook(&mut ebpf, &raw, &btf, &cfg, h, &mut loaded, &mut shared);
+        let status = attach_hook(&mut ebpf, &ctx, h, &mut loaded, &mut shared);
         if h.name == "__fput" && status.mechanism.is_some_and(Mechanism::on_function) {
             // From now on the `filp` slab free only counts: `__fput` reports releases.
             let mut flag: BpfArray<_, u32> = BpfArray::try_from(
@@ -240,6 +259,15 @@ pub fn attach(opts: &Options) -> Result<Attached> {
             flag.set(0, 1, 0).context("setting PRECISE_RELEASE")?;
         }
         hooks.push(status);
+    }
+    // Points the dispatch serves are named without a category (`sys_exit_openat`).
+    if sys_route.is_ok()
+        && !hooks
+            .iter()
+            .flat_map(|h| &h.points)
+            .any(|t| t.starts_with("sys_"))
+    {
+        syscalls::detach_dispatch(&mut ebpf);
     }
     Ok(Attached {
         ebpf,
@@ -428,15 +456,14 @@ fn avoided_mechanisms() -> Vec<Mechanism> {
         Mechanism::Kprobe,
         Mechanism::Kretprobe,
         Mechanism::RawTracepoint,
+        Mechanism::RawSyscalls,
     ];
     let Ok(v) = std::env::var(AVOID_ENV) else {
         return Vec::new();
     };
+    let plain = |n: &str| n.trim().replace(['_', '-'], " ");
     v.split(',')
-        .filter_map(|n| {
-            let n = n.trim().replace(['_', '-'], " ");
-            all.into_iter().find(|m| m.to_string() == n)
-        })
+        .filter_map(|n| all.into_iter().find(|m| plain(&m.to_string()) == plain(n)))
         .collect()
 }
 
@@ -461,15 +488,42 @@ pub(crate) fn needed(p: &Point, cfg: &Config) -> bool {
 /// shares it instead of attaching it twice (which would double its events).
 type Shared = HashSet<(&'static str, &'static str)>;
 
+/// What every hook's attach consults.
+struct HookCtx<'a> {
+    raw: &'a RawChecks,
+    btf: &'a aya::Btf,
+    cfg: &'a Config,
+    /// Whether the `raw_syscalls` dispatch is attached (`Err`: why not).
+    sys_route: &'a Result<(), String>,
+}
+
+/// Attaches point `p`: a syscall handler goes into the dispatch table, anything else on
+/// its own attach point.
+fn attach_any(
+    ebpf: &mut Ebpf,
+    ctx: &HookCtx,
+    p: &Point,
+    loaded: &mut Loaded,
+) -> Result<(), String> {
+    if p.mechanism != Mechanism::RawSyscalls {
+        return attach_point(ebpf, p, ctx.btf, loaded);
+    }
+    ctx.sys_route.clone()?;
+    let prog = ebpf
+        .program_mut(p.program)
+        .ok_or_else(|| format!("program {} missing from the object", p.program))?;
+    load_program(prog, p, ctx.btf, loaded)?;
+    syscalls::set(ebpf, p)
+}
+
 fn attach_hook(
     ebpf: &mut Ebpf,
-    raw: &RawChecks,
-    btf: &aya::Btf,
-    cfg: &Config,
+    ctx: &HookCtx,
     hook: &Hook,
     loaded: &mut Loaded,
     shared: &mut Shared,
 ) -> HookStatus {
+    let (raw, cfg) = (ctx.raw, ctx.cfg);
     let mut status = HookStatus::unserved(hook);
     let avoided = avoided_mechanisms();
     'alternatives: for alt in hook.alternatives {
@@ -496,7 +550,7 @@ fn attach_hook(
                 points.push(p.target.to_string());
                 continue;
             }
-            match attach_point(ebpf, p, btf, loaded) {
+            match attach_any(ebpf, ctx, p, loaded) {
                 Ok(()) => {
                     points.push(p.target.to_string());
                     fresh.push(p);
@@ -506,7 +560,10 @@ fn attach_hook(
                         .notes
                         .push(format!("{} {}: {e}", p.mechanism, p.target));
                     for p in fresh {
-                        detach_program(ebpf, p.program);
+                        match p.mechanism {
+                            Mechanism::RawSyscalls => syscalls::unset(ebpf, p),
+                            _ => detach_program(ebpf, p.program),
+                        }
                     }
                     continue 'alternatives;
                 }

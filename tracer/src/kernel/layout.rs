@@ -67,9 +67,17 @@ const LOCK_MEMBERS: &[(usize, &str, &str)] = &[
 /// path pointer from the syscall's entry in a map instead (slower: one hash update and one
 /// delete per open).
 #[cfg(target_arch = "x86_64")]
-const SYSCALL_ARG_REGS: Option<[&str; 2]> = Some(["di", "si"]);
+const SYSCALL_ARG_REGS: Option<[&str; 6]> = Some(["di", "si", "dx", "r10", "r8", "r9"]);
 #[cfg(not(target_arch = "x86_64"))]
-const SYSCALL_ARG_REGS: Option<[&str; 2]> = None;
+const SYSCALL_ARG_REGS: Option<[&str; 6]> = None;
+
+/// Where the syscall number sits in `struct pt_regs`, and the member of `struct task_struct`
+/// whose `TS_COMPAT` bit marks a 32-bit syscall: what the `raw_syscalls` dispatch needs
+/// besides the arguments (x86_64 only; elsewhere the classic syscall tracepoints serve).
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_NR_REG: Option<&str> = Some("orig_ax");
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALL_NR_REG: Option<&str> = None;
 
 /// What could not be found, by the name of what needs it.
 #[derive(Debug, Default, Clone)]
@@ -141,14 +149,31 @@ pub fn fill_config(cfg: &mut Config, btf: &KernelBtf) -> Gaps {
         }
     }
     if let Some(regs) = SYSCALL_ARG_REGS {
-        for (idx, reg) in [b::PT_REGS_SYSCALL_ARG0, b::PT_REGS_SYSCALL_ARG1]
-            .into_iter()
-            .zip(regs)
-        {
+        let idx = [
+            b::PT_REGS_SYSCALL_ARG0,
+            b::PT_REGS_SYSCALL_ARG1,
+            b::PT_REGS_SYSCALL_ARG2,
+            b::PT_REGS_SYSCALL_ARG2 + 1,
+            b::PT_REGS_SYSCALL_ARG2 + 2,
+            b::PT_REGS_SYSCALL_ARG2 + 3,
+        ];
+        for (idx, reg) in idx.into_iter().zip(regs) {
             match btf.offset_of("pt_regs", &[reg]) {
                 Ok(off) => cfg.btf[idx] = off,
                 Err(e) => gaps.btf_members.push(format!("pt_regs.{reg}: {e}")),
             }
+        }
+    }
+    if let Some(reg) = SYSCALL_NR_REG {
+        match btf.offset_of("pt_regs", &[reg]) {
+            Ok(off) => cfg.btf[b::PT_REGS_SYSCALL_NR] = off,
+            Err(e) => gaps.btf_members.push(format!("pt_regs.{reg}: {e}")),
+        }
+        match btf.offset_of("task_struct", &["thread_info", "status"]) {
+            Ok(off) => cfg.btf[b::THREAD_INFO_STATUS] = off,
+            Err(e) => gaps
+                .btf_members
+                .push(format!("task_struct.thread_info.status: {e}")),
         }
     }
     // A mount's per-CPU reference counts: `mnt_count` up to 6.x; 7.x counts gets and puts

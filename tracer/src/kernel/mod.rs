@@ -11,5 +11,6 @@ pub mod kallsyms;
 pub mod kmsg;
 pub mod layout;
 pub mod mountinfo;
+pub mod preempt;
 pub mod tracefs;
 pub mod uname;

@@ -57,7 +57,13 @@ impl Tracer {
 
     /// [`Tracer::start`] with stats (and the counters' reads) every `secs` seconds.
     pub fn start_ticking(secs: &str, extra: &[&str]) -> Tracer {
+        Tracer::start_env(secs, extra, &[])
+    }
+
+    /// [`Tracer::start_ticking`] with these environment variables set.
+    pub fn start_env(secs: &str, extra: &[&str], env: &[(&str, &str)]) -> Tracer {
         let mut child = Command::new(tracer_bin())
+            .envs(env.iter().copied())
             .args([
                 "attach",
                 "--no-tui",
