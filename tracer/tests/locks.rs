@@ -164,6 +164,7 @@ fn dead_holder_rounds(
     let m = TmpMount::new(test);
     let mut conflicted_rounds = 0;
     let mut conflicts = 0;
+    let mut raced = 0;
     let mut kept = Vec::new();
     let mut ran = 0;
     for round in 0..rounds {
@@ -199,6 +200,19 @@ fn dead_holder_rounds(
         );
         assert_eq!(v["caller"]["tgid"], me, "{v:#}");
         assert_eq!(v["outcome"]["kind"], "failed", "{v:#}");
+        if v["holder"].is_null() {
+            // The holding lock left the inode's list between the conflict and the
+            // tracepoint that reads the list (the dead task's ring let go right then; a
+            // kernel that preempts can stop the caller in between, as 7.2 did once): the
+            // verdict must say so. Most rounds must still name the holder (below).
+            let text = v["text"].as_str().unwrap();
+            assert!(
+                text.contains("went between the conflict and the look"),
+                "{v:#}"
+            );
+            raced += 1;
+            continue;
+        }
         let h = &v["holder"];
         assert_eq!(h["taken_by"]["pid"], pid, "{v:#}");
         assert_eq!(h["taken_by"]["alive"], false, "{v:#}");
@@ -256,6 +270,10 @@ fn dead_holder_rounds(
         assert!(r["held_ns"].as_u64().unwrap() > 0, "{r:#}");
         assert!(r["story"]["conflicts"].as_u64().unwrap() >= 1, "{r:#}");
     }
+    assert!(
+        raced * 2 < conflicted_rounds.max(1),
+        "{raced} of {conflicted_rounds} conflicted rounds named no holder"
+    );
     // Every failed attempt is a verdict or a "still held" line.
     let paths: Vec<String> = (0..ran)
         .map(|r| {
