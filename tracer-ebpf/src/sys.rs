@@ -137,26 +137,19 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
 /// dispatch table; `$body` takes a `&impl SysCtx`.
 macro_rules! sys_programs {
     (enter $tp:ident, $raw:ident => $body:expr) => {
-        #[aya_ebpf::macros::tracepoint]
-        pub fn $tp(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
-            ($body)(&ctx)
-        }
-        #[aya_ebpf::macros::raw_tracepoint]
-        pub fn $raw(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
-            if let Some(s) = $crate::sys::RawEnter::of(&ctx) {
-                ($body)(&s);
-            }
-            0
-        }
+        $crate::sys::sys_programs!(@ RawEnter, $tp, $raw, $body);
     };
     (exit $tp:ident, $raw:ident => $body:expr) => {
+        $crate::sys::sys_programs!(@ RawExit, $tp, $raw, $body);
+    };
+    (@ $side:ident, $tp:ident, $raw:ident, $body:expr) => {
         #[aya_ebpf::macros::tracepoint]
         pub fn $tp(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
             ($body)(&ctx)
         }
         #[aya_ebpf::macros::raw_tracepoint]
         pub fn $raw(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
-            if let Some(s) = $crate::sys::RawExit::of(&ctx) {
+            if let Some(s) = $crate::sys::$side::of(&ctx) {
                 ($body)(&s);
             }
             0

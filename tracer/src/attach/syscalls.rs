@@ -103,18 +103,24 @@ pub fn attach_dispatch(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), String> {
         ));
     }
     for (program, tracepoint) in DISPATCH {
-        let prog: &mut RawTracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("program {program} missing from the object"))?
-            .try_into()
-            .map_err(|e| format!("{program}: {e}"))?;
-        prog.load().map_err(|e| super::hooks::verifier_error(&e))?;
-        if let Err(e) = prog.attach(tracepoint) {
+        if let Err(e) = attach_one(ebpf, program, tracepoint) {
             detach_dispatch(ebpf);
-            return Err(format!("attaching raw_syscalls {tracepoint}: {e}"));
+            return Err(e);
         }
     }
     Ok(())
+}
+
+fn attach_one(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), String> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("{program}: {e}"))?;
+    prog.load().map_err(|e| super::hooks::verifier_error(&e))?;
+    prog.attach(tracepoint)
+        .map(drop)
+        .map_err(|e| format!("attaching raw_syscalls {tracepoint}: {e}"))
 }
 
 /// Detaches the dispatch programs (no syscall handler went through them).
