@@ -42,8 +42,10 @@ pub fn attach_floor() -> Result<Floor> {
     let mut hooks = Vec::new();
     let mut floor_shared = HashSet::new();
     // The dispatch programs themselves, with `floor_raw` in their tables.
-    let sys_route =
-        syscalls::route_allowed(&kbtf).and_then(|()| syscalls::attach_dispatch(&mut ebpf, &cfg));
+    let sys_allowed = syscalls::route_allowed(&kbtf);
+    let sys_route = sys_allowed
+        .clone()
+        .and_then(|()| syscalls::attach_dispatch(&mut ebpf, &cfg));
     for hook in HOOKS {
         let mut rejected = Vec::new();
         let mut alternatives: Vec<&'static [Point]> = Vec::new();
@@ -96,7 +98,7 @@ pub fn attach_floor() -> Result<Floor> {
         let mut status = attach_floor_hook(
             &mut ebpf,
             &kbtf,
-            &sys_route,
+            (&sys_allowed, &sys_route),
             &floor_hook,
             &mut loaded,
             &mut floor_shared,
@@ -110,7 +112,7 @@ pub fn attach_floor() -> Result<Floor> {
 fn attach_floor_hook(
     ebpf: &mut Ebpf,
     kbtf: &KernelBtf,
-    sys_route: &Result<(), String>,
+    (sys_allowed, sys_route): (&Result<(), String>, &Result<(), String>),
     hook: &Hook,
     loaded: &mut HashMap<&'static str, Result<(), String>>,
     shared: &mut HashSet<(Mechanism, &'static str)>,
@@ -118,7 +120,11 @@ fn attach_floor_hook(
     let mut status = HookStatus::unserved(hook);
     'alternatives: for alt in hook.alternatives {
         for p in alt.iter() {
-            if let Err(e) = raw_args_match(kbtf, p) {
+            let gate = match sys_allowed {
+                Err(e) if syscalls::PREEMPT_SENSITIVE.contains(&p.program) => Err(e.clone()),
+                _ => Ok(()),
+            };
+            if let Err(e) = gate.and_then(|()| raw_args_match(kbtf, p)) {
                 status
                     .notes
                     .push(format!("{} {}: {e}", p.mechanism, p.target));

@@ -208,8 +208,8 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let kbtf = KernelBtf::load()?;
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
     let uring = layout::uring_layout(&kbtf);
-    let raw = raw_checks(&kbtf);
     let sys_allowed = syscalls::route_allowed(&kbtf);
+    let raw = raw_checks(&kbtf, &sys_allowed);
     let prepared = match &opts.alloc {
         Some(a) => Some(crate::alloc::setup::prepare(a, &kbtf, &ksyms)?),
         None => None,
@@ -318,13 +318,19 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
 /// while btf-rs's parse is at hand, so it can go before the object is loaded.
 type RawChecks = HashMap<(&'static str, &'static str), Result<(), String>>;
 
-fn raw_checks(kbtf: &KernelBtf) -> RawChecks {
+fn raw_checks(kbtf: &KernelBtf, sys_allowed: &Result<(), String>) -> RawChecks {
     HOOKS
         .iter()
         .flat_map(|h| h.alternatives.iter())
         .flat_map(|a| a.iter())
         .filter(|p| !p.raw_args.is_empty())
-        .map(|p| ((p.program, p.target), raw_args_match(kbtf, p)))
+        .map(|p| {
+            let ok = match sys_allowed {
+                Err(e) if syscalls::PREEMPT_SENSITIVE.contains(&p.program) => Err(e.clone()),
+                _ => raw_args_match(kbtf, p),
+            };
+            ((p.program, p.target), ok)
+        })
         .collect()
 }
 

@@ -86,6 +86,18 @@ pub fn route_allowed(kbtf: &crate::kernel::btf::KernelBtf) -> Result<(), String>
     }
 }
 
+/// Raw twins of classic tracepoints that a skipped run would cost an event the engine
+/// needs (a task's exit, a SIGKILL, a delayed work armed, a test marker). A raw program's
+/// recursion guard is its own per-CPU mark, which a preempted run keeps: 7.2 skipped a
+/// `sched_process_exit` so. Where [`route_allowed`] says no, their classic tracepoints
+/// serve, as the syscall hooks' do.
+pub const PREEMPT_SENSITIVE: &[&str] = &[
+    "raw_timer_start",
+    "raw_sched_process_exit",
+    "raw_signal_generate",
+    "raw_console",
+];
+
 /// Attaches the two dispatch programs, if this kernel's BTF says where a syscall keeps its
 /// arguments, its number and whether it is a 32-bit one (`Err`: why the classic syscall
 /// tracepoints serve instead).
