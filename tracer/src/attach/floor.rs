@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use aya::{Ebpf, programs::Program};
 
-use super::{Options, build_config, load_object, needed, raw_args_match, syscalls};
+use super::{Options, build_config, load_object, needed, syscalls};
 use crate::{
     attach::hooks::{HOOKS, Hook, HookStatus, Mechanism, Point, verifier_error},
     kernel::{btf::KernelBtf, kallsyms::Kallsyms, tracefs},
@@ -120,11 +120,7 @@ fn attach_floor_hook(
     let mut status = HookStatus::unserved(hook);
     'alternatives: for alt in hook.alternatives {
         for p in alt.iter() {
-            let gate = match sys_allowed {
-                Err(e) if syscalls::PREEMPT_SENSITIVE.contains(&p.program) => Err(e.clone()),
-                _ => Ok(()),
-            };
-            if let Err(e) = gate.and_then(|()| raw_args_match(kbtf, p)) {
+            if let Err(e) = syscalls::raw_point_allowed(kbtf, p, sys_allowed) {
                 status
                     .notes
                     .push(format!("{} {}: {e}", p.mechanism, p.target));

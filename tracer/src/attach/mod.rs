@@ -263,13 +263,13 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         }
         hooks.push(status);
     }
-    // Points the dispatch serves are named without a category (`sys_exit_openat`).
-    if sys_route.is_ok()
-        && !hooks
-            .iter()
-            .flat_map(|h| &h.points)
-            .any(|t| t.starts_with("sys_"))
-    {
+    // No handler in the dispatch's tables: the two programs would run for nothing.
+    let routed = HOOKS
+        .iter()
+        .flat_map(|h| h.alternatives.iter())
+        .flat_map(|a| a.iter())
+        .any(|p| p.mechanism == Mechanism::RawSyscalls && shared.contains(&(p.program, p.target)));
+    if sys_route.is_ok() && !routed {
         syscalls::detach_dispatch(&mut ebpf);
     }
     Ok(Attached {
@@ -325,11 +325,10 @@ fn raw_checks(kbtf: &KernelBtf, sys_allowed: &Result<(), String>) -> RawChecks {
         .flat_map(|a| a.iter())
         .filter(|p| !p.raw_args.is_empty())
         .map(|p| {
-            let ok = match sys_allowed {
-                Err(e) if syscalls::PREEMPT_SENSITIVE.contains(&p.program) => Err(e.clone()),
-                _ => raw_args_match(kbtf, p),
-            };
-            ((p.program, p.target), ok)
+            (
+                (p.program, p.target),
+                syscalls::raw_point_allowed(kbtf, p, sys_allowed),
+            )
         })
         .collect()
 }

@@ -12,6 +12,7 @@ use aya::{
 use tracer_fs::wire::{Config, MISSING_U32, btf_off};
 
 use super::hooks::Point;
+use crate::kernel::btf::KernelBtf;
 
 /// The dispatch programs and the raw tracepoints they attach to.
 const DISPATCH: [(&str, &str); 2] = [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")];
@@ -97,6 +98,20 @@ pub const PREEMPT_SENSITIVE: &[&str] = &[
     "raw_signal_generate",
     "raw_console",
 ];
+
+/// Whether raw point `p` may serve on this kernel: a [`PREEMPT_SENSITIVE`] twin only where
+/// the dispatch may (`sys_allowed`, from [`route_allowed`]), then any raw point only if its
+/// arguments are where the kernel's BTF has them.
+pub fn raw_point_allowed(
+    kbtf: &KernelBtf,
+    p: &Point,
+    sys_allowed: &Result<(), String>,
+) -> Result<(), String> {
+    match sys_allowed {
+        Err(e) if PREEMPT_SENSITIVE.contains(&p.program) => Err(e.clone()),
+        _ => super::raw_args_match(kbtf, p),
+    }
+}
 
 /// Attaches the two dispatch programs, if this kernel's BTF says where a syscall keeps its
 /// arguments, its number and whether it is a 32-bit one (`Err`: why the classic syscall
