@@ -1798,3 +1798,78 @@ fn a_cwd_read_at_an_exit_after_the_verdict_is_a_pin_found_late() {
         "{n:#?}"
     );
 }
+
+#[test]
+fn releases_pending_counts_what_a_dead_task_leaves_on_its_way_out() {
+    let mut e = engine();
+    apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            ev(T0 + 2, &task(10, "p"), uring_create(RING, 5)),
+            ev(
+                T0 + 3,
+                &task(10, "p"),
+                file_ref(
+                    F2,
+                    HolderRef::UringFixed { ctx: RING },
+                    RefHow::UringRegister,
+                    42,
+                    8,
+                    NameKind::None,
+                    "",
+                ),
+            ),
+        ],
+    );
+    // a live process's fd and ring are not on their way out
+    assert_eq!(e.releases_pending(), 0);
+    apply(&mut e, &[ev(T0 + 4, &task(10, "p"), exit(9))]);
+    // F1's last put is deferred; F2 is held by the dead task's ring
+    assert_eq!(state(&e, F1), Some(FileState::PendingRelease));
+    assert_eq!(e.releases_pending(), 2);
+    apply(&mut e, &[ev(T0 + 5, &task(10, "p"), free(F1, 42, 7))]);
+    assert_eq!(e.releases_pending(), 1);
+    // the ring's teardown is queued: the work counts too
+    let w = kworker(
+        30,
+        "kworker/0:1",
+        0xffff_8880_0777_0000,
+        0xffff_ffff_8100_2000,
+    );
+    apply(
+        &mut e,
+        &[ev(
+            T0 + 6,
+            &task(10, "p"),
+            queued(0xffff_8880_0777_0000, 0xffff_ffff_8100_2000),
+        )],
+    );
+    assert_eq!(e.releases_pending(), 2);
+    apply(
+        &mut e,
+        &[
+            ev(
+                T0 + 7,
+                &w,
+                start(0xffff_8880_0777_0000, 0xffff_ffff_8100_2000),
+            ),
+            ev(
+                T0 + 8,
+                &w,
+                unref(
+                    F2,
+                    HolderRef::UringFixed { ctx: RING },
+                    RefHow::UringUnregister,
+                ),
+            ),
+            ev(T0 + 9, &w, free(F2, 42, 8)),
+            ev(
+                T0 + 10,
+                &w,
+                end(0xffff_8880_0777_0000, 0xffff_ffff_8100_2000),
+            ),
+        ],
+    );
+    assert_eq!(e.releases_pending(), 0);
+}

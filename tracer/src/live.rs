@@ -315,6 +315,10 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         self.text("tracer: attached; watching mounts, files and deferred work (Ctrl-C to stop)")
     }
 
+    fn wake_ns(&self) -> Option<u64> {
+        self.alloc.as_ref().and_then(|t| t.wake_ns())
+    }
+
     fn end(&mut self) -> Result<()> {
         self.flush_released()?;
         let Some(t) = self.alloc.as_mut() else {

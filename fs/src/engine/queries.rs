@@ -81,6 +81,39 @@ impl Engine {
             .collect()
     }
 
+    /// References still on their way out: alive files whose last drop is deferred
+    /// (`PendingRelease`), files held by a ring or an in-flight request of a task that
+    /// exited, and followed work queued or running. `tracer run` keeps recording after its
+    /// command exits while any is left (up to `--linger`).
+    pub fn releases_pending(&self) -> usize {
+        let dead_ring = |ctx: u64| {
+            self.rings
+                .get(ctx)
+                .and_then(|r| r.owner_tgid)
+                .is_some_and(|t| self.tasks.is_exited(t))
+        };
+        let files = self
+            .files
+            .alive_iter()
+            .filter(|f| match f.state() {
+                FileState::PendingRelease => true,
+                FileState::Held => f.holders.keys().any(|h| match h {
+                    HolderRef::UringFixed { ctx } | HolderRef::UringReq { ctx, .. } => {
+                        dead_ring(*ctx)
+                    }
+                    HolderRef::Fd { .. } | HolderRef::Mmap { .. } => false,
+                }),
+                FileState::Unattributed | FileState::Released => false,
+            })
+            .count();
+        files
+            + self
+                .work
+                .iter()
+                .filter(|w| w.waiting() || w.running())
+                .count()
+    }
+
     /// Latency (queue → start) and run time per followed work function.
     pub fn work_summaries(&self) -> Vec<WorkFnSummary> {
         let mut now: BTreeMap<u64, (usize, usize, Option<u64>)> = BTreeMap::new();

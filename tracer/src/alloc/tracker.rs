@@ -360,7 +360,8 @@ impl AllocTracker {
         // A report is made one tick after its rcu_barrier(): the RCU callbacks the barrier
         // runs free in softirqs, and a batch of frees that interrupts a free program's run
         // is skipped whole (recursion_misses); those skips are in the next tick's figures,
-        // and the report must know them to call its objects uncertain.
+        // and the report must know them to call its objects uncertain. (That tick comes at
+        // once: `wake_ns`.)
         let (due, barrier): (Vec<Pending>, Vec<Pending>) =
             due.into_iter().partition(|p| p.barrier_done);
         if !barrier.is_empty() {
@@ -483,6 +484,15 @@ impl AllocTracker {
             .iter()
             .map(|p| p.due_ns.max(self.rcu_ready_ns))
             .max()
+    }
+
+    /// When the next tick is wanted for a report waiting for its grace period: at its due
+    /// time (the tick that asks for its rcu_barrier()), then at once (the tick that makes it).
+    pub fn wake_ns(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .map(|p| p.due_ns.max(self.rcu_ready_ns))
+            .min()
     }
 
     /// The tracer stops: the reports still waiting for their grace period are made now

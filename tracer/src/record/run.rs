@@ -141,9 +141,10 @@ pub struct RunArgs {
     /// Also print the live verdicts and notices on stderr while the command runs.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub live: Option<Format>,
-    /// Keep recording this long after the command exits, for deferred releases to finish
-    /// (with --alloc-filter, also until the leak report of the command's last umount is made,
-    /// a grace period after it; not at all when no report waits).
+    /// Keep recording up to this long after the command exits while deferred releases are
+    /// still on their way out (not at all when none is); with --alloc-filter, also until the
+    /// leak report of the command's last umount is made, a grace period after it (not at all
+    /// when no report waits).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
     pub linger: Duration,
     #[command(flatten)]
@@ -234,12 +235,16 @@ struct RunSink<S: EngineSink> {
     /// `ReportsDue::encode` of the live sink's pending leak reports, kept current for the
     /// thread that stops the stream after the command.
     due: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the stream has caught up past the command's exit with no release left on
+    /// its way out (`Engine::releases_pending`): the linger ends there.
+    settled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long the recording goes on after the command exits.
 #[derive(Clone, Copy, Debug)]
 struct Linger {
-    /// Always (`--linger`): deferred releases of the command's last files finishing.
+    /// At most (`--linger`), while releases are on their way out: deferred releases of the
+    /// command's last files finishing.
     base: Duration,
     /// With allocation tracking, the leak grace: waited after `base` while a leak report
     /// waits for its grace period, or whole where that is not known (the TUI); never when
@@ -249,11 +254,20 @@ struct Linger {
 
 impl Linger {
     /// Runs in the thread that saw the command exit: returns when the stream may stop.
-    fn wait(self, due: &std::sync::atomic::AtomicU64, stats_every: Duration) {
-        std::thread::sleep(self.base);
+    fn wait(
+        self,
+        due: &std::sync::atomic::AtomicU64,
+        settled: &std::sync::atomic::AtomicBool,
+        stats_every: Duration,
+    ) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < self.base && !settled.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(LINGER_POLL);
+        }
         let Some(grace) = self.grace else { return };
         let start = std::time::Instant::now();
-        // A report is made at the first tick after its due time; then none waits.
+        // A report is made right after its due time (`Sink::wake_ns`); then none waits. The
+        // cap is for a stream too busy to get there.
         let cap = grace + 2 * stats_every + Duration::from_secs(1);
         loop {
             match ReportsDue::decode(due.load(std::sync::atomic::Ordering::SeqCst)) {
@@ -265,6 +279,9 @@ impl Linger {
         }
     }
 }
+
+/// How often the linger looks whether the releases are done.
+const LINGER_POLL: Duration = Duration::from_millis(5);
 
 impl<S: EngineSink> RunSink<S> {
     /// Keeps `due` current for the thread that stops the stream after the command.
@@ -300,6 +317,7 @@ impl<S: EngineSink> RunSink<S> {
         let stop = self.stop.clone();
         let linger = self.linger;
         let due = self.due.clone();
+        let settled = self.settled.clone();
         let stats_every = self.stats_every;
         std::thread::spawn(move || {
             use std::os::unix::process::ExitStatusExt;
@@ -332,7 +350,7 @@ impl<S: EngineSink> RunSink<S> {
             shared.lock().unwrap().exit = Some(exit);
             // Deferred releases of the command's last files finish after it is reaped, and
             // the leak report of its last umount comes a grace period after that umount.
-            linger.wait(&due, stats_every);
+            linger.wait(&due, &settled, stats_every);
             stop.notify_one();
         });
         Ok(())
@@ -372,6 +390,22 @@ impl<S: EngineSink> Sink for RunSink<S> {
     fn end(&mut self) -> Result<()> {
         self.rec.end()
     }
+
+    fn wake_ns(&self) -> Option<u64> {
+        self.rec.wake_ns()
+    }
+
+    fn caught_up(&mut self, as_of_ns: u64) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let exited_ns = self.shared.lock().unwrap().exit.map(|e| e.ts_ns);
+        if exited_ns.is_some_and(|t| t < as_of_ns)
+            && !self.settled.load(SeqCst)
+            && self.rec.inner.engine().releases_pending() == 0
+        {
+            self.settled.store(true, SeqCst);
+        }
+        self.rec.caught_up(as_of_ns)
+    }
 }
 
 /// `tracer run`: returns the exit status to leave with.
@@ -402,8 +436,11 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         .enable_all()
         .build()?;
     let started = std::time::SystemTime::now();
-    let (status, recorded) = runtime.block_on(run_traced(&opts, &record))?;
-    // The probes are gone once `run_traced` returned (its `Attached` was dropped).
+    let (status, recorded, att) = runtime.block_on(run_traced(&opts, &record))?;
+    // Detaching mostly waits for the kernel's RCU grace periods and the replay below is
+    // all CPU, so they overlap; the detach is joined before we return (never exit with
+    // probes attached).
+    let detach = Detach::start(att);
     let mut err = std::io::stderr().lock();
     match &recorded.outcome {
         Ok(bytes) => {
@@ -444,10 +481,28 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         }
         Err(e) => eprintln!("tracer: no report: {e:#}"),
     }
+    drop(detach);
     Ok(status)
 }
 
-async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)> {
+/// Probes being detached on a thread of their own; dropping it waits until they are.
+struct Detach(Option<std::thread::JoinHandle<()>>);
+
+impl Detach {
+    fn start(att: Attached) -> Detach {
+        Detach(Some(std::thread::spawn(move || drop(att))))
+    }
+}
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded, Attached)> {
     // Our own handlers first: from here on SIGINT/SIGTERM do not kill the tracer, the
     // command gets them and the recording goes on until it exits.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -495,6 +550,7 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
             grace: opts.attach.alloc.as_ref().map(|a| a.grace),
         },
         due: Default::default(),
+        settled: Default::default(),
         stats_every: opts.stats_every,
     };
     sink.note_reports_due();
@@ -570,7 +626,6 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
         events: sink.rec.events,
     };
     drop(sink);
-    drop(att);
     if let Err(e) = result {
         match spawn_error {
             Some(msg) => eprintln!("tracer: {msg}"),
@@ -582,5 +637,5 @@ async fn run_traced(opts: &RunOptions, record: &Path) -> Result<(i32, Recorded)>
     {
         eprintln!("tracer: stopped recording; the command (pid {pid}) is still running");
     }
-    Ok((status, recorded))
+    Ok((status, recorded, att))
 }

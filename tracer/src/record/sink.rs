@@ -33,7 +33,7 @@ pub trait EngineSink: Sink {
 pub enum ReportsDue {
     /// None waits (or tracking is off).
     None,
-    /// The last is due then (boot clock, ns); it is made at the first tick after.
+    /// The last is due then (boot clock, ns); it is made right after (`Sink::wake_ns`).
     Until(u64),
     /// Not known here (the TUI's tracker runs on its own thread).
     Unknown,
@@ -249,6 +249,14 @@ impl<S: EngineSink> Sink for RecordSink<S> {
 
     fn warning(&mut self, msg: &str) -> Result<()> {
         self.inner.warning(msg)
+    }
+
+    fn wake_ns(&self) -> Option<u64> {
+        self.inner.wake_ns()
+    }
+
+    fn caught_up(&mut self, as_of_ns: u64) -> Result<()> {
+        self.inner.caught_up(as_of_ns)
     }
 
     fn bad_record(&mut self, err: &str) -> Result<()> {

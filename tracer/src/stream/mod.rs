@@ -81,6 +81,16 @@ pub trait Sink {
     fn end(&mut self) -> Result<()> {
         Ok(())
     }
+    /// When (boot clock, ns) the sink wants the counters before the next regular tick: a
+    /// leak report falling due is made then, not up to a tick later.
+    fn wake_ns(&self) -> Option<u64> {
+        None
+    }
+    /// The ring buffer was found empty: every record submitted before `as_of_ns` (boot
+    /// clock) has been handed on.
+    fn caught_up(&mut self, _as_of_ns: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +261,11 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         }
         let sleep_until =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        // Not sooner than MIN_WAKE: a wish already past is met at once, but never in a loop.
+        let wake = sink.wake_ns().map(|t| {
+            tokio::time::Instant::now()
+                + Duration::from_nanos(t.saturating_sub(boottime_ns())).max(MIN_WAKE)
+        });
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
@@ -272,10 +287,17 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 guard.clear_ready();
             }
             _ = poll.tick() => {
+                let as_of_ns = boottime_ns();
                 let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: Some(urgent.get_mut()) };
-                drain(ring.get_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)?;
+                if drain(ring.get_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)? {
+                    sink.caught_up(as_of_ns)?;
+                }
             }
             _ = tick.tick() => {
+                let f = counters.read(&att.ebpf);
+                sink.figures(&f)?;
+            }
+            _ = tokio::time::sleep_until(wake.unwrap_or(sleep_until)), if wake.is_some() => {
                 let f = counters.read(&att.ebpf);
                 sink.figures(&f)?;
             }
@@ -308,6 +330,9 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     sink.end()?;
     Ok(summary)
 }
+
+/// The shortest wait for a sink's early tick (`Sink::wake_ns`).
+const MIN_WAKE: Duration = Duration::from_millis(5);
 
 /// How often the ring buffer is drained without a wakeup.
 const RING_POLL: Duration = Duration::from_millis(10);
