@@ -122,6 +122,9 @@ export CI=true TRACER_BIN=/bin/tracer LEAKYFS_KO=/lib/modules/leakyfs.ko HOME=/r
 # fstests' fsstress for tests/fsstress.rs: a few xfs cycles (this kernel's ext4 is a module
 # the initramfs does not carry).
 export FSSTRESS=/usr/bin/fsstress FSSTRESS_CYCLES=3 FSSTRESS_KINDS=xfs-shutdown,xfs,xfs-uring
+# Half the rounds of the repeated lock scenarios (each round is seconds under TCG; the
+# tier has a time budget): see `rounds` in tracer/tests/common.
+export TRACER_TEST_ROUNDS_PERCENT=50
 echo "@@TRACER-VM TESTS-BEGIN $(cat /proc/uptime)"
 @TESTS@
 echo "@@TRACER-VM TESTS-END $(cat /proc/uptime)"

@@ -253,6 +253,16 @@ impl Drop for Tracer {
     }
 }
 
+/// `n` rounds of a repeated scenario, scaled by `TRACER_TEST_ROUNDS_PERCENT` (default 100;
+/// the VM tier runs 50: a round takes seconds in its emulated guests), at least 1.
+pub fn rounds(n: u32) -> u32 {
+    let pct: u32 = std::env::var("TRACER_TEST_ROUNDS_PERCENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    (n * pct / 100).max(1)
+}
+
 /// Whether the running kernel's release is at least `major.minor`.
 pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
