@@ -980,6 +980,12 @@ pub mod btf_off {
         VMA_VM_END = 49 => ("vm_area_struct", ["vm_end"]),
         /// iocb.aio_fildes (uapi)
         IOCB_AIO_FILDES = 50 => ("iocb", ["aio_fildes"]),
+        /// io_kiocb.ctx (the raw io_uring tracepoints get the request, not its ring)
+        URING_REQ_CTX = 51 => ("io_kiocb", ["ctx"]),
+        /// io_uring_cqe.res (uapi; the raw `io_uring_complete` of 6.13+ gets the CQE)
+        URING_CQE_RES = 53 => ("io_uring_cqe", ["res"]),
+        /// io_uring_cqe.flags (uapi)
+        URING_CQE_FLAGS = 55 => ("io_uring_cqe", ["flags"]),
         /// inode.i_flctx
         INODE_FLCTX = 56 => ("inode", ["i_flctx"]),
         /// file_lock_context.flc_flock
@@ -1023,6 +1029,8 @@ pub mod btf_off {
     pub const LOCK_OWNER: usize = 61;
     pub const LOCK_PID: usize = 62;
     pub const LOCK_TYPE: usize = 63;
+    /// The lock's flags (`FL_FLOCK`, `FL_POSIX`, ...), for the raw lock tracepoints.
+    pub const LOCK_FLAGS: usize = 52;
     // The namespace's flat mount list (before 6.8; an rbtree after): missing where absent.
     pub const TASK_NSPROXY: usize = 64; // task_struct.nsproxy
     pub const NSPROXY_MNT_NS: usize = 65; // nsproxy.mnt_ns

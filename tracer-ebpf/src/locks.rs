@@ -4,8 +4,10 @@
 //! conflicted with; and the flock/fcntl calls around them (how long they waited).
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, helpers::generated::bpf_ktime_get_boot_ns,
-    macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid,
+    helpers::generated::bpf_ktime_get_boot_ns,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_fs::wire::{
     LockCall, LockEvent, btf_off, counter, lock_flags as lf, lock_hook, lock_sys, tp_field,
@@ -35,21 +37,59 @@ const LOCK_UN: u32 = 8;
 
 #[tracepoint]
 pub fn flock_lock_inode(ctx: TracePointContext) -> u32 {
-    lock_event(&ctx, lock_hook::FLOCK)
+    classic_lock_event(&ctx, lock_hook::FLOCK)
 }
 
 #[tracepoint]
 pub fn posix_lock_inode(ctx: TracePointContext) -> u32 {
-    lock_event(&ctx, lock_hook::POSIX)
+    classic_lock_event(&ctx, lock_hook::POSIX)
+}
+
+/// `flock_lock_inode(inode, fl, ret)`, the same arguments from 6.1 to 7.x.
+#[raw_tracepoint(tracepoint = "flock_lock_inode")]
+pub fn raw_flock_lock_inode(ctx: RawTracePointContext) -> i32 {
+    raw_lock_event(&ctx, lock_hook::FLOCK);
+    0
+}
+
+/// `posix_lock_inode(inode, fl, ret)`.
+#[raw_tracepoint(tracepoint = "posix_lock_inode")]
+pub fn raw_posix_lock_inode(ctx: RawTracePointContext) -> i32 {
+    raw_lock_event(&ctx, lock_hook::POSIX);
+    0
 }
 
 #[inline(always)]
-fn lock_event(ctx: &TracePointContext, hook: u8) -> u32 {
+fn classic_lock_event(ctx: &TracePointContext, hook: u8) -> u32 {
     if is_self() {
         return 0;
     }
-    let ret: i32 = field(ctx, tp_field::LOCK_RET);
-    let fl: u64 = field(ctx, tp_field::LOCK_FL);
+    lock_event(
+        field(ctx, tp_field::LOCK_FL),
+        field(ctx, tp_field::LOCK_RET),
+        field(ctx, tp_field::LOCK_FLAGS),
+        hook,
+    )
+}
+
+#[inline(always)]
+fn raw_lock_event(ctx: &RawTracePointContext, hook: u8) -> u32 {
+    if is_self() {
+        return 0;
+    }
+    let fl: u64 = ctx.arg(1);
+    lock_event(
+        fl,
+        ctx.arg::<u64>(2) as i32,
+        member::<u32>(fl, btf_off::LOCK_FLAGS).unwrap_or(0),
+        hook,
+    )
+}
+
+/// A lock request's outcome: `fl` the request, `ret` the tracepoint's result, `flags` the
+/// request's `FL_*` flags.
+#[inline(always)]
+fn lock_event(fl: u64, ret: i32, flags: u32, hook: u8) -> u32 {
     let lock_type = member::<u8>(fl, btf_off::LOCK_TYPE).unwrap_or(0xff);
     let file = member::<u64>(fl, btf_off::LOCK_FILE).unwrap_or(0);
     let inode = member::<u64>(file, btf_off::FILE_INODE).unwrap_or(0);
@@ -90,7 +130,7 @@ fn lock_event(ctx: &TracePointContext, hook: u8) -> u32 {
     rec.ino = id.ino;
     rec.dev = id.dev;
     rec.mnt_id = id.mnt_id;
-    rec.flags = field(ctx, tp_field::LOCK_FLAGS);
+    rec.flags = flags;
     rec.ret = ret;
     rec.pid = member::<u32>(fl, btf_off::LOCK_PID).unwrap_or(0);
     rec.hook = hook;

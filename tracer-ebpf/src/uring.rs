@@ -5,8 +5,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_fs::wire::{
     FileUnref, HolderKind, RefSource, UringCreate, UringRegister, UringReqDone, btf_off, counter,
@@ -33,31 +33,78 @@ const MAX_REGISTER_WALK: u32 = 128;
 
 #[tracepoint]
 pub fn io_uring_create(ctx: TracePointContext) -> u32 {
+    created(
+        field(&ctx, tp_field::URING_CREATE_CTX),
+        field(&ctx, tp_field::URING_CREATE_FD),
+        field(&ctx, tp_field::URING_CREATE_SQ),
+        field(&ctx, tp_field::URING_CREATE_CQ),
+        field(&ctx, tp_field::URING_CREATE_FLAGS),
+    );
+    0
+}
+
+/// `io_uring_create(fd, ctx, sq_entries, cq_entries, flags)`, the same from 6.1 to 7.x.
+/// (Arguments narrower than 64 bits come zero-extended: cast back.)
+#[raw_tracepoint(tracepoint = "io_uring_create")]
+pub fn raw_io_uring_create(ctx: RawTracePointContext) -> i32 {
+    created(
+        ctx.arg(1),
+        ctx.arg::<u64>(0) as i32,
+        ctx.arg::<u64>(2) as u32,
+        ctx.arg::<u64>(3) as u32,
+        ctx.arg::<u64>(4) as u32,
+    );
+    0
+}
+
+#[inline(always)]
+fn created(ring: u64, fd: i32, sq_entries: u32, cq_entries: u32, flags: u32) {
     let Some(mut entry) = reserve::<UringCreate>() else {
-        return 0;
+        return;
     };
     let rec = record(&mut entry);
-    rec.ctx = field(&ctx, tp_field::URING_CREATE_CTX);
-    rec.fd = field(&ctx, tp_field::URING_CREATE_FD);
-    rec.sq_entries = field(&ctx, tp_field::URING_CREATE_SQ);
-    rec.cq_entries = field(&ctx, tp_field::URING_CREATE_CQ);
-    rec.flags = field(&ctx, tp_field::URING_CREATE_FLAGS);
+    rec.ctx = ring;
+    rec.fd = fd;
+    rec.sq_entries = sq_entries;
+    rec.cq_entries = cq_entries;
+    rec.flags = flags;
     submit(entry);
-    0
 }
 
 #[tracepoint]
 pub fn io_uring_register(ctx: TracePointContext) -> u32 {
+    registered(
+        field(&ctx, tp_field::URING_REG_CTX),
+        field(&ctx, tp_field::URING_REG_OPCODE),
+        field(&ctx, tp_field::URING_REG_NR_FILES),
+        field(&ctx, tp_field::URING_REG_RET),
+    );
+    0
+}
+
+/// `io_uring_register(ctx, opcode, nr_files, nr_bufs, ret)`, the same from 6.1 to 7.x.
+#[raw_tracepoint(tracepoint = "io_uring_register")]
+pub fn raw_io_uring_register(ctx: RawTracePointContext) -> i32 {
+    registered(
+        ctx.arg(0),
+        ctx.arg::<u64>(1) as u32,
+        ctx.arg::<u64>(2) as u32,
+        ctx.arg::<u64>(4) as i64,
+    );
+    0
+}
+
+#[inline(always)]
+fn registered(ring: u64, opcode: u32, nr_files: u32, ret: i64) {
     let Some(mut entry) = reserve::<UringRegister>() else {
-        return 0;
+        return;
     };
     let rec = record(&mut entry);
-    rec.ctx = field(&ctx, tp_field::URING_REG_CTX);
-    rec.opcode = field(&ctx, tp_field::URING_REG_OPCODE);
-    rec.nr_files = field(&ctx, tp_field::URING_REG_NR_FILES);
-    rec.ret = field(&ctx, tp_field::URING_REG_RET);
+    rec.ctx = ring;
+    rec.opcode = opcode;
+    rec.nr_files = nr_files;
+    rec.ret = ret;
     submit(entry);
-    0
 }
 
 // `io_uring_register(2)` entry: remember the ring and the fd array of a file registration.
@@ -197,11 +244,30 @@ extern "C" fn register_step(i: u64, ctx: *mut c_void) -> i64 {
 /// files the ring already holds one).
 #[tracepoint]
 pub fn io_uring_file_get(ctx: TracePointContext) -> u32 {
-    let ring: u64 = field(&ctx, tp_field::URING_FILE_GET_CTX);
-    let req: u64 = field(&ctx, tp_field::URING_FILE_GET_REQ);
-    let fd: i32 = field(&ctx, tp_field::URING_FILE_GET_FD);
+    file_get(
+        field(&ctx, tp_field::URING_FILE_GET_CTX),
+        field(&ctx, tp_field::URING_FILE_GET_REQ),
+        field(&ctx, tp_field::URING_FILE_GET_FD),
+    );
+    0
+}
+
+/// `io_uring_file_get(req, fd)`: the ring is the request's `ctx`.
+#[raw_tracepoint(tracepoint = "io_uring_file_get")]
+pub fn raw_io_uring_file_get(ctx: RawTracePointContext) -> i32 {
+    let req: u64 = ctx.arg(0);
+    file_get(
+        member::<u64>(req, btf_off::URING_REQ_CTX).unwrap_or(0),
+        req,
+        ctx.arg::<u64>(1) as i32,
+    );
+    0
+}
+
+#[inline(always)]
+fn file_get(ring: u64, req: u64, fd: i32) {
     let Some(file) = fd_to_file(current_task(), fd) else {
-        return 0;
+        return;
     };
     if INFLIGHT.insert(&req, &ring, 0).is_err() {
         count(counter::MAP_FULL);
@@ -215,7 +281,6 @@ pub fn io_uring_file_get(ctx: TracePointContext) -> u32 {
         ring,
         0,
     );
-    0
 }
 
 #[inline(always)]
@@ -238,18 +303,47 @@ fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
 
 #[tracepoint]
 pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
-    let cflags: u32 = field(&ctx, tp_field::URING_COMPLETE_CFLAGS);
-    if cflags & IORING_CQE_F_MORE != 0 {
-        // A multishot request posts more completions and keeps its file.
-        return 0;
-    }
-    req_done(
+    completed(
         field(&ctx, tp_field::URING_COMPLETE_CTX),
         field(&ctx, tp_field::URING_COMPLETE_REQ),
         field(&ctx, tp_field::URING_COMPLETE_RES),
-        0,
+        field(&ctx, tp_field::URING_COMPLETE_CFLAGS),
     );
     0
+}
+
+/// `io_uring_complete(ctx, req, cqe)` (6.13 on): the result and flags are the CQE's.
+#[raw_tracepoint(tracepoint = "io_uring_complete")]
+pub fn raw_io_uring_complete(ctx: RawTracePointContext) -> i32 {
+    let cqe: u64 = ctx.arg(2);
+    completed(
+        ctx.arg(0),
+        ctx.arg(1),
+        member::<i32>(cqe, btf_off::URING_CQE_RES).unwrap_or(0),
+        member::<u32>(cqe, btf_off::URING_CQE_FLAGS).unwrap_or(0),
+    );
+    0
+}
+
+/// `io_uring_complete(ctx, req, user_data, res, cflags, extra1, extra2)` (up to 6.12).
+#[raw_tracepoint(tracepoint = "io_uring_complete")]
+pub fn raw_io_uring_complete_args(ctx: RawTracePointContext) -> i32 {
+    completed(
+        ctx.arg(0),
+        ctx.arg(1),
+        ctx.arg::<u64>(3) as i32,
+        ctx.arg::<u64>(4) as u32,
+    );
+    0
+}
+
+#[inline(always)]
+fn completed(ring: u64, req: u64, res: i32, cflags: u32) {
+    if cflags & IORING_CQE_F_MORE != 0 {
+        // A multishot request posts more completions and keeps its file.
+        return;
+    }
+    req_done(ring, req, res, 0);
 }
 
 #[tracepoint]
@@ -257,6 +351,19 @@ pub fn io_uring_req_failed(ctx: TracePointContext) -> u32 {
     req_done(
         field(&ctx, tp_field::URING_FAILED_CTX),
         field(&ctx, tp_field::URING_FAILED_REQ),
+        0,
+        1,
+    );
+    0
+}
+
+/// `io_uring_req_failed(sqe, req, error)`: the ring is the request's `ctx`.
+#[raw_tracepoint(tracepoint = "io_uring_req_failed")]
+pub fn raw_io_uring_req_failed(ctx: RawTracePointContext) -> i32 {
+    let req: u64 = ctx.arg(1);
+    req_done(
+        member::<u64>(req, btf_off::URING_REQ_CTX).unwrap_or(0),
+        req,
         0,
         1,
     );

@@ -103,10 +103,10 @@ pub fn run() -> Report {
     };
     let ksyms = Kallsyms::load().unwrap_or_default();
     let (cfg, _) = attach::build_config(&kbtf, &ksyms, &Options::default());
-    match attach::load_object(&cfg, 1 << 16) {
+    let btf = aya::Btf::from_sys_fs().ok();
+    match attach::load_object(&cfg, 1 << 16, btf.as_ref()) {
         Ok(mut ebpf) => {
             caps.push(cap(RINGBUF, Ok("BPF_MAP_TYPE_RINGBUF created".into())));
-            let btf = aya::Btf::from_sys_fs().ok();
             caps.push(cap(TRACEPOINT, try_tracepoint(&mut ebpf)));
             caps.push(cap(RAW_TRACEPOINT, try_raw(&mut ebpf)));
             caps.push(cap(

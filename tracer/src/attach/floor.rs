@@ -36,7 +36,8 @@ pub fn attach_floor() -> Result<Floor> {
     let kbtf = KernelBtf::load()?;
     let ksyms = Kallsyms::load()?;
     let (cfg, _) = build_config(&kbtf, &ksyms, &Options::default());
-    let mut ebpf = load_object(&cfg, 1 << 16)?;
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
+    let mut ebpf = load_object(&cfg, 1 << 16, Some(&btf))?;
     let mut real: HashMap<&'static str, Result<(), String>> = HashMap::new();
     let mut loaded: HashMap<&'static str, Result<(), String>> = HashMap::new();
     let mut hooks = Vec::new();

@@ -170,6 +170,48 @@ const WORK_START_TP: &[Point] = &[tp(
     "workqueue/workqueue_execute_start",
 )];
 
+/// The raw io_uring points (the same arguments from 6.1 to 7.x): raw tracepoints detach
+/// at once, where each classic one waits for RCU grace periods under `event_mutex`.
+const URING_CREATE_RAW: Point = raw(
+    "raw_io_uring_create",
+    "io_uring_create",
+    &[
+        (0, "int"),
+        (1, "void *"),
+        (2, "unsigned int"),
+        (3, "unsigned int"),
+        (4, "unsigned int"),
+    ],
+);
+const URING_REGISTER_RAW: Point = raw(
+    "raw_io_uring_register",
+    "io_uring_register",
+    &[
+        (0, "void *"),
+        (1, "unsigned int"),
+        (2, "unsigned int"),
+        (4, "long int"),
+    ],
+);
+const URING_FILE_GET_RAW: Point = raw(
+    "raw_io_uring_file_get",
+    "io_uring_file_get",
+    &[(0, "struct io_kiocb *"), (1, "int")],
+);
+const URING_REQ_FAILED_RAW: Point = raw(
+    "raw_io_uring_req_failed",
+    "io_uring_req_failed",
+    &[
+        (0, "struct io_uring_sqe *"),
+        (1, "struct io_kiocb *"),
+        (2, "int"),
+    ],
+);
+
+/// `flock_lock_inode` and `posix_lock_inode`: `(inode, fl, ret)`.
+const LOCK_RAW_ARGS: &[(usize, &str)] =
+    &[(0, "struct inode *"), (1, "struct file_lock *"), (2, "int")];
+
 pub const HOOKS: &[Hook] = &[
     Hook {
         name: "fput",
@@ -433,6 +475,18 @@ pub const HOOKS: &[Hook] = &[
         why: "rings created, files registered into them",
         alternatives: &[
             &[
+                URING_CREATE_RAW,
+                URING_REGISTER_RAW,
+                sys(
+                    "raw_sys_enter_io_uring_register",
+                    "sys_enter_io_uring_register",
+                ),
+                sys(
+                    "raw_sys_exit_io_uring_register",
+                    "sys_exit_io_uring_register",
+                ),
+            ],
+            &[
                 tp("io_uring_create", "io_uring/io_uring_create"),
                 tp("io_uring_register", "io_uring/io_uring_register"),
                 sys(
@@ -491,20 +545,56 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         name: "io_uring requests",
         why: "requests holding files while in flight",
-        alternatives: &[&[
-            tp("io_uring_file_get", "io_uring/io_uring_file_get"),
-            tp("io_uring_complete", "io_uring/io_uring_complete"),
-            tp("io_uring_req_failed", "io_uring/io_uring_req_failed"),
-        ]],
+        // `io_uring_complete` passes the CQE from 6.13 on, its fields before.
+        alternatives: &[
+            &[
+                URING_FILE_GET_RAW,
+                raw(
+                    "raw_io_uring_complete",
+                    "io_uring_complete",
+                    &[
+                        (0, "struct io_ring_ctx *"),
+                        (1, "void *"),
+                        (2, "struct io_uring_cqe *"),
+                    ],
+                ),
+                URING_REQ_FAILED_RAW,
+            ],
+            &[
+                URING_FILE_GET_RAW,
+                raw(
+                    "raw_io_uring_complete_args",
+                    "io_uring_complete",
+                    &[
+                        (0, "void *"),
+                        (1, "void *"),
+                        (3, "int"),
+                        (4, "unsigned int"),
+                    ],
+                ),
+                URING_REQ_FAILED_RAW,
+            ],
+            &[
+                tp("io_uring_file_get", "io_uring/io_uring_file_get"),
+                tp("io_uring_complete", "io_uring/io_uring_complete"),
+                tp("io_uring_req_failed", "io_uring/io_uring_req_failed"),
+            ],
+        ],
         precise: false,
     },
     Hook {
         name: "file locks",
         why: "lock conflicts (flock, POSIX and OFD locks) with their holder, and the releases",
-        alternatives: &[&[
-            tp("flock_lock_inode", "filelock/flock_lock_inode"),
-            tp("posix_lock_inode", "filelock/posix_lock_inode"),
-        ]],
+        alternatives: &[
+            &[
+                raw("raw_flock_lock_inode", "flock_lock_inode", LOCK_RAW_ARGS),
+                raw("raw_posix_lock_inode", "posix_lock_inode", LOCK_RAW_ARGS),
+            ],
+            &[
+                tp("flock_lock_inode", "filelock/flock_lock_inode"),
+                tp("posix_lock_inode", "filelock/posix_lock_inode"),
+            ],
+        ],
         precise: false,
     },
     Hook {

@@ -161,8 +161,10 @@ pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Conf
     (cfg, gaps)
 }
 
-pub fn load_object(cfg: &Config, ring_bytes: u32) -> Result<Ebpf> {
-    load_object_with_alloc(cfg, ring_bytes, None)
+/// Loads the object (`btf`: the kernel's, parsed once by the caller; without it aya would
+/// parse `/sys/kernel/btf/vmlinux` again itself).
+pub fn load_object(cfg: &Config, ring_bytes: u32, btf: Option<&aya::Btf>) -> Result<Ebpf> {
+    load_object_with_alloc(cfg, ring_bytes, None, btf)
 }
 
 /// `AllocConfig` as aya's plain-old-data global.
@@ -178,6 +180,7 @@ pub fn load_object_with_alloc(
     cfg: &Config,
     ring_bytes: u32,
     alloc: Option<(&AllocConfig, u32)>,
+    btf: Option<&aya::Btf>,
 ) -> Result<Ebpf> {
     let pod = PodConfig(*cfg);
     let empty = AllocConfig::empty();
@@ -187,6 +190,7 @@ pub fn load_object_with_alloc(
     };
     let apod = PodAllocConfig(*acfg);
     EbpfLoader::new()
+        .btf(btf)
         .override_global("CONFIG", &pod, true)
         .override_global("ALLOC_CONFIG", &apod, true)
         .map_max_entries("EVENTS", ring_bytes)
@@ -201,11 +205,15 @@ pub fn load_object_with_alloc(
 /// Loads the object and attaches every hook it can.
 pub fn attach(opts: &Options) -> Result<Attached> {
     tracefs::ensure_mounted()?;
-    let ksyms = Kallsyms::load()?;
+    // kallsyms is parsed beside the BTF (each takes about a tenth of a second).
+    let ksyms = std::thread::spawn(Kallsyms::load);
     // btf-rs's parse of the kernel's BTF is the biggest allocation of the attach (about
     // 40 MiB): all that needs it is read first, and it goes before aya parses the BTF
     // again (about 24 MiB) and loads the object, so the two never peak together.
     let kbtf = KernelBtf::load()?;
+    let ksyms = ksyms
+        .join()
+        .map_err(|_| anyhow!("reading /proc/kallsyms panicked"))??;
     let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
     let uring = layout::uring_layout(&kbtf);
     let sys_allowed = syscalls::route_allowed(&kbtf);
@@ -227,6 +235,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         &cfg,
         opts.ring_bytes,
         prepared.as_ref().map(|p| (&p.built.config, p.max_entries)),
+        Some(&btf),
     )?;
     let alloc = match (prepared, &kbtf) {
         (Some(p), Some(kbtf)) => Some(crate::alloc::setup::finish(

@@ -97,6 +97,14 @@ pub const PREEMPT_SENSITIVE: &[&str] = &[
     "raw_sched_process_exit",
     "raw_signal_generate",
     "raw_console",
+    "raw_io_uring_create",
+    "raw_io_uring_register",
+    "raw_io_uring_file_get",
+    "raw_io_uring_complete",
+    "raw_io_uring_complete_args",
+    "raw_io_uring_req_failed",
+    "raw_flock_lock_inode",
+    "raw_posix_lock_inode",
 ];
 
 /// Whether raw point `p` may serve on this kernel: a [`PREEMPT_SENSITIVE`] twin only where

@@ -18,7 +18,10 @@ impl KernelBtf {
                  layouts from it. Use a kernel built with CONFIG_DEBUG_INFO_BTF=y."
             );
         }
-        let btf = Btf::from_file(VMLINUX_BTF).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
+        // Read whole, then parsed: btf-rs's file reader asks sysfs for its position at
+        // every type (125k lseeks, most of the attach's first second under strace).
+        let bytes = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
+        let btf = Btf::from_bytes(&bytes).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
         Ok(KernelBtf { btf })
     }
 

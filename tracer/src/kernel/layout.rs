@@ -60,6 +60,7 @@ const LOCK_MEMBERS: &[(usize, &str, &str)] = &[
     (b::LOCK_OWNER, "flc_owner", "fl_owner"),
     (b::LOCK_PID, "flc_pid", "fl_pid"),
     (b::LOCK_TYPE, "flc_type", "fl_type"),
+    (b::LOCK_FLAGS, "flc_flags", "fl_flags"),
 ];
 
 /// The `struct pt_regs` members holding a syscall's first two arguments, where they are
