@@ -20,8 +20,14 @@ impl KernelBtf {
         }
         // Read whole, then parsed: btf-rs's file reader asks sysfs for its position at
         // every type (125k lseeks, most of the attach's first second under strace).
-        let bytes = std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
-        let btf = Btf::from_bytes(&bytes).with_context(|| format!("parsing {VMLINUX_BTF}"))?;
+        let btf = match Btf::from_file_with_backend(VMLINUX_BTF, btf_rs::Backend::Mmap) {
+            Ok(b) => b,
+            Err(_) => {
+                let bytes =
+                    std::fs::read(VMLINUX_BTF).with_context(|| format!("reading {VMLINUX_BTF}"))?;
+                Btf::from_bytes(&bytes).with_context(|| format!("parsing {VMLINUX_BTF}"))?
+            }
+        };
         Ok(KernelBtf { btf })
     }
 
