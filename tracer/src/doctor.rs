@@ -134,6 +134,7 @@ pub fn run() -> Report {
     // The hooks: what a real attach gets (then detached again when dropped).
     if let Ok(mut att) = attach::attach(&Options {
         ring_bytes: 1 << 16,
+        alloc_hooks: true,
         ..Options::default()
     }) {
         attach::load_spares(&mut att);

@@ -53,6 +53,7 @@ impl AttachArgs {
             ring_bytes,
             alloc,
             lock_wait_ms: self.lock_wait_ms,
+            alloc_hooks: false,
         })
     }
 

@@ -48,6 +48,10 @@ pub fn attach_floor() -> Result<Floor> {
         .clone()
         .and_then(|()| syscalls::attach_dispatch(&mut ebpf, &cfg));
     for hook in HOOKS {
+        // The same hooks as the default mode's.
+        if !super::alloc_hook_wanted(hook, &Options::default()) {
+            continue;
+        }
         let mut rejected = Vec::new();
         let mut alternatives: Vec<&'static [Point]> = Vec::new();
         for alt in hook.alternatives {

@@ -212,6 +212,12 @@ const URING_REQ_FAILED_RAW: Point = raw(
 const LOCK_RAW_ARGS: &[(usize, &str)] =
     &[(0, "struct inode *"), (1, "struct file_lock *"), (2, "int")];
 
+/// Hooks only allocation tracking needs: without it their programs would only count every
+/// slab and kmalloc allocation in the system (the `filp`, `files_cache` and `fs_cache`
+/// pointers are learnt from the frees). Attached with `--alloc-filter`, and by `tracer
+/// doctor` to say whether they can be.
+pub const ALLOC_ONLY: &[&str] = &["kmem_cache alloc", "kmalloc/kfree"];
+
 pub const HOOKS: &[Hook] = &[
     Hook {
         name: "fput",

@@ -52,6 +52,9 @@ pub struct Options {
     pub alloc: Option<crate::alloc::AllocOptions>,
     /// A blocking lock call waiting longer than this gets a verdict (`--lock-wait-ms`).
     pub lock_wait_ms: u64,
+    /// Attach the hooks only allocation tracking needs ([`hooks::ALLOC_ONLY`]) even when it
+    /// is off (`tracer doctor`).
+    pub alloc_hooks: bool,
 }
 
 /// The ring buffer's default size. Its pages are mapped into the tracer at once, and twice
@@ -69,6 +72,7 @@ impl Default for Options {
             ring_bytes: DEFAULT_RING_MIB << 20,
             alloc: None,
             lock_wait_ms: tracer_fs::locks::DEFAULT_LOCK_WAIT_MS,
+            alloc_hooks: false,
         }
     }
 }
@@ -261,6 +265,9 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         sys_route: &sys_route,
     };
     for h in HOOKS {
+        if !alloc_hook_wanted(h, opts) {
+            continue;
+        }
         let status = attach_hook(&mut ebpf, &ctx, h, &mut loaded, &mut shared);
         if h.name == "__fput" && status.mechanism.is_some_and(Mechanism::on_function) {
             // From now on the `filp` slab free only counts: `__fput` reports releases.
@@ -494,6 +501,12 @@ const OPEN_ENTRIES: &[&str] = &[
     "sys_enter_open",
     "sys_enter_creat",
 ];
+
+/// Whether hook `h` is wanted: every hook but those only allocation tracking needs, which
+/// are wanted with it (or when asked for).
+pub(crate) fn alloc_hook_wanted(h: &Hook, opts: &Options) -> bool {
+    !hooks::ALLOC_ONLY.contains(&h.name) || opts.alloc.is_some() || opts.alloc_hooks
+}
 
 /// Whether point `p` is needed with this configuration.
 pub(crate) fn needed(p: &Point, cfg: &Config) -> bool {
