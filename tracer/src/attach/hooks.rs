@@ -208,6 +208,16 @@ const URING_REQ_FAILED_RAW: Point = raw(
     ],
 );
 
+/// `io_uring_register(2)`'s entry and exit (the fd array it passes), through the dispatch.
+const REGISTER_ENTER_SYS: Point = sys(
+    "raw_sys_enter_io_uring_register",
+    "sys_enter_io_uring_register",
+);
+const REGISTER_EXIT_SYS: Point = sys(
+    "raw_sys_exit_io_uring_register",
+    "sys_exit_io_uring_register",
+);
+
 /// `flock_lock_inode` and `posix_lock_inode`: `(inode, fl, ret)`.
 const LOCK_RAW_ARGS: &[(usize, &str)] =
     &[(0, "struct inode *"), (1, "struct file_lock *"), (2, "int")];
@@ -483,26 +493,14 @@ pub const HOOKS: &[Hook] = &[
             &[
                 URING_CREATE_RAW,
                 URING_REGISTER_RAW,
-                sys(
-                    "raw_sys_enter_io_uring_register",
-                    "sys_enter_io_uring_register",
-                ),
-                sys(
-                    "raw_sys_exit_io_uring_register",
-                    "sys_exit_io_uring_register",
-                ),
+                REGISTER_ENTER_SYS,
+                REGISTER_EXIT_SYS,
             ],
             &[
                 tp("io_uring_create", "io_uring/io_uring_create"),
                 tp("io_uring_register", "io_uring/io_uring_register"),
-                sys(
-                    "raw_sys_enter_io_uring_register",
-                    "sys_enter_io_uring_register",
-                ),
-                sys(
-                    "raw_sys_exit_io_uring_register",
-                    "sys_exit_io_uring_register",
-                ),
+                REGISTER_ENTER_SYS,
+                REGISTER_EXIT_SYS,
             ],
             &[
                 tp("io_uring_create", "io_uring/io_uring_create"),
