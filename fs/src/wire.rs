@@ -1048,11 +1048,24 @@ pub mod btf_off {
     pub const COUNT: usize = 88;
 }
 
-/// "This field/offset/argument is not available on this kernel."
 /// Entries of the `raw_syscalls` dispatch tables (`SYS_ENTER_PROGS`, `SYS_EXIT_PROGS`),
 /// indexed by syscall number: x86_64 numbers its syscalls below 512.
 pub const SYSCALL_SLOTS: u32 = 512;
 
+/// The slab caches whose frees mean something (the `CACHES` map, by slot): the programs
+/// learn each one's `struct kmem_cache *` from its name at its first free.
+pub mod slab_cache {
+    pub const FILP: u32 = 0;
+    pub const FILES: u32 = 1;
+    pub const FS: u32 = 2;
+    /// The caches' names, by slot.
+    pub const NAMES: [&str; 3] = ["filp", "files_cache", "fs_cache"];
+    /// A slot's value for a cache whose frees cannot be told apart from other objects'
+    /// (merged with other caches): never learnt, and no name read looks for it any more.
+    pub const UNUSABLE: u64 = u64::MAX;
+}
+
+/// "This field/offset/argument is not available on this kernel."
 pub const MISSING_U16: u16 = u16::MAX;
 pub const MISSING_U32: u32 = u32::MAX;
 

@@ -346,7 +346,9 @@ pub fn raw_percpu_alloc(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
 #[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_free_percpu")]
 pub fn raw_percpu_free(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
     if enabled() {
-        crate::free_twin::running(crate::free_twin::SLOT_PERCPU, || on_free(ctx.arg(2)));
+        let flag = crate::free_twin::enter(crate::free_twin::SLOT_PERCPU);
+        on_free(ctx.arg(2));
+        crate::free_twin::leave(flag);
     }
     0
 }

@@ -23,17 +23,24 @@ pub const SLOT_PERCPU: u32 = 2;
 #[map]
 static FREE_RUNNING: PerCpuArray<u32> = PerCpuArray::with_max_entries(3, 0);
 
-/// Runs `work` as the first program of `slot`, marked running on this CPU meanwhile.
+/// Marks the first program of `slot` running on this CPU, until [`leave`]. (A guard
+/// rather than a closure: a closure passed down became a BPF subprogram of its own, a call
+/// on every slab free.)
 #[inline(always)]
-pub fn running<F: FnOnce()>(slot: u32, work: F) {
+pub fn enter(slot: u32) -> Option<*mut u32> {
     let flag = FREE_RUNNING.get_ptr_mut(slot);
     if let Some(p) = flag {
         // SAFETY: this CPU's slot; only a nested twin reads it meanwhile.
         unsafe { *p = 1 };
     }
-    work();
+    flag
+}
+
+/// The end of what [`enter`] began.
+#[inline(always)]
+pub fn leave(flag: Option<*mut u32>) {
     if let Some(p) = flag {
-        // SAFETY: as above.
+        // SAFETY: as in `enter`.
         unsafe { *p = 0 };
     }
 }

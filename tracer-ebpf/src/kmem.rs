@@ -11,7 +11,7 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use tracer_fs::wire::{FileFree, TaskResFree, btf_off, counter, task_res, tp_field};
+use tracer_fs::wire::{FileFree, TaskResFree, btf_off, counter, slab_cache, task_res, tp_field};
 
 use crate::{
     alloc,
@@ -25,9 +25,9 @@ use crate::{
 const FILP: &[u8; 5] = b"filp\0";
 
 /// Slots of `CACHES`.
-const CACHE_FILP: u32 = 0;
-const CACHE_FILES: u32 = 1;
-const CACHE_FS: u32 = 2;
+const CACHE_FILP: u32 = slab_cache::FILP;
+const CACHE_FILES: u32 = slab_cache::FILES;
+const CACHE_FS: u32 = slab_cache::FS;
 
 /// The names of the caches in `CACHES`, NUL-terminated, padded to 12 bytes.
 const NAMES: [(&[u8; 12], u32); 3] = [
@@ -35,6 +35,14 @@ const NAMES: [(&[u8; 12], u32); 3] = [
     (b"files_cache\0", CACHE_FILES),
     (b"fs_cache\0\0\0\0", CACHE_FS),
 ];
+
+/// A slot's value for a cache that cannot be told apart: merged with others (SLUB
+/// aliases), so its frees are not all of its own objects. Set by userspace for a cache
+/// `/proc/slabinfo` does not list (an alias under another's name, which no free here
+/// shows), and here for one whose name shows but that others were merged into. Known
+/// slots stop the name reads: before, a merged `fs_cache` (6.18 merges it with
+/// `anon_vma_chain`) had every slab free in the system read a cache name.
+const UNUSABLE: u64 = slab_cache::UNUSABLE;
 
 #[inline(always)]
 fn cache(slot: u32) -> u64 {
@@ -61,10 +69,15 @@ fn discover(cache_ptr: u64) {
     // kernels) frees other objects too: only a cache of its own tells what was freed.
     let merged = member::<i32>(cache_ptr, btf_off::KMEM_CACHE_REFCOUNT).is_none_or(|r| r != 1);
     for (want, slot) in NAMES {
-        if buf == *want && (slot == CACHE_FILP || !merged) {
+        if buf == *want {
+            let v = if slot == CACHE_FILP || !merged {
+                cache_ptr
+            } else {
+                UNUSABLE
+            };
             if let Some(p) = CACHES.get_ptr_mut(slot) {
                 // SAFETY: a u64 slot; racing writers write the same value.
-                unsafe { *p = cache_ptr };
+                unsafe { *p = v };
             }
         }
     }
@@ -128,18 +141,20 @@ pub fn send_file_free(file: u64) {
 #[inline(always)]
 fn on_cache_free(ptr: u64, cache_ptr: u64) {
     count(counter::KMEM_CACHE_FREE);
-    if !all_known() {
+    // Each slot read once: this runs on every slab free in the system.
+    let (filp, files, fs) = (cache(CACHE_FILP), cache(CACHE_FILES), cache(CACHE_FS));
+    if filp == 0 || files == 0 || fs == 0 {
         // The alloc hook may be the classic one, which does not learn the cache pointers.
         discover(cache_ptr);
     }
     if cache_ptr == 0 {
         return;
     }
-    if cache_ptr == cache(CACHE_FILP) {
+    if cache_ptr == filp {
         on_file_free(ptr);
-    } else if cache_ptr == cache(CACHE_FILES) {
+    } else if cache_ptr == files {
         send_task_res_free(task_res::FILES, ptr);
-    } else if cache_ptr == cache(CACHE_FS) {
+    } else if cache_ptr == fs {
         send_task_res_free(task_res::FS, ptr);
     }
 }
@@ -166,7 +181,9 @@ fn cache_free(ctx: &RawTracePointContext) {
 
 #[raw_tracepoint(tracepoint = "kmem_cache_free")]
 pub fn raw_kmem_cache_free(ctx: RawTracePointContext) -> i32 {
-    free_twin::running(free_twin::SLOT_CACHE, || cache_free(&ctx));
+    let flag = free_twin::enter(free_twin::SLOT_CACHE);
+    cache_free(&ctx);
+    free_twin::leave(flag);
     0
 }
 
@@ -200,7 +217,9 @@ fn on_kfree(ctx: &RawTracePointContext) {
 
 #[raw_tracepoint(tracepoint = "kfree")]
 pub fn raw_kfree(ctx: RawTracePointContext) -> i32 {
-    free_twin::running(free_twin::SLOT_KFREE, || on_kfree(&ctx));
+    let flag = free_twin::enter(free_twin::SLOT_KFREE);
+    on_kfree(&ctx);
+    free_twin::leave(flag);
     0
 }
 

@@ -250,6 +250,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     drop(kbtf);
 
     let followed = follow_work(&mut ebpf, &ksyms, opts)?;
+    mark_merged_caches(&mut ebpf)?;
     let mut loaded = Loaded::new();
     let mut shared = HashSet::new();
     let mut hooks = Vec::new();
@@ -299,6 +300,29 @@ pub fn attach(opts: &Options) -> Result<Attached> {
         alloc,
         lock_wait_ms: opts.lock_wait_ms,
     })
+}
+
+/// Marks the slab caches SLUB merged into another (an alias: slabinfo lists it nowhere)
+/// as unusable in `CACHES`: no free shows their name, so the programs would otherwise read
+/// a cache's name at every slab free in the system, looking for them. Without slabinfo
+/// the programs keep looking (a cost, not a loss).
+fn mark_merged_caches(ebpf: &mut Ebpf) -> Result<()> {
+    use tracer_fs::wire::slab_cache;
+    let Ok(names) = crate::kernel::slabinfo::cache_names() else {
+        return Ok(());
+    };
+    let mut caches: BpfArray<_, u64> = BpfArray::try_from(
+        ebpf.map_mut("CACHES")
+            .ok_or_else(|| anyhow!("no CACHES map"))?,
+    )?;
+    for (slot, name) in slab_cache::NAMES.iter().enumerate() {
+        if !names.contains(*name) {
+            caches
+                .set(slot as u32, slab_cache::UNUSABLE, 0)
+                .context("setting CACHES")?;
+        }
+    }
+    Ok(())
 }
 
 fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<FollowedFn>> {
