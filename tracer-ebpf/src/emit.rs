@@ -1,7 +1,7 @@
 //! Filling headers, reserving ring-buffer space and counting what could not be sent.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     maps::ring_buf::RingBufEntry,
@@ -95,8 +95,12 @@ pub fn is_self() -> bool {
     (bpf_get_current_pid_tgid() >> 32) as u32 == crate::config::self_tgid()
 }
 
-/// Bytes waiting in the ring buffer above which a submit wakes the reader at once.
-const WAKE_AT_BYTES: u64 = 64 << 10;
+/// The part of the ring buffer waiting above which a submit wakes the reader at once
+/// (1/16: 512 KiB of the default 8 MiB). The reader drains every 10 ms anyway; at 64 KiB
+/// a busy loop (8 MB/s of records) crossed the mark before each drain, and every 16th
+/// submit after it raised an `irq_work` until the reader came (a self-IPI: in a VM, an
+/// exit; `native_write_msr` under `bpf_ringbuf_submit` in `perf record -g`).
+const WAKE_AT_SHIFT: u64 = 4;
 
 /// Submits a record without waking the reader unless a good batch is waiting: userspace
 /// also drains on a short timer (`stream.rs`). A wakeup is an `irq_work` raised by a
@@ -115,7 +119,10 @@ pub fn submit<T>(entry: RingBufEntry<T>) {
         },
         None => true,
     };
-    let flags = if look && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKE_AT_BYTES {
+    let flags = if look
+        && EVENTS.query(BPF_RB_AVAIL_DATA as u64)
+            >= EVENTS.query(BPF_RB_RING_SIZE as u64) >> WAKE_AT_SHIFT
+    {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
