@@ -914,6 +914,8 @@ pub mod btf_off {
         SB_DEV = 9 => ("super_block", ["s_dev"]),
         /// dentry.d_name.name
         DENTRY_NAME = 10 => ("dentry", ["d_name", "name"]),
+        /// dentry.d_parent (itself at a file system's root)
+        DENTRY_PARENT = 77 => ("dentry", ["d_parent"]),
         /// kmem_cache.name
         KMEM_CACHE_NAME = 12 => ("kmem_cache", ["name"]),
         /// work_struct.func

@@ -91,6 +91,43 @@ fn mount_and_umount_are_recorded_with_paths_and_results() {
     assert_eq!(made.len(), 1, "{made:#?}");
 }
 
+/// A tmpfs mounted over another at the same path: its mountpoint is the lower mount's
+/// root ("/"), not the path's last part. The record still names the mount the call made
+/// (the program follows the stack down to the lowest mount's mountpoint), so the stream
+/// does not read the mount table for it: before, a loop of such mounts had the tracer read
+/// mountinfo for every call.
+#[test]
+fn a_mount_stacked_on_another_is_named_by_its_own_record() {
+    if !kernel_tests_allowed("a_mount_stacked_on_another_is_named_by_its_own_record") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let lower = TmpMount::new("stacked");
+    let target = lower.str().to_string();
+    let lower_id = lower.mount_id();
+    let out = run(
+        "mount",
+        &["-t", "tmpfs", "-o", "size=1m", "tracer-upper", &target],
+    );
+    assert!(out.status.success(), "mount over {target}: {out:?}");
+    let upper_id = lower.mount_id();
+    assert_ne!(
+        upper_id, lower_id,
+        "the upper mount is the topmost at {target}"
+    );
+    let seen = mount_made_agrees(&tracer, upper_id, &target);
+    assert_eq!(seen["event"]["payload"]["mount"]["parent_id"], lower_id);
+    assert_eq!(seen["event"]["payload"]["mount"]["source"], "tracer-upper");
+    umount(&lower.path).expect("umount of the upper mount");
+    let lines = tracer.stop();
+    let lower_made = lines.iter().any(|v| {
+        v["event"]["payload"]["type"] == "mount_made"
+            && v["event"]["payload"]["mount"]["mount_id"] == lower_id
+    });
+    assert!(lower_made, "the lower mount's record named it too");
+}
+
 /// The syscall hooks on both routes: the `raw_syscalls` dispatch (the default where the
 /// kernel's BTF has the registers, x86_64) and the classic per-syscall tracepoints it
 /// falls back to (`TRACER_AVOID_MECHANISMS=raw_syscalls` forces them): each sees a mount,
