@@ -659,3 +659,66 @@ fn fuzz_seeds_are_small_and_valid() {
         }
     }
 }
+
+/// The mirror (`TraceWriter::mirror`, which `tracer run` replays its report from as the
+/// command runs) hands on exactly what a reader of the file gets back, events pushed
+/// without an `Item` and allocation records included, then the end mark with its count.
+#[test]
+fn the_mirror_hands_on_what_the_file_reads_back_then_the_end() {
+    use tracer::record::{
+        alloc::AllocRecord,
+        writer::{MIRROR_ITEMS, Mirrored},
+    };
+    let p = tmp("mirror.trace");
+    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_ITEMS);
+    let mut w = TraceWriter::create(&p, &header()).unwrap();
+    w.mirror(tx);
+    let items = sample_items();
+    for i in &items {
+        w.push(i).unwrap();
+    }
+    for i in 0..100 {
+        w.push_event(&file_ref(i)).unwrap();
+    }
+    w.push_alloc(&[AllocRecord::Setup("{}".into())]).unwrap();
+    w.finish(&TraceEnd::default()).unwrap();
+    let mirrored: Vec<Mirrored> = rx.into_iter().collect();
+    let (back, problems, end) = read_all(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(problems, vec![]);
+    let (last, got) = mirrored.split_last().unwrap();
+    let got: Vec<Item> = got
+        .iter()
+        .map(|m| match m {
+            Mirrored::Item(i) => (**i).clone(),
+            Mirrored::End(_) => panic!("an end mark before the last item"),
+        })
+        .collect();
+    assert_eq!(got.len(), items.len() + 101);
+    assert_eq!(got, back);
+    match last {
+        Mirrored::End(e) => assert_eq!(Some(e), end.as_ref()),
+        Mirrored::Item(_) => panic!("no end mark last"),
+    }
+}
+
+/// A mirror nobody drains fast enough is dropped, never waited for: the writer goes on,
+/// and the receiver sees it end without an end mark (so it knows to read the file back).
+#[test]
+fn a_full_mirror_is_dropped_and_the_writer_goes_on() {
+    use tracer::record::writer::Mirrored;
+    let p = tmp("mirror-full.trace");
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let mut w = TraceWriter::create(&p, &header()).unwrap();
+    w.mirror(tx);
+    let items = sample_items();
+    for i in &items {
+        w.push(i).unwrap();
+    }
+    w.finish(&TraceEnd::default()).unwrap();
+    let mirrored: Vec<Mirrored> = rx.into_iter().collect();
+    assert_eq!(mirrored.len(), 2, "what fitted before it was dropped");
+    assert!(mirrored.iter().all(|m| matches!(m, Mirrored::Item(_))));
+    let (back, problems, _) = read_all(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(problems, vec![]);
+    assert_eq!(back, items);
+}

@@ -400,6 +400,16 @@ fn recorded_leak_reports_replay_to_what_the_live_tracer_said() {
 /// last umount (made a grace period after it), and only then: the report is whole, not one
 /// made early because the tracer stopped. (Without a pending report it does not wait the
 /// grace period at all: that is measured in `cargo xtask bench`, not asserted here.)
+/// `tracer run` makes its report from the items as it writes them (so it is ready when the
+/// command ends): it must be exactly what replaying the recording it wrote gives.
+fn assert_report_is_the_recordings(report: &Value, rec: &Path) {
+    let replayed = json_report(rec, &[]);
+    assert!(
+        report == &replayed,
+        "the run's report differs from its recording's replay:\n{report:#}\n---\n{replayed:#}"
+    );
+}
+
 #[test]
 fn run_stays_for_the_leak_report_of_the_commands_last_umount() {
     if !kernel_tests_allowed("run_stays_for_the_leak_report_of_the_commands_last_umount") {
@@ -428,6 +438,7 @@ fn run_stays_for_the_leak_report_of_the_commands_last_umount() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_report_is_the_recordings(&r, &rec);
     let reports: Vec<&Value> = r["tests"]
         .as_array()
         .unwrap()
@@ -491,6 +502,7 @@ fn run_lingers_until_the_commands_last_deferred_releases_are_done() {
     );
     umount_eventually(&m.path);
     let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_report_is_the_recordings(&r, &rec);
     let notices = report_notices(&r);
     let target = m.str();
     assert!(

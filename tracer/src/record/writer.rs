@@ -5,6 +5,7 @@ use std::{
     fs::File,
     io::Write,
     path::{Path, PathBuf},
+    sync::mpsc::SyncSender,
     time::{Duration, Instant},
 };
 
@@ -113,9 +114,23 @@ pub fn encode_block(first_item: u64, count: u32, raw: &[u8]) -> Result<Vec<u8>> 
     Ok(p)
 }
 
+/// What a recording is written with, handed on as it is written ([`TraceWriter::mirror`]):
+/// each item as a reader of the file would get it back, then the end mark.
+pub enum Mirrored {
+    /// Boxed: the queue's slots stay small.
+    Item(Box<Item>),
+    End(TraceEnd),
+}
+
+/// Items the mirror may hold unread; a reader that falls this far behind loses the mirror
+/// (its owner reads the file back instead), never slows the writer.
+pub const MIRROR_ITEMS: usize = 16 << 10;
+
 pub struct TraceWriter {
     file: File,
     path: PathBuf,
+    /// Where the items also go, while whole (see [`TraceWriter::mirror`]).
+    mirror: Option<SyncSender<Mirrored>>,
     raw: Vec<u8>,
     block_count: u32,
     block_first: u64,
@@ -151,6 +166,7 @@ impl TraceWriter {
             last_sync: Instant::now(),
             bytes: 0,
             frame: Vec::new(),
+            mirror: None,
         };
         let json = serde_json::to_vec(header)?;
         let mut first = preamble();
@@ -181,10 +197,30 @@ impl TraceWriter {
         Ok(())
     }
 
+    /// From now on every item written is also sent to `tx`, as a reader of the file would
+    /// read it back, and the end mark last (`tracer run` replays them for its report as the
+    /// command runs). A send that finds `tx` full, or a write error, drops `tx` before the
+    /// end mark: the receiver then knows the mirror is not whole.
+    pub fn mirror(&mut self, tx: SyncSender<Mirrored>) {
+        self.mirror = Some(tx);
+    }
+
+    fn mirror_send(&mut self, m: impl FnOnce() -> Mirrored) {
+        if let Some(tx) = &self.mirror
+            && tx.try_send(m()).is_err()
+        {
+            self.mirror = None;
+        }
+    }
+
     /// Appends an item; closes the block when it is big enough.
     pub fn push(&mut self, item: &Item) -> Result<()> {
         match (wire_item(item), item) {
-            (Some(w), _) => self.push_wire(&w),
+            (Some(w), _) => {
+                self.push_wire(&w)?;
+                self.mirror_send(|| Mirrored::Item(Box::new(super::reader::item_of(w))));
+                Ok(())
+            }
             (None, Item::Alloc(r)) => self.push_alloc(std::slice::from_ref(r)),
             (None, _) => unreachable!("only allocation records have no block encoding"),
         }
@@ -192,7 +228,10 @@ impl TraceWriter {
 
     /// Appends an event (without copying it into an [`Item`]).
     pub fn push_event(&mut self, ev: &Event) -> Result<()> {
-        self.push_wire(&WireItem::Event(RecEvent::of(ev)))
+        let w = RecEvent::of(ev);
+        self.push_wire(&WireItem::Event(w))?;
+        self.mirror_send(|| Mirrored::Item(Box::new(Item::Event(RecEvent::of(ev).into_event()))));
+        Ok(())
     }
 
     fn push_wire(&mut self, w: &WireItem) -> Result<()> {
@@ -251,7 +290,11 @@ impl TraceWriter {
             return Ok(());
         }
         let payload = super::alloc::encode(records)?;
-        self.push_frame(FrameKind::AllocSnapshot as u8, &payload)
+        self.push_frame(FrameKind::AllocSnapshot as u8, &payload)?;
+        for r in records {
+            self.mirror_send(|| Mirrored::Item(Box::new(Item::Alloc(r.clone()))));
+        }
+        Ok(())
     }
 
     /// Writes a frame of `kind` as is, after the open block (tests of readers use it for
@@ -279,6 +322,11 @@ impl TraceWriter {
         );
         self.write(&frame)?;
         self.sync()?;
+        // The end waits for room: the receiver is draining, and without it the mirror is
+        // worth nothing.
+        if let Some(tx) = self.mirror.take() {
+            let _ = tx.send(Mirrored::End(end));
+        }
         Ok(self.bytes)
     }
 }

@@ -34,6 +34,7 @@ use tracer_fs::{
 
 use crate::record::{
     Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader, alloc::AllocRecord,
+    writer::Mirrored,
 };
 
 pub use redact::Redactor;
@@ -686,63 +687,83 @@ impl Replayer {
     }
 }
 
-/// Replays a recording through the engine and gathers the report.
-pub fn replay<R: Read>(
-    mut reader: TraceReader<R>,
-    source: &str,
-    opts: &ReportOptions,
-) -> Result<Report, ReadError> {
-    let header = reader.header().clone();
-    let engine = Engine::new(header.engine.clone());
-    let mut r = Replayer {
-        watch: WorkWatch {
-            at_start: engine.work().per_fn().clone(),
-            ..Default::default()
-        },
-        engine,
-        opts: opts.clone(),
-        sections: Vec::new(),
-        cur: new_section(None, header.started_boot_ns),
-        stories: Vec::new(),
-        timeline: Timeline::default(),
-        running: HashMap::new(),
-        queued: HashMap::new(),
-        tests_seen: Vec::new(),
-        redactor: Redactor::new(opts.redact),
-        alloc: alloc::AllocReplay::new(opts.timeline),
-        bounds: Vec::new(),
-    };
-    let mut events = 0u64;
-    let mut bad_records = 0u64;
-    let mut bad_record_samples = Vec::new();
-    let mut figures = None;
-    let mut command: Option<CommandInfo> = None;
-    let mut ready_ns = None;
-    let mut first_ns = None;
-    let mut last_ns = 0u64;
-    let mut fstests_results = Vec::new();
-    while let Some(item) = reader.next_item()? {
+/// A replay fed one item at a time: from a recording being read ([`replay`]), or from the
+/// items a recording is being written with (`tracer run`, whose report is then ready when
+/// the command ends instead of after reading the file back).
+pub struct Replay {
+    r: Replayer,
+    header: TraceHeader,
+    events: u64,
+    bad_records: u64,
+    bad_record_samples: Vec<String>,
+    figures: Option<serde_json::Value>,
+    command: Option<CommandInfo>,
+    ready_ns: Option<u64>,
+    first_ns: Option<u64>,
+    last_ns: u64,
+    fstests_results: Vec<(String, String)>,
+}
+
+impl Replay {
+    pub fn new(header: TraceHeader, opts: &ReportOptions) -> Replay {
+        let engine = Engine::new(header.engine.clone());
+        let r = Replayer {
+            watch: WorkWatch {
+                at_start: engine.work().per_fn().clone(),
+                ..Default::default()
+            },
+            engine,
+            opts: opts.clone(),
+            sections: Vec::new(),
+            cur: new_section(None, header.started_boot_ns),
+            stories: Vec::new(),
+            timeline: Timeline::default(),
+            running: HashMap::new(),
+            queued: HashMap::new(),
+            tests_seen: Vec::new(),
+            redactor: Redactor::new(opts.redact),
+            alloc: alloc::AllocReplay::new(opts.timeline),
+            bounds: Vec::new(),
+        };
+        Replay {
+            r,
+            header,
+            events: 0,
+            bad_records: 0,
+            bad_record_samples: Vec::new(),
+            figures: None,
+            command: None,
+            ready_ns: None,
+            first_ns: None,
+            last_ns: 0,
+            fstests_results: Vec::new(),
+        }
+    }
+
+    /// The next item, in recording order.
+    pub fn item(&mut self, item: Item) {
+        let r = &mut self.r;
         match item {
             Item::Event(ev) => {
-                events += 1;
-                first_ns.get_or_insert(ev.ts_ns);
-                last_ns = last_ns.max(ev.ts_ns);
+                self.events += 1;
+                self.first_ns.get_or_insert(ev.ts_ns);
+                self.last_ns = self.last_ns.max(ev.ts_ns);
                 r.event(&ev);
             }
             Item::Symbol { addr, name } => r.engine.add_symbol(addr, name),
             Item::EvidenceLimit(l) => r.engine.add_evidence_limit(l),
-            Item::Figures(f) => figures = serde_json::from_str(&f).ok(),
+            Item::Figures(f) => self.figures = serde_json::from_str(&f).ok(),
             Item::BadRecord(b) => {
-                bad_records += 1;
-                if bad_record_samples.len() < 10 {
-                    bad_record_samples.push(b);
+                self.bad_records += 1;
+                if self.bad_record_samples.len() < 10 {
+                    self.bad_record_samples.push(b);
                 }
             }
             Item::Ready { ts_ns } => {
-                ready_ns = Some(ts_ns);
+                self.ready_ns = Some(ts_ns);
             }
             Item::CommandStarted { ts_ns, pid, argv } => {
-                let c = command.get_or_insert_with(CommandInfo::default);
+                let c = self.command.get_or_insert_with(CommandInfo::default);
                 c.argv = argv;
                 c.pid = pid;
                 c.started_ns = Some(ts_ns);
@@ -753,13 +774,13 @@ pub fn replay<R: Read>(
                 status,
                 signal,
             } => {
-                let c = command.get_or_insert_with(CommandInfo::default);
+                let c = self.command.get_or_insert_with(CommandInfo::default);
                 c.pid = pid;
                 c.exited_ns = Some(ts_ns);
                 c.status = Some(status);
                 c.signal = signal;
             }
-            Item::TestResults(v) => fstests_results.extend(v),
+            Item::TestResults(v) => self.fstests_results.extend(v),
             Item::Alloc(rec) => {
                 match &rec {
                     AllocRecord::Leak(k) => r.redactor.observe_leak(k),
@@ -770,50 +791,100 @@ pub fn replay<R: Read>(
             }
         }
     }
-    if command.is_none()
-        && let Some(argv) = &header.command
-    {
-        command = Some(CommandInfo {
-            argv: argv.clone(),
-            ..Default::default()
-        });
+
+    /// The report, once every item was given: `end`, `problems` and `items` are what the
+    /// recording says of itself (its end mark, what could not be read, its item count).
+    pub fn finish(
+        mut self,
+        source: &str,
+        end: Option<TraceEnd>,
+        problems: Vec<Problem>,
+        items: u64,
+    ) -> Report {
+        let header = self.header;
+        let mut r = self.r;
+        if self.command.is_none()
+            && let Some(argv) = &header.command
+        {
+            self.command = Some(CommandInfo {
+                argv: argv.clone(),
+                ..Default::default()
+            });
+        }
+        let end_ts = end
+            .as_ref()
+            .map(|e| e.ended_boot_ns)
+            .unwrap_or(self.last_ns)
+            .max(self.last_ns);
+        r.close_section(end_ts);
+        r.file_leaks();
+        for e in &r.alloc.setup_errors {
+            self.bad_record_samples.push(e.clone());
+        }
+        Report {
+            source: source.to_string(),
+            end,
+            in_progress: false,
+            problems,
+            items,
+            header,
+            events: self.events,
+            bad_records: self.bad_records,
+            bad_record_samples: self.bad_record_samples,
+            figures: self.figures,
+            command: self.command,
+            ready_ns: self.ready_ns,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+            sections: r.sections,
+            tests_seen: r.tests_seen,
+            test_filter: r.opts.test.clone(),
+            stats: r.engine.stats(),
+            evidence_limits: r.engine.evidence_limits(),
+            config: r.engine.config().clone(),
+            timeline: r.timeline,
+            redactor: r.redactor,
+            alloc: r.alloc.tracked().then(|| r.alloc.info.clone()),
+            fstests_results: self.fstests_results,
+        }
     }
-    let end_ts = reader
-        .end()
-        .map(|e| e.ended_boot_ns)
-        .unwrap_or(last_ns)
-        .max(last_ns);
-    r.close_section(end_ts);
-    r.file_leaks();
-    for e in &r.alloc.setup_errors {
-        bad_record_samples.push(e.clone());
+}
+
+/// Replays a recording through the engine and gathers the report.
+pub fn replay<R: Read>(
+    mut reader: TraceReader<R>,
+    source: &str,
+    opts: &ReportOptions,
+) -> Result<Report, ReadError> {
+    let mut replay = Replay::new(reader.header().clone(), opts);
+    while let Some(item) = reader.next_item()? {
+        replay.item(item);
     }
-    Ok(Report {
-        source: source.to_string(),
-        end: reader.end().cloned(),
-        in_progress: false,
-        problems: reader.problems().to_vec(),
-        items: reader.items_read(),
-        header,
-        events,
-        bad_records,
-        bad_record_samples,
-        figures,
-        command,
-        ready_ns,
-        first_ns,
-        last_ns,
-        sections: r.sections,
-        tests_seen: r.tests_seen,
-        test_filter: opts.test.clone(),
-        stats: r.engine.stats(),
-        evidence_limits: r.engine.evidence_limits(),
-        config: r.engine.config().clone(),
-        timeline: r.timeline,
-        redactor: r.redactor,
-        alloc: r.alloc.tracked().then(|| r.alloc.info.clone()),
-        fstests_results,
-    })
+    let end = reader.end().cloned();
+    let problems = reader.problems().to_vec();
+    Ok(replay.finish(source, end, problems, reader.items_read()))
+}
+
+/// Replays a recording's items as they are written (`TraceWriter::mirror`): the report
+/// once the end mark came, `None` if the mirror was dropped before it (the recording is
+/// then to be read back).
+pub fn replay_mirrored(
+    rx: std::sync::mpsc::Receiver<Mirrored>,
+    header: TraceHeader,
+    source: &str,
+    opts: &ReportOptions,
+) -> Option<Report> {
+    let mut replay = Replay::new(header, opts);
+    for m in rx {
+        match m {
+            Mirrored::Item(item) => replay.item(*item),
+            Mirrored::End(end) => {
+                let items = end.items;
+                return Some(replay.finish(source, Some(end), Vec::new(), items));
+            }
+        }
+    }
+    None
 }
 
 /// Opens and replays `path`.
