@@ -2,7 +2,7 @@
 //! exit, sent as one `MountCall` record.
 
 use aya_ebpf::{
-    bindings::BPF_RB_FORCE_WAKEUP,
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::bpf_ktime_get_boot_ns,
@@ -215,8 +215,10 @@ fn exit(ctx: &impl SysCtx) -> u32 {
             let _ = URGENT.output::<MountCall>(rec, BPF_RB_FORCE_WAKEUP as u64);
         } else if ret == 0 {
             // In order with the failures, without a wakeup: a new mount (or a umount that
-            // went through) starts a new story, whatever its (reused) mount id.
-            let _ = URGENT.output::<MountCall>(rec, 0);
+            // went through) starts a new story, whatever its (reused) mount id. (Flags 0
+            // is not that: it wakes the reader whenever it has caught up, which for this
+            // ring is always: an irq_work, a self-IPI, per call of a mount loop.)
+            let _ = URGENT.output::<MountCall>(rec, BPF_RB_NO_WAKEUP as u64);
         }
         // Userspace reads the mount table at once only for a call that made a mount its
         // record cannot name; any other waits for the next drain (10 ms at most). Waking

@@ -219,11 +219,18 @@ fn send_umount_ret(enter_ns: u64, mnt_id: i32, flags: u32, ret: i64) {
         let _ = crate::maps::URGENT
             .output::<UmountRet>(rec, aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64);
     } else if ret == 0 {
-        // In order with the failures (no wakeup): the next failure is a new story.
-        let _ = crate::maps::URGENT.output::<UmountRet>(rec, 0);
+        // In order with the failures (no wakeup: flags 0 would wake the reader, which has
+        // always caught up with this ring): the next failure is a new story.
+        let _ = crate::maps::URGENT
+            .output::<UmountRet>(rec, aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
     }
-    // The stream acts on it at once (the fd scan after EBUSY, the mount table).
-    submit_now(entry);
+    // A failure is acted on at once (its fd scan); a umount that went through waits for
+    // the next drain (10 ms at most), as its removal from the table does anyway.
+    if ret == -16 {
+        submit_now(entry);
+    } else {
+        submit(entry);
+    }
 }
 
 // int path_umount(struct path *path, int flags). The path is the caller's (ksys_umount's
