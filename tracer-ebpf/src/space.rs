@@ -122,12 +122,25 @@ pub fn forget(file: u64) {
     let home = slot(file);
     for k in 0..PROBES {
         let i = (home + k) % SLOTS;
-        for map in [&HELD_ELSEWHERE, &SPACE_SAID] {
-            if let Some(p) = map.get_ptr_mut(i) {
-                // SAFETY: as in `note_held`.
-                unsafe {
-                    if *p == file {
-                        *p = 0;
+        if let Some(p) = SPACE_SAID.get_ptr_mut(i) {
+            // SAFETY: as in `note_held`.
+            unsafe {
+                if *p == file {
+                    *p = 0;
+                }
+            }
+        }
+        if let Some(p) = HELD_ELSEWHERE.get_ptr_mut(i) {
+            // SAFETY: as in `note_held`.
+            unsafe {
+                if *p == file {
+                    *p = 0;
+                    // Its bit goes with it (else every unlink walks the slots until one
+                    // finds it empty: an io_uring loop notes a file per request), unless
+                    // a file was noted there meanwhile.
+                    mask_clear(i);
+                    if core::ptr::read_volatile(p) != 0 {
+                        mask_set(i);
                     }
                 }
             }
@@ -173,7 +186,11 @@ fn check_slot(i: u32) {
     if file == 0 {
         mask_clear(i);
         // A file noted meanwhile keeps its bit.
-        if HELD_ELSEWHERE.get(i).is_some_and(|f| *f != 0) {
+        if HELD_ELSEWHERE
+            .get_ptr(i)
+            // SAFETY: an element of an array map.
+            .is_some_and(|f| unsafe { core::ptr::read_volatile(f) } != 0)
+        {
             mask_set(i);
         }
         return;
