@@ -221,8 +221,8 @@ fn exit(ctx: &impl SysCtx) -> u32 {
             let _ = URGENT.output::<MountCall>(rec, BPF_RB_NO_WAKEUP as u64);
         }
         // Userspace reads the mount table at once only for a call that made a mount its
-        // record cannot name; any other waits for the next drain (10 ms at most). Waking
-        // the reader for every call cost a mount loop a third of its speed.
+        // record cannot name; any other waits for the next drain (10 ms at most) rather
+        // than have a mount loop pay a wakeup (a self-IPI) per call.
         if unnamed {
             submit_now(entry);
         } else {

@@ -1,9 +1,9 @@
 //! Space a delete did not free: files held by an io_uring ring or an in-flight request are
 //! kept in a small slot table (a file in its own slot or one of the next `PROBES - 1`);
 //! after each successful unlink, the slots whose inode has no link left are sent once
-//! (`SpaceHeld`). Nothing else has the inode at hand there on the
-//! tracepoint tier (the syscall only names a path, gone by its exit), and a dead task's
-//! ring is exactly what keeps such a file after its process is gone.
+//! (`SpaceHeld`). Nothing else has the inode at hand there on the tracepoint tier (the
+//! syscall only names a path, gone by its exit), and a dead task's ring is exactly what
+//! keeps such a file after its process is gone.
 
 use core::ffi::c_void;
 
@@ -26,12 +26,13 @@ static HELD_ELSEWHERE: Array<u64> = Array::with_max_entries(SLOTS, 0);
 #[map]
 static SPACE_SAID: Array<u64> = Array::with_max_entries(SLOTS, 0);
 
-/// Bit i set: slot i may hold a file (set after the slot is written; cleared by the
-/// unlink exit's walk when it finds the slot empty). Every successful unlink and every
-/// file release in the system looked at all the slots before; with none held they now
-/// look at this word only. Its updates are not atomic (the BPF target has no atomic
-/// read-modify-write in `core`): two CPUs racing can lose a bit, and with it a file's
-/// notice until the file is noted again, as a racing slot writer already could.
+/// Bit i set: slot i may hold a file (set after the slot is written; cleared when its
+/// file is released, or by the unlink exit's walk when it finds the slot empty). Every
+/// successful unlink and every file release in the system looked at all the slots before;
+/// with none held they now look at this word only. Its updates are not atomic (the BPF
+/// target has no atomic read-modify-write in `core`): two CPUs racing can lose a bit, and
+/// with it a file's notice until the file is noted again, as a racing slot writer already
+/// could.
 #[map]
 static HELD_MASK: Array<u64> = Array::with_max_entries(1, 0);
 
