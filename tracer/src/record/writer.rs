@@ -228,9 +228,9 @@ impl TraceWriter {
 
     /// Appends an event (without copying it into an [`Item`]).
     pub fn push_event(&mut self, ev: &Event) -> Result<()> {
-        let w = RecEvent::of(ev);
-        self.push_wire(&WireItem::Event(w))?;
-        self.mirror_send(|| Mirrored::Item(Box::new(Item::Event(RecEvent::of(ev).into_event()))));
+        let w = WireItem::Event(RecEvent::of(ev));
+        self.push_wire(&w)?;
+        self.mirror_send(|| Mirrored::Item(Box::new(super::reader::item_of(w))));
         Ok(())
     }
 
