@@ -346,9 +346,8 @@ pub fn raw_percpu_alloc(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
 #[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_free_percpu")]
 pub fn raw_percpu_free(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
     if enabled() {
-        let flag = crate::free_twin::enter(crate::free_twin::SLOT_PERCPU);
         on_free(ctx.arg(2));
-        crate::free_twin::leave(flag);
+        crate::free_twin::done(crate::free_twin::SLOT_PERCPU, ctx.arg(2));
     }
     0
 }
@@ -356,7 +355,7 @@ pub fn raw_percpu_free(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
 /// `raw_percpu_free`'s twin (see `free_twin`), attached right after it.
 #[aya_ebpf::macros::raw_tracepoint(tracepoint = "percpu_free_percpu")]
 pub fn raw_percpu_free_twin(ctx: aya_ebpf::programs::RawTracePointContext) -> i32 {
-    if enabled() && crate::free_twin::interrupted(crate::free_twin::SLOT_PERCPU) {
+    if enabled() && crate::free_twin::missed(crate::free_twin::SLOT_PERCPU, ctx.arg(2)) {
         on_free(ctx.arg(2));
     }
     0

@@ -3,11 +3,19 @@
 //! in itself, and the run is only counted (`recursion_misses`). Such a miss leaves a
 //! tracked object "allocated" and a file "alive". So each free program has a twin attached
 //! right after it to the same tracepoint (the kernel calls a tracepoint's programs in the
-//! order they were attached): on every event the first runs, then the twin, which returns
-//! at once unless the first is running on this CPU, that is, unless this very event
-//! interrupted it and was skipped; then the twin does the first's work, and counts it
-//! (`counter::FREE_TWIN + slot`) so userspace can take it off the misses. Only a free that
-//! interrupts the twin doing that work is lost (both are running then).
+//! order they were attached): on every event the first runs, then the twin.
+//!
+//! The first program, as the last thing it does, notes the object it was run for ([`done`]);
+//! the twin takes the note ([`missed`]): if it names another object, the first did not run
+//! for this event, so the twin does its work, and counts it (`counter::FREE_TWIN + slot`)
+//! so userspace can take it off the misses. The note is written at the end, not a flag at
+//! the start, so no instant of the first's run is uncovered: a free that comes before the
+//! first program has written anything (its prologue, the kernel's code around it) finds the
+//! note cleared by the last twin, and is handled. (With a flag set at the start, a batch of
+//! RCU frees in a softirq at that instant was lost whole.) What is left: a free that
+//! interrupts the twin itself before it reads the note makes the twin redo its own event,
+//! which finds nothing left to free (a freed object is not tracked, a file already gone);
+//! one that interrupts the twin doing the first's work is lost (both are running then).
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use tracer_fs::wire::counter;
@@ -19,39 +27,32 @@ pub const SLOT_CACHE: u32 = 0;
 pub const SLOT_KFREE: u32 = 1;
 pub const SLOT_PERCPU: u32 = 2;
 
-/// Per CPU and slot: 1 while the first program runs.
+/// Per CPU and slot: the object of the event the first program last ran to its end for,
+/// until its twin takes it (0).
 #[map]
-static FREE_RUNNING: PerCpuArray<u32> = PerCpuArray::with_max_entries(3, 0);
+static FREE_DONE: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
 
-/// Marks the first program of `slot` running on this CPU, until [`leave`]. (A guard
-/// rather than a closure: a closure passed down became a BPF subprogram of its own, a call
-/// on every slab free.)
+/// The first program of `slot` ran for the free of `ptr`: its last step.
 #[inline(always)]
-pub fn enter(slot: u32) -> Option<*mut u32> {
-    let flag = FREE_RUNNING.get_ptr_mut(slot);
-    if let Some(p) = flag {
-        // SAFETY: this CPU's slot; only a nested twin reads it meanwhile.
-        unsafe { *p = 1 };
-    }
-    flag
-}
-
-/// The end of what [`enter`] began.
-#[inline(always)]
-pub fn leave(flag: Option<*mut u32>) {
-    if let Some(p) = flag {
-        // SAFETY: as in `enter`.
-        unsafe { *p = 0 };
+pub fn done(slot: u32, ptr: u64) {
+    if let Some(p) = FREE_DONE.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot; only a nested program of this slot writes it meanwhile.
+        unsafe { *p = ptr };
     }
 }
 
-/// In the twin: whether this event came while the first program of `slot` ran on this
-/// CPU (so the kernel skipped the first for it); counted when it did.
+/// In the twin: whether the first program of `slot` did not run for this free of `ptr`
+/// (the kernel skipped it: this event interrupted it); counted when it did not.
 #[inline(always)]
-pub fn interrupted(slot: u32) -> bool {
-    let hit = FREE_RUNNING.get(slot).is_some_and(|v| *v != 0);
-    if hit {
+pub fn missed(slot: u32, ptr: u64) -> bool {
+    let Some(p) = FREE_DONE.get_ptr_mut(slot) else {
+        return false;
+    };
+    // SAFETY: as in `done`.
+    let noted = unsafe { core::ptr::replace(p, 0) };
+    let missed = noted != ptr;
+    if missed {
         count(counter::FREE_TWIN + slot);
     }
-    hit
+    missed
 }

@@ -181,16 +181,15 @@ fn cache_free(ctx: &RawTracePointContext) {
 
 #[raw_tracepoint(tracepoint = "kmem_cache_free")]
 pub fn raw_kmem_cache_free(ctx: RawTracePointContext) -> i32 {
-    let flag = free_twin::enter(free_twin::SLOT_CACHE);
     cache_free(&ctx);
-    free_twin::leave(flag);
+    free_twin::done(free_twin::SLOT_CACHE, ctx.arg(1));
     0
 }
 
 /// `raw_kmem_cache_free`'s twin (see `free_twin`), attached right after it.
 #[raw_tracepoint(tracepoint = "kmem_cache_free")]
 pub fn raw_kmem_cache_free_twin(ctx: RawTracePointContext) -> i32 {
-    if free_twin::interrupted(free_twin::SLOT_CACHE) {
+    if free_twin::missed(free_twin::SLOT_CACHE, ctx.arg(1)) {
         cache_free(&ctx);
     }
     0
@@ -217,16 +216,15 @@ fn on_kfree(ctx: &RawTracePointContext) {
 
 #[raw_tracepoint(tracepoint = "kfree")]
 pub fn raw_kfree(ctx: RawTracePointContext) -> i32 {
-    let flag = free_twin::enter(free_twin::SLOT_KFREE);
     on_kfree(&ctx);
-    free_twin::leave(flag);
+    free_twin::done(free_twin::SLOT_KFREE, ctx.arg(1));
     0
 }
 
 /// `raw_kfree`'s twin (see `free_twin`), attached right after it.
 #[raw_tracepoint(tracepoint = "kfree")]
 pub fn raw_kfree_twin(ctx: RawTracePointContext) -> i32 {
-    if free_twin::interrupted(free_twin::SLOT_KFREE) {
+    if free_twin::missed(free_twin::SLOT_KFREE, ctx.arg(1)) {
         on_kfree(&ctx);
     }
     0
