@@ -2,13 +2,16 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
-    helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::bpf_get_current_pid_tgid,
+    helpers::generated::{bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     maps::ring_buf::RingBufEntry,
 };
 use tracer_fs::wire::{COMM_LEN, Header, Record, RecordKind, counter};
 
-use crate::maps::{COUNTERS, EVENTS, RUNNING_WORK, SUBMITS};
+use crate::{
+    kernel::current_is_worker,
+    maps::{COUNTERS, EVENTS, RUNNING_WORK, SUBMITS},
+};
 
 #[inline(always)]
 pub fn count(index: u32) {
@@ -32,10 +35,19 @@ fn fill_header(h: &mut Header, kind: RecordKind) {
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.pid = pid_tgid as u32;
     h.tgid = (pid_tgid >> 32) as u32;
-    h.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+    // Straight into the record: aya's wrapper zeroes a stack copy first, and the copies
+    // and zeroing came out as byte loops (a `memset` subprogram) in every program.
+    // SAFETY: the helper writes at most `COMM_LEN` bytes, NUL-padded (zeroed on failure).
+    unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
     let pid = h.pid;
-    // SAFETY: the value is copied out at once.
-    match unsafe { RUNNING_WORK.get(&pid) } {
+    // Only a workqueue worker runs work items: other tasks skip the map lookup.
+    let running = if current_is_worker() {
+        // SAFETY: the value is copied out at once.
+        unsafe { RUNNING_WORK.get(&pid) }
+    } else {
+        None
+    };
+    match running {
         Some(w) => {
             h.work = w.work;
             h.work_fn = w.function;

@@ -4,7 +4,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
-    generated::{bpf_get_current_task, bpf_loop},
+    generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_loop},
 };
 use tracer_fs::wire::{SCAN_MAX_CPUS, btf_off};
 
@@ -42,6 +42,49 @@ pub fn read<T>(addr: u64) -> Option<T> {
 #[inline(always)]
 pub fn member<T>(base: u64, m: usize) -> Option<T> {
     read(base.wrapping_add(btf(m)?))
+}
+
+/// The bytes one read of [`members2`] covers.
+const WINDOW: usize = 64;
+
+/// The `u64` members `a` and `b` of the structure at `base`, with one helper call when both
+/// lie in one 64-byte window (as `file.f_inode` and `f_path.mnt`, `inode.i_sb` and `i_ino`
+/// do on every kernel so far), else two. A helper call is most of what a read costs here,
+/// and a record reads several such pairs. (The offsets are frozen constants: the verifier
+/// keeps one of the two paths.)
+#[inline(always)]
+pub fn members2(base: u64, a: usize, b: usize) -> Option<(u64, u64)> {
+    let (oa, ob) = (btf(a)?, btf(b)?);
+    let (lo, hi) = if oa <= ob { (oa, ob) } else { (ob, oa) };
+    let gap = hi - lo;
+    if gap <= (WINDOW - 8) as u64 && gap % 8 == 0 && lo % 8 == 0 {
+        let w: [u64; WINDOW / 8] = read(base.wrapping_add(lo))?;
+        let (x, y) = (w[0], w[(gap / 8) as usize & (WINDOW / 8 - 1)]);
+        return Some(if oa <= ob { (x, y) } else { (y, x) });
+    }
+    Some((member(base, a)?, member(base, b)?))
+}
+
+/// `PF_WQ_WORKER` (include/linux/sched.h): a workqueue worker (a kworker, or a rescuer
+/// while it runs work items).
+const PF_WQ_WORKER: u32 = 0x20;
+
+/// Whether the current task can be running a work item: a workqueue worker, or any task
+/// where this kernel's BTF does not place `task_struct.flags`. Read with a plain load
+/// through the task's BTF pointer (the verifier checks the constant offset against the
+/// type and guards the load), not a helper call: every record's header asks.
+#[inline(always)]
+pub fn current_is_worker() -> bool {
+    let Some(off) = btf(btf_off::TASK_FLAGS) else {
+        return true;
+    };
+    // SAFETY: the helper returns the running task; the offset is `flags`' from BTF.
+    let flags = unsafe {
+        core::ptr::read_volatile(
+            (bpf_get_current_task_btf() as *const u8).add(off as usize) as *const u32
+        )
+    };
+    flags & PF_WQ_WORKER != 0
 }
 
 /// The mount id of a `struct vfsmount *` (-1 for NULL or unreadable).
@@ -106,33 +149,50 @@ pub struct FileIdentity {
     pub ino: u64,
 }
 
-/// The mount a file pins and its inode identity.
+/// The mount a file pins and its inode identity (4 reads).
 #[inline(always)]
 pub fn file_identity(file: u64) -> FileIdentity {
-    let inode = member::<u64>(file, btf_off::FILE_INODE).unwrap_or(0);
+    let (inode, vfsmount) = file_inode_mnt(file);
+    let (sb, ino) = members2(inode, btf_off::INODE_SB, btf_off::INODE_INO).unwrap_or((0, 0));
     FileIdentity {
-        mnt_id: file_mnt_id(file).unwrap_or(-1),
-        dev: inode_dev(inode).unwrap_or(0),
-        ino: member(inode, btf_off::INODE_INO).unwrap_or(0),
+        mnt_id: vfsmount_mnt_id(vfsmount).unwrap_or(-1),
+        dev: member(sb, btf_off::SB_DEV).unwrap_or(0),
+        ino,
     }
+}
+
+/// A file's mount id and inode number, without the device (3 reads): what its release
+/// says.
+#[inline(always)]
+pub fn file_mnt_ino(file: u64) -> (i32, u64) {
+    let (inode, vfsmount) = file_inode_mnt(file);
+    (
+        vfsmount_mnt_id(vfsmount).unwrap_or(-1),
+        member(inode, btf_off::INODE_INO).unwrap_or(0),
+    )
+}
+
+/// `file->f_inode` and `file->f_path.mnt` (0 where unreadable).
+#[inline(always)]
+fn file_inode_mnt(file: u64) -> (u64, u64) {
+    members2(file, btf_off::FILE_INODE, btf_off::FILE_PATH_MNT).unwrap_or((0, 0))
 }
 
 /// `real_mount(file->f_path.mnt)->mnt_id`.
 #[inline(always)]
 pub fn file_mnt_id(file: u64) -> Option<i32> {
-    let vfsmount: u64 = member(file, btf_off::FILE_PATH_MNT)?;
+    vfsmount_mnt_id(member(file, btf_off::FILE_PATH_MNT)?)
+}
+
+/// `real_mount(vfsmount)->mnt_id`.
+#[inline(always)]
+fn vfsmount_mnt_id(vfsmount: u64) -> Option<i32> {
     // The distance from `struct vfsmount` to `mnt_id` inside `struct mount` (signed).
     let delta = btf(btf_off::VFSMOUNT_TO_MNT_ID)? as u32 as i32 as i64;
     if vfsmount == 0 {
         return None;
     }
     read(vfsmount.wrapping_add(delta as u64))
-}
-
-#[inline(always)]
-fn inode_dev(inode: u64) -> Option<u32> {
-    let sb: u64 = member(inode, btf_off::INODE_SB)?;
-    member(sb, btf_off::SB_DEV)
 }
 
 /// Copies the file's dentry name (last path component) into `buf`; false when unreadable.

@@ -18,7 +18,7 @@ use crate::{
     config::{btf, field, tp},
     emit::{count, emit},
     free_twin,
-    kernel::{file_identity, member, read},
+    kernel::{file_mnt_ino, member, read},
     maps::{CACHES, PRECISE_RELEASE},
 };
 
@@ -126,14 +126,14 @@ fn on_file_free(file: u64) {
 pub fn send_file_free(file: u64) {
     crate::space::forget(file);
     // A file that never got a path (a failed open) pinned no mount: nothing to say.
-    let id = file_identity(file);
-    if id.mnt_id < 0 {
+    let (mnt_id, ino) = file_mnt_ino(file);
+    if mnt_id < 0 {
         return;
     }
     emit::<FileFree>(|rec| {
         rec.file = file;
-        rec.ino = id.ino;
-        rec.mnt_id = id.mnt_id;
+        rec.ino = ino;
+        rec.mnt_id = mnt_id;
         rec._pad = 0;
     });
 }
