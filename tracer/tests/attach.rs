@@ -128,6 +128,49 @@ fn a_mount_stacked_on_another_is_named_by_its_own_record() {
     assert!(lower_made, "the lower mount's record named it too");
 }
 
+/// The `kmem_cache_free` program's twin, which does the program's work for a free that
+/// interrupted it (the kernel skips that run), costs a second program on every slab free;
+/// it is attached only where a skipped free can lose something: with allocation tracking,
+/// or on kernels that free files from an RCU callback in a softirq (before 6.7).
+#[test]
+fn the_slab_free_twin_is_attached_only_where_a_skipped_free_matters() {
+    if !kernel_tests_allowed("the_slab_free_twin_is_attached_only_where_a_skipped_free_matters") {
+        return;
+    }
+    let _g = serial();
+    // The hook's points and mechanism, from the `hooks` line.
+    let hook = |t: &Tracer| -> (usize, String) {
+        let h = t
+            .lines()
+            .iter()
+            .filter(|v| v["type"] == "hooks")
+            .flat_map(|v| v["hooks"].as_array().cloned().unwrap_or_default())
+            .find(|h| h["hook"] == "kmem_cache free")
+            .expect("the kmem_cache free hook in the hooks line");
+        let points = h["points"].as_array().map_or(0, Vec::len);
+        (points, h["mechanism"].as_str().unwrap_or("").to_string())
+    };
+    let tracer = Tracer::start(&[]);
+    let (default_points, mechanism) = hook(&tracer);
+    tracer.stop();
+    let (tracking, _) = Tracer::tracking("sym:shmem_", &[], Duration::from_secs(30));
+    let (tracking_points, _) = hook(&tracking);
+    tracking.stop();
+    if mechanism != "raw_tracepoint" {
+        // The classic tracepoint fallback has no twin (and skips nothing: a classic
+        // program is not stopped by a run of its own on the CPU).
+        assert_eq!((default_points, tracking_points), (1, 1), "{mechanism}");
+        return;
+    }
+    let rcu_freed_files = !kernel_at_least(6, 7);
+    assert_eq!(
+        default_points,
+        if rcu_freed_files { 2 } else { 1 },
+        "default mode, files freed by RCU: {rcu_freed_files}"
+    );
+    assert_eq!(tracking_points, 2, "with allocation tracking");
+}
+
 /// The syscall hooks on both routes: the `raw_syscalls` dispatch (the default where the
 /// kernel's BTF has the registers, x86_64) and the classic per-syscall tracepoints it
 /// falls back to (`TRACER_AVOID_MECHANISMS=raw_syscalls` forces them): each sees a mount,

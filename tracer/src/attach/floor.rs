@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use aya::{Ebpf, programs::Program};
 
-use super::{Options, build_config, load_object, needed, syscalls};
+use super::{Needs, Options, build_config, load_object, needed, syscalls};
 use crate::{
     attach::hooks::{HOOKS, Hook, HookStatus, Mechanism, Point, verifier_error},
     kernel::{btf::KernelBtf, kallsyms::Kallsyms, tracefs},
@@ -36,6 +36,7 @@ pub fn attach_floor() -> Result<Floor> {
     let kbtf = KernelBtf::load()?;
     let ksyms = Kallsyms::load()?;
     let (cfg, _) = build_config(&kbtf, &ksyms, &Options::default());
+    let needs = Needs::of(&cfg, &kbtf, false);
     let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for aya")?;
     let mut ebpf = load_object(&cfg, 1 << 16, Some(&btf))?;
     let mut real: HashMap<&'static str, Result<(), String>> = HashMap::new();
@@ -83,7 +84,7 @@ pub fn attach_floor() -> Result<Floor> {
             }
             let floor: Vec<Point> = alt
                 .iter()
-                .filter(|p| needed(p, &cfg))
+                .filter(|p| needed(p, needs))
                 .map(|p| Point {
                     program: match p.mechanism {
                         Mechanism::RawTracepoint | Mechanism::RawSyscalls => "floor_raw",

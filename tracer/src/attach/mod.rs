@@ -222,6 +222,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let uring = layout::uring_layout(&kbtf);
     let sys_allowed = syscalls::route_allowed(&kbtf);
     let raw = raw_checks(&kbtf, &sys_allowed);
+    let needs = Needs::of(&cfg, &kbtf, opts.alloc.is_some());
     let prepared = match &opts.alloc {
         Some(a) => Some(crate::alloc::setup::prepare(a, &kbtf, &ksyms)?),
         None => None,
@@ -262,7 +263,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let ctx = HookCtx {
         raw: &raw,
         btf: &btf,
-        cfg: &cfg,
+        needs,
         sys_route: &sys_route,
     };
     for h in HOOKS {
@@ -532,10 +533,43 @@ pub(crate) fn alloc_hook_wanted(h: &Hook, opts: &Options) -> bool {
     !hooks::ALLOC_ONLY.contains(&h.name) || opts.alloc.is_some() || opts.alloc_hooks
 }
 
-/// Whether point `p` is needed with this configuration.
-pub(crate) fn needed(p: &Point, cfg: &Config) -> bool {
-    !(OPEN_ENTRIES.contains(&p.program)
-        && cfg.btf[tracer_fs::wire::btf_off::PT_REGS_SYSCALL_ARG0] != tracer_fs::wire::MISSING_U32)
+/// The `kmem_cache_free` program's twin (`free_twin` in the eBPF crate), which does its
+/// work for a free that interrupted it (and was skipped).
+pub(crate) const CACHE_FREE_TWIN: &str = "raw_kmem_cache_free_twin";
+
+/// What decides which points of a hook's alternative are attached.
+#[derive(Clone, Copy)]
+pub(crate) struct Needs {
+    /// The open family's exits read the path from the saved registers ([`OPEN_ENTRIES`]).
+    open_path_from_regs: bool,
+    /// Whether a skipped `kmem_cache_free` run can lose anything: with allocation
+    /// tracking, or where files are freed by an RCU callback (a `struct file` with an
+    /// `f_rcuhead`: before 6.7), whose batch runs in a softirq that can interrupt the
+    /// program. From 6.7 a file is freed where `__fput` runs (process context), as are fd
+    /// tables and fs_structs, so in the default mode no free that matters comes in an
+    /// interrupt, and the twin (a second program on every slab free) is left out.
+    cache_free_twin: bool,
+}
+
+impl Needs {
+    pub(crate) fn of(cfg: &Config, kbtf: &KernelBtf, alloc: bool) -> Needs {
+        Needs {
+            open_path_from_regs: cfg.btf[tracer_fs::wire::btf_off::PT_REGS_SYSCALL_ARG0]
+                != tracer_fs::wire::MISSING_U32,
+            cache_free_twin: alloc || files_freed_by_rcu(kbtf),
+        }
+    }
+}
+
+/// Whether this kernel frees a `struct file` through `call_rcu()` (its `f_rcuhead`).
+fn files_freed_by_rcu(kbtf: &KernelBtf) -> bool {
+    kbtf.offset_of("file", &["f_rcuhead"]).is_ok()
+}
+
+/// Whether point `p` is needed.
+pub(crate) fn needed(p: &Point, needs: Needs) -> bool {
+    !(OPEN_ENTRIES.contains(&p.program) && needs.open_path_from_regs)
+        && (p.program != CACHE_FREE_TWIN || needs.cache_free_twin)
 }
 
 /// Points already attached, by (program, target): a hook whose alternative includes one
@@ -546,7 +580,7 @@ type Shared = HashSet<(&'static str, &'static str)>;
 struct HookCtx<'a> {
     raw: &'a RawChecks,
     btf: &'a aya::Btf,
-    cfg: &'a Config,
+    needs: Needs,
     /// Whether the `raw_syscalls` dispatch is attached (`Err`: why not).
     sys_route: &'a Result<(), String>,
 }
@@ -577,7 +611,7 @@ fn attach_hook(
     loaded: &mut Loaded,
     shared: &mut Shared,
 ) -> HookStatus {
-    let (raw, cfg) = (ctx.raw, ctx.cfg);
+    let raw = ctx.raw;
     let mut status = HookStatus::unserved(hook);
     let avoided = avoided_mechanisms();
     'alternatives: for alt in hook.alternatives {
@@ -599,7 +633,7 @@ fn attach_hook(
         // Attach the whole alternative or none of it: a partial one would mislead.
         let mut points = vec![];
         let mut fresh = vec![];
-        for p in alt.iter().filter(|p| needed(p, cfg)) {
+        for p in alt.iter().filter(|p| needed(p, ctx.needs)) {
             if shared.contains(&(p.program, p.target)) {
                 points.push(p.target.to_string());
                 continue;
