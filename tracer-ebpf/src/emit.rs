@@ -35,10 +35,7 @@ fn fill_header(h: &mut Header, kind: RecordKind) {
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.pid = pid_tgid as u32;
     h.tgid = (pid_tgid >> 32) as u32;
-    // Straight into the record: aya's wrapper zeroes a stack copy first, and the copies
-    // and zeroing came out as byte loops (a `memset` subprogram) in every program.
-    // SAFETY: the helper writes at most `COMM_LEN` bytes, NUL-padded (zeroed on failure).
-    unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
+    current_comm(&mut h.comm);
     let pid = h.pid;
     // Only a workqueue worker runs work items: other tasks skip the map lookup.
     let running = if current_is_worker() {
@@ -57,6 +54,15 @@ fn fill_header(h: &mut Header, kind: RecordKind) {
             h.work_fn = 0;
         }
     }
+}
+
+/// The current task's name, written straight into `buf` (a record's field): aya's wrapper
+/// zeroes a stack copy first, and that zeroing and the copies came out as byte loops (a
+/// `memset` subprogram) in every program.
+#[inline(always)]
+pub fn current_comm(buf: &mut [u8; COMM_LEN]) {
+    // SAFETY: the helper writes at most `COMM_LEN` bytes, NUL-padded (zeroed on failure).
+    unsafe { bpf_get_current_comm(buf.as_mut_ptr().cast(), COMM_LEN as u32) };
 }
 
 /// Reserves a `T` record, its header filled for the current task; counts the record, or
