@@ -152,17 +152,28 @@ const DETACH_THREADS: usize = 16;
 
 /// Everything about this kernel the loader needs.
 pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Config, Gaps) {
+    let (mut cfg, gaps) = btf_config(kbtf, opts);
+    symbol_config(&mut cfg, ksyms);
+    (cfg, gaps)
+}
+
+/// The loader's configuration from the kernel's BTF and tracefs: all but the symbols.
+fn btf_config(kbtf: &KernelBtf, opts: &Options) -> (Config, Gaps) {
     let mut cfg = Config::empty();
     cfg.self_tgid = std::process::id();
     cfg.all_work = opts.all_work as u32;
+    let gaps = layout::fill_config(&mut cfg, kbtf);
+    (cfg, gaps)
+}
+
+/// The addresses of the functions the programs compare against, from kallsyms.
+fn symbol_config(cfg: &mut Config, ksyms: &Kallsyms) {
     cfg.delayed_work_timer_fn = ksyms
         .addrs("delayed_work_timer_fn")
         .first()
         .copied()
         .unwrap_or(0);
     cfg.fput_callback = ksyms.addrs("____fput").first().copied().unwrap_or(0);
-    let gaps = layout::fill_config(&mut cfg, kbtf);
-    (cfg, gaps)
 }
 
 /// Loads the object (`btf`: the kernel's, parsed once by the caller; without it aya would
@@ -209,20 +220,23 @@ pub fn load_object_with_alloc(
 /// Loads the object and attaches every hook it can.
 pub fn attach(opts: &Options) -> Result<Attached> {
     tracefs::ensure_mounted()?;
-    // kallsyms is parsed beside the BTF (each takes about a tenth of a second).
+    // kallsyms is read on a thread of its own while the BTF is (each takes over a tenth of
+    // a second: the kernel prints kallsyms slowly, and btf-rs scans every type's name per
+    // lookup); only what needs addresses waits for it.
     let ksyms = std::thread::spawn(Kallsyms::load);
     // btf-rs's parse of the kernel's BTF is the biggest allocation of the attach (about
     // 40 MiB): all that needs it is read first, and it goes before aya parses the BTF
     // again (about 24 MiB) and loads the object, so the two never peak together.
     let kbtf = KernelBtf::load()?;
-    let ksyms = ksyms
-        .join()
-        .map_err(|_| anyhow!("reading /proc/kallsyms panicked"))??;
-    let (cfg, gaps) = build_config(&kbtf, &ksyms, opts);
+    let (mut cfg, gaps) = btf_config(&kbtf, opts);
     let uring = layout::uring_layout(&kbtf);
     let sys_allowed = syscalls::route_allowed(&kbtf);
     let raw = raw_checks(&kbtf, &sys_allowed);
     let needs = Needs::of(&cfg, &kbtf, opts.alloc.is_some());
+    let ksyms = ksyms
+        .join()
+        .map_err(|_| anyhow!("reading /proc/kallsyms panicked"))??;
+    symbol_config(&mut cfg, &ksyms);
     let prepared = match &opts.alloc {
         Some(a) => Some(crate::alloc::setup::prepare(a, &kbtf, &ksyms)?),
         None => None,

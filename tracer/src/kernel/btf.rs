@@ -1,6 +1,8 @@
 //! Structure layouts and tracepoint prototypes from the running kernel's BTF
 //! (`/sys/kernel/btf/vmlinux`), so one binary runs on many kernels.
 
+use std::{collections::HashMap, sync::Mutex};
+
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Btf, Type};
 
@@ -8,6 +10,10 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 pub struct KernelBtf {
     btf: Btf,
+    /// Structs found by name so far (None: not in the BTF). btf-rs's memory-mapped
+    /// backend scans every type's name per lookup (about a millisecond here), and the
+    /// attach asks for the same few dozen structs over a hundred times.
+    structs: Mutex<HashMap<String, Option<btf_rs::Struct>>>,
 }
 
 impl KernelBtf {
@@ -28,7 +34,10 @@ impl KernelBtf {
                 Btf::from_bytes(&bytes).with_context(|| format!("parsing {VMLINUX_BTF}"))?
             }
         };
-        Ok(KernelBtf { btf })
+        Ok(KernelBtf {
+            btf,
+            structs: Mutex::default(),
+        })
     }
 
     fn strip(&self, mut t: Type) -> Result<Type> {
@@ -51,14 +60,20 @@ impl KernelBtf {
     }
 
     fn struct_by_name(&self, name: &str) -> Result<btf_rs::Struct> {
-        for t in self.btf.resolve_types_by_name(name).unwrap_or_default() {
-            if let Type::Struct(s) = t
-                && !s.members.is_empty()
-            {
-                return Ok(s);
-            }
-        }
-        Err(anyhow!("struct {name} not found in the kernel's BTF"))
+        let mut known = self.structs.lock().unwrap_or_else(|e| e.into_inner());
+        let found = known.entry(name.to_string()).or_insert_with(|| {
+            self.btf
+                .resolve_types_by_name(name)
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|t| match t {
+                    Type::Struct(s) if !s.members.is_empty() => Some(s),
+                    _ => None,
+                })
+        });
+        found
+            .clone()
+            .ok_or_else(|| anyhow!("struct {name} not found in the kernel's BTF"))
     }
 
     /// Finds member `name` of `s`, looking into anonymous structs/unions; returns its bit
