@@ -4,7 +4,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
-    generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_loop},
+    generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
 };
 use tracer_fs::wire::{SCAN_MAX_CPUS, btf_off};
 
@@ -69,22 +69,38 @@ pub fn members2(base: u64, a: usize, b: usize) -> Option<(u64, u64)> {
 /// while it runs work items).
 const PF_WQ_WORKER: u32 = 0x20;
 
+/// The `T` at task member `m` (`btf_off::*`, an offset into `task_struct`) of the
+/// current task, read with a plain load through the task's BTF pointer (the verifier
+/// checks the constant offset against the type and guards the load), not a helper call.
+#[inline(always)]
+pub fn current_member<T: Copy>(m: usize) -> Option<T> {
+    let off = btf(m)?;
+    // SAFETY: the helper returns the running task; the offset is the member's, from BTF.
+    Some(unsafe {
+        core::ptr::read_volatile(
+            (bpf_get_current_task_btf() as *const u8).add(off as usize) as *const T
+        )
+    })
+}
+
 /// Whether the current task can be running a work item: a workqueue worker, or any task
-/// where this kernel's BTF does not place `task_struct.flags`. Read with a plain load
-/// through the task's BTF pointer (the verifier checks the constant offset against the
-/// type and guards the load), not a helper call: every record's header asks.
+/// where this kernel's BTF does not place `task_struct.flags`. Every record's header asks.
 #[inline(always)]
 pub fn current_is_worker() -> bool {
-    let Some(off) = btf(btf_off::TASK_FLAGS) else {
-        return true;
-    };
-    // SAFETY: the helper returns the running task; the offset is `flags`' from BTF.
-    let flags = unsafe {
-        core::ptr::read_volatile(
-            (bpf_get_current_task_btf() as *const u8).add(off as usize) as *const u32
-        )
-    };
-    flags & PF_WQ_WORKER != 0
+    current_member::<u32>(btf_off::TASK_FLAGS).is_none_or(|f| f & PF_WQ_WORKER != 0)
+}
+
+/// The `T` at `pt_regs` member `m` of the registers the current task's syscall saved,
+/// read with a plain load (see [`current_member`]).
+#[inline(always)]
+pub fn current_regs_member<T: Copy>(m: usize) -> Option<T> {
+    let off = btf(m)?;
+    // SAFETY: the helpers return the running task and its saved registers (never null);
+    // the offset is the member's, from BTF.
+    Some(unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        core::ptr::read_volatile(regs.add(off as usize) as *const T)
+    })
 }
 
 /// The mount id of a `struct vfsmount *` (-1 for NULL or unreadable).

@@ -15,7 +15,7 @@ use tracer_fs::wire::{SYSCALL_SLOTS, btf_off, tp_field};
 
 use crate::{
     config::{btf, field, tp},
-    kernel::{current_task, member, read},
+    kernel::{current_member, current_regs_member, read},
 };
 
 /// The handlers of syscall entries, by syscall number (userspace fills it).
@@ -105,7 +105,7 @@ const TS_COMPAT: u32 = 0x0002;
 
 #[inline(always)]
 fn compat() -> bool {
-    member::<u32>(current_task(), btf_off::THREAD_INFO_STATUS).is_some_and(|s| s & TS_COMPAT != 0)
+    current_member::<u32>(btf_off::THREAD_INFO_STATUS).is_some_and(|s| s & TS_COMPAT != 0)
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
@@ -121,11 +121,11 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
-    let regs: u64 = ctx.arg(0);
-    let Some(off) = btf(btf_off::PT_REGS_SYSCALL_NR) else {
+    // Every syscall's exit in the system comes here: its number is read with a plain load
+    // from the saved registers (the same the tracepoint passes), not a helper call.
+    let Some(nr) = current_regs_member::<i64>(btf_off::PT_REGS_SYSCALL_NR) else {
         return 0;
     };
-    let nr = read::<i64>(regs.wrapping_add(off)).unwrap_or(-1);
     if (0..SYSCALL_SLOTS as i64).contains(&nr) {
         // SAFETY: as above.
         unsafe { SYS_EXIT_PROGS.tail_call(&ctx, nr as u32) };
