@@ -229,6 +229,77 @@ fn ext4_mount_cycles_on_loop_report_no_confirmed_leaks() {
 }
 
 /// Opens `n` files (each a new `struct file` from the `filp` cache) and keeps them.
+/// A report first looks 0.2 s after its umount (after an RCU barrier and a walk of
+/// kfree_rcu()'s queues): one that would list nothing is made then, since nothing is left
+/// to free, and `tracer run` of a test need not wait out the grace period after the
+/// test's last umount; one that would list objects waits out its grace period, since they
+/// may still be freed.
+#[test]
+fn an_empty_leak_report_comes_at_once_and_a_full_one_after_its_grace_period() {
+    if !kernel_tests_allowed(
+        "an_empty_leak_report_comes_at_once_and_a_full_one_after_its_grace_period",
+    ) {
+        return;
+    }
+    let _g = serial();
+    // Empty: a healthy tmpfs cycle, with a grace period longer than the wait below.
+    let (tracer, _) = Tracer::tracking(
+        "sym:shmem_",
+        &["--leak-grace", "120s"],
+        Duration::from_secs(5),
+    );
+    let m = TmpMount::new("allocearly");
+    let target = m.str().to_string();
+    for i in 0..20 {
+        std::fs::write(m.path.join(format!("f{i}")), b"data").unwrap();
+    }
+    umount(&m.path).expect("umount");
+    let report = wait_report(&tracer, &target);
+    assert_eq!(report["objects"], 0, "{}", report["text"]);
+    assert_eq!(report["uncertain"], false, "{report}");
+    tracer.stop();
+
+    // Full: filp objects charged to the mount's life (files kept open across it).
+    let grace = Duration::from_secs(8);
+    let (tracer, _) = Tracer::tracking(
+        "cache:filp",
+        &["--leak-grace", "8s"],
+        Duration::from_secs(5),
+    );
+    let m = TmpMount::new("allocgrace");
+    let target = m.str().to_string();
+    tracer.wait_for("the live view", Duration::from_secs(5), |v| {
+        v["type"] == "alloc_live"
+            && v["by_mount"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["target"] == target.as_str())
+    });
+    let kept = open_files(5);
+    umount(&m.path).expect("umount");
+    let umounted = std::time::Instant::now();
+    while umounted.elapsed() < grace / 2 {
+        let early = tracer
+            .lines()
+            .into_iter()
+            .find(|v| v["type"] == "leak_report" && v["mount"]["target"] == target.as_str());
+        assert!(
+            early.is_none(),
+            "a report listing objects came before its grace period ended: {early:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = wait_report(&tracer, &target);
+    assert!(
+        report["objects"].as_u64().unwrap() >= 5,
+        "{}",
+        report["text"]
+    );
+    drop(kept);
+    tracer.stop();
+}
+
 fn open_files(n: usize) -> Vec<std::fs::File> {
     (0..n)
         .map(|_| std::fs::File::open("/dev/null").unwrap())

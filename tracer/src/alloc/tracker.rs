@@ -73,7 +73,17 @@ struct Pending {
     due_ns: u64,
     /// The `rcu_barrier()` before its report was done (at an earlier tick).
     barrier_done: bool,
+    /// A first look, [`EARLY_LOOK`] after the umount: the report is made then only if it
+    /// would list nothing (an empty report cannot change: nothing of the mount's is left
+    /// to free); otherwise it waits out the grace period.
+    early: bool,
 }
+
+/// When a report first looks whether anything of its mount is left (after an RCU barrier
+/// and a walk of kfree_rcu()'s queues, as at its grace period's end). A healthy umount
+/// leaves nothing, and `tracer run` of one test then ends without waiting out the grace
+/// period (2 s by default) after the command's last umount.
+const EARLY_LOOK: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct AllocTracker {
     maps: AllocMaps,
@@ -273,11 +283,14 @@ impl AllocTracker {
                 self.reports_not_made += 1;
                 return;
             }
-            let due_ns = w.end_ns.unwrap_or(ev.ts_ns) + self.opts.grace.as_nanos() as u64;
+            let end_ns = w.end_ns.unwrap_or(ev.ts_ns);
+            let early = self.opts.grace > 2 * EARLY_LOOK;
+            let wait = if early { EARLY_LOOK } else { self.opts.grace };
             self.pending.push(Pending {
                 window: w,
-                due_ns,
+                due_ns: end_ns + wait.as_nanos() as u64,
                 barrier_done: !self.opts.rcu_barrier,
+                early,
             });
         }
     }
@@ -391,6 +404,17 @@ impl AllocTracker {
         // a mount loop makes thousands of reports.
         let mut memo = None;
         for p in due {
+            if p.early && self.charging.charged(&p.window, &allocs).next().is_some() {
+                // Something of the mount's is left: it may still be freed, so the report
+                // waits out its grace period after all.
+                self.pending.push(Pending {
+                    due_ns: p.window.end_ns.unwrap_or(now_ns) + self.opts.grace.as_nanos() as u64,
+                    barrier_done: !self.opts.rcu_barrier,
+                    early: false,
+                    window: p.window,
+                });
+                continue;
+            }
             out.push(self.report(&p.window, now_ns, mark, &allocs, 0, &mut memo));
         }
         self.update_view(now_ns, f, &allocs);
@@ -515,7 +539,12 @@ impl AllocTracker {
         pending
             .into_iter()
             .map(|p| {
-                let early = p.due_ns.saturating_sub(now_ns);
+                // How long before the end of its grace period (not of an early look).
+                let grace_end = match p.window.end_ns {
+                    Some(end) if p.early => end + self.opts.grace.as_nanos() as u64,
+                    _ => p.due_ns,
+                };
+                let early = grace_end.saturating_sub(now_ns);
                 self.report(&p.window, now_ns, mark, &allocs, early, &mut memo)
             })
             .chain(said)
