@@ -36,6 +36,12 @@ pub fn main(args: Args) -> Result<()> {
     }
     cargo_test()?;
     fuzz()?;
+    // The release tracer, for both tiers: the fstests tier traces with it (the debug
+    // engine can fall behind a burst of records and lose some), and it goes in the VM
+    // (under TCG the debug one's start-up takes 3x longer).
+    if util::is_root() {
+        build::build_tracer(true)?;
+    }
     // A failing fstests tier does not hide the VM tier's results: its error comes last.
     let fstests = if args.no_fstests {
         eprintln!("xtask: --no-fstests: skipping the fstests tier");
@@ -50,7 +56,6 @@ pub fn main(args: Args) -> Result<()> {
         eprintln!("xtask: --no-vm: skipping the VM tier");
         return fstests;
     }
-    // The release tracer goes in the VM: under TCG the debug one's start-up takes 3x longer.
     build::build_tracer(true)?;
     vm::run(&vm::Args::default())?;
     fstests
