@@ -984,6 +984,12 @@ pub mod btf_off {
         IOCB_AIO_FILDES = 50 => ("iocb", ["aio_fildes"]),
         /// io_kiocb.ctx (the raw io_uring tracepoints get the request, not its ring)
         URING_REQ_CTX = 51 => ("io_kiocb", ["ctx"]),
+        /// io_kiocb.file (in an anonymous union): set from the request's start to after
+        /// its completion
+        URING_REQ_FILE = 78 => ("io_kiocb", ["file"]),
+        /// io_kiocb.flags (`unsigned int` before 6.10, `io_req_flags_t` since: the low
+        /// 32 bits are read)
+        URING_REQ_FLAGS = 79 => ("io_kiocb", ["flags"]),
         /// io_uring_cqe.res (uapi; the raw `io_uring_complete` of 6.13+ gets the CQE)
         URING_CQE_RES = 53 => ("io_uring_cqe", ["res"]),
         /// io_uring_cqe.flags (uapi)

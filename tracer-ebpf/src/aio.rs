@@ -16,7 +16,7 @@ use tracer_fs::wire::{AIO_FILES, AioAcct, btf_off, tp_field};
 use crate::{
     config::btf,
     emit::is_self,
-    kernel::{current_task, fd_to_file, file_mnt_id, for_steps},
+    kernel::{Fds, current_fds, file_mnt_id, for_steps},
     maps::AIO_TASKS,
     sys::{SysCtx, sys_programs},
 };
@@ -54,7 +54,7 @@ struct Submit {
     iocbpp: u64,
     nr: u64,
     fildes_off: u64,
-    task: u64,
+    table: Fds,
 }
 
 /// The file of iocb `i`, noted in the submitting process's entry.
@@ -72,7 +72,7 @@ extern "C" fn submit_step(i: u64, ctx: *mut c_void) -> i64 {
     let iocb = unsafe { bpf_probe_read_user((w.iocbpp + 8 * i) as *const u64) }.unwrap_or(0);
     let fd =
         unsafe { bpf_probe_read_user((iocb + w.fildes_off) as *const u32) }.unwrap_or(u32::MAX);
-    let Some(file) = fd_to_file(w.task, fd as i32) else {
+    let Some(file) = w.table.file(fd as i32) else {
         return 0;
     };
     if e.files.contains(&file) {
@@ -103,6 +103,9 @@ fn io_submit_enter(ctx: &impl SysCtx) -> u32 {
     let ctx_id = ctx.arg(tp_field::IO_SUBMIT_CTX);
     let nr = ctx.arg(tp_field::IO_SUBMIT_NR);
     let iocbpp = ctx.arg(tp_field::IO_SUBMIT_IOCBPP);
+    let Some(table) = current_fds() else {
+        return 0;
+    };
     let Some(e) = entry(true) else {
         return 0;
     };
@@ -113,7 +116,7 @@ fn io_submit_enter(ctx: &impl SysCtx) -> u32 {
         iocbpp,
         nr,
         fildes_off: fildes_off as u64,
-        task: current_task(),
+        table,
     };
     // A bpf_loop, whose body the verifier checks once: unrolled, the four iocbs (each an fd
     // table and a mount read) made a path too long for 6.1's verifier ("the sequence of

@@ -17,7 +17,7 @@ use tracer_fs::wire::{
 use crate::{
     config::{btf, tp},
     emit::{count, is_self, record, reserve, submit},
-    kernel::{current_task, fd_to_file, file_dentry_name, file_identity, read},
+    kernel::{current_fd_file, file_dentry_name, file_identity, read},
     maps::{PENDING_OPEN, SCRATCH_FILE},
     sys::{SysCtx, sys_programs},
 };
@@ -92,7 +92,7 @@ fn open_exit(ctx: &impl SysCtx, path_arg: usize) -> u32 {
     if fd < 0 {
         return 0;
     }
-    let Some(file) = fd_to_file(current_task(), fd as i32) else {
+    let Some(file) = current_fd_file(fd as i32) else {
         count(counter::FD_WALK_FAILED);
         return 0;
     };
@@ -178,7 +178,7 @@ fn close_enter(ctx: &impl SysCtx) -> u32 {
         return 0;
     }
     let fd = ctx.arg(tp_field::CLOSE_FD) as i64 as i32;
-    let Some(file) = fd_to_file(current_task(), fd) else {
+    let Some(file) = current_fd_file(fd) else {
         return 0;
     };
     let Some(mut entry) = reserve::<FileUnref>() else {

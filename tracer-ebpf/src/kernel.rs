@@ -65,6 +65,19 @@ pub fn members2(base: u64, a: usize, b: usize) -> Option<(u64, u64)> {
     Some((member(base, a)?, member(base, b)?))
 }
 
+/// The `u64` member `a` and the `u32` member `b` of the structure at `base`, `b` after
+/// `a`: as [`members2`], one helper call where both lie in one 64-byte window.
+#[inline(always)]
+pub fn members_u64_u32(base: u64, a: usize, b: usize) -> Option<(u64, u32)> {
+    let (oa, ob) = (btf(a)?, btf(b)?);
+    if oa % 8 == 0 && ob >= oa + 8 && ob - oa <= (WINDOW - 4) as u64 && ob % 4 == 0 {
+        let w: [u32; WINDOW / 4] = read(base.wrapping_add(oa))?;
+        let i = ((ob - oa) / 4) as usize & (WINDOW / 4 - 1);
+        return Some((w[0] as u64 | (w[1] as u64) << 32, w[i]));
+    }
+    Some((member(base, a)?, member(base, b)?))
+}
+
 /// `PF_WQ_WORKER` (include/linux/sched.h): a workqueue worker (a kworker, or a rescuer
 /// while it runs work items).
 const PF_WQ_WORKER: u32 = 0x20;
@@ -131,32 +144,70 @@ pub fn current_task() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
-/// `task->files->fdt->fd[fd]`: the `struct file *` in slot `fd`, if any.
+/// The current task's open-file table: its `fdtable`'s fd array and size.
+#[derive(Clone, Copy)]
+pub struct Fds {
+    array: u64,
+    max_fds: u32,
+}
+
+impl Fds {
+    /// The `struct file *` in slot `fd`, if any (one helper call: the array's elements are
+    /// `struct file __rcu *` behind a `struct file **`, which BTF loads do not follow).
+    #[inline(always)]
+    pub fn file(&self, fd: i32) -> Option<u64> {
+        if fd < 0 || fd as u32 >= self.max_fds {
+            return None;
+        }
+        let file: u64 = read(self.array.wrapping_add(fd as u64 * 8))?;
+        (file != 0).then_some(file)
+    }
+}
+
+/// `current->files->fdt`'s fd array and `max_fds`, read with plain loads through the
+/// task's BTF pointer (`files_struct *`, then `fdtable *`: the verifier types each load
+/// and guards it), not the three helper calls a walk from an untyped pointer takes.
+/// `None` once the task has dropped its files (exiting).
 #[inline(always)]
-pub fn fd_to_file(task: u64, fd: i32) -> Option<u64> {
+pub fn current_fds() -> Option<Fds> {
+    let (files_off, fdt_off) = (btf(btf_off::TASK_FILES)?, btf(btf_off::FILES_FDT)?);
+    let (max_off, fd_off) = (btf(btf_off::FDT_MAX_FDS)?, btf(btf_off::FDT_FD)?);
+    // SAFETY: BTF-typed pointers from the helper on, each offset its member's from BTF.
+    unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        let files = load::<*const u8>(task, files_off);
+        if files.is_null() {
+            return None;
+        }
+        let fdt = load::<*const u8>(files, fdt_off);
+        if fdt.is_null() {
+            return None;
+        }
+        Some(Fds {
+            array: load::<u64>(fdt, fd_off),
+            max_fds: load::<u32>(fdt, max_off),
+        })
+    }
+}
+
+/// `current->files->fdt->fd[fd]`: the `struct file *` in slot `fd`, if any.
+#[inline(always)]
+pub fn current_fd_file(fd: i32) -> Option<u64> {
     if fd < 0 {
         return None;
     }
-    let files: u64 = member(task, btf_off::TASK_FILES)?;
-    let fdt: u64 = member(files, btf_off::FILES_FDT)?;
-    // `max_fds` and `fd` are neighbours in `struct fdtable` (every kernel so far): one read
-    // for both when this kernel's BTF says so (each helper call costs ~50 ns).
-    let max_off = btf(btf_off::FDT_MAX_FDS)?;
-    let fd_off = btf(btf_off::FDT_FD)?;
-    let (max_fds, array) = if fd_off == max_off + 8 {
-        let pair: [u64; 2] = read(fdt.wrapping_add(max_off))?;
-        (pair[0] as u32, pair[1])
-    } else {
-        (
-            member::<u32>(fdt, btf_off::FDT_MAX_FDS)?,
-            member::<u64>(fdt, btf_off::FDT_FD)?,
-        )
-    };
-    if fd as u32 >= max_fds {
-        return None;
-    }
-    let file: u64 = read(array.wrapping_add(fd as u64 * 8))?;
-    (file != 0).then_some(file)
+    current_fds()?.file(fd)
+}
+
+/// A plain load of the `T` at `base + off`, `base` a BTF-typed kernel pointer.
+///
+/// # Safety
+/// `base` must be a pointer the verifier types through BTF and `off` one of its members'
+/// offsets from BTF (the verifier rejects anything else at load time).
+#[inline(always)]
+unsafe fn load<T: Copy>(base: *const u8, off: u64) -> T {
+    // SAFETY: per the contract; the verifier turns the load into a guarded one.
+    unsafe { core::ptr::read_volatile(base.add(off as usize) as *const T) }
 }
 
 pub struct FileIdentity {

@@ -75,11 +75,6 @@ pub struct PendingRegister {
     pub opcode: u32,
 }
 
-/// io_uring requests that took a file (`io_kiocb *` -> `io_ring_ctx *`), so that only their
-/// completions are sent.
-#[map]
-pub static INFLIGHT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
-
 /// The slab caches whose frees mean something (`struct kmem_cache *`, found at run time by
 /// their names): `kmem::CACHE_FILP`, `CACHE_FILES`, `CACHE_FS`.
 #[map]

@@ -17,8 +17,8 @@ use crate::{
     config::field,
     emit::{count, is_self, record, reserve, submit},
     files::send_file_ref,
-    kernel::{current_task, fd_to_file, for_steps, member},
-    maps::{INFLIGHT, PENDING_REGISTER, PendingRegister},
+    kernel::{Fds, current_fd_file, current_fds, for_steps, member, members_u64_u32},
+    maps::{PENDING_REGISTER, PendingRegister},
     sys::{SysCtx, sys_programs},
 };
 
@@ -28,6 +28,9 @@ const IORING_REGISTER_FILES2: u32 = 13;
 const IORING_REGISTER_USE_REGISTERED_RING: u32 = 1 << 31;
 const IORING_RSRC_REGISTER_SPARSE: u32 = 1;
 const IORING_CQE_F_MORE: u32 = 1 << 1;
+/// `REQ_F_FIXED_FILE`, bit `IOSQE_FIXED_FILE_BIT` (uapi: 0) of `io_kiocb.flags`: the
+/// request uses a file registered in the ring, taken without `io_uring_file_get`.
+const REQ_F_FIXED_FILE: u32 = 1;
 /// Files walked per `io_uring_register` call; more are counted in `REGISTER_TRUNCATED`.
 const MAX_REGISTER_WALK: u32 = 128;
 
@@ -129,7 +132,7 @@ fn register_enter(ctx: &impl SysCtx) -> u32 {
     let ring_fd = ctx.arg(tp_field::URING_REGISTER_FD);
     let arg = ctx.arg(tp_field::URING_REGISTER_ARG);
     let nr_args = ctx.arg(tp_field::URING_REGISTER_NR_ARGS);
-    let Some(ring_file) = fd_to_file(current_task(), ring_fd as i32) else {
+    let Some(ring_file) = current_fd_file(ring_fd as i32) else {
         count(counter::FD_WALK_FAILED);
         return 0;
     };
@@ -199,10 +202,13 @@ fn register_exit(ctx: &impl SysCtx) -> u32 {
     if p.nr > MAX_REGISTER_WALK {
         count(counter::REGISTER_TRUNCATED);
     }
+    let Some(table) = current_fds() else {
+        return 0;
+    };
     let mut walk = RegisterWalk {
         fds: p.fds,
         ring: p.ctx,
-        task: current_task(),
+        table,
     };
     // A bpf_loop, whose body the verifier checks once: unrolled, the 128 steps took the
     // verifier a third of a second at every attach.
@@ -214,7 +220,7 @@ fn register_exit(ctx: &impl SysCtx) -> u32 {
 struct RegisterWalk {
     fds: u64,
     ring: u64,
-    task: u64,
+    table: Fds,
 }
 
 /// Fd `i` of the array registered into the ring: its file, now held by the ring.
@@ -225,7 +231,7 @@ extern "C" fn register_step(i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_probe_read_user checks the user address.
     let fd = unsafe { bpf_probe_read_user((w.fds + i * 4) as *const i32) }.unwrap_or(-1);
     if fd >= 0
-        && let Some(file) = fd_to_file(w.task, fd)
+        && let Some(file) = w.table.file(fd)
     {
         send_file_ref(
             file,
@@ -266,12 +272,9 @@ pub fn raw_io_uring_file_get(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn file_get(ring: u64, req: u64, fd: i32) {
-    let Some(file) = fd_to_file(current_task(), fd) else {
+    let Some(file) = current_fd_file(fd) else {
         return;
     };
-    if INFLIGHT.insert(&req, &ring, 0).is_err() {
-        count(counter::MAP_FULL);
-    }
     send_file_ref(
         file,
         HolderKind::UringReq,
@@ -285,11 +288,11 @@ fn file_get(ring: u64, req: u64, fd: i32) {
 
 #[inline(always)]
 fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
-    // SAFETY: only presence matters.
-    if unsafe { INFLIGHT.get(&req) }.is_none() {
+    // A completion is sent for requests that took a file by fd (a `FileRef` from
+    // `file_get`); a failure always (rare, and the request may not have its file yet).
+    if failed == 0 && !holds_fd_file(req) {
         return;
     }
-    let _ = INFLIGHT.remove(&req);
     let Some(mut entry) = reserve::<UringReqDone>() else {
         return;
     };
@@ -299,6 +302,15 @@ fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
     rec.res = res;
     rec.failed = failed;
     submit(entry);
+}
+
+/// Whether request `req` holds a file it took by fd: its `file` set (it is put after the
+/// completion is posted, from 6.1 to 7.x) and not a fixed one. Two members read at once,
+/// instead of a hash map entry per request added at `file_get` and removed here.
+#[inline(always)]
+fn holds_fd_file(req: u64) -> bool {
+    members_u64_u32(req, btf_off::URING_REQ_FILE, btf_off::URING_REQ_FLAGS)
+        .is_some_and(|(file, flags)| file != 0 && flags & REQ_F_FIXED_FILE == 0)
 }
 
 #[tracepoint]

@@ -7,7 +7,13 @@
 
 mod common;
 
-use std::{fs::File, io::BufRead, os::fd::AsRawFd, path::Path, time::Duration};
+use std::{
+    fs::File,
+    io::{BufRead, Write as _},
+    os::fd::AsRawFd,
+    path::Path,
+    time::Duration,
+};
 
 use common::*;
 use serde_json::Value;
@@ -439,6 +445,56 @@ fn in_flight_requests_of_a_killed_task() {
     tracer.wait_notice("the story's end", "story_closed", |n| {
         n["story"]["what"] == format!("umount {target}")
     });
+    tracer.stop();
+}
+
+/// A request that completes lets its file go: its completion is sent (the programs look
+/// at the request's own file and flags then, with no map of requests), and the file's
+/// release follows while its owner lives on.
+#[test]
+fn a_completed_request_lets_its_file_go() {
+    if !kernel_tests_allowed("a_completed_request_lets_its_file_go") {
+        return;
+    }
+    let _g = serial();
+    let tracer = Tracer::start(&[]);
+    let m = TmpMount::new("completed");
+    let fifo = m.path.join("fifo");
+    let fifo_s = fifo.to_str().unwrap().to_string();
+    let mut child = spawn_scenario("scenario_child", "uring_inflight", &fifo_s);
+    wait_ready(&mut child);
+    let pid = child.id() as i64;
+    let got = tracer.wait_event("the request's file", |e| {
+        e["payload"]["type"] == "file_ref"
+            && e["tgid"] == pid
+            && e["payload"]["how"] == "uring_file_get"
+    });
+    let (req, ctx) = (
+        got["payload"]["holder"]["req"].clone(),
+        got["payload"]["holder"]["ctx"].clone(),
+    );
+    let file = got["payload"]["file"].clone();
+    // The read completes: the FIFO has a reader (the request's file), so this open does
+    // not block.
+    {
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        w.write_all(b"sixteen bytes...").unwrap();
+    }
+    let done = tracer.wait_event("the request's completion", |e| {
+        e["payload"]["type"] == "uring_req_done" && e["payload"]["req"] == req
+    });
+    assert_eq!(done["payload"]["ctx"], ctx, "{done:#}");
+    assert_eq!(done["payload"]["res"], 16, "{done:#}");
+    assert_eq!(done["payload"]["failed"], false, "{done:#}");
+    // The request held the last reference: the file goes, its owner still alive.
+    tracer.wait_event("the file's release", |e| {
+        e["payload"]["type"] == "file_free"
+            && e["payload"]["file"] == file
+            && e["ts_ns"].as_u64().unwrap() > done["ts_ns"].as_u64().unwrap()
+    });
+    assert!(child.0.try_wait().unwrap().is_none(), "the owner lives on");
+    umount_eventually(&m.path);
+    kill9(&mut child);
     tracer.stop();
 }
 
