@@ -199,9 +199,9 @@ pub fn load_object_with_alloc(
 ) -> Result<Ebpf> {
     let pod = PodConfig(*cfg);
     let empty = AllocConfig::empty();
-    let (acfg, entries, stacks) = match alloc {
-        Some((a, n)) => (a, n, 4096),
-        None => (&empty, 1, 1),
+    let (acfg, entries, stacks, marks) = match alloc {
+        Some((a, n)) => (a, n, 4096, tracer_fs::wire::alloc::MARK_CHUNKS),
+        None => (&empty, 1, 1, 1),
     };
     let apod = PodAllocConfig(*acfg);
     EbpfLoader::new()
@@ -213,6 +213,7 @@ pub fn load_object_with_alloc(
         .map_max_entries("OUTSTANDING", entries)
         .map_max_entries("STACKS", stacks)
         .map_max_entries("CALLSITE_STACK", stacks)
+        .map_max_entries("MARKS", marks)
         .load(OBJECT)
         .context("loading the eBPF object (creating its maps)")
 }
