@@ -51,6 +51,10 @@ pub struct Args {
     /// Skip the fstests workload (the quick list, untraced and through `tracer run`).
     #[arg(long)]
     no_fstests: bool,
+    /// Only the fstests workload: its table, without the micro loops and the rest
+    /// (`target/bench.json` is left as it is).
+    #[arg(long, conflicts_with = "no_fstests")]
+    fstests_only: bool,
 }
 
 const MICRO: &[&str] = &["files", "uring", "meta", "mount"];
@@ -75,6 +79,12 @@ pub fn main(args: Args) -> Result<()> {
     setup::ensure_bench_tools()?;
     util::run(util::cargo_cmd(["build", "--release", "-p", "tracer"]).env_remove("RUSTFLAGS"))?;
     let tracer = util::target_dir().join("release/tracer");
+    if args.fstests_only {
+        util::interrupted_flag();
+        let f = fstests::measure(&tracer, args.rounds)?;
+        fstests::print(&f);
+        return Ok(());
+    }
     let load_start = loadavg();
     let env = Env::new()?;
     let script = env.base.join("equivalent.bt");
