@@ -667,17 +667,18 @@ fn fuzz_seeds_are_small_and_valid() {
 fn the_mirror_hands_on_what_the_file_reads_back_then_the_end() {
     use tracer::record::{
         alloc::AllocRecord,
-        writer::{MIRROR_ITEMS, Mirrored},
+        writer::{MIRROR_BATCH, MIRROR_BATCHES, Mirrored},
     };
     let p = tmp("mirror.trace");
-    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_ITEMS);
+    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_BATCHES);
     let mut w = TraceWriter::create(&p, &header()).unwrap();
     w.mirror(tx);
     let items = sample_items();
     for i in &items {
         w.push(i).unwrap();
     }
-    for i in 0..100 {
+    // More than a batch, so that batches go when full as well as at the end.
+    for i in 0..(MIRROR_BATCH as u64 + 100) {
         w.push_event(&file_ref(i)).unwrap();
     }
     w.push_alloc(&[AllocRecord::Setup("{}".into())]).unwrap();
@@ -686,18 +687,22 @@ fn the_mirror_hands_on_what_the_file_reads_back_then_the_end() {
     let (back, problems, end) = read_all(&std::fs::read(&p).unwrap()).unwrap();
     assert_eq!(problems, vec![]);
     let (last, got) = mirrored.split_last().unwrap();
+    assert!(got.len() >= 2, "several batches: {}", got.len());
     let got: Vec<Item> = got
         .iter()
-        .map(|m| match m {
-            Mirrored::Item(i) => (**i).clone(),
+        .flat_map(|m| match m {
+            Mirrored::Items(i) => {
+                assert!(i.len() <= MIRROR_BATCH);
+                i.clone()
+            }
             Mirrored::End(_) => panic!("an end mark before the last item"),
         })
         .collect();
-    assert_eq!(got.len(), items.len() + 101);
+    assert_eq!(got.len(), items.len() + MIRROR_BATCH + 101);
     assert_eq!(got, back);
     match last {
         Mirrored::End(e) => assert_eq!(Some(e), end.as_ref()),
-        Mirrored::Item(_) => panic!("no end mark last"),
+        Mirrored::Items(_) => panic!("no end mark last"),
     }
 }
 
@@ -705,20 +710,25 @@ fn the_mirror_hands_on_what_the_file_reads_back_then_the_end() {
 /// and the receiver sees it end without an end mark (so it knows to read the file back).
 #[test]
 fn a_full_mirror_is_dropped_and_the_writer_goes_on() {
-    use tracer::record::writer::Mirrored;
+    use tracer::record::writer::{MIRROR_BATCH, Mirrored};
     let p = tmp("mirror-full.trace");
     let (tx, rx) = std::sync::mpsc::sync_channel(2);
     let mut w = TraceWriter::create(&p, &header()).unwrap();
     w.mirror(tx);
-    let items = sample_items();
-    for i in &items {
-        w.push(i).unwrap();
+    // Three full batches into a queue of two that nobody drains.
+    let n = 3 * MIRROR_BATCH as u64;
+    for i in 0..n {
+        w.push_event(&file_ref(i)).unwrap();
     }
     w.finish(&TraceEnd::default()).unwrap();
     let mirrored: Vec<Mirrored> = rx.into_iter().collect();
     assert_eq!(mirrored.len(), 2, "what fitted before it was dropped");
-    assert!(mirrored.iter().all(|m| matches!(m, Mirrored::Item(_))));
+    assert!(
+        mirrored
+            .iter()
+            .all(|m| matches!(m, Mirrored::Items(i) if i.len() == MIRROR_BATCH))
+    );
     let (back, problems, _) = read_all(&std::fs::read(&p).unwrap()).unwrap();
     assert_eq!(problems, vec![]);
-    assert_eq!(back, items);
+    assert_eq!(back.len() as u64, n);
 }

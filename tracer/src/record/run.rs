@@ -19,7 +19,7 @@ use tracer_fs::wire::WIRE_VERSION;
 
 use super::{
     EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, ReportsDue, TraceHeader, TraceWriter,
-    unix_now_ns, writer::MIRROR_ITEMS,
+    unix_now_ns, writer::MIRROR_BATCHES,
 };
 use crate::{
     NOT_ROOT,
@@ -543,7 +543,7 @@ async fn run_traced(
     // The report is replayed from the items as they are written, on a thread of its own,
     // so it is ready when the command ends (reading the file back took 0.4-0.7 s after
     // every fstests run); the file is read back only if that mirror broke.
-    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_ITEMS);
+    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_BATCHES);
     writer.mirror(tx);
     let report_opts = report_options(opts);
     let source = record.display().to_string();

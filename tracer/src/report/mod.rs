@@ -877,7 +877,7 @@ pub fn replay_mirrored(
     let mut replay = Replay::new(header, opts);
     for m in rx {
         match m {
-            Mirrored::Item(item) => replay.item(*item),
+            Mirrored::Items(items) => items.into_iter().for_each(|i| replay.item(i)),
             Mirrored::End(end) => {
                 let items = end.items;
                 return Some(replay.finish(source, Some(end), Vec::new(), items));
