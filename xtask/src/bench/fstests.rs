@@ -47,8 +47,18 @@ pub fn measure(tracer: &Path, rounds: usize) -> Result<Value> {
             let mut cmd = match CONFIGS[c] {
                 "untraced" => Command::new("./check"),
                 config => {
+                    // The round's recording and report go beside its results (the last
+                    // round's are kept), not into the fstests tree where check runs.
+                    let record = results.join(format!("{config}.trace"));
+                    let report = results.join(format!("{config}.report.json"));
+                    std::fs::create_dir_all(&results)?;
+                    let _ = std::fs::remove_file(&record);
+                    let _ = std::fs::remove_file(&report);
                     let mut cmd = Command::new(tracer);
-                    cmd.args(["run", "--format", "json"]);
+                    cmd.args(["run", "--format", "json", "--record"])
+                        .arg(&record)
+                        .arg("--report")
+                        .arg(&report);
                     if config == "alloc" {
                         cmd.args(["--alloc-filter", "sym:xfs_"]);
                     }
