@@ -209,6 +209,17 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         "no umount failed in {cycles} cycles: the test exercised nothing"
     );
     let mut verdicts_seen = 0;
+    // Stories over before the tracer could look: the umount went through before the scan
+    // the failure started (the tracer says so), so pins held only for that moment (an
+    // exiting worker's cwd, files its exit was closing) were never seen. Under TCG with
+    // three VMs on two CPUs, a shutdown cycle's one or two EBUSYs often last under the
+    // scan's latency. Such a short story is not held to naming and releasing its pins;
+    // most stories must be (below), and longer ones always are.
+    let missed_scan = |target: &str| {
+        let said = format!("no scan after EBUSY: nothing was mounted at {target} any more");
+        errors.iter().any(|e| e.starts_with(&said))
+    };
+    let (mut stories, mut missed) = (0, 0);
     let (mut counted, mut all_explained, mut unread, mut late) = (0, 0, 0, 0);
     let (mut by_syscalls, mut named_syscalls) = (0, 0);
     let (mut in_aio, mut in_flight) = (0, 0);
@@ -232,6 +243,16 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
             .count();
         if found_late > 0 {
             late += 1;
+        }
+        if *busy > 0 {
+            stories += 1;
+        }
+        if (1..=2).contains(busy) && missed_scan(target) {
+            missed += 1;
+            eprintln!(
+                "{target}: {busy} EBUSY over before the scan (the tracer said so): not held to naming its pins"
+            );
+            continue;
         }
         for v in &verdicts {
             if found_late > 0 && v["unexplained"] == true {
@@ -352,6 +373,10 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         assert!(closed, "{target}: the story never closed");
     }
     assert_eq!(verdicts_seen as u32, total_busy);
+    assert!(
+        2 * missed < stories,
+        "{missed} of {stories} stories were over before the scan: too few were checked"
+    );
     eprintln!(
         "reference counts read: {counted}; every reference named in {all_explained} of them; not read (and said why): {unread}; stories explained by a pin found after the verdict: {late}; holders named inside a syscall in {named_syscalls} verdicts, beside a gap in {by_syscalls}"
     );
