@@ -89,11 +89,7 @@ const PF_WQ_WORKER: u32 = 0x20;
 pub fn current_member<T: Copy>(m: usize) -> Option<T> {
     let off = btf(m)?;
     // SAFETY: the helper returns the running task; the offset is the member's, from BTF.
-    Some(unsafe {
-        core::ptr::read_volatile(
-            (bpf_get_current_task_btf() as *const u8).add(off as usize) as *const T
-        )
-    })
+    Some(unsafe { load(bpf_get_current_task_btf() as *const u8, off) })
 }
 
 /// Whether the current task can be running a work item: a workqueue worker, or any task
@@ -111,8 +107,10 @@ pub fn current_regs_member<T: Copy>(m: usize) -> Option<T> {
     // SAFETY: the helpers return the running task and its saved registers (never null);
     // the offset is the member's, from BTF.
     Some(unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        core::ptr::read_volatile(regs.add(off as usize) as *const T)
+        load(
+            bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8,
+            off,
+        )
     })
 }
 
