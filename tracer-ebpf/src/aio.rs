@@ -115,7 +115,7 @@ fn io_submit_enter(ctx: &impl SysCtx) -> u32 {
     let mut walk = Submit {
         iocbpp,
         nr,
-        fildes_off: fildes_off as u64,
+        fildes_off,
         table,
     };
     // A bpf_loop, whose body the verifier checks once: unrolled, the four iocbs (each an fd

@@ -4,6 +4,9 @@
 //! userspace through the `CONFIG` global before load: nothing is baked in at build time.
 #![no_std]
 #![no_main]
+// Map keys and values go to aya's `impl Borrow<K>` by reference on purpose: by value, a
+// record or path buffer would be copied onto the 512-byte BPF stack first.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 mod config;
 mod console;

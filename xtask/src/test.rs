@@ -88,11 +88,20 @@ fn fmt() -> Result<()> {
     ]))
 }
 
+/// Clippy for the workspace and for tracer-ebpf (checked for the host target, as its fmt).
 fn clippy() -> Result<()> {
     util::run(&mut util::cargo_cmd([
         "clippy",
         "--workspace",
         "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    util::run(&mut util::cargo_cmd([
+        "clippy",
+        "--manifest-path",
+        "tracer-ebpf/Cargo.toml",
         "--",
         "-D",
         "warnings",
