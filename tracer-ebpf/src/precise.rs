@@ -5,6 +5,7 @@
 //! back to the tracepoint tier when neither does.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, generated::bpf_ktime_get_boot_ns},
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
@@ -122,7 +123,11 @@ fn on_release(file: u64) {
 // its fields are still readable here.
 #[fexit(function = "__fput")]
 pub fn fexit_real_fput(ctx: FExitContext) -> i32 {
-    on_release(ctx.arg(0));
+    // Read from the context as a number: taken as the typed `struct file *` it is, the
+    // release's slot hash (`file >> 8`) was refused by the verifier ("pointer arithmetic
+    // with >>= operator prohibited"), and every kernel fell back to the kprobe at entry,
+    // which reports the release before the mount reference goes.
+    on_release(read::<u64>(ctx.as_ptr() as u64).unwrap_or(0));
     0
 }
 

@@ -253,6 +253,15 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
             eprintln!(
                 "{target}: {busy} EBUSY over before the scan (the tracer said so): not held to naming its pins"
             );
+            // What it said anyway, for the record (a run's log shows how often the records
+            // alone explain such a story).
+            for v in &verdicts {
+                eprintln!(
+                    "  unexplained: {}\n{}",
+                    v["unexplained"],
+                    v["text"].as_str().unwrap_or("")
+                );
+            }
             continue;
         }
         for v in &verdicts {

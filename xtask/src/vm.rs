@@ -952,8 +952,9 @@ fn check(serial: &str, version: &str) -> Checked {
     c
 }
 
-/// Every precise hook got fentry/fexit or kprobe/kretprobe, and its unused function-level
-/// programs (loaded by the doctor) pass the verifier too.
+/// Every precise hook got fentry/fexit or kprobe/kretprobe, none of its programs was refused
+/// by the verifier, and its unused function-level programs (loaded by the doctor) pass the
+/// verifier too.
 fn check_precise_hooks(report: &serde_json::Value, c: &mut Checked) {
     let hooks = report["hooks"].as_array().cloned().unwrap_or_default();
     for want in PRECISE_HOOKS {
@@ -967,6 +968,23 @@ fn check_precise_hooks(report: &serde_json::Value, c: &mut Checked) {
         if !ON_FUNCTION.contains(&mech) {
             c.failures.push(format!(
                 "precise hook `{want}` got {mech}, not fentry or kprobe"
+            ));
+            continue;
+        }
+        // A better alternative refused by the verifier is our bug, not the kernel's limit
+        // (one that cannot hook the function says so without a verifier log): `__fput`'s
+        // fexit was refused for weeks and the kprobe at its entry served unnoticed.
+        let refused: Vec<&str> = h["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+            .filter(|n| n.contains("processed ") && n.contains(" insns"))
+            .collect();
+        if !refused.is_empty() {
+            c.failures.push(format!(
+                "precise hook `{want}` got {mech}: a preferred program was refused by the verifier: {}",
+                refused.join("; ")
             ));
             continue;
         }
