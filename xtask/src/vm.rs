@@ -973,7 +973,7 @@ fn check_precise_hooks(report: &serde_json::Value, c: &mut Checked) {
         }
         // A better alternative refused by the verifier is our bug, not the kernel's limit
         // (one that cannot hook the function says so without a verifier log): `__fput`'s
-        // fexit was refused for weeks and the kprobe at its entry served unnoticed.
+        // fexit was refused from 2026-12-05 to 12-07 and its kprobe at entry served unnoticed.
         let refused: Vec<&str> = h["notes"]
             .as_array()
             .into_iter()
