@@ -121,6 +121,10 @@ pub static SCRATCH_REFS: PerCpuArray<tracer_fs::wire::MountRefs> =
 pub static SCRATCH_TASK: PerCpuArray<tracer_fs::wire::TaskScan> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// The file of an `__fput` between its kprobe and kretprobe, by `pid_tgid`.
+#[map]
+pub static PENDING_FPUT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+
 /// `path_umount`'s arguments between its kprobe and kretprobe, by `pid_tgid`.
 #[map]
 pub static PENDING_UMOUNT: LruHashMap<u64, PendingUmount> = LruHashMap::with_max_entries(1024, 0);

@@ -18,7 +18,7 @@ use crate::{
     config::{btf, file_one_ref, fput_callback},
     emit::{count, is_self, record, reserve, submit, submit_now},
     kernel::{file_identity, file_mnt_id, member, read},
-    maps::{PENDING_UMOUNT, PendingUmount},
+    maps::{PENDING_FPUT, PENDING_UMOUNT, PendingUmount},
 };
 
 // ----- fput: a reference dropped -----
@@ -131,11 +131,35 @@ pub fn fexit_real_fput(ctx: FExitContext) -> i32 {
     0
 }
 
-// The kprobe twin fires at entry (a kretprobe has no arguments): the release is then
-// reported a moment before the mount reference actually goes.
+// The kprobe twins: a kretprobe has no arguments, so the entry keeps the file per thread
+// and the return reports it, after the mount reference went (reported at the entry, a
+// umount in between got EBUSY while the model held no file on the mount).
 #[kprobe]
 pub fn kprobe_real_fput(ctx: ProbeContext) -> u32 {
-    on_release(ctx.arg(0).unwrap_or(0));
+    let file: u64 = ctx.arg(0).unwrap_or(0);
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    if let Some(older) = unsafe { PENDING_FPUT.get(&key) }.copied() {
+        // An `__fput` inside another on this thread (no kernel path does that today): the
+        // outer one is reported now rather than lost.
+        on_release(older);
+    }
+    if PENDING_FPUT.insert(&key, &file, 0).is_err() {
+        count(counter::MAP_FULL);
+        on_release(file);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_real_fput(_ctx: RetProbeContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(file) = (unsafe { PENDING_FPUT.get(&key) }).copied() else {
+        return 0;
+    };
+    let _ = PENDING_FPUT.remove(&key);
+    on_release(file);
     0
 }
 

@@ -174,8 +174,32 @@ fn fd_held_by_a_live_process() {
     if !kernel_tests_allowed("fd_held_by_a_live_process") {
         return;
     }
+    let m = fd_held_by_a_live_process_with(&[]);
+    assert!(m.is_some(), "__fput not served");
+}
+
+/// The same story on the kprobe twins of the precise hooks (where the kernel has kprobes:
+/// the VM tier): `__fput`'s kprobe keeps the file and its kretprobe reports the release,
+/// after the mount reference went. Elsewhere the tracepoint tier serves it, as above.
+#[test]
+fn fd_held_by_a_live_process_on_kprobes() {
+    if !kernel_tests_allowed("fd_held_by_a_live_process_on_kprobes") {
+        return;
+    }
+    let m = fd_held_by_a_live_process_with(&[("TRACER_AVOID_MECHANISMS", "fentry,fexit")]);
+    assert!(
+        matches!(
+            m.as_deref(),
+            Some("kprobe" | "raw_tracepoint" | "tracepoint")
+        ),
+        "__fput served by {m:?} with fentry and fexit avoided"
+    );
+}
+
+/// Returns the mechanism that served `__fput`.
+fn fd_held_by_a_live_process_with(env: &[(&str, &str)]) -> Option<String> {
     let _g = serial();
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start_env("0.2", &[], env);
     let m = TmpMount::new("fdheld");
     let id = m.mount_id();
     mount_made_agrees(&tracer, id, m.str());
@@ -231,7 +255,9 @@ fn fd_held_by_a_live_process() {
     assert_eq!(s["culprits_total"], 1);
     assert_eq!(s["culprits_released"], 1);
     assert!(s["pinned_ns"].as_u64().unwrap() > 0);
+    let fput = tracer.mechanism("__fput");
     tracer.stop();
+    fput
 }
 
 /// Scenario 2: files registered in the io_uring ring of a task that is SIGKILLed; the

@@ -244,7 +244,10 @@ pub const HOOKS: &[Hook] = &[
         // The tracepoint tier's stand-in: the `filp` slab free (shared with the slab hook).
         alternatives: &[
             &[fexit("fexit_real_fput", "__fput")],
-            &[kprobe("kprobe_real_fput", "__fput")],
+            &[
+                kprobe("kprobe_real_fput", "__fput"),
+                kretprobe("kretprobe_real_fput", "__fput"),
+            ],
             CACHE_FREE_RAW,
             &[tp("kmem_cache_free", "kmem/kmem_cache_free")],
         ],
