@@ -142,6 +142,9 @@ pub struct Engine {
     /// Umounts whose result `path_umount`'s return already gave, by thread: the syscall's
     /// exit that follows must not make a second verdict.
     precise_umounts: BTreeMap<u32, u64>,
+    /// The scans after the failure whose record comes next could not run: (mount id or
+    /// -1, target, why).
+    scan_missed: Option<(i32, String, String)>,
     current_test: Option<String>,
     next_id: u64,
     next_verdict_id: u64,
@@ -169,6 +172,7 @@ impl Engine {
             c: Counters::default(),
             extra_limits: Vec::new(),
             precise_umounts: BTreeMap::new(),
+            scan_missed: None,
             current_test: None,
             next_id: 0,
             next_verdict_id: 0,
@@ -411,6 +415,11 @@ impl Engine {
                 self.mount_refs.insert(*mnt_id, r);
             }
             Payload::BackingScan { mounts, files } => self.on_backing_scan(ev, mounts, files),
+            Payload::ScanMissed {
+                mnt_id,
+                target,
+                why,
+            } => self.scan_missed = Some((*mnt_id, normalize_path(target), why.clone())),
             Payload::AioScan { tasks } => {
                 // The kernel-side counts of every process: the new list replaces the old.
                 let cap = self.cfg.caps.max_tasks;

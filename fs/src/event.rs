@@ -502,6 +502,14 @@ pub enum Payload {
     AioScan {
         tasks: Vec<AioTask>,
     },
+    /// The scans after a failed umount could not run (`why`: the mount was already gone),
+    /// so the verdict of the failure right after this event names only what the records
+    /// show. `mnt_id` is -1 where the failure named a path.
+    ScanMissed {
+        mnt_id: i32,
+        target: String,
+        why: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -74,6 +74,10 @@ pub struct Verdict {
     pub unattributed: Unattributed,
     /// Nothing traced explains it (no culprit file, no child mount, no opener).
     pub unexplained: bool,
+    /// Umount: why the scans after this failure could not run (the umount went through
+    /// before them), when they could not: only what the records show is named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_missed: Option<String>,
     /// What the evidence cannot show (missing hooks, no snapshot, evictions).
     pub evidence_limits: Vec<String>,
 }
@@ -461,10 +465,16 @@ impl Display for Verdict {
         }
         self.unattributed.render(&mut out);
         if self.unexplained {
-            let _ = writeln!(
-                out,
-                "  nothing traced explains this EBUSY: no open file, mapping, child mount, process cwd/root, loop device or swap file on it that we know of; it may be pinned by in-flight AIO requests or another kernel-internal reference"
-            );
+            let _ = match &self.scan_missed {
+                None => writeln!(
+                    out,
+                    "  nothing traced explains this EBUSY: no open file, mapping, child mount, process cwd/root, loop device or swap file on it that we know of; it may be pinned by in-flight AIO requests or another kernel-internal reference"
+                ),
+                Some(why) => writeln!(
+                    out,
+                    "  nothing traced explains this EBUSY, and the scan after it could not run ({why}): what pinned the mount only for that moment (an exiting task's cwd/root, files its exit was still closing, fds no hook saw taken) was not seen"
+                ),
+            };
         }
         if self.evidence_limits.is_empty() {
             let _ = writeln!(out, "  evidence limits: none known");

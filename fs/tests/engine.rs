@@ -390,6 +390,78 @@ fn verdict_outcomes_unknown_mount_unexplained_children_and_stacks() {
     assert_eq!(e.mounts().get(43).unwrap().umount_ebusy_total, 1);
 }
 
+/// The stream hands on a missed scan right before its failure's record: that verdict, and
+/// only that one, says the scan could not run, and an unexplained one says what that hides.
+#[test]
+fn a_missed_scan_is_an_evidence_limit_of_its_own_verdict_only() {
+    let mut e = engine();
+    let um = task(2, "umount");
+    let tracer = task(900, "tracer");
+    let missed = |mnt_id: i32, target: &str| Payload::ScanMissed {
+        mnt_id,
+        target: target.into(),
+        why: format!("the umount went through first: nothing was mounted at {target} any more"),
+    };
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 1, &tracer, missed(-1, "/mnt/scratch/")),
+            ev(T0 + 2, &um, umount("/mnt/scratch", 0, -16, T0 + 1)),
+        ],
+    );
+    let v = verdicts(&n)[0].clone();
+    assert!(v.unexplained);
+    assert!(
+        v.scan_missed
+            .as_deref()
+            .unwrap()
+            .contains("went through first")
+    );
+    assert!(
+        v.evidence_limits
+            .iter()
+            .any(|l| l.starts_with("no scan after this EBUSY (the umount went through first")),
+        "{:?}",
+        v.evidence_limits
+    );
+    let text = n[0].to_string();
+    assert!(text.contains("the scan after it could not run"), "{text}");
+
+    // The next failure had its scan: no word of a missed one.
+    let n = apply(
+        &mut e,
+        &[ev(T0 + 3, &um, umount("/mnt/scratch", 0, -16, T0 + 3))],
+    );
+    let v = verdicts(&n)[0];
+    assert!(v.scan_missed.is_none());
+    assert!(
+        !v.evidence_limits
+            .iter()
+            .any(|l| l.contains("no scan after"))
+    );
+
+    // A miss for another mount, or one a successful umount followed, says nothing here.
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 4, &tracer, missed(77, "/mnt/other")),
+            ev(T0 + 5, &um, umount("/mnt/scratch", 0, -16, T0 + 5)),
+            ev(T0 + 6, &tracer, missed(42, "")),
+            ev(T0 + 7, &um, umount("/mnt/scratch", 0, 0, T0 + 7)),
+        ],
+    );
+    assert!(verdicts(&n).iter().all(|v| v.scan_missed.is_none()));
+    apply(
+        &mut e,
+        &[ev(T0 + 8, &tracer, table(vec![root(), scratch()]))],
+    );
+    let n = apply(
+        &mut e,
+        &[ev(T0 + 9, &um, umount("/mnt/scratch", 0, -16, T0 + 9))],
+    );
+    assert!(verdicts(&n)[0].scan_missed.is_none());
+}
+
 #[test]
 fn evidence_limits_name_missing_hooks() {
     let cfg = EngineConfig {

@@ -254,13 +254,21 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                 "{target}: {busy} EBUSY over before the scan (the tracer said so): not held to naming its pins"
             );
             // What it said anyway, for the record (a run's log shows how often the records
-            // alone explain such a story).
+            // alone explain such a story). A verdict that names nothing must say itself that
+            // its scan could not run.
             for v in &verdicts {
                 eprintln!(
                     "  unexplained: {}\n{}",
                     v["unexplained"],
                     v["text"].as_str().unwrap_or("")
                 );
+                if v["unexplained"] == true && v["repeat"] != true {
+                    assert!(
+                        v["scan_missed"].is_string(),
+                        "an unexplained verdict of a story the scan missed does not say so:\n{}",
+                        v["text"]
+                    );
+                }
             }
             continue;
         }

@@ -57,6 +57,7 @@ impl Engine {
                     && ts >= call.enter_ns
                     && ts <= ev.ts_ns
                 {
+                    self.scan_missed = None;
                     return;
                 }
                 let mid = self.mounts.mount_for_path(&call.target).map(|m| m.id);
@@ -145,6 +146,7 @@ impl Engine {
                 if call.ret == EBUSY {
                     self.umount_busy(ev, call, mid, out);
                 } else if call.ret == 0 {
+                    self.scan_missed = None;
                     // Gone from the tree: its id may come back with another mount.
                     if let Some(id) = mid {
                         self.pins.clear_mount(id);
@@ -239,6 +241,13 @@ impl Engine {
         out: &mut Vec<Notice>,
     ) {
         let mount = mid.and_then(|id| self.mounts.get(id)).map(MountDesc::of);
+        // The stream hands a missed scan on right before its failure's record.
+        let target = normalize_path(&call.target);
+        let scan_missed = self
+            .scan_missed
+            .take()
+            .filter(|(id, t, _)| Some(*id) == mid || *t == target)
+            .map(|(_, _, why)| why);
         let files = mid
             .map(|id| self.files.alive_on_mount(id))
             .unwrap_or_default();
@@ -328,7 +337,7 @@ impl Engine {
             unattributed,
             unexplained,
         );
-        let v = Verdict {
+        let mut v = Verdict {
             mount,
             culprits,
             child_mounts,
@@ -339,6 +348,12 @@ impl Engine {
             refs,
             ..v
         };
+        if let Some(why) = scan_missed {
+            v.evidence_limits.push(format!(
+                "no scan after this EBUSY ({why}): holders only a scan finds (an exiting task's cwd/root, fds no hook saw taken, mappings) are not known, and the mount's reference count was not read"
+            ));
+            v.scan_missed = Some(why);
+        }
         self.push_verdict(v, out);
     }
 
@@ -443,6 +458,7 @@ impl Engine {
             device_openers: Vec::new(),
             unattributed,
             unexplained,
+            scan_missed: None,
             evidence_limits: self.evidence_limits(),
         }
     }

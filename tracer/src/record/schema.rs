@@ -314,6 +314,12 @@ enum RecPayload<'a> {
     MountMade {
         mount: RecMount<'a>,
     },
+    // The scans after a failed umount could not run (appended).
+    ScanMissed {
+        mnt_id: i32,
+        target: Cow<'a, str>,
+        why: Cow<'a, str>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -692,6 +698,15 @@ impl<'a> RecEvent<'a> {
             Payload::MountMade { mount } => RecPayload::MountMade {
                 mount: rec_mounts(std::slice::from_ref(mount)).remove(0),
             },
+            Payload::ScanMissed {
+                mnt_id,
+                target,
+                why,
+            } => RecPayload::ScanMissed {
+                mnt_id: *mnt_id,
+                target: b(target),
+                why: b(why),
+            },
             Payload::TestMarker { test } => RecPayload::TestMarker { test: b(test) },
             Payload::FilePut {
                 file,
@@ -1044,6 +1059,15 @@ impl<'a> RecEvent<'a> {
             },
             RecPayload::MountMade { mount } => Payload::MountMade {
                 mount: own_mounts(vec![mount]).remove(0),
+            },
+            RecPayload::ScanMissed {
+                mnt_id,
+                target,
+                why,
+            } => Payload::ScanMissed {
+                mnt_id,
+                target: o(target),
+                why: o(why),
             },
             RecPayload::TestMarker { test } => Payload::TestMarker { test: o(test) },
             RecPayload::FilePut {

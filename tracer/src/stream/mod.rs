@@ -399,6 +399,11 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
                 out.errors.push(format!(
                     "no scan after EBUSY: mount {id} was already gone from the mount table"
                 ));
+                out.events.push(userspace_event(Payload::ScanMissed {
+                    mnt_id: id,
+                    target: String::new(),
+                    why: "the mount was already gone from the mount table".into(),
+                }));
                 return Ok(());
             }
         },
@@ -442,6 +447,11 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         out.errors.push(format!(
             "no scan after EBUSY: nothing was mounted at {target} any more (the umount went through before the scan: no fd scan, and the reference count of the mount was not read)"
         ));
+        out.events.push(userspace_event(Payload::ScanMissed {
+            mnt_id: failed_id.unwrap_or(-1),
+            target: target.to_string(),
+            why: format!("the umount went through first: nothing was mounted at {target} any more"),
+        }));
         return Ok(());
     }
     // Loop devices and swap files backed by files there: read from sysfs and /proc/swaps.
