@@ -502,6 +502,21 @@ impl Files {
         self.released_order.push_back(key.generation);
     }
 
+    /// Files on mount `mnt_id` released at or after `since_ns` (and still kept), oldest
+    /// release first.
+    pub fn released_on_since(&self, mnt_id: i32, since_ns: u64) -> Vec<&FileObj> {
+        let mut v: Vec<&FileObj> = self
+            .released_order
+            .iter()
+            .rev()
+            .filter_map(|g| self.objs.get(g))
+            .take_while(|f| f.release.as_ref().is_none_or(|r| r.actor.ts_ns >= since_ns))
+            .filter(|f| f.mnt_id == mnt_id && f.release.is_some())
+            .collect();
+        v.reverse();
+        v
+    }
+
     /// Alive files on mount `mnt_id`, oldest first.
     pub fn alive_on_mount(&self, mnt_id: i32) -> Vec<&FileObj> {
         self.alive_by_mount

@@ -29,6 +29,16 @@ pub struct PinnedMount {
     pub child_mounts: Vec<MountDesc>,
 }
 
+/// A file whose release came while a failing umount ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReleasedDuring {
+    #[serde(flatten)]
+    pub file: FileReport,
+    pub released_ns: u64,
+    /// The deferral chain of its release, as words.
+    pub chain: String,
+}
+
 /// Why a mount-table syscall failed with EBUSY, as far as the traced evidence goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Verdict {
@@ -51,6 +61,10 @@ pub struct Verdict {
     pub mount: Option<MountDesc>,
     /// Umount: alive files on that mount.
     pub culprits: Vec<FileReport>,
+    /// Umount: files on it released while the umount ran (after its entry, before its
+    /// return): each may be what its check saw, gone by the time its failure was traced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub released_during: Vec<ReleasedDuring>,
     /// Umount: mounts under it (they make umount fail too).
     pub child_mounts: Vec<MountDesc>,
     /// Umount: processes whose cwd/root is on it.
@@ -324,6 +338,23 @@ impl Verdict {
                 group_counts(&self.culprits)
             );
             render_grouped(&self.culprits, a, "  ", out);
+        }
+        if !self.released_during.is_empty() {
+            let _ = writeln!(
+                out,
+                "  released while the umount ran (after it started, before it returned; each may be what its check saw): {}",
+                count(self.released_during.len(), "file", "files")
+            );
+            for r in &self.released_during {
+                let _ = writeln!(
+                    out,
+                    "    - {}: {}; released {} ({})",
+                    r.file.id,
+                    r.file.first_words(a),
+                    a.at(r.released_ns),
+                    r.chain
+                );
+            }
         }
         if let Some(r) = &self.refs {
             let _ = writeln!(out, "  {}", r.words(a));

@@ -462,6 +462,80 @@ fn a_missed_scan_is_an_evidence_limit_of_its_own_verdict_only() {
     assert!(verdicts(&n)[0].scan_missed.is_none());
 }
 
+/// The last pin can go between the umount's check and its failure's record (a killed
+/// task's exit closing its files while the umount runs): a file released after the
+/// umount's entry is named as released during it, and its story hears of its release.
+#[test]
+fn a_file_released_while_the_umount_ran_is_named_by_its_verdict() {
+    let mut e = engine();
+    let um = task(2, "umount");
+    let n = apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            open(T0 + 2, 10, F2, 4, 8),
+            ev(T0 + 3, &task(10, "p"), unref(F2, fd(10, 4), RefHow::Close)),
+            ev(T0 + 4, &task(10, "p"), free(F2, 42, 8)),
+            ev(T0 + 5, &task(10, "p"), unref(F1, fd(10, 3), RefHow::Close)),
+            // umount(2) entered at T0 + 5 + 1 µs; F1 goes before its failure comes.
+            ev(T0 + 5 + 2 * US, &task(10, "p"), free(F1, 42, 7)),
+            ev(
+                T0 + 5 + 3 * US,
+                &um,
+                umount("/mnt/scratch", 0, -16, T0 + 5 + US),
+            ),
+        ],
+    );
+    let v = verdicts(&n)[0].clone();
+    assert!(!v.unexplained, "{}", n[0]);
+    assert!(v.culprits.is_empty());
+    // F2 went before the umount started: not a candidate.
+    assert_eq!(
+        v.released_during
+            .iter()
+            .map(|r| r.file.id.file)
+            .collect::<Vec<_>>(),
+        vec![F1]
+    );
+    assert_eq!(v.released_during[0].released_ns, T0 + 5 + 2 * US);
+    let text = n
+        .iter()
+        .find(|x| matches!(x, Notice::Verdict(_)))
+        .unwrap()
+        .to_string();
+    assert!(text.contains("released while the umount ran"), "{text}");
+    assert!(text.contains("/mnt/scratch/f"), "{text}");
+    let told: Vec<_> = n
+        .iter()
+        .filter_map(|x| match x {
+            Notice::CulpritReleased(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].file.file, F1);
+
+    // A second failure lists it again but does not tell the story twice; the success
+    // closes the story with its one culprit released.
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 6, &um, umount("/mnt/scratch", 0, -16, T0 + 5 + US)),
+            ev(T0 + 7, &um, umount("/mnt/scratch", 0, 0, T0 + 7)),
+        ],
+    );
+    assert!(!n.iter().any(|x| matches!(x, Notice::CulpritReleased(_))));
+    let closed = n
+        .iter()
+        .find_map(|x| match x {
+            Notice::StoryClosed(s) => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(closed.culprits_total, 1);
+    assert_eq!(closed.culprits_released, 1);
+}
+
 #[test]
 fn evidence_limits_name_missing_hooks() {
     let cfg = EngineConfig {

@@ -326,7 +326,7 @@ impl Engine {
 
     /// A file went that pinned the stories `keys`' mounts: one of their culprits
     /// (`listed`), or one on the mount they did not list (its free was all that was seen).
-    fn culprits_went(&mut self, keys: &[StoryKey], w: &Went, out: &mut Vec<Notice>) {
+    pub(super) fn culprits_went(&mut self, keys: &[StoryKey], w: &Went, out: &mut Vec<Notice>) {
         for sk in keys {
             let files = &self.files;
             let Some(s) = self.stories.get_mut(sk) else {
@@ -443,11 +443,11 @@ impl Engine {
 }
 
 /// A file that went, as every story it pinned is told.
-struct Went {
-    file: FileId,
-    listed: bool,
-    seen: bool,
-    ts_ns: u64,
-    chain: Vec<ChainLink>,
-    last_drop: Option<DropDesc>,
+pub(super) struct Went {
+    pub(super) file: FileId,
+    pub(super) listed: bool,
+    pub(super) seen: bool,
+    pub(super) ts_ns: u64,
+    pub(super) chain: Vec<ChainLink>,
+    pub(super) last_drop: Option<DropDesc>,
 }

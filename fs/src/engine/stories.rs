@@ -1,7 +1,10 @@
 //! Mount calls and the EBUSY stories: a failed umount (or mount) opens a story and gets a
 //! verdict naming what pinned the mount; the umount that works, or the mount going, closes it.
 
+use super::refs::Went;
 use super::*;
+use crate::verdict::ReleasedDuring;
+use crate::work::chain_text;
 
 impl Engine {
     pub(super) fn on_mount_table(
@@ -251,8 +254,34 @@ impl Engine {
         let files = mid
             .map(|id| self.files.alive_on_mount(id))
             .unwrap_or_default();
-        let keys: Vec<FileKey> = files.iter().map(|f| f.key).collect();
+        let mut keys: Vec<FileKey> = files.iter().map(|f| f.key).collect();
         let culprits: Vec<FileReport> = files.into_iter().map(|f| self.describe(f)).collect();
+        // A release between the umount's entry and its failure's record: the check may have
+        // seen that file (the last pin often goes just then, when a killed task's exit
+        // closes its files while the umount runs).
+        let during: Vec<(FileKey, ReleasedDuring, Went)> = mid
+            .map(|id| self.files.released_on_since(id, call.enter_ns))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|f| {
+                let r = f.release.as_ref()?;
+                let went = Went {
+                    file: Self::file_id(f),
+                    listed: true,
+                    seen: r.seen,
+                    ts_ns: r.actor.ts_ns,
+                    chain: r.chain.clone(),
+                    last_drop: f.last_drop.as_ref().map(|d| self.drop_desc(d)),
+                };
+                let desc = ReleasedDuring {
+                    file: self.describe(f),
+                    released_ns: r.actor.ts_ns,
+                    chain: chain_text(&r.chain),
+                };
+                Some((f.key, desc, went))
+            })
+            .collect();
+        keys.extend(during.iter().map(|(k, _, _)| *k));
         let child_mounts: Vec<MountDesc> = mid
             .map(|id| {
                 self.mounts
@@ -306,6 +335,12 @@ impl Engine {
                 .collect::<Vec<_>>()
         );
         let repeat = self.stories.get(&key).is_some_and(|s| s.last_said == said);
+        // Culprits an earlier verdict of the story listed were told of at their release.
+        let told: BTreeSet<FileKey> = self
+            .stories
+            .get(&key)
+            .map(|s| s.culprits.clone())
+            .unwrap_or_default();
         let (attempt, first) = self.story_ebusy(
             key.clone(),
             format!("umount {}", call.target),
@@ -320,6 +355,7 @@ impl Engine {
         }
         let unexplained = mount.is_some()
             && culprits.is_empty()
+            && during.is_empty()
             && child_mounts.is_empty()
             && task_pins.is_empty()
             && backing.is_empty();
@@ -337,9 +373,12 @@ impl Engine {
             unattributed,
             unexplained,
         );
+        let (during_keys, during): (Vec<(FileKey, Went)>, Vec<ReleasedDuring>) =
+            during.into_iter().map(|(k, d, w)| ((k, w), d)).unzip();
         let mut v = Verdict {
             mount,
             culprits,
+            released_during: during,
             child_mounts,
             task_pins,
             backing,
@@ -355,6 +394,12 @@ impl Engine {
             v.scan_missed = Some(why);
         }
         self.push_verdict(v, out);
+        // Their release is seen (it came first): the story hears of it right after.
+        for (k, went) in during_keys {
+            if !told.contains(&k) {
+                self.culprits_went(std::slice::from_ref(&key), &went, out);
+            }
+        }
     }
 
     pub(super) fn mount_busy(&mut self, ev: &Event, call: &MountCall, out: &mut Vec<Notice>) {
@@ -448,6 +493,7 @@ impl Engine {
             first_ebusy_ns,
             mount: None,
             culprits: Vec::new(),
+            released_during: Vec::new(),
             child_mounts: Vec::new(),
             task_pins: Vec::new(),
             backing: Vec::new(),
