@@ -18,7 +18,7 @@ use crate::{
     config::{btf, file_one_ref, fput_callback},
     emit::{count, is_self, record, reserve, submit, submit_now},
     kernel::{file_identity, file_mnt_id, member, read},
-    maps::{PENDING_FPUT, PENDING_UMOUNT, PendingUmount},
+    maps::{PENDING_FPUT, PENDING_MOUNT, PENDING_UMOUNT, PendingUmount},
 };
 
 // ----- fput: a reference dropped -----
@@ -272,7 +272,12 @@ pub fn fexit_path_umount(ctx: FExitContext) -> i32 {
     let path: u64 = ctx.arg(0);
     let flags: u64 = ctx.arg(1);
     let ret: i64 = ctx.arg::<u64>(2) as i32 as i64;
-    send_umount_ret(0, path_mnt_id(path), flags as u32, ret);
+    // The umount(2) entry's time, which the syscall hook keeps for its exit: the verdict
+    // names files released between it and this return (the check may have seen them).
+    // SAFETY: the value is read at once.
+    let enter_ns = unsafe { PENDING_MOUNT.get(&bpf_get_current_pid_tgid()) }
+        .map_or(0, |m| m.enter_ns);
+    send_umount_ret(enter_ns, path_mnt_id(path), flags as u32, ret);
     0
 }
 
