@@ -397,8 +397,12 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
         missed < stories,
         "all {stories} stories were over before the scan: none was checked"
     );
+    let during = notices
+        .iter()
+        .filter(|n| n["notice"] == "verdict" && n["released_during"].is_array())
+        .count();
     eprintln!(
-        "reference counts read: {counted}; every reference named in {all_explained} of them; not read (and said why): {unread}; stories explained by a pin found after the verdict: {late}; holders named inside a syscall in {named_syscalls} verdicts, beside a gap in {by_syscalls}"
+        "reference counts read: {counted}; every reference named in {all_explained} of them; not read (and said why): {unread}; stories explained by a pin found after the verdict: {late}; holders named inside a syscall in {named_syscalls} verdicts, beside a gap in {by_syscalls}; verdicts naming files released while the umount ran: {during}"
     );
     assert!(
         counted + unread > 0,
