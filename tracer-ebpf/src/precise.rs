@@ -275,8 +275,8 @@ pub fn fexit_path_umount(ctx: FExitContext) -> i32 {
     // The umount(2) entry's time, which the syscall hook keeps for its exit: the verdict
     // names files released between it and this return (the check may have seen them).
     // SAFETY: the value is read at once.
-    let enter_ns = unsafe { PENDING_MOUNT.get(&bpf_get_current_pid_tgid()) }
-        .map_or(0, |m| m.enter_ns);
+    let enter_ns =
+        unsafe { PENDING_MOUNT.get(&bpf_get_current_pid_tgid()) }.map_or(0, |m| m.enter_ns);
     send_umount_ret(enter_ns, path_mnt_id(path), flags as u32, ret);
     0
 }
