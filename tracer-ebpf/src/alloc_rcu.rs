@@ -137,24 +137,20 @@ fn run(step: extern "C" fn(u64, *mut c_void) -> i64, head: u64, node: u64) {
     }
 }
 
+/// A count from the config, bounded by what the walks were sized for.
+#[inline(always)]
+fn at_most(n: u32, max: u32) -> u64 {
+    (if n > max { max } else { n }) as u64
+}
+
 #[inline(always)]
 fn channels() -> u64 {
-    let n = rcfg!(channels);
-    (if n > RCU_MAX_CHANNELS {
-        RCU_MAX_CHANNELS
-    } else {
-        n
-    }) as u64
+    at_most(rcfg!(channels), RCU_MAX_CHANNELS)
 }
 
 #[inline(always)]
 fn batches() -> u64 {
-    let n = rcfg!(batches);
-    (if n > RCU_MAX_BATCHES {
-        RCU_MAX_BATCHES
-    } else {
-        n
-    }) as u64
+    at_most(rcfg!(batches), RCU_MAX_BATCHES)
 }
 
 /// A group of queues: one list of pages per channel from `pages` on (`list_head`s side by
