@@ -8,6 +8,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, generated::bpf_ktime_get_boot_ns},
     macros::{fentry, fexit, kprobe, kretprobe},
+    maps::LruHashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use tracer_fs::wire::{
@@ -151,15 +152,21 @@ pub fn kprobe_real_fput(ctx: ProbeContext) -> u32 {
     0
 }
 
-#[kretprobe]
-pub fn kretprobe_real_fput(_ctx: RetProbeContext) -> u32 {
+/// At a kretprobe: what the kprobe of the same call kept for this thread, taken out.
+#[inline(always)]
+fn take_pending<V: Copy>(map: &LruHashMap<u64, V>) -> Option<V> {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out at once.
-    let Some(file) = (unsafe { PENDING_FPUT.get(&key) }).copied() else {
-        return 0;
-    };
-    let _ = PENDING_FPUT.remove(&key);
-    on_release(file);
+    let v = unsafe { map.get(&key) }.copied()?;
+    let _ = map.remove(&key);
+    Some(v)
+}
+
+#[kretprobe]
+pub fn kretprobe_real_fput(_ctx: RetProbeContext) -> u32 {
+    if let Some(file) = take_pending(&PENDING_FPUT) {
+        on_release(file);
+    }
     0
 }
 
@@ -306,12 +313,9 @@ pub fn kprobe_path_umount(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn kretprobe_path_umount(ctx: RetProbeContext) -> u32 {
-    let key = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out at once.
-    let Some(p) = (unsafe { PENDING_UMOUNT.get(&key) }).copied() else {
+    let Some(p) = take_pending(&PENDING_UMOUNT) else {
         return 0;
     };
-    let _ = PENDING_UMOUNT.remove(&key);
     let ret: u64 = ctx.ret();
     send_umount_ret(p.enter_ns, p.mnt_id, p.flags, ret as i32 as i64);
     0
