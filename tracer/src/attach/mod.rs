@@ -466,14 +466,14 @@ fn load_program(
 /// until the object goes.
 fn preload(ebpf: &mut Ebpf, ctx: &HookCtx, opts: &Options, loaded: &mut Loaded) {
     let avoided = avoided_mechanisms();
-    let usable = |p: &Point| {
-        !avoided.contains(&p.mechanism)
-            && !matches!(ctx.raw.get(&(p.program, p.target)), Some(Err(_)))
-            && (p.mechanism != Mechanism::RawSyscalls || ctx.sys_route.is_ok())
+    // As the attach goes: not tried, or failing at once without the `raw_syscalls` route.
+    let usable = |alt: &[Point]| {
+        not_tried(alt, ctx.raw, &avoided).is_none()
+            && (ctx.sys_route.is_ok() || alt.iter().all(|p| p.mechanism != Mechanism::RawSyscalls))
     };
     let mut points: Vec<&'static Point> = Vec::new();
     for h in HOOKS.iter().filter(|h| alloc_hook_wanted(h, opts)) {
-        let Some(alt) = h.alternatives.iter().find(|a| a.iter().all(usable)) else {
+        let Some(alt) = h.alternatives.iter().find(|a| usable(a)) else {
             continue;
         };
         for p in alt.iter().filter(|p| needed(p, ctx.needs)) {
@@ -688,6 +688,22 @@ fn attach_any(
     syscalls::set(ebpf, p)
 }
 
+/// Why alternative `alt` is not tried, if it is not: a mechanism the environment says to
+/// avoid, or a raw tracepoint whose arguments this kernel's BTF does not confirm.
+fn not_tried(alt: &[Point], raw: &RawChecks, avoided: &[Mechanism]) -> Option<String> {
+    if let Some(p) = alt.iter().find(|p| avoided.contains(&p.mechanism)) {
+        return Some(format!(
+            "{} {}: not tried ({AVOID_ENV} says to avoid {})",
+            p.mechanism, p.target, p.mechanism
+        ));
+    }
+    alt.iter()
+        .find_map(|p| match raw.get(&(p.program, p.target)) {
+            Some(Err(e)) => Some(format!("{} {}: {e}", p.mechanism, p.target)),
+            _ => None,
+        })
+}
+
 fn attach_hook(
     ebpf: &mut Ebpf,
     ctx: &HookCtx,
@@ -699,20 +715,9 @@ fn attach_hook(
     let mut status = HookStatus::unserved(hook);
     let avoided = avoided_mechanisms();
     'alternatives: for alt in hook.alternatives {
-        if let Some(p) = alt.iter().find(|p| avoided.contains(&p.mechanism)) {
-            status.notes.push(format!(
-                "{} {}: not tried ({AVOID_ENV} says to avoid {})",
-                p.mechanism, p.target, p.mechanism
-            ));
+        if let Some(why) = not_tried(alt, raw, &avoided) {
+            status.notes.push(why);
             continue;
-        }
-        for p in alt.iter() {
-            if let Some(Err(e)) = raw.get(&(p.program, p.target)) {
-                status
-                    .notes
-                    .push(format!("{} {}: {e}", p.mechanism, p.target));
-                continue 'alternatives;
-            }
         }
         // Attach the whole alternative or none of it: a partial one would mislead.
         let mut points = vec![];
