@@ -264,7 +264,8 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|f| {
-                let r = f.release.as_ref()?;
+                // An inferred end (the pointer came back) has no time of its own.
+                let r = f.release.as_ref().filter(|r| r.seen)?;
                 let went = Went {
                     file: Self::file_id(f),
                     listed: true,
