@@ -56,11 +56,7 @@ impl Engine {
             return;
         }
         let mnt = f.mnt_id;
-        let id = Self::file_id(f);
-        let last_drop = f.last_drop.as_ref().map(|d| self.drop_desc(d));
-        let seen = release.seen;
-        let ts = release.actor.ts_ns;
-        let chain = release.chain.clone();
+        let went = self.went(f, &release);
         self.files.release(key, release);
         let keys: Vec<StoryKey> = self
             .stories
@@ -68,16 +64,8 @@ impl Engine {
             .filter(|(_, s)| s.culprits.contains(&key))
             .map(|(k, _)| k.clone())
             .collect();
-        let went = Went {
-            file: id.clone(),
-            listed: true,
-            seen,
-            ts_ns: ts,
-            chain: chain.clone(),
-            last_drop,
-        };
         self.culprits_went(&keys, &went, out);
-        self.check_unpinned(mnt, ts, &id, &chain, out);
+        self.check_unpinned(mnt, went.ts_ns, &went.file, &went.chain, out);
     }
 
     pub(super) fn check_unpinned(
@@ -322,6 +310,18 @@ impl Engine {
             },
             out,
         );
+    }
+
+    /// How a listed file's `release` is told to the stories it pinned.
+    pub(super) fn went(&self, f: &FileObj, release: &Release) -> Went {
+        Went {
+            file: Self::file_id(f),
+            listed: true,
+            seen: release.seen,
+            ts_ns: release.actor.ts_ns,
+            chain: release.chain.clone(),
+            last_drop: f.last_drop.as_ref().map(|d| self.drop_desc(d)),
+        }
     }
 
     /// A file went that pinned the stories `keys`' mounts: one of their culprits

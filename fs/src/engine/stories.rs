@@ -266,14 +266,7 @@ impl Engine {
             .filter_map(|f| {
                 // An inferred end (the pointer came back) has no time of its own.
                 let r = f.release.as_ref().filter(|r| r.seen)?;
-                let went = Went {
-                    file: Self::file_id(f),
-                    listed: true,
-                    seen: r.seen,
-                    ts_ns: r.actor.ts_ns,
-                    chain: r.chain.clone(),
-                    last_drop: f.last_drop.as_ref().map(|d| self.drop_desc(d)),
-                };
+                let went = self.went(f, r);
                 let desc = ReleasedDuring {
                     file: self.describe(f),
                     released_ns: r.actor.ts_ns,
