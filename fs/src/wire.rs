@@ -775,6 +775,9 @@ pub mod counter {
     /// Files held by a ring or a request that took the delete check's slot of another
     /// (that other file's delete would go unsaid).
     pub const SPACE_SLOT_TAKEN: u32 = 91;
+    /// close(2)s of an fd holding its file's only reference, sent as no record of their
+    /// own: the release that follows in the same syscall ends the fd with the file.
+    pub const CLOSE_FOLDED: u32 = 92;
     pub const COUNT: u32 = 96;
     /// CPU blocks of the COUNTERS map in the object, before userspace sizes it.
     pub const DEFAULT_CPU_BLOCKS: u32 = 64;

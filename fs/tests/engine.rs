@@ -279,6 +279,49 @@ fn group_exit_closes_the_fd_table_but_not_the_ring() {
 }
 
 #[test]
+fn a_release_by_its_own_process_closes_the_fd_whose_close_sent_no_record() {
+    // The kernel side sends no record for a close of a file's only reference: the release
+    // that follows from the closing task tells it. Another process's fd is not its to close.
+    let mut e = engine();
+    let um = task(2, "umount");
+    apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, F1, 3, 7),
+            open(T0 + 2, 11, F2, 5, 8),
+            ev(T0 + 3, &um, umount("/mnt/scratch", 0, -16, T0 + 3)),
+        ],
+    );
+    let n = apply(
+        &mut e,
+        &[
+            ev(T0 + 4, &task(10, "p"), free(F1, 42, 7)),
+            ev(T0 + 5, &task(10, "p"), free(F2, 42, 8)),
+        ],
+    );
+    let told: Vec<_> = n
+        .iter()
+        .filter_map(|x| match x {
+            Notice::CulpritReleased(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 2, "{n:#?}");
+    let d = told[0].last_drop.as_ref().expect("F1's drop");
+    assert_eq!(told[0].file.file, F1);
+    assert_eq!(d.reason, DropReason::Close);
+    assert_eq!(d.holder, fd(10, 3));
+    assert_eq!(d.ts_ns, T0 + 4);
+    assert!(
+        d.words().starts_with("fd 3 closed by pid 10"),
+        "{}",
+        d.words()
+    );
+    assert_eq!(told[1].file.file, F2);
+    assert!(told[1].last_drop.is_none(), "{:?}", told[1].last_drop);
+}
+
+#[test]
 fn pid_reuse_is_a_new_process() {
     let mut e = engine();
     apply(

@@ -1,5 +1,6 @@
 //! File references held by fd tables: the open family at exit (fd -> file -> mount), close
-//! at entry (the fd still names the file then).
+//! at entry (the fd still names the file then; a close of its file's only reference is told
+//! by the release that follows).
 
 use aya_ebpf::{
     helpers::{
@@ -15,7 +16,7 @@ use tracer_fs::wire::{
 };
 
 use crate::{
-    config::{btf, tp},
+    config::{btf, file_one_ref, tp},
     emit::{count, is_self, record, reserve, submit},
     kernel::{current_fd_file, file_dentry_name, file_identity, read},
     maps::{PENDING_OPEN, SCRATCH_FILE},
@@ -181,6 +182,10 @@ fn close_enter(ctx: &impl SysCtx) -> u32 {
     let Some(file) = current_fd_file(fd) else {
         return 0;
     };
+    if only_reference(file) {
+        count(counter::CLOSE_FOLDED);
+        return 0;
+    }
     let Some(mut entry) = reserve::<FileUnref>() else {
         return 0;
     };
@@ -197,6 +202,20 @@ fn close_enter(ctx: &impl SysCtx) -> u32 {
     rec._pad = [0; 2];
     submit(entry);
     0
+}
+
+/// Whether the fd about to be closed holds `file`'s only reference. Then the release
+/// record follows from this same syscall (`__fput()` runs in close(2) since 6.15, before
+/// its return to user space on older kernels) and ends the fd along with the file: a
+/// record of the close would say nothing more, and it was a third of a short-lived file's
+/// records. Racy by nature: a reference another thread takes meanwhile only delays the
+/// fd's end to that reference's release.
+#[inline(always)]
+fn only_reference(file: u64) -> bool {
+    let Some(off) = btf(btf_off::FILE_COUNT) else {
+        return false;
+    };
+    read::<u64>(file.wrapping_add(off)) == Some(file_one_ref())
 }
 
 /// Writes a `FileRef`'s holder pair. Volatile: two zero stores side by side were merged

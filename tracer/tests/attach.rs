@@ -227,7 +227,12 @@ fn syscall_hooks_see_the_same_calls_through_raw_syscalls_and_the_classic_tracepo
         let path = m.path.join("f");
         let f = File::create(&path).unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&f) as i64;
+        // Two fds on the file: the first close leaves a reference, so it is a record of
+        // its own; the second is the file's last, told by the release that follows it.
+        let dup = f.try_clone().unwrap();
+        let dup_fd = std::os::fd::AsRawFd::as_raw_fd(&dup) as i64;
         drop(f);
+        drop(dup);
         std::fs::remove_file(&path).unwrap();
         let me = std::process::id() as i64;
         let path_s = path.to_str().unwrap().to_string();
@@ -238,9 +243,23 @@ fn syscall_hooks_see_the_same_calls_through_raw_syscalls_and_the_classic_tracepo
         assert_eq!(open["payload"]["holder"]["fd"], fd, "{route}: {open}");
         assert_eq!(open["payload"]["mnt_id"], m.mount_id(), "{route}: {open}");
         let file = open["payload"]["file"].clone();
-        tracer.wait_event("the close", |e| {
+        let close = tracer.wait_event("the close", |e| {
             payload_is(e, "file_unref") && e["payload"]["file"] == file && e["tgid"] == me
         });
+        assert_eq!(close["payload"]["holder"]["fd"], fd, "{route}: {close}");
+        tracer.wait_event("the release", |e| {
+            payload_is(e, "file_free") && e["payload"]["file"] == file && e["tgid"] == me
+        });
+        let last_close = tracer.lines().into_iter().find(|e| {
+            payload_is(e, "file_unref")
+                && e["payload"]["file"] == file
+                && e["tgid"] == me
+                && e["payload"]["holder"]["fd"] == dup_fd
+        });
+        assert!(
+            last_close.is_none(),
+            "{route}: the last close sent a record: {last_close:?}"
+        );
         umount(&m.path).expect("umount");
         let um = tracer.wait_event("the umount call", |e| {
             payload_is(e, "mount_call")

@@ -272,6 +272,23 @@ impl Engine {
         if mnt_id != -1 {
             self.files.set_mount(key, mnt_id);
         }
+        // An fd of the freeing task's own process still listed was closed by it just now:
+        // the kernel side sends no record for a close of a file's only reference (the
+        // release in the same syscall tells it). No fd can outlive its file's release.
+        let closed: Vec<HolderRef> = self
+            .files
+            .get(key)
+            .map(|f| {
+                f.holders
+                    .keys()
+                    .filter(|h| matches!(h, HolderRef::Fd { tgid, .. } if *tgid == ev.tgid))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for h in closed {
+            self.files.remove_holder(key, &h, DropReason::Close, &actor);
+        }
         let chain = {
             let f = self.files.get(key);
             let putter = f.and_then(|f| {

@@ -30,6 +30,8 @@ pub struct Figures {
     pub unmatched_exit: u64,
     pub map_full: u64,
     pub fd_walk_failed: u64,
+    /// close(2)s of a file's only reference, told by the release that follows them.
+    pub closes_folded: u64,
     pub register_truncated: u64,
     /// Allocation tracking (`--alloc-filter`): allocations tracked, tracked ones freed,
     /// not tracked because the map was full, left out by sampling, stacks captured, stack
@@ -187,6 +189,7 @@ impl Counters {
         f.unmatched_exit = get(counter::UNMATCHED_EXIT);
         f.map_full = get(counter::MAP_FULL);
         f.fd_walk_failed = get(counter::FD_WALK_FAILED);
+        f.closes_folded = get(counter::CLOSE_FOLDED);
         f.register_truncated = get(counter::REGISTER_TRUNCATED);
         f.alloc_tracked = get(counter::ALLOC_TRACKED);
         f.alloc_freed = get(counter::ALLOC_FREED);
