@@ -1104,7 +1104,9 @@ pub struct Config {
     pub this_cpu_off_pcpu: u64,
     /// CPUs possible (the scan sums per-CPU counters over them).
     pub nr_cpus: u32,
-    pub _pad: u32,
+    /// Non-zero: `kmem_cache_free`'s twin is attached (`free_twin` in the eBPF crate), so
+    /// the first program notes each free for it; else that store is left out.
+    pub cache_free_twin: u32,
     pub tp: [u16; tp_field::COUNT],
     pub btf: [u32; btf_off::COUNT],
 }
@@ -1120,7 +1122,7 @@ impl Config {
             runqueues_pcpu: 0,
             this_cpu_off_pcpu: 0,
             nr_cpus: 0,
-            _pad: 0,
+            cache_free_twin: 0,
             tp: [MISSING_U16; tp_field::COUNT],
             btf: [MISSING_U32; btf_off::COUNT],
         }

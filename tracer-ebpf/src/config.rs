@@ -71,6 +71,12 @@ pub fn fput_callback() -> u64 {
 }
 
 #[inline(always)]
+pub fn cache_free_twin() -> bool {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.cache_free_twin) != 0 }
+}
+
+#[inline(always)]
 pub fn file_one_ref() -> u64 {
     // SAFETY: as above.
     unsafe { core::ptr::read_volatile(&CONFIG.file_one_ref) }

@@ -238,6 +238,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let sys_allowed = syscalls::route_allowed(&kbtf);
     let raw = raw_checks(&kbtf, &sys_allowed);
     let needs = Needs::of(&cfg, &kbtf, opts.alloc.is_some());
+    cfg.cache_free_twin = needs.cache_free_twin as u32;
     // Allocation tracking needs btf-rs's parse until its programs are loaded; otherwise it
     // goes now, and aya parses while kallsyms is still being read.
     let (kbtf, early_btf) = if opts.alloc.is_some() {
