@@ -7,7 +7,7 @@ use common::*;
 use tracer_fs::Engine;
 use tracer_fs::engine::EBUSY;
 use tracer_fs::event::{Event, NameKind, Payload, RefHow, WorkFnKind};
-use tracer_fs::files::FileState;
+use tracer_fs::files::{DropReason, FileState};
 use tracer_fs::verdict::{Anchor, DeferVia, HolderDesc, Notice};
 
 const F1: u64 = 0xffff_8880_0000_1000;
@@ -306,4 +306,32 @@ fn the_release_chain_names_the_last_putter_not_the_last_holder() {
     let text = tracer_fs::work::chain_text(chain);
     assert!(text.contains("kworker/0:2"), "{text}");
     assert!(!text.contains("cat"), "{text}");
+}
+
+#[test]
+fn a_last_fput_by_its_own_live_process_closes_the_fd_whose_close_sent_no_record() {
+    // The close of a file's only reference sends no record: its last fput, by the same
+    // process, tells it.
+    let mut e = engine(true);
+    let p = task(10, "p");
+    apply(&mut e, &[open(T0 + 1, 10, 3), put(T0 + 2, &p, true)]);
+    let k = e.files().alive(F1).unwrap();
+    let d = e.files().get(k).unwrap().last_drop.clone().unwrap();
+    assert_eq!(d.reason, DropReason::Close);
+    assert_eq!(d.holder, fd(10, 3));
+    assert_eq!(d.actor.ts_ns, T0 + 2);
+
+    // A process past its exit: its fds go with its fd table, not by a close.
+    let mut e = engine(true);
+    apply(
+        &mut e,
+        &[
+            open(T0 + 1, 10, 3),
+            ev(T0 + 2, &p, exit(0)),
+            put(T0 + 3, &p, true),
+        ],
+    );
+    let k = e.files().alive(F1).unwrap();
+    let d = e.files().get(k).unwrap().last_drop.clone().unwrap();
+    assert_eq!(d.reason, DropReason::ExitFiles);
 }

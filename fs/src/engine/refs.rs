@@ -21,6 +21,7 @@ impl Engine {
         }
         let actor = self.actor(ev);
         if last {
+            self.close_own_fds(key, ev.tgid, &actor);
             // The last reference went: holders still on our books let go unseen.
             let held: Vec<HolderRef> = self
                 .files
@@ -33,6 +34,31 @@ impl Engine {
             }
         }
         self.files.note_put(key, &actor, held, last);
+    }
+
+    /// The fds of process `tgid` still listed on `key` as its last reference goes (the
+    /// release, or the last `fput()`) by a task of that process: closed by it just now.
+    /// The kernel side sends no record for a close of a file's only reference (what follows
+    /// in the same syscall tells it), and no fd outlives its file's last reference. Not for
+    /// a process past its exit: its fds go with its fd table (`exit_files()`).
+    fn close_own_fds(&mut self, key: FileKey, tgid: u32, actor: &Actor) {
+        if self.tasks.is_exited(tgid) {
+            return;
+        }
+        let closed: Vec<HolderRef> = self
+            .files
+            .get(key)
+            .map(|f| {
+                f.holders
+                    .keys()
+                    .filter(|h| matches!(h, HolderRef::Fd { tgid: t, .. } if *t == tgid))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for h in closed {
+            self.files.remove_holder(key, &h, DropReason::Close, actor);
+        }
     }
 
     pub(super) fn on_fput_deferred(&mut self, ev: &Event, file: u64, pid: u32, tgid: u32) {
@@ -272,23 +298,7 @@ impl Engine {
         if mnt_id != -1 {
             self.files.set_mount(key, mnt_id);
         }
-        // An fd of the freeing task's own process still listed was closed by it just now:
-        // the kernel side sends no record for a close of a file's only reference (the
-        // release in the same syscall tells it). No fd can outlive its file's release.
-        let closed: Vec<HolderRef> = self
-            .files
-            .get(key)
-            .map(|f| {
-                f.holders
-                    .keys()
-                    .filter(|h| matches!(h, HolderRef::Fd { tgid, .. } if *tgid == ev.tgid))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        for h in closed {
-            self.files.remove_holder(key, &h, DropReason::Close, &actor);
-        }
+        self.close_own_fds(key, ev.tgid, &actor);
         let chain = {
             let f = self.files.get(key);
             let putter = f.and_then(|f| {
