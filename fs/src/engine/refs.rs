@@ -82,16 +82,21 @@ impl Engine {
             return;
         }
         let mnt = f.mnt_id;
-        let went = self.went(f, &release);
-        self.files.release(key, release);
         let keys: Vec<StoryKey> = self
             .stories
             .iter()
             .filter(|(_, s)| s.culprits.contains(&key))
             .map(|(k, _)| k.clone())
             .collect();
-        self.culprits_went(&keys, &went, out);
-        self.check_unpinned(mnt, went.ts_ns, &went.file, &went.chain, out);
+        // Told only where it is heard: by a story listing the file, or as the last file of
+        // a detached mount. Most files are neither, and the telling copies names and chains.
+        let heard = !keys.is_empty() || self.mounts.get(mnt).is_some_and(|m| m.detached());
+        let went = heard.then(|| self.went(f, &release));
+        self.files.release(key, release);
+        if let Some(went) = went {
+            self.culprits_went(&keys, &went, out);
+            self.check_unpinned(mnt, went.ts_ns, &went.file, &went.chain, out);
+        }
     }
 
     pub(super) fn check_unpinned(
