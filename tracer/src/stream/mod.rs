@@ -487,7 +487,41 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
             .errors
             .push(format!("AIO counts not read after EBUSY: {e:#}")),
     }
-    scan_tasks(side, &ids, failed_id, out)
+    // Not found by the kernel-side walk, and gone from the table too (a walk cut short in
+    // a large mount tree finds nothing either).
+    let gone = scan_tasks(side, &ids, failed_id, out)?
+        && failed_id
+            .is_some_and(|id| mountinfo::read().is_ok_and(|t| !t.iter().any(|m| m.mount_id == id)));
+    // The failed mount had left the kernel's mount tree by the scan's end (the umount went
+    // through while it ran) and the scan found nothing: it came too late to tell what held
+    // the mount, which is not the same as nothing holding it.
+    if let Some(id) = failed_id.filter(|_| gone && found_nothing(&out.events, &ids)) {
+        out.errors.push(format!(
+            "the scan after EBUSY came too late: mount {id} had left the kernel's mount tree by its end, and it found nothing on it"
+        ));
+        out.events.push(userspace_event(Payload::ScanMissed {
+            mnt_id: id,
+            target: target.to_string(),
+            why: format!(
+                "it came too late: mount {id} had left the kernel's mount tree by its end (the umount went through meanwhile)"
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// Whether a scan's events name nothing on mounts `ids`: no fd, mapping, backing file,
+/// task cwd/root or AIO context (only its bookkeeping: the ends of the scans, counts).
+fn found_nothing(events: &[Event], ids: &HashSet<i32>) -> bool {
+    events.iter().all(|e| match &e.payload {
+        Payload::TaskSeen { task } => !ids.contains(&task.cwd_mnt) && !ids.contains(&task.root_mnt),
+        Payload::BackingScan { files, .. } => files.is_empty(),
+        Payload::AioScan { tasks } => tasks.is_empty(),
+        Payload::MmapScanDone { .. } | Payload::PinScanDone { .. } | Payload::MountRefs { .. } => {
+            true
+        }
+        _ => false,
+    })
 }
 
 /// The VMA scan that goes with the fd scan: every process's mappings of files on `ids`
@@ -533,12 +567,14 @@ fn set_scan_target(ebpf: &mut aya::Ebpf, id: i32) -> Result<()> {
 /// The task scan that goes with the fd scan: the processes whose cwd or root is on one
 /// of `ids`, and every task inside `do_exit()` (with where it waits), then the end of the
 /// scan, so the engine knows which pins on `ids` are gone.
+/// The task scan, and with it the failed mount's reference count; true when the walk of
+/// the mount tree did not find that mount (it had gone by then).
 fn scan_tasks(
     side: &mut Side,
     ids: &HashSet<i32>,
     failed_id: Option<i32>,
     out: &mut ScanOut,
-) -> Result<()> {
+) -> Result<bool> {
     let started_ns = boottime_ns();
     let mut mounts: Vec<i32> = ids.iter().copied().collect();
     mounts.sort_unstable();
@@ -553,10 +589,11 @@ fn scan_tasks(
         Err(e) => {
             out.errors
                 .push(format!("task scan after EBUSY unavailable: {e:#}"));
-            return Ok(());
+            return Ok(false);
         }
     };
     let mut refs = None;
+    let mut gone = false;
     let mut rest = &bytes[..];
     while !rest.is_empty() {
         // Task records and, at the end, mount reference counts: each says its size.
@@ -580,9 +617,12 @@ fn scan_tasks(
                     count: at,
                     cpus,
                     cpus_possible: 0,
-                } => out.errors.push(format!(
-                    "the reference count of mount {mnt_id} was not read: not found in the tracer's mount tree ({cpus} steps walked, stopped at mount {at})"
-                )),
+                } => {
+                    gone = Some(mnt_id) == failed_id;
+                    out.errors.push(format!(
+                        "the reference count of mount {mnt_id} was not read: not found in the tracer's mount tree ({cpus} steps walked, stopped at mount {at})"
+                    ))
+                }
                 // After the scan's end, so it is set against the pins the scan left.
                 Payload::MountRefs { .. } => refs = Some(e),
                 _ => {}
@@ -610,7 +650,7 @@ fn scan_tasks(
     out.events
         .push(userspace_event(Payload::PinScanDone { started_ns, mounts }));
     out.events.extend(refs);
-    Ok(())
+    Ok(gone)
 }
 
 /// What the scans after an EBUSY found, handed on just before the umount's record.
