@@ -369,6 +369,23 @@ impl Files {
         self.by_holder.entry(holder).or_default().insert(key);
     }
 
+    /// Removes every holder of `key` that `which` picks, each for `reason` by `actor`.
+    pub fn remove_holders_where(
+        &mut self,
+        key: FileKey,
+        which: impl Fn(&HolderRef) -> bool,
+        reason: DropReason,
+        actor: &Actor,
+    ) {
+        let picked: Vec<HolderRef> = self
+            .get(key)
+            .map(|f| f.holders.keys().filter(|h| which(h)).copied().collect())
+            .unwrap_or_default();
+        for h in picked {
+            self.remove_holder(key, &h, reason, actor);
+        }
+    }
+
     pub fn remove_holder(
         &mut self,
         key: FileKey,

@@ -23,15 +23,8 @@ impl Engine {
         if last {
             self.close_own_fds(key, ev.tgid, &actor);
             // The last reference went: holders still on our books let go unseen.
-            let held: Vec<HolderRef> = self
-                .files
-                .get(key)
-                .map(|f| f.holders.keys().copied().collect())
-                .unwrap_or_default();
-            for h in held {
-                self.files
-                    .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
-            }
+            self.files
+                .remove_holders_where(key, |_| true, DropReason::GoneAtLastPut, &actor);
         }
         self.files.note_put(key, &actor, held, last);
     }
@@ -45,20 +38,12 @@ impl Engine {
         if self.tasks.is_exited(tgid) {
             return;
         }
-        let closed: Vec<HolderRef> = self
-            .files
-            .get(key)
-            .map(|f| {
-                f.holders
-                    .keys()
-                    .filter(|h| matches!(h, HolderRef::Fd { tgid: t, .. } if *t == tgid))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        for h in closed {
-            self.files.remove_holder(key, &h, DropReason::Close, actor);
-        }
+        self.files.remove_holders_where(
+            key,
+            |h| matches!(h, HolderRef::Fd { tgid: t, .. } if *t == tgid),
+            DropReason::Close,
+            actor,
+        );
     }
 
     pub(super) fn on_fput_deferred(&mut self, ev: &Event, file: u64, pid: u32, tgid: u32) {
@@ -316,21 +301,12 @@ impl Engine {
         };
         // A mapping still held at the free went with it (munmap, exec: no hook sees them),
         // its last reference put by the freeing task.
-        let mapped: Vec<HolderRef> = self
-            .files
-            .get(key)
-            .map(|f| {
-                f.holders
-                    .keys()
-                    .filter(|h| matches!(h, HolderRef::Mmap { .. }))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        for h in mapped {
-            self.files
-                .remove_holder(key, &h, DropReason::GoneAtLastPut, &actor);
-        }
+        self.files.remove_holders_where(
+            key,
+            |h| matches!(h, HolderRef::Mmap { .. }),
+            DropReason::GoneAtLastPut,
+            &actor,
+        );
         self.locks_on_file_free(file, &actor, &chain, out);
         self.space_on_file_free(file, &actor, &chain, out);
         self.end_file(
