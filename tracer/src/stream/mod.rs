@@ -396,14 +396,14 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
             Some(m) => m.mount_point.clone(),
             None => {
                 // It failed with EBUSY, so it was mounted: say why its verdict has no scan.
-                out.errors.push(format!(
-                    "no scan after EBUSY: mount {id} was already gone from the mount table"
-                ));
-                out.events.push(userspace_event(Payload::ScanMissed {
-                    mnt_id: id,
-                    target: String::new(),
-                    why: "the mount was already gone from the mount table".into(),
-                }));
+                out.scan_missed(
+                    id,
+                    "",
+                    format!(
+                        "no scan after EBUSY: mount {id} was already gone from the mount table"
+                    ),
+                    "the mount was already gone from the mount table".into(),
+                );
                 return Ok(());
             }
         },
@@ -444,14 +444,14 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
         .map(|m| m.mount_id)
         .collect();
     if ids.is_empty() {
-        out.errors.push(format!(
-            "no scan after EBUSY: nothing was mounted at {target} any more (the umount went through before the scan: no fd scan, and the reference count of the mount was not read)"
-        ));
-        out.events.push(userspace_event(Payload::ScanMissed {
-            mnt_id: failed_id.unwrap_or(-1),
-            target: target.to_string(),
-            why: format!("the umount went through first: nothing was mounted at {target} any more"),
-        }));
+        out.scan_missed(
+            failed_id.unwrap_or(-1),
+            target,
+            format!(
+                "no scan after EBUSY: nothing was mounted at {target} any more (the umount went through before the scan: no fd scan, and the reference count of the mount was not read)"
+            ),
+            format!("the umount went through first: nothing was mounted at {target} any more"),
+        );
         return Ok(());
     }
     // Loop devices and swap files backed by files there: read from sysfs and /proc/swaps.
@@ -496,16 +496,16 @@ fn scan_after_ebusy(side: &mut Side, failed: Failed<'_>, out: &mut ScanOut) -> R
     // through while it ran) and the scan found nothing: it came too late to tell what held
     // the mount, which is not the same as nothing holding it.
     if let Some(id) = failed_id.filter(|_| gone && found_nothing(&out.events, &ids)) {
-        out.errors.push(format!(
-            "the scan after EBUSY came too late: mount {id} had left the kernel's mount tree by its end, and it found nothing on it"
-        ));
-        out.events.push(userspace_event(Payload::ScanMissed {
-            mnt_id: id,
-            target: target.to_string(),
-            why: format!(
+        out.scan_missed(
+            id,
+            target,
+            format!(
+                "the scan after EBUSY came too late: mount {id} had left the kernel's mount tree by its end, and it found nothing on it"
+            ),
+            format!(
                 "it came too late: mount {id} had left the kernel's mount tree by its end (the umount went through meanwhile)"
             ),
-        }));
+        );
     }
     Ok(())
 }
@@ -566,9 +566,8 @@ fn set_scan_target(ebpf: &mut aya::Ebpf, id: i32) -> Result<()> {
 
 /// The task scan that goes with the fd scan: the processes whose cwd or root is on one
 /// of `ids`, and every task inside `do_exit()` (with where it waits), then the end of the
-/// scan, so the engine knows which pins on `ids` are gone.
-/// The task scan, and with it the failed mount's reference count; true when the walk of
-/// the mount tree did not find that mount (it had gone by then).
+/// scan, so the engine knows which pins on `ids` are gone; with it the failed mount's
+/// reference count. True when the walk of the mount tree did not find that mount.
 fn scan_tasks(
     side: &mut Side,
     ids: &HashSet<i32>,
@@ -661,6 +660,17 @@ struct ScanOut {
 }
 
 impl ScanOut {
+    /// The scans could not tell what held mount `mnt_id` at its EBUSY: the warning `said`,
+    /// and the event that puts `why` into the failure's verdict.
+    fn scan_missed(&mut self, mnt_id: i32, target: &str, said: String, why: String) {
+        self.errors.push(said);
+        self.events.push(userspace_event(Payload::ScanMissed {
+            mnt_id,
+            target: target.to_string(),
+            why,
+        }));
+    }
+
     fn hand_on(self, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
         for e in &self.events {
             summary.events += 1;
