@@ -88,7 +88,7 @@ pub struct Verdict {
     pub unattributed: Unattributed,
     /// Nothing traced explains it (no culprit file, no child mount, no opener).
     pub unexplained: bool,
-    /// Umount: why the scans after this failure could not run (the umount went through
+    /// Umount: why no scan after this failure saw the mount in time (the umount went through
     /// before them), when they could not: only what the records show is named.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan_missed: Option<String>,
@@ -503,7 +503,7 @@ impl Display for Verdict {
                 ),
                 Some(why) => writeln!(
                     out,
-                    "  nothing traced explains this EBUSY, and the scan after it could not run ({why}): what pinned the mount only for that moment (an exiting task's cwd/root, files its exit was still closing, fds no hook saw taken) was not seen"
+                    "  nothing traced explains this EBUSY, and no scan saw the mount in time after it ({why}): what pinned the mount only for that moment (an exiting task's cwd/root, files its exit was still closing, fds no hook saw taken) was not seen"
                 ),
             };
         }

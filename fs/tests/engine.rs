@@ -463,12 +463,16 @@ fn a_missed_scan_is_an_evidence_limit_of_its_own_verdict_only() {
     assert!(
         v.evidence_limits
             .iter()
-            .any(|l| l.starts_with("no scan after this EBUSY (the umount went through first")),
+            .any(|l| l
+                .starts_with("no scan in time after this EBUSY (the umount went through first")),
         "{:?}",
         v.evidence_limits
     );
     let text = n[0].to_string();
-    assert!(text.contains("the scan after it could not run"), "{text}");
+    assert!(
+        text.contains("no scan saw the mount in time after it"),
+        "{text}"
+    );
 
     // The next failure had its scan: no word of a missed one.
     let n = apply(

@@ -383,7 +383,7 @@ impl Engine {
         };
         if let Some(why) = scan_missed {
             v.evidence_limits.push(format!(
-                "no scan after this EBUSY ({why}): holders only a scan finds (an exiting task's cwd/root, fds no hook saw taken, mappings) are not known, and the mount's reference count was not read"
+                "no scan in time after this EBUSY ({why}): holders only a scan finds (an exiting task's cwd/root, fds no hook saw taken, mappings) are not known, and the mount's reference count was not read"
             ));
             v.scan_missed = Some(why);
         }
