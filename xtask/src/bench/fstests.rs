@@ -2,8 +2,11 @@
 //! loop devices), untraced `./check` against `tracer run -- ./check`, at the default
 //! settings and with allocation tracking (`--alloc-filter sym:xfs_`). Whole runs, so the
 //! fixed costs (attach, linger, leak grace, detach) a developer pays on every `tracer run`
-//! of one test are in the figure. Wall-time ratios, traced over untraced of the same
-//! round; medians with min-max. Never asserts a timing.
+//! of one test are in the figure. And `./check` beside `tracer attach --floor` (count-only
+//! programs on the default mode's points): what the kernel charges for those points being
+//! attached at all, which no work of ours in the programs or in userspace can take back.
+//! Wall-time ratios, traced over untraced of the same round; medians with min-max. Never
+//! asserts a timing.
 
 use std::{path::Path, process::Command};
 
@@ -25,7 +28,7 @@ pub const QUICK: &[&str] = &[
     "generic/013",
 ];
 
-const CONFIGS: &[&str] = &["untraced", "default", "alloc"];
+const CONFIGS: &[&str] = &["untraced", "floor", "default", "alloc"];
 
 /// The runs of every configuration, `rounds` times (the order rotates each round).
 pub fn measure(tracer: &Path, rounds: usize) -> Result<Value> {
@@ -44,8 +47,13 @@ pub fn measure(tracer: &Path, rounds: usize) -> Result<Value> {
                 round + 1,
                 CONFIGS[c]
             );
+            // The floor's programs are attached around an untraced check.
+            let floor = match CONFIGS[c] {
+                "floor" => Some(super::Traced::start("floor", tracer, Path::new(""))?),
+                _ => None,
+            };
             let mut cmd = match CONFIGS[c] {
-                "untraced" => Command::new("./check"),
+                "untraced" | "floor" => Command::new("./check"),
                 config => {
                     // The round's recording and report go beside its results (the last
                     // round's are kept), not into the fstests tree where check runs.
@@ -68,6 +76,9 @@ pub fn measure(tracer: &Path, rounds: usize) -> Result<Value> {
             };
             cmd.args(QUICK);
             let wall = fstests::run_check(&mut cmd, &tree, &results.join(CONFIGS[c]), "12")?;
+            if let Some(t) = floor {
+                t.stop()?;
+            }
             walls[c].push(wall.as_secs_f64());
         }
     }
