@@ -1009,6 +1009,14 @@ pub mod btf_off {
         INODE_SIZE = 70 => ("inode", ["i_size"]),
         /// inode.i_blocks
         INODE_BLOCKS = 71 => ("inode", ["i_blocks"]),
+        /// task_struct.worker_private (a kthread's `struct kthread`, 5.17+)
+        TASK_WORKER_PRIVATE = 88 => ("task_struct", ["worker_private"]),
+        /// kthread.data (a kworker's `struct worker`)
+        KTHREAD_DATA = 89 => ("kthread", ["data"]),
+        /// worker.current_work (the work item a kworker runs, NULL between items)
+        WORKER_CURRENT_WORK = 90 => ("worker", ["current_work"]),
+        /// worker.current_func
+        WORKER_CURRENT_FUNC = 91 => ("worker", ["current_func"]),
     }
     /// `mount.mnt_id - mount.mnt`: from a `struct vfsmount *` to its mount id.
     /// (Signed, stored as `u32`.)
@@ -1056,7 +1064,40 @@ pub mod btf_off {
     pub const MOUNT_MNT_NODE: usize = 74; // mount.mnt_node (6.8+)
     pub const MOUNT_MNT_MOUNTPOINT: usize = 75; // mount.mnt_mountpoint (a dentry)
     pub const VFSMOUNT_SB: usize = 76; // vfsmount.mnt_sb
-    pub const COUNT: usize = 88;
+    /// The indexes above, which the loader fills by hand (not from `SOURCES`).
+    pub const COMPUTED: &[usize] = &[
+        VFSMOUNT_TO_MNT_ID,
+        DWORK_TIMER,
+        POOL_WORKQUEUE_WQ,
+        FILE_COUNT,
+        FILE_TASK_WORK,
+        PT_REGS_SYSCALL_ARG0,
+        PT_REGS_SYSCALL_ARG1,
+        PT_REGS_SYSCALL_ARG2,
+        PT_REGS_SYSCALL_ARG2 + 1,
+        PT_REGS_SYSCALL_ARG2 + 2,
+        PT_REGS_SYSCALL_ARG2 + 3,
+        PT_REGS_SYSCALL_NR,
+        THREAD_INFO_STATUS,
+        MNT_PCP_COUNT,
+        LOCK_LIST,
+        LOCK_FILE,
+        LOCK_OWNER,
+        LOCK_PID,
+        LOCK_TYPE,
+        LOCK_FLAGS,
+        TASK_NSPROXY,
+        NSPROXY_MNT_NS,
+        MNT_NS_LIST,
+        MOUNT_MNT_LIST,
+        MNT_PCP_PUTS,
+        MNT_NS_LAST_NODE,
+        MNT_NS_MOUNTS,
+        MOUNT_MNT_NODE,
+        MOUNT_MNT_MOUNTPOINT,
+        VFSMOUNT_SB,
+    ];
+    pub const COUNT: usize = 92;
 }
 
 /// Entries of the `raw_syscalls` dispatch tables (`SYS_ENTER_PROGS`, `SYS_EXIT_PROGS`),
@@ -1107,6 +1148,12 @@ pub struct Config {
     /// Non-zero: `kmem_cache_free`'s twin is attached (`free_twin` in the eBPF crate), so
     /// the first program notes each free for it; else that store is left out.
     pub cache_free_twin: u32,
+    /// The followed work functions' addresses (`followed::*`; a function may have several),
+    /// compared in the programs without a map lookup; `nr_followed_fns` of them are set.
+    /// `FOLLOWED_IN_MAP`: more than fit, the programs look in the `FOLLOWED_WORK` map.
+    pub followed_fns: [u64; MAX_FOLLOWED_FNS],
+    pub nr_followed_fns: u32,
+    pub _pad_followed: u32,
     pub tp: [u16; tp_field::COUNT],
     pub btf: [u32; btf_off::COUNT],
 }
@@ -1123,11 +1170,19 @@ impl Config {
             this_cpu_off_pcpu: 0,
             nr_cpus: 0,
             cache_free_twin: 0,
+            followed_fns: [0; MAX_FOLLOWED_FNS],
+            nr_followed_fns: 0,
+            _pad_followed: 0,
             tp: [MISSING_U16; tp_field::COUNT],
             btf: [MISSING_U32; btf_off::COUNT],
         }
     }
 }
+
+/// Followed work functions the programs compare against without a map (`Config`).
+pub const MAX_FOLLOWED_FNS: usize = 8;
+/// `Config::nr_followed_fns` when the followed functions are looked up in the map.
+pub const FOLLOWED_IN_MAP: u32 = u32::MAX;
 
 /// Values of the `FOLLOWED_WORK` map: why a work function is followed.
 pub mod followed {
@@ -1429,6 +1484,15 @@ mod tests {
             assert!(!seen[i], "btf_off {i} listed twice");
             seen[i] = true;
             assert!(!path.is_empty(), "{st}");
+        }
+        // The loader's own (the syscall arguments' registers took 80-83 beside the list).
+        for &i in btf_off::COMPUTED {
+            assert!(i < btf_off::COUNT);
+            assert!(
+                !seen[i],
+                "btf_off {i} is both in SOURCES and filled by hand"
+            );
+            seen[i] = true;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The global lives in `.rodata`, which the kernel freezes: the verifier sees the values as
 //! constants and prunes the branches for fields this kernel does not have.
 
-use tracer_fs::wire::{Config, MISSING_U16, MISSING_U32};
+use tracer_fs::wire::{Config, FOLLOWED_IN_MAP, MAX_FOLLOWED_FNS, MISSING_U16, MISSING_U32};
 
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config::empty();
@@ -74,6 +74,30 @@ pub fn fput_callback() -> u64 {
 pub fn cache_free_twin() -> bool {
     // SAFETY: as above.
     unsafe { core::ptr::read_volatile(&CONFIG.cache_free_twin) != 0 }
+}
+
+/// Whether `function` is one of the followed work functions (`--all-work`: every one).
+/// They are compared as constants; only past `MAX_FOLLOWED_FNS` of them is the map asked.
+#[inline(always)]
+pub fn followed_work(function: u64) -> bool {
+    if all_work() {
+        return true;
+    }
+    // SAFETY: as above.
+    let n = unsafe { core::ptr::read_volatile(&CONFIG.nr_followed_fns) };
+    if n == FOLLOWED_IN_MAP {
+        // SAFETY: only presence matters.
+        return unsafe { crate::maps::FOLLOWED_WORK.get(&function) }.is_some();
+    }
+    for i in 0..MAX_FOLLOWED_FNS {
+        // SAFETY: as above.
+        if (i as u32) < n
+            && unsafe { core::ptr::read_volatile(&CONFIG.followed_fns[i]) } == function
+        {
+            return true;
+        }
+    }
+    false
 }
 
 #[inline(always)]

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use tracer_fs::wire::{COMM_LEN, Header, Record, RecordKind, counter};
 
 use crate::{
-    kernel::current_is_worker,
+    kernel::{current_is_worker, current_work_item, worker_readable},
     maps::{COUNTERS, EVENTS, RUNNING_WORK, SUBMITS},
 };
 
@@ -36,24 +36,17 @@ fn fill_header(h: &mut Header, kind: RecordKind) {
     h.pid = pid_tgid as u32;
     h.tgid = (pid_tgid >> 32) as u32;
     current_comm(&mut h.comm);
-    let pid = h.pid;
-    // Only a workqueue worker runs work items: other tasks skip the map lookup.
-    let running = if current_is_worker() {
-        // SAFETY: the value is copied out at once.
-        unsafe { RUNNING_WORK.get(&pid) }
+    // Only a workqueue worker runs work items: other tasks read nothing more.
+    let (work, work_fn) = if !current_is_worker() {
+        (0, 0)
+    } else if worker_readable() {
+        current_work_item()
     } else {
-        None
+        // SAFETY: the value is copied out at once.
+        unsafe { RUNNING_WORK.get(&h.pid) }.map_or((0, 0), |w| (w.work, w.function))
     };
-    match running {
-        Some(w) => {
-            h.work = w.work;
-            h.work_fn = w.function;
-        }
-        None => {
-            h.work = 0;
-            h.work_fn = 0;
-        }
-    }
+    h.work = work;
+    h.work_fn = work_fn;
 }
 
 /// The current task's name, written straight into `buf` (a record's field): aya's wrapper

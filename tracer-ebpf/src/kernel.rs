@@ -92,6 +92,36 @@ pub fn current_member<T: Copy>(m: usize) -> Option<T> {
     Some(unsafe { load(bpf_get_current_task_btf() as *const u8, off) })
 }
 
+/// Whether this kernel's BTF places a kworker's current work item (`task_struct.
+/// worker_private` -> `kthread.data` -> `worker.current_work`/`current_func`).
+#[inline(always)]
+pub fn worker_readable() -> bool {
+    btf(btf_off::TASK_WORKER_PRIVATE).is_some()
+        && btf(btf_off::KTHREAD_DATA).is_some()
+        && btf(btf_off::WORKER_CURRENT_WORK).is_some()
+        && btf(btf_off::WORKER_CURRENT_FUNC).is_some()
+}
+
+/// The work item (and its function) the current kworker is executing, from its `struct
+/// worker` (what the kernel's `current_work()` reads): set from before
+/// `workqueue_execute_start` to after `workqueue_execute_end`. (0, 0) between items or
+/// where unreadable. Only for a task [`current_is_worker`] says is one.
+#[inline(always)]
+pub fn current_work_item() -> (u64, u64) {
+    let Some(kthread) = current_member::<u64>(btf_off::TASK_WORKER_PRIVATE) else {
+        return (0, 0);
+    };
+    let Some(worker) = member::<u64>(kthread, btf_off::KTHREAD_DATA) else {
+        return (0, 0);
+    };
+    members2(
+        worker,
+        btf_off::WORKER_CURRENT_WORK,
+        btf_off::WORKER_CURRENT_FUNC,
+    )
+    .unwrap_or((0, 0))
+}
+
 /// Whether the current task can be running a work item: a workqueue worker, or any task
 /// where this kernel's BTF does not place `task_struct.flags`. Every record's header asks.
 #[inline(always)]

@@ -34,8 +34,10 @@ pub static COUNTERS: Array<u64> = Array::with_max_entries(
     aya_ebpf::bindings::BPF_F_MMAPABLE,
 );
 
-/// The work item each kworker (by thread id) is executing right now. Keyed by thread, not
-/// CPU: unbound workers (io_uring's exit work runs on one) migrate while they sleep.
+/// The work item each kworker (by thread id) is executing right now, kept only where BTF
+/// does not place a kworker's `struct worker` (`kernel::worker_readable`). Keyed by
+/// thread, not CPU: unbound workers (io_uring's exit work runs on one) migrate while they
+/// sleep.
 #[map]
 pub static RUNNING_WORK: LruHashMap<u32, RunningWork> = LruHashMap::with_max_entries(4096, 0);
 

@@ -14,16 +14,15 @@ use aya_ebpf::{
 use tracer_fs::wire::{RecordKind, Work, WorkArm, btf_off, counter, tp_field};
 
 use crate::{
-    config::{all_work, btf, delayed_work_timer_fn, field},
+    config::{btf, delayed_work_timer_fn, field, followed_work},
     emit::{count, record, reserve, reserve_as, submit},
-    kernel::member,
-    maps::{FOLLOWED_WORK, RUNNING_WORK, RunningWork},
+    kernel::{member, worker_readable},
+    maps::{RUNNING_WORK, RunningWork},
 };
 
 #[inline(always)]
 fn followed(function: u64) -> bool {
-    // SAFETY: only presence matters.
-    all_work() || unsafe { FOLLOWED_WORK.get(&function) }.is_some()
+    followed_work(function)
 }
 
 #[inline(always)]
@@ -50,8 +49,13 @@ fn on_queue(work: u64, function: u64, cpu: i32) {
 #[inline(always)]
 fn on_start(work: u64, function: u64) {
     count(counter::WORK_EXECUTED);
-    let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let _ = RUNNING_WORK.insert(&pid, &RunningWork { work, function }, 0);
+    // Records from a kworker read its work item from its `struct worker`; only where BTF
+    // does not place it is the item kept by thread here (a map insert per work item in
+    // the system, and a delete at its end).
+    if !worker_readable() {
+        let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        let _ = RUNNING_WORK.insert(&pid, &RunningWork { work, function }, 0);
+    }
     if crate::alloc::enabled() {
         crate::alloc_rcu::on_work_start(work, function);
     }
@@ -65,8 +69,10 @@ fn on_end(work: u64, function: u64) {
     if followed(function) {
         send(RecordKind::WorkEnd, work, function, -1);
     }
-    let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let _ = RUNNING_WORK.remove(&pid);
+    if !worker_readable() {
+        let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        let _ = RUNNING_WORK.remove(&pid);
+    }
 }
 
 #[inline(always)]

@@ -153,7 +153,7 @@ const DETACH_THREADS: usize = 16;
 /// Everything about this kernel the loader needs.
 pub fn build_config(kbtf: &KernelBtf, ksyms: &Kallsyms, opts: &Options) -> (Config, Gaps) {
     let (mut cfg, gaps) = btf_config(kbtf, opts);
-    symbol_config(&mut cfg, ksyms);
+    symbol_config(&mut cfg, ksyms, opts);
     (cfg, gaps)
 }
 
@@ -167,7 +167,17 @@ fn btf_config(kbtf: &KernelBtf, opts: &Options) -> (Config, Gaps) {
 }
 
 /// The addresses of the functions the programs compare against, from kallsyms.
-fn symbol_config(cfg: &mut Config, ksyms: &Kallsyms) {
+fn symbol_config(cfg: &mut Config, ksyms: &Kallsyms, opts: &Options) {
+    let addrs: Vec<u64> = followed_work_fns(opts)
+        .iter()
+        .flat_map(|(name, _)| ksyms.addrs(name))
+        .collect();
+    if addrs.len() <= cfg.followed_fns.len() {
+        cfg.followed_fns[..addrs.len()].copy_from_slice(&addrs);
+        cfg.nr_followed_fns = addrs.len() as u32;
+    } else {
+        cfg.nr_followed_fns = tracer_fs::wire::FOLLOWED_IN_MAP;
+    }
     cfg.delayed_work_timer_fn = ksyms
         .addrs("delayed_work_timer_fn")
         .first()
@@ -251,7 +261,7 @@ pub fn attach(opts: &Options) -> Result<Attached> {
     let ksyms = ksyms
         .join()
         .map_err(|_| anyhow!("reading /proc/kallsyms panicked"))??;
-    symbol_config(&mut cfg, &ksyms);
+    symbol_config(&mut cfg, &ksyms, opts);
     let prepared = match (&opts.alloc, &kbtf) {
         (Some(a), Some(kbtf)) => Some(crate::alloc::setup::prepare(a, kbtf, &ksyms)?),
         _ => None,
@@ -351,7 +361,8 @@ fn mark_merged_caches(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
-fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<FollowedFn>> {
+/// The work functions followed (by name), and why.
+fn followed_work_fns(opts: &Options) -> Vec<(String, u8)> {
     let mut wanted: Vec<(String, u8)> = vec![
         ("delayed_fput".into(), followed::DELAYED_FPUT),
         ("io_fallback_req_func".into(), followed::URING_FALLBACK),
@@ -360,6 +371,13 @@ fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<
         ("io_ring_exit_work".into(), followed::URING_EXIT),
     ];
     wanted.extend(opts.follow_work.iter().map(|n| (n.clone(), followed::USER)));
+    wanted
+}
+
+/// Fills `FOLLOWED_WORK` (the programs look there when more functions are followed than
+/// `Config` holds) and says what is followed.
+fn follow_work(ebpf: &mut Ebpf, ksyms: &Kallsyms, opts: &Options) -> Result<Vec<FollowedFn>> {
+    let wanted = followed_work_fns(opts);
     let mut map: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(
         ebpf.map_mut("FOLLOWED_WORK")
             .ok_or_else(|| anyhow!("no FOLLOWED_WORK map"))?,
