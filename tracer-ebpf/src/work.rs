@@ -21,11 +21,6 @@ use crate::{
 };
 
 #[inline(always)]
-fn followed(function: u64) -> bool {
-    followed_work(function)
-}
-
-#[inline(always)]
 fn send(kind: RecordKind, work: u64, function: u64, target_cpu: i32) {
     let Some(mut entry) = reserve_as::<Work>(kind) else {
         return;
@@ -41,7 +36,7 @@ fn send(kind: RecordKind, work: u64, function: u64, target_cpu: i32) {
 #[inline(always)]
 fn on_queue(work: u64, function: u64, cpu: i32) {
     count(counter::WORK_QUEUED);
-    if followed(function) {
+    if followed_work(function) {
         send(RecordKind::WorkQueue, work, function, cpu);
     }
 }
@@ -59,14 +54,14 @@ fn on_start(work: u64, function: u64) {
     if crate::alloc::enabled() {
         crate::alloc_rcu::on_work_start(work, function);
     }
-    if followed(function) {
+    if followed_work(function) {
         send(RecordKind::WorkStart, work, function, -1);
     }
 }
 
 #[inline(always)]
 fn on_end(work: u64, function: u64) {
-    if followed(function) {
+    if followed_work(function) {
         send(RecordKind::WorkEnd, work, function, -1);
     }
     if !worker_readable() {
@@ -177,7 +172,7 @@ fn on_timer_start(timer: u64, function: u64, expires: u64, now: u64) {
     if crate::alloc::enabled() {
         crate::alloc_rcu::on_work_armed(work, work_fn);
     }
-    if !followed(work_fn) {
+    if !followed_work(work_fn) {
         return;
     }
     let Some(mut entry) = reserve::<WorkArm>() else {
