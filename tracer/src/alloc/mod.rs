@@ -5,6 +5,7 @@
 //!
 //! Off by default: without `--alloc-filter` the kmem programs only count.
 
+pub mod batch;
 pub mod filter;
 pub mod iter;
 pub mod module_syms;

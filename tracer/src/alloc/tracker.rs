@@ -46,6 +46,8 @@ unsafe impl aya::Pod for PodOutstanding {}
 /// The maps taken out of the loaded object for tracking.
 pub struct AllocMaps {
     pub outstanding: BpfHashMap<MapData, u64, PodOutstanding>,
+    /// The same map, read in batches where the kernel can (`None`: iterated).
+    pub outstanding_fd: Option<std::os::fd::OwnedFd>,
     pub stacks: StackTraceMap<MapData>,
     pub cache_names: BpfHashMap<MapData, u64, [u8; CACHE_NAME_LEN]>,
     pub summary: FilterSummary,
@@ -315,11 +317,29 @@ impl AllocTracker {
     }
 
     /// The outstanding allocations at least `--alloc-older` old.
+    /// The outstanding map's entries: in batches, or, where the kernel refuses those
+    /// (said once), by iterating.
+    fn outstanding(&mut self) -> Vec<(u64, PodOutstanding)> {
+        use std::os::fd::AsFd;
+        if let Some(fd) = &self.maps.outstanding_fd {
+            match super::batch::lookup_all(fd.as_fd()) {
+                Ok(all) => return all,
+                Err(e) => {
+                    self.maps.summary.notes.push(format!(
+                        "the outstanding map is read entry by entry: batch lookup failed ({e})"
+                    ));
+                    self.maps.outstanding_fd = None;
+                }
+            }
+        }
+        self.maps.outstanding.iter().flatten().collect()
+    }
+
     fn read(&mut self, now_ns: u64) -> Vec<Allocation> {
         self.refresh_cache_names();
         let older = self.opts.older.as_nanos() as u64;
         let mut out = vec![];
-        for (ptr, PodOutstanding(o)) in self.maps.outstanding.iter().flatten() {
+        for (ptr, PodOutstanding(o)) in self.outstanding() {
             if now_ns.saturating_sub(o.ts_ns) < older {
                 continue;
             }
