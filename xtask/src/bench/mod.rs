@@ -13,8 +13,10 @@
 //! xfs on loop, mount/umount), `dbench` and `fio --ioengine=io_uring` on the xfs mount, and
 //! fstests' quick list through `tracer run` (`fstests.rs`).
 //! Writes a table to stdout and `target/bench.json`. Never asserts a timing.
+//! `--prog-cost WORKLOAD`: that workload's BPF time per program instead (`progcost.rs`).
 
 mod fstests;
+mod progcost;
 mod record;
 pub mod runs;
 pub mod workload;
@@ -55,6 +57,10 @@ pub struct Args {
     /// (`target/bench.json` is left as it is).
     #[arg(long, conflicts_with = "no_fstests")]
     fstests_only: bool,
+    /// Only this workload's BPF time per program (`kernel.bpf_stats_enabled`), once per
+    /// configuration: files, uring, meta, mount, dbench or fio.
+    #[arg(long, value_name = "WORKLOAD", conflicts_with = "fstests_only")]
+    prog_cost: Option<String>,
 }
 
 const MICRO: &[&str] = &["files", "uring", "meta", "mount"];
@@ -89,6 +95,10 @@ pub fn main(args: Args) -> Result<()> {
     let env = Env::new()?;
     let script = env.base.join("equivalent.bt");
     std::fs::write(&script, BPFTRACE_SCRIPT)?;
+    if let Some(w) = &args.prog_cost {
+        util::interrupted_flag();
+        return progcost::measure(args, &env, &tracer, &script, w);
+    }
 
     // Which configurations can run here, and why not.
     let mut unavailable: BTreeMap<&str, String> = BTreeMap::new();
