@@ -104,7 +104,7 @@ pub fn measure(args: &Args, env: &Env, tracer: &Path, script: &Path, w: &str) ->
                 })
             })
             .collect();
-        rows.sort_by(|x, y| y.0.cmp(&x.0));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         let total: u64 = rows.iter().map(|r| r.0).sum();
         println!(
             "{w} {config}: {ops_per_s:.0} ops/s; BPF {:.1} ms in all, {:.0} ns per op",
