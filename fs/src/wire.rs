@@ -778,6 +778,10 @@ pub mod counter {
     /// close(2)s of an fd holding its file's only reference, sent as no record of their
     /// own: the release that follows in the same syscall ends the fd with the file.
     pub const CLOSE_FOLDED: u32 = 92;
+    /// Releases reported by `__fput`'s fexit twin because the first fexit program was
+    /// skipped (the kernel runs trampolines preemptibly: another task's run of it on the
+    /// same CPU was in progress).
+    pub const FPUT_TWIN: u32 = 93;
     pub const COUNT: u32 = 96;
     /// CPU blocks of the COUNTERS map in the object, before userspace sizes it.
     pub const DEFAULT_CPU_BLOCKS: u32 = 64;

@@ -127,6 +127,11 @@ pub static SCRATCH_TASK: PerCpuArray<tracer_fs::wire::TaskScan> =
 #[map]
 pub static PENDING_FPUT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
+/// By thread: the file `fexit_real_fput` last reported, for its twin to check
+/// (`precise::fexit_real_fput_twin`).
+#[map]
+pub static FPUT_DONE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+
 /// `path_umount`'s arguments between its kprobe and kretprobe, by `pid_tgid`.
 #[map]
 pub static PENDING_UMOUNT: LruHashMap<u64, PendingUmount> = LruHashMap::with_max_entries(1024, 0);

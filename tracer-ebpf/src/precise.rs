@@ -19,7 +19,7 @@ use crate::{
     config::{btf, file_one_ref, fput_callback},
     emit::{count, is_self, record, reserve, submit, submit_now},
     kernel::{file_identity, file_mnt_id, member, read},
-    maps::{PENDING_FPUT, PENDING_MOUNT, PENDING_UMOUNT, PendingUmount},
+    maps::{FPUT_DONE, PENDING_FPUT, PENDING_MOUNT, PENDING_UMOUNT, PendingUmount},
 };
 
 // ----- fput: a reference dropped -----
@@ -128,7 +128,32 @@ pub fn fexit_real_fput(ctx: FExitContext) -> i32 {
     // release's slot hash (`file >> 8`) was refused by the verifier ("pointer arithmetic
     // with >>= operator prohibited"), and every kernel fell back to the kprobe at entry,
     // which reports the release before the mount reference goes.
-    on_release(read::<u64>(ctx.as_ptr() as u64).unwrap_or(0));
+    let file = read::<u64>(ctx.as_ptr() as u64).unwrap_or(0);
+    on_release(file);
+    // Last: the note for the twin.
+    let _ = FPUT_DONE.insert(&bpf_get_current_pid_tgid(), &file, 0);
+    0
+}
+
+/// `fexit_real_fput`'s twin, attached right after it. A trampoline runs its programs
+/// preemptibly (a kernel with preemption: 7.2's), and a program does not run while its
+/// own run on the same CPU is in progress: a task preempted inside the first program made
+/// another task's release on that CPU go unreported (the kernel only counts it in
+/// `recursion_misses`), and its file stayed "alive". This program has its own count: it
+/// reports the release when the first did not note this task's file (as `free_twin` does
+/// for the slab frees, keyed by task here, since the two runs of one release can be
+/// preempted apart).
+#[fexit(function = "__fput")]
+pub fn fexit_real_fput_twin(ctx: FExitContext) -> i32 {
+    let file = read::<u64>(ctx.as_ptr() as u64).unwrap_or(0);
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let noted = unsafe { FPUT_DONE.get(&key) }.copied();
+    let _ = FPUT_DONE.remove(&key);
+    if noted != Some(file) {
+        count(counter::FPUT_TWIN);
+        on_release(file);
+    }
     0
 }
 

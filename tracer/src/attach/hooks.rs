@@ -243,7 +243,12 @@ pub const HOOKS: &[Hook] = &[
         why: "the real release of a file (its mount reference goes)",
         // The tracepoint tier's stand-in: the `filp` slab free (shared with the slab hook).
         alternatives: &[
-            &[fexit("fexit_real_fput", "__fput")],
+            // The first program, then its twin (attached after it: the trampoline runs
+            // them in that order), which reports a release the first was skipped for.
+            &[
+                fexit("fexit_real_fput", "__fput"),
+                fexit("fexit_real_fput_twin", "__fput"),
+            ],
             &[
                 kprobe("kprobe_real_fput", "__fput"),
                 kretprobe("kretprobe_real_fput", "__fput"),

@@ -59,11 +59,25 @@ pub struct Figures {
     pub recursion_misses: BTreeMap<String, u64>,
 }
 
-/// Free programs, their twins and their twins' counter (`wire::counter::FREE_TWIN + slot`).
-const FREE_TWINS: [(&str, &str, u32); 3] = [
-    ("raw_kmem_cache_free", "raw_kmem_cache_free_twin", 0),
-    ("raw_kfree", "raw_kfree_twin", 1),
-    ("raw_percpu_free", "raw_percpu_free_twin", 2),
+/// Free (and release) programs, their twins and their twins' counter of the events they
+/// stood in for.
+const FREE_TWINS: [(&str, &str, u32); 4] = [
+    (
+        "raw_kmem_cache_free",
+        "raw_kmem_cache_free_twin",
+        counter::FREE_TWIN,
+    ),
+    ("raw_kfree", "raw_kfree_twin", counter::FREE_TWIN + 1),
+    (
+        "raw_percpu_free",
+        "raw_percpu_free_twin",
+        counter::FREE_TWIN + 2,
+    ),
+    (
+        "fexit_real_fput",
+        "fexit_real_fput_twin",
+        counter::FPUT_TWIN,
+    ),
 ];
 
 impl Figures {
@@ -79,9 +93,9 @@ impl Figures {
         self.recursion_misses.values().sum()
     }
 
-    /// Takes the frees the twins handled (by `FREE_TWINS` slot) off their programs'
+    /// Takes the frees the twins handled (in `FREE_TWINS` order) off their programs'
     /// misses, and the twins' own misses out (the program each follows ran for those).
-    fn take_twins_off(&mut self, handled: [u64; 3]) {
+    fn take_twins_off(&mut self, handled: [u64; FREE_TWINS.len()]) {
         for ((first, twin, _), handled) in FREE_TWINS.into_iter().zip(handled) {
             self.recursion_misses.remove(twin);
             if handled == 0 {
@@ -216,7 +230,7 @@ impl Counters {
             }
         }
         f.alloc_free_busy = get(counter::ALLOC_FREE_BUSY);
-        f.take_twins_off(FREE_TWINS.map(|(_, _, slot)| get(counter::FREE_TWIN + slot)));
+        f.take_twins_off(FREE_TWINS.map(|(_, _, c)| get(c)));
         f
     }
 }
@@ -286,7 +300,7 @@ mod tests {
         ] {
             f.recursion_misses.insert(p.into(), n);
         }
-        f.take_twins_off([100, 5, 0]);
+        f.take_twins_off([100, 5, 0, 0]);
         let left: Vec<(&str, u64)> = f
             .recursion_misses
             .iter()
