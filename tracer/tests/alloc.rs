@@ -510,3 +510,35 @@ fn a_mount_loop_faster_than_its_reports_is_bounded_and_says_what_it_dropped() {
         warnings[1]
     );
 }
+
+/// The batch read of the outstanding map (`alloc::batch`) returns every entry of a real
+/// BPF hash map once, with its value, across several batches (more entries than one call
+/// asks for), and an empty map as empty: had it failed, the tracker would fall back to
+/// iterating and no other test would notice.
+#[test]
+fn a_hash_map_read_in_batches_returns_every_entry_once() {
+    if !kernel_tests_allowed("a_hash_map_read_in_batches_returns_every_entry_once") {
+        return;
+    }
+    use std::os::fd::AsFd;
+
+    use aya::maps::{HashMap, IterableMap, MapData};
+    let mut map = HashMap::<MapData, u64, [u64; 7]>::create(20_000, 0).unwrap();
+    let empty = tracer::alloc::batch::lookup_all::<u64, [u64; 7]>(map.map().fd().as_fd());
+    assert!(empty.unwrap().is_empty());
+    // Slab-like addresses: 10,000 entries, more than two batches of 4096.
+    let key = |i: u64| 0xffff_8880_0000_0000 + i * 192;
+    for i in 0..10_000u64 {
+        map.insert(key(i), [i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6], 0)
+            .unwrap();
+    }
+    let mut got =
+        tracer::alloc::batch::lookup_all::<u64, [u64; 7]>(map.map().fd().as_fd()).unwrap();
+    got.sort_by_key(|(k, _)| *k);
+    assert_eq!(got.len(), 10_000);
+    for (i, (k, v)) in got.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(*k, key(i));
+        assert_eq!(*v, [i, i + 1, i + 2, i + 3, i + 4, i + 5, i + 6]);
+    }
+}
