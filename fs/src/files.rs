@@ -2,7 +2,9 @@
 //! file is freed), with its mount, name, holders, how its last holder went away, and its
 //! release (who freed it, through which deferral chain).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use foldhash::HashMap;
 
 use serde::Serialize;
 

@@ -1,7 +1,9 @@
 //! io_uring rings: owner, registered files and in-flight requests (as file holders, kept in
 //! [`crate::files`]), the owner's fate, and the ring's teardown work (`io_ring_exit_work`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
 
 use serde::Serialize;
 

@@ -2,7 +2,9 @@
 //! pid maps to its current *instance*; older instances stay (bounded) for the holders and
 //! rings that still point at them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
 
 use serde::Serialize;
 

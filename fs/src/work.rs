@@ -2,7 +2,9 @@
 //! it (the arming context for a delayed work, else the queueing context), and per-function
 //! latency (queue → start) and run time. Chains of "who queued whom" are built from here.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
 
 use serde::Serialize;
 
