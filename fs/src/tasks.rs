@@ -155,10 +155,18 @@ impl Task {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+struct Current {
+    serial: u64,
+    exited: bool,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Tasks {
     by_serial: BTreeMap<u64, Task>,
-    current: HashMap<u32, u64>,
+    /// Each process's current instance, and whether it exited: asked for every event
+    /// (`is_exited`), without a search of `by_serial`.
+    current: HashMap<u32, Current>,
     exited_order: VecDeque<u64>,
     tid_tgid: HashMap<u32, u32>,
     next_serial: u64,
@@ -172,11 +180,13 @@ impl Tasks {
 
     /// The current instance of process `tgid`.
     pub fn current(&self, tgid: u32) -> Option<&Task> {
-        self.current.get(&tgid).and_then(|s| self.by_serial.get(s))
+        self.current
+            .get(&tgid)
+            .and_then(|c| self.by_serial.get(&c.serial))
     }
 
     pub fn is_exited(&self, tgid: u32) -> bool {
-        self.current(tgid).is_some_and(|t| !t.alive())
+        self.current.get(&tgid).is_some_and(|c| c.exited)
     }
 
     pub fn len(&self) -> usize {
@@ -208,7 +218,13 @@ impl Tasks {
                 scan: None,
             },
         );
-        self.current.insert(tgid, s);
+        self.current.insert(
+            tgid,
+            Current {
+                serial: s,
+                exited: false,
+            },
+        );
         s
     }
 
@@ -225,12 +241,13 @@ impl Tasks {
     /// (exec changes comm).
     pub fn observe(&mut self, tgid: u32, pid: u32, comm: &str, ts: u64, cap: usize) -> u64 {
         self.note_thread(pid, tgid, cap);
-        match self.current.get(&tgid).copied() {
+        match self.current.get(&tgid).map(|c| c.serial) {
             Some(s) => {
                 if let Some(t) = self.by_serial.get_mut(&s)
                     && pid == tgid
                     && !comm.is_empty()
                     && t.alive()
+                    && t.comm != comm
                 {
                     t.comm = comm.to_string();
                 }
@@ -264,7 +281,7 @@ impl Tasks {
         if !group_dead {
             return None;
         }
-        let s = match self.current.get(&tgid).copied() {
+        let s = match self.current.get(&tgid).map(|c| c.serial) {
             Some(s) if self.by_serial.get(&s).is_some_and(Task::alive) => s,
             // Never seen alive (or its previous instance already exited): a new process.
             _ => self.create(tgid, comm, ts),
@@ -276,6 +293,11 @@ impl Tasks {
                 pid,
             });
         }
+        if let Some(c) = self.current.get_mut(&tgid)
+            && c.serial == s
+        {
+            c.exited = true;
+        }
         self.exited_order.push_back(s);
         Some(s)
     }
@@ -284,7 +306,7 @@ impl Tasks {
     /// the instance when it had exited (its exit's release); a live process freeing one
     /// (unshare, exec) changes nothing we track.
     pub fn res_freed(&mut self, tgid: u32, what: crate::event::TaskRes, ts: u64) -> Option<u64> {
-        let s = self.current.get(&tgid).copied()?;
+        let s = self.current.get(&tgid)?.serial;
         let t = self.by_serial.get_mut(&s)?;
         t.exit.as_ref()?;
         let slot = match what {
@@ -339,8 +361,8 @@ impl Tasks {
         }
         let pid = target_pid as u32;
         let tgid = self.tid_tgid.get(&pid).copied().unwrap_or(pid);
-        let s = match self.current.get(&tgid).copied() {
-            Some(s) => s,
+        let s = match self.current.get(&tgid) {
+            Some(c) => c.serial,
             None => self.create(tgid, target_comm, sender.ts_ns),
         };
         if sig == SIGKILL
@@ -377,7 +399,7 @@ impl Tasks {
             };
             let Some(s) = victim else { break };
             if let Some(t) = self.by_serial.remove(&s)
-                && self.current.get(&t.tgid) == Some(&s)
+                && self.current.get(&t.tgid).map(|c| c.serial) == Some(s)
             {
                 self.current.remove(&t.tgid);
             }
