@@ -4,6 +4,10 @@ use serde::Serialize;
 
 use crate::event::WorkCtx;
 
+/// A task's name (`comm`, at most 15 bytes): inline, so copying it into every actor, holder
+/// drop and chain link allocates nothing.
+pub type Comm = compact_str::CompactString;
+
 /// The context of one event, as the engine resolved it when the event was applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Actor {
@@ -12,7 +16,7 @@ pub struct Actor {
     pub pid: u32,
     /// Process id.
     pub tgid: u32,
-    pub comm: String,
+    pub comm: Comm,
     /// The work item the CPU was executing (the task is then a kworker).
     #[serde(serialize_with = "crate::text::ser_work_ctx")]
     pub work: Option<WorkCtx>,

@@ -36,7 +36,7 @@ pub struct Allocation {
     pub stack_id: i32,
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
 }
 
 /// A mount's lifetime, from its mount call to its umount.

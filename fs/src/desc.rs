@@ -94,7 +94,7 @@ impl Display for MountDesc {
 pub struct TaskDesc {
     /// Process id (tgid).
     pub pid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
     /// The engine knows this process instance.
     pub known: bool,
     pub alive: bool,
@@ -286,7 +286,7 @@ impl RingDesc {
 pub struct TeardownDesc {
     pub queued: Option<ChainLink>,
     pub started_ns: Option<u64>,
-    pub started_comm: Option<String>,
+    pub started_comm: Option<crate::actor::Comm>,
     pub ended_ns: Option<u64>,
 }
 
@@ -339,7 +339,7 @@ pub struct WorkProgress {
     pub armed_by: Option<ChainLink>,
     pub queued_ns: Option<u64>,
     pub started_ns: Option<u64>,
-    pub started_comm: Option<String>,
+    pub started_comm: Option<crate::actor::Comm>,
     pub ended_ns: Option<u64>,
 }
 
@@ -926,7 +926,7 @@ pub struct FileReport {
     pub first_ref_ns: u64,
     pub first_how: RefHow,
     pub first_pid: u32,
-    pub first_comm: String,
+    pub first_comm: crate::actor::Comm,
     pub holders: Vec<HolderDesc>,
     /// References dropped by holders we never saw take them: more holders may exist.
     pub unseen_refs: u32,
@@ -1044,7 +1044,7 @@ impl Unattributed {
 pub struct Caller {
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
 }
 
 #[cfg(test)]

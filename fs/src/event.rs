@@ -16,7 +16,7 @@ pub struct Event {
     pub pid: u32,
     /// Process id.
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
     /// The work item the CPU was executing when the event fired, if any.
     pub work: Option<WorkCtx>,
     pub payload: Payload,
@@ -311,7 +311,7 @@ pub enum Payload {
         result: i32,
         target_pid: i32,
         group: bool,
-        target_comm: String,
+        target_comm: crate::actor::Comm,
     },
     UringCreate {
         ctx: u64,
@@ -538,6 +538,11 @@ fn string(field: &[u8]) -> String {
     String::from_utf8_lossy(wire::c_str_bytes(field)).into_owned()
 }
 
+/// A task name field (inline, no allocation).
+fn comm(field: &[u8]) -> crate::actor::Comm {
+    crate::actor::Comm::from_utf8_lossy(wire::c_str_bytes(field))
+}
+
 fn holder(
     kind: u16,
     h: u8,
@@ -645,7 +650,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 result: r.result,
                 target_pid: r.target_pid,
                 group: r.group != 0,
-                target_comm: string(&r.target_comm),
+                target_comm: comm(&r.target_comm),
             }
         }
         RecordKind::UringCreate => {
@@ -906,7 +911,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         cpu: hdr.cpu,
         pid: hdr.pid,
         tgid: hdr.tgid,
-        comm: string(&hdr.comm),
+        comm: comm(&hdr.comm),
         work: (hdr.work_fn != 0).then_some(WorkCtx {
             work: hdr.work,
             function: hdr.work_fn,

@@ -32,7 +32,7 @@ pub struct HolderInfo {
     pub how: RefHow,
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
     /// The [`crate::tasks::Task`] instance that took it.
     pub task: Option<u64>,
 }

@@ -22,7 +22,7 @@ pub struct UmountAttempt {
     pub flags: u32,
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
 }
 
 /// `umount2(2)` `MNT_DETACH`.

@@ -25,7 +25,7 @@ pub struct Ring {
     pub ctx: u64,
     pub serial: u64,
     pub owner_tgid: Option<u32>,
-    pub owner_comm: String,
+    pub owner_comm: crate::actor::Comm,
     /// The owner's [`crate::tasks::Task`] instance.
     pub owner_task: Option<u64>,
     /// The ring was created before attach: the owner is the first task seen using it.
@@ -89,7 +89,7 @@ impl Rings {
             ctx,
             serial: self.next_serial,
             owner_tgid: None,
-            owner_comm: String::new(),
+            owner_comm: Default::default(),
             owner_task: None,
             owner_inferred: false,
             fd: None,
@@ -209,7 +209,7 @@ mod tests {
             ts_ns: ts,
             pid,
             tgid: pid,
-            comm: format!("p{pid}"),
+            comm: format!("p{pid}").into(),
             work: None,
             work_instance: None,
             ring: None,

@@ -40,7 +40,7 @@ pub struct KillInfo {
     pub result: i32,
     pub sender_pid: u32,
     pub sender_tgid: u32,
-    pub sender_comm: String,
+    pub sender_comm: crate::actor::Comm,
 }
 
 /// What the last task scan read of one of a process's threads that still held something
@@ -127,7 +127,7 @@ pub struct Task {
     /// Engine-wide identity of this instance.
     pub serial: u64,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
     pub first_seen_ns: u64,
     pub exit: Option<TaskExitInfo>,
     /// The SIGKILL sent to it, if seen (the first delivered one).
@@ -209,7 +209,7 @@ impl Tasks {
             Task {
                 serial: s,
                 tgid,
-                comm: comm.to_string(),
+                comm: comm.into(),
                 first_seen_ns: ts,
                 exit: None,
                 killed: None,
@@ -249,7 +249,7 @@ impl Tasks {
                     && t.alive()
                     && t.comm != comm
                 {
-                    t.comm = comm.to_string();
+                    t.comm = comm.into();
                 }
                 s
             }

@@ -140,7 +140,7 @@ pub struct ChainLink {
     pub ts_ns: u64,
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: crate::actor::Comm,
     /// The work item this context was executing.
     #[serde(serialize_with = "crate::text::ser_hex_opt")]
     pub work: Option<u64>,
@@ -175,7 +175,7 @@ impl ChainLink {
             ts_ns,
             pid: 0,
             tgid: 0,
-            comm: String::new(),
+            comm: Default::default(),
             work: None,
             function: None,
             function_name: None,

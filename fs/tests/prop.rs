@@ -162,7 +162,7 @@ fn event(ts: impl Strategy<Value = u64>) -> impl Strategy<Value = Event> {
             cpu: 0,
             pid: if thread { pid + 100 } else { pid },
             tgid: pid,
-            comm: format!("c{pid}"),
+            comm: format!("c{pid}").into(),
             work: work.map(|(work, function)| WorkCtx { work, function }),
             payload,
         })

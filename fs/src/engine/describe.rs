@@ -95,7 +95,7 @@ impl Engine {
             },
             None => TaskDesc {
                 pid: tgid,
-                comm: comm.to_string(),
+                comm: comm.into(),
                 known: false,
                 alive: false,
                 exit: None,

@@ -81,7 +81,7 @@ pub fn ev(ts: u64, who: &Who, payload: Payload) -> Event {
         cpu: 1,
         pid: who.pid,
         tgid: who.tgid,
-        comm: who.comm.clone(),
+        comm: who.comm.as_str().into(),
         work: who.work,
         payload,
     }

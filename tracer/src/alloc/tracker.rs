@@ -361,7 +361,7 @@ impl AllocTracker {
                 stack_id: o.stack_id,
                 pid: o.pid,
                 tgid: o.tgid,
-                comm: String::from_utf8_lossy(wire::c_str_bytes(&o.comm)).into_owned(),
+                comm: tracer_fs::actor::Comm::from_utf8_lossy(wire::c_str_bytes(&o.comm)),
             });
         }
         out

@@ -148,7 +148,7 @@ pub struct ObjRecord {
     pub stack_id: i32,
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: tracer_fs::actor::Comm,
 }
 
 impl ObjRecord {

@@ -542,6 +542,11 @@ fn b(s: &str) -> Cow<'_, str> {
     Cow::Borrowed(s)
 }
 
+/// A task name, inline (no allocation).
+fn c(s: Cow<'_, str>) -> tracer_fs::actor::Comm {
+    tracer_fs::actor::Comm::from(s.as_ref())
+}
+
 fn o(s: Cow<'_, str>) -> String {
     s.into_owned()
 }
@@ -969,7 +974,7 @@ impl<'a> RecEvent<'a> {
                 result,
                 target_pid,
                 group,
-                target_comm: o(target_comm),
+                target_comm: c(target_comm),
             },
             RecPayload::UringCreate {
                 ctx,
@@ -1259,7 +1264,7 @@ impl<'a> RecEvent<'a> {
             cpu: self.cpu,
             pid: self.pid,
             tgid: self.tgid,
-            comm: o(self.comm),
+            comm: c(self.comm),
             work: self.work.map(|(work, function)| WorkCtx { work, function }),
             payload,
         }

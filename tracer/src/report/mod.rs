@@ -213,7 +213,7 @@ pub struct WorkRun {
     pub function: u64,
     pub work: u64,
     pub pid: u32,
-    pub comm: String,
+    pub comm: tracer_fs::actor::Comm,
     pub queued_ns: Option<u64>,
     pub start_ns: u64,
     pub end_ns: Option<u64>,
@@ -230,7 +230,7 @@ pub struct MountCallMark {
     pub source: String,
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: tracer_fs::actor::Comm,
 }
 
 /// What Perfetto shows besides the stories.
@@ -239,7 +239,7 @@ pub struct Timeline {
     pub work_runs: Vec<WorkRun>,
     pub mount_calls: Vec<MountCallMark>,
     /// Names of threads seen (pid → comm), for track names.
-    pub threads: BTreeMap<u32, (u32, String)>,
+    pub threads: BTreeMap<u32, (u32, tracer_fs::actor::Comm)>,
 }
 
 /// A replayed recording, ready to render.

@@ -25,7 +25,7 @@ pub enum Step {
         holder: HolderRef,
         how: RefHow,
         tgid: u32,
-        comm: String,
+        comm: tracer_fs::actor::Comm,
     },
     /// A holder let go; `drop` says why and in which context, when the engine recorded it.
     LetGo {
