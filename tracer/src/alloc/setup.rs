@@ -3,8 +3,6 @@
 //! reachability programs and the tracking maps taken out of the object ([`finish`]).
 //! `attach::attach` calls the two around `load_object_with_alloc`.
 
-use std::os::fd::AsFd;
-
 use anyhow::{Result, anyhow};
 use aya::Ebpf;
 
@@ -116,15 +114,9 @@ fn take_maps(ebpf: &mut Ebpf, summary: FilterSummary, syms: SymTable) -> Result<
         ebpf.take_map(name)
             .ok_or_else(|| anyhow!("no {name} map in the object"))
     };
-    let outstanding = take("OUTSTANDING")?;
-    // A second descriptor of the same map, for batch reads (`batch.rs`).
-    let outstanding_fd = match &outstanding {
-        aya::maps::Map::HashMap(d) => d.fd().as_fd().try_clone_to_owned().ok(),
-        _ => None,
-    };
     Ok(AllocMaps {
-        outstanding: aya::maps::HashMap::try_from(outstanding)?,
-        outstanding_fd,
+        outstanding: aya::maps::HashMap::try_from(take("OUTSTANDING")?)?,
+        batch_reads: true,
         stacks: aya::maps::StackTraceMap::try_from(take("STACKS")?)?,
         cache_names: aya::maps::HashMap::try_from(take("CACHE_NAMES")?)?,
         summary,

@@ -46,8 +46,8 @@ unsafe impl aya::Pod for PodOutstanding {}
 /// The maps taken out of the loaded object for tracking.
 pub struct AllocMaps {
     pub outstanding: BpfHashMap<MapData, u64, PodOutstanding>,
-    /// The same map, read in batches where the kernel can (`None`: iterated).
-    pub outstanding_fd: Option<std::os::fd::OwnedFd>,
+    /// Whether `outstanding` is read in batches (false once the kernel refused them).
+    pub batch_reads: bool,
     pub stacks: StackTraceMap<MapData>,
     pub cache_names: BpfHashMap<MapData, u64, [u8; CACHE_NAME_LEN]>,
     pub summary: FilterSummary,
@@ -321,14 +321,16 @@ impl AllocTracker {
     /// (said once), by iterating.
     fn outstanding(&mut self) -> Vec<(u64, PodOutstanding)> {
         use std::os::fd::AsFd;
-        if let Some(fd) = &self.maps.outstanding_fd {
-            match super::batch::lookup_all(fd.as_fd()) {
+
+        use aya::maps::IterableMap;
+        if self.maps.batch_reads {
+            match super::batch::lookup_all(self.maps.outstanding.map().fd().as_fd()) {
                 Ok(all) => return all,
                 Err(e) => {
                     self.maps.summary.notes.push(format!(
                         "the outstanding map is read entry by entry: batch lookup failed ({e})"
                     ));
-                    self.maps.outstanding_fd = None;
+                    self.maps.batch_reads = false;
                 }
             }
         }
