@@ -129,6 +129,9 @@ pub struct LiveSink<'a, W: Write> {
     released: Vec<CulpritReleased>,
     /// Allocation tracking (`--alloc-filter`), when on.
     pub alloc: Option<crate::alloc::tracker::AllocTracker>,
+    /// What the engine concluded from the last event, for a report gathered beside it
+    /// (`EngineSink::take_notices`).
+    pub(crate) last_notices: Vec<Notice>,
 }
 
 impl<'a, W: Write> LiveSink<'a, W> {
@@ -145,6 +148,7 @@ impl<'a, W: Write> LiveSink<'a, W> {
             notices: 0,
             released: Vec::new(),
             alloc: None,
+            last_notices: Vec::new(),
         }
     }
 
@@ -273,6 +277,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         for n in &notices {
             self.notice(n)?;
         }
+        self.last_notices = notices;
         Ok(())
     }
 

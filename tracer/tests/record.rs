@@ -660,75 +660,64 @@ fn fuzz_seeds_are_small_and_valid() {
     }
 }
 
-/// The mirror (`TraceWriter::mirror`, which `tracer run` replays its report from as the
-/// command runs) hands on exactly what a reader of the file gets back, events pushed
-/// without an `Item` and allocation records included, then the end mark with its count.
+/// `tracer run` gathers its report beside the live engine from what it records, instead of
+/// applying every event again: that report must be exactly what replaying the recording it
+/// wrote gives. Recordings of fstests runs (one with allocation tracking) go through a live
+/// sink and a recording sink, and each gathered report is compared with the replay of the
+/// new file, in JSON and in text. (The kernel tier compares real `tracer run`s the same way,
+/// with deferred work whose function names the live sink learns as it goes.)
 #[test]
-fn the_mirror_hands_on_what_the_file_reads_back_then_the_end() {
-    use tracer::record::{
-        alloc::AllocRecord,
-        writer::{MIRROR_BATCH, MIRROR_BATCHES, Mirrored},
+fn the_report_gathered_while_recording_is_the_recordings_replay() {
+    use tracer::{
+        kernel::kallsyms::Kallsyms,
+        live::{Format, LiveSink},
+        record::RecordSink,
+        report::{ReportFormat, ReportOptions, replay_file},
+        stream::Sink,
     };
-    let p = tmp("mirror.trace");
-    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_BATCHES);
-    let mut w = TraceWriter::create(&p, &header()).unwrap();
-    w.mirror(tx);
-    let items = sample_items();
-    for i in &items {
-        w.push(i).unwrap();
-    }
-    // More than a batch, so that batches go when full as well as at the end.
-    for i in 0..(MIRROR_BATCH as u64 + 100) {
-        w.push_event(&file_ref(i)).unwrap();
-    }
-    w.push_alloc(&[AllocRecord::Setup("{}".into())]).unwrap();
-    w.finish(&TraceEnd::default()).unwrap();
-    let mirrored: Vec<Mirrored> = rx.into_iter().collect();
-    let (back, problems, end) = read_all(&std::fs::read(&p).unwrap()).unwrap();
-    assert_eq!(problems, vec![]);
-    let (last, got) = mirrored.split_last().unwrap();
-    assert!(got.len() >= 2, "several batches: {}", got.len());
-    let got: Vec<Item> = got
-        .iter()
-        .flat_map(|m| match m {
-            Mirrored::Items(i) => {
-                assert!(i.len() <= MIRROR_BATCH);
-                i.clone()
-            }
-            Mirrored::End(_) => panic!("an end mark before the last item"),
-        })
-        .collect();
-    assert_eq!(got.len(), items.len() + MIRROR_BATCH + 101);
-    assert_eq!(got, back);
-    match last {
-        Mirrored::End(e) => assert_eq!(Some(e), end.as_ref()),
-        Mirrored::Items(_) => panic!("no end mark last"),
-    }
-}
+    for name in ["fake-xfstests", "fake-xfstests-alloc"] {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("{name}.trace"));
+        let mut reader = TraceReader::open(&fixture).unwrap();
+        let h = reader.header().clone();
+        let mut items = Vec::new();
+        while let Some(i) = reader.next_item().unwrap() {
+            items.push(i);
+        }
+        let events = items.iter().filter(|i| matches!(i, Item::Event(_))).count();
+        assert!(events > 1000, "{name}: a real recording: {events} events");
 
-/// A mirror nobody drains fast enough is dropped, never waited for: the writer goes on,
-/// and the receiver sees it end without an end mark (so it knows to read the file back).
-#[test]
-fn a_full_mirror_is_dropped_and_the_writer_goes_on() {
-    use tracer::record::writer::{MIRROR_BATCH, Mirrored};
-    let p = tmp("mirror-full.trace");
-    let (tx, rx) = std::sync::mpsc::sync_channel(2);
-    let mut w = TraceWriter::create(&p, &header()).unwrap();
-    w.mirror(tx);
-    // Three full batches into a queue of two that nobody drains.
-    let n = 3 * MIRROR_BATCH as u64;
-    for i in 0..n {
-        w.push_event(&file_ref(i)).unwrap();
+        let out = tmp(&format!("{name}.gathered.trace"));
+        let syms = Kallsyms::parse("");
+        let live = LiveSink::new(
+            tracer_fs::Engine::new(h.engine.clone()),
+            std::io::sink(),
+            Format::Text,
+            false,
+            &syms,
+        );
+        let opts = ReportOptions::default();
+        let writer = TraceWriter::create(&out, &h).unwrap();
+        let mut rec = RecordSink::gathering_report(live, writer, h.clone(), &opts);
+        for i in items {
+            match i {
+                Item::Event(ev) => rec.event(&ev).unwrap(),
+                Item::Ready { .. } => rec.ready().unwrap(),
+                Item::BadRecord(b) => rec.bad_record(&b).unwrap(),
+                other => rec.push(&other),
+            }
+        }
+        rec.finish("command exited", Some(0)).unwrap();
+        let mut gathered = rec.take_report(&out.display().to_string()).unwrap();
+        let mut replayed = replay_file(&out, &opts).unwrap();
+        assert!(gathered.sections.len() > 1, "{name}: per-test sections");
+        assert!(
+            gathered.sections.iter().any(|s| !s.stories.is_empty()),
+            "{name}: EBUSY stories"
+        );
+        for f in [ReportFormat::Json, ReportFormat::Text] {
+            assert_eq!(gathered.render(f), replayed.render(f), "{name}: {f:?}");
+        }
     }
-    w.finish(&TraceEnd::default()).unwrap();
-    let mirrored: Vec<Mirrored> = rx.into_iter().collect();
-    assert_eq!(mirrored.len(), 2, "what fitted before it was dropped");
-    assert!(
-        mirrored
-            .iter()
-            .all(|m| matches!(m, Mirrored::Items(i) if i.len() == MIRROR_BATCH))
-    );
-    let (back, problems, _) = read_all(&std::fs::read(&p).unwrap()).unwrap();
-    assert_eq!(problems, vec![]);
-    assert_eq!(back.len() as u64, n);
 }

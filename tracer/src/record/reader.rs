@@ -597,7 +597,7 @@ enum Check {
     Bad(String),
 }
 
-pub(super) fn item_of(w: WireItem) -> Item {
+fn item_of(w: WireItem) -> Item {
     match w {
         WireItem::Event(e) => Item::Event(e.into_event()),
         WireItem::Symbol { addr, name } => Item::Symbol {

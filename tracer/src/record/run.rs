@@ -19,7 +19,7 @@ use tracer_fs::wire::WIRE_VERSION;
 
 use super::{
     EngineSink, FORMAT_VERSION, HookRecord, Item, RecordSink, ReportsDue, TraceHeader, TraceWriter,
-    unix_now_ns, writer::MIRROR_BATCHES,
+    unix_now_ns,
 };
 use crate::{
     NOT_ROOT,
@@ -436,7 +436,7 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         .enable_all()
         .build()?;
     let started = std::time::SystemTime::now();
-    let (status, recorded, att, mirror) = runtime.block_on(run_traced(&opts, &record))?;
+    let (status, recorded, att, gathered) = runtime.block_on(run_traced(&opts, &record))?;
     // Detaching mostly waits for the kernel's RCU grace periods and the replay below is
     // all CPU, so they overlap; the detach is joined before we return (never exit with
     // probes attached).
@@ -461,9 +461,9 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         }
     }
     drop(err);
-    let replayed = match mirror.join() {
-        Ok(Some(r)) => Ok(r),
-        _ => report::replay_file(&record, &report_options(&opts)),
+    let replayed = match gathered {
+        Some(r) => Ok(r),
+        None => report::replay_file(&record, &report_options(&opts)),
     };
     match replayed {
         Ok(mut r) => {
@@ -498,9 +498,6 @@ impl Drop for Detach {
     }
 }
 
-/// The report of the run, when its mirror stayed whole (see `run_traced`).
-type MirrorReport = std::thread::JoinHandle<Option<report::Report>>;
-
 fn report_options(opts: &RunOptions) -> ReportOptions {
     ReportOptions {
         test: None,
@@ -512,7 +509,7 @@ fn report_options(opts: &RunOptions) -> ReportOptions {
 async fn run_traced(
     opts: &RunOptions,
     record: &Path,
-) -> Result<(i32, Recorded, Attached, MirrorReport)> {
+) -> Result<(i32, Recorded, Attached, Option<report::Report>)> {
     // Our own handlers first: from here on SIGINT/SIGTERM do not kill the tracer, the
     // command gets them and the recording goes on until it exits.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -539,15 +536,7 @@ async fn run_traced(
         &opts.attach,
         Some(opts.command.clone()),
     );
-    let mut writer = TraceWriter::create(record, &h)?;
-    // The report is replayed from the items as they are written, on a thread of its own,
-    // so it is ready when the command ends (reading the file back took 0.4-0.7 s after
-    // every fstests run); the file is read back only if that mirror broke.
-    let (tx, rx) = std::sync::mpsc::sync_channel(MIRROR_BATCHES);
-    writer.mirror(tx);
-    let report_opts = report_options(opts);
-    let source = record.display().to_string();
-    let mirror = std::thread::spawn(move || report::replay_mirrored(rx, h, &source, &report_opts));
+    let writer = TraceWriter::create(record, &h)?;
     let missing = att.hooks.iter().filter(|h| !h.live()).count();
     eprintln!(
         "tracer: attached ({} hooks live, {missing} not available; `tracer doctor` says why); recording to {}",
@@ -556,8 +545,13 @@ async fn run_traced(
     );
     let stop = Arc::new(Notify::new());
     let shared = Arc::new(Mutex::new(Shared::default()));
+    // The report is gathered beside the live engine from the items as they are recorded,
+    // so it is ready when the command ends (reading the file back took 0.4-0.7 s after
+    // every fstests run) and no event is applied twice; the file is read back only if the
+    // recording stopped early.
+    let rec = RecordSink::gathering_report(live, writer, h, &report_options(opts));
     let mut sink = RunSink {
-        rec: RecordSink::new(live, writer),
+        rec,
         argv: opts.command.clone(),
         shared: shared.clone(),
         stop: stop.clone(),
@@ -643,6 +637,7 @@ async fn run_traced(
         outcome,
         events: sink.rec.events,
     };
+    let gathered = sink.rec.take_report(&record.display().to_string());
     drop(sink);
     if let Err(e) = result {
         match spawn_error {
@@ -655,5 +650,5 @@ async fn run_traced(
     {
         eprintln!("tracer: stopped recording; the command (pid {pid}) is still running");
     }
-    Ok((status, recorded, att, mirror))
+    Ok((status, recorded, att, gathered))
 }

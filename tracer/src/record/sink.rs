@@ -5,10 +5,16 @@
 use std::{collections::BTreeSet, io::Write};
 
 use anyhow::Result;
-use tracer_fs::{Engine, event::Event};
+use tracer_fs::{Engine, Notice, event::Event};
 
-use super::{Item, TraceEnd, TraceWriter, alloc::AllocRecord, unix_now_ns};
-use crate::{kernel::clock::boottime_ns, live::LiveSink, stream::Sink, stream::counters::Figures};
+use super::{Item, TraceEnd, TraceHeader, TraceWriter, alloc::AllocRecord, unix_now_ns};
+use crate::{
+    kernel::clock::boottime_ns,
+    live::LiveSink,
+    report::{Report, ReportBuilder, ReportOptions},
+    stream::Sink,
+    stream::counters::Figures,
+};
 
 /// A sink that runs an engine the recording must mirror.
 pub trait EngineSink: Sink {
@@ -25,6 +31,10 @@ pub trait EngineSink: Sink {
     /// Leak reports still waiting for their grace period.
     fn reports_due(&self) -> ReportsDue {
         ReportsDue::Unknown
+    }
+    /// What the engine concluded from the last event (empty where they are not kept).
+    fn take_notices(&mut self) -> Vec<Notice> {
+        Vec::new()
     }
 }
 
@@ -79,6 +89,9 @@ impl<W: Write> EngineSink for LiveSink<'_, W> {
             _ => ReportsDue::None,
         }
     }
+    fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.last_notices)
+    }
 }
 
 pub struct RecordSink<S: EngineSink> {
@@ -91,11 +104,39 @@ pub struct RecordSink<S: EngineSink> {
     pub events: u64,
     pub bad_records: u64,
     pub drops: u64,
+    /// The report, gathered beside the inner engine from what is recorded
+    /// ([`RecordSink::gathering_report`]); gone if the recording stops early, since the report
+    /// must be what replaying the recording gives.
+    report: Option<ReportBuilder>,
+    /// The end mark written, with the item count (for the report).
+    end: Option<TraceEnd>,
 }
 
 impl<S: EngineSink> RecordSink<S> {
-    pub fn new(mut inner: S, writer: TraceWriter) -> Self {
+    pub fn new(inner: S, writer: TraceWriter) -> Self {
+        Self::start(inner, writer, None)
+    }
+
+    /// A recording sink that also gathers the report of the recording (`header` is the one
+    /// written), as replaying it would: beside the inner engine, which has applied nothing
+    /// yet and is not applied twice. The sink must keep its notices
+    /// (`EngineSink::take_notices`).
+    pub fn gathering_report(
+        inner: S,
+        writer: TraceWriter,
+        header: TraceHeader,
+        opts: &ReportOptions,
+    ) -> Self {
+        Self::start(inner, writer, Some((header, opts)))
+    }
+
+    fn start(
+        mut inner: S,
+        writer: TraceWriter,
+        report: Option<(TraceHeader, &ReportOptions)>,
+    ) -> Self {
         inner.record_alloc();
+        let report = report.map(|(h, o)| ReportBuilder::new(h, o, inner.engine()));
         let symbols = &inner.engine().config().symbols;
         let symbols_seen = symbols.len();
         let symbols_written = symbols.keys().copied().collect();
@@ -108,19 +149,36 @@ impl<S: EngineSink> RecordSink<S> {
             events: 0,
             bad_records: 0,
             drops: 0,
+            report,
+            end: None,
         };
         // The tracking's setup first, before any event.
         r.write_alloc();
         r
     }
 
+    /// The report gathered, once the recording is finished (`None`: not gathered, or the
+    /// recording stopped early: read the file back).
+    pub fn take_report(&mut self, source: &str) -> Option<Report> {
+        let end = self.end.clone()?;
+        let b = self.report.take()?;
+        let items = end.items;
+        Some(b.finish(self.inner.engine(), source, Some(end), Vec::new(), items))
+    }
+
     /// Writes what allocation tracking concluded since the last call.
     fn write_alloc(&mut self) {
         let records = self.inner.take_alloc_records();
-        if let Some(w) = self.writer.as_mut()
-            && let Err(e) = w.push_alloc(&records)
-        {
-            self.fail(e);
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        match w.push_alloc(&records) {
+            Ok(()) => {
+                if let Some(b) = self.report.as_mut() {
+                    records.into_iter().for_each(|r| b.item(Item::Alloc(r)));
+                }
+            }
+            Err(e) => self.fail(e),
         }
     }
 
@@ -129,8 +187,13 @@ impl<S: EngineSink> RecordSink<S> {
         let Some(w) = self.writer.as_mut() else {
             return;
         };
-        if let Err(e) = w.push(item) {
-            self.fail(e);
+        match w.push(item) {
+            Ok(()) => {
+                if let Some(b) = self.report.as_mut() {
+                    b.item(item.clone());
+                }
+            }
+            Err(e) => self.fail(e),
         }
     }
 
@@ -143,6 +206,7 @@ impl<S: EngineSink> RecordSink<S> {
         eprintln!("tracer: WARNING: recording stopped: {e:#}; {path} holds what came before");
         self.error = Some(format!("{e:#}"));
         self.writer = None;
+        self.report = None;
     }
 
     fn tick(&mut self) {
@@ -194,16 +258,24 @@ impl<S: EngineSink> RecordSink<S> {
         let end = TraceEnd {
             ended_unix_ns: unix_now_ns(),
             ended_boot_ns: boottime_ns(),
-            items: 0,
+            // What the writer puts in the end mark.
+            items: w.items(),
             events: self.events,
             bad_records: self.bad_records,
             drops: self.drops,
             stopped_by: stopped_by.to_string(),
             command_status,
         };
-        w.finish(&end)
-            .map(|bytes| (path, bytes))
-            .map_err(|e| format!("{e:#}"))
+        match w.finish(&end) {
+            Ok(bytes) => {
+                self.end = Some(end);
+                Ok((path, bytes))
+            }
+            Err(e) => {
+                self.report = None;
+                Err(format!("{e:#}"))
+            }
+        }
     }
 
     pub fn error(&self) -> Option<&str> {
@@ -213,6 +285,9 @@ impl<S: EngineSink> RecordSink<S> {
 
 impl<S: EngineSink> Sink for RecordSink<S> {
     fn event(&mut self, ev: &Event) -> Result<()> {
+        if let Some(b) = self.report.as_mut() {
+            b.before_event(self.inner.engine(), ev);
+        }
         self.inner.event(ev)?;
         self.events += 1;
         // The live sink teaches its engine symbols before applying the event: write them
@@ -221,6 +296,10 @@ impl<S: EngineSink> Sink for RecordSink<S> {
             self.push(&s);
         }
         self.push_event(ev);
+        if let Some(b) = self.report.as_mut() {
+            let notices = self.inner.take_notices();
+            b.after_event(self.inner.engine(), ev, notices);
+        }
         self.tick();
         Ok(())
     }

@@ -5,7 +5,6 @@ use std::{
     fs::File,
     io::Write,
     path::{Path, PathBuf},
-    sync::mpsc::SyncSender,
     time::{Duration, Instant},
 };
 
@@ -114,31 +113,9 @@ pub fn encode_block(first_item: u64, count: u32, raw: &[u8]) -> Result<Vec<u8>> 
     Ok(p)
 }
 
-/// What a recording is written with, handed on as it is written ([`TraceWriter::mirror`]):
-/// each item as a reader of the file would get it back, then the end mark.
-pub enum Mirrored {
-    /// Up to [`MIRROR_BATCH`] items, in order. Sent in batches: one send per item woke the
-    /// receiver (a futex wake and a context switch) for nearly every item, since it keeps
-    /// up; that was a seventh of `tracer run`'s CPU under fstests.
-    Items(Vec<Item>),
-    End(TraceEnd),
-}
-
-/// Items per [`Mirrored::Items`]: a batch goes when full, and when the writer closes a
-/// block (by size, or at the latest [`BLOCK_AGE`] after its first item) or finishes.
-pub const MIRROR_BATCH: usize = 256;
-
-/// Batches the mirror may hold unread (16384 items); a reader that falls this far behind
-/// loses the mirror (its owner reads the file back instead), never slows the writer.
-pub const MIRROR_BATCHES: usize = 64;
-
 pub struct TraceWriter {
     file: File,
     path: PathBuf,
-    /// Where the items also go, while whole (see [`TraceWriter::mirror`]).
-    mirror: Option<SyncSender<Mirrored>>,
-    /// The mirror's batch being filled.
-    batch: Vec<Item>,
     raw: Vec<u8>,
     block_count: u32,
     block_first: u64,
@@ -174,8 +151,6 @@ impl TraceWriter {
             last_sync: Instant::now(),
             bytes: 0,
             frame: Vec::new(),
-            mirror: None,
-            batch: Vec::new(),
         };
         let json = serde_json::to_vec(header)?;
         let mut first = preamble();
@@ -206,50 +181,10 @@ impl TraceWriter {
         Ok(())
     }
 
-    /// From now on every item written is also sent to `tx`, as a reader of the file would
-    /// read it back, and the end mark last (`tracer run` replays them for its report as the
-    /// command runs). A send that finds `tx` full, or a write error, drops `tx` before the
-    /// end mark: the receiver then knows the mirror is not whole.
-    pub fn mirror(&mut self, tx: SyncSender<Mirrored>) {
-        self.mirror = Some(tx);
-    }
-
-    /// Adds an item to the mirror's batch (if there is a mirror); a full batch is sent.
-    fn mirror_send(&mut self, item: impl FnOnce() -> Item) {
-        if self.mirror.is_none() {
-            return;
-        }
-        self.batch.push(item());
-        if self.batch.len() >= MIRROR_BATCH {
-            self.send_batch();
-        }
-    }
-
-    /// Sends the mirror's batch, if any; a full queue drops the mirror.
-    fn send_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let batch = Mirrored::Items(std::mem::replace(
-            &mut self.batch,
-            Vec::with_capacity(MIRROR_BATCH),
-        ));
-        if let Some(tx) = &self.mirror
-            && tx.try_send(batch).is_err()
-        {
-            self.mirror = None;
-            self.batch = Vec::new();
-        }
-    }
-
     /// Appends an item; closes the block when it is big enough.
     pub fn push(&mut self, item: &Item) -> Result<()> {
         match (wire_item(item), item) {
-            (Some(w), _) => {
-                self.push_wire(&w)?;
-                self.mirror_send(|| super::reader::item_of(w));
-                Ok(())
-            }
+            (Some(w), _) => self.push_wire(&w),
             (None, Item::Alloc(r)) => self.push_alloc(std::slice::from_ref(r)),
             (None, _) => unreachable!("only allocation records have no block encoding"),
         }
@@ -258,9 +193,7 @@ impl TraceWriter {
     /// Appends an event (without copying it into an [`Item`]).
     pub fn push_event(&mut self, ev: &Event) -> Result<()> {
         let w = WireItem::Event(RecEvent::of(ev));
-        self.push_wire(&w)?;
-        self.mirror_send(|| super::reader::item_of(w));
-        Ok(())
+        self.push_wire(&w)
     }
 
     fn push_wire(&mut self, w: &WireItem) -> Result<()> {
@@ -290,7 +223,6 @@ impl TraceWriter {
 
     /// Writes the open block, if any, as one frame.
     pub fn flush(&mut self) -> Result<()> {
-        self.send_batch();
         if self.block_count == 0 {
             return Ok(());
         }
@@ -320,11 +252,7 @@ impl TraceWriter {
             return Ok(());
         }
         let payload = super::alloc::encode(records)?;
-        self.push_frame(FrameKind::AllocSnapshot as u8, &payload)?;
-        for r in records {
-            self.mirror_send(|| Item::Alloc(r.clone()));
-        }
-        Ok(())
+        self.push_frame(FrameKind::AllocSnapshot as u8, &payload)
     }
 
     /// Writes a frame of `kind` as is, after the open block (tests of readers use it for
@@ -352,14 +280,6 @@ impl TraceWriter {
         );
         self.write(&frame)?;
         self.sync()?;
-        // The end waits for room: the receiver is draining, and without it the mirror is
-        // worth nothing.
-        if let Some(tx) = self.mirror.take() {
-            if !self.batch.is_empty() {
-                let _ = tx.send(Mirrored::Items(std::mem::take(&mut self.batch)));
-            }
-            let _ = tx.send(Mirrored::End(end));
-        }
         Ok(self.bytes)
     }
 }

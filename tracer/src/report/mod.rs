@@ -34,7 +34,6 @@ use tracer_fs::{
 
 use crate::record::{
     Item, Problem, ReadError, TraceEnd, TraceHeader, TraceReader, alloc::AllocRecord,
-    writer::Mirrored,
 };
 
 pub use redact::Redactor;
@@ -391,8 +390,9 @@ struct WorkWatch {
     at_start: BTreeMap<u64, FnCounters>,
 }
 
+/// What a report gathers from the events beside the engine that applied them (which it
+/// does not own: `tracer run` gathers beside its live engine, a replay beside its own).
 struct Replayer {
-    engine: Engine,
     opts: ReportOptions,
     sections: Vec<Section>,
     cur: Section,
@@ -433,7 +433,7 @@ impl Replayer {
     }
 
     /// Ends the current section at `ts` with the engine's view of that moment.
-    fn close_section(&mut self, ts: u64) {
+    fn close_section(&mut self, engine: &Engine, ts: u64) {
         let mut s = std::mem::replace(&mut self.cur, new_section(None, ts));
         s.end_ns = ts.max(s.start_ns);
         let stories = std::mem::take(&mut self.stories);
@@ -444,14 +444,13 @@ impl Replayer {
         if self.wanted(&s) {
             s.alloc = alloc;
             s.stories = stories;
-            s.pinned_at_end = self
-                .engine
+            s.pinned_at_end = engine
                 .mount_summaries()
                 .into_iter()
                 .filter(|m| m.detached && m.alive_files > 0)
-                .map(|m| self.engine.alive_on_mount(m.mount_id))
+                .map(|m| engine.alive_on_mount(m.mount_id))
                 .collect();
-            s.work = self.work_stats(watch);
+            s.work = Self::work_stats(engine, watch);
             // A section with nothing in it (e.g. before the first marker) is left out.
             if s.test.is_some() || s.events > 0 {
                 kept = Some(self.sections.len());
@@ -459,17 +458,16 @@ impl Replayer {
             }
         }
         self.bounds.push((start, kept));
-        self.watch.at_start = self.engine.work().per_fn().clone();
+        self.watch.at_start = engine.work().per_fn().clone();
     }
 
-    fn work_stats(&self, mut w: WorkWatch) -> Vec<WorkStats> {
-        let waiting: HashMap<u64, usize> = self
-            .engine
+    fn work_stats(engine: &Engine, mut w: WorkWatch) -> Vec<WorkStats> {
+        let waiting: HashMap<u64, usize> = engine
             .work_summaries()
             .into_iter()
             .map(|s| (s.function, s.waiting_now))
             .collect();
-        self.engine
+        engine
             .work()
             .per_fn()
             .iter()
@@ -479,7 +477,7 @@ impl Replayer {
                 let d = |now: u64, then: u64| now.saturating_sub(then);
                 let ws = WorkStats {
                     function: *f,
-                    name: self.engine.config().symbol(*f),
+                    name: engine.config().symbol(*f),
                     armed: d(c.armed, b.armed),
                     queued: d(c.queued, b.queued),
                     started: d(c.started, b.started),
@@ -495,8 +493,8 @@ impl Replayer {
             .collect()
     }
 
-    fn watch_work(&mut self, function: u64) {
-        let Some(c) = self.engine.work().per_fn().get(&function) else {
+    fn watch_work(&mut self, engine: &Engine, function: u64) {
+        let Some(c) = engine.work().per_fn().get(&function) else {
             return;
         };
         let last = self.watch.last.entry(function).or_insert((0, 0));
@@ -653,16 +651,21 @@ impl Replayer {
         }
     }
 
-    fn event(&mut self, ev: &Event) {
+    /// Before the engine applies `ev`: a test's marker closes the section with the
+    /// engine's view of the moment before it.
+    fn before_event(&mut self, engine: &Engine, ev: &Event) {
         if let Payload::TestMarker { test } = &ev.payload {
-            self.close_section(ev.ts_ns);
+            self.close_section(engine, ev.ts_ns);
             self.cur = new_section(Some(test.clone()), ev.ts_ns);
             if !self.tests_seen.contains(test) {
                 self.tests_seen.push(test.clone());
             }
         }
+    }
+
+    /// After the engine applied `ev`, with what it concluded.
+    fn after_event(&mut self, engine: &Engine, ev: &Event, notices: Vec<Notice>) {
         self.redactor.observe(ev);
-        let notices = self.engine.apply(ev);
         let s = &mut self.cur;
         s.events += 1;
         s.end_ns = s.end_ns.max(ev.ts_ns);
@@ -674,7 +677,7 @@ impl Replayer {
         }
         match ev.payload {
             Payload::WorkStart { function, .. } | Payload::WorkEnd { function, .. } => {
-                self.watch_work(function)
+                self.watch_work(engine, function)
             }
             _ => {}
         }
@@ -687,10 +690,11 @@ impl Replayer {
     }
 }
 
-/// A replay fed one item at a time: from a recording being read ([`replay`]), or from the
-/// items a recording is being written with (`tracer run`, whose report is then ready when
-/// the command ends instead of after reading the file back).
-pub struct Replay {
+/// A report gathered one item at a time beside an engine that applies the events: its own
+/// in a replay ([`Replay`]), or `tracer run`'s live engine, which then makes the report as
+/// the command runs without applying every event a second time (that replay was a third
+/// of `tracer run`'s CPU).
+pub struct ReportBuilder {
     r: Replayer,
     header: TraceHeader,
     events: u64,
@@ -704,15 +708,14 @@ pub struct Replay {
     fstests_results: Vec<(String, String)>,
 }
 
-impl Replay {
-    pub fn new(header: TraceHeader, opts: &ReportOptions) -> Replay {
-        let engine = Engine::new(header.engine.clone());
+impl ReportBuilder {
+    /// Starts beside `engine`, which has applied no event yet.
+    pub fn new(header: TraceHeader, opts: &ReportOptions, engine: &Engine) -> ReportBuilder {
         let r = Replayer {
             watch: WorkWatch {
                 at_start: engine.work().per_fn().clone(),
                 ..Default::default()
             },
-            engine,
             opts: opts.clone(),
             sections: Vec::new(),
             cur: new_section(None, header.started_boot_ns),
@@ -725,7 +728,7 @@ impl Replay {
             alloc: alloc::AllocReplay::new(opts.timeline),
             bounds: Vec::new(),
         };
-        Replay {
+        ReportBuilder {
             r,
             header,
             events: 0,
@@ -740,18 +743,25 @@ impl Replay {
         }
     }
 
-    /// The next item, in recording order.
+    /// An event, before `engine` applies it.
+    pub fn before_event(&mut self, engine: &Engine, ev: &Event) {
+        self.r.before_event(engine, ev);
+    }
+
+    /// An event `engine` has just applied, with what it concluded.
+    pub fn after_event(&mut self, engine: &Engine, ev: &Event, notices: Vec<Notice>) {
+        self.events += 1;
+        self.first_ns.get_or_insert(ev.ts_ns);
+        self.last_ns = self.last_ns.max(ev.ts_ns);
+        self.r.after_event(engine, ev, notices);
+    }
+
+    /// The next item that is not an event, in recording order. Symbols and evidence limits
+    /// are the engine's: whoever owns it teaches it them.
     pub fn item(&mut self, item: Item) {
         let r = &mut self.r;
         match item {
-            Item::Event(ev) => {
-                self.events += 1;
-                self.first_ns.get_or_insert(ev.ts_ns);
-                self.last_ns = self.last_ns.max(ev.ts_ns);
-                r.event(&ev);
-            }
-            Item::Symbol { addr, name } => r.engine.add_symbol(addr, name),
-            Item::EvidenceLimit(l) => r.engine.add_evidence_limit(l),
+            Item::Event(_) | Item::Symbol { .. } | Item::EvidenceLimit(_) => {}
             Item::Figures(f) => self.figures = serde_json::from_str(&f).ok(),
             Item::BadRecord(b) => {
                 self.bad_records += 1;
@@ -792,10 +802,12 @@ impl Replay {
         }
     }
 
-    /// The report, once every item was given: `end`, `problems` and `items` are what the
-    /// recording says of itself (its end mark, what could not be read, its item count).
+    /// The report, once every item was given, with `engine`'s view at the end: `end`,
+    /// `problems` and `items` are what the recording says of itself (its end mark, what
+    /// could not be read, its item count).
     pub fn finish(
         mut self,
+        engine: &Engine,
         source: &str,
         end: Option<TraceEnd>,
         problems: Vec<Problem>,
@@ -816,7 +828,7 @@ impl Replay {
             .map(|e| e.ended_boot_ns)
             .unwrap_or(self.last_ns)
             .max(self.last_ns);
-        r.close_section(end_ts);
+        r.close_section(engine, end_ts);
         r.file_leaks();
         for e in &r.alloc.setup_errors {
             self.bad_record_samples.push(e.clone());
@@ -839,14 +851,54 @@ impl Replay {
             sections: r.sections,
             tests_seen: r.tests_seen,
             test_filter: r.opts.test.clone(),
-            stats: r.engine.stats(),
-            evidence_limits: r.engine.evidence_limits(),
-            config: r.engine.config().clone(),
+            stats: engine.stats(),
+            evidence_limits: engine.evidence_limits(),
+            config: engine.config().clone(),
             timeline: r.timeline,
             redactor: r.redactor,
             alloc: r.alloc.tracked().then(|| r.alloc.info.clone()),
             fstests_results: self.fstests_results,
         }
+    }
+}
+
+/// A replay fed one item at a time, through an engine of its own.
+pub struct Replay {
+    engine: Engine,
+    builder: ReportBuilder,
+}
+
+impl Replay {
+    pub fn new(header: TraceHeader, opts: &ReportOptions) -> Replay {
+        let engine = Engine::new(header.engine.clone());
+        let builder = ReportBuilder::new(header, opts, &engine);
+        Replay { engine, builder }
+    }
+
+    /// The next item, in recording order.
+    pub fn item(&mut self, item: Item) {
+        match item {
+            Item::Event(ev) => {
+                self.builder.before_event(&self.engine, &ev);
+                let notices = self.engine.apply(&ev);
+                self.builder.after_event(&self.engine, &ev, notices);
+            }
+            Item::Symbol { addr, name } => self.engine.add_symbol(addr, name),
+            Item::EvidenceLimit(l) => self.engine.add_evidence_limit(l),
+            other => self.builder.item(other),
+        }
+    }
+
+    /// See [`ReportBuilder::finish`].
+    pub fn finish(
+        self,
+        source: &str,
+        end: Option<TraceEnd>,
+        problems: Vec<Problem>,
+        items: u64,
+    ) -> Report {
+        self.builder
+            .finish(&self.engine, source, end, problems, items)
     }
 }
 
@@ -863,28 +915,6 @@ pub fn replay<R: Read>(
     let end = reader.end().cloned();
     let problems = reader.problems().to_vec();
     Ok(replay.finish(source, end, problems, reader.items_read()))
-}
-
-/// Replays a recording's items as they are written (`TraceWriter::mirror`): the report
-/// once the end mark came, `None` if the mirror was dropped before it (the recording is
-/// then to be read back).
-pub fn replay_mirrored(
-    rx: std::sync::mpsc::Receiver<Mirrored>,
-    header: TraceHeader,
-    source: &str,
-    opts: &ReportOptions,
-) -> Option<Report> {
-    let mut replay = Replay::new(header, opts);
-    for m in rx {
-        match m {
-            Mirrored::Items(items) => items.into_iter().for_each(|i| replay.item(i)),
-            Mirrored::End(end) => {
-                let items = end.items;
-                return Some(replay.finish(source, Some(end), Vec::new(), items));
-            }
-        }
-    }
-    None
 }
 
 /// Opens and replays `path`.
