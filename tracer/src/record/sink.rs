@@ -94,6 +94,9 @@ impl<W: Write> EngineSink for LiveSink<'_, W> {
     }
 }
 
+/// Events between two looks at the writer's clocks (block age, sync).
+const TICK_EVERY: u64 = 64;
+
 pub struct RecordSink<S: EngineSink> {
     pub inner: S,
     writer: Option<TraceWriter>,
@@ -300,7 +303,12 @@ impl<S: EngineSink> Sink for RecordSink<S> {
             let notices = self.inner.take_notices();
             b.after_event(self.inner.engine(), ev, notices);
         }
-        self.tick();
+        // The writer's clocks are read every so many events, not at each (two clock reads
+        // an event were 2.6% of `tracer run`'s CPU under fstests); a drain that empties
+        // the ring buffer and each counter tick look too.
+        if self.events.is_multiple_of(TICK_EVERY) {
+            self.tick();
+        }
         Ok(())
     }
 
@@ -335,6 +343,7 @@ impl<S: EngineSink> Sink for RecordSink<S> {
     }
 
     fn caught_up(&mut self, as_of_ns: u64) -> Result<()> {
+        self.tick();
         self.inner.caught_up(as_of_ns)
     }
 
