@@ -437,9 +437,9 @@ pub fn main(opts: RunOptions) -> Result<i32> {
         .build()?;
     let started = std::time::SystemTime::now();
     let (status, recorded, att, gathered) = runtime.block_on(run_traced(&opts, &record))?;
-    // Detaching mostly waits for the kernel's RCU grace periods and the replay below is
-    // all CPU, so they overlap; the detach is joined before we return (never exit with
-    // probes attached).
+    // Detaching mostly waits for the kernel's RCU grace periods and the report's rendering
+    // below (or a replay of the file, if the recording stopped early) is all CPU, so they
+    // overlap; the detach is joined before we return (never exit with probes attached).
     let detach = Detach::start(att);
     let mut err = std::io::stderr().lock();
     match &recorded.outcome {
