@@ -395,9 +395,8 @@ impl DropDesc {
                     holder_name(h)
                 )
             }
-            (HolderRef::UringReq { ctx, req }, DropReason::RequestDone) => format!(
-                "request {} of ring {} completed in {}",
-                hex(*req),
+            (HolderRef::UringReq { ctx, .. }, DropReason::RequestDone) => format!(
+                "in-flight requests of ring {} on it completed, the last in {}",
                 hex(*ctx),
                 self.by.who_without_ring()
             ),
@@ -433,8 +432,8 @@ fn holder_name(h: &HolderRef) -> String {
     match h {
         HolderRef::Fd { tgid, fd } => format!("fd {fd} of pid {tgid}"),
         HolderRef::UringFixed { ctx } => format!("io_uring ring {}", hex(*ctx)),
-        HolderRef::UringReq { ctx, req } => {
-            format!("io_uring request {} of ring {}", hex(*req), hex(*ctx))
+        HolderRef::UringReq { ctx, .. } => {
+            format!("in-flight io_uring requests of ring {}", hex(*ctx))
         }
         HolderRef::Mmap { tgid, start, .. } => {
             format!("mapping at {} of pid {tgid}", hex(*start))
@@ -455,8 +454,11 @@ pub enum HolderDesc {
     },
     /// A registered (fixed) file of a ring.
     UringFixed { ring: RingDesc, since_ns: u64 },
-    /// An in-flight request of a ring.
+    /// In-flight requests of a ring (those that took the file by fd; the kernel side counts
+    /// them, see `wire::UringReqDone`).
     UringReq {
+        /// What names them: the file (a request's `io_kiocb` in recordings made before
+        /// 2026-12-08, when each request was told).
         #[serde(serialize_with = "crate::text::ser_hex")]
         req: u64,
         ring: RingDesc,
@@ -545,12 +547,8 @@ impl HolderDesc {
             HolderDesc::UringFixed { ring, since_ns } => {
                 ring_holder(format!("registered in {}", ring.name()), ring, *since_ns, a)
             }
-            HolderDesc::UringReq {
-                req,
-                ring,
-                since_ns,
-            } => ring_holder(
-                format!("in-flight request {} on {}", hex(*req), ring.name()),
+            HolderDesc::UringReq { ring, since_ns, .. } => ring_holder(
+                format!("in-flight requests on {}", ring.name()),
                 ring,
                 *since_ns,
                 a,

@@ -37,7 +37,9 @@ pub enum HolderRef {
     Fd { tgid: u32, fd: i32 },
     /// A registered file of io_uring ring `ctx`.
     UringFixed { ctx: u64 },
-    /// In-flight request `req` of ring `ctx`.
+    /// In-flight requests of ring `ctx`: those on the file `req` names (the kernel side
+    /// counts them per ring and file, see `wire::UringReqDone`); in recordings made
+    /// before 2026-12-08, one request, `req` its `io_kiocb`.
     UringReq { ctx: u64, req: u64 },
     /// A memory mapping `[start, end)` of process `tgid` (`vma->vm_file`).
     Mmap { tgid: u32, start: u64, end: u64 },
@@ -576,6 +578,43 @@ fn how(kind: u16, s: u8) -> Result<RefHow, DecodeError> {
         })
 }
 
+/// A change of a (ring, file)'s count of in-flight requests that a record tells: the first
+/// request taking the file (`up`) or the last completing, with the sequence number the
+/// change made (see `wire::UringReqDone`). `None` for other records.
+pub fn request_change(bytes: &[u8]) -> Option<RequestChange> {
+    let (kind, _) = wire::parse_header(bytes).ok()?;
+    match kind {
+        RecordKind::FileRef => {
+            let r: wire::FileRef = wire::read(bytes).ok()?;
+            (HolderKind::from_u8(r.holder) == Some(HolderKind::UringReq)).then_some(RequestChange {
+                ring: r.holder_ctx,
+                file: r.file,
+                seq: wire::uring_seq::seq(r.holder_obj),
+                up: true,
+            })
+        }
+        RecordKind::UringReqDone => {
+            let r: wire::UringReqDone = wire::read(bytes).ok()?;
+            Some(RequestChange {
+                ring: r.ctx,
+                file: r.file,
+                seq: r.seq,
+                up: false,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// See [`request_change`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestChange {
+    pub ring: u64,
+    pub file: u64,
+    pub seq: u32,
+    pub up: bool,
+}
+
 /// Decodes one record as it came from the ring buffer (or a snapshot iterator).
 /// The mount a successful mount call's record says it made, as a mountinfo line would
 /// show it as far as the record knows: root `/`, the source and type the call passed (a
@@ -685,9 +724,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     });
                 }
             };
+            // A ring's requests on a file are named by the file: `holder_obj` is their
+            // count's word, which `RequestOrder` reads (`request_change`).
+            let held_by = match holder(k, r.holder, &hdr, r.fd, r.holder_obj, r.holder_ctx)? {
+                HolderRef::UringReq { ctx, .. } => HolderRef::UringReq { ctx, req: r.file },
+                h => h,
+            };
             Payload::FileRef(FileRef {
                 file: r.file,
-                holder: holder(k, r.holder, &hdr, r.fd, r.holder_obj, r.holder_ctx)?,
+                holder: held_by,
                 how: how(k, r.source)?,
                 mnt_id: r.mnt_id,
                 dev: r.dev,
@@ -742,9 +787,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let r: wire::UringReqDone = wire::read(bytes)?;
             Payload::UringReqDone {
                 ctx: r.ctx,
-                req: r.req,
+                req: r.file,
                 res: r.res,
-                failed: r.failed != 0,
+                failed: false,
             }
         }
         RecordKind::FilePut => {
@@ -988,6 +1033,98 @@ mod tests {
         r.made_mnt_id = 48;
         r.ret = -16;
         assert!(made_mount(&bytes_of(&r)).is_none());
+    }
+
+    /// A ring's requests on a file are named by the file in both records, whose sequence
+    /// numbers `request_change` reads for `rings::RequestOrder`.
+    #[test]
+    fn request_records_name_the_file_and_tell_their_sequence_numbers() {
+        let (ring, file) = (0xffff_8881_0000_2000, 0xffff_8880_0000_1000);
+        let word = (7u64 << 32) | 1;
+        let r = wire::FileRef {
+            hdr: hdr(RecordKind::FileRef),
+            file,
+            holder_obj: word,
+            holder_ctx: ring,
+            ino: 12,
+            mnt_id: 33,
+            fd: 5,
+            dev: 5,
+            holder: HolderKind::UringReq as u8,
+            source: RefSource::UringFileGet as u8,
+            name_kind: wire::NAME_NONE,
+            _pad: 0,
+            name: [0; wire::FILE_NAME_LEN],
+        };
+        let e = decode(&bytes_of(&r)).unwrap();
+        let Payload::FileRef(f) = &e.payload else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            f.holder,
+            HolderRef::UringReq {
+                ctx: ring,
+                req: file
+            }
+        );
+        assert_eq!(
+            request_change(&bytes_of(&r)),
+            Some(RequestChange {
+                ring,
+                file,
+                seq: 7,
+                up: true
+            })
+        );
+        let d = wire::UringReqDone {
+            hdr: hdr(RecordKind::UringReqDone),
+            ctx: ring,
+            file,
+            res: -125,
+            seq: 9,
+        };
+        let e = decode(&bytes_of(&d)).unwrap();
+        assert!(
+            matches!(e.payload, Payload::UringReqDone { ctx, req, res: -125, .. } if ctx == ring && req == file),
+            "{e:?}"
+        );
+        assert_eq!(
+            request_change(&bytes_of(&d)),
+            Some(RequestChange {
+                ring,
+                file,
+                seq: 9,
+                up: false
+            })
+        );
+        // An fd's reference is no request change.
+        let fd = wire::FileRef {
+            holder: HolderKind::Fd as u8,
+            source: RefSource::Open as u8,
+            ..r
+        };
+        assert_eq!(request_change(&bytes_of(&fd)), None);
+    }
+
+    /// The counting word: up and down move the count and always the sequence number, and a
+    /// down that found no count is undone.
+    #[test]
+    fn the_request_count_word_moves_count_and_sequence() {
+        use wire::uring_seq::{DOWN, UNDO_DOWN, UP, count, seq};
+        let mut w = 0u64;
+        w = w.wrapping_add(UP);
+        w = w.wrapping_add(UP);
+        assert_eq!((count(w), seq(w)), (2, 2));
+        w = w.wrapping_add(DOWN);
+        assert_eq!((count(w), seq(w)), (1, 3));
+        w = w.wrapping_add(DOWN);
+        assert_eq!((count(w), seq(w)), (0, 4));
+        // A request taken before attach completing: the count would wrap; undone.
+        w = w.wrapping_add(DOWN).wrapping_add(UNDO_DOWN);
+        assert_eq!((count(w), seq(w)), (0, 5));
+        // The sequence wraps, the count is kept.
+        let w = (u64::from(u32::MAX) << 32 | 1).wrapping_add(UP);
+        assert_eq!((count(w), seq(w)), (2, 0));
     }
 
     #[test]

@@ -662,7 +662,7 @@ pub fn holder_kinds(f: &FileReport) -> Vec<String> {
             HolderDesc::Fd { fd, task, .. } => format!("fd {fd} of {}", task.name()),
             HolderDesc::UringFixed { ring, .. } => format!("io_uring ring {}", hex(ring.ctx)),
             HolderDesc::UringReq { ring, .. } => {
-                format!("an in-flight request of io_uring ring {}", hex(ring.ctx))
+                format!("in-flight requests of io_uring ring {}", hex(ring.ctx))
             }
             HolderDesc::DeferredPut {
                 via: DeferVia::DelayedFput,

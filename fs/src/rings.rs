@@ -200,8 +200,132 @@ impl Rings {
     }
 }
 
+/// Puts the records of a ring's requests on a file back in order before the engine sees
+/// them. The kernel side counts those requests per (ring, file) and sends a record when
+/// the count goes 0 -> 1 (`up`) or 1 -> 0; each carries the sequence number its change
+/// made (`wire::UringReqDone`). A 1 -> 0 record can reach the ring buffer after the next
+/// 0 -> 1 one from another CPU: its requests are over, but the newer ones are not, and
+/// applied last it would end their hold. Such a stale end is dropped here; the record it
+/// lost to already told everything that matters. (The reverse cannot happen: a request is
+/// issued only after the record of its taking the file was sent.)
+#[derive(Clone, Debug, Default)]
+pub struct RequestOrder {
+    /// (ring, file) -> the sequence number of the last `up` let through, until its end.
+    started: HashMap<(u64, u64), u32>,
+    /// Stale ends dropped.
+    pub stale: u64,
+}
+
+/// (ring, file)s whose end has not come yet that [`RequestOrder`] keeps; past that it
+/// forgets them all (an end never comes for a request that posts no completion).
+const MAX_STARTED: usize = 1 << 16;
+
+impl RequestOrder {
+    /// Whether the record telling `c` goes on to the engine.
+    pub fn admit(&mut self, c: crate::event::RequestChange) -> bool {
+        let key = (c.ring, c.file);
+        if c.up {
+            if self.started.len() >= MAX_STARTED && !self.started.contains_key(&key) {
+                self.started.clear();
+            }
+            self.started.insert(key, c.seq);
+            return true;
+        }
+        match self.started.get(&key) {
+            // A start newer than this end (sequence numbers wrap).
+            Some(&up) if (up.wrapping_sub(c.seq) as i32) > 0 => {
+                self.stale += 1;
+                false
+            }
+            _ => {
+                self.started.remove(&key);
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::RequestOrder;
+    use crate::event::RequestChange;
+
+    fn up(seq: u32) -> RequestChange {
+        RequestChange {
+            ring: 1,
+            file: 2,
+            seq,
+            up: true,
+        }
+    }
+    fn down(seq: u32) -> RequestChange {
+        RequestChange {
+            up: false,
+            ..up(seq)
+        }
+    }
+
+    #[test]
+    fn request_changes_in_order_all_go_through() {
+        let mut o = RequestOrder::default();
+        // Two requests, then one more after both completed.
+        for c in [up(1), down(4), up(5), down(6)] {
+            assert!(o.admit(c), "{c:?}");
+        }
+        assert_eq!(o.stale, 0);
+    }
+
+    #[test]
+    fn an_end_overtaken_by_the_next_start_is_dropped() {
+        let mut o = RequestOrder::default();
+        assert!(o.admit(up(1)));
+        // The count went 1 -> 0 (seq 2) and 0 -> 1 (seq 3) on two CPUs; the second
+        // record came first.
+        assert!(o.admit(up(3)));
+        assert!(
+            !o.admit(down(2)),
+            "stale: the newer requests still hold the file"
+        );
+        assert_eq!(o.stale, 1);
+        // The newer requests' own end goes through, and nothing is left waiting.
+        assert!(o.admit(down(4)));
+        assert!(o.started.is_empty());
+    }
+
+    #[test]
+    fn an_end_that_comes_after_a_later_end_changes_nothing_the_engine_keeps() {
+        let mut o = RequestOrder::default();
+        // up 1, down 2 (delayed), up 3, down 4: the delayed end comes last.
+        assert!(o.admit(up(1)));
+        assert!(o.admit(up(3)));
+        assert!(o.admit(down(4)));
+        // No start is known any more: it goes on, and finds no holder in the engine.
+        assert!(o.admit(down(2)));
+        // Another start after it, and the delayed end arriving only now is stale.
+        assert!(o.admit(up(5)));
+        assert!(!o.admit(down(2)));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut o = RequestOrder::default();
+        assert!(o.admit(up(u32::MAX)));
+        assert!(o.admit(up(1)));
+        assert!(!o.admit(down(0)), "0 comes before 1 across the wrap");
+        assert!(o.admit(down(2)));
+    }
+
+    #[test]
+    fn rings_and_files_are_ordered_apart() {
+        let mut o = RequestOrder::default();
+        assert!(o.admit(up(10)));
+        let other = RequestChange { file: 3, ..down(2) };
+        assert!(
+            o.admit(other),
+            "another file's end is not compared with this start"
+        );
+    }
+
     use super::*;
 
     fn a(ts: u64, pid: u32) -> Actor {

@@ -216,7 +216,7 @@ fn group_counts(files: &[FileReport]) -> String {
         parts.push(format!("{ring} registered in an io_uring ring"));
     }
     if req > 0 {
-        parts.push(format!("{req} used by an in-flight io_uring request"));
+        parts.push(format!("{req} used by in-flight io_uring requests"));
     }
     if backing > 0 {
         parts.push(format!("{backing} backing a loop device or swap"));

@@ -282,7 +282,9 @@ pub enum HolderKind {
     Fd = 1,
     /// A registered (fixed) file of an io_uring ring: `holder_obj` is the `io_ring_ctx`.
     UringFixed = 2,
-    /// An in-flight io_uring request: `holder_obj` is the `io_kiocb`, `holder_ctx` its ring.
+    /// The in-flight io_uring requests of ring `holder_ctx` on `file` (those that took it
+    /// by fd), sent when their count goes from 0 to 1: `holder_obj` is the count's word
+    /// [`uring_seq`] after the count went up. [`UringReqDone`] ends them.
     UringReq = 3,
     /// A memory mapping (`vma->vm_file`) of process `hdr.tgid`: `holder_obj` is its
     /// `vm_start`, `holder_ctx` its `vm_end`.
@@ -315,7 +317,7 @@ pub enum RefSource {
     UringFileGet = 4,
     /// close(fd).
     Close = 5,
-    /// The request completed or failed (`io_uring_complete` / `io_uring_req_failed`).
+    /// The ring's requests on the file all completed (`io_uring_complete`).
     UringReqDone = 6,
     /// `io_uring_register(IORING_UNREGISTER_FILES)`.
     UringUnregister = 7,
@@ -462,15 +464,45 @@ pub struct WorkArm {
     pub delay_jiffies: u64,
 }
 
-/// An io_uring request the tracer saw take a file completed or failed.
+/// The last in-flight request of ring `ctx` on `file` (of those that took it by fd)
+/// completed: the count of them went from 1 to 0. A failed request completes too.
+///
+/// The eBPF side keeps one count per (ring, file), changed with an atomic fetch-and-add
+/// whose word also holds a sequence number ([`uring_seq`]), instead of a record per
+/// request and per completion. Each record carries the sequence number its change made:
+/// a 1 -> 0 record can reach the ring buffer after the next 0 -> 1 one, sent from another
+/// CPU in between, and is then stale (`rings::RequestOrder`); a 0 -> 1 record cannot be
+/// overtaken by the next 1 -> 0 (the request it counts is issued only after its record).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UringReqDone {
     pub hdr: Header,
     pub ctx: u64,
-    pub req: u64,
+    pub file: u64,
+    /// The completing request's result.
     pub res: i32,
-    pub failed: u32,
+    /// The sequence number after the count went down.
+    pub seq: u32,
+}
+
+/// The word the eBPF side counts a (ring, file)'s in-flight requests in: the count in the
+/// low 32 bits, a sequence number in the high 32 bits that every change adds one to.
+pub mod uring_seq {
+    /// Added for a request that takes the file: count + 1, sequence + 1.
+    pub const UP: u64 = (1 << 32) | 1;
+    /// Added for a request that completes: count - 1 and, through the carry out of the
+    /// low half (the count is at least 1), sequence + 1.
+    pub const DOWN: u64 = (1 << 32) - 1;
+    /// Added back after a `DOWN` that found the count at 0 (a request taken before the
+    /// tracer attached): count 0 again, sequence + 1 (the carry).
+    pub const UNDO_DOWN: u64 = 1;
+
+    pub fn count(word: u64) -> u32 {
+        word as u32
+    }
+    pub fn seq(word: u64) -> u32 {
+        (word >> 32) as u32
+    }
 }
 
 /// `fput()` (precise tier: fentry or kprobe): the header's task drops a reference to
@@ -782,6 +814,9 @@ pub mod counter {
     /// skipped (the kernel runs trampolines preemptibly: another task's run of it on the
     /// same CPU was in progress).
     pub const FPUT_TWIN: u32 = 93;
+    /// io_uring completions of a request whose taking of its file was not counted (before
+    /// the tracer attached, or its (ring, file) count was evicted from the map).
+    pub const URING_DONE_UNSEEN: u32 = 94;
     pub const COUNT: u32 = 96;
     /// CPU blocks of the COUNTERS map in the object, before userspace sizes it.
     pub const DEFAULT_CPU_BLOCKS: u32 = 64;

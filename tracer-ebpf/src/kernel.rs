@@ -28,6 +28,37 @@ pub fn for_steps<T>(n: u32, step: extern "C" fn(u64, *mut c_void) -> i64, ctx: &
     }
 }
 
+/// Atomically adds `v` to the u64 at `p` and returns what was there before
+/// (`BPF_ATOMIC | BPF_FETCH`, Linux 5.12). Inline assembly: the `bpfel` target's `core`
+/// has no atomic read-modify-write (`atomic-cas` is false for it).
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+pub fn fetch_add(p: *mut u64, v: u64) -> u64 {
+    let mut old = v;
+    // SAFETY: `p` points into a map value the verifier checked; the instruction reads and
+    // writes 8 bytes there.
+    unsafe {
+        core::arch::asm!(
+            "{v} = atomic_fetch_add((u64 *)({p} + 0), {v})",
+            p = in(reg) p,
+            v = inout(reg) old,
+        );
+    }
+    old
+}
+
+/// The host build (clippy, on the stable channel) has no BPF assembly: a plain add there.
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+pub fn fetch_add(p: *mut u64, v: u64) -> u64 {
+    // SAFETY: as above; never run (the programs run only as BPF).
+    unsafe {
+        let old = *p;
+        *p = old.wrapping_add(v);
+        old
+    }
+}
+
 /// Reads a `T` at kernel address `addr`.
 #[inline(always)]
 pub fn read<T>(addr: u64) -> Option<T> {

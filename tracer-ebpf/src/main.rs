@@ -3,6 +3,9 @@
 //! running kernel's layout (tracepoint field offsets, structure member offsets) comes from
 //! userspace through the `CONFIG` global before load: nothing is baked in at build time.
 #![no_std]
+// Inline assembly for the atomic fetch-and-add (`kernel::fetch_add`): the `bpfel` target's
+// `core` has no atomic read-modify-write.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![no_main]
 // Map keys and values go to aya's `impl Borrow<K>` by reference on purpose: by value, a
 // record or path buffer would be copied onto the 512-byte BPF stack first.

@@ -123,6 +123,16 @@ pub static SCRATCH_REFS: PerCpuArray<tracer_fs::wire::MountRefs> =
 pub static SCRATCH_TASK: PerCpuArray<tracer_fs::wire::TaskScan> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Key of [`URING_INFLIGHT`]: the ring (`io_ring_ctx *`) and the file.
+pub type RingFile = [u64; 2];
+
+/// (ring, file) -> the count of the ring's in-flight requests that took the file by fd,
+/// in `wire::uring_seq`'s word (count and sequence number). Never deleted from here: a
+/// delete would race another CPU's fetch-and-add on the same entry; entries at 0 go as
+/// the LRU makes room.
+#[map]
+pub static URING_INFLIGHT: LruHashMap<RingFile, u64> = LruHashMap::with_max_entries(16384, 0);
+
 /// The file of an `__fput` between its kprobe and kretprobe, by `pid_tgid`.
 #[map]
 pub static PENDING_FPUT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);

@@ -1,24 +1,27 @@
 //! io_uring: rings created, files registered into a ring's table (read from the fd array
-//! the task passed), requests taking files, and their completion.
+//! the task passed), and the requests that take files by fd: counted per (ring, file),
+//! with a record when the count goes 0 -> 1 or 1 -> 0 (`wire::UringReqDone`), not two
+//! records per request (which were most of the default mode's cost under io_uring IO).
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_fs::wire::{
     FileUnref, HolderKind, RefSource, UringCreate, UringRegister, UringReqDone, btf_off, counter,
-    tp_field,
+    tp_field, uring_seq,
 };
 
 use crate::{
     config::field,
     emit::{count, is_self, record, reserve, submit},
     files::send_file_ref,
-    kernel::{Fds, current_fd_file, current_fds, for_steps, member, members_u64_u32},
-    maps::{PENDING_REGISTER, PendingRegister},
+    kernel::{Fds, current_fd_file, current_fds, fetch_add, for_steps, member, members_u64_u32},
+    maps::{PENDING_REGISTER, PendingRegister, RingFile, URING_INFLIGHT},
     sys::{SysCtx, sys_programs},
 };
 
@@ -246,13 +249,12 @@ extern "C" fn register_step(i: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
-/// `io_uring_file_get`: a request took a reference to the file behind `fd` (for fixed
+/// `io_uring_file_get`: a request takes a reference to the file behind `fd` (for fixed
 /// files the ring already holds one).
 #[tracepoint]
 pub fn io_uring_file_get(ctx: TracePointContext) -> u32 {
     file_get(
         field(&ctx, tp_field::URING_FILE_GET_CTX),
-        field(&ctx, tp_field::URING_FILE_GET_REQ),
         field(&ctx, tp_field::URING_FILE_GET_FD),
     );
     0
@@ -264,53 +266,87 @@ pub fn raw_io_uring_file_get(ctx: RawTracePointContext) -> i32 {
     let req: u64 = ctx.arg(0);
     file_get(
         member::<u64>(req, btf_off::URING_REQ_CTX).unwrap_or(0),
-        req,
         ctx.arg::<u64>(1) as i32,
     );
     0
 }
 
+/// This (ring, file)'s count word, added if missing.
 #[inline(always)]
-fn file_get(ring: u64, req: u64, fd: i32) {
+fn inflight_word(key: &RingFile) -> Option<*mut u64> {
+    if let Some(p) = URING_INFLIGHT.get_ptr_mut(key) {
+        return Some(p);
+    }
+    // Another CPU may add it meanwhile: whoever adds it first, both then count in it.
+    let _ = URING_INFLIGHT.insert(key, &0, BPF_NOEXIST as u64);
+    URING_INFLIGHT.get_ptr_mut(key)
+}
+
+#[inline(always)]
+fn file_get(ring: u64, fd: i32) {
     let Some(file) = current_fd_file(fd) else {
         return;
     };
+    let Some(word) = inflight_word(&[ring, file]) else {
+        count(counter::MAP_FULL);
+        return;
+    };
+    let before = fetch_add(word, uring_seq::UP);
+    if uring_seq::count(before) != 0 {
+        // Requests of this ring already hold the file: the engine knows.
+        return;
+    }
     send_file_ref(
         file,
         HolderKind::UringReq,
         RefSource::UringFileGet,
         fd,
-        req,
+        before.wrapping_add(uring_seq::UP),
         ring,
         0,
     );
 }
 
+/// Request `req` of `ring` completed with `res`: if it took its file by fd, one fewer of
+/// the ring's requests holds that file, and the last one's completion is sent.
 #[inline(always)]
-fn req_done(ring: u64, req: u64, res: i32, failed: u32) {
-    // A completion is sent for requests that took a file by fd (a `FileRef` from
-    // `file_get`); a failure always (rare, and the request may not have its file yet).
-    if failed == 0 && !holds_fd_file(req) {
+fn req_done(ring: u64, req: u64, res: i32) {
+    // Its `file` set (it is put after the completion is posted, from 6.1 to 7.x) and not
+    // a fixed one: taken by fd, so counted at `file_get`.
+    let Some((file, flags)) =
+        members_u64_u32(req, btf_off::URING_REQ_FILE, btf_off::URING_REQ_FLAGS)
+    else {
         return;
+    };
+    if file == 0 || flags & REQ_F_FIXED_FILE != 0 {
+        return;
+    }
+    let Some(word) = URING_INFLIGHT.get_ptr_mut(&[ring, file]) else {
+        // Taken before attach (or its count went from the map).
+        count(counter::URING_DONE_UNSEEN);
+        return;
+    };
+    let before = fetch_add(word, uring_seq::DOWN);
+    match uring_seq::count(before) {
+        1 => {}
+        0 => {
+            // This request was not counted (taken before attach) while others were: put
+            // the count back.
+            fetch_add(word, uring_seq::UNDO_DOWN);
+            count(counter::URING_DONE_UNSEEN);
+            return;
+        }
+        _ => return,
     }
     let Some(mut entry) = reserve::<UringReqDone>() else {
         return;
     };
     let rec = record(&mut entry);
     rec.ctx = ring;
-    rec.req = req;
+    rec.file = file;
     rec.res = res;
-    rec.failed = failed;
+    rec.seq = uring_seq::seq(before.wrapping_add(uring_seq::DOWN));
     submit(entry);
-}
-
-/// Whether request `req` holds a file it took by fd: its `file` set (it is put after the
-/// completion is posted, from 6.1 to 7.x) and not a fixed one. Two members read at once,
-/// instead of a hash map entry per request added at `file_get` and removed here.
-#[inline(always)]
-fn holds_fd_file(req: u64) -> bool {
-    members_u64_u32(req, btf_off::URING_REQ_FILE, btf_off::URING_REQ_FLAGS)
-        .is_some_and(|(file, flags)| file != 0 && flags & REQ_F_FIXED_FILE == 0)
 }
 
 #[tracepoint]
@@ -355,29 +391,6 @@ fn completed(ring: u64, req: u64, res: i32, cflags: u32) {
         // A multishot request posts more completions and keeps its file.
         return;
     }
-    req_done(ring, req, res, 0);
-}
-
-#[tracepoint]
-pub fn io_uring_req_failed(ctx: TracePointContext) -> u32 {
-    req_done(
-        field(&ctx, tp_field::URING_FAILED_CTX),
-        field(&ctx, tp_field::URING_FAILED_REQ),
-        0,
-        1,
-    );
-    0
-}
-
-/// `io_uring_req_failed(sqe, req, error)`: the ring is the request's `ctx`.
-#[raw_tracepoint(tracepoint = "io_uring_req_failed")]
-pub fn raw_io_uring_req_failed(ctx: RawTracePointContext) -> i32 {
-    let req: u64 = ctx.arg(1);
-    req_done(
-        member::<u64>(req, btf_off::URING_REQ_CTX).unwrap_or(0),
-        req,
-        0,
-        1,
-    );
-    0
+    // A failed request completes here too (its CQE carries the error).
+    req_done(ring, req, res);
 }

@@ -198,15 +198,6 @@ const URING_FILE_GET_RAW: Point = raw(
     "io_uring_file_get",
     &[(0, "struct io_kiocb *"), (1, "int")],
 );
-const URING_REQ_FAILED_RAW: Point = raw(
-    "raw_io_uring_req_failed",
-    "io_uring_req_failed",
-    &[
-        (0, "struct io_uring_sqe *"),
-        (1, "struct io_kiocb *"),
-        (2, "int"),
-    ],
-);
 
 /// `io_uring_register(2)`'s entry and exit (the fd array it passes), through the dispatch.
 const REGISTER_ENTER_SYS: Point = sys(
@@ -570,7 +561,6 @@ pub const HOOKS: &[Hook] = &[
                         (2, "struct io_uring_cqe *"),
                     ],
                 ),
-                URING_REQ_FAILED_RAW,
             ],
             &[
                 URING_FILE_GET_RAW,
@@ -584,12 +574,10 @@ pub const HOOKS: &[Hook] = &[
                         (4, "unsigned int"),
                     ],
                 ),
-                URING_REQ_FAILED_RAW,
             ],
             &[
                 tp("io_uring_file_get", "io_uring/io_uring_file_get"),
                 tp("io_uring_complete", "io_uring/io_uring_complete"),
-                tp("io_uring_req_failed", "io_uring/io_uring_req_failed"),
             ],
         ],
         precise: false,

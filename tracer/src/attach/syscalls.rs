@@ -102,7 +102,6 @@ pub const PREEMPT_SENSITIVE: &[&str] = &[
     "raw_io_uring_file_get",
     "raw_io_uring_complete",
     "raw_io_uring_complete_args",
-    "raw_io_uring_req_failed",
     "raw_flock_lock_inode",
     "raw_posix_lock_inode",
 ];

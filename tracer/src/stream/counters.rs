@@ -32,6 +32,12 @@ pub struct Figures {
     pub fd_walk_failed: u64,
     /// close(2)s of a file's only reference, told by the release that follows them.
     pub closes_folded: u64,
+    /// io_uring completions whose request's taking of its file was not counted (before
+    /// attach, or its (ring, file) count was evicted from the map).
+    pub uring_done_unseen: u64,
+    /// Ends of a ring's requests on a file that reached the stream after the next start
+    /// and were dropped as stale (`tracer_fs::rings::RequestOrder`).
+    pub stale_request_ends: u64,
     pub register_truncated: u64,
     /// Allocation tracking (`--alloc-filter`): allocations tracked, tracked ones freed,
     /// not tracked because the map was full, left out by sampling, stacks captured, stack
@@ -204,6 +210,7 @@ impl Counters {
         f.map_full = get(counter::MAP_FULL);
         f.fd_walk_failed = get(counter::FD_WALK_FAILED);
         f.closes_folded = get(counter::CLOSE_FOLDED);
+        f.uring_done_unseen = get(counter::URING_DONE_UNSEEN);
         f.register_truncated = get(counter::REGISTER_TRUNCATED);
         f.alloc_tracked = get(counter::ALLOC_TRACKED);
         f.alloc_freed = get(counter::ALLOC_FREED);

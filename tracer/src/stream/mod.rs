@@ -121,6 +121,8 @@ pub struct Summary {
     pub bad_records: u64,
     pub figures: Figures,
     pub stopped_by: &'static str,
+    /// The records of io_uring requests put back in order (stale ends dropped).
+    pub requests: tracer_fs::rings::RequestOrder,
 }
 
 fn userspace_event(payload: Payload) -> Event {
@@ -294,11 +296,11 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 }
             }
             _ = tick.tick() => {
-                let f = counters.read(&att.ebpf);
+                let f = figures(&counters, att, &summary);
                 sink.figures(&f)?;
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(sleep_until)), if wake.is_some() => {
-                let f = counters.read(&att.ebpf);
+                let f = figures(&counters, att, &summary);
                 sink.figures(&f)?;
             }
             new = mounts.changed() => appeared(new?, sink, &mut summary)?,
@@ -325,10 +327,17 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
     if let Some(table) = side.mounts.table_drained() {
         hand_on_table(table, sink, &mut summary)?;
     }
-    summary.figures = counters.read(&att.ebpf);
+    summary.figures = figures(&counters, att, &summary);
     sink.figures(&summary.figures)?;
     sink.end()?;
     Ok(summary)
+}
+
+/// The kernel side's counters, with what the stream itself counted.
+fn figures(counters: &counters::Counters, att: &Attached, summary: &Summary) -> Figures {
+    let mut f = counters.read(&att.ebpf);
+    f.stale_request_ends = summary.requests.stale;
+    f
 }
 
 /// The shortest wait for a sink's early tick (`Sink::wake_ns`).
@@ -810,6 +819,11 @@ fn drain_records(
         let Some(item) = ring.next() else {
             return Ok(true);
         };
+        if let Some(c) = event::request_change(&item)
+            && !summary.requests.admit(c)
+        {
+            continue;
+        }
         match event::decode(&item) {
             Ok(ev) => {
                 if let Some(table) = side.mounts.table_before(ev.ts_ns) {

@@ -242,7 +242,7 @@ fn holder_words(h: &HolderRef) -> String {
     match h {
         HolderRef::Fd { tgid, fd } => format!("fd {fd} of pid {tgid}"),
         HolderRef::UringFixed { ctx } => format!("io_uring ring {ctx:#x}"),
-        HolderRef::UringReq { ctx, req } => format!("request {req:#x} of io_uring ring {ctx:#x}"),
+        HolderRef::UringReq { ctx, .. } => format!("in-flight requests of io_uring ring {ctx:#x}"),
         HolderRef::Mmap { tgid, start, .. } => format!("mapping at {start:#x} of pid {tgid}"),
     }
 }
@@ -262,9 +262,9 @@ fn took_words(h: &HolderRef, how: RefHow, tgid: u32, comm: &str) -> String {
         (HolderRef::UringFixed { ctx }, _) => {
             format!("registered in io_uring ring {ctx:#x} by pid {tgid} ({comm})")
         }
-        (HolderRef::UringReq { ctx, req }, _) => format!(
-            "taken by in-flight request {req:#x} of io_uring ring {ctx:#x} (pid {tgid}, {comm})"
-        ),
+        (HolderRef::UringReq { ctx, .. }, _) => {
+            format!("taken by in-flight requests of io_uring ring {ctx:#x} (pid {tgid}, {comm})")
+        }
         (HolderRef::Mmap { tgid: t, start, .. }, _) => format!(
             "mapped at {start:#x} by pid {t} ({comm}), found by a VMA scan after a failed umount"
         ),
