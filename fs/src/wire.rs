@@ -844,7 +844,9 @@ macro_rules! btf_off {
 }
 
 /// Classic-tracepoint field offsets the programs read, filled by userspace from each
-/// tracepoint's `format` file at attach time (index into `Config::tp`).
+/// tracepoint's `format` file at attach time (index into `Config::tp`). Free indexes: 32,
+/// 37, 38 (a request's own pointer and `io_uring_req_failed`, unused since io_uring
+/// requests are counted per ring and file).
 pub mod tp_field {
     tp_field! {
         /// every sys_exit_*: `ret`
@@ -884,13 +886,10 @@ pub mod tp_field {
         URING_REG_NR_FILES = 29 => ("io_uring", "io_uring_register", "nr_files"),
         URING_REG_RET = 30 => ("io_uring", "io_uring_register", "ret"),
         URING_FILE_GET_CTX = 31 => ("io_uring", "io_uring_file_get", "ctx"),
-        URING_FILE_GET_REQ = 32 => ("io_uring", "io_uring_file_get", "req"),
         URING_FILE_GET_FD = 33 => ("io_uring", "io_uring_file_get", "fd"),
         URING_COMPLETE_CTX = 34 => ("io_uring", "io_uring_complete", "ctx"),
         URING_COMPLETE_REQ = 35 => ("io_uring", "io_uring_complete", "req"),
         URING_COMPLETE_RES = 36 => ("io_uring", "io_uring_complete", "res"),
-        URING_FAILED_CTX = 37 => ("io_uring", "io_uring_req_failed", "ctx"),
-        URING_FAILED_REQ = 38 => ("io_uring", "io_uring_req_failed", "req"),
         TIMER_START_TIMER = 39 => ("timer", "timer_start", "timer"),
         TIMER_START_FUNCTION = 40 => ("timer", "timer_start", "function"),
         TIMER_START_EXPIRES = 41 => ("timer", "timer_start", "expires"),
