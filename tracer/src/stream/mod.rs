@@ -340,6 +340,24 @@ fn figures(counters: &counters::Counters, att: &Attached, summary: &Summary) -> 
     f
 }
 
+/// Whether a record (`item`, decoded as `p`) that starts or ends a ring's requests on a
+/// file is stale (`tracer_fs::rings::RequestOrder`). Only those records are read again for
+/// their sequence number: every open's record would pay for it otherwise.
+fn stale_request_change(
+    p: &Payload,
+    item: &[u8],
+    order: &mut tracer_fs::rings::RequestOrder,
+) -> bool {
+    let request = matches!(
+        p,
+        Payload::FileRef(tracer_fs::event::FileRef {
+            holder: tracer_fs::event::HolderRef::UringReq { .. },
+            ..
+        }) | Payload::UringReqDone { .. }
+    );
+    request && event::request_change(item).is_some_and(|c| !order.admit(c))
+}
+
 /// The shortest wait for a sink's early tick (`Sink::wake_ns`).
 const MIN_WAKE: Duration = Duration::from_millis(5);
 
@@ -819,12 +837,10 @@ fn drain_records(
         let Some(item) = ring.next() else {
             return Ok(true);
         };
-        if let Some(c) = event::request_change(&item)
-            && !summary.requests.admit(c)
-        {
-            continue;
-        }
         match event::decode(&item) {
+            Ok(ev) if stale_request_change(&ev.payload, &item, &mut summary.requests) => {
+                // Dropped: the next start of these requests came first (`RequestOrder`).
+            }
             Ok(ev) => {
                 if let Some(table) = side.mounts.table_before(ev.ts_ns) {
                     hand_on_table(table, sink, summary)?;
