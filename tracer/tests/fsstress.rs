@@ -238,6 +238,13 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
     for e in errors.iter().take(8) {
         eprintln!("tracer said: {e}");
     }
+    // Which programs the kernel skipped, if any: read beside any allowance made below.
+    if let Some(s) = lines.iter().rev().find(|v| v["type"] == "stats") {
+        eprintln!(
+            "runs skipped by the kernel, per program: {}",
+            s["stats"]["recursion_misses"]
+        );
+    }
     let notices: Vec<Value> = lines
         .into_iter()
         .filter(|v| v["type"] == "notice")

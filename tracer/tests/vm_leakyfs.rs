@@ -464,23 +464,37 @@ fn vm_a_file_held_by_the_modules_work_makes_umount_busy() {
     let _g = serial();
     // Long enough for the umount below to land inside it, even under TCG.
     let _m = Leakyfs::load(&["hold_ms=3000".into()]);
-    let tracer = Tracer::start(&["--follow-work", "leakyfs_put_work"]);
-    let dir = Dir::new("hold");
-    dir.mount().expect("mounting leakyfs");
-    let target = dir.str().to_string();
-    let hold = dir.0.join("hold");
-    let hold_s = hold.to_str().unwrap().to_string();
-    drop(std::fs::File::open(&hold).expect("opening hold"));
-    assert_eq!(
-        umount(&dir.0),
-        Err(EBUSY),
-        "leakyfs holds the file for 3 s after its close"
-    );
-    let v = tracer.wait_notice("the verdict", "verdict", |v| {
-        v["kind"] == "umount_busy" && v["target"] == target.as_str()
-    });
-    let text = v["text"].as_str().unwrap();
-    eprintln!("{text}");
+    // Played again when the kernel skipped program runs before the verdict and it says
+    // so (7.2 runs tracing programs preemptibly: a run preempted on the VM's one CPU
+    // makes the kernel skip others), up to three times.
+    let mut attempt = 0;
+    let (tracer, dir, target, hold_s, v) = loop {
+        attempt += 1;
+        let tracer = Tracer::start(&["--follow-work", "leakyfs_put_work"]);
+        let dir = Dir::new("hold");
+        dir.mount().expect("mounting leakyfs");
+        let target = dir.str().to_string();
+        let hold = dir.0.join("hold");
+        let hold_s = hold.to_str().unwrap().to_string();
+        drop(std::fs::File::open(&hold).expect("opening hold"));
+        assert_eq!(
+            umount(&dir.0),
+            Err(EBUSY),
+            "leakyfs holds the file for 3 s after its close"
+        );
+        let v = tracer.wait_notice("the verdict", "verdict", |v| {
+            v["kind"] == "umount_busy" && v["target"] == target.as_str()
+        });
+        let text = v["text"].as_str().unwrap();
+        eprintln!("{text}");
+        if attempt < 3 && v["culprits"].as_array().unwrap().is_empty() && weakened(&v) {
+            eprintln!("attempt {attempt}: runs skipped or records lost before the verdict, again");
+            umount_eventually(&dir.0);
+            tracer.stop();
+            continue;
+        }
+        break (tracer, dir, target, hold_s, v);
+    };
     assert_eq!(v["mount"]["fs_type"], "leakyfs", "{v:#}");
     let culprits = v["culprits"].as_array().unwrap();
     assert_eq!(culprits.len(), 1, "{v:#}");
@@ -611,4 +625,14 @@ fn vm_ext4_cycles_report_no_confirmed_leaks() {
         assert!(!text.contains("is also mounted at"), "{text}");
     }
     tracer.stop();
+}
+
+/// Whether a verdict says the kernel skipped program runs or records were lost before it.
+fn weakened(v: &Value) -> bool {
+    v["evidence_limits"].as_array().is_some_and(|l| {
+        l.iter().any(|x| {
+            x.as_str()
+                .is_some_and(|x| x.contains("skipped by the kernel") || x.contains("records lost"))
+        })
+    })
 }

@@ -274,7 +274,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
                 // A bounded batch, then a yield to the runtime (timers and signals are only
                 // seen then), so the tick (counters, the TUI's snapshots) and the signals
                 // get their turn under a flood of records.
-                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: Some(urgent.get_mut()) };
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, counters: &counters, urgent: Some(urgent.get_mut()) };
                 if drain(guard.get_inner_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)? {
                     guard.clear_ready();
                 } else {
@@ -284,13 +284,13 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
             }
             guard = urgent.readable_mut() => {
                 let mut guard = guard?;
-                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: None };
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, counters: &counters, urgent: None };
                 drain_urgent(guard.get_inner_mut(), &mut side)?;
                 guard.clear_ready();
             }
             _ = poll.tick() => {
                 let as_of_ns = boottime_ns();
-                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, urgent: Some(urgent.get_mut()) };
+                let mut side = Side { att: &mut *att, mounts: &mut mounts, scans: &mut scans, prescans: &mut prescans, counters: &counters, urgent: Some(urgent.get_mut()) };
                 if drain(ring.get_mut(), &mut side, sink, &mut summary, DRAIN_BATCH)? {
                     sink.caught_up(as_of_ns)?;
                 }
@@ -321,6 +321,7 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
         mounts: &mut mounts,
         scans: &mut scans,
         prescans: &mut prescans,
+        counters: &counters,
         urgent: Some(urgent.get_mut()),
     };
     drain(ring.get_mut(), &mut side, sink, &mut summary, usize::MAX)?;
@@ -385,6 +386,8 @@ struct Side<'a> {
     mounts: &'a mut mountinfo::Feed,
     scans: &'a mut Scans,
     prescans: &'a mut Prescans,
+    /// The kernel side's counters, read again at each EBUSY (see [`ScanOut::figures`]).
+    counters: &'a counters::Counters,
     /// The urgent ring, looked at every few records while a batch of the main one is
     /// handled (a batch can take tens of ms).
     urgent: Option<&'a mut RingBuf<MapData>>,
@@ -682,6 +685,10 @@ fn scan_tasks(
 /// What the scans after an EBUSY found, handed on just before the umount's record.
 #[derive(Default)]
 struct ScanOut {
+    /// The counters as the failure was seen: handed on before its record, so its verdict
+    /// weighs the runs the kernel skipped and the records lost before it, not only those
+    /// of the last stats tick (a skipped open just before the umount was missed so).
+    figures: Option<Figures>,
     events: Vec<Event>,
     errors: Vec<String>,
 }
@@ -698,7 +705,21 @@ impl ScanOut {
         }));
     }
 
+    /// The scans after an EBUSY, with the counters read first.
+    fn after(side: &mut Side, failed: Failed<'_>) -> Result<ScanOut> {
+        let mut out = ScanOut {
+            figures: Some(side.counters.read(&side.att.ebpf)),
+            ..ScanOut::default()
+        };
+        scan_after_ebusy(side, failed, &mut out)?;
+        Ok(out)
+    }
+
     fn hand_on(self, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
+        if let Some(mut f) = self.figures {
+            f.stale_request_ends = summary.requests.stale;
+            sink.figures(&f)?;
+        }
         for e in &self.events {
             summary.events += 1;
             sink.event(e)?;
@@ -779,8 +800,7 @@ fn drain_urgent(ring: &mut RingBuf<MapData>, side: &mut Side) -> Result<()> {
             }
             continue;
         };
-        let mut out = ScanOut::default();
-        scan_after_ebusy(side, failed, &mut out)?;
+        let out = ScanOut::after(side, failed)?;
         if side.prescans.ready.len() >= MAX_PRESCANS {
             side.prescans.ready.pop_front();
         }
@@ -848,11 +868,7 @@ fn drain_records(
                 if let Some(failed) = failed_of(&ev.payload) {
                     let out = match side.prescans.take((ev.pid, ev.ts_ns)) {
                         Some(out) => out,
-                        None => {
-                            let mut out = ScanOut::default();
-                            scan_after_ebusy(side, failed, &mut out)?;
-                            out
-                        }
+                        None => ScanOut::after(side, failed)?,
                     };
                     out.hand_on(sink, summary)?;
                 }
