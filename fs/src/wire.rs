@@ -817,6 +817,9 @@ pub mod counter {
     /// io_uring completions of a request whose taking of its file was not counted (before
     /// the tracer attached, or its (ring, file) count was evicted from the map).
     pub const URING_DONE_UNSEEN: u32 = 94;
+    /// Puts reported by `fput`'s fentry twin because the first program was skipped (the put
+    /// interrupted a run of it, or came while a run of it was preempted on that CPU).
+    pub const FPUT_ENTRY_TWIN: u32 = 95;
     pub const COUNT: u32 = 96;
     /// CPU blocks of the COUNTERS map in the object, before userspace sizes it.
     pub const DEFAULT_CPU_BLOCKS: u32 = 64;

@@ -142,6 +142,11 @@ pub static PENDING_FPUT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(102
 #[map]
 pub static FPUT_DONE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
+/// By thread: the file `fentry_fput` last ran for, for its twin to check
+/// (`precise::fentry_fput_twin`).
+#[map]
+pub static FPUT_NOTE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
 /// `path_umount`'s arguments between its kprobe and kretprobe, by `pid_tgid`.
 #[map]
 pub static PENDING_UMOUNT: LruHashMap<u64, PendingUmount> = LruHashMap::with_max_entries(1024, 0);

@@ -19,7 +19,7 @@ use crate::{
     config::{btf, file_one_ref, fput_callback},
     emit::{count, is_self, record, reserve, submit, submit_now},
     kernel::{file_identity, file_mnt_id, member, read},
-    maps::{FPUT_DONE, PENDING_FPUT, PENDING_MOUNT, PENDING_UMOUNT, PendingUmount},
+    maps::{FPUT_DONE, FPUT_NOTE, PENDING_FPUT, PENDING_MOUNT, PENDING_UMOUNT, PendingUmount},
 };
 
 // ----- fput: a reference dropped -----
@@ -56,7 +56,33 @@ fn on_fput(file: u64) {
 // void fput(struct file *file)
 #[fentry(function = "fput")]
 pub fn fentry_fput(ctx: FEntryContext) -> i32 {
-    on_fput(ctx.arg(0));
+    let file: u64 = ctx.arg(0);
+    on_fput(file);
+    // Last: the note for the twin.
+    let _ = FPUT_NOTE.insert(&bpf_get_current_pid_tgid(), &file, 0);
+    0
+}
+
+/// `fentry_fput`'s twin, run right after it (attached before it: a trampoline runs the
+/// program attached last first). The kernel skips a program while its own run on the same
+/// CPU is in progress: a put in an interrupt that came during the first program's run,
+/// and, where a trampoline runs its programs preemptibly (7.2), every other task's put on
+/// that CPU while a task is preempted inside it (150-200 puts per fsstress kill -9 test on
+/// 7.2). It reports the put when the first did not note this thread's file (as
+/// `fexit_real_fput_twin` does for the release).
+#[fentry(function = "fput")]
+pub fn fentry_fput_twin(ctx: FEntryContext) -> i32 {
+    let file: u64 = ctx.arg(0);
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let noted = unsafe { FPUT_NOTE.get(&key) }.copied();
+    if noted.is_some() {
+        let _ = FPUT_NOTE.remove(&key);
+    }
+    if noted != Some(file) {
+        count(counter::FPUT_ENTRY_TWIN);
+        on_fput(file);
+    }
     0
 }
 
@@ -135,10 +161,10 @@ pub fn fexit_real_fput(ctx: FExitContext) -> i32 {
     0
 }
 
-/// `fexit_real_fput`'s twin, attached right after it. A trampoline runs its programs
-/// preemptibly (a kernel with preemption: 7.2's), and a program does not run while its
-/// own run on the same CPU is in progress: a task preempted inside the first program made
-/// another task's release on that CPU go unreported (the kernel only counts it in
+/// `fexit_real_fput`'s twin, run right after it (attached before it, as above). A
+/// trampoline runs its programs preemptibly (a kernel with preemption: 7.2's), and a
+/// program does not run while its own run on the same CPU is in progress: a task preempted
+/// inside the first program made another task's release on that CPU go unreported (the kernel only counts it in
 /// `recursion_misses`), and its file stayed "alive". This program has its own count: it
 /// reports the release when the first did not note this task's file (as `free_twin` does
 /// for the slab frees, keyed by task here, since the two runs of one release can be

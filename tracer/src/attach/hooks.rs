@@ -224,7 +224,11 @@ pub const HOOKS: &[Hook] = &[
         name: "fput",
         why: "a reference dropped (last one or not)",
         alternatives: &[
-            &[fentry("fentry_fput", "fput")],
+            // The twin, then the first program: see `__fput`'s.
+            &[
+                fentry("fentry_fput_twin", "fput"),
+                fentry("fentry_fput", "fput"),
+            ],
             &[kprobe("kprobe_fput", "fput")],
         ],
         precise: true,
@@ -234,11 +238,14 @@ pub const HOOKS: &[Hook] = &[
         why: "the real release of a file (its mount reference goes)",
         // The tracepoint tier's stand-in: the `filp` slab free (shared with the slab hook).
         alternatives: &[
-            // The first program, then its twin (attached after it: the trampoline runs
-            // them in that order), which reports a release the first was skipped for.
+            // The twin, which reports a release the first program was skipped for, and
+            // then the first: a trampoline runs the program attached last first (the
+            // kernel adds each link at the head of its list), and the twin must run after
+            // the first. (Listed the other way round, every release was reported twice:
+            // the twin ran first, found no note and stood in.)
             &[
-                fexit("fexit_real_fput", "__fput"),
                 fexit("fexit_real_fput_twin", "__fput"),
+                fexit("fexit_real_fput", "__fput"),
             ],
             &[
                 kprobe("kprobe_real_fput", "__fput"),

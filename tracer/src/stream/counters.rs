@@ -56,8 +56,10 @@ pub struct Figures {
     pub alloc_rcu_truncated: u64,
     /// Tracked frees lost because the map's bucket was locked by the run they interrupted.
     pub alloc_free_busy: u64,
-    /// Frees a free program's twin handled because they interrupted the program itself
-    /// (`free_twin` in the eBPF crate): runs the kernel skipped, but not lost. By program.
+    /// Events a twin handled because the kernel skipped the program it follows (a free that
+    /// interrupted the free program itself, `free_twin` in the eBPF crate; a release or a put
+    /// that interrupted a run of `__fput`'s or `fput`'s trampoline program, or came while
+    /// one was preempted): runs skipped, but not lost. By program.
     pub free_twin_handled: BTreeMap<String, u64>,
     /// Program runs the kernel skipped and nobody stood in for, by program: a free
     /// program's misses less its twin's handled frees; a twin's own misses are left out
@@ -67,7 +69,7 @@ pub struct Figures {
 
 /// Free (and release) programs, their twins and their twins' counter of the events they
 /// stood in for.
-const FREE_TWINS: [(&str, &str, u32); 4] = [
+const FREE_TWINS: [(&str, &str, u32); 5] = [
     (
         "raw_kmem_cache_free",
         "raw_kmem_cache_free_twin",
@@ -84,6 +86,7 @@ const FREE_TWINS: [(&str, &str, u32); 4] = [
         "fexit_real_fput_twin",
         counter::FPUT_TWIN,
     ),
+    ("fentry_fput", "fentry_fput_twin", counter::FPUT_ENTRY_TWIN),
 ];
 
 impl Figures {
@@ -99,7 +102,7 @@ impl Figures {
         self.recursion_misses.values().sum()
     }
 
-    /// Takes the frees the twins handled (in `FREE_TWINS` order) off their programs'
+    /// Takes the events the twins handled (in `FREE_TWINS` order) off their programs'
     /// misses, and the twins' own misses out (the program each follows ran for those).
     fn take_twins_off(&mut self, handled: [u64; FREE_TWINS.len()]) {
         for ((first, twin, _), handled) in FREE_TWINS.into_iter().zip(handled) {
@@ -307,7 +310,7 @@ mod tests {
         ] {
             f.recursion_misses.insert(p.into(), n);
         }
-        f.take_twins_off([100, 5, 0, 0]);
+        f.take_twins_off([100, 5, 0, 0, 0]);
         let left: Vec<(&str, u64)> = f
             .recursion_misses
             .iter()
@@ -319,5 +322,27 @@ mod tests {
         assert_eq!(f.free_twin_handled["raw_kmem_cache_free"], 100);
         assert_eq!(f.free_twin_handled["raw_kfree"], 5);
         assert!(!f.free_twin_handled.contains_key("raw_percpu_free"));
+    }
+
+    #[test]
+    fn fputs_twin_takes_what_it_stood_in_for_off_its_misses() {
+        let mut f = Figures::default();
+        for (p, n) in [
+            ("fentry_fput", 40),
+            ("fentry_fput_twin", 2),
+            ("raw_sys_exit", 9),
+        ] {
+            f.recursion_misses.insert(p.into(), n);
+        }
+        f.take_twins_off([0, 0, 0, 0, 38]);
+        // Two puts were skipped by both (lost); the twin's own misses go; other programs'
+        // stay.
+        let left: Vec<(&str, u64)> = f
+            .recursion_misses
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(left, [("fentry_fput", 2), ("raw_sys_exit", 9)]);
+        assert_eq!(f.free_twin_handled["fentry_fput"], 38);
     }
 }
