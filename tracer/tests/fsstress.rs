@@ -372,10 +372,10 @@ fn every_ebusy_after_kill9_of_fsstress_names_its_pins_and_sees_them_go() {
                     let a = v["aio"]
                         .as_array()
                         .and_then(|a| a.iter().find(|a| a["task"]["pid"] == t["pid"]));
-                    // Where the kernel skipped program runs (7.2 runs syscall tracepoint
-                    // programs preemptibly, and while one is preempted every other such
-                    // program on its CPU is skipped), the worker's io_setup may be among
-                    // them: the verdict must then say runs were skipped.
+                    // Where the kernel skipped program runs (on 7.2 under fsstress the
+                    // classic syscall programs skip tens of runs: another holder of the
+                    // CPU's `bpf_prog_active`), the worker's io_setup may be among them:
+                    // the verdict must then say runs were skipped.
                     let skipped = v["evidence_limits"].as_array().is_some_and(|l| {
                         l.iter().any(|x| {
                             x.as_str()

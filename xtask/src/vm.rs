@@ -542,6 +542,13 @@ fn build_initramfs(
         ));
     }
     copy(leakyfs, &root.join("lib/modules/leakyfs.ko"))?;
+    // The kernel's build configuration where a Debian install keeps it: the tracer reads
+    // the preemption mode from it (`kernel::preempt`), as it would on such a machine.
+    fs::create_dir_all(root.join("boot"))?;
+    copy(
+        &kernel.headers.join(".config"),
+        &root.join(format!("boot/config-{}", kernel.version)),
+    )?;
     let init = root.join("init");
     fs::write(
         &init,
