@@ -917,17 +917,23 @@ fn fputs_twin_reports_each_put_once() {
     let _ = other.join();
     std::thread::sleep(Duration::from_millis(300));
     let lines = tracer.stop();
-    let puts = lines
-        .iter()
-        .filter(|v| v["type"] == "event")
-        .map(|v| &v["event"])
-        // The file's address may be another file's once it is gone: with its inode.
-        .filter(|e| {
-            e["payload"]["type"] == "file_put"
-                && e["payload"]["file"] == file
-                && e["payload"]["ino"] == ino
-        })
-        .count() as u64;
+    // Events of kind `kind` on the file. Its address may be another file's once it is gone:
+    // with its inode.
+    let of_file = |kind: &str| {
+        lines
+            .iter()
+            .filter(|v| v["type"] == "event")
+            .map(|v| &v["event"])
+            .filter(|e| {
+                e["payload"]["type"] == kind
+                    && e["payload"]["file"] == file
+                    && e["payload"]["ino"] == ino
+            })
+            .count() as u64
+    };
+    let puts = of_file("file_put");
+    // Its release, once (`__fput`'s fexit program and its twin).
+    let releases = of_file("file_free");
     let stats = &lines
         .iter()
         .rev()
@@ -936,17 +942,6 @@ fn fputs_twin_reports_each_put_once() {
     let lost = stats["recursion_misses"]["fentry_fput"]
         .as_u64()
         .unwrap_or(0);
-    // Its release, once (`__fput`'s fexit program and its twin).
-    let releases = lines
-        .iter()
-        .filter(|v| v["type"] == "event")
-        .map(|v| &v["event"])
-        .filter(|e| {
-            e["payload"]["type"] == "file_free"
-                && e["payload"]["file"] == file
-                && e["payload"]["ino"] == ino
-        })
-        .count();
     let release_lost = stats["recursion_misses"]["fexit_real_fput"]
         .as_u64()
         .unwrap_or(0);
