@@ -76,12 +76,15 @@ pub fn route_allowed(kbtf: &crate::kernel::btf::KernelBtf) -> Result<(), String>
     match crate::kernel::preempt::kernel_code_preemptible() {
         Some((false, _)) => Ok(()),
         Some((true, how)) => Err(format!(
-            "this kernel preempts kernel code ({how}) and its syscall tracepoints may fault: a \
-             handler preempted mid-run would make the dispatch skip other tasks' syscalls"
+            "this kernel preempts kernel code ({how}) and its syscall tracepoints may fault, \
+             so it may run raw tracepoint programs preemptibly: one preempted mid-run is \
+             skipped for every other task on its CPU (the syscall dispatch for every syscall)"
         )),
         None => Err(
             "syscall tracepoints may fault here and whether kernel code is preempted is not \
-             known (no readable /sys/kernel/debug/sched/preempt, no preempt=, no /proc/config.gz or /boot/config)"
+             known (no readable /sys/kernel/debug/sched/preempt, no preempt=, no /proc/config.gz \
+             or /boot/config), so raw tracepoint programs may run preemptibly: one preempted \
+             mid-run is skipped for every other task on its CPU"
                 .into(),
         ),
     }
