@@ -164,11 +164,11 @@ pub fn fexit_real_fput(ctx: FExitContext) -> i32 {
 /// `fexit_real_fput`'s twin, run right after it (attached before it, as above). A
 /// trampoline runs its programs preemptibly (a kernel with preemption: 7.2's), and a
 /// program does not run while its own run on the same CPU is in progress: a task preempted
-/// inside the first program made another task's release on that CPU go unreported (the kernel only counts it in
-/// `recursion_misses`), and its file stayed "alive". This program has its own count: it
-/// reports the release when the first did not note this task's file (as `free_twin` does
-/// for the slab frees, keyed by task here, since the two runs of one release can be
-/// preempted apart).
+/// inside the first program made another task's release on that CPU go unreported (the
+/// kernel only counts it in `recursion_misses`), and its file stayed "alive". This program
+/// has its own count: it reports the release when the first did not note this task's file
+/// (as `free_twin` does for the slab frees, keyed by task here, since the two runs of one
+/// release can be preempted apart).
 #[fexit(function = "__fput")]
 pub fn fexit_real_fput_twin(ctx: FExitContext) -> i32 {
     let file = read::<u64>(ctx.as_ptr() as u64).unwrap_or(0);

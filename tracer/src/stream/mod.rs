@@ -336,7 +336,11 @@ pub async fn run(att: &mut Attached, opts: StreamOptions, sink: &mut dyn Sink) -
 
 /// The kernel side's counters, with what the stream itself counted.
 fn figures(counters: &counters::Counters, att: &Attached, summary: &Summary) -> Figures {
-    let mut f = counters.read(&att.ebpf);
+    with_stream_counts(counters.read(&att.ebpf), summary)
+}
+
+/// Counters read from the kernel side, with what the stream itself counted.
+fn with_stream_counts(mut f: Figures, summary: &Summary) -> Figures {
     f.stale_request_ends = summary.requests.stale;
     f
 }
@@ -716,9 +720,8 @@ impl ScanOut {
     }
 
     fn hand_on(self, sink: &mut dyn Sink, summary: &mut Summary) -> Result<()> {
-        if let Some(mut f) = self.figures {
-            f.stale_request_ends = summary.requests.stale;
-            sink.figures(&f)?;
+        if let Some(f) = self.figures {
+            sink.figures(&with_stream_counts(f, summary))?;
         }
         for e in &self.events {
             summary.events += 1;
